@@ -1,0 +1,149 @@
+"""Batched feature extraction: decoder processes feed the forward pass; results land in the feature cache."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
+from ingest.feature_cache import FeatureCache
+from models.backbones import Backbone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    index: int
+    path: Path
+    reason: str
+    message: str
+
+
+@dataclass
+class EmbedResult:
+    """Vectors for the inputs that decoded, in input order, and the ones that did not."""
+
+    vectors: np.ndarray  # (n_ok, dim) float32, unit rows
+    ok: list[int]  # input positions of the rows of `vectors`
+    failures: list[DecodeFailure] = field(default_factory=list)
+    n_embedded: int = 0  # how many were actually run through the network (the rest came from the cache)
+
+
+class _DecodeDataset(Dataset):
+    """Decoding and preprocessing run here, in DataLoader worker processes, beside the forward pass."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Callable, max_pixels: int):
+        self.paths = list(paths)
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.preprocess(load_rgb(self.paths[i], self.max_pixels)), None
+        except ImageRejected as exc:
+            return i, None, (exc.reason, exc.message)
+
+
+def _collate(items):
+    ok = [(i, t) for i, t, err in items if err is None]
+    failed = [(i, err) for i, t, err in items if err is not None]
+    tensors = torch.stack([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], tensors, failed
+
+
+def embed_paths(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    num_workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+    progress: bool = True,
+    desc: str = "embedding",
+) -> EmbedResult:
+    """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves)."""
+    paths = [Path(p) for p in paths]
+    dim = backbone.dim
+    if not paths:
+        return EmbedResult(np.zeros((0, dim), np.float32), [])
+    loader = DataLoader(
+        _DecodeDataset(paths, backbone.preprocess, max_pixels),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=backbone.device.type == "cuda",
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    out = np.zeros((len(paths), dim), dtype=np.float32)
+    done = np.zeros(len(paths), dtype=bool)
+    failures: list[DecodeFailure] = []
+    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for positions, batch, failed in loader:
+            for i, (reason, message) in failed:
+                failures.append(DecodeFailure(i, paths[i], reason, message))
+                log.warning("skipped %s: %s (%s)", paths[i], message, reason)
+            if batch is not None:
+                xb = backbone.embed_batch(batch)
+                out[positions] = xb
+                done[positions] = True
+                if on_batch is not None:
+                    on_batch(positions, xb)
+            bar.update(len(positions) + len(failed))
+    ok = np.flatnonzero(done).tolist()
+    return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok))
+
+
+def embed_with_cache(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    hashes: Sequence[str],
+    cache: FeatureCache,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    flush_every: int = 512,
+    progress: bool = True,
+) -> EmbedResult:
+    """Like `embed_paths` for (path, content hash) pairs, but only files whose hash is not cached are decoded.
+
+    New vectors are flushed to the cache every `flush_every` images, so an interrupted run keeps its work.
+    """
+    if cache.backbone.name != backbone.name or cache.backbone.weights_sha256 != backbone.weights_sha256:
+        raise ValueError(f"cache is for {cache.backbone}, backbone is {backbone.identity}")
+    hashes = list(hashes)
+    todo = [i for i, h in enumerate(hashes) if h not in cache]
+    pending_h: list[str] = []
+    pending_x: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending_h:
+            cache.add(list(pending_h), np.concatenate(pending_x))
+            pending_h.clear()
+            pending_x.clear()
+
+    def on_batch(positions: list[int], xb: np.ndarray) -> None:
+        pending_h.extend(hashes[todo[p]] for p in positions)
+        pending_x.append(xb)
+        if len(pending_h) >= flush_every:
+            flush()
+
+    if todo:
+        log.info("%d of %d images need embedding (%d cached)", len(todo), len(hashes), len(hashes) - len(todo))
+    fresh = embed_paths(backbone, [paths[i] for i in todo], batch_size, num_workers, max_pixels,
+                        on_batch=on_batch, progress=progress)
+    flush()
+    failed = {todo[f.index] for f in fresh.failures}
+    ok = [i for i in range(len(hashes)) if i not in failed]
+    failures = [DecodeFailure(todo[f.index], f.path, f.reason, f.message) for f in fresh.failures]
+    return EmbedResult(cache.get([hashes[i] for i in ok]), ok, failures, n_embedded=fresh.n_embedded)

@@ -1,0 +1,87 @@
+"""On-disk feature cache keyed by (content hash, backbone, weights checksum): reruns embed only new files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from models.backbones import BackboneId
+
+log = logging.getLogger(__name__)
+
+
+class FeatureCache:
+    """Append-only shards of (hashes, vectors), one folder per backbone identity.
+
+    Shards are written whole to a temporary name and renamed, so a crash never leaves a half-written
+    shard; a rerun simply re-embeds whatever had not been flushed yet.
+    """
+
+    def __init__(self, root: Path, backbone: BackboneId):
+        self.backbone = backbone
+        self.dir = Path(root) / backbone.tag
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "backbone.json"
+        info = {"name": backbone.name, "dim": backbone.dim, "weights_sha256": backbone.weights_sha256}
+        if meta.exists():
+            if json.loads(meta.read_text()) != info:
+                raise ValueError(f"feature cache {self.dir} belongs to another backbone: {meta.read_text()}")
+        else:
+            meta.write_text(json.dumps(info, indent=2))
+        self._vectors: dict[str, np.ndarray] = {}
+        self._load()
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.npz"))
+
+    def _load(self) -> None:
+        for shard in self._shards():
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    hashes, xb = data["hashes"], data["vectors"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                # A damaged shard costs a re-embed of its images, never a crash or wrong vectors.
+                log.warning("ignoring unreadable feature shard %s (%s); its images will be re-embedded", shard, exc)
+                continue
+            if xb.ndim != 2 or xb.shape[1] != self.backbone.dim:
+                log.warning("ignoring feature shard %s with shape %s", shard, xb.shape)
+                continue
+            for h, v in zip(hashes.tolist(), xb, strict=True):
+                self._vectors[h] = v
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __contains__(self, content_hash: str) -> bool:
+        return content_hash in self._vectors
+
+    def missing(self, hashes: list[str]) -> list[str]:
+        return [h for h in hashes if h not in self._vectors]
+
+    def get(self, hashes: list[str]) -> np.ndarray:
+        """Vectors for `hashes` in that order, shape (len(hashes), dim); all must be present."""
+        if not hashes:
+            return np.zeros((0, self.backbone.dim), dtype=np.float32)
+        return np.stack([self._vectors[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def add(self, hashes: list[str], xb: np.ndarray) -> None:
+        """Persist a batch of new vectors as one shard."""
+        if len(hashes) == 0:
+            return
+        if xb.shape != (len(hashes), self.backbone.dim):
+            raise ValueError(f"expected vectors of shape ({len(hashes)}, {self.backbone.dim}), got {xb.shape}")
+        name = f"shard-{time.time_ns():020d}-{os.getpid()}.npz"
+        tmp = self.dir / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, hashes=np.array(hashes), vectors=xb.astype(np.float32))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / name)
+        for h, v in zip(hashes, xb, strict=True):
+            self._vectors[h] = v

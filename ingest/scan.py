@@ -1,0 +1,131 @@
+"""Walk a folder of class sub-folders: sorted, content-hashed, validated, duplicates found."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_header
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_CLASS = "BACKGROUND_Google"
+# OS and tool droppings that are never photos; they are counted, not warned about one by one.
+IGNORED_NAMES = {"Thumbs.db", "desktop.ini", "Icon\r"}
+
+
+@dataclass(frozen=True)
+class ScannedImage:
+    path: Path
+    label: str | None
+    content_hash: str
+    width: int
+    height: int
+    size_bytes: int
+    format: str
+    source_folder: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+    message: str
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    images: list[ScannedImage] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    duplicates: list[SkippedFile] = field(default_factory=list)
+    n_ignored: int = 0
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({im.label for im in self.images if im.label is not None})
+
+    def fingerprint(self) -> str:
+        """Identifies the exact set of (content, label) pairs, independent of where the folder lives."""
+        h = hashlib.sha256()
+        for im in sorted(self.images, key=lambda im: (im.content_hash, im.label or "")):
+            h.update(f"{im.content_hash}\t{im.label}\n".encode())
+        return h.hexdigest()
+
+
+def _walk_sorted(root: Path):
+    """Yield files below root in a stable order (os.walk order depends on the filesystem)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def scan_folder(
+    root: Path | str,
+    labels_from_folders: bool = True,
+    include_background: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ScanResult:
+    """Find every image below `root` by its content.
+
+    With `labels_from_folders`, an image's label is the name of the top-level sub-folder holding it
+    (files directly in `root` get no label). Bad files are skipped with one warning line each; files
+    with content already seen are recorded as duplicates of the first (in sorted order).
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"folder not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {root}")
+    result = ScanResult(root=root.resolve())
+    seen: dict[str, Path] = {}
+    for path in _walk_sorted(root):
+        rel = path.relative_to(root)
+        top = rel.parts[0] if len(rel.parts) > 1 else None
+        if not include_background and top == BACKGROUND_CLASS:
+            continue
+        if path.name.startswith(".") or path.name in IGNORED_NAMES:
+            result.n_ignored += 1
+            continue
+        if path.is_symlink() and not path.exists():
+            _skip(result, path, "unreadable", "broken symbolic link")
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            _skip(result, path, "unreadable", f"cannot read the file: {exc.strerror or exc}")
+            continue
+        try:
+            header = read_header(data, max_pixels=max_pixels)
+        except ImageRejected as exc:
+            _skip(result, path, exc.reason, exc.message)
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            dup = SkippedFile(path, "duplicate", f"same content as {seen[digest]}")
+            result.duplicates.append(dup)
+            log.info("duplicate: %s (same content as %s)", path, seen[digest])
+            continue
+        seen[digest] = path
+        result.images.append(
+            ScannedImage(
+                path=path.resolve(),
+                label=top if labels_from_folders else None,
+                content_hash=digest,
+                width=header.width,
+                height=header.height,
+                size_bytes=len(data),
+                format=header.format,
+                source_folder=str(path.parent.resolve()),
+            )
+        )
+    return result
+
+
+def _skip(result: ScanResult, path: Path, reason: str, message: str) -> None:
+    result.skipped.append(SkippedFile(path, reason, message))
+    log.warning("skipped %s: %s (%s)", path, message, reason)

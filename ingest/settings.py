@@ -1,0 +1,57 @@
+"""One settings object, read from IMGSEARCH_* environment variables, built at the entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackboneName = Literal["auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0"]
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Code below the entry points takes plain arguments, never this object."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the database, feature caches, models and indexes live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    dataset_dir: Path | None = Field(None, description="Labelled image folder used when --data is not given.")
+    backbone: BackboneName = "auto"
+    resnet50_weights: Path | None = Field(None, description="Local torchvision ResNet-50 .pth file.")
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(2, ge=0, description="Decoder processes running beside the forward pass.")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    seed: int = 0
+    k_clusters: int = Field(50, ge=2)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    include_background: bool = False
+    max_image_pixels: int = Field(
+        89_478_485, ge=1, description="Images larger than this are refused as decompression bombs."
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
+    qdrant_api_key: str | None = None
+    store_lock_timeout_s: float = Field(30.0, gt=0)
+    allowed_roots: list[Path] = Field(
+        default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
+    )
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'imgsearch.db').resolve()}"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"

