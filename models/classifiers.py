@@ -1,0 +1,152 @@
+"""Supervised classifiers over L2-normalised features: stratified split, SVM and random forest, metrics."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float = 0.2, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class random split of positions 0..n-1 into (train_idx, val_idx), both sorted.
+
+    Each class with n >= 2 members sends round(n * val_fraction) of them to validation, clamped to
+    [1, n - 1] so every such class is present on both sides. A class with a single member cannot be
+    on both sides: it stays in train (so the model still knows it) and a UserWarning names it.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape (n,), got {y.shape}")
+    rng = np.random.default_rng(random_state)
+    classes, codes = np.unique(y, return_inverse=True)
+    train, val, singletons = [], [], []
+    for c, label in enumerate(classes):
+        members = np.flatnonzero(codes == c)
+        if members.size < 2:
+            singletons.append(str(label))
+            train.append(members)
+            continue
+        members = rng.permutation(members)
+        n_val = int(np.clip(round(members.size * val_fraction), 1, members.size - 1))
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    if singletons:
+        warnings.warn(
+            f"{len(singletons)} class(es) have a single image and were kept in train only: {singletons}",
+            UserWarning,
+            stacklevel=2,
+        )
+    empty = np.empty(0, dtype=np.int64)
+    return (
+        np.sort(np.concatenate(train or [empty])).astype(np.int64),
+        np.sort(np.concatenate(val or [empty])).astype(np.int64),
+    )
+
+
+def make_svm(
+    C: float = 10.0, gamma: str | float = "scale", random_state: int = 0, cv: int = 3
+) -> CalibratedClassifierCV:
+    """RBF SVC with Platt (sigmoid) probabilities; needs at least `cv` training images per class.
+
+    sklearn 1.9 deprecates SVC(probability=True); its replacement is CalibratedClassifierCV with
+    ensemble=False: out-of-fold decision values fit the sigmoid, then one SVC is refit on all data,
+    which is what libsvm's probability=True did internally. C=10 suits unit-norm CNN features, whose
+    classes overlap little: a softer margin underfits, a harder one gains nothing.
+    """
+    svc = SVC(kernel="rbf", C=C, gamma=gamma)
+    folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
+    return CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
+
+
+def make_random_forest(
+    n_estimators: int = 500, random_state: int = 0, n_jobs: int | None = -1
+) -> RandomForestClassifier:
+    """Random forest; predict_proba is the mean of the trees' leaf class frequencies."""
+    return RandomForestClassifier(n_estimators=n_estimators, random_state=random_state, n_jobs=n_jobs)
+
+
+def min_class_size(model: Any) -> int:
+    """Fewest training images per class that `model` can be fitted with (its calibration folds, else 1)."""
+    cv = getattr(model, "cv", None)
+    if isinstance(cv, int):
+        return cv
+    return int(getattr(cv, "n_splits", 1))
+
+
+def check_class_sizes(y: np.ndarray, min_count: int) -> None:
+    """Raise a ValueError naming every class with fewer than `min_count` members in y."""
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    small = {str(lab): int(c) for lab, c in zip(labels, counts, strict=True) if c < min_count}
+    if small:
+        raise ValueError(
+            f"each class needs at least {min_count} training images (calibration folds); "
+            f"too few in {small}. Add images, drop these classes, or lower cv."
+        )
+
+
+def fit_classifier(model: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """Fit after checking class sizes, so a tiny class fails with a message that names it."""
+    check_class_sizes(y, min_class_size(model))
+    return model.fit(np.asarray(X, dtype=np.float32), np.asarray(y).astype(str))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | np.ndarray) -> dict:
+    """accuracy, mean_per_class_accuracy, macro_f1, per_class rows, and the confusion matrix.
+
+    mean_per_class_accuracy is balanced accuracy: the mean recall over labels present in y_true.
+    macro_f1 averages over labels present in y_true or y_pred (F1 is undefined for the others).
+    confusion_matrix[i][j] counts images of confusion_labels[i] predicted as confusion_labels[j].
+    """
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    labels = [str(lab) for lab in labels]
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal, non-empty (n,)")
+    unknown = sorted((set(np.unique(y_true)) | set(np.unique(y_pred))) - set(labels))
+    if unknown:
+        # Silently dropping them would inflate every score.
+        raise ValueError(f"labels missing from `labels`: {unknown}")
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0.0
+    )
+    seen_true = support > 0
+    seen_any = seen_true | (cm.sum(axis=0) > 0)
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "mean_per_class_accuracy": float(recall[seen_true].mean()),
+        "macro_f1": float(f1[seen_any].mean()),
+        "n": int(y_true.size),
+        "per_class": [
+            {
+                "label": lab,
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, lab in enumerate(labels)
+        ],
+        "confusion_labels": labels,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def top_k_probabilities(model: Any, X: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each row of X (n, d), the k most probable (label, probability) pairs, most probable first."""
+    proba = model.predict_proba(np.asarray(X, dtype=np.float32))
+    classes = np.asarray(model.classes_)
+    k = min(k, classes.size)
+    # Stable sort on -p: ties keep class order, so the output is deterministic.
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [[(str(classes[j]), float(row[j])) for j in idx] for row, idx in zip(proba, order, strict=True)]
