@@ -1,0 +1,136 @@
+"""The ingest job queue and the batch journal; helpers take a Session, flush, and leave the commit to callers.
+
+Commit right after claim_next_job and open_batch: a claim holds SQLite's write lock until then, and a
+journal entry only protects the vector writes that follow it once it is on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import JOB_STATUSES, Batch, Image, Job, utcnow
+
+FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
+
+
+# --- job queue ----------------------------------------------------------------------------------------------
+
+
+def enqueue_job(session: Session, folder: str, options: Mapping[str, Any] | None = None) -> Job:
+    """Queue an ingest of ``folder``; flushed, so ``job.id`` is set."""
+    job = Job(folder=str(folder), options=dict(options) if options is not None else None, status="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim_next_job(session: Session) -> Job | None:
+    """Mark the oldest queued job 'running' and return it; None when the queue is empty.
+
+    Atomic across processes: the conditional UPDATE changes a row only while it is still 'queued', so
+    when two workers pick the same job, the second sees rowcount 0 and moves on to the next one.
+    """
+    tried: set[int] = set()
+    while True:
+        query = select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
+        if tried:
+            query = query.where(Job.id.not_in(tried))
+        job_id = session.scalar(query)
+        if job_id is None:
+            return None
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:
+            return session.get(Job, job_id, populate_existing=True)
+        tried.add(job_id)
+
+
+def update_job_progress(
+    session: Session,
+    job_id: int,
+    *,
+    n_total: int | None = None,
+    n_done: int | None = None,
+    n_skipped: int | None = None,
+    n_failed: int | None = None,
+    run_id: int | None = None,
+) -> None:
+    """Set the counts given (absolute values, not increments) so the app can show progress."""
+    given = {
+        "n_total": n_total,
+        "n_done": n_done,
+        "n_skipped": n_skipped,
+        "n_failed": n_failed,
+        "run_id": run_id,
+    }
+    values = {name: int(value) for name, value in given.items() if value is not None}
+    if values:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def finish_job(session: Session, job_id: int, status: str = "done", error: str | None = None) -> None:
+    """Close a job as 'done', 'failed' or 'cancelled', with the error text when it failed."""
+    if status not in FINAL_JOB_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(FINAL_JOB_STATUSES)}; got {status!r}")
+    session.execute(
+        update(Job).where(Job.id == job_id).values(status=status, error=error, finished_at=utcnow())
+    )
+
+
+def cancel_job(session: Session, job_id: int) -> bool:
+    """Cancel a job that no worker has claimed yet; False if it is already running or finished."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def list_jobs(session: Session, status: str | None = None, limit: int | None = None) -> list[Job]:
+    """Jobs, newest first."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status is not None:
+        if status not in JOB_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(JOB_STATUSES)}; got {status!r}")
+        query = query.where(Job.status == status)
+    return list(session.scalars(query))
+
+
+# --- batch journal ------------------------------------------------------------------------------------------
+
+
+def open_batch(session: Session, run_id: int, image_ids: Iterable[int]) -> Batch:
+    """Journal a batch of images about to be written to the vector stores; commit before writing them."""
+    batch = Batch(run_id=run_id, image_ids=[int(i) for i in image_ids], status="pending")
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def close_batch(session: Session, batch_id: int) -> Batch:
+    """Mark a batch done and its images 'indexed', in one transaction: every store now holds them."""
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise LookupError(f"no batch with id {batch_id}")
+    batch.status = "done"
+    batch.finished_at = utcnow()
+    ids = list(batch.image_ids)
+    for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+        session.execute(update(Image).where(Image.id.in_(ids[start : start + 500])).values(status="indexed"))
+    session.flush()
+    return batch
+
+
+def pending_batches(session: Session) -> list[Batch]:
+    """Batches opened but never closed (a crash between journal and stores), oldest first, for replay."""
+    return list(session.scalars(select(Batch).where(Batch.status == "pending").order_by(Batch.id)))

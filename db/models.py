@@ -1,0 +1,242 @@
+"""SQLAlchemy models of the catalogue: images, runs and their results, the ingest queue and batch journal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+IMAGE_STATUSES = ("pending", "indexed")
+SPLITS = ("train", "val")
+RUN_KINDS = ("train", "ingest", "benchmark")
+RUN_OUTCOMES = ("running", "ok", "failed", "interrupted")
+SKIP_REASONS = ("corrupt", "truncated", "empty", "not_image", "too_large", "unreadable", "duplicate")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+BATCH_STATUSES = ("pending", "done")
+
+# Named constraints: SQLite migrations rebuild tables ("batch" mode) and can only drop what has a name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend; SQLite stores them naive, so the zone is restored on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # A naive value is ambiguous (local time? UTC?); refusing it keeps every stored time comparable.
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[int]: JSON(), str: String()}
+
+
+class Image(Base):
+    """One distinct image content; ``id`` is also its vector id in FAISS and Qdrant."""
+
+    __tablename__ = "images"
+    # AUTOINCREMENT: ids are never reused after a delete, so a stale vector can never point at a new image.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    path: Mapped[str] = mapped_column(unique=True)
+    file_name: Mapped[str]
+    label: Mapped[str | None] = mapped_column(index=True)
+    split: Mapped[str | None] = mapped_column(String(8))
+    width: Mapped[int]
+    height: Mapped[int]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    source_folder: Mapped[str] = mapped_column(index=True)
+    # 'pending' = catalogued but not yet in every vector store; 'indexed' = in all of them.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    predicted_label: Mapped[str | None]
+    predicted_prob: Mapped[float | None] = mapped_column(Float)
+    kmeans_cluster: Mapped[int | None]
+    agglo_cluster: Mapped[int | None]
+    backbone: Mapped[str | None] = mapped_column(String(64))
+    ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    extra_paths: Mapped[list[ImagePath]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", passive_deletes=True, order_by="ImagePath.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"Image(id={self.id!r}, path={self.path!r}, label={self.label!r}, status={self.status!r})"
+
+
+class ImagePath(Base):
+    """A further path under which the same content was found (a duplicate file)."""
+
+    __tablename__ = "image_paths"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(unique=True)
+
+    image: Mapped[Image] = relationship(back_populates="extra_paths")
+
+
+class Run(Base):
+    """One train, ingest or benchmark run, with the backbone identity it used and its counts."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    backbone: Mapped[str | None] = mapped_column(String(64))
+    backbone_dim: Mapped[int | None]
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any] | None]
+    dataset_path: Mapped[str | None]
+    dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    n_images: Mapped[int] = mapped_column(default=0)
+    n_skipped: Mapped[int] = mapped_column(default=0)
+    n_failed: Mapped[int] = mapped_column(default=0)
+    n_duplicates: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+    metrics: Mapped[list[Metric]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="Metric.id"
+    )
+    class_metrics: Mapped[list[ClassMetric]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ClassMetric.id"
+    )
+    artifacts: Mapped[list[RunArtifact]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="RunArtifact.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, kind={self.kind!r}, outcome={self.outcome!r})"
+
+
+class SkippedFile(Base):
+    """A file a run did not catalogue, with a short reason code (see SKIP_REASONS)."""
+
+    __tablename__ = "skipped_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str]
+    reason: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class Metric(Base):
+    """One named scalar result of a run (accuracy, mAP@10, seconds per image ...)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+class ClassMetric(Base):
+    """Per-class precision/recall/F1 of one classifier in one run."""
+
+    __tablename__ = "class_metrics"
+    __table_args__ = (UniqueConstraint("run_id", "model", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str]
+    precision: Mapped[float] = mapped_column(Float)
+    recall: Mapped[float] = mapped_column(Float)
+    f1: Mapped[float] = mapped_column(Float)
+    support: Mapped[int]
+    accuracy: Mapped[float | None] = mapped_column(Float)
+
+
+class RunArtifact(Base):
+    """A JSON document a run produced, e.g. a confusion matrix with its class list."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    data: Mapped[Any] = mapped_column(JSON)
+
+
+class Job(Base):
+    """A queued request to ingest a folder, claimed by one worker at a time."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder: Mapped[str]
+    options: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    n_total: Mapped[int] = mapped_column(default=0)
+    n_done: Mapped[int] = mapped_column(default=0)
+    n_skipped: Mapped[int] = mapped_column(default=0)
+    n_failed: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, folder={self.folder!r}, status={self.status!r})"
+
+
+class Batch(Base):
+    """Crash-safety journal: written before a batch of vectors goes to the stores, closed once all hold it."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    image_ids: Mapped[list[int]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

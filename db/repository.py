@@ -1,0 +1,328 @@
+"""Query helpers for images, runs and their results; each takes a Session, adds and flushes, never commits.
+
+The caller owns the transaction: ``with factory() as session, session.begin(): ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    IMAGE_STATUSES,
+    RUN_KINDS,
+    RUN_OUTCOMES,
+    SKIP_REASONS,
+    SPLITS,
+    ClassMetric,
+    Image,
+    ImagePath,
+    Metric,
+    Run,
+    RunArtifact,
+    SkippedFile,
+    utcnow,
+)
+
+RUN_COUNTS = ("n_images", "n_skipped", "n_failed", "n_duplicates")
+_CHUNK = 500  # SQLite caps bound parameters per statement, so long id lists go in chunks.
+
+
+def _check_choice(name: str, value: str | None, choices: Sequence[str], nullable: bool = False) -> None:
+    if value is None and nullable:
+        return
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists: sqlite3 cannot bind them, nor json dump them."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        return value.tolist()
+    return value
+
+
+def _finite(name: str, value: float) -> float:
+    value = float(value)
+    # SQLite stores NaN as NULL, which would surface later as a baffling NOT NULL failure.
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN; record a number")
+    return value
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+
+def add_image(
+    session: Session,
+    *,
+    content_hash: str,
+    path: str,
+    file_name: str,
+    width: int,
+    height: int,
+    size_bytes: int,
+    source_folder: str,
+    label: str | None = None,
+    split: str | None = None,
+    backbone: str | None = None,
+    ingest_run_id: int | None = None,
+    status: str = "pending",
+) -> Image:
+    """Catalogue a new image and flush, so ``image.id`` (its vector id) is set.
+
+    A content hash already present raises IntegrityError: look it up first with image_by_hash and record
+    the new path with add_extra_path.
+    """
+    _check_choice("split", split, SPLITS, nullable=True)
+    _check_choice("status", status, IMAGE_STATUSES)
+    image = Image(
+        content_hash=content_hash,
+        path=path,
+        file_name=file_name,
+        width=width,
+        height=height,
+        size_bytes=size_bytes,
+        source_folder=source_folder,
+        label=label,
+        split=split,
+        backbone=backbone,
+        ingest_run_id=ingest_run_id,
+        status=status,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def image_by_hash(session: Session, content_hash: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.content_hash == content_hash)).one_or_none()
+
+
+def image_by_path(session: Session, path: str) -> Image | None:
+    """The image catalogued under ``path``, as its primary path or as an extra (duplicate) path."""
+    extra = select(ImagePath.image_id).where(ImagePath.path == path)
+    return session.scalars(select(Image).where(or_(Image.path == path, Image.id.in_(extra)))).first()
+
+
+def add_extra_path(session: Session, image: Image, path: str) -> ImagePath | None:
+    """Record that ``image``'s content was also found at ``path``; None if that path is already known."""
+    if image_by_path(session, path) is not None:
+        return None
+    extra = ImagePath(image_id=image.id, path=path)
+    session.add(extra)
+    session.flush()
+    return extra
+
+
+def ids_by_hash(session: Session, content_hashes: Iterable[str]) -> dict[str, int]:
+    """Image ids keyed by content hash, for the hashes already catalogued."""
+    wanted = list(dict.fromkeys(content_hashes))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = session.execute(select(Image.content_hash, Image.id).where(Image.content_hash.in_(chunk)))
+        found.update((content_hash, image_id) for content_hash, image_id in rows)
+    return found
+
+
+def images_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Image]:
+    """Images keyed by id (e.g. for search hits); ids that do not exist are simply absent."""
+    wanted = list(dict.fromkeys(int(i) for i in ids))
+    found: dict[int, Image] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        found.update((image.id, image) for image in session.scalars(select(Image).where(Image.id.in_(chunk))))
+    return found
+
+
+def image_ids_with_status(session: Session, status: str) -> list[int]:
+    _check_choice("status", status, IMAGE_STATUSES)
+    return list(session.scalars(select(Image.id).where(Image.status == status).order_by(Image.id)))
+
+
+def set_image_status(session: Session, image_ids: Iterable[int], status: str) -> None:
+    _check_choice("status", status, IMAGE_STATUSES)
+    ids = [int(i) for i in image_ids]
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(update(Image).where(Image.id.in_(ids[start : start + _CHUNK])).values(status=status))
+
+
+def delete_images(session: Session, image_ids: Iterable[int]) -> None:
+    """Remove images from the catalogue, extra paths included; deleting their vectors is up to the caller."""
+    ids = [int(i) for i in image_ids]
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(delete(Image).where(Image.id.in_(ids[start : start + _CHUNK])))
+
+
+def labelled_images(session: Session) -> list[tuple[int, str, str]]:
+    """``(id, content_hash, label)`` of every labelled image, by id."""
+    query = (
+        select(Image.id, Image.content_hash, Image.label).where(Image.label.is_not(None)).order_by(Image.id)
+    )
+    return [(image_id, content_hash, label) for image_id, content_hash, label in session.execute(query)]
+
+
+def update_images(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Bulk update by primary key: ``[{"id": 3, "predicted_label": "cat", "kmeans_cluster": 7}, ...]``."""
+    rows = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    if rows:
+        session.execute(update(Image), rows)
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session,
+    kind: str,
+    backbone: str | None = None,
+    backbone_dim: int | None = None,
+    weights_sha256: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    dataset_path: str | None = None,
+    dataset_fingerprint: str | None = None,
+) -> Run:
+    """A new run with outcome 'running'; flushed, so ``run.id`` is set. Commit it for others to see it."""
+    _check_choice("kind", kind, RUN_KINDS)
+    run = Run(
+        kind=kind,
+        backbone=backbone,
+        backbone_dim=backbone_dim,
+        weights_sha256=weights_sha256,
+        params=dict(params) if params is not None else None,
+        dataset_path=None if dataset_path is None else str(dataset_path),
+        dataset_fingerprint=dataset_fingerprint,
+        outcome="running",
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run: Run, outcome: str, message: str | None = None, **counts: int) -> Run:
+    """Close ``run`` with ``outcome`` and the counts given (n_images, n_skipped, n_failed, n_duplicates)."""
+    _check_choice("outcome", outcome, RUN_OUTCOMES[1:])
+    unknown = set(counts) - set(RUN_COUNTS)
+    if unknown:
+        raise TypeError(f"unknown run counts {sorted(unknown)}; expected some of {RUN_COUNTS}")
+    run.outcome = outcome
+    run.finished_at = utcnow()
+    if message is not None:
+        run.message = message
+    for name, value in counts.items():
+        setattr(run, name, int(value))
+    session.flush()
+    return run
+
+
+def list_runs(session: Session, kind: str | None = None, limit: int | None = None) -> list[Run]:
+    """Runs, newest first."""
+    query = select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+    if kind is not None:
+        query = query.where(Run.kind == kind)
+    return list(session.scalars(query))
+
+
+def latest_run(session: Session, kind: str, outcome: str | None = "ok") -> Run | None:
+    """The newest run of ``kind`` with ``outcome`` (any outcome when None)."""
+    query = select(Run).where(Run.kind == kind).order_by(Run.started_at.desc(), Run.id.desc()).limit(1)
+    if outcome is not None:
+        query = query.where(Run.outcome == outcome)
+    return session.scalars(query).first()
+
+
+def record_metrics(session: Session, run_id: int, metrics: Mapping[str, float]) -> None:
+    """Store named scalar results of a run; a name recorded again is overwritten."""
+    existing = {m.name: m for m in session.scalars(select(Metric).where(Metric.run_id == run_id))}
+    for name, raw in metrics.items():
+        value = _finite(name, raw)
+        if name in existing:
+            existing[name].value = value
+        else:
+            session.add(Metric(run_id=run_id, name=name, value=value))
+    session.flush()
+
+
+def run_metrics(session: Session, run_id: int) -> dict[str, float]:
+    rows = session.execute(
+        select(Metric.name, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id)
+    )
+    return {name: value for name, value in rows}
+
+
+def record_class_metrics(
+    session: Session, run_id: int, model: str, rows: Iterable[Mapping[str, Any]]
+) -> list[ClassMetric]:
+    """Per-class results of ``model``; rows have label, precision, recall, f1, support, optional accuracy."""
+    added = []
+    for row in rows:
+        label = str(row["label"])
+        accuracy = row.get("accuracy")
+        metric = ClassMetric(
+            run_id=run_id,
+            model=model,
+            label=label,
+            precision=_finite(f"{label} precision", row["precision"]),
+            recall=_finite(f"{label} recall", row["recall"]),
+            f1=_finite(f"{label} f1", row["f1"]),
+            support=int(row["support"]),
+            accuracy=None if accuracy is None else _finite(f"{label} accuracy", accuracy),
+        )
+        session.add(metric)
+        added.append(metric)
+    session.flush()
+    return added
+
+
+def run_class_metrics(session: Session, run_id: int, model: str | None = None) -> list[ClassMetric]:
+    query = select(ClassMetric).where(ClassMetric.run_id == run_id).order_by(ClassMetric.id)
+    if model is not None:
+        query = query.where(ClassMetric.model == model)
+    return list(session.scalars(query))
+
+
+def record_artifact(session: Session, run_id: int, name: str, data: Any) -> RunArtifact:
+    """Store a JSON document (numpy values become lists and numbers) under ``name``, replacing any."""
+    artifact = session.scalars(
+        select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.name == name)
+    ).one_or_none()
+    data = _plain(data)
+    if artifact is None:
+        artifact = RunArtifact(run_id=run_id, name=name, data=data)
+        session.add(artifact)
+    else:
+        artifact.data = data
+    session.flush()
+    return artifact
+
+
+def run_artifact(session: Session, run_id: int, name: str) -> Any | None:
+    return session.scalar(
+        select(RunArtifact.data).where(RunArtifact.run_id == run_id, RunArtifact.name == name)
+    )
+
+
+def record_skipped(
+    session: Session, run_id: int, path: str, reason: str, message: str | None = None
+) -> SkippedFile:
+    """Note a file the run did not catalogue; ``reason`` is one of SKIP_REASONS."""
+    _check_choice("reason", reason, SKIP_REASONS)
+    skipped = SkippedFile(run_id=run_id, path=str(path), reason=reason, message=message)
+    session.add(skipped)
+    session.flush()
+    return skipped
+
+
+def skipped_files(session: Session, run_id: int) -> list[SkippedFile]:
+    return list(
+        session.scalars(select(SkippedFile).where(SkippedFile.run_id == run_id).order_by(SkippedFile.id))
+    )

@@ -1,0 +1,178 @@
+"""Engine, schema migration and session factory; the engine is made once at each entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class CorruptDatabaseError(DatabaseError):
+    """The database file cannot be read as SQLite: it is damaged or is not a database at all."""
+
+    def __init__(self, path: str, orig: BaseException | None = None) -> None:
+        super().__init__(None, None, orig)  # type: ignore[arg-type]
+        self.path = path
+        self.message = (
+            f"The database file {path} is corrupt or is not an SQLite database ({orig}). "
+            f"Move it aside (or restore a backup) and start again: a new, empty catalogue is created "
+            f"in its place, and folders must then be ingested again."
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return (self.__class__, (self.path, self.orig))
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was migrated by a newer release than this one and cannot be used safely."""
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The SQLite file behind ``engine``; None for in-memory databases and other backends."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``; for SQLite also its folder, WAL, foreign keys and a busy wait.
+
+    Extra keyword arguments go to ``sqlalchemy.create_engine``.
+    """
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    database = parsed.database or ""
+    if is_sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first, so that even the switch to WAL waits for another process's lock.
+        # CLI, worker and app share one file: a writer waits for the lock instead of failing at once.
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL: readers (the app) are never blocked by the writer (the worker), and a crash cannot tear a page.
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``: ``with factory.begin() as session: ...`` commits on success.
+
+    expire_on_commit=False: rows returned by the helpers stay readable after their session closes
+    (the app renders them later); they are snapshots, so re-query for fresh values.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration for the packaged migrations; no alembic.ini is read."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, f"no migrations found in {MIGRATIONS_DIR}"
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at; None for a database init_db never touched."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _check_readable(engine: Engine) -> None:
+    path = _sqlite_file(engine)
+    try:
+        with engine.connect() as connection:
+            # Touches the header and the schema page, which is where a damaged or foreign file fails.
+            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+    except DatabaseError as error:
+        if path is None:
+            raise
+        raise CorruptDatabaseError(path, error.orig) from error
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the write lock for a schema change, with SQLite foreign keys off meanwhile.
+
+    SQLite migrations rebuild a table by copy, drop and rename; with foreign keys on, dropping ``images``
+    would cascade-delete every ``image_paths`` row. Integrity is checked before foreign keys go back on.
+    """
+    sqlite = engine.url.get_backend_name() == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # PRAGMA foreign_keys is a no-op inside a transaction, so it is set before the BEGIN.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()
+            # IMMEDIATE takes the write lock now: two processes starting on a fresh file migrate one
+            # after the other instead of both creating the tables.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"schema migration left rows with dangling foreign keys: {broken[:5]}")
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                connection.commit()
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the newest revision with Alembic; safe to call at every start, data is kept.
+
+    Raises CorruptDatabaseError if the SQLite file is damaged or not a database, and SchemaVersionError
+    if a newer release already migrated it.
+    """
+    _check_readable(engine)
+    script = ScriptDirectory.from_config(alembic_config())
+    with migration_connection(engine) as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is not None:
+            try:
+                script.get_revision(current)
+            except CommandError as error:
+                where = _sqlite_file(engine) or engine.url.render_as_string(hide_password=True)
+                raise SchemaVersionError(
+                    f"The database {where} is at schema revision {current!r}, which this release does not "
+                    f"know: a newer imgsearch migrated it. Upgrade imgsearch, or use another database file."
+                ) from error
+        command.upgrade(alembic_config(connection), "head")
