@@ -140,8 +140,9 @@ def embed_with_cache(
 
     if todo:
         log.info("%d of %d images need embedding (%d cached)", len(todo), len(hashes), len(hashes) - len(todo))
-    fresh = embed_paths(backbone, [paths[i] for i in todo], batch_size, num_workers, max_pixels,
-                        on_batch=on_batch, progress=progress)
+    fresh = embed_paths(
+        backbone, [paths[i] for i in todo], batch_size, num_workers, max_pixels, on_batch=on_batch, progress=progress
+    )
     flush()
     failed = {todo[f.index] for f in fresh.failures}
     ok = [i for i in range(len(hashes)) if i not in failed]

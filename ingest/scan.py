@@ -34,6 +34,7 @@ class SkippedFile:
     path: Path
     reason: str
     message: str
+    content_hash: str | None = None  # set for duplicates: the content they share with a kept image
 
 
 @dataclass
@@ -106,7 +107,7 @@ def scan_folder(
             continue
         digest = hashlib.sha256(data).hexdigest()
         if digest in seen:
-            dup = SkippedFile(path, "duplicate", f"same content as {seen[digest]}")
+            dup = SkippedFile(path, "duplicate", f"same content as {seen[digest]}", digest)
             result.duplicates.append(dup)
             log.info("duplicate: %s (same content as %s)", path, seen[digest])
             continue

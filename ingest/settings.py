@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     backbone: BackboneName = "auto"
     resnet50_weights: Path | None = Field(None, description="Local torchvision ResNet-50 .pth file.")
     batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(2, ge=0, description="Decoder processes running beside the forward pass.")
+    num_workers: int | None = Field(
+        None, ge=0, description="Decoder processes beside the forward pass; default: half the cores (at least 1)."
+    )
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     seed: int = 0
     k_clusters: int = Field(50, ge=2)

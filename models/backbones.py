@@ -90,8 +90,13 @@ class ResNet50Backbone(Backbone):
     name = "resnet50"
     dim = 2048
 
-    def __init__(self, weights_path: Path | None = None, device: str = "cpu", pretrained: bool = True,
-                 allow_download: bool = True):
+    def __init__(
+        self,
+        weights_path: Path | None = None,
+        device: str = "cpu",
+        pretrained: bool = True,
+        allow_download: bool = True,
+    ):
         from torchvision.models import resnet50
 
         if not pretrained:
@@ -106,12 +111,14 @@ class ResNet50Backbone(Backbone):
             # Random weights are only for timing benchmarks; the id makes sure they never mix with real ones.
             self.weights_sha256 = "random-init-seed0"
         model.fc = nn.Identity()
-        preprocess = transforms.Compose([
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ])
+        preprocess = transforms.Compose(
+            [
+                transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
         super().__init__(model, preprocess, device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,12 +187,14 @@ class EfficientNetLiteBackbone(Backbone):
         model = EfficientNet.from_name(variant.replace("_", "-"))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         # The TF-trained Lite models expect (x*255 - 127) / 128, i.e. mean = std = 0.5 on [0, 1] input.
-        preprocess = transforms.Compose([
-            transforms.Resize(round(size / crop), interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        ])
+        preprocess = transforms.Compose(
+            [
+                transforms.Resize(round(size / crop), interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        )
         super().__init__(model, preprocess, device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,8 +204,9 @@ class EfficientNetLiteBackbone(Backbone):
 BACKBONES = ("auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0")
 
 
-def load_backbone(name: str = "auto", resnet50_weights: Path | None = None, device: str = "cpu",
-                  allow_download: bool = True) -> Backbone:
+def load_backbone(
+    name: str = "auto", resnet50_weights: Path | None = None, device: str = "cpu", allow_download: bool = True
+) -> Backbone:
     """Build a backbone by name. `auto` = ResNet-50 if its ImageNet weights load, else EfficientNet-Lite2."""
     if name == "resnet50":
         return ResNet50Backbone(resnet50_weights, device=device, allow_download=allow_download)

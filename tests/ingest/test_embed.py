@@ -47,6 +47,7 @@ def test_damaged_cache_shard_is_ignored_and_reembedded(tiny_dataset, lite0, tmp_
     embed_with_cache(lite0, paths, hashes, cache, num_workers=0, progress=False)
     shard = next(cache.dir.glob("shard-*.npz"))
     shard.write_bytes(shard.read_bytes()[:100])
-    again = embed_with_cache(lite0, paths, hashes, FeatureCache(tmp_path / "f", lite0.identity),
-                             num_workers=0, progress=False)
+    again = embed_with_cache(
+        lite0, paths, hashes, FeatureCache(tmp_path / "f", lite0.identity), num_workers=0, progress=False
+    )
     assert again.n_embedded == 3

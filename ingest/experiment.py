@@ -1,0 +1,97 @@
+"""The seed's experiment on one feature set: split, classify, cluster, measure retrieval (compute only)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.classifiers import (
+    classification_metrics,
+    fit_classifier,
+    make_random_forest,
+    make_svm,
+    stratified_split,
+)
+from models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
+from search.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExperimentResult:
+    """Everything one experiment produced; `metrics` is flat name -> value, as stored in the database."""
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    models: dict[str, Any]  # svm, random_forest, kmeans, agglomerative (fitted)
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, list[dict]] = field(default_factory=dict)  # model -> rows
+    confusion: dict[str, dict] = field(default_factory=dict)  # model -> {labels, matrix}
+    cluster_assignments: dict[str, np.ndarray] = field(default_factory=dict)  # kmeans/agglomerative -> (n,)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_experiment(
+    X: np.ndarray,
+    y: np.ndarray,
+    k: int = 50,
+    val_fraction: float = 0.2,
+    random_state: int = 0,
+    svm_C: float = 10.0,
+    rf_trees: int = 500,
+    n_jobs: int = -1,
+) -> ExperimentResult:
+    """X: (n, d) float32 unit rows; y: (n,) str labels. Fits SVM, random forest, K-Means, agglomerative."""
+    y = np.asarray(y).astype(str)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    if np.unique(y).size < 2:
+        raise ValueError("need at least two labelled classes to train classifiers")
+    if X.shape[0] <= k:
+        raise ValueError(f"K={k} clusters need more than {k} images; there are {X.shape[0]} (lower --k)")
+    train_idx, val_idx = stratified_split(y, val_fraction, random_state)
+    labels = sorted(np.unique(y).tolist())
+    res = ExperimentResult(train_idx, val_idx, models={})
+    m = res.metrics
+    m.update(n_images=len(y), n_classes=len(labels), n_train=len(train_idx), n_val=len(val_idx), k=k)
+
+    for name, model in (
+        ("svm", make_svm(C=svm_C, random_state=random_state)),
+        ("random_forest", make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs)),
+    ):
+        t = time.perf_counter()
+        fit_classifier(model, X[train_idx], y[train_idx])
+        report = classification_metrics(y[val_idx], model.predict(X[val_idx]), labels)
+        res.timings[f"fit_{name}_s"] = time.perf_counter() - t
+        res.models[name] = model
+        for key in ("accuracy", "mean_per_class_accuracy", "macro_f1"):
+            m[f"{name}.{key}"] = report[key]
+        res.per_class[name] = report["per_class"]
+        res.confusion[name] = {"labels": report["confusion_labels"], "matrix": report["confusion_matrix"]}
+        log.info("%s: validation accuracy %.4f", name, report["accuracy"])
+
+    for name, clusterer in (
+        ("kmeans", KMeansClusterer(n_clusters=k, random_state=random_state)),
+        ("agglomerative", AgglomerativeClusterer(n_clusters=k)),
+    ):
+        t = time.perf_counter()
+        clusterer.fit(X)
+        assignments = np.asarray(clusterer.labels_)
+        res.timings[f"fit_{name}_s"] = time.perf_counter() - t
+        res.models[name] = clusterer
+        res.cluster_assignments[name] = assignments
+        for key, value in clustering_metrics(X, assignments, y, random_state=random_state).items():
+            m[f"{name}.{key}"] = value
+
+    t = time.perf_counter()
+    for key, value in leave_one_out_retrieval(X, y).items():
+        m[f"retrieval_loo.{key}"] = value
+    for key, value in train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx]).items():
+        m[f"retrieval_val.{key}"] = value
+    res.timings["retrieval_eval_s"] = time.perf_counter() - t
+    return res

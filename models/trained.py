@@ -1,0 +1,90 @@
+"""The current set of fitted models for one backbone: saved per training run, loaded as one unit."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.backbones import BackboneId
+from models.persistence import load_model, save_model
+
+MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
+POINTER = "current.json"
+
+
+@dataclass
+class TrainedModels:
+    """svm/random_forest classify; kmeans/agglomerative assign clusters. `run_id` is the training run."""
+
+    run_id: int
+    backbone: BackboneId
+    models: dict[str, Any]
+    folder: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.models["svm"].classes_]
+
+    def predict(self, X: np.ndarray) -> list[dict[str, Any]]:
+        """X: (n, d) unit rows -> one payload update per row (predicted label/prob and both clusters)."""
+        if len(X) == 0:
+            return []
+        proba = self.models["svm"].predict_proba(X)
+        best = proba.argmax(axis=1)
+        classes = np.asarray(self.models["svm"].classes_)
+        kmeans = self.models["kmeans"].predict(X)
+        agglo = self.models["agglomerative"].predict(X)
+        return [
+            {
+                "predicted_label": str(classes[b]),
+                "predicted_prob": float(proba[i, b]),
+                "kmeans_cluster": int(kmeans[i]),
+                "agglo_cluster": int(agglo[i]),
+            }
+            for i, b in enumerate(best)
+        ]
+
+
+def backbone_folder(models_dir: Path, backbone: BackboneId) -> Path:
+    return Path(models_dir) / backbone.tag
+
+
+def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any]) -> Path:
+    """Write every model of a run into its own folder, then point `current.json` at it atomically.
+
+    Readers (the app, the worker) therefore see either the old set or the new one, never a mix.
+    """
+    root = backbone_folder(models_dir, backbone)
+    folder = root / f"run-{run_id:05d}"
+    ident = (backbone.name, backbone.dim, backbone.weights_sha256)
+    for name in MODEL_NAMES:
+        save_model(models[name], folder / f"{name}.skops", ident)
+    tmp = root / (POINTER + ".tmp")
+    tmp.write_text(json.dumps({"run_id": run_id, "folder": folder.name}))
+    os.replace(tmp, root / POINTER)
+    return folder
+
+
+def current_run_id(models_dir: Path, backbone: BackboneId) -> int | None:
+    pointer = backbone_folder(models_dir, backbone) / POINTER
+    if not pointer.is_file():
+        return None
+    return int(json.loads(pointer.read_text())["run_id"])
+
+
+def load_trained(models_dir: Path, backbone: BackboneId) -> TrainedModels | None:
+    """The newest trained set for this backbone, or None when nothing was trained with it yet."""
+    root = backbone_folder(models_dir, backbone)
+    pointer = root / POINTER
+    if not pointer.is_file():
+        return None
+    info = json.loads(pointer.read_text())
+    folder = root / info["folder"]
+    ident = (backbone.name, backbone.dim, backbone.weights_sha256)
+    models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in MODEL_NAMES}
+    return TrainedModels(run_id=int(info["run_id"]), backbone=backbone, models=models, folder=folder)

@@ -1,0 +1,77 @@
+"""The `imgsearch` command end to end on a tiny generated dataset with real EfficientNet-Lite0 weights."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+from db import repository as repo
+from db.session import init_db, make_engine, session_factory
+from ingest.cli import app
+
+runner = CliRunner()
+
+
+def _train(data, data_dir):
+    return runner.invoke(
+        app, ["train", "--data", str(data), "--backbone", "efficientnet_lite0", "--k", "3", "--data-dir", str(data_dir)]
+    )
+
+
+def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
+    (tiny_dataset / "sky" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    first = _train(tiny_dataset, tmp_path / "d")
+    assert first.exit_code == 0, first.output
+    assert "SVM (RBF)" in first.output and "Random Forest" in first.output
+    assert re.search(r"images embedded this run: 18, from cache: 0, skipped: 1", first.output)
+    second = _train(tiny_dataset, tmp_path / "d")
+    assert second.exit_code == 0, second.output
+    assert "images embedded this run: 0, from cache: 18" in second.output
+
+    Session = session_factory(init_db_engine(tmp_path / "d"))
+    with Session() as s:
+        runs = repo.list_runs(s, kind="train")
+        assert [r.outcome for r in runs] == ["ok", "ok"]
+        m = repo.run_metrics(s, runs[0].id)
+        assert m["n_images"] == 18 and m["n_classes"] == 3
+        assert 0.0 <= m["svm.accuracy"] <= 1.0 and "retrieval_loo.p@10" in m
+        assert {r.reason for r in repo.skipped_files(s, runs[1].id)} == {"truncated"}
+        assert len(repo.run_class_metrics(s, runs[0].id, "svm")) == 3
+        assert repo.run_artifact(s, runs[0].id, "confusion.svm")["labels"] == ["apples", "grass", "sky"]
+    assert (tmp_path / "d" / "models").is_dir()
+
+    listed = runner.invoke(app, ["metrics", "--data-dir", str(tmp_path / "d")])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("efficientnet_lite0") >= 2
+
+
+def init_db_engine(data_dir):
+    engine = make_engine(f"sqlite:///{data_dir / 'imgsearch.db'}")
+    init_db(engine)
+    return engine
+
+
+def test_train_on_missing_folder_is_a_clear_error(tmp_path):
+    result = _train(tmp_path / "nowhere", tmp_path / "d")
+    assert result.exit_code == 2
+    assert "dataset folder not found" in result.output
+
+
+def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(tiny_dataset),
+            "--backbone",
+            "efficientnet_lite0",
+            "--k",
+            "50",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "lower --k" in result.output
