@@ -96,6 +96,11 @@ def cancel_job(session: Session, job_id: int) -> bool:
     return result.rowcount == 1
 
 
+def requeue_job(session: Session, job_id: int) -> None:
+    """Put a job that was stopped (or abandoned by a dead worker) back in the queue; its done work is kept."""
+    session.execute(update(Job).where(Job.id == job_id).values(status="queued", started_at=None))
+
+
 def list_jobs(session: Session, status: str | None = None, limit: int | None = None) -> list[Job]:
     """Jobs, newest first."""
     query = select(Job).order_by(Job.id.desc()).limit(limit)

@@ -163,6 +163,37 @@ def delete_images(session: Session, image_ids: Iterable[int]) -> None:
         session.execute(delete(Image).where(Image.id.in_(ids[start : start + _CHUNK])))
 
 
+def _under(column, paths: Sequence[str]):
+    """The path itself, or anything below it when it is a folder."""
+    return or_(*(or_(column == p, column.startswith(p.rstrip("/") + "/", autoescape=True)) for p in paths))
+
+
+def resolve_removal(session: Session, paths: Sequence[str]) -> tuple[list[int], int]:
+    """Which images to delete when the files or folders at ``paths`` are removed.
+
+    Content also known under a path that is not being removed survives: such a path becomes its primary path.
+    Extra paths under ``paths`` are dropped. Returns (image ids to delete, number of paths dropped/promoted).
+    """
+    if not paths:
+        return [], 0
+    detached = 0
+    for extra in session.scalars(select(ImagePath).where(_under(ImagePath.path, paths))):
+        session.delete(extra)
+        detached += 1
+    session.flush()
+    doomed: list[int] = []
+    for image in session.scalars(select(Image).where(_under(Image.path, paths))):
+        if image.extra_paths:
+            promoted = image.extra_paths[0]
+            image.path = promoted.path
+            session.delete(promoted)
+            detached += 1
+        else:
+            doomed.append(image.id)
+    session.flush()
+    return doomed, detached
+
+
 def labelled_images(session: Session) -> list[tuple[int, str, str]]:
     """``(id, content_hash, label)`` of every labelled image, by id."""
     query = (

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from ingest.settings import Settings
 
@@ -23,10 +22,11 @@ app = typer.Typer(
     help="Embed, cluster, classify and search folders of images.",
 )
 # Wide enough for the summary table when output goes to a file or a CI log (rich assumes 80 there).
-console = Console(width=None if sys.stdout.isatty() else 170)
+console = Console(width=None if sys.stdout.isatty() else 200)
 log = logging.getLogger("imgsearch")
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder of class sub-folders (labels = folder names).")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the database, caches and models live.")]
 BackboneOpt = Annotated[
     str | None, typer.Option("--backbone", help="auto | resnet50 | efficientnet_lite2 | efficientnet_lite0")
 ]
@@ -42,14 +42,8 @@ def _setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "PIL", "urllib3", "alembic"):
+    for noisy in ("httpx", "PIL", "urllib3", "alembic", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _workers(settings: Settings) -> int:
-    if settings.num_workers is not None:
-        return settings.num_workers
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def _fail(message: str) -> None:
@@ -57,23 +51,87 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def open_database(settings: Settings):
-    from db.session import init_db, make_engine, session_factory
+def _context(role: str, **overrides):
+    from ingest.context import Context
+    from models.backbones import BackboneUnavailable
 
-    engine = make_engine(settings.db_url)
-    init_db(engine)
-    return session_factory(engine)
+    ctx = Context(_settings(**overrides), role=role)
+    try:
+        bb = ctx.backbone
+    except (BackboneUnavailable, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")
+    return ctx
 
 
-def load_backbone_for(settings: Settings):
-    from models.backbones import load_backbone
+def _stores(ctx):
+    from search.index import StoreBusyError, StoreMismatchError
 
-    return load_backbone(settings.backbone, resnet50_weights=settings.resnet50_weights, device=settings.device)
+    try:
+        return ctx.stores
+    except (StoreBusyError, StoreMismatchError) as exc:
+        _fail(str(exc))
 
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     _setup_logging(verbose)
+
+
+def _ingest(ctx, folder: Path, labels_from_folders: bool):
+    from ingest.pipeline import ingest_folder
+    from search.index import StoreBusyError
+
+    if not folder.is_dir():
+        _fail(f"folder not found: {folder}")
+    console.print(f"ingesting {folder}")
+    try:
+        report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, _stores(ctx), ctx.trained(),
+                               ctx.ingest_options(labels_from_folders))
+    except StoreBusyError as exc:
+        _fail(str(exc))
+    for path, reason, message in report.skipped:
+        console.print(f"  [yellow]{reason}[/]: {path}: {message}", highlight=False)
+    t = report.timings
+    console.print(
+        f"ingest run {report.run_id}: {report.n_scanned} images found, {report.n_new} new, {report.n_known} already "
+        f"catalogued, {report.n_indexed} embedded and indexed, {report.n_skipped} skipped, "
+        f"{report.n_duplicates} duplicates, {report.n_recovered} recovered from an interrupted run "
+        f"(scan {t['scan_s']:.1f} s, embed {t['embed_s']:.1f} s, store writes {t['store_s']:.1f} s)"
+    )
+    if report.outcome != "ok":
+        _fail(f"ingest {report.outcome}; run the same command again to finish it")
+    return report
+
+
+@app.command("ingest")
+def ingest_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (class sub-folders give labels).")],
+    labels_from_folders: Annotated[
+        bool, typer.Option("--labels-from-folders/--no-labels", help="Label images by their top-level sub-folder.")
+    ] = True,
+    queue: Annotated[bool, typer.Option("--queue", help="Hand the folder to `imgsearch worker` instead.")] = False,
+    backbone: BackboneOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Add a folder of images to the catalogue, Qdrant and the FAISS mirror (only what is new is embedded)."""
+    folder = folder.expanduser().resolve()
+    if queue:
+        from db import jobs
+        from ingest.context import open_database
+
+        Session = open_database(_settings(data_dir=data_dir))
+        with Session.begin() as s:
+            job = jobs.enqueue_job(s, str(folder), {"labels_from_folders": labels_from_folders})
+        console.print(f"queued job {job.id} for {folder}; `imgsearch worker` will ingest it")
+        return
+    t = time.perf_counter()
+    ctx = _context("ingest", backbone=backbone, data_dir=data_dir)
+    try:
+        _ingest(ctx, folder, labels_from_folders)
+    finally:
+        ctx.close()
+    console.print(f"took {time.perf_counter() - t:.1f} s")
 
 
 @app.command("train")
@@ -84,203 +142,203 @@ def train_cmd(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     include_background: Annotated[bool, typer.Option("--include-background", help="Keep BACKGROUND_Google.")] = False,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the database, caches and models live.")
-    ] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """Embed a labelled folder (cached), fit SVM, random forest, K-Means and agglomerative; record metrics."""
+    """Fit SVM, random forest, K-Means and agglomerative on the labelled catalogue and record the metrics.
+
+    With --data the folder is ingested first. With no --data and an empty catalogue, a Caltech-101 copy is
+    looked for (and downloaded when none is found) and ingested.
+    """
     from db import repository as repo
     from ingest.dataset import DatasetUnavailable, find_dataset
-    from ingest.feature_cache import FeatureCache
-    from ingest.train import prepare_folder, train
-    from models.backbones import BackboneUnavailable
+    from ingest.pipeline import refresh_payloads
+    from ingest.report import print_summary
+    from ingest.train import train
 
-    settings = _settings(
-        backbone=backbone,
-        k_clusters=k,
-        seed=seed,
-        batch_size=batch_size,
-        data_dir=data_dir,
-        include_background=include_background or None,
-    )
     t0 = time.perf_counter()
+    ctx = _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
+                   include_background=include_background or None)
+    settings, bb = ctx.settings, ctx.backbone
+    folder = data or settings.dataset_dir
+    if folder is None:
+        with ctx.Session() as s:
+            empty = not repo.labelled_images(s)
+        if empty:
+            try:
+                folder = find_dataset(None, settings.data_dir)
+            except DatasetUnavailable as exc:
+                _fail(str(exc))
+    report = _ingest(ctx, Path(folder).expanduser().resolve(), labels_from_folders=True) if folder else None
+    with ctx.Session.begin() as s:
+        params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
+        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, params,
+                                str(folder) if folder else "catalogue").id
+    t_train = time.perf_counter()
     try:
-        folder = (
-            find_dataset(data or settings.dataset_dir, settings.data_dir)
-            if data or settings.dataset_dir
-            else find_dataset(None, settings.data_dir)
-        )
-        bb = load_backbone_for(settings)
-    except (DatasetUnavailable, BackboneUnavailable, ValueError) as exc:
-        _fail(str(exc))
-    console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")
-    console.print(f"dataset:  {folder}")
-    Session = open_database(settings)
-    cache = FeatureCache(settings.features_dir, bb.identity)
-    params = {
-        "k": settings.k_clusters,
-        "seed": settings.seed,
-        "val_fraction": settings.val_fraction,
-        "include_background": settings.include_background,
-        "batch_size": settings.batch_size,
-    }
-    with Session.begin() as s:
-        run = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, params, str(folder))
-        run_id = run.id
-    try:
-        counts = prepare_folder(
-            Session,
-            run_id,
-            folder,
-            bb,
-            cache,
-            settings.include_background,
-            settings.batch_size,
-            _workers(settings),
-            settings.max_image_pixels,
-        )
-        result, _, _ = train(
-            Session, run_id, bb, cache, settings.models_dir, settings.k_clusters, settings.val_fraction, settings.seed
-        )
+        result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
+                                   settings.val_fraction, settings.seed)
+        n_refreshed = refresh_payloads(ctx.Session, _stores(ctx), ctx.cache, trained)
     except BaseException as exc:
-        with Session.begin() as s:
+        with ctx.Session.begin() as s:
             outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             repo.finish_run(s, s.get(repo.Run, run_id), outcome, message=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, ValueError):
             _fail(str(exc))
         raise
+    finally:
+        ctx.close()
     total = time.perf_counter() - t0
-    with Session.begin() as s:
-        r = s.get(repo.Run, run_id)
-        r.dataset_fingerprint = counts["fingerprint"]
-        repo.record_metrics(
-            s,
-            run_id,
-            {
-                "time.total_s": total,
-                "time.embed_s": counts["embed_s"],
-                "n_embedded": counts["n_embedded"],
-                "n_cached": counts["n_cached"],
-            },
-        )
-        repo.finish_run(
-            s,
-            r,
-            "ok",
-            n_images=int(result.metrics["n_images"]),
-            n_skipped=int(counts["n_skipped"]),
-            n_duplicates=int(counts["n_duplicates"]),
-        )
-    print_summary(run_id, bb.name, result.metrics, counts, total)
+    with ctx.Session.begin() as s:
+        repo.record_metrics(s, run_id, {"time.total_s": total, "time.train_s": time.perf_counter() - t_train})
+        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=int(result.metrics["n_images"]))
+    print_summary(console, run_id, bb.name, result.metrics)
+    console.print(f"prediction and cluster payloads refreshed for {n_refreshed} stored images")
+    console.print(f"whole run {total:.1f} s (fitting and evaluation {time.perf_counter() - t_train:.1f} s)")
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+@app.command("search")
+def search_cmd(
+    image: Annotated[Path, typer.Argument(help="Query image file.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+    label: Annotated[list[str] | None, typer.Option("--label", help="Only this label (repeatable).")] = None,
+    predicted: Annotated[list[str] | None, typer.Option("--predicted", help="Only this predicted label.")] = None,
+    cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Only this K-Means cluster.")] = None,
+    agglo: Annotated[list[int] | None, typer.Option("--agglo", help="Only this agglomerative cluster.")] = None,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0.0, max=1.0)] = None,
+    folder: Annotated[list[str] | None, typer.Option("--folder", help="Only images from this source folder.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
+    import hashlib
 
+    from db import repository as repo
+    from ingest.decode import ImageRejected, load_rgb
+    from ingest.report import results_table
+    from models.classifiers import top_k_probabilities
+    from search.service import SearchService
 
-def print_summary(run_id: int, backbone: str, m: dict, counts: dict, total_s: float) -> None:
-    table = Table(
-        title=f"Run {run_id} — {backbone}, {int(m['n_images'])} images, {int(m['n_classes'])} classes "
-        f"(train {int(m['n_train'])} / val {int(m['n_val'])})"
-    )
-    table.add_column("model")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for model, label in (("svm", "SVM (RBF)"), ("random_forest", "Random Forest")):
-        table.add_row(label, "val accuracy", _fmt(m[f"{model}.accuracy"]))
-        table.add_row("", "val mean per-class acc.", _fmt(m[f"{model}.mean_per_class_accuracy"]))
-        table.add_row("", "val macro-F1", _fmt(m[f"{model}.macro_f1"]))
-    for model, label in (
-        ("kmeans", f"K-Means (K={int(m['k'])})"),
-        ("agglomerative", f"Agglomerative Ward (K={int(m['k'])})"),
-    ):
-        table.add_row(label, "silhouette", _fmt(m[f"{model}.silhouette"]))
-        table.add_row("", "Davies–Bouldin", _fmt(m[f"{model}.davies_bouldin"]))
-        table.add_row(
-            "",
-            "NMI / ARI / purity",
-            f"{_fmt(m[f'{model}.nmi'], 3)} / {_fmt(m[f'{model}.ari'], 3)} / {_fmt(m[f'{model}.purity'], 3)}",
-        )
-    for scope, label in (
-        ("retrieval_loo", "FAISS retrieval, leave-one-out"),
-        ("retrieval_val", "FAISS retrieval, val → train"),
-    ):
-        table.add_row(
-            label,
-            "P@1 / P@5 / P@10",
-            f"{_fmt(m[f'{scope}.p@1'])} / {_fmt(m[f'{scope}.p@5'])} / {_fmt(m[f'{scope}.p@10'])}",
-        )
-        table.add_row("", "P@10 class-averaged", _fmt(m[f"{scope}.p@10_class_avg"]))
-        table.add_row(
-            "", "mAP@10 (micro / class-avg)", f"{_fmt(m[f'{scope}.map@10'])} / {_fmt(m[f'{scope}.map@10_class_avg'])}"
-        )
-    console.print(table)
-    console.print(
-        f"images embedded this run: {counts['n_embedded']}, from cache: {counts['n_cached']}, "
-        f"skipped: {counts['n_skipped']}, duplicates: {counts['n_duplicates']}"
-    )
-    console.print(f"embedding took {counts['embed_s']:.1f} s; whole run {total_s:.1f} s")
+    ctx = _context("search", data_dir=data_dir)
+    try:
+        data = image.expanduser().read_bytes()
+        query = load_rgb(data, ctx.settings.max_image_pixels)
+    except OSError as exc:
+        _fail(f"cannot read {image}: {exc.strerror or exc}")
+    except ImageRejected as exc:
+        _fail(f"{image}: {exc.message}")
+    with ctx.Session() as s:
+        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
+        own_id = known.id if known is not None else None
+    stores = _stores(ctx)
+    if stores.faiss.count() == 0:
+        _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
+    service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
+    xq = service.embed(query)
+    filters = dict(labels=label, predicted_labels=predicted, kmeans_clusters=cluster, agglo_clusters=agglo,
+                   min_confidence=min_confidence, folders=[str(Path(f).expanduser().resolve()) for f in folder]
+                   if folder else None)
+    if any(v is not None for v in filters.values()):
+        response, how = service.filtered(xq, k, exclude_id=own_id, **filters), "Qdrant filtered search"
+    else:
+        response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+    trained = ctx.trained()
+    if trained is not None:
+        top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
+        console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
+    if not response.results:
+        console.print("no image matches these filters")
+    else:
+        console.print(results_table(f"{how} for {image.name} (search {response.search_ms:.1f} ms)", response.results))
+    ctx.close()
 
 
 @app.command("metrics")
 def metrics_cmd(
     limit: Annotated[int, typer.Option("--limit")] = 20,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Print the recorded runs with their headline metrics."""
     from db import repository as repo
+    from ingest.context import open_database
+    from ingest.report import runs_table
 
     settings = _settings(data_dir=data_dir)
     Session = open_database(settings)
-    table = Table(title=f"Runs in {settings.db_url}")
-    for col in (
-        "run",
-        "kind",
-        "started",
-        "backbone",
-        "outcome",
-        "images",
-        "skipped",
-        "SVM acc",
-        "RF acc",
-        "KM sil.",
-        "KM DB",
-        "AG sil.",
-        "AG DB",
-        "P@10 loo",
-        "mAP@10 loo",
-    ):
-        table.add_column(col)
     with Session() as s:
         runs = repo.list_runs(s, limit=limit)
-        for r in runs:
-            m = repo.run_metrics(s, r.id)
-            table.add_row(
-                str(r.id),
-                r.kind,
-                r.started_at.strftime("%Y-%m-%d %H:%M"),
-                r.backbone or "—",
-                r.outcome,
-                str(r.n_images or 0),
-                str(r.n_skipped or 0),
-                *(
-                    _fmt(m.get(key))
-                    for key in (
-                        "svm.accuracy",
-                        "random_forest.accuracy",
-                        "kmeans.silhouette",
-                        "kmeans.davies_bouldin",
-                        "agglomerative.silhouette",
-                        "agglomerative.davies_bouldin",
-                        "retrieval_loo.p@10",
-                        "retrieval_loo.map@10",
-                    )
-                ),
-            )
+        metrics = {r.id: repo.run_metrics(s, r.id) for r in runs}
     if not runs:
         console.print("no runs recorded yet: run `imgsearch train` first")
         return
-    console.print(table)
+    console.print(runs_table(f"Runs in {settings.db_url}", runs, metrics))
+
+
+@app.command("doctor")
+def doctor_cmd(
+    repair: Annotated[bool, typer.Option("--repair", help="Make the stores agree with the catalogue.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Check that SQLite, Qdrant and the FAISS mirror hold the same ids and vectors."""
+    from ingest import doctor
+
+    ctx = _context("doctor", data_dir=data_dir)
+    stores = _stores(ctx)
+    report = doctor.check(ctx.Session, stores)
+    for line in report.lines():
+        console.print(line, highlight=False)
+    if repair and not report.consistent:
+        for line in doctor.repair(ctx.Session, stores, ctx.cache, report):
+            console.print(f"repair: {line}")
+        report = doctor.check(ctx.Session, stores)
+        console.print(report.lines()[-1])
+    ctx.close()
+    if not report.consistent:
+        raise typer.Exit(1)
+
+
+@app.command("remove")
+def remove_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders to remove from every store.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror."""
+    from ingest.pipeline import remove_paths
+
+    ctx = _context("remove", data_dir=data_dir)
+    result = remove_paths(ctx.Session, _stores(ctx), paths)
+    ctx.close()
+    console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
+                  "promoted (content still present elsewhere stays)")
+
+
+@app.command("worker")
+def worker_cmd(
+    inbox: Annotated[Path | None, typer.Option("--inbox", help="Queue every new sub-folder that appears here.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Stop when the queue is empty.")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks.")] = 2.0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run queued ingest jobs until SIGTERM/SIGINT (the batch in hand is finished first)."""
+    from ingest.worker import Worker
+
+    worker = Worker(_context("worker", data_dir=data_dir), inbox=inbox, poll_s=poll)
+    worker.install_signal_handlers()
+    worker.run(once=once)
+
+
+@app.command("app")
+def app_cmd(
+    port: Annotated[int, typer.Option("--port")] = 8501,
+    address: Annotated[str, typer.Option("--address", help="Interface to listen on.")] = "127.0.0.1",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start the Streamlit app."""
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["IMGSEARCH_DATA_DIR"] = str(data_dir.expanduser().resolve())
+    script = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 if __name__ == "__main__":

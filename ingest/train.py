@@ -1,84 +1,20 @@
-"""`imgsearch train`: features for every labelled image, the experiment, models saved, all recorded in SQLite."""
+"""`imgsearch train`: fit on every labelled image in the catalogue, save the models, record it all in SQLite."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository as repo
-from ingest.catalogue import catalogue_scan
-from ingest.embed import embed_with_cache
 from ingest.experiment import ExperimentResult, run_experiment
 from ingest.feature_cache import FeatureCache
-from ingest.scan import scan_folder
 from models.backbones import Backbone
-from models.trained import TrainedModels, save_trained
+from models.trained import TrainedModels, load_trained, save_trained
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainReport:
-    run_id: int
-    result: ExperimentResult
-    n_embedded: int
-    n_cached: int
-    n_skipped: int
-    n_duplicates: int
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def prepare_folder(
-    Session: sessionmaker[Session],
-    run_id: int,
-    folder: Path,
-    backbone: Backbone,
-    cache: FeatureCache,
-    include_background: bool = False,
-    batch_size: int = 32,
-    num_workers: int = 1,
-    max_pixels: int = 89_478_485,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Scan a labelled folder, catalogue it and make sure every image has cached features. Returns counts."""
-    t = time.perf_counter()
-    scan = scan_folder(folder, labels_from_folders=True, include_background=include_background, max_pixels=max_pixels)
-    t_scan = time.perf_counter() - t
-    with Session.begin() as s:
-        cat = catalogue_scan(s, scan, run_id, backbone.name)
-    t = time.perf_counter()
-    emb = embed_with_cache(
-        backbone,
-        [im.path for im in scan.images],
-        [im.content_hash for im in scan.images],
-        cache,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        max_pixels=max_pixels,
-        progress=progress,
-    )
-    t_embed = time.perf_counter() - t
-    if emb.failures:
-        with Session.begin() as s:
-            for f in emb.failures:
-                repo.record_skipped(s, run_id, str(f.path), f.reason, f.message)
-            # Unusable content must not stay in the catalogue, or it would be retried and counted forever.
-            repo.delete_images(s, [cat.ids[f.index] for f in emb.failures])
-    return {
-        "n_scanned": len(scan.images),
-        "n_skipped": len(scan.skipped) + len(emb.failures),
-        "n_duplicates": len(scan.duplicates),
-        "n_embedded": emb.n_embedded,
-        "n_cached": len(scan.images) - len(emb.failures) - emb.n_embedded,
-        "scan_s": t_scan,
-        "embed_s": t_embed,
-        "fingerprint": scan.fingerprint(),
-    }
 
 
 def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,8 +62,6 @@ def train(
     log.info("training on %d labelled images in %d classes", len(ids), np.unique(y).size)
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
     save_trained(models_dir, backbone.identity, run_id, result.models)
-    from models.trained import load_trained
-
     trained = load_trained(models_dir, backbone.identity)
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result, trained, X)

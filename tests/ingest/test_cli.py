@@ -24,19 +24,21 @@ def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
     first = _train(tiny_dataset, tmp_path / "d")
     assert first.exit_code == 0, first.output
     assert "SVM (RBF)" in first.output and "Random Forest" in first.output
-    assert re.search(r"images embedded this run: 18, from cache: 0, skipped: 1", first.output)
+    assert re.search(r"18 images found, 18 new, 0 already catalogued, 18 embedded and indexed, 1 skipped", first.output)
+    assert "truncated" in first.output and "broken.jpg" in first.output
     second = _train(tiny_dataset, tmp_path / "d")
     assert second.exit_code == 0, second.output
-    assert "images embedded this run: 0, from cache: 18" in second.output
+    assert "18 images found, 0 new, 18 already catalogued, 0 embedded and indexed" in second.output
 
     Session = session_factory(init_db_engine(tmp_path / "d"))
     with Session() as s:
         runs = repo.list_runs(s, kind="train")
-        assert [r.outcome for r in runs] == ["ok", "ok"]
+        ingests = repo.list_runs(s, kind="ingest")
+        assert [r.outcome for r in runs + ingests] == ["ok"] * 4
         m = repo.run_metrics(s, runs[0].id)
         assert m["n_images"] == 18 and m["n_classes"] == 3
         assert 0.0 <= m["svm.accuracy"] <= 1.0 and "retrieval_loo.p@10" in m
-        assert {r.reason for r in repo.skipped_files(s, runs[1].id)} == {"truncated"}
+        assert {r.reason for r in repo.skipped_files(s, ingests[1].id)} == {"truncated"}
         assert len(repo.run_class_metrics(s, runs[0].id, "svm")) == 3
         assert repo.run_artifact(s, runs[0].id, "confusion.svm")["labels"] == ["apples", "grass", "sky"]
     assert (tmp_path / "d" / "models").is_dir()
@@ -55,7 +57,7 @@ def init_db_engine(data_dir):
 def test_train_on_missing_folder_is_a_clear_error(tmp_path):
     result = _train(tmp_path / "nowhere", tmp_path / "d")
     assert result.exit_code == 2
-    assert "dataset folder not found" in result.output
+    assert "folder not found" in result.output and "nowhere" in result.output
 
 
 def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path):

@@ -1,0 +1,79 @@
+"""Everything an entry point (CLI, worker, app) needs, built once from the settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.feature_cache import FeatureCache
+from ingest.pipeline import IngestOptions
+from ingest.settings import Settings
+from ingest.stores import Stores, open_stores
+from models.backbones import Backbone, load_backbone
+from models.trained import TrainedModels, current_run_id, load_trained
+
+log = logging.getLogger(__name__)
+
+
+def open_database(settings: Settings) -> sessionmaker[Session]:
+    from db.session import init_db, make_engine, session_factory
+
+    engine = make_engine(settings.db_url)
+    init_db(engine)
+    return session_factory(engine)
+
+
+def default_workers(settings: Settings) -> int:
+    if settings.num_workers is not None:
+        return settings.num_workers
+    # On small machines one decoder process beside the forward pass is fastest (measured on 2 cores).
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+@dataclass
+class Context:
+    settings: Settings
+    role: str = "cli"
+    _backbone: Backbone | None = field(default=None, repr=False)
+
+    @cached_property
+    def Session(self) -> sessionmaker[Session]:
+        return open_database(self.settings)
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            s = self.settings
+            self._backbone = load_backbone(s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
+        return self._backbone
+
+    @cached_property
+    def cache(self) -> FeatureCache:
+        return FeatureCache(self.settings.features_dir, self.backbone.identity)
+
+    @cached_property
+    def stores(self) -> Stores:
+        s = self.settings
+        return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
+                           s.store_lock_timeout_s, role=self.role)
+
+    def trained(self) -> TrainedModels | None:
+        """The current models for this backbone, or None before the first training run."""
+        return load_trained(self.settings.models_dir, self.backbone.identity)
+
+    def trained_run_id(self) -> int | None:
+        return current_run_id(self.settings.models_dir, self.backbone.identity)
+
+    def ingest_options(self, labels_from_folders: bool = True) -> IngestOptions:
+        s = self.settings
+        return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
+                             batch_size=s.batch_size, num_workers=default_workers(s),
+                             max_pixels=s.max_image_pixels)
+
+    def close(self) -> None:
+        if "stores" in self.__dict__:
+            self.stores.close()

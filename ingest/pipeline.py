@@ -1,0 +1,240 @@
+"""Ingest a folder into SQLite, Qdrant and the FAISS mirror, journalled so a crash at any point is recoverable.
+
+Order of writes for each batch (the invariant `imgsearch doctor` checks):
+1. catalogue rows committed with status 'pending' (before any vector exists);
+2. a journal row (`batches`, status 'pending') committed with the batch's ids;
+3. vectors + payloads upserted into Qdrant, then FAISS (both idempotent);
+4. the journal row closed and the images marked 'indexed' in one transaction.
+A crash before 2 leaves pending images that the next run embeds (features are cached); a crash between 2 and 4
+leaves an open journal row that the next run replays. Nothing is written to a vector store without a journal row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import jobs
+from db import repository as repo
+from db.models import Image
+from ingest.catalogue import catalogue_scan
+from ingest.decode import DEFAULT_MAX_PIXELS
+from ingest.embed import embed_with_cache
+from ingest.feature_cache import FeatureCache
+from ingest.scan import scan_folder
+from ingest.stores import Stores
+from models.backbones import Backbone
+from models.trained import TrainedModels
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, int]], None]
+
+
+@dataclass
+class IngestOptions:
+    labels_from_folders: bool = True
+    include_background: bool = False
+    batch_size: int = 32
+    num_workers: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    store_batch: int = 256  # images per journalled write; smaller = less to replay, more commits
+
+
+@dataclass
+class IngestReport:
+    run_id: int
+    folder: str
+    n_scanned: int = 0
+    n_new: int = 0
+    n_known: int = 0
+    n_duplicates: int = 0
+    n_skipped: int = 0
+    n_indexed: int = 0
+    n_recovered: int = 0
+    outcome: str = "ok"
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, message)
+    timings: dict[str, float] = field(default_factory=lambda: {"scan_s": 0.0, "embed_s": 0.0, "store_s": 0.0})
+
+
+def payload_for(image: Image) -> dict[str, Any]:
+    """What Qdrant (and the FAISS sidecar) keep for one image; the app shows and filters on these."""
+    return {
+        "path": image.path,
+        "file_name": image.file_name,
+        "label": image.label,
+        "predicted_label": image.predicted_label,
+        "predicted_prob": image.predicted_prob,
+        "kmeans_cluster": image.kmeans_cluster,
+        "agglo_cluster": image.agglo_cluster,
+        "content_hash": image.content_hash,
+        "width": image.width,
+        "height": image.height,
+        "source_folder": image.source_folder,
+        "ingest_run_id": image.ingest_run_id,
+        "time": image.created_at.isoformat(),
+    }
+
+
+def _write_batch(Session: sessionmaker[Session], stores: Stores, run_id: int, ids: list[int], xb: np.ndarray,
+                 trained: TrainedModels | None) -> None:
+    predictions = trained.predict(xb) if trained is not None else [{} for _ in ids]
+    with Session.begin() as s:
+        if trained is not None:
+            repo.update_images(s, [{"id": i, **p} for i, p in zip(ids, predictions, strict=True)])
+        batch_id = jobs.open_batch(s, run_id, ids).id
+    with Session() as s:
+        images = repo.images_by_ids(s, ids)
+        payloads = [payload_for(images[i]) for i in ids]
+    stores.upsert(ids, xb, payloads)
+    with Session.begin() as s:
+        jobs.close_batch(s, batch_id)
+
+
+def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache) -> int:
+    """Replay journal rows left open by a crashed run. Returns how many images were replayed."""
+    with Session() as s:
+        pending = [(b.id, list(b.image_ids)) for b in jobs.pending_batches(s)]
+    n = 0
+    for batch_id, ids in pending:
+        with Session() as s:
+            images = repo.images_by_ids(s, ids)
+        # Images deleted since (by `remove`) must not come back; those without cached features are re-embedded.
+        replay = [i for i in ids if i in images and images[i].content_hash in cache]
+        if replay:
+            xb = cache.get([images[i].content_hash for i in replay])
+            stores.upsert(replay, xb, [payload_for(images[i]) for i in replay])
+        with Session.begin() as s:
+            jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
+            # ... except those whose vectors could not be replayed: they go back to the queue.
+            repo.set_image_status(s, [i for i in ids if i in images and i not in replay], "pending")
+        n += len(replay)
+        log.info("recovered journal batch %d: %d images replayed into the stores", batch_id, len(replay))
+    return n
+
+
+def ingest_folder(
+    folder: Path,
+    Session: sessionmaker[Session],
+    backbone: Backbone,
+    cache: FeatureCache,
+    stores: Stores,
+    trained: TrainedModels | None,
+    options: IngestOptions | None = None,
+    progress: bool = True,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    run_id: int | None = None,
+) -> IngestReport:
+    """Scan `folder`, catalogue what is new, embed it, predict, and write every store in journalled batches."""
+    opts = options or IngestOptions()
+    folder = Path(folder).expanduser()
+    if run_id is None:
+        with Session.begin() as s:
+            run_id = repo.start_run(s, "ingest", backbone.name, backbone.dim, backbone.weights_sha256,
+                                    params=vars(opts), dataset_path=str(folder)).id
+    report = IngestReport(run_id=run_id, folder=str(folder))
+    try:
+        report.n_recovered = recover(Session, stores, cache)
+        t = time.perf_counter()
+        scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels)
+        report.timings["scan_s"] = time.perf_counter() - t
+        with Session.begin() as s:
+            cat = catalogue_scan(s, scan, run_id, backbone.name)
+            statuses = {i: im.status for i, im in repo.images_by_ids(s, cat.ids).items()}
+        report.n_scanned, report.n_new, report.n_known = len(scan.images), len(cat.new_ids), cat.n_known
+        report.n_duplicates = len(scan.duplicates)
+        report.skipped = [(str(f.path), f.reason, f.message) for f in scan.skipped + scan.duplicates]
+        todo = [(cat.ids[k], im) for k, im in enumerate(scan.images) if statuses.get(cat.ids[k]) == "pending"]
+        state = {"total": len(todo), "done": 0, "skipped": len(scan.skipped), "duplicates": len(scan.duplicates)}
+        if on_progress:
+            on_progress(dict(state))
+        for start in range(0, len(todo), opts.store_batch):
+            if should_stop is not None and should_stop():
+                report.outcome = "interrupted"
+                break
+            chunk = todo[start : start + opts.store_batch]
+            t = time.perf_counter()
+            emb = embed_with_cache(backbone, [im.path for _, im in chunk], [im.content_hash for _, im in chunk],
+                                   cache, opts.batch_size, opts.num_workers, opts.max_pixels,
+                                   progress=progress)
+            report.timings["embed_s"] += time.perf_counter() - t
+            if emb.failures:
+                failed_ids = [chunk[f.index][0] for f in emb.failures]
+                with Session.begin() as s:
+                    for f in emb.failures:
+                        repo.record_skipped(s, run_id, str(f.path), f.reason, f.message)
+                    repo.delete_images(s, failed_ids)
+                report.skipped += [(str(f.path), f.reason, f.message) for f in emb.failures]
+            ids = [chunk[k][0] for k in emb.ok]
+            t = time.perf_counter()
+            if ids:
+                _write_batch(Session, stores, run_id, ids, emb.vectors, trained)
+            report.timings["store_s"] += time.perf_counter() - t
+            report.n_indexed += len(ids)
+            state["done"] += len(chunk)
+            state["skipped"] += len(emb.failures)
+            if on_progress:
+                on_progress(dict(state))
+    except BaseException as exc:
+        report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _finish(Session, report, message=f"{type(exc).__name__}: {exc}")
+        raise
+    report.n_skipped = sum(1 for _, reason, _ in report.skipped if reason != "duplicate")
+    _finish(Session, report)
+    return report
+
+
+def _finish(Session: sessionmaker[Session], report: IngestReport, message: str | None = None) -> None:
+    with Session.begin() as s:
+        run = s.get(repo.Run, report.run_id)
+        repo.finish_run(s, run, report.outcome, message=message, n_images=report.n_indexed,
+                        n_skipped=sum(1 for _, r, _ in report.skipped if r != "duplicate"),
+                        n_duplicates=report.n_duplicates)
+        repo.record_metrics(s, report.run_id, {f"ingest.{k}": v for k, v in report.timings.items()}
+                            | {"ingest.n_new": report.n_new, "ingest.n_known": report.n_known,
+                               "ingest.n_indexed": report.n_indexed})
+
+
+def refresh_payloads(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache,
+                     trained: TrainedModels, chunk: int = 1024) -> int:
+    """After a re-fit, rewrite every stored point's predicted class and clusters (SQLite and both stores)."""
+    with Session() as s:
+        ids = repo.image_ids_with_status(s, "indexed")
+    n = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        with Session() as s:
+            images = repo.images_by_ids(s, part)
+        part = [i for i in part if images[i].content_hash in cache]
+        xb = cache.get([images[i].content_hash for i in part])
+        updates = trained.predict(xb)
+        for i, u in zip(part, updates, strict=True):
+            u["label"] = images[i].label
+        with Session.begin() as s:
+            repo.update_images(s, [{"id": i, **{k: v for k, v in u.items() if k != "label"}}
+                                   for i, u in zip(part, updates, strict=True)])
+        stores.set_payload(part, updates)
+        n += len(part)
+    return n
+
+
+def remove_paths(Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path]) -> dict[str, int]:
+    """Remove images by file path or folder from all three stores.
+
+    SQLite goes first: a crash afterwards leaves vectors with no catalogue row, which `doctor --repair`
+    deletes. The other order could bring a removed image back on repair.
+    """
+    with Session.begin() as s:
+        ids, detached = repo.resolve_removal(s, [str(Path(p).expanduser().resolve()) for p in paths])
+        repo.delete_images(s, ids)
+    if ids:
+        stores.delete(ids)
+    return {"removed": len(ids), "paths_detached": detached}
