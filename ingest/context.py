@@ -72,7 +72,7 @@ class Context:
         s = self.settings
         return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
                              batch_size=s.batch_size, num_workers=default_workers(s),
-                             max_pixels=s.max_image_pixels)
+                             max_pixels=s.max_image_pixels, store_batch=s.store_batch)
 
     def close(self) -> None:
         if "stores" in self.__dict__:

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     num_workers: int | None = Field(
         None, ge=0, description="Decoder processes beside the forward pass; default: half the cores (at least 1)."
     )
+    store_batch: int = Field(256, ge=1, description="Images per journalled write to the vector stores.")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     seed: int = 0
     k_clusters: int = Field(50, ge=2)
