@@ -1,0 +1,82 @@
+"""A tiny trained collection (3 classes x 6 generated images, EfficientNet-Lite0), built once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_dataset
+
+UI = Path(__file__).resolve().parents[2] / "ui"
+TIMEOUT = 60  # seconds per AppTest run: the first one loads the backbone
+
+
+@dataclass(frozen=True)
+class Collection:
+    root: Path
+    photos: Path
+    data_dir: Path
+
+    def env(self) -> dict[str, str]:
+        return {"IMGSEARCH_DATA_DIR": str(self.data_dir), "IMGSEARCH_BACKBONE": "efficientnet_lite0",
+                "IMGSEARCH_NUM_WORKERS": "0", "IMGSEARCH_DATASET_DIR": str(self.photos)}
+
+
+def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
+    from db import repository as repo
+    from ingest.context import Context
+    from ingest.pipeline import ingest_folder, refresh_payloads
+    from ingest.settings import Settings
+    from ingest.train import train
+
+    photos = write_dataset(root / "photos", per_class=6, seed=0)
+    settings = Settings(data_dir=root / "data", backbone="efficientnet_lite0", num_workers=0, dataset_dir=photos)
+    ctx = Context(settings, _backbone=backbone)
+    try:
+        ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, ctx.ingest_options(True),
+                      progress=False)
+        if train_models:
+            b = ctx.backbone
+            with ctx.Session.begin() as s:
+                run_id = repo.start_run(s, "train", b.name, b.dim, b.weights_sha256, dataset_path=str(photos)).id
+            train(ctx.Session, run_id, b, ctx.cache, settings.models_dir, k=3)
+            with ctx.Session.begin() as s:
+                repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=18)
+            refresh_payloads(ctx.Session, ctx.stores, ctx.cache, ctx.trained())
+    finally:
+        ctx.close()  # release the embedded stores: the app opens them itself
+    return Collection(root, photos, settings.data_dir)
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory, lite0) -> Collection:
+    return build_collection(tmp_path_factory.mktemp("ui_collection"), lite0)
+
+
+@pytest.fixture
+def app_env(collection, monkeypatch) -> Collection:
+    for name, value in collection.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
+    monkeypatch.delenv("IMGSEARCH_ALLOWED_ROOTS", raising=False)
+    return collection
+
+
+@pytest.fixture
+def fresh_env(tmp_path, monkeypatch) -> Collection:
+    """An empty data dir and a small dataset beside it (nothing ingested)."""
+    photos = write_dataset(tmp_path / "photos", per_class=4, seed=1)
+    fresh = Collection(tmp_path, photos, tmp_path / "data")
+    for name, value in fresh.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
+    monkeypatch.delenv("IMGSEARCH_ALLOWED_ROOTS", raising=False)
+    return fresh
+
+
+def page(name: str):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(UI / "pages" / f"{name}_page.py"), default_timeout=TIMEOUT)

@@ -1,0 +1,82 @@
+"""Unit tests of the pure helpers behind the pages: upload and folder checks, tables and figures."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ingest.decode import ImageRejected
+from search.index import Filter
+from ui import inputs, views
+
+
+def test_handle_upload_decodes_in_memory_and_names_the_problem():
+    out = io.BytesIO()
+    Image.new("RGBA", (10, 8), (0, 0, 0, 0)).save(out, format="PNG")
+    img = inputs.handle_upload(out.getvalue(), max_pixels=1000)
+    assert img.mode == "RGB" and img.size == (10, 8)
+    with pytest.raises(ImageRejected) as exc:
+        inputs.handle_upload(out.getvalue(), max_pixels=10)
+    assert exc.value.reason == "too_large"
+    assert inputs.upload_error(exc.value).startswith("The uploaded image is too large")
+
+
+def test_allowed_roots_default_to_data_and_dataset(tmp_path):
+    assert inputs.allowed_roots([], tmp_path / "d", None) == [(tmp_path / "d").resolve()]
+    assert inputs.allowed_roots([tmp_path / "x"], tmp_path / "d", tmp_path / "ds") == [(tmp_path / "x").resolve()]
+
+
+def test_validate_folder(tmp_path):
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "f.txt").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    roots = [root.resolve()]
+    assert inputs.validate_folder(str(root / "a"), roots) == (root / "a").resolve()
+    assert inputs.validate_folder(f" {root} ", roots) == root.resolve()
+    for text, words in [("", "Enter"), (str(root / "a" / ".." / ".." / "outside"), "outside"),
+                        (str(root / "link"), "outside"), (str(root / "nope"), "does not exist"),
+                        (str(root / "f.txt"), "not a directory"), ("a\x00b", "NUL")]:
+        with pytest.raises(inputs.FolderRejected, match=words):
+            inputs.validate_folder(text, roots)
+
+
+def test_top_classes_and_figure():
+    top = views.top_classes(np.array([0.1, 0.6, 0.05, 0.2, 0.03, 0.02]), list("abcdef"), n=5)
+    assert list(top.label) == ["b", "d", "a", "c", "e"]
+    assert views.probability_figure(top).data[0].orientation == "h"
+
+
+def test_filter_descriptions():
+    flt = Filter(labels=["cat"], min_confidence=0.8, folders=[])
+    text = views.empty_result_reason(flt, n_indexed=10)
+    assert "label is one of: cat" in text and "confidence ≥ 80%" in text and "folder is one of: (nothing" in text
+    assert views.empty_result_reason(Filter(), 0) == "The collection is empty."
+
+
+def test_class_table_worst_first_and_history():
+    rows = [{"label": "a", "precision": 1, "recall": 1, "f1": 1.0, "support": 3},
+            SimpleNamespace(label="b", precision=0.5, recall=0.4, f1=0.45, support=2)]
+    assert list(views.class_table(rows).label) == ["b", "a"]
+    runs = [SimpleNamespace(id=2, started_at=None), SimpleNamespace(id=1, started_at=None)]
+    hist = views.metric_history(runs, {1: {"svm.accuracy": 0.5}, 2: {"svm.accuracy": 0.7, "other": 1.0}})
+    assert list(hist.run_id) == [1, 2, 2]
+    assert views.history_figure(hist, ["svm.accuracy"]) is not None
+    assert views.history_figure(hist, ["kmeans.silhouette"]) is None
+
+
+def test_pca_frame_and_confusion_figure():
+    rng = np.random.default_rng(0)
+    xb = rng.normal(size=(20, 8)).astype(np.float32)
+    payloads = [{"file_name": f"{i}.jpg", "label": "a" if i % 2 else None, "kmeans_cluster": i % 3} for i in range(20)]
+    frame = views.pca_frame(xb, payloads)
+    assert frame.shape == (20, 6) and set(frame.label) == {"a", "(none)"} and frame.agglo_cluster[0] == "(none)"
+    assert len(views.pca_figure(frame, "label").data) == 2
+    fig = views.confusion_figure(["a", "b"], [[3, 1], [0, 4]])
+    assert fig.data[0].z.tolist() == [[3, 1], [0, 4]]

@@ -1,0 +1,98 @@
+"""Read-only catalogue queries the app needs beyond db.repository: counts, distinct filter values, cluster tables."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Image, Run
+
+CLUSTER_COLUMNS = {"kmeans": Image.kmeans_cluster, "agglomerative": Image.agglo_cluster}
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    """Distinct payload values of the indexed images, for the filter widgets."""
+
+    labels: list[str] = field(default_factory=list)
+    predicted_labels: list[str] = field(default_factory=list)
+    kmeans_clusters: list[int] = field(default_factory=list)
+    agglo_clusters: list[int] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def indexed_count(session: Session) -> int:
+    return session.scalar(select(func.count(Image.id)).where(Image.status == "indexed")) or 0
+
+
+def catalogue_signature(session: Session) -> tuple[int, int, int]:
+    """(indexed images, newest image id, newest finished run id): changes after any ingest, train or remove."""
+    n = indexed_count(session)
+    newest_image = session.scalar(select(func.max(Image.id))) or 0
+    newest_run = session.scalar(select(func.max(Run.id)).where(Run.outcome != "running")) or 0
+    return n, newest_image, newest_run
+
+
+def _distinct(session: Session, column) -> list:
+    query = select(column).where(Image.status == "indexed", column.is_not(None)).distinct().order_by(column)
+    return list(session.scalars(query))
+
+
+def filter_choices(session: Session) -> FilterChoices:
+    return FilterChoices(
+        labels=_distinct(session, Image.label),
+        predicted_labels=_distinct(session, Image.predicted_label),
+        kmeans_clusters=_distinct(session, Image.kmeans_cluster),
+        agglo_clusters=_distinct(session, Image.agglo_cluster),
+        folders=_distinct(session, Image.source_folder),
+    )
+
+
+def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, str]]:
+    """(id, file name) of indexed images, by file name, for the query picker."""
+    query = (
+        select(Image.id, Image.file_name).where(Image.status == "indexed").order_by(Image.file_name, Image.id)
+        .limit(limit)
+    )
+    return [(i, name) for i, name in session.execute(query)]
+
+
+def image_paths(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """id -> (path, file name)."""
+    rows = session.execute(select(Image.id, Image.path, Image.file_name).where(Image.id.in_(ids)))
+    return {i: (path, name) for i, path, name in rows}
+
+
+def cluster_summary(session: Session, algorithm: str) -> list[dict]:
+    """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster."""
+    column = CLUSTER_COLUMNS[algorithm]
+    rows = session.execute(
+        select(column, Image.label).where(Image.status == "indexed", column.is_not(None))
+    )
+    sizes: Counter[int] = Counter()
+    labels: dict[int, Counter[str]] = defaultdict(Counter)
+    for cluster, label in rows:
+        sizes[cluster] += 1
+        if label is not None:
+            labels[cluster][label] += 1
+    out = []
+    for cluster in sorted(sizes):
+        counts = labels[cluster]
+        labelled = sum(counts.values())
+        dominant, top = counts.most_common(1)[0] if counts else (None, 0)
+        out.append({"cluster": cluster, "size": sizes[cluster], "labelled": labelled, "dominant_label": dominant,
+                    "purity": top / labelled if labelled else None})
+    return out
+
+
+def cluster_members(session: Session, algorithm: str, cluster: int, limit: int = 12) -> list[tuple[int, str, str]]:
+    """(id, path, file name) of up to `limit` images of one cluster, by id."""
+    column = CLUSTER_COLUMNS[algorithm]
+    query = (
+        select(Image.id, Image.path, Image.file_name)
+        .where(Image.status == "indexed", column == cluster).order_by(Image.id).limit(limit)
+    )
+    return [(i, p, n) for i, p, n in session.execute(query)]

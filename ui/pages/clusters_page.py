@@ -1,0 +1,60 @@
+"""Clusters page: K-Means and agglomerative cluster sizes, purity, members, and a 2-D PCA map."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from db import repository as repo
+from ui import data, resources, views, widgets
+
+PREFIX = "clusters"
+ALGORITHMS = {"K-Means": "kmeans", "Agglomerative": "agglomerative"}
+COLOR_BY = {"label": "label", "K-Means cluster": "kmeans_cluster", "agglomerative cluster": "agglo_cluster"}
+
+
+def cluster_section(state: resources.AppState, algorithm: str) -> None:
+    rows = resources.cluster_summary(state.key, state.version, algorithm)
+    if not rows:
+        st.info(f"No image has a cluster yet: run `{resources.TRAIN_HINT}`.")
+        return
+    with state.ctx.Session() as s:
+        metrics = repo.run_metrics(s, state.trained.run_id)
+    cols = st.columns(4)
+    cols[0].metric("clusters", len(rows))
+    for col, name in zip(cols[1:], ("purity", "silhouette", "davies_bouldin"), strict=True):
+        value = metrics.get(f"{algorithm}.{name}")
+        col.metric(name.replace("_", "–").title(), "–" if value is None else f"{value:.3f}")
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame, hide_index=True, column_config={
+        "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0, format="percent"),
+    })
+    cluster = st.selectbox("Show images of cluster", frame["cluster"].tolist(), key=f"{PREFIX}_{algorithm}_pick",
+                           format_func=lambda c: f"{c} ({frame.set_index('cluster').at[c, 'size']} images, "
+                                                 f"mostly {frame.set_index('cluster').at[c, 'dominant_label']})")
+    with state.ctx.Session() as s:
+        members = data.cluster_members(s, algorithm, int(cluster), limit=10)
+    for start in range(0, len(members), widgets.GRID_COLUMNS):
+        for col, (_, path, name) in zip(st.columns(widgets.GRID_COLUMNS), members[start : start + 5], strict=False):
+            with col:
+                widgets.show_thumbnail(path, caption=name)
+
+
+def main() -> None:
+    st.title("Clusters")
+    state = resources.load_state(require_trained=True)
+    st.caption(f"Models of training run {state.trained.run_id} · backbone `{state.ctx.backbone.name}`")
+    tabs = st.tabs(list(ALGORITHMS))
+    for tab, algorithm in zip(tabs, ALGORITHMS.values(), strict=True):
+        with tab:
+            cluster_section(state, algorithm)
+
+    st.subheader("PCA map")
+    color = st.radio("Colour by", list(COLOR_BY), horizontal=True, key=f"{PREFIX}_color")
+    n_max = st.sidebar.slider("Points on the map (sample)", 200, 5000, 3000, 100, key=f"{PREFIX}_n")
+    points = resources.pca_points(state.key, state.version, n_max)
+    st.caption(f"{len(points):,} of {state.n_indexed:,} images, first two principal components of the features")
+    st.plotly_chart(views.pca_figure(points, COLOR_BY[color]))
+
+
+main()

@@ -1,0 +1,95 @@
+"""Metrics page: runs over time, training metrics across runs, a run's confusion matrix and per-class table."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db import repository as repo
+from ui import resources, views
+
+PREFIX = "metrics"
+MODELS = {"SVM": "svm", "Random forest": "random_forest"}
+
+
+def history_section(state: resources.AppState, train_runs) -> None:
+    with state.ctx.Session() as s:
+        metrics = {r.id: repo.run_metrics(s, r.id) for r in train_runs}
+    history = views.metric_history(train_runs, metrics)
+    st.subheader("Across training runs")
+    cols = st.columns(2)
+    for n, (title, names) in enumerate(views.HISTORY_CHARTS.items()):
+        fig = views.history_figure(history, names)
+        with cols[n % 2]:
+            st.markdown(f"**{title}**")
+            if fig is None:
+                st.caption("not recorded yet")
+            else:
+                st.plotly_chart(fig, key=f"{PREFIX}_history_{n}")
+
+
+def run_section(state: resources.AppState, train_runs) -> None:
+    st.subheader("One training run")
+    by_id = {r.id: r for r in train_runs}
+    run_id = st.selectbox("Run", list(by_id), key=f"{PREFIX}_run",
+                          format_func=lambda i: f"{i} · {by_id[i].started_at:%Y-%m-%d %H:%M} · {by_id[i].backbone}")
+    model = MODELS[st.radio("Classifier", list(MODELS), horizontal=True, key=f"{PREFIX}_model")]
+    with state.ctx.Session() as s:
+        metrics = repo.run_metrics(s, run_id)
+        confusion = repo.run_artifact(s, run_id, f"confusion.{model}")
+        table = views.class_table(repo.run_class_metrics(s, run_id, model))
+    cols = st.columns(3)
+    for col, name in zip(cols, ("accuracy", "mean_per_class_accuracy", "macro_f1"), strict=True):
+        value = metrics.get(f"{model}.{name}")
+        if value is not None:
+            col.metric(name.replace("_", " "), f"{value:.3f}")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Confusion matrix (validation)**")
+        if confusion:
+            st.plotly_chart(views.confusion_figure(confusion["labels"], confusion["matrix"]),
+                            key=f"{PREFIX}_confusion")
+        else:
+            st.caption("not recorded for this run")
+    with right:
+        st.markdown("**Per class, worst F1 first**")
+        st.dataframe(table, hide_index=True, height=min(600, 38 + 35 * len(table)))
+
+
+def ingest_section(state: resources.AppState) -> None:
+    with state.ctx.Session() as s:
+        runs = repo.list_runs(s, kind="ingest", limit=200)
+    st.subheader("Ingest runs")
+    if not runs:
+        st.caption(f"none yet: `{resources.INGEST_HINT}`")
+        return
+    st.dataframe(views.runs_frame(runs)[["id", "outcome", "started_at", "dataset_path", "n_images", "n_skipped",
+                                        "n_failed", "n_duplicates", "message"]], hide_index=True)
+    with_skips = [r for r in runs if r.n_skipped or r.n_duplicates or r.n_failed]
+    if with_skips:
+        run_id = st.selectbox("Files a run skipped", [r.id for r in with_skips], key=f"{PREFIX}_ingest_run")
+        with state.ctx.Session() as s:
+            skipped = views.skipped_frame(repo.skipped_files(s, run_id))
+        st.dataframe(skipped, hide_index=True)
+
+
+def main() -> None:
+    st.title("Metrics")
+    state = resources.load_state(require_images=False, load_models=False)
+    with state.ctx.Session() as s:
+        runs = repo.list_runs(s, limit=500)
+    if not runs:
+        st.info(f"No runs yet. Ingest images with `{resources.INGEST_HINT}` and fit the models with "
+                f"`{resources.TRAIN_HINT}`.")
+        return
+    st.subheader("Runs")
+    st.dataframe(views.runs_frame(runs), hide_index=True)
+    train_runs = sorted((r for r in runs if r.kind == "train" and r.outcome == "ok"), key=lambda r: r.id)
+    if train_runs:
+        history_section(state, train_runs)
+        run_section(state, list(reversed(train_runs)))
+    else:
+        st.info(f"No finished training run yet: run `{resources.TRAIN_HINT}`.")
+    ingest_section(state)
+
+
+main()

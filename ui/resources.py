@@ -1,0 +1,197 @@
+"""Shared app resources behind Streamlit caches, keyed so a new ingest or training run is picked up live.
+
+The Context (backbone, database, stores) is one `st.cache_resource` per settings. Everything that depends
+on the collection is keyed on a *store version*: the catalogue signature from SQLite (indexed count, newest
+image id, newest finished run id), the current trained run id (`models/<backbone>/current.json`) and the
+FAISS save counter. Any ingest, remove or training run, in this process or another, changes the version, so
+the next rerun reloads the trained models and recomputes the cached query results without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+from pydantic import ValidationError
+
+from ingest.context import Context
+from ingest.settings import Settings
+from models.trained import TrainedModels
+from search.service import SearchService
+from ui import data
+
+log = logging.getLogger(__name__)
+
+INGEST_HINT = "imgsearch ingest FOLDER"
+TRAIN_HINT = "imgsearch train"
+THUMB_SIZE = (256, 256)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    key: str  # the settings as JSON: the cache key of everything below
+    ctx: Context
+    n_indexed: int
+    version: tuple
+    trained: TrainedModels | None
+    service: SearchService | None
+
+
+def settings_key(settings: Settings) -> str:
+    return settings.model_dump_json()
+
+
+@st.cache_resource(show_spinner=False)
+def context(key: str) -> Context:
+    """The Context for these settings, with only the database open (cheap; enough for runs and guidance)."""
+    ctx = Context(Settings.model_validate_json(key), role="app")
+    ctx.Session  # noqa: B018 - opens (and migrates) the database once, under the cache's lock
+    return ctx
+
+
+@st.cache_resource(show_spinner="Loading the backbone and opening the stores…")
+def loaded_context(key: str) -> Context:
+    """The same Context with the backbone loaded and the stores open."""
+    ctx = context(key)
+    ctx.backbone  # noqa: B018 - load once, under the cache's lock, not in two sessions at once
+    ctx.stores  # noqa: B018
+    return ctx
+
+
+@st.cache_resource(show_spinner="Loading the trained models…", max_entries=4)
+def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
+    """Models of training run `run_id`; a new run id (new training) misses the cache and loads the new set."""
+    if run_id is None:
+        return None
+    return loaded_context(key).trained()
+
+
+def store_version(ctx: Context, signature: tuple[int, int, int]) -> tuple:
+    faiss_version = getattr(ctx.stores.faiss, "version", None)
+    return (*signature, ctx.trained_run_id(), faiss_version() if faiss_version else None)
+
+
+def _stop_with(kind: str, message: str) -> None:
+    getattr(st, kind)(message)
+    st.stop()
+
+
+def load_state(require_images: bool = True, require_trained: bool = False, load_models: bool = True) -> AppState:
+    """Everything a page needs, or stop the page with guidance (st.info) or the reason (st.error)."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _stop_with("error", f"The IMGSEARCH_* settings are invalid:\n\n```\n{exc}\n```")
+    key = settings_key(settings)
+    try:
+        ctx = context(key)
+        with ctx.Session() as s:
+            signature = data.catalogue_signature(s)
+    except Exception as exc:  # a bad database URL or an unreadable file: say so instead of a stack trace
+        log.exception("cannot open the database")
+        _stop_with("error", f"Cannot open the database ({settings.db_url}): {exc}")
+    n_indexed = signature[0]
+    if require_images and n_indexed == 0:
+        _stop_with("info", f"No images are indexed yet. Add some with `{INGEST_HINT}` "
+                           "(or on the **Ingest** page), then come back.")
+    if not load_models:
+        return AppState(settings, key, ctx, n_indexed, signature, None, None)
+    try:
+        ctx = loaded_context(key)
+        version = store_version(ctx, signature)
+    except Exception as exc:  # backbone weights missing, store busy or built for another backbone
+        log.exception("cannot load the backbone or the stores")
+        _stop_with("error", f"Cannot load the backbone or open the vector stores: {exc}")
+    if require_images and ctx.stores.faiss.count() == 0:
+        _stop_with("info", f"The catalogue has images, but none were indexed with the backbone "
+                           f"`{ctx.backbone.name}`. Run `{INGEST_HINT}` with this backbone.")
+    try:
+        trained = trained_models(key, version[3])
+    except Exception as exc:
+        log.exception("cannot load the trained models")
+        st.warning(f"The trained models cannot be loaded ({exc}); run `{TRAIN_HINT}` again.")
+        trained = None
+    if require_trained and trained is None:
+        _stop_with("info", f"No trained models for the backbone `{ctx.backbone.name}` yet. Run `{TRAIN_HINT}` "
+                           "to fit the classifiers and clusterings.")
+    service = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant)
+    return AppState(settings, key, ctx, n_indexed, version, trained, service)
+
+
+# ---- cached query results ----------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def filter_choices(key: str, version: tuple) -> data.FilterChoices:
+    with context(key).Session() as s:
+        return data.filter_choices(s)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def collection_files(key: str, version: tuple) -> list[tuple[int, str]]:
+    with context(key).Session() as s:
+        return data.collection_files(s)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cluster_summary(key: str, version: tuple, algorithm: str) -> list[dict]:
+    with context(key).Session() as s:
+        return data.cluster_summary(s, algorithm)
+
+
+@st.cache_data(show_spinner="Projecting the features…", max_entries=4)
+def pca_points(key: str, version: tuple, n_max: int = 3000, seed: int = 0):
+    """2-D PCA of up to n_max indexed vectors (a seeded sample), with their payloads."""
+    from ui.views import pca_frame
+
+    faiss = loaded_context(key).stores.faiss
+    ids = faiss.ids()
+    if len(ids) > n_max:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, n_max, replace=False))
+    ids = [int(i) for i in ids]
+    return pca_frame(faiss.get_vectors(ids), faiss.get_payloads(ids), random_state=seed)
+
+
+@st.cache_data(show_spinner="Embedding the query…", max_entries=64)
+def embed_query(key: str, digest: str, _image: Image.Image) -> tuple[np.ndarray, float]:
+    """(vector (d,), embed ms) of an uploaded image, cached by the upload's content hash."""
+    t = time.perf_counter()
+    xq = loaded_context(key).backbone.embed_images([_image])[0]
+    return xq, (time.perf_counter() - t) * 1000
+
+
+def digest(data_: bytes) -> str:
+    return hashlib.sha256(data_).hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _thumbnail(path: str, mtime_ns: int) -> bytes | None:
+    import io
+
+    from ingest.decode import ImageRejected, load_rgb
+
+    try:
+        with open(path, "rb") as f:
+            img = load_rgb(f.read())
+    except (OSError, ImageRejected):
+        return None
+    img.thumbnail(THUMB_SIZE)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def thumbnail(path: str) -> bytes | None:
+    """JPEG bytes of a ≤256 px thumbnail, cached by path and mtime; None when the file is missing or unreadable."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _thumbnail(path, mtime)

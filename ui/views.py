@@ -1,0 +1,153 @@
+"""Pure functions that turn search results, runs and metrics into dataframes and plotly figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from search.index import Filter
+from search.service import SearchResult
+
+# Metric families charted across training runs: chart title -> metric names.
+HISTORY_CHARTS = {
+    "Classifier accuracy (validation)": ["svm.accuracy", "random_forest.accuracy"],
+    "Silhouette (higher is better)": ["kmeans.silhouette", "agglomerative.silhouette"],
+    "Davies–Bouldin (lower is better)": ["kmeans.davies_bouldin", "agglomerative.davies_bouldin"],
+    "Retrieval": ["retrieval_loo.p@10", "retrieval_loo.map@10", "retrieval_val.p@10", "retrieval_val.map@10"],
+}
+
+
+def fmt_prob(p: float | None) -> str:
+    return "–" if p is None else f"{p:.0%}"
+
+
+def results_frame(results: Sequence[SearchResult]) -> pd.DataFrame:
+    """One row per hit, best first."""
+    return pd.DataFrame(
+        [{"rank": n + 1, "id": r.id, "score": r.score, "file_name": r.file_name, "label": r.label,
+          "predicted_label": r.predicted_label, "predicted_prob": r.predicted_prob} for n, r in enumerate(results)],
+        columns=["rank", "id", "score", "file_name", "label", "predicted_label", "predicted_prob"],
+    )
+
+
+def result_caption(r: SearchResult) -> str:
+    """Markdown under a thumbnail: score, file name, true and predicted label."""
+    predicted = r.predicted_label or "–"
+    return (f"**{r.score:.3f}** · `{r.file_name}`  \nlabel: {r.label or '–'} · "
+            f"predicted: {predicted} ({fmt_prob(r.predicted_prob)})")
+
+
+def top_classes(proba: np.ndarray, classes: Sequence[str], n: int = 5) -> pd.DataFrame:
+    """proba: (n_classes,) -> the n most probable classes, most probable first."""
+    proba = np.asarray(proba, dtype=float).reshape(-1)
+    order = np.argsort(-proba, kind="stable")[:n]
+    return pd.DataFrame({"label": [str(classes[i]) for i in order], "probability": proba[order]})
+
+
+def probability_figure(top: pd.DataFrame) -> go.Figure:
+    fig = px.bar(top.iloc[::-1], x="probability", y="label", orientation="h", range_x=[0, 1], text_auto=".1%")
+    fig.update_layout(height=60 + 36 * len(top), margin=dict(l=0, r=0, t=10, b=0), yaxis_title=None)
+    return fig
+
+
+def describe_filter(flt: Filter) -> list[str]:
+    """Human-readable conditions of a filter, one per active condition."""
+    names = {"label": "label", "predicted_label": "predicted label", "kmeans_cluster": "K-Means cluster",
+             "agglo_cluster": "agglomerative cluster", "source_folder": "folder"}
+    out = []
+    for key, values in flt.any_of().items():
+        shown = ", ".join(str(v) for v in values) if values else "(nothing selected)"
+        out.append(f"{names[key]} is one of: {shown}")
+    if flt.min_confidence is not None:
+        out.append(f"prediction confidence ≥ {flt.min_confidence:.0%}")
+    return out
+
+
+def empty_result_reason(flt: Filter, n_indexed: int) -> str:
+    if n_indexed == 0:
+        return "The collection is empty."
+    conditions = describe_filter(flt)
+    if not conditions:
+        return "No neighbours were found."
+    return "No indexed image matches all of these filters: " + "; ".join(conditions) + "."
+
+
+def pca_frame(xb: np.ndarray, payloads: Sequence[Mapping[str, Any]], random_state: int = 0) -> pd.DataFrame:
+    """xb: (n, d) -> 2-D PCA coordinates with file name, label and both clusters per point."""
+    from sklearn.decomposition import PCA
+
+    n = len(xb)
+    xy = np.zeros((n, 2)) if n < 2 else PCA(n_components=2, random_state=random_state).fit_transform(xb)
+    rows = [{"x": float(xy[i, 0]), "y": float(xy[i, 1]), "file_name": p.get("file_name", ""),
+             "label": p.get("label") or "(none)",
+             "kmeans_cluster": _cluster_name(p.get("kmeans_cluster")),
+             "agglo_cluster": _cluster_name(p.get("agglo_cluster"))} for i, p in enumerate(payloads)]
+    return pd.DataFrame(rows, columns=["x", "y", "file_name", "label", "kmeans_cluster", "agglo_cluster"])
+
+
+def _cluster_name(c: int | None) -> str:
+    return "(none)" if c is None else str(c)
+
+
+def pca_figure(frame: pd.DataFrame, color: str) -> go.Figure:
+    fig = px.scatter(frame, x="x", y="y", color=color, hover_name="file_name",
+                     hover_data={"label": True, "kmeans_cluster": True, "agglo_cluster": True, "x": False, "y": False})
+    fig.update_traces(marker=dict(size=5, opacity=0.75))
+    fig.update_layout(height=560, margin=dict(l=0, r=0, t=10, b=0), xaxis_title="PC 1", yaxis_title="PC 2")
+    return fig
+
+
+def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> go.Figure:
+    """Rows = true class, columns = predicted class."""
+    m = np.asarray(matrix)
+    fig = px.imshow(m, x=list(labels), y=list(labels), color_continuous_scale="Blues", text_auto=len(labels) <= 30,
+                    labels=dict(x="predicted", y="true", color="images"), aspect="auto")
+    side = min(1200, 200 + 18 * len(labels))
+    fig.update_layout(height=side, margin=dict(l=0, r=0, t=10, b=0))
+    return fig
+
+
+def class_table(rows: Iterable[Any]) -> pd.DataFrame:
+    """Per-class rows (objects or dicts with label, precision, recall, f1, support), worst F1 first."""
+    def get(row, name):
+        return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+    frame = pd.DataFrame(
+        [{k: get(r, k) for k in ("label", "precision", "recall", "f1", "support")} for r in rows],
+        columns=["label", "precision", "recall", "f1", "support"],
+    )
+    return frame.sort_values(["f1", "recall", "label"], kind="stable").reset_index(drop=True)
+
+
+def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
+    cols = ["id", "kind", "outcome", "started_at", "finished_at", "backbone", "n_images", "n_skipped",
+            "n_failed", "n_duplicates", "dataset_path", "message"]
+    return pd.DataFrame([{c: getattr(r, c) for c in cols} for r in runs], columns=cols)
+
+
+def metric_history(runs: Sequence[Any], metrics: Mapping[int, Mapping[str, float]]) -> pd.DataFrame:
+    """Long frame (run_id, started_at, metric, value) over the given runs, oldest first."""
+    rows = [{"run_id": r.id, "started_at": r.started_at, "metric": name, "value": value}
+            for r in runs for name, value in metrics.get(r.id, {}).items()]
+    frame = pd.DataFrame(rows, columns=["run_id", "started_at", "metric", "value"])
+    return frame.sort_values(["run_id", "metric"]).reset_index(drop=True)
+
+
+def history_figure(history: pd.DataFrame, names: Sequence[str]) -> go.Figure | None:
+    part = history[history["metric"].isin(list(names))]
+    if part.empty:
+        return None
+    fig = px.line(part, x="run_id", y="value", color="metric", markers=True, hover_data=["started_at"])
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=10, b=0), xaxis_title="training run")
+    return fig
+
+
+def skipped_frame(skipped: Iterable[Any]) -> pd.DataFrame:
+    """(path, reason, message) tuples or SkippedFile rows."""
+    rows = [s if isinstance(s, tuple) else (s.path, s.reason, s.message) for s in skipped]
+    return pd.DataFrame(rows, columns=["path", "reason", "message"])
