@@ -1,0 +1,65 @@
+"""docker-compose.yml and the Dockerfile agree with the settings object (no Docker engine needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from ingest.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_and_qdrant_ports_volume_healthcheck(compose):
+    services = compose["services"]
+    assert set(services) == {"qdrant", "worker", "app"}
+    qdrant = services["qdrant"]
+    assert qdrant["image"].startswith("qdrant/qdrant:v")  # pinned, never :latest
+    assert {p.split(":")[1].split()[0] for p in qdrant["ports"]} == {"6333", "6334"}
+    volume = qdrant["volumes"][0].split(":")
+    assert volume[1] == "/qdrant/storage" and volume[0] in compose["volumes"]
+    assert "6333" in " ".join(qdrant["healthcheck"]["test"])
+    for name in ("worker", "app"):
+        assert services[name]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+        assert services[name]["build"] == "."
+
+
+@pytest.mark.parametrize("service", ["worker", "app"])
+def test_environment_maps_onto_settings(compose, service, monkeypatch):
+    env = compose["services"][service]["environment"]
+    fields = set(Settings.model_fields)
+    for key in env:
+        assert key.startswith("IMGSEARCH_") and key.removeprefix("IMGSEARCH_").lower() in fields, key
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.replace("${IMGSEARCH_BACKBONE:-auto}", "auto"))
+    settings = Settings()
+    url = urlparse(settings.qdrant_url)
+    assert url.hostname == "qdrant" and url.port == 6333  # the qdrant service's REST port
+    assert settings.data_dir == Path("/data")
+    assert settings.allowed_roots == [Path("/photos")]
+    data_volume = next(v for v in compose["services"][service]["volumes"] if v.endswith(":/data"))
+    assert data_volume.split(":")[0] in compose["volumes"]
+    photos = next(v for v in compose["services"][service]["volumes"] if ":/photos" in v)
+    assert photos.endswith(":ro")  # the app and worker only read photos
+
+
+def test_app_port_and_commands(compose):
+    app = compose["services"]["app"]
+    assert "8501:8501" in app["ports"]
+    assert app["command"][:2] == ["imgsearch", "app"] and "8501" in app["command"]
+    assert compose["services"]["worker"]["command"][:2] == ["imgsearch", "worker"]
+
+
+def test_dockerfile_installs_every_package():
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("ingest", "search", "models", "ui", "db"):
+        assert f"COPY {package} {package}" in text
+    assert "pip install ." in text
