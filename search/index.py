@@ -1,0 +1,233 @@
+"""The vector-store contract: `VectorIndex` protocol, `Hit`, backend-neutral `Filter`, `StoreInfo`, errors."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+# Payload keys the filters read; every backend indexes exactly these (Qdrant payload indexes).
+LABEL = "label"
+PREDICTED_LABEL = "predicted_label"
+PREDICTED_PROB = "predicted_prob"
+KMEANS_CLUSTER = "kmeans_cluster"
+AGGLO_CLUSTER = "agglo_cluster"
+SOURCE_FOLDER = "source_folder"
+KEYWORD_FIELDS = (LABEL, PREDICTED_LABEL, SOURCE_FOLDER)
+INTEGER_FIELDS = (KMEANS_CLUSTER, AGGLO_CLUSTER)
+FLOAT_FIELDS = (PREDICTED_PROB,)
+
+NORM_TOLERANCE = 1e-3
+
+
+class StoreMismatchError(ValueError):
+    """The store on disk (or the collection) was built for another backbone or dimension."""
+
+
+class StoreBusyError(RuntimeError):
+    """Another process holds the embedded store and did not release it within the timeout."""
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Backbone identity a store is bound to: vectors from another backbone are not comparable."""
+
+    backbone: str
+    dim: int
+    weights_sha256: str
+
+    @property
+    def tag(self) -> str:
+        """Filesystem- and collection-safe `<backbone>_<sha8>`."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.backbone}_{self.weights_sha256[:8]}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "dim": self.dim, "weights_sha256": self.weights_sha256}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoreInfo:
+        return cls(str(d["backbone"]), int(d["dim"]), str(d["weights_sha256"]))
+
+    def require_same(self, stored: StoreInfo, where: str) -> None:
+        """Raise StoreMismatchError naming both identities when `stored` differs from self."""
+        if stored != self:
+            raise StoreMismatchError(
+                f"{where} holds vectors of backbone {stored.backbone!r} (dim {stored.dim}, weights "
+                f"{stored.weights_sha256[:12]}) but it was opened for {self.backbone!r} (dim {self.dim}, "
+                f"weights {self.weights_sha256[:12]}). Open the store made for this backbone, or re-ingest."
+            )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. `score` is cosine similarity: higher = closer, 1.0 = same direction."""
+
+    id: int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Conditions ANDed together; a list field matches any of its values; None = no condition.
+
+    An empty list matches nothing. `min_confidence` keeps points with predicted_prob >= it.
+    """
+
+    labels: list[str] | None = None
+    predicted_labels: list[str] | None = None
+    min_confidence: float | None = None
+    kmeans_clusters: list[int] | None = None
+    agglo_clusters: list[int] | None = None
+    folders: list[str] | None = None
+
+    def any_of(self) -> dict[str, list[Any]]:
+        """Payload key -> accepted values, for the list conditions that are set."""
+        pairs = {
+            LABEL: self.labels,
+            PREDICTED_LABEL: self.predicted_labels,
+            KMEANS_CLUSTER: self.kmeans_clusters,
+            AGGLO_CLUSTER: self.agglo_clusters,
+            SOURCE_FOLDER: self.folders,
+        }
+        return {k: list(v) for k, v in pairs.items() if v is not None}
+
+    def matches_nothing(self) -> bool:
+        return any(len(v) == 0 for v in self.any_of().values())
+
+    def is_empty(self) -> bool:
+        return not self.any_of() and self.min_confidence is None
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Reference semantics, used by backends without native filtering (FAISS)."""
+        for key, accepted in self.any_of().items():
+            if payload.get(key) not in accepted:
+                return False
+        if self.min_confidence is not None:
+            prob = payload.get(PREDICTED_PROB)
+            if prob is None or not prob >= self.min_confidence:
+                return False
+        return True
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """A store of (int id, unit vector, payload dict). Every backend returns the same ids and scores."""
+
+    @property
+    def info(self) -> StoreInfo: ...
+
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        """Insert or replace points. vectors: float32 (n, dim), unit rows. Replaces the whole payload."""
+        ...
+
+    def search(
+        self, query: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        """query (dim,) -> list[Hit]; (m, dim) -> m lists. Best first, at most k each."""
+        ...
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove points; unknown ids are ignored."""
+        ...
+
+    def count(self) -> int: ...
+
+    def ids(self) -> np.ndarray:
+        """All stored ids, int64, ascending."""
+        ...
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """float32 (len(ids), dim) in the order asked; KeyError for an unknown id."""
+        ...
+
+    def get_payloads(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Payload dicts in the order asked; KeyError for an unknown id."""
+        ...
+
+    def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
+        """Merge payload_updates[i] into the payload of ids[i]; other keys stay. KeyError if unknown."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---- input checks shared by every backend, so they fail the same way -------------------------------
+
+
+def check_ids(ids: Sequence[int], unique: bool = False) -> list[int]:
+    out: list[int] = np.asarray(ids, dtype=np.int64).reshape(-1).tolist() if len(ids) else []
+    if any(i < 0 for i in out):
+        raise ValueError("ids must be non-negative integers (they are SQLite primary keys)")
+    if unique and len(set(out)) != len(out):
+        raise ValueError("ids repeat within one call")
+    return out
+
+
+def check_vectors(vectors: np.ndarray, dim: int, n: int) -> np.ndarray:
+    """Return vectors as C-contiguous float32 (n, dim) unit rows; refuse wrong shapes and non-unit rows.
+
+    Rows within NORM_TOLERANCE of unit length are renormalised, as Qdrant's cosine distance does, so
+    every backend stores the same vectors and returns the same scores.
+    """
+    xb = np.ascontiguousarray(vectors, dtype=np.float32)
+    if xb.ndim != 2 or xb.shape[1] != dim:
+        raise StoreMismatchError(f"vectors have shape {tuple(xb.shape)}, this store holds dim {dim}")
+    if xb.shape[0] != n:
+        raise ValueError(f"{n} ids but {xb.shape[0]} vectors")
+    if not np.all(np.isfinite(xb)):
+        raise ValueError("vectors contain NaN or inf")
+    norms = np.linalg.norm(xb, axis=1)
+    if n and np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
+        raise ValueError("vectors must be L2-normalised rows (see docs/CONTRACTS.md)")
+    return np.ascontiguousarray(xb / norms[:, None], dtype=np.float32)
+
+
+def check_query(query: np.ndarray, dim: int) -> tuple[np.ndarray, bool]:
+    """Return (xq float32 (m, dim) unit rows, batched?). Queries are normalised here so scores are cosine."""
+    xq = np.asarray(query, dtype=np.float32)
+    batched = xq.ndim == 2
+    if xq.ndim == 1:
+        xq = xq[None, :]
+    if xq.ndim != 2 or xq.shape[1] != dim:
+        raise StoreMismatchError(f"query has shape {tuple(np.shape(query))}, this store holds dim {dim}")
+    norms = np.linalg.norm(xq, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise ValueError("query vectors must be finite and non-zero")
+    return np.ascontiguousarray(xq / norms, dtype=np.float32), batched
+
+
+def check_k(k: int) -> int:
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def plain_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Copy with numpy scalars turned into Python ones, so every backend stores the same JSON values."""
+    out: dict[str, Any] = {}
+    for key, value in (payload or {}).items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"payload {key!r} is {value}; JSON stores cannot hold it")
+        out[str(key)] = value
+    return out
+
+
+def check_payloads(payloads: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    if payloads is None:
+        return [{} for _ in range(n)]
+    if len(payloads) != n:
+        raise ValueError(f"{n} ids but {len(payloads)} payloads")
+    return [plain_payload(p) for p in payloads]
+
+
+def unbatch(results: list[list[Hit]], batched: bool) -> list[Hit] | list[list[Hit]]:
+    return results if batched else results[0]

@@ -1,0 +1,575 @@
+"""Qdrant behind `VectorIndex`: embedded Qdrant Edge on disk (`EdgeIndex`) or a server via qdrant-client."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from search.index import (
+    FLOAT_FIELDS,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    PREDICTED_PROB,
+    Filter,
+    Hit,
+    StoreBusyError,
+    StoreInfo,
+    StoreMismatchError,
+    check_ids,
+    check_k,
+    check_payloads,
+    check_query,
+    check_vectors,
+    plain_payload,
+    unbatch,
+)
+from search.locking import StoreLock
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
+
+log = logging.getLogger(__name__)
+
+META_NAME = "store.json"
+VERSION_NAME = "version"
+SHARD_DIR = "shard"
+FORMAT = "imgsearch-qdrant-edge-1"
+SCROLL_PAGE = 10_000
+UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
+REAPER_TICK_S = 0.01
+
+
+def _grouped_updates(ids: list[int], updates: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int]]]:
+    """Group ids that get the same update, so a re-fit (few distinct clusters) is a few operations."""
+    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for i, u in zip(ids, updates, strict=True):
+        groups.setdefault(json.dumps(u, sort_keys=True), (u, []))[1].append(i)
+    return list(groups.values())
+
+
+def _typed_values(key: str, values: list[Any]) -> list[Any]:
+    return [int(v) for v in values] if key in INTEGER_FIELDS else [str(v) for v in values]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ==== embedded: Qdrant Edge ==========================================================================
+
+
+def _edge_filter(f: Filter | None) -> qe.Filter | None:
+    if f is None or f.is_empty():
+        return None
+    must: list[Any] = [
+        qe.FieldCondition(key, match=qe.MatchAny(_typed_values(key, vals))) for key, vals in f.any_of().items()
+    ]
+    if f.min_confidence is not None:
+        must.append(qe.FieldCondition(PREDICTED_PROB, range=qe.RangeFloat(gte=float(f.min_confidence))))
+    return qe.Filter(must=must)
+
+
+def _edge_schema(key: str) -> qe.PayloadSchemaType:
+    if key in INTEGER_FIELDS:
+        return qe.PayloadSchemaType.Integer
+    if key in FLOAT_FIELDS:
+        return qe.PayloadSchemaType.Float
+    return qe.PayloadSchemaType.Keyword
+
+
+class EdgeIndex:
+    """`VectorIndex` over an embedded Qdrant Edge shard in `folder/shard`, cosine distance.
+
+    A shard can be open in one process at a time (its WAL is locked). So the shard is opened only
+    around operations, under a fair inter-process `StoreLock`: take lock -> load shard -> operate ->
+    close (which flushes) -> release. Load + close cost ~0.25 s at 9k x 1280 (mostly fsyncs), so after
+    an operation the shard stays open for `linger_s`: a burst of calls (a page render, a run of ingest
+    batches) pays it once. A lingering holder closes within ~10 ms of another process queueing for
+    the lock (see StoreLock.has_waiters), so a long linger costs other processes little. Each write bumps
+    `folder/version`, which readers can poll to invalidate caches. A process that cannot get the
+    store within `lock_timeout_s` gets StoreBusyError naming the holder.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        info: StoreInfo,
+        lock_timeout_s: float = 30.0,
+        role: str | None = None,
+        linger_s: float = 5.0,
+        exact: bool = True,
+    ):
+        self.folder = Path(folder)
+        self._info = info
+        self.lock_timeout_s = lock_timeout_s
+        self.linger_s = linger_s
+        # Exact (flat) search matches FAISS IndexFlatIP; HNSW only pays off far beyond this project's size.
+        self._params = qe.SearchParams(exact=exact)
+        self._lock = StoreLock(self.folder, role=role, what="Qdrant Edge store")
+        self._mutex = threading.RLock()
+        self._shard: qe.EdgeShard | None = None
+        self._generation = 0
+        self._last_use = 0.0
+        self._closed = False
+        if not (self.folder / META_NAME).exists():
+            with self._lock.hold(lock_timeout_s):
+                if not (self.folder / META_NAME).exists():
+                    self._create()
+        self._check_meta()
+        # Close (flush, unlock) at exit if the caller did not; after a crash the WAL replays instead.
+        atexit.register(_close_quietly, weakref.ref(self))
+        _LIVE.add(self)
+
+    @property
+    def info(self) -> StoreInfo:
+        return self._info
+
+    # ---- store lifecycle --------------------------------------------------------------------------
+
+    def _config(self) -> qe.EdgeConfig:
+        return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=self._info.dim, distance=qe.Distance.Cosine))
+
+    def _create(self) -> None:
+        shard_path = self.folder / SHARD_DIR
+        # A crash between creating the shard and writing store.json leaves a shard to adopt, not to refuse.
+        if (shard_path / "segments").exists():
+            shard = self._load(shard_path, with_config=True)
+        else:
+            shard = qe.EdgeShard.create(str(shard_path), self._config())
+        try:
+            have = set(shard.info().payload_schema)
+            for key in (*KEYWORD_FIELDS, *INTEGER_FIELDS, *FLOAT_FIELDS):
+                if key not in have:
+                    shard.update(qe.UpdateOperation.create_field_index(key, _edge_schema(key)))
+        finally:
+            shard.close()  # flushes
+        _write_text_atomic(self.folder / VERSION_NAME, "0")
+        meta = {"format": FORMAT, **self._info.as_dict(), "distance": "cosine"}
+        _write_text_atomic(self.folder / META_NAME, json.dumps(meta, indent=1))
+
+    def _check_meta(self) -> None:
+        meta = json.loads((self.folder / META_NAME).read_text())
+        if meta.get("format") != FORMAT:
+            raise StoreMismatchError(f"{self.folder} is not an imgsearch Qdrant Edge store ({meta.get('format')})")
+        self._info.require_same(StoreInfo.from_dict(meta), f"Qdrant Edge store {self.folder}")
+
+    def _load(self, shard_path: Path, with_config: bool = False) -> qe.EdgeShard:
+        try:
+            return qe.EdgeShard.load(str(shard_path), self._config() if with_config else None)
+        except Exception as e:  # the bindings raise a bare Exception
+            if "WAL" in str(e) and "WouldBlock" in str(e):
+                raise StoreBusyError(
+                    f"Qdrant Edge shard {shard_path} is open in another process that bypassed the store "
+                    f"lock; stop the other imgsearch process. ({e})"
+                ) from e
+            if "incompatible" in str(e).lower():
+                raise StoreMismatchError(f"Qdrant Edge shard {shard_path}: {e}") from e
+            raise
+
+    def _acquire(self) -> None:
+        self._lock.acquire(self.lock_timeout_s)
+        try:
+            self._shard = self._load(self.folder / SHARD_DIR, with_config=self._generation == 0)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._generation += 1
+        if self.linger_s > 0:
+            threading.Thread(target=self._reap, args=(self._generation,), daemon=True).start()
+
+    def _release(self) -> None:
+        shard, self._shard = self._shard, None
+        try:
+            if shard is not None:
+                shard.close()
+        finally:
+            self._lock.release()
+
+    def _release_for_fork(self) -> None:
+        # Skip if another thread is mid-operation; that thread is not the one forking.
+        if self._mutex.acquire(blocking=False):
+            try:
+                if self._shard is not None:
+                    self._release()
+            finally:
+                self._mutex.release()
+
+    def _reap(self, generation: int) -> None:
+        """Close the shard once idle for linger_s, or as soon as another process queues for it."""
+        while True:
+            time.sleep(REAPER_TICK_S)
+            with self._mutex:
+                if self._shard is None or self._generation != generation:
+                    return
+                if time.monotonic() - self._last_use >= self.linger_s or self._lock.has_waiters():
+                    self._release()
+                    return
+
+    @contextmanager
+    def _lease(self, write: bool = False) -> Iterator[qe.EdgeShard]:
+        with self._mutex:
+            if self._closed:
+                raise RuntimeError(f"Qdrant Edge store {self.folder} is closed")
+            if self._shard is None:
+                self._acquire()
+            assert self._shard is not None
+            try:
+                yield self._shard
+                # No flush here: the WAL already survives a crash of this process, and close() (at the
+                # end of the lease, before anyone else can open the shard) flushes segments once per
+                # lease instead of once per call; a flush costs ~0.1 s of fsyncs.
+                if write:
+                    self._bump_version()
+            finally:
+                self._last_use = time.monotonic()
+                if self.linger_s <= 0 or self._lock.has_waiters():
+                    self._release()
+
+    def _bump_version(self) -> None:
+        _write_text_atomic(self.folder / VERSION_NAME, str(self.version() + 1))
+
+    def version(self) -> int:
+        """Write counter; changes whenever any process writes. Read without the lock."""
+        try:
+            return int((self.folder / VERSION_NAME).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
+            self._release()
+            self._lock.close()
+
+    def __enter__(self) -> EdgeIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- VectorIndex --------------------------------------------------------------------------------
+
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        ids_ = check_ids(ids, unique=True)
+        xb = check_vectors(vectors, self._info.dim, len(ids_))
+        plain = check_payloads(payloads, len(ids_))
+        if not ids_:
+            return
+        points = [qe.Point(i, v, p) for i, v, p in zip(ids_, xb.tolist(), plain, strict=True)]
+        with self._lease(write=True) as shard:
+            shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def search(
+        self, query: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        xq, batched = check_query(query, self._info.dim)
+        k = check_k(k)
+        if filter is not None and filter.matches_nothing():
+            return unbatch([[] for _ in range(len(xq))], batched)
+        f = _edge_filter(filter)
+        requests = [
+            qe.QueryRequest(limit=k, query=qe.Query.Nearest(q), filter=f, with_payload=True, params=self._params)
+            for q in xq.tolist()
+        ]
+        with self._lease() as shard:
+            if len(requests) == 1:
+                found = [shard.query(requests[0])]
+            else:
+                found = shard.query_batch(qe.QueryBatchRequest(requests))
+        results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in row] for row in found]
+        return unbatch(results, batched)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        ids_ = check_ids(ids)
+        if ids_:
+            with self._lease(write=True) as shard:
+                shard.update(qe.UpdateOperation.delete_points(ids_))
+
+    def count(self) -> int:
+        with self._lease() as shard:
+            return int(shard.count(qe.CountRequest(exact=True)))
+
+    def ids(self) -> np.ndarray:
+        out: list[int] = []
+        offset = None
+        with self._lease() as shard:
+            while True:
+                records, offset = shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=False, with_vector=False)
+                )
+                out.extend(int(r.id) for r in records)
+                if offset is None:
+                    break
+        return np.sort(np.asarray(out, dtype=np.int64))
+
+    def _retrieve(self, shard: qe.EdgeShard, ids_: list[int], payload: bool, vector: bool) -> dict[int, Any]:
+        found = {int(r.id): r for r in shard.retrieve(ids_, with_payload=payload, with_vector=vector)}
+        missing = [i for i in ids_ if i not in found]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:10]}")
+        return found
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return np.zeros((0, self._info.dim), dtype=np.float32)
+        with self._lease() as shard:
+            found = self._retrieve(shard, ids_, payload=False, vector=True)
+        return np.asarray([found[i].vector for i in ids_], dtype=np.float32)
+
+    def get_payloads(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return []
+        with self._lease() as shard:
+            found = self._retrieve(shard, ids_, payload=True, vector=False)
+        return [dict(found[i].payload or {}) for i in ids_]
+
+    def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
+        ids_ = check_ids(ids, unique=True)
+        if len(payload_updates) != len(ids_):
+            raise ValueError(f"{len(ids_)} ids but {len(payload_updates)} payload updates")
+        if not ids_:
+            return
+        groups = _grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
+        with self._lease(write=True) as shard:
+            self._retrieve(shard, ids_, payload=False, vector=False)  # all-or-nothing: check before writing
+            for update, group_ids in groups:
+                shard.update(qe.UpdateOperation.set_payload(group_ids, update))
+
+
+_LIVE: weakref.WeakSet[EdgeIndex] = weakref.WeakSet()
+
+
+def _release_before_fork() -> None:
+    """A forked child (e.g. a DataLoader decoder) would inherit the open shard's files and, with them, its
+    WAL lock, keeping the store locked after this process lets go. So no lease survives a fork()."""
+    for index in list(_LIVE):
+        index._release_for_fork()
+
+
+os.register_at_fork(before=_release_before_fork)
+
+
+def _close_quietly(ref: weakref.ref) -> None:
+    index = ref()
+    if index is not None:
+        try:
+            index.close()
+        except Exception:  # interpreter shutdown: nothing useful to report
+            pass
+
+
+# ==== server (or in-memory) via qdrant-client ======================================================
+# qdrant_client is imported inside the functions that use it: it takes ~1 s to import, and processes
+# on the embedded store (ingest, worker) never need it.
+
+
+def _client_filter(f: Filter | None) -> models.Filter | None:
+    from qdrant_client import models
+
+    if f is None or f.is_empty():
+        return None
+    must: list[Any] = [
+        models.FieldCondition(key=key, match=models.MatchAny(any=_typed_values(key, vals)))
+        for key, vals in f.any_of().items()
+    ]
+    if f.min_confidence is not None:
+        must.append(models.FieldCondition(key=PREDICTED_PROB, range=models.Range(gte=float(f.min_confidence))))
+    return models.Filter(must=must)
+
+
+def _client_schema(key: str) -> models.PayloadSchemaType:
+    from qdrant_client import models
+
+    if key in INTEGER_FIELDS:
+        return models.PayloadSchemaType.INTEGER
+    if key in FLOAT_FIELDS:
+        return models.PayloadSchemaType.FLOAT
+    return models.PayloadSchemaType.KEYWORD
+
+
+def collection_name(info: StoreInfo) -> str:
+    return f"images_{info.tag}"
+
+
+class QdrantClientIndex:
+    """`VectorIndex` over a collection reached through qdrant-client: a server URL, or ":memory:" in tests.
+
+    The collection is named per backbone and records the backbone identity in its metadata; an
+    existing collection with another dimension, distance or identity is refused. The server handles
+    concurrent processes itself, so no lock here.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        info: StoreInfo,
+        collection: str | None = None,
+        exact: bool = True,
+        owns_client: bool = True,
+    ):
+        from qdrant_client import models
+
+        self.client = client
+        self._info = info
+        self.collection = collection or collection_name(info)
+        options = getattr(client, "init_options", {}) or {}
+        # Local mode (":memory:" or path=) is always brute force and warns about search params and
+        # payload indexes it ignores; only a server gets them.
+        self.is_local = options.get("location") == ":memory:" or bool(options.get("path"))
+        self._params = None if self.is_local else models.SearchParams(exact=exact)
+        self.owns_client = owns_client
+        if client.collection_exists(self.collection):
+            self._check_collection()
+        else:
+            self._create_collection()
+
+    @property
+    def info(self) -> StoreInfo:
+        return self._info
+
+    def _create_collection(self) -> None:
+        from qdrant_client import models
+
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=self._info.dim, distance=models.Distance.COSINE),
+            metadata=self._info.as_dict(),
+        )
+        if not self.is_local:
+            for key in (*KEYWORD_FIELDS, *INTEGER_FIELDS, *FLOAT_FIELDS):
+                self.client.create_payload_index(self.collection, key, _client_schema(key), wait=True)
+
+    def _check_collection(self) -> None:
+        from qdrant_client import models
+
+        config = self.client.get_collection(self.collection).config
+        vectors = config.params.vectors
+        where = f"Qdrant collection {self.collection!r}"
+        if not isinstance(vectors, models.VectorParams):
+            raise StoreMismatchError(f"{where} uses named vectors; imgsearch expects one unnamed vector")
+        if vectors.distance != models.Distance.COSINE:
+            raise StoreMismatchError(f"{where} uses {vectors.distance} distance, not cosine")
+        if config.metadata and "backbone" in config.metadata:
+            self._info.require_same(StoreInfo.from_dict(config.metadata), where)
+        elif vectors.size != self._info.dim:  # servers older than collection metadata: size is all we have
+            raise StoreMismatchError(f"{where} holds dim {vectors.size}, this backbone has dim {self._info.dim}")
+
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids, unique=True)
+        xb = check_vectors(vectors, self._info.dim, len(ids_))
+        plain = check_payloads(payloads, len(ids_))
+        for s in range(0, len(ids_), UPLOAD_BATCH):
+            e = s + UPLOAD_BATCH
+            batch = models.Batch(ids=ids_[s:e], vectors=xb[s:e].tolist(), payloads=plain[s:e])
+            self.client.upsert(self.collection, points=batch, wait=True)
+
+    def search(
+        self, query: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        from qdrant_client import models
+
+        xq, batched = check_query(query, self._info.dim)
+        k = check_k(k)
+        if filter is not None and filter.matches_nothing():
+            return unbatch([[] for _ in range(len(xq))], batched)
+        f = _client_filter(filter)
+        requests = [
+            models.QueryRequest(query=q, filter=f, limit=k, with_payload=True, params=self._params)
+            for q in xq.tolist()
+        ]
+        responses = self.client.query_batch_points(self.collection, requests)
+        results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+        return unbatch(results, batched)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids)
+        if ids_:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids_), wait=True)
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def ids(self) -> np.ndarray:
+        out: list[int] = []
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=False
+            )
+            out.extend(int(r.id) for r in records)
+            if offset is None:
+                break
+        return np.sort(np.asarray(out, dtype=np.int64))
+
+    def _retrieve(self, ids_: list[int], payload: bool, vector: bool) -> dict[int, Any]:
+        records = self.client.retrieve(self.collection, ids_, with_payload=payload, with_vectors=vector)
+        found = {int(r.id): r for r in records}
+        missing = [i for i in ids_ if i not in found]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:10]}")
+        return found
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return np.zeros((0, self._info.dim), dtype=np.float32)
+        found = self._retrieve(ids_, payload=False, vector=True)
+        return np.asarray([found[i].vector for i in ids_], dtype=np.float32)
+
+    def get_payloads(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return []
+        found = self._retrieve(ids_, payload=True, vector=False)
+        return [dict(found[i].payload or {}) for i in ids_]
+
+    def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids, unique=True)
+        if len(payload_updates) != len(ids_):
+            raise ValueError(f"{len(ids_)} ids but {len(payload_updates)} payload updates")
+        if not ids_:
+            return
+        self._retrieve(ids_, payload=False, vector=False)  # all-or-nothing: check before writing
+        operations = [
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload=update, points=group_ids))
+            for update, group_ids in _grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
+        ]
+        self.client.batch_update_points(self.collection, operations, wait=True)
+
+    def close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+    def __enter__(self) -> QdrantClientIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

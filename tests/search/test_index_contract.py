@@ -1,0 +1,317 @@
+"""One contract suite for every VectorIndex backend: FAISS, Qdrant Edge, qdrant-client in memory."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from search.faiss_index import FaissIndex
+from search.index import Filter, Hit, StoreInfo, StoreMismatchError, VectorIndex
+from search.qdrant_index import EdgeIndex, QdrantClientIndex
+
+DIM = 32
+N = 300
+INFO = StoreInfo("testnet", DIM, "ab" * 32)
+OTHER = StoreInfo("othernet", DIM, "cd" * 32)
+LABELS = ["cat", "dog", "car", "tree", "boat"]
+FOLDERS = ["/photos/a", "/photos/b", "/photos/c"]
+
+
+M = 8  # queries
+
+
+def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict], np.ndarray]:
+    """Seeded ids, unit vectors, payloads and M queries whose scores have no near-ties by construction.
+
+    Query j is axis e_j (then everything is rotated); base row i's score against it is its coordinate
+    j, drawn without repetition from a grid with step 0.002, so any filtered top-k is unambiguous.
+    """
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(1, 10 * N), size=N, replace=False).astype(np.int64)
+    head = np.stack([rng.permutation(np.linspace(-0.3, 0.3, N)) for _ in range(M)], axis=1)
+    tail = rng.normal(size=(N, DIM - M))
+    tail *= np.sqrt(1.0 - (head**2).sum(axis=1, keepdims=True)) / np.linalg.norm(tail, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.normal(size=(DIM, DIM)))
+    xb = (np.hstack([head, tail]) @ rotation).astype(np.float32)
+    xq = rotation[:M].astype(np.float32)
+    payloads = []
+    for _ in range(N):
+        labelled = rng.random() > 0.2
+        payloads.append(
+            {
+                "label": str(rng.choice(LABELS)) if labelled else None,
+                "predicted_label": str(rng.choice(LABELS)),
+                "predicted_prob": float(np.round(rng.random(), 6)),
+                "kmeans_cluster": int(rng.integers(0, 8)),
+                "agglo_cluster": np.int64(rng.integers(0, 5)),  # numpy scalars must be accepted
+                "source_folder": str(rng.choice(FOLDERS)),
+            }
+        )
+    return ids, xb, payloads, xq
+
+
+IDS, XB, PAYLOADS, XQ = make_data()
+POS = {int(i): j for j, i in enumerate(IDS)}
+
+
+def brute_force(xq: np.ndarray, k: int, keep: Callable[[dict], bool] | None = None) -> list[list[int]]:
+    mask = np.array([True if keep is None else keep(p) for p in PAYLOADS])
+    out = []
+    for q in xq:
+        scores = np.where(mask, XB @ q, -np.inf)
+        order = np.argsort(-scores, kind="stable")[:k]
+        order = order[np.isfinite(scores[order])]
+        # The data must have no near-ties in the top k, or backends may legitimately disagree.
+        gaps = np.diff(scores[order])
+        assert np.all(np.abs(gaps) > 1e-3), "test data has near-ties; pick another seed"
+        out.append(IDS[order].tolist())
+    return out
+
+
+@dataclass
+class Backend:
+    """How to (re)open one backend's store; reopening sees the same storage."""
+
+    name: str
+    open: Callable[[StoreInfo], VectorIndex]
+    persistent: bool
+    folder: Path
+
+
+BACKENDS = ["faiss", "edge", "qdrant_memory"]
+
+
+@contextmanager
+def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
+    """A Backend whose stores live in `folder` (or one in-memory client); closes what it opened."""
+    opened: list[VectorIndex] = []
+    client = QdrantClient(":memory:")
+
+    def open_(info: StoreInfo = INFO) -> VectorIndex:
+        if kind == "faiss":
+            store = FaissIndex(folder / "faiss", info, lock_timeout_s=5)
+        elif kind == "edge":
+            store = EdgeIndex(folder / "edge", info, lock_timeout_s=5)
+        else:
+            store = QdrantClientIndex(client, info, collection="images_test", owns_client=False)
+        opened.append(store)
+        return store
+
+    try:
+        yield Backend(kind, open_, persistent=kind != "qdrant_memory", folder=folder)
+    finally:
+        for store in opened:
+            store.close()
+        client.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path: Path) -> Iterator[Backend]:
+    with backend_at(request.param, tmp_path) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def filled_edge(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("edge_template") / "edge"
+    with EdgeIndex(folder, INFO) as s:
+        s.upsert(IDS, XB, PAYLOADS)
+    return folder
+
+
+@pytest.fixture
+def store(backend: Backend, filled_edge: Path) -> VectorIndex:
+    """A filled store the test may change."""
+    if backend.name == "edge":
+        # Copying a closed shard is ~5x faster than creating and filling one (payload indexes, fsyncs).
+        shutil.copytree(filled_edge, backend.folder / "edge")
+        return backend.open(INFO)
+    s = backend.open(INFO)
+    s.upsert(IDS, XB, PAYLOADS)
+    return s
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ro_store(request, tmp_path_factory) -> Iterator[VectorIndex]:
+    """A filled store shared by the read-only tests of this module (filling Edge costs ~1 s of fsyncs)."""
+    with backend_at(request.param, tmp_path_factory.mktemp(request.param)) as b:
+        s = b.open(INFO)
+        s.upsert(IDS, XB, PAYLOADS)
+        yield s
+
+
+def hit_ids(hits: list[Hit]) -> list[int]:
+    return [h.id for h in hits]
+
+
+def test_is_a_vector_index(ro_store):
+    assert isinstance(ro_store, VectorIndex)
+    assert ro_store.info == INFO
+
+
+def test_count_and_ids(ro_store):
+    assert ro_store.count() == N
+    np.testing.assert_array_equal(ro_store.ids(), np.sort(IDS))
+    assert ro_store.ids().dtype == np.int64
+
+
+def test_unfiltered_topk_identical_to_brute_force(ro_store):
+    expected = brute_force(XQ, 10)
+    batched = ro_store.search(XQ, 10)
+    assert [hit_ids(r) for r in batched] == expected
+    single = ro_store.search(XQ[3], 10)
+    assert isinstance(single, list) and all(isinstance(h, Hit) for h in single)
+    assert hit_ids(single) == expected[3]
+    # Scores are cosine similarities, best first.
+    want = XB[[POS[i] for i in expected[3]]] @ XQ[3]
+    np.testing.assert_allclose([h.score for h in single], want, atol=1e-5)
+    top = PAYLOADS[POS[single[0].id]]
+    assert single[0].payload == {k: v.item() if isinstance(v, np.generic) else v for k, v in top.items()}
+
+
+def test_query_need_not_be_normalised(ro_store):
+    assert hit_ids(ro_store.search(XQ[0] * 7.0, 5)) == brute_force(XQ[:1], 5)[0]
+    assert ro_store.search(XQ[0] * 7.0, 1)[0].score <= 1.0 + 1e-5
+
+
+def test_k_larger_than_store(ro_store):
+    assert len(ro_store.search(XQ[0], N + 50)) == N
+
+
+FILTERS = {
+    "labels": (Filter(labels=["cat", "dog"]), lambda p: p["label"] in ("cat", "dog")),
+    "predicted_labels": (Filter(predicted_labels=["car"]), lambda p: p["predicted_label"] == "car"),
+    "min_confidence": (Filter(min_confidence=0.8), lambda p: p["predicted_prob"] >= 0.8),
+    "kmeans_clusters": (Filter(kmeans_clusters=[1, 3]), lambda p: p["kmeans_cluster"] in (1, 3)),
+    "agglo_clusters": (Filter(agglo_clusters=[2]), lambda p: p["agglo_cluster"] == 2),
+    "folders": (Filter(folders=["/photos/b"]), lambda p: p["source_folder"] == "/photos/b"),
+    "combined": (
+        Filter(labels=["tree", "boat", "cat"], min_confidence=0.3, folders=["/photos/a", "/photos/c"]),
+        lambda p: p["label"] in ("tree", "boat", "cat") and p["predicted_prob"] >= 0.3
+        and p["source_folder"] in ("/photos/a", "/photos/c"),
+    ),
+    "empty_filter": (Filter(), lambda p: True),
+}
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_each_filter_returns_exactly_the_matching_points(ro_store, name):
+    flt, keep = FILTERS[name]
+    expected = brute_force(XQ, 15, keep)
+    got = ro_store.search(XQ, 15, filter=flt)
+    assert [hit_ids(r) for r in got] == expected
+    for row in got:
+        assert all(flt.matches(h.payload) for h in row)
+
+
+def test_filter_with_few_matches_returns_all_of_them(ro_store):
+    keep = FILTERS["combined"][1]
+    n_match = sum(keep(p) for p in PAYLOADS)
+    assert 0 < n_match < 200
+    got = ro_store.search(XQ[0], 200, filter=FILTERS["combined"][0])
+    assert sorted(hit_ids(got)) == sorted(IDS[[keep(p) for p in PAYLOADS]].tolist())
+
+
+def test_empty_list_matches_nothing(ro_store):
+    assert ro_store.search(XQ[0], 5, filter=Filter(labels=[])) == []
+    assert ro_store.search(XQ[:2], 5, filter=Filter(kmeans_clusters=[])) == [[], []]
+
+
+def test_get_vectors_and_payloads_in_asked_order(ro_store):
+    pick = [int(IDS[7]), int(IDS[0]), int(IDS[42])]
+    np.testing.assert_allclose(ro_store.get_vectors(pick), XB[[7, 0, 42]], atol=1e-6)
+    assert ro_store.get_payloads(pick)[1]["predicted_prob"] == PAYLOADS[0]["predicted_prob"]
+    assert ro_store.get_vectors([]).shape == (0, DIM)
+    with pytest.raises(KeyError):
+        ro_store.get_vectors([int(IDS[0]), 10 * N + 5])
+
+
+def test_delete_removes(store):
+    gone = [int(i) for i in IDS[:10]]
+    store.delete(gone + [10 * N + 99])  # unknown ids are ignored
+    assert store.count() == N - 10
+    assert not set(gone) & set(store.ids().tolist())
+    for row in store.search(XB[:10], 5):
+        assert not set(gone) & set(hit_ids(row))
+    with pytest.raises(KeyError):
+        store.get_payloads(gone[:1])
+
+
+def test_upsert_replaces_vector_and_payload(store):
+    target = int(IDS[5])
+    store.upsert([target], -XB[5:6], [{"label": "new"}])
+    assert store.count() == N
+    assert store.get_payloads([target]) == [{"label": "new"}]
+    np.testing.assert_allclose(store.get_vectors([target])[0], -XB[5], atol=1e-6)
+    assert hit_ids(store.search(-XB[5], 1)) == [target]
+
+
+def test_set_payload_is_partial_and_changes_filters(store):
+    moved = [int(i) for i in IDS[20:30]]
+    store.set_payload(moved, [{"kmeans_cluster": 99, "predicted_prob": 0.5} for _ in moved])
+    got = store.search(XQ[0], 50, filter=Filter(kmeans_clusters=[99]))
+    assert sorted(hit_ids(got)) == sorted(moved)
+    after = store.get_payloads(moved)
+    assert [p["source_folder"] for p in after] == [PAYLOADS[i]["source_folder"] for i in range(20, 30)]
+    assert all(p["kmeans_cluster"] == 99 for p in after)
+    # Per-id updates, as a classifier re-fit produces them.
+    store.set_payload(moved[:2], [{"predicted_label": "x1"}, {"predicted_label": "x2"}])
+    assert [p["predicted_label"] for p in store.get_payloads(moved[:2])] == ["x1", "x2"]
+
+
+def test_set_payload_unknown_id_changes_nothing(store):
+    with pytest.raises(KeyError):
+        store.set_payload([int(IDS[0]), 10 * N + 7], [{"label": "zzz"}, {"label": "zzz"}])
+    assert store.search(XQ[0], 5, filter=Filter(labels=["zzz"])) == []
+
+
+def test_refuses_bad_vectors(store):
+    with pytest.raises(StoreMismatchError):
+        store.upsert([1], np.ones((1, DIM + 1), np.float32) / np.sqrt(DIM + 1))
+    with pytest.raises(StoreMismatchError):
+        store.search(np.ones(DIM - 1, np.float32), 3)
+    with pytest.raises(ValueError, match="L2-normalised"):
+        store.upsert([1], np.ones((1, DIM), np.float32))
+    with pytest.raises(ValueError, match="repeat"):
+        store.upsert([1, 1], XB[:2])
+    assert store.count() == N
+
+
+def test_store_for_another_backbone_is_refused(backend, store):
+    with pytest.raises(StoreMismatchError, match="othernet"):
+        backend.open(OTHER)
+    with pytest.raises(StoreMismatchError):
+        backend.open(StoreInfo(INFO.backbone, DIM * 2, INFO.weights_sha256))
+
+
+def test_reopen_keeps_everything(backend, store):
+    if not backend.persistent:
+        pytest.skip("in-memory client has nothing to reopen")
+    store.set_payload([int(IDS[3])], [{"kmeans_cluster": 77}])
+    store.delete([int(IDS[4])])
+    before = [hit_ids(r) for r in store.search(XQ, 10)]
+    store.close()
+    again = backend.open(INFO)
+    assert again.count() == N - 1
+    assert [hit_ids(r) for r in again.search(XQ, 10)] == before
+    assert hit_ids(again.search(XQ[0], 5, filter=Filter(kmeans_clusters=[77]))) == [int(IDS[3])]
+    np.testing.assert_allclose(again.get_vectors([int(IDS[9])])[0], XB[9], atol=1e-6)
+
+
+def test_second_instance_sees_writes(backend, store):
+    """Another handle on the same storage (another process, in real use) sees committed writes."""
+    if not backend.persistent:
+        pytest.skip("one client, one collection: nothing to compare")
+    other = backend.open(INFO)
+    assert other.count() == N
+    store.delete([int(IDS[0])])
+    assert other.count() == N - 1
+    other.set_payload([int(IDS[1])], [{"label": "seen"}])
+    assert store.get_payloads([int(IDS[1])])[0]["label"] == "seen"
