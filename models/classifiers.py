@@ -56,16 +56,18 @@ def stratified_split(
 def make_svm(
     C: float = 10.0, gamma: str | float = "scale", random_state: int = 0, cv: int = 3
 ) -> CalibratedClassifierCV:
-    """RBF SVC with Platt (sigmoid) probabilities; needs at least `cv` training images per class.
+    """RBF SVC with temperature-scaled probabilities; needs at least `cv` training images per class.
 
     sklearn 1.9 deprecates SVC(probability=True); its replacement is CalibratedClassifierCV with
-    ensemble=False: out-of-fold decision values fit the sigmoid, then one SVC is refit on all data,
-    which is what libsvm's probability=True did internally. C=10 suits unit-norm CNN features, whose
-    classes overlap little: a softer margin underfits, a harder one gains nothing.
+    ensemble=False: out-of-fold decision values fit the calibrator, then one SVC is refit on all data.
+    Temperature scaling (one softmax temperature over the one-vs-rest decision values) keeps the SVC's
+    ranking of classes, so the most probable class is the SVC's own decision. Per-class sigmoids
+    ("Platt") do not: on Caltech-101 (101 classes, EfficientNet-Lite2) they cut validation accuracy
+    from 0.946 to 0.878. C=10 suits unit-norm CNN features (C=1: 0.938, C=100: 0.947 there).
     """
     svc = SVC(kernel="rbf", C=C, gamma=gamma)
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
-    return CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
+    return CalibratedClassifierCV(svc, method="temperature", cv=folds, ensemble=False)
 
 
 def make_random_forest(

@@ -25,6 +25,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
     {
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
+        "sklearn.calibration._TemperatureScaling",
         "sklearn.model_selection._split.StratifiedKFold",
         "sklearn.tree._tree.Tree",
         "models.clustering.KMeansClusterer",
