@@ -168,7 +168,8 @@ def train_cmd(
                 folder = find_dataset(None, settings.data_dir)
             except DatasetUnavailable as exc:
                 _fail(str(exc))
-    report = _ingest(ctx, Path(folder).expanduser().resolve(), labels_from_folders=True) if folder else None
+    if folder is not None:
+        _ingest(ctx, Path(folder).expanduser().resolve(), labels_from_folders=True)
     with ctx.Session.begin() as s:
         params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
         run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, params,

@@ -71,8 +71,13 @@ def embed_paths(
     on_batch: Callable[[list[int], np.ndarray], None] | None = None,
     progress: bool = True,
     desc: str = "embedding",
+    bar: tqdm | None = None,
 ) -> EmbedResult:
-    """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves)."""
+    """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves).
+
+    `bar`: an outer progress bar to advance instead of drawing one (a caller embedding in chunks keeps one
+    bar, so images/s and the ETA are for the whole job).
+    """
     paths = [Path(p) for p in paths]
     dim = backbone.dim
     if not paths:
@@ -88,7 +93,10 @@ def embed_paths(
     out = np.zeros((len(paths), dim), dtype=np.float32)
     done = np.zeros(len(paths), dtype=bool)
     failures: list[DecodeFailure] = []
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    try:
         for positions, batch, failed in loader:
             for i, (reason, message) in failed:
                 failures.append(DecodeFailure(i, paths[i], reason, message))
@@ -100,6 +108,9 @@ def embed_paths(
                 if on_batch is not None:
                     on_batch(positions, xb)
             bar.update(len(positions) + len(failed))
+    finally:
+        if own_bar:
+            bar.close()
     ok = np.flatnonzero(done).tolist()
     return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok))
 
@@ -114,6 +125,7 @@ def embed_with_cache(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     flush_every: int = 512,
     progress: bool = True,
+    bar: tqdm | None = None,
 ) -> EmbedResult:
     """Like `embed_paths` for (path, content hash) pairs, but only files whose hash is not cached are decoded.
 
@@ -139,9 +151,16 @@ def embed_with_cache(
             flush()
 
     if todo:
-        log.info("%d of %d images need embedding (%d cached)", len(todo), len(hashes), len(hashes) - len(todo))
+        log.debug("%d of %d images need embedding (%d cached)", len(todo), len(hashes), len(hashes) - len(todo))
     fresh = embed_paths(
-        backbone, [paths[i] for i in todo], batch_size, num_workers, max_pixels, on_batch=on_batch, progress=progress
+        backbone,
+        [paths[i] for i in todo],
+        batch_size,
+        num_workers,
+        max_pixels,
+        on_batch=on_batch,
+        progress=progress,
+        bar=bar,
     )
     flush()
     failed = {todo[f.index] for f in fresh.failures}

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
 
 from db import jobs
 from db import repository as repo
@@ -156,6 +157,7 @@ def ingest_folder(
         state = {"total": len(todo), "done": 0, "skipped": len(scan.skipped), "duplicates": len(scan.duplicates)}
         if on_progress:
             on_progress(dict(state))
+        bar = tqdm(total=len(todo), desc="ingest", unit="img", disable=not progress or not todo, dynamic_ncols=True)
         for start in range(0, len(todo), opts.store_batch):
             if should_stop is not None and should_stop():
                 report.outcome = "interrupted"
@@ -164,7 +166,9 @@ def ingest_folder(
             t = time.perf_counter()
             emb = embed_with_cache(backbone, [im.path for _, im in chunk], [im.content_hash for _, im in chunk],
                                    cache, opts.batch_size, opts.num_workers, opts.max_pixels,
-                                   progress=progress)
+                                   progress=progress, bar=bar)
+            # Images already cached are never decoded, so the embedder never counted them on the bar.
+            bar.update(len(chunk) - emb.n_embedded - len(emb.failures))
             report.timings["embed_s"] += time.perf_counter() - t
             if emb.failures:
                 failed_ids = [chunk[f.index][0] for f in emb.failures]
@@ -183,6 +187,7 @@ def ingest_folder(
             state["skipped"] += len(emb.failures)
             if on_progress:
                 on_progress(dict(state))
+        bar.close()
     except BaseException as exc:
         report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         _finish(Session, report, message=f"{type(exc).__name__}: {exc}")

@@ -18,15 +18,25 @@ from ingest.train import train
 
 @pytest.fixture
 def ctx(tmp_path, lite0):
-    c = Context(Settings(data_dir=tmp_path / "data", backbone="efficientnet_lite0", num_workers=0), role="test",
-                _backbone=lite0)
+    c = Context(
+        Settings(data_dir=tmp_path / "data", backbone="efficientnet_lite0", num_workers=0), role="test", _backbone=lite0
+    )
     yield c
     c.close()
 
 
 def _ingest(ctx, folder, **kw):
-    return ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.trained(),
-                         ctx.ingest_options(), progress=False, **kw)
+    return ingest_folder(
+        folder,
+        ctx.Session,
+        ctx.backbone,
+        ctx.cache,
+        ctx.stores,
+        ctx.trained(),
+        ctx.ingest_options(),
+        progress=False,
+        **kw,
+    )
 
 
 def _all_ids(ctx):
@@ -69,7 +79,12 @@ def test_bad_files_are_reported_and_the_rest_ingested(ctx, tiny_dataset):
     shutil.copy(folder / "grass_001.jpg", folder / "zz_dup.jpg")
     report = _ingest(ctx, tiny_dataset)
     reasons = {p.rsplit("/", 1)[-1]: r for p, r, _ in report.skipped}
-    assert reasons == {"empty.jpg": "empty", "readme.txt": "not_image", "cut.jpg": "truncated", "zz_dup.jpg": "duplicate"}
+    assert reasons == {
+        "empty.jpg": "empty",
+        "readme.txt": "not_image",
+        "cut.jpg": "truncated",
+        "zz_dup.jpg": "duplicate",
+    }
     assert report.n_indexed == 18 and report.n_skipped == 3 and report.n_duplicates == 1
     with ctx.Session() as s:
         run = s.get(repo.Run, report.run_id)
