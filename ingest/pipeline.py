@@ -12,6 +12,8 @@ leaves an open journal row that the next run replays. Nothing is written to a ve
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,8 +101,38 @@ def _write_batch(Session: sessionmaker[Session], stores: Stores, run_id: int, id
         jobs.close_batch(s, batch_id)
 
 
+def process_marker() -> dict[str, Any]:
+    """Who runs a run: lets a later process tell a crashed run from one still going."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_dead_runs(Session: sessionmaker[Session]) -> int:
+    """Mark runs whose process died (kill -9, power loss) as 'interrupted' instead of 'running' forever."""
+    host = socket.gethostname()
+    closed = 0
+    with Session.begin() as s:
+        for run in repo.list_runs(s):
+            params = run.params or {}
+            if run.outcome == "running" and params.get("host") == host and "pid" in params:
+                if params["pid"] != os.getpid() and not _alive(int(params["pid"])):
+                    repo.finish_run(s, run, "interrupted", message="the process died before finishing this run")
+                    closed += 1
+    return closed
+
+
 def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache) -> int:
     """Replay journal rows left open by a crashed run. Returns how many images were replayed."""
+    close_dead_runs(Session)
     with Session() as s:
         pending = [(b.id, list(b.image_ids)) for b in jobs.pending_batches(s)]
     n = 0
@@ -140,7 +172,7 @@ def ingest_folder(
     if run_id is None:
         with Session.begin() as s:
             run_id = repo.start_run(s, "ingest", backbone.name, backbone.dim, backbone.weights_sha256,
-                                    params=vars(opts), dataset_path=str(folder)).id
+                                    params={**vars(opts), **process_marker()}, dataset_path=str(folder)).id
     report = IngestReport(run_id=run_id, folder=str(folder))
     try:
         report.n_recovered = recover(Session, stores, cache)

@@ -64,7 +64,8 @@ def test_sigkill_at_several_points_then_rerun_leaves_consistent_stores(tmp_path,
     for sql, threshold in kill_points:
         _kill_when(_start(data_dir, folder), db, sql, threshold)
     # Every killed run died before finishing, and left work half done for the rerun.
-    assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome = 'running'") == len(kill_points)
+    assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome IN ('running', 'interrupted')") == len(kill_points)
+    assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome = 'ok'") == 0
     assert 0 < _count(db, "SELECT COUNT(*) FROM images WHERE status = 'indexed'") < 30
     final = _start(data_dir, folder)
     out, _ = final.communicate(timeout=300)
@@ -80,5 +81,8 @@ def test_sigkill_at_several_points_then_rerun_leaves_consistent_stores(tmp_path,
             hashes = {im.content_hash for im in repo.images_by_ids(s, ids).values()}
         assert len(hashes) == 30
         assert sorted(ctx.stores.qdrant.ids().tolist()) == ids == sorted(ctx.stores.faiss.ids().tolist())
+        # The rerun noticed the killed runs' processes were gone and closed them.
+        assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome = 'interrupted'") == len(kill_points)
+        assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome = 'running'") == 0
     finally:
         ctx.close()
