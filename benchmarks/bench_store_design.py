@@ -1,4 +1,4 @@
-"""Cost of the store designs at project scale: `python -m tests.search.bench_store [--n 9000 --dim 1280]`.
+"""Cost of the store designs at project scale: `python benchmarks/bench_store_design.py [--n 9000 --dim 1280]`.
 
 Not collected by pytest. Prints one line per measurement; times in milliseconds unless marked.
 """
@@ -8,15 +8,18 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from search.faiss_index import FaissIndex
-from search.index import Filter, StoreInfo
-from search.qdrant_index import EdgeIndex
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.faiss_index import FaissIndex  # noqa: E402
+from search.index import Filter, StoreInfo  # noqa: E402
+from search.qdrant_index import EdgeIndex  # noqa: E402
 
 FILTERS = {
     "unfiltered": None,
