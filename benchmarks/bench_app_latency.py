@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="queries before the measured ones, not counted")
     ap.add_argument("--images", type=Path, help="folder of query images (default: the collection's own files)")
     ap.add_argument("--backbone", help="IMGSEARCH_BACKBONE for the app (default: from the environment)")
+    ap.add_argument("--omp-threads", type=int, help="OMP_NUM_THREADS for the app (default: from the environment)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a page or a result")
     ap.add_argument("--verbose", "-v", action="store_true", help="one line per query")
@@ -110,20 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     paths = query_images(data_dir, args.images.expanduser().resolve() if args.images else None,
                          args.warmup + args.queries, args.seed)
 
-    import playwright
-    import streamlit
+    from importlib.metadata import version
 
     print(f"# cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}")
     print(f"# {datetime.now().isoformat(timespec='seconds')} · {platform.node()} · {os.cpu_count()} CPUs · "
-          f"{platform.python_version()} · streamlit {streamlit.__version__} · playwright "
-          f"{getattr(playwright, '__version__', '?')} · chromium {harness.CHROMIUM}")
+          f"Python {platform.python_version()} · streamlit {version('streamlit')} · playwright {version('playwright')} "
+          f"· torch {version('torch')} · chromium {harness.CHROMIUM}")
     print(f"# data dir {data_dir} · backbone {args.backbone or os.environ.get('IMGSEARCH_BACKBONE', '(default)')} · "
           f"{args.warmup} warm-up + {args.queries} measured queries from "
           f"{args.images or 'the collection'} (seed {args.seed})")
+    omp = str(args.omp_threads) if args.omp_threads else os.environ.get("OMP_NUM_THREADS", "(unset)")
+    print(f"# app OMP_NUM_THREADS={omp} (torch intra-op threads; the browser runs on the same CPUs)")
 
     env: dict[str, str | None] = {}
     if args.backbone:
         env["IMGSEARCH_BACKBONE"] = args.backbone
+    if args.omp_threads:
+        env["OMP_NUM_THREADS"] = str(args.omp_threads)
     log = Path(tempfile.mkdtemp(prefix="imgsearch-bench-")) / "app-server.log"
     rows = []
     with harness.AppServer(data_dir, env=env, log_path=log, startup_timeout=args.timeout) as server, \

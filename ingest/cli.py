@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -339,7 +338,8 @@ def app_cmd(
     script = Path(__file__).resolve().parents[1] / "ui" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # exec, not a child process: a SIGTERM (docker stop, a test harness) must reach the server itself.
+    os.execve(sys.executable, cmd, env)
 
 
 if __name__ == "__main__":
