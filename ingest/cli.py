@@ -141,6 +141,7 @@ def train_cmd(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     include_background: Annotated[bool, typer.Option("--include-background", help="Keep BACKGROUND_Google.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Refit even when nothing changed since the last run.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fit SVM, random forest, K-Means and agglomerative on the labelled catalogue and record the metrics.
@@ -152,7 +153,7 @@ def train_cmd(
     from ingest.dataset import DatasetUnavailable, find_dataset
     from ingest.pipeline import refresh_payloads
     from ingest.report import print_summary
-    from ingest.train import train
+    from ingest.train import train, training_fingerprint, up_to_date_run
 
     t0 = time.perf_counter()
     ctx = _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
@@ -169,10 +170,22 @@ def train_cmd(
                 _fail(str(exc))
     if folder is not None:
         _ingest(ctx, Path(folder).expanduser().resolve(), labels_from_folders=True)
+    params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
+    fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
+    previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id())
+    if previous is not None:
+        # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
+        with ctx.Session() as s:
+            metrics = repo.run_metrics(s, previous.id)
+        ctx.close()
+        print_summary(console, previous.id, bb.name, metrics)
+        console.print(f"nothing changed since training run {previous.id} (same images, labels, backbone and "
+                      "parameters): its models and results are current. Use --force to refit anyway.")
+        console.print(f"whole run {time.perf_counter() - t0:.1f} s")
+        return
     with ctx.Session.begin() as s:
-        params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
         run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, params,
-                                str(folder) if folder else "catalogue").id
+                                str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
     t_train = time.perf_counter()
     try:
         result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,

@@ -28,6 +28,39 @@ def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tu
     return ids, X, y
 
 
+# Bump when the experiment itself changes (models, metrics), so stored results stop counting as up to date.
+EXPERIMENT_VERSION = 1
+
+
+def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, params: dict) -> str:
+    """Identifies a training run's inputs: which images with which labels, the backbone, the parameters."""
+    import hashlib
+    import json
+
+    import sklearn
+
+    with Session() as s:
+        rows = [(h, label) for _, h, label in repo.labelled_images(s) if h in cache]
+    digest = hashlib.sha256()
+    head = {"params": params, "backbone": cache.backbone.tag, "version": EXPERIMENT_VERSION,
+            "sklearn": sklearn.__version__}
+    digest.update(json.dumps(head, sort_keys=True).encode())
+    for h, label in sorted(rows):
+        digest.update(f"{h}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def up_to_date_run(Session: sessionmaker[Session], fingerprint: str, current_run_id: int | None):
+    """The finished training run with exactly these inputs whose models are the current ones, if any."""
+    if current_run_id is None:
+        return None
+    with Session() as s:
+        run = s.get(repo.Run, current_run_id)
+        if run is not None and run.outcome == "ok" and run.dataset_fingerprint == fingerprint:
+            return run
+    return None
+
+
 def record_experiment(
     s: Session, run_id: int, ids: np.ndarray, result: ExperimentResult, trained: TrainedModels, X: np.ndarray
 ) -> None:

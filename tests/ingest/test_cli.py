@@ -34,7 +34,8 @@ def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
     with Session() as s:
         runs = repo.list_runs(s, kind="train")
         ingests = repo.list_runs(s, kind="ingest")
-        assert [r.outcome for r in runs + ingests] == ["ok"] * 4
+        # The second train found nothing changed and reused the first run's models and results.
+        assert [r.outcome for r in runs] == ["ok"] and [r.outcome for r in ingests] == ["ok", "ok"]
         m = repo.run_metrics(s, runs[0].id)
         assert m["n_images"] == 18 and m["n_classes"] == 3
         assert 0.0 <= m["svm.accuracy"] <= 1.0 and "retrieval_loo.p@10" in m
@@ -45,7 +46,7 @@ def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
 
     listed = runner.invoke(app, ["metrics", "--data-dir", str(tmp_path / "d")])
     assert listed.exit_code == 0, listed.output
-    assert listed.output.count("efficientnet_lite0") >= 2
+    assert listed.output.count("efficientnet_lite0") >= 3
 
 
 def init_db_engine(data_dir):
@@ -77,3 +78,17 @@ def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path
     )
     assert result.exit_code == 2
     assert "lower --k" in result.output
+
+
+def test_unchanged_rerun_reuses_results_and_force_refits(tiny_dataset, tmp_path):
+    assert _train(tiny_dataset, tmp_path / "d").exit_code == 0
+    again = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "3", "--data-dir",
+                                str(tmp_path / "d")])
+    assert again.exit_code == 0, again.output
+    assert "nothing changed since training run 2" in again.output and "SVM (RBF)" in again.output
+    forced = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "3", "--force", "--data-dir",
+                                 str(tmp_path / "d")])
+    assert forced.exit_code == 0 and "nothing changed" not in forced.output
+    changed = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "4", "--data-dir",
+                                  str(tmp_path / "d")])
+    assert changed.exit_code == 0 and "nothing changed" not in changed.output
