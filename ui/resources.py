@@ -20,11 +20,11 @@ import streamlit as st
 from PIL import Image
 from pydantic import ValidationError
 
+from db import collection as data
 from ingest.context import Context
 from ingest.settings import Settings
 from models.trained import TrainedModels
 from search.service import SearchService
-from ui import data
 
 log = logging.getLogger(__name__)
 

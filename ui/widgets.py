@@ -11,10 +11,11 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from db import collection as data
 from ingest.decode import ImageRejected
 from search.index import StoreBusyError
 from search.service import SearchResult
-from ui import data, inputs, resources, views
+from ui import inputs, resources, views
 from ui.resources import AppState
 
 SOURCES = ("Upload an image", "Pick from the collection")
