@@ -13,8 +13,10 @@ $(BIN)/imgsearch: pyproject.toml
 
 install: $(BIN)/imgsearch
 
+# The whole job: ingest Caltech-101 (or the folder in DATA=...), train, print the results, then serve the app.
 run: install
-	$(BIN)/imgsearch train
+	$(BIN)/imgsearch train $(if $(DATA),--data $(DATA))
+	$(BIN)/imgsearch app
 
 test: install
 	$(BIN)/ruff check .

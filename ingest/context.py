@@ -75,5 +75,7 @@ class Context:
                              max_pixels=s.max_image_pixels, store_batch=s.store_batch)
 
     def close(self) -> None:
-        if "stores" in self.__dict__:
-            self.stores.close()
+        """Close the stores (releasing the embedded store's lock); a later use opens them again."""
+        stores = self.__dict__.pop("stores", None)
+        if stores is not None:
+            stores.close()
