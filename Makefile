@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test bench clean
 
 $(BIN)/imgsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

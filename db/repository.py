@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -168,37 +169,40 @@ def _under(column, paths: Sequence[str]):
     return or_(*(or_(column == p, column.startswith(p.rstrip("/") + "/", autoescape=True)) for p in paths))
 
 
-def resolve_removal(session: Session, paths: Sequence[str]) -> tuple[list[int], int]:
-    """Which images to delete when the files or folders at ``paths`` are removed.
+def resolve_removal(session: Session, paths: Sequence[str]) -> tuple[list[int], list[int], int]:
+    """Which images to delete when the files or folders at ``paths`` are removed (or replaced).
 
-    Content also known under a path that is not being removed survives: such a path becomes its primary path.
-    Extra paths under ``paths`` are dropped. Returns (image ids to delete, number of paths dropped/promoted).
+    Content also known under a path that is not being removed survives: such a path becomes its primary
+    path (and file name and folder). Extra paths under ``paths`` are dropped.
+    Returns (image ids to delete, ids whose primary path changed, number of paths dropped or promoted).
     """
     if not paths:
-        return [], 0
+        return [], [], 0
     detached = 0
     for extra in session.scalars(select(ImagePath).where(_under(ImagePath.path, paths))):
         session.delete(extra)
         detached += 1
     session.flush()
     doomed: list[int] = []
+    promoted_ids: list[int] = []
     for image in session.scalars(select(Image).where(_under(Image.path, paths))):
         if image.extra_paths:
             promoted = image.extra_paths[0]
             image.path = promoted.path
+            image.file_name = PurePath(promoted.path).name
+            image.source_folder = str(PurePath(promoted.path).parent)
             session.delete(promoted)
+            promoted_ids.append(image.id)
             detached += 1
         else:
             doomed.append(image.id)
     session.flush()
-    return doomed, detached
+    return doomed, promoted_ids, detached
 
 
 def labelled_images(session: Session) -> list[tuple[int, str, str]]:
     """``(id, content_hash, label)`` of every labelled image, by id."""
-    query = (
-        select(Image.id, Image.content_hash, Image.label).where(Image.label.is_not(None)).order_by(Image.id)
-    )
+    query = select(Image.id, Image.content_hash, Image.label).where(Image.label.is_not(None)).order_by(Image.id)
     return [(image_id, content_hash, label) for image_id, content_hash, label in session.execute(query)]
 
 
@@ -284,9 +288,7 @@ def record_metrics(session: Session, run_id: int, metrics: Mapping[str, float]) 
 
 
 def run_metrics(session: Session, run_id: int) -> dict[str, float]:
-    rows = session.execute(
-        select(Metric.name, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id)
-    )
+    rows = session.execute(select(Metric.name, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id))
     return {name: value for name, value in rows}
 
 
@@ -337,14 +339,10 @@ def record_artifact(session: Session, run_id: int, name: str, data: Any) -> RunA
 
 
 def run_artifact(session: Session, run_id: int, name: str) -> Any | None:
-    return session.scalar(
-        select(RunArtifact.data).where(RunArtifact.run_id == run_id, RunArtifact.name == name)
-    )
+    return session.scalar(select(RunArtifact.data).where(RunArtifact.run_id == run_id, RunArtifact.name == name))
 
 
-def record_skipped(
-    session: Session, run_id: int, path: str, reason: str, message: str | None = None
-) -> SkippedFile:
+def record_skipped(session: Session, run_id: int, path: str, reason: str, message: str | None = None) -> SkippedFile:
     """Note a file the run did not catalogue; ``reason`` is one of SKIP_REASONS."""
     _check_choice("reason", reason, SKIP_REASONS)
     skipped = SkippedFile(run_id=run_id, path=str(path), reason=reason, message=message)
@@ -354,6 +352,4 @@ def record_skipped(
 
 
 def skipped_files(session: Session, run_id: int) -> list[SkippedFile]:
-    return list(
-        session.scalars(select(SkippedFile).where(SkippedFile.run_id == run_id).order_by(SkippedFile.id))
-    )
+    return list(session.scalars(select(SkippedFile).where(SkippedFile.run_id == run_id).order_by(SkippedFile.id)))

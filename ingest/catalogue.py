@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,8 @@ class CatalogueResult:
     ids: list[int] = field(default_factory=list)
     new_ids: list[int] = field(default_factory=list)
     n_known: int = 0  # same content already catalogued (possibly under another path)
-    n_duplicates: int = 0  # same content twice within this scan
+    retired_ids: list[int] = field(default_factory=list)  # content replaced in place: delete its vectors
+    changed_ids: list[int] = field(default_factory=list)  # path or label changed: refresh their payloads
 
 
 def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backbone: str | None) -> CatalogueResult:
@@ -28,21 +30,28 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
     for im in scan.images:
         image_id = known.get(im.content_hash)
         if image_id is None:
+            _release_path(session, str(im.path), out)
             image_id = _add(session, im, run_id, backbone)
             out.new_ids.append(image_id)
         else:
             out.n_known += 1
             image = session.get(Image, image_id)
             if image.path != str(im.path):
-                repo.add_extra_path(session, image, str(im.path))
+                if not Path(image.path).exists():
+                    # The file moved: its new place becomes the primary path (shown and filtered on).
+                    _release_path(session, str(im.path), out)
+                    image.path, image.file_name, image.source_folder = str(im.path), im.path.name, im.source_folder
+                    out.changed_ids.append(image_id)
+                else:
+                    repo.add_extra_path(session, image, str(im.path))
             if image.label is None and im.label is not None:
                 image.label = im.label
+                out.changed_ids.append(image_id)
         known[im.content_hash] = image_id
         out.ids.append(image_id)
     for dup in scan.duplicates:
         target = session.get(Image, known[dup.content_hash])
         repo.add_extra_path(session, target, str(dup.path.resolve()))
-        out.n_duplicates += 1
         if run_id is not None:
             repo.record_skipped(session, run_id, str(dup.path), "duplicate", dup.message)
     if run_id is not None:
@@ -50,6 +59,16 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
             repo.record_skipped(session, run_id, str(skipped.path), skipped.reason, skipped.message)
     session.flush()
     return out
+
+
+def _release_path(session: Session, path: str, out: CatalogueResult) -> None:
+    """`path` now holds other content (a photo edited in place): the old content loses this path."""
+    if repo.image_by_path(session, path) is None:
+        return
+    doomed, promoted, _ = repo.resolve_removal(session, [path])
+    repo.delete_images(session, doomed)
+    out.retired_ids += doomed
+    out.changed_ids += promoted
 
 
 def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str | None) -> int:

@@ -151,7 +151,7 @@ def train_cmd(
     """
     from db import repository as repo
     from ingest.dataset import DatasetUnavailable, find_dataset
-    from ingest.pipeline import refresh_payloads
+    from ingest.pipeline import process_marker
     from ingest.report import print_summary
     from ingest.train import train, training_fingerprint, up_to_date_run
 
@@ -184,13 +184,12 @@ def train_cmd(
         console.print(f"whole run {time.perf_counter() - t0:.1f} s")
         return
     with ctx.Session.begin() as s:
-        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, params,
+        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
                                 str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
     t_train = time.perf_counter()
     try:
-        result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
-                                   settings.val_fraction, settings.seed)
-        n_refreshed = refresh_payloads(ctx.Session, _stores(ctx), ctx.cache, trained)
+        result, _, ids = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
+                               settings.val_fraction, settings.seed, stores=_stores(ctx))
     except BaseException as exc:
         with ctx.Session.begin() as s:
             outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -205,7 +204,7 @@ def train_cmd(
         repo.record_metrics(s, run_id, {"time.total_s": total, "time.train_s": time.perf_counter() - t_train})
         repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=int(result.metrics["n_images"]))
     print_summary(console, run_id, bb.name, result.metrics)
-    console.print(f"prediction and cluster payloads refreshed for {n_refreshed} stored images")
+    console.print(f"models of run {run_id} are now current; predictions and clusters refreshed in the stores")
     console.print(f"whole run {total:.1f} s (fitting and evaluation {time.perf_counter() - t_train:.1f} s)")
 
 
@@ -355,5 +354,35 @@ def app_cmd(
     os.execve(sys.executable, cmd, env)
 
 
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    from db.session import CorruptDatabaseError, SchemaVersionError
+    from ingest.dataset import DatasetUnavailable
+    from models.backbones import BackboneUnavailable
+    from models.persistence import ModelLoadError
+    from search.index import StoreBusyError, StoreMismatchError
+
+    return (ValidationError, OperationalError, CorruptDatabaseError, SchemaVersionError, DatasetUnavailable,
+            BackboneUnavailable, ModelLoadError, StoreBusyError, StoreMismatchError, FileNotFoundError,
+            NotADirectoryError, PermissionError)
+
+
+def run() -> None:
+    """Console entry point: known failures become one clear line and exit code 2, never a stack trace."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished batches are saved; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:
+        if not isinstance(exc, _known_errors()):
+            raise
+        hint = " (check your IMGSEARCH_* settings or .env)" if type(exc).__name__ == "ValidationError" else ""
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}{hint}", highlight=False)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    sys.exit(app())
+    run()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import jobs
 from db import repository as repo
 from ingest.feature_cache import FeatureCache
-from ingest.pipeline import payload_for, recover
+from ingest.pipeline import close_dead_runs, payload_for, recover
 from ingest.stores import Stores
 
 SAMPLE = 256  # vectors compared between the two stores; a full comparison reads every vector twice
@@ -55,13 +55,17 @@ class DoctorReport:
 
 
 def check(Session: sessionmaker[Session], stores: Stores, seed: int = 0) -> DoctorReport:
+    # Stores first, SQLite second: an ingest running meanwhile catalogues before it writes vectors, so a
+    # point that appears between the two reads is found in SQLite, never mistaken for an orphan.
+    close_dead_runs(Session)
+    q_ids = set(stores.qdrant.ids().tolist())
+    f_ids = set(stores.faiss.ids().tolist())
     with Session() as s:
         indexed = set(repo.image_ids_with_status(s, "indexed"))
         pending = set(repo.image_ids_with_status(s, "pending"))
-        open_batches = len(jobs.pending_batches(s))
+        # Batches of a run still going are that run's business; only abandoned ones are a problem.
+        open_batches = sum(1 for b in jobs.pending_batches(s) if s.get(repo.Run, b.run_id).outcome != "running")
     catalogued = indexed | pending
-    q_ids = set(stores.qdrant.ids().tolist())
-    f_ids = set(stores.faiss.ids().tolist())
     report = DoctorReport(
         n_indexed=len(indexed), n_pending=len(pending), n_qdrant=len(q_ids), n_faiss=len(f_ids),
         open_batches=open_batches,
@@ -87,29 +91,43 @@ def repair(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, 
         done.append(f"replayed {replayed} images from open journal batches")
     for name, index, orphans in (("Qdrant", stores.qdrant, report.orphans_in_qdrant),
                                  ("FAISS", stores.faiss, report.orphans_in_faiss)):
+        with Session() as s:  # catalogued since the check (a concurrent ingest)? then not an orphan
+            orphans = [i for i in orphans if i not in repo.images_by_ids(s, orphans)]
         if orphans:
             index.delete(orphans)
             done.append(f"deleted {len(orphans)} orphan vectors from {name}")
     if report.missing_in_qdrant:
-        _repush(Session, stores.qdrant, cache, report.missing_in_qdrant, fallback=stores.faiss)
-        done.append(f"re-pushed {len(report.missing_in_qdrant)} points to Qdrant")
-    mirror_fix = sorted(set(report.missing_in_faiss) | set(report.vector_mismatches))
+        pushed, requeued = _repush(Session, stores, cache, report.missing_in_qdrant)
+        done.append(f"re-pushed {pushed} points to Qdrant")
+        if requeued:
+            done.append(f"{requeued} images had no vector anywhere: marked pending, the next ingest of their "
+                        "folder embeds them")
+    in_qdrant = set(stores.qdrant.ids().tolist())
+    mirror_fix = sorted((set(report.missing_in_faiss) | set(report.vector_mismatches)) & in_qdrant)
     if mirror_fix:
         # The mirror follows Qdrant: its vectors and payloads are copied from there.
-        have = [i for i in mirror_fix if i not in set(report.missing_in_qdrant)] or mirror_fix
-        stores.faiss.upsert(have, stores.qdrant.get_vectors(have), stores.qdrant.get_payloads(have))
-        done.append(f"rebuilt {len(have)} FAISS mirror entries from Qdrant")
+        stores.faiss.upsert(mirror_fix, stores.qdrant.get_vectors(mirror_fix), stores.qdrant.get_payloads(mirror_fix))
+        done.append(f"rebuilt {len(mirror_fix)} FAISS mirror entries from Qdrant")
     return done or ["nothing to repair"]
 
 
-def _repush(Session, index, cache: FeatureCache, ids: list[int], fallback) -> None:
+def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int]) -> tuple[int, int]:
+    """Vectors for Qdrant from the feature cache, else from the FAISS mirror; else back to 'pending'."""
     with Session() as s:
         images = repo.images_by_ids(s, ids)
     ids = [i for i in ids if i in images]
+    cache.refresh()
     from_cache = [i for i in ids if images[i].content_hash in cache]
     if from_cache:
-        index.upsert(from_cache, cache.get([images[i].content_hash for i in from_cache]),
-                     [payload_for(images[i]) for i in from_cache])
-    rest = [i for i in ids if i not in set(from_cache)]
-    if rest:
-        index.upsert(rest, fallback.get_vectors(rest), [payload_for(images[i]) for i in rest])
+        stores.qdrant.upsert(from_cache, cache.get([images[i].content_hash for i in from_cache]),
+                             [payload_for(images[i]) for i in from_cache])
+    in_faiss = set(stores.faiss.ids().tolist())
+    from_mirror = [i for i in ids if i not in set(from_cache) and i in in_faiss]
+    if from_mirror:
+        stores.qdrant.upsert(from_mirror, stores.faiss.get_vectors(from_mirror),
+                             [payload_for(images[i]) for i in from_mirror])
+    lost = [i for i in ids if i not in set(from_cache) and i not in in_faiss]
+    if lost:
+        with Session.begin() as s:
+            repo.set_image_status(s, lost, "pending")
+    return len(from_cache) + len(from_mirror), len(lost)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,12 @@ class _DecodeDataset(Dataset):
             return i, None, (exc.reason, exc.message)
 
 
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process decides how to stop (finish the batch,
+    # journal, exit). A decoder dying on its own would turn a clean stop into a "worker exited" crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _collate(items):
     ok = [(i, t) for i, t, err in items if err is None]
     failed = [(i, err) for i, t, err in items if err is not None]
@@ -87,6 +94,7 @@ def embed_paths(
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
+        worker_init_fn=_ignore_sigint,
         pin_memory=backbone.device.type == "cuda",
         prefetch_factor=4 if num_workers > 0 else None,
     )
@@ -134,6 +142,8 @@ def embed_with_cache(
     if cache.backbone.name != backbone.name or cache.backbone.weights_sha256 != backbone.weights_sha256:
         raise ValueError(f"cache is for {cache.backbone}, backbone is {backbone.identity}")
     hashes = list(hashes)
+    if any(h not in cache for h in hashes):
+        cache.refresh()  # another process may have embedded them meanwhile
     todo = [i for i, h in enumerate(hashes) if h not in cache]
     pending_h: list[str] = []
     pending_x: list[np.ndarray] = []

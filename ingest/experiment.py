@@ -21,6 +21,8 @@ from search.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
 
 log = logging.getLogger(__name__)
 
+MIN_TRAIN = 3  # the SVM's 3 calibration folds each need one image of every class
+
 
 @dataclass
 class ExperimentResult:
@@ -55,18 +57,30 @@ def run_experiment(
     if X.shape[0] <= k:
         raise ValueError(f"K={k} clusters need more than {k} images; there are {X.shape[0]} (lower --k)")
     train_idx, val_idx = stratified_split(y, val_fraction, random_state)
-    labels = sorted(np.unique(y).tolist())
+    # The SVM's calibration folds need MIN_TRAIN images of a class; rarer classes (a user's folder of 3 photos)
+    # are left out of the classifiers, loudly, instead of failing the whole run. They still cluster and search.
+    classes, counts = np.unique(y[train_idx], return_counts=True)
+    too_small = set(classes[counts < MIN_TRAIN].tolist()) | (set(np.unique(y).tolist()) - set(classes.tolist()))
+    if too_small:
+        log.warning("%d class(es) have fewer than %d training images and are left out of the classifiers: %s",
+                    len(too_small), MIN_TRAIN, ", ".join(sorted(too_small)))
+    clf_train = train_idx[~np.isin(y[train_idx], list(too_small))]
+    clf_val = val_idx[~np.isin(y[val_idx], list(too_small))]
+    labels = sorted(set(np.unique(y).tolist()) - too_small)
+    if len(labels) < 2:
+        raise ValueError(f"need at least two classes with {MIN_TRAIN + 1}+ images each to train classifiers")
     res = ExperimentResult(train_idx, val_idx, models={})
     m = res.metrics
-    m.update(n_images=len(y), n_classes=len(labels), n_train=len(train_idx), n_val=len(val_idx), k=k)
+    m.update(n_images=len(y), n_classes=len(set(y.tolist())), n_train=len(train_idx), n_val=len(val_idx), k=k,
+             n_classes_left_out=len(too_small))
 
     for name, model in (
         ("svm", make_svm(C=svm_C, random_state=random_state)),
         ("random_forest", make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs)),
     ):
         t = time.perf_counter()
-        fit_classifier(model, X[train_idx], y[train_idx])
-        report = classification_metrics(y[val_idx], model.predict(X[val_idx]), labels)
+        fit_classifier(model, X[clf_train], y[clf_train])
+        report = classification_metrics(y[clf_val], model.predict(X[clf_val]), labels)
         res.timings[f"fit_{name}_s"] = time.perf_counter() - t
         res.models[name] = model
         for key in ("accuracy", "mean_per_class_accuracy", "macro_f1"):

@@ -35,13 +35,23 @@ class FeatureCache:
         else:
             meta.write_text(json.dumps(info, indent=2))
         self._vectors: dict[str, np.ndarray] = {}
+        self._seen: set[str] = set()
         self._load()
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("shard-*.npz"))
 
+    def refresh(self) -> int:
+        """Load shards other processes wrote since this cache was opened (the worker and app live long)."""
+        before = len(self._vectors)
+        self._load()
+        return len(self._vectors) - before
+
     def _load(self) -> None:
         for shard in self._shards():
+            if shard.name in self._seen:
+                continue
+            self._seen.add(shard.name)
             try:
                 with np.load(shard, allow_pickle=False) as data:
                     hashes, xb = data["hashes"], data["vectors"]
@@ -83,5 +93,6 @@ class FeatureCache:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.dir / name)
+        self._seen.add(name)
         for h, v in zip(hashes, xb, strict=True):
             self._vectors[h] = v

@@ -86,8 +86,14 @@ def payload_for(image: Image) -> dict[str, Any]:
     }
 
 
-def _write_batch(Session: sessionmaker[Session], stores: Stores, run_id: int, ids: list[int], xb: np.ndarray,
-                 trained: TrainedModels | None) -> None:
+def _write_batch(
+    Session: sessionmaker[Session],
+    stores: Stores,
+    run_id: int,
+    ids: list[int],
+    xb: np.ndarray,
+    trained: TrainedModels | None,
+) -> None:
     predictions = trained.predict(xb) if trained is not None else [{} for _ in ids]
     with Session.begin() as s:
         if trained is not None:
@@ -95,50 +101,91 @@ def _write_batch(Session: sessionmaker[Session], stores: Stores, run_id: int, id
         batch_id = jobs.open_batch(s, run_id, ids).id
     with Session() as s:
         images = repo.images_by_ids(s, ids)
-        payloads = [payload_for(images[i]) for i in ids]
-    stores.upsert(ids, xb, payloads)
+    # A concurrent `remove` may have deleted some of these since they were catalogued: they stay out.
+    keep = [k for k, i in enumerate(ids) if i in images]
+    if keep:
+        stores.upsert([ids[k] for k in keep], xb[keep], [payload_for(images[ids[k]]) for k in keep])
     with Session.begin() as s:
         jobs.close_batch(s, batch_id)
+        gone = [i for i in ids if i not in repo.images_by_ids(s, ids)]
+    if gone:  # removed while we were writing: take the vectors back out
+        stores.delete(gone)
+
+
+def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]) -> int:
+    """Rewrite the stored payloads of `ids` from their catalogue rows (after a path or label changed)."""
+    if not ids:
+        return 0
+    stored = set(stores.qdrant.ids().tolist())
+    with Session() as s:
+        images = repo.images_by_ids(s, ids)
+    ids = [i for i in dict.fromkeys(ids) if i in images and i in stored]
+    if ids:
+        stores.set_payload(ids, [payload_for(images[i]) for i in ids])
+    return len(ids)
+
+
+def _process_identity(pid: int) -> str | None:
+    """boot id + the process's start time: a pid alone is reused (and is 1 in every container)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return f"{boot}:{start}"
+    except (OSError, IndexError):
+        return None
 
 
 def process_marker() -> dict[str, Any]:
     """Who runs a run: lets a later process tell a crashed run from one still going."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "proc": _process_identity(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
+def _alive(params: dict[str, Any]) -> bool:
+    pid = int(params["pid"])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    recorded = params.get("proc")
+    return recorded is None or _process_identity(pid) == recorded
 
 
 def close_dead_runs(Session: sessionmaker[Session]) -> int:
     """Mark runs whose process died (kill -9, power loss) as 'interrupted' instead of 'running' forever."""
     host = socket.gethostname()
+    me = process_marker()
     closed = 0
     with Session.begin() as s:
         for run in repo.list_runs(s):
             params = run.params or {}
-            if run.outcome == "running" and params.get("host") == host and "pid" in params:
-                if params["pid"] != os.getpid() and not _alive(int(params["pid"])):
-                    repo.finish_run(s, run, "interrupted", message="the process died before finishing this run")
-                    closed += 1
+            if run.outcome != "running" or params.get("host") != host or "pid" not in params:
+                continue
+            if params.get("proc") != me["proc"] and not _alive(params):
+                repo.finish_run(s, run, "interrupted", message="the process died before finishing this run")
+                closed += 1
     return closed
 
 
 def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache) -> int:
-    """Replay journal rows left open by a crashed run. Returns how many images were replayed."""
+    """Replay journal rows left open by crashed runs of this backbone. Returns how many images were replayed.
+
+    Batches of runs still going (another process writing right now) are theirs to finish, not ours.
+    """
     close_dead_runs(Session)
+    backbone = stores.qdrant.info.backbone
     with Session() as s:
-        pending = [(b.id, list(b.image_ids)) for b in jobs.pending_batches(s)]
+        pending = []
+        for b in jobs.pending_batches(s):
+            run = s.get(repo.Run, b.run_id)
+            if run is not None and run.outcome != "running" and run.backbone in (None, backbone):
+                pending.append((b.id, list(b.image_ids)))
     n = 0
     for batch_id, ids in pending:
         with Session() as s:
             images = repo.images_by_ids(s, ids)
+        cache.refresh()
         # Images deleted since (by `remove`) must not come back; those without cached features are re-embedded.
         replay = [i for i in ids if i in images and images[i].content_hash in cache]
         if replay:
@@ -146,7 +193,7 @@ def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache)
             stores.upsert(replay, xb, [payload_for(images[i]) for i in replay])
         with Session.begin() as s:
             jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
-            # ... except those whose vectors could not be replayed: they go back to the queue.
+            # ... except those whose vectors could not be replayed: the next ingest of their folder embeds them.
             repo.set_image_status(s, [i for i in ids if i in images and i not in replay], "pending")
         n += len(replay)
         log.info("recovered journal batch %d: %d images replayed into the stores", batch_id, len(replay))
@@ -171,8 +218,15 @@ def ingest_folder(
     folder = Path(folder).expanduser()
     if run_id is None:
         with Session.begin() as s:
-            run_id = repo.start_run(s, "ingest", backbone.name, backbone.dim, backbone.weights_sha256,
-                                    params={**vars(opts), **process_marker()}, dataset_path=str(folder)).id
+            run_id = repo.start_run(
+                s,
+                "ingest",
+                backbone.name,
+                backbone.dim,
+                backbone.weights_sha256,
+                params={**vars(opts), **process_marker()},
+                dataset_path=str(folder),
+            ).id
     report = IngestReport(run_id=run_id, folder=str(folder))
     try:
         report.n_recovered = recover(Session, stores, cache)
@@ -185,7 +239,16 @@ def ingest_folder(
         report.n_scanned, report.n_new, report.n_known = len(scan.images), len(cat.new_ids), cat.n_known
         report.n_duplicates = len(scan.duplicates)
         report.skipped = [(str(f.path), f.reason, f.message) for f in scan.skipped + scan.duplicates]
-        todo = [(cat.ids[k], im) for k, im in enumerate(scan.images) if statuses.get(cat.ids[k]) == "pending"]
+        if cat.retired_ids:  # files edited in place: their old content's vectors go
+            stores.delete(cat.retired_ids)
+        sync_payloads(Session, stores, cat.changed_ids)
+        # Status is kept per image, stores per backbone: an image indexed for another backbone is still to do here.
+        stored = set(stores.qdrant.ids().tolist())
+        todo = [
+            (cat.ids[k], im)
+            for k, im in enumerate(scan.images)
+            if statuses.get(cat.ids[k]) == "pending" or cat.ids[k] not in stored
+        ]
         state = {"total": len(todo), "done": 0, "skipped": len(scan.skipped), "duplicates": len(scan.duplicates)}
         if on_progress:
             on_progress(dict(state))
@@ -196,9 +259,17 @@ def ingest_folder(
                 break
             chunk = todo[start : start + opts.store_batch]
             t = time.perf_counter()
-            emb = embed_with_cache(backbone, [im.path for _, im in chunk], [im.content_hash for _, im in chunk],
-                                   cache, opts.batch_size, opts.num_workers, opts.max_pixels,
-                                   progress=progress, bar=bar)
+            emb = embed_with_cache(
+                backbone,
+                [im.path for _, im in chunk],
+                [im.content_hash for _, im in chunk],
+                cache,
+                opts.batch_size,
+                opts.num_workers,
+                opts.max_pixels,
+                progress=progress,
+                bar=bar,
+            )
             # Images already cached are never decoded, so the embedder never counted them on the bar.
             bar.update(len(chunk) - emb.n_embedded - len(emb.failures))
             report.timings["embed_s"] += time.perf_counter() - t
@@ -232,32 +303,56 @@ def ingest_folder(
 def _finish(Session: sessionmaker[Session], report: IngestReport, message: str | None = None) -> None:
     with Session.begin() as s:
         run = s.get(repo.Run, report.run_id)
-        repo.finish_run(s, run, report.outcome, message=message, n_images=report.n_indexed,
-                        n_skipped=sum(1 for _, r, _ in report.skipped if r != "duplicate"),
-                        n_duplicates=report.n_duplicates)
-        repo.record_metrics(s, report.run_id, {f"ingest.{k}": v for k, v in report.timings.items()}
-                            | {"ingest.n_new": report.n_new, "ingest.n_known": report.n_known,
-                               "ingest.n_indexed": report.n_indexed})
+        repo.finish_run(
+            s,
+            run,
+            report.outcome,
+            message=message,
+            n_images=report.n_indexed,
+            n_skipped=sum(1 for _, r, _ in report.skipped if r != "duplicate"),
+            n_duplicates=report.n_duplicates,
+        )
+        repo.record_metrics(
+            s,
+            report.run_id,
+            {f"ingest.{k}": v for k, v in report.timings.items()}
+            | {"ingest.n_new": report.n_new, "ingest.n_known": report.n_known, "ingest.n_indexed": report.n_indexed},
+        )
 
 
-def refresh_payloads(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache,
-                     trained: TrainedModels, chunk: int = 1024) -> int:
-    """After a re-fit, rewrite every stored point's predicted class and clusters (SQLite and both stores)."""
+def refresh_payloads(
+    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels, chunk: int = 1024
+) -> int:
+    """After a re-fit, rewrite every stored point's predicted class and clusters (SQLite and both stores).
+
+    Vectors come from the feature cache, or from Qdrant for images embedded elsewhere. Images removed
+    meanwhile are skipped.
+    """
+    stored = set(stores.qdrant.ids().tolist())
     with Session() as s:
-        ids = repo.image_ids_with_status(s, "indexed")
+        ids = [i for i in repo.image_ids_with_status(s, "indexed") if i in stored]
+    cache.refresh()
     n = 0
     for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
         with Session() as s:
-            images = repo.images_by_ids(s, part)
-        part = [i for i in part if images[i].content_hash in cache]
-        xb = cache.get([images[i].content_hash for i in part])
+            images = repo.images_by_ids(s, ids[start : start + chunk])
+        part = [i for i in ids[start : start + chunk] if i in images]
+        if not part:
+            continue
+        cached = [i for i in part if images[i].content_hash in cache]
+        rest = [i for i in part if images[i].content_hash not in cache]
+        xb = np.concatenate(
+            [
+                cache.get([images[i].content_hash for i in cached]),
+                stores.qdrant.get_vectors(rest) if rest else np.zeros((0, cache.backbone.dim), np.float32),
+            ]
+        )
+        part = cached + rest
         updates = trained.predict(xb)
+        with Session.begin() as s:
+            repo.update_images(s, [{"id": i, **u} for i, u in zip(part, updates, strict=True)])
         for i, u in zip(part, updates, strict=True):
             u["label"] = images[i].label
-        with Session.begin() as s:
-            repo.update_images(s, [{"id": i, **{k: v for k, v in u.items() if k != "label"}}
-                                   for i, u in zip(part, updates, strict=True)])
         stores.set_payload(part, updates)
         n += len(part)
     return n
@@ -267,11 +362,13 @@ def remove_paths(Session: sessionmaker[Session], stores: Stores, paths: Sequence
     """Remove images by file path or folder from all three stores.
 
     SQLite goes first: a crash afterwards leaves vectors with no catalogue row, which `doctor --repair`
-    deletes. The other order could bring a removed image back on repair.
+    deletes. The other order could bring a removed image back on repair. Content that survives under another
+    path gets that path, in SQLite and in the stored payloads.
     """
     with Session.begin() as s:
-        ids, detached = repo.resolve_removal(s, [str(Path(p).expanduser().resolve()) for p in paths])
+        ids, promoted, detached = repo.resolve_removal(s, [str(Path(p).expanduser().resolve()) for p in paths])
         repo.delete_images(s, ids)
     if ids:
         stores.delete(ids)
+    sync_payloads(Session, stores, promoted)
     return {"removed": len(ids), "paths_detached": detached}

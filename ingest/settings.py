@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackboneName = Literal["auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0"]
@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     allowed_roots: list[Path] = Field(
         default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
     )
+
+    @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Resolved once, here: a command run from another folder must not silently use another catalogue.
+        return None if path is None else path.expanduser().resolve()
 
     @property
     def db_url(self) -> str:

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import repository as repo
 from ingest.experiment import ExperimentResult, run_experiment
 from ingest.feature_cache import FeatureCache
+from ingest.pipeline import refresh_payloads
+from ingest.stores import Stores
 from models.backbones import Backbone
-from models.trained import TrainedModels, load_trained, save_trained
+from models.trained import TrainedModels, activate, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +89,22 @@ def train(
     k: int = 50,
     val_fraction: float = 0.2,
     seed: int = 0,
+    stores: Stores | None = None,
 ) -> tuple[ExperimentResult, TrainedModels, np.ndarray]:
-    """Fit and evaluate on every labelled image in the catalogue; save the models; record everything."""
+    """Fit and evaluate on every labelled image in the catalogue; save the models; record everything.
+
+    With `stores`, every stored point's predicted class and clusters are rewritten too. The new models
+    become current last, so a failure anywhere before leaves the previous ones serving.
+    """
     ids, X, y = labelled_features(Session, cache)
     if len(ids) == 0:
         raise ValueError("no labelled images with features for this backbone: run with --data FOLDER first")
     log.info("training on %d labelled images in %d classes", len(ids), np.unique(y).size)
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
-    save_trained(models_dir, backbone.identity, run_id, result.models)
-    trained = load_trained(models_dir, backbone.identity)
+    trained = save_trained(models_dir, backbone.identity, run_id, result.models)
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result, trained, X)
+    if stores is not None:
+        refresh_payloads(Session, stores, cache, trained)
+    activate(models_dir, backbone.identity, run_id)
     return result, trained, ids

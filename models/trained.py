@@ -54,20 +54,28 @@ def backbone_folder(models_dir: Path, backbone: BackboneId) -> Path:
     return Path(models_dir) / backbone.tag
 
 
-def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any]) -> Path:
-    """Write every model of a run into its own folder, then point `current.json` at it atomically.
+def _run_folder(models_dir: Path, backbone: BackboneId, run_id: int) -> Path:
+    return backbone_folder(models_dir, backbone) / f"run-{run_id:05d}"
 
-    Readers (the app, the worker) therefore see either the old set or the new one, never a mix.
-    """
-    root = backbone_folder(models_dir, backbone)
-    folder = root / f"run-{run_id:05d}"
+
+def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any]) -> TrainedModels:
+    """Write every model of a run into its own folder. They become current only through `activate`."""
+    folder = _run_folder(models_dir, backbone, run_id)
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
     for name in MODEL_NAMES:
         save_model(models[name], folder / f"{name}.skops", ident)
+    return TrainedModels(run_id=run_id, backbone=backbone, models=dict(models), folder=folder)
+
+
+def activate(models_dir: Path, backbone: BackboneId, run_id: int) -> None:
+    """Point `current.json` at a saved run, atomically: readers see the old set or the new one, never a mix."""
+    root = backbone_folder(models_dir, backbone)
+    folder = _run_folder(models_dir, backbone, run_id)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no saved models for run {run_id} in {root}")
     tmp = root / (POINTER + ".tmp")
     tmp.write_text(json.dumps({"run_id": run_id, "folder": folder.name}))
     os.replace(tmp, root / POINTER)
-    return folder
 
 
 def current_run_id(models_dir: Path, backbone: BackboneId) -> int | None:

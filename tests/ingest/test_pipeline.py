@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -100,7 +101,9 @@ def test_open_journal_batch_is_replayed(ctx, tiny_dataset):
     lost = sqlite[:5]
     ctx.stores.faiss.delete(lost)
     with ctx.Session.begin() as s:
-        run_id = repo.start_run(s, "ingest").id
+        # A run whose process is gone (as after kill -9): pid of no living process on this host.
+        dead = {"pid": 2**22 + 12345, "host": socket.gethostname(), "proc": "gone"}
+        run_id = repo.start_run(s, "ingest", params=dead).id
         jobs.open_batch(s, run_id, lost)
         repo.set_image_status(s, lost, "pending")
     assert not doctor.check(ctx.Session, ctx.stores).consistent
@@ -168,3 +171,51 @@ def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_datas
         assert repo.image_by_path(s, str((other / "copy.jpg").resolve())) is not None
     assert ctx.stores.qdrant.count() == 18
     np.testing.assert_equal(len(_all_ids(ctx)[0]), 18)
+
+
+def test_file_edited_in_place_replaces_its_old_content(ctx, tiny_dataset):
+    _ingest(ctx, tiny_dataset)
+    target = tiny_dataset / "sky" / "sky_002.jpg"
+    with ctx.Session() as s:
+        old_id = repo.image_by_path(s, str(target.resolve())).id
+    shutil.copy(tiny_dataset / "grass" / "grass_003.jpg", tmp := tiny_dataset / "tmp.jpg")
+    from PIL import Image
+
+    Image.open(tmp).rotate(90).save(target)  # new content under the same path
+    tmp.unlink()
+    report = _ingest(ctx, tiny_dataset)
+    assert report.n_new == 1 and report.outcome == "ok"
+    with ctx.Session() as s:
+        new = repo.image_by_path(s, str(target.resolve()))
+        assert new.id != old_id and repo.images_by_ids(s, [old_id]) == {}
+    sqlite, qdrant, faiss = _all_ids(ctx)
+    assert sqlite == qdrant == faiss and old_id not in qdrant and len(qdrant) == 18
+
+
+def test_moved_file_gets_its_new_path_in_every_store(ctx, tiny_dataset):
+    _ingest(ctx, tiny_dataset)
+    src = tiny_dataset / "apples" / "apples_004.jpg"
+    dst = tiny_dataset / "apples" / "renamed.jpg"
+    src.rename(dst)
+    report = _ingest(ctx, tiny_dataset)
+    assert report.n_new == 0
+    with ctx.Session() as s:
+        image = repo.image_by_path(s, str(dst.resolve()))
+        assert image.path == str(dst.resolve()) and image.file_name == "renamed.jpg"
+        image_id = image.id
+    assert ctx.stores.qdrant.get_payloads([image_id])[0]["file_name"] == "renamed.jpg"
+    assert ctx.stores.faiss.get_payloads([image_id])[0]["path"] == str(dst.resolve())
+
+
+def test_removing_the_primary_path_promotes_the_copy_in_payloads(ctx, tiny_dataset, tmp_path):
+    _ingest(ctx, tiny_dataset)
+    other = tmp_path / "other" / "sky"
+    other.mkdir(parents=True)
+    shutil.copy(tiny_dataset / "sky" / "sky_000.jpg", other / "copy.jpg")
+    _ingest(ctx, tmp_path / "other")
+    remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
+    with ctx.Session() as s:
+        image = repo.image_by_path(s, str((other / "copy.jpg").resolve()))
+        assert image.path == str((other / "copy.jpg").resolve()) and image.source_folder == str(other.resolve())
+    payload = ctx.stores.qdrant.get_payloads([image.id])[0]
+    assert payload["file_name"] == "copy.jpg" and payload["source_folder"] == str(other.resolve())

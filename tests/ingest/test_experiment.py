@@ -1,0 +1,29 @@
+"""The experiment on synthetic features: rare classes are left out of the classifiers, not fatal."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.experiment import run_experiment
+
+
+def _blobs(counts: dict[str, int], dim: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for c, (label, n) in enumerate(counts.items()):
+        centre = np.zeros(dim)
+        centre[c] = 1.0
+        X.append(centre + rng.normal(0, 0.05, size=(n, dim)))
+        y += [label] * n
+    X = np.concatenate(X).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True), np.array(y)
+
+
+def test_rare_class_is_left_out_of_classifiers_but_clustered(caplog):
+    X, y = _blobs({"a": 20, "b": 20, "c": 20, "rare": 3})
+    result = run_experiment(X, y, k=4, rf_trees=20)
+    assert "left out of the classifiers: rare" in caplog.text
+    assert result.metrics["n_classes"] == 4 and result.metrics["n_classes_left_out"] == 1
+    assert "rare" not in result.models["svm"].classes_
+    assert result.metrics["svm.accuracy"] == 1.0
+    assert result.metrics["kmeans.purity"] == 1.0  # the rare class still forms its own cluster
