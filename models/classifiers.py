@@ -53,19 +53,54 @@ def stratified_split(
     )
 
 
+class PairwiseMarginSVC(SVC):
+    """RBF SVC (one-vs-one, as libsvm trains it) whose class scores are soft pairwise votes.
+
+    score_i = mean over j of tanh(margin_ij / margin_scale). SVC's own one-vs-rest scores are dominated by
+    the integer vote counts, which come out 100, 99, 98, ... for almost every image of a 101-class problem,
+    so any probability calibrated on them is the same for every image (we measured a constant 0.78). Soft
+    votes keep the vote's ranking (margin_scale -> 0 gives the votes back) while the margins say how sure.
+    """
+
+    def __init__(self, *, C: float = 1.0, gamma: str | float = "scale", margin_scale: float = 0.25,
+                 cache_size: float = 500, random_state: int | None = None):
+        super().__init__(C=C, kernel="rbf", gamma=gamma, decision_function_shape="ovo", cache_size=cache_size,
+                         random_state=random_state)
+        self.margin_scale = margin_scale
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """(n,) for two classes, else (n, n_classes) soft-vote scores in [-1, 1]."""
+        soft = np.tanh(super().decision_function(X) / self.margin_scale)
+        k = len(self.classes_)
+        if k == 2:
+            return soft
+        i, j = np.triu_indices(k, 1)  # libsvm's pair order: (0,1), (0,2), ... (1,2), ...
+        scores = np.zeros((soft.shape[0], k))
+        np.add.at(scores.T, i, soft.T)
+        np.add.at(scores.T, j, -soft.T)
+        return scores / (k - 1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[scores.argmax(axis=1)]
+
+
 def make_svm(
-    C: float = 10.0, gamma: str | float = "scale", random_state: int = 0, cv: int = 3
+    C: float = 10.0, gamma: str | float = "scale", random_state: int = 0, cv: int = 3, margin_scale: float = 0.25
 ) -> CalibratedClassifierCV:
-    """RBF SVC with temperature-scaled probabilities; needs at least `cv` training images per class.
+    """RBF SVM with temperature-scaled probabilities; needs at least `cv` training images per class.
 
     sklearn 1.9 deprecates SVC(probability=True); its replacement is CalibratedClassifierCV with
-    ensemble=False: out-of-fold decision values fit the calibrator, then one SVC is refit on all data.
-    Temperature scaling (one softmax temperature over the one-vs-rest decision values) keeps the SVC's
-    ranking of classes, so the most probable class is the SVC's own decision. Per-class sigmoids
-    ("Platt") do not: on Caltech-101 (101 classes, EfficientNet-Lite2) they cut validation accuracy
-    from 0.946 to 0.878. C=10 suits unit-norm CNN features (C=1: 0.938, C=100: 0.947 there).
+    ensemble=False: out-of-fold scores fit the calibrator, then one SVC is refit on all data. Temperature
+    scaling (one softmax temperature) keeps the ranking of the soft-vote scores, so the most probable class
+    is the classifier's decision. Measured on Caltech-101 (EfficientNet-Lite2, 101 classes, seed 0):
+    hard votes 0.946 accuracy but a constant, useless probability; per-class Platt sigmoids 0.878;
+    soft votes at margin_scale 0.25: 0.942 with probabilities that mean something (99% of the images
+    predicted with p >= 0.9 are right). C=10 suits unit-norm CNN features (C=1: 0.938, C=100: 0.947).
     """
-    svc = SVC(kernel="rbf", C=C, gamma=gamma)
+    svc = PairwiseMarginSVC(C=C, gamma=gamma, margin_scale=margin_scale, random_state=random_state)
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state)
     return CalibratedClassifierCV(svc, method="temperature", cv=folds, ensemble=False)
 

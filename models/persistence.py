@@ -30,6 +30,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.tree._tree.Tree",
         "models.clustering.KMeansClusterer",
         "models.clustering.AgglomerativeClusterer",
+        "models.classifiers.PairwiseMarginSVC",
     }
 )
 

@@ -123,3 +123,19 @@ def test_top_k_probabilities_by_hand():
     top = top_k_probabilities(FixedProba(), np.zeros((2, 3)), k=2)
     assert top == [[("b", 0.6), ("c", 0.3)], [("a", 0.5), ("b", 0.25)]]  # tie b/c keeps class order
     assert len(top_k_probabilities(FixedProba(), np.zeros((2, 3)), k=10)[0]) == 3
+
+
+def test_svm_probabilities_vary_with_confidence_and_agree_with_predict():
+    # Five overlapping classes: some images are easy, some ambiguous; the probabilities must say which.
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(5, 8))
+    y = np.repeat(np.array(list("abcde")), 40)
+    X = centres[np.searchsorted(list("abcde"), y)] + rng.normal(0, 0.9, size=(200, 8))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    model = make_svm(random_state=0).fit(X[::2], y[::2])
+    proba = model.predict_proba(X[1::2])
+    top = proba.max(axis=1)
+    assert top.std() > 0.05  # not one constant confidence for every image
+    np.testing.assert_array_equal(model.predict(X[1::2]), model.classes_[proba.argmax(axis=1)])
+    correct = model.predict(X[1::2]) == y[1::2]
+    assert correct[top >= np.median(top)].mean() > correct[top < np.median(top)].mean()
