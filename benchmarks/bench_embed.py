@@ -1,6 +1,7 @@
 """Feature-extraction throughput: the default pipeline against a naive baseline, in the same run.
 
-Default: batches of 32, decoding in DataLoader worker processes beside the forward pass, channels-last.
+Default: the pipeline's batch size (4 on the CPU), decoding in DataLoader worker processes beside the
+forward pass, channels-last.
 Baseline: batch 1, decoding in the main process, contiguous (NCHW) memory.
 
     python benchmarks/bench_embed.py --data ../shared/data/caltech101/101_ObjectCategories --n 256
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.embed import embed_paths  # noqa: E402
 from ingest.scan import scan_folder  # noqa: E402
+from ingest.settings import Settings  # noqa: E402
 from models.backbones import Backbone, ResNet50Backbone, load_backbone  # noqa: E402
 
 
@@ -47,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
     ap.add_argument("--n", type=int, default=256, help="images per measurement")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=Settings().effective_batch_size)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     ap.add_argument("--backbones", default="efficientnet_lite2,resnet50")
     args = ap.parse_args()

@@ -56,8 +56,8 @@ def ingest_part(ctx: Context, sample: int) -> None:
     tensors = [bb.preprocess(load_rgb(p)) for p in paths]
     decode_s = time.perf_counter() - t
     t = time.perf_counter()
-    for i in range(0, len(tensors), ctx.settings.batch_size):
-        bb.embed_batch(torch.stack(tensors[i : i + ctx.settings.batch_size]))
+    for i in range(0, len(tensors), ctx.settings.effective_batch_size):
+        bb.embed_batch(torch.stack(tensors[i : i + ctx.settings.effective_batch_size]))
     embed_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         # Copy the sample under class folders so the pipeline labels them as it would a user's folder.
@@ -74,7 +74,8 @@ def ingest_part(ctx: Context, sample: int) -> None:
         fresh.close()
     n = len(paths)
     print(f"decode + preprocess alone (1 process): {decode_s:6.1f} s  {n / decode_s:6.1f} img/s")
-    print(f"forward pass alone (batch {ctx.settings.batch_size}):        {embed_s:6.1f} s  {n / embed_s:6.1f} img/s")
+    bs = ctx.settings.effective_batch_size
+    print(f"forward pass alone (batch {bs}):         {embed_s:6.1f} s  {n / embed_s:6.1f} img/s")
     t = report.timings
     print(f"pipeline end to end ({default_workers(ctx.settings)} decoder workers): {total_s:6.1f} s  "
           f"{n / total_s:6.1f} img/s  = scan {t['scan_s']:.1f} s + decode/embed {t['embed_s']:.1f} s "

@@ -71,7 +71,7 @@ class Context:
     def ingest_options(self, labels_from_folders: bool = True) -> IngestOptions:
         s = self.settings
         return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
-                             batch_size=s.batch_size, num_workers=default_workers(s),
+                             batch_size=s.effective_batch_size, num_workers=default_workers(s),
                              max_pixels=s.max_image_pixels, store_batch=s.store_batch)
 
     def close(self) -> None:

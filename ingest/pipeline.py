@@ -45,7 +45,7 @@ ProgressFn = Callable[[dict[str, int]], None]
 class IngestOptions:
     labels_from_folders: bool = True
     include_background: bool = False
-    batch_size: int = 32
+    batch_size: int = 4
     num_workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     store_batch: int = 256  # images per journalled write; smaller = less to replay, more commits

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     dataset_dir: Path | None = Field(None, description="Labelled image folder used when --data is not given.")
     backbone: BackboneName = "auto"
     resnet50_weights: Path | None = Field(None, description="Local torchvision ResNet-50 .pth file.")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int | None = Field(
+        None, ge=1, description="Images per forward pass; default: 4 on the CPU, 64 on a GPU."
+    )
     num_workers: int | None = Field(
         None, ge=0, description="Decoder processes beside the forward pass; default: half the cores (at least 1)."
     )
@@ -46,6 +48,14 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path | None) -> Path | None:
         # Resolved once, here: a command run from another folder must not silently use another catalogue.
         return None if path is None else path.expanduser().resolve()
+
+    @property
+    def effective_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        # Measured on a 2-core CPU (benchmarks/bench_embed.py): EfficientNet-Lite2 runs ~50 img/s at batch 1-4
+        # but ~20 img/s at batch 32, whose activations no longer fit in cache. GPUs want large batches.
+        return 4 if self.device == "cpu" else 64
 
     @property
     def db_url(self) -> str:
