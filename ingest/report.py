@@ -46,6 +46,7 @@ def print_summary(console: Console, run_id: int, backbone: str, m: dict) -> None
             f"{_fmt(m[f'{scope}.p@1'])} / {_fmt(m[f'{scope}.p@5'])} / {_fmt(m[f'{scope}.p@10'])}",
         )
         table.add_row("", "P@10 class-averaged", _fmt(m[f"{scope}.p@10_class_avg"]))
+        table.add_row("", "hit rate@10 (≥1 relevant in top 10)", _fmt(m.get(f"{scope}.hit@10")))
         table.add_row(
             "", "mAP@10 (micro / class-avg)", f"{_fmt(m[f'{scope}.map@10'])} / {_fmt(m[f'{scope}.map@10_class_avg'])}"
         )

@@ -99,6 +99,9 @@ def _summarise(
         out[f"p@{k}_class_avg"] = _class_average(p, query_labels)
         out[f"map@{k}"] = _nanmean(ap)
         out[f"map@{k}_class_avg"] = _class_average(ap, query_labels)
+        # Hit rate: at least one relevant item in the top k. Not a precision; reported because a "P@10"
+        # near 0.98 quoted for this dataset matches it, not precision (see README).
+        out[f"hit@{k}"] = float((retrieved_labels[:, :k] == query_labels[:, None]).any(axis=1).mean())
     return out
 
 

@@ -143,3 +143,16 @@ def test_k_larger_than_database_is_refused():
         leave_one_out_retrieval(CIRCLE_X, CIRCLE_Y, ks=(1, 6))
     with pytest.raises(ValueError, match="None"):
         leave_one_out_retrieval(CIRCLE_X, np.array(["a", None, "a", "b", "b", "a"], dtype=object))
+
+
+def test_hit_rate_counts_queries_with_any_relevant_neighbour():
+    import numpy as np
+
+    from search.retrieval_eval import _summarise
+
+    retrieved = np.array([["a", "b", "b"], ["b", "b", "b"], ["c", "a", "c"]])
+    queries = np.array(["a", "a", "c"])
+    out = _summarise(retrieved, queries, np.array([2, 2, 2]), ks=(1, 3))
+    assert out["hit@1"] == pytest.approx(2 / 3)  # query 1 and 3 have a relevant first neighbour, 2 does not
+    assert out["hit@3"] == pytest.approx(2 / 3)
+    assert out["p@3"] == pytest.approx((1 / 3 + 0 + 2 / 3) / 3)
