@@ -39,6 +39,19 @@ def write_dataset(root: Path, per_class: int = 6, seed: int = 0, classes=CLASS_S
     return root
 
 
+def sphere_blobs(seed: int = 0, k: int = 4, per: int = 25, d: int = 16, sigma: float = 0.03, shuffle: bool = False):
+    """k tight blobs around orthogonal unit vectors (pairwise distance sqrt(2)), rows L2-normalised: (X, y)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.array([f"c{i}" for i in range(k)]), per)
+    X = np.eye(d, dtype=np.float32)[np.repeat(np.arange(k), per)]
+    X += sigma * rng.standard_normal(X.shape).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    if shuffle:
+        perm = rng.permutation(len(y))
+        return X[perm], y[perm]
+    return X, y
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """Three classes x 6 JPEGs, 48x40 px."""

@@ -14,15 +14,11 @@ from models.classifiers import (
     stratified_split,
     top_k_probabilities,
 )
+from tests.conftest import sphere_blobs as _blobs
 
 
 def sphere_blobs(seed: int, k: int = 4, per: int = 25, d: int = 16, sigma: float = 0.03):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array([f"c{i}" for i in range(k)]), per)
-    X = np.eye(d, dtype=np.float32)[np.repeat(np.arange(k), per)]
-    X += sigma * rng.standard_normal(X.shape).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X, y
+    return _blobs(seed=seed, k=k, per=per, d=d, sigma=sigma)
 
 
 def test_stratified_split_sizes_and_singletons():
@@ -70,9 +66,7 @@ def test_svm_separates_blobs_without_deprecated_api(seed):
 def test_random_forest_separates_blobs(seed):
     X, y = sphere_blobs(seed)
     train, val = stratified_split(y, 0.2, random_state=seed)
-    model = fit_classifier(
-        make_random_forest(n_estimators=30, random_state=seed, n_jobs=1), X[train], y[train]
-    )
+    model = fit_classifier(make_random_forest(n_estimators=30, random_state=seed, n_jobs=1), X[train], y[train])
     assert np.array_equal(model.predict(X[val]), y[val])
 
 

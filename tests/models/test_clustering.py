@@ -16,17 +16,11 @@ from models.clustering import (
     fit_kmeans,
     purity,
 )
+from tests.conftest import sphere_blobs as _blobs
 
 
 def sphere_blobs(seed: int, k: int = 5, per: int = 20, d: int = 16, sigma: float = 0.03):
-    """k tight blobs around orthogonal unit vectors (pairwise distance sqrt(2)), rows L2-normalised."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array([f"c{i}" for i in range(k)]), per)
-    X = np.eye(d, dtype=np.float32)[np.repeat(np.arange(k), per)]
-    X += sigma * rng.standard_normal(X.shape).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    perm = rng.permutation(len(y))
-    return X[perm], y[perm]
+    return _blobs(seed=seed, k=k, per=per, d=d, sigma=sigma, shuffle=True)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

@@ -21,16 +21,13 @@ from models.persistence import (
     save_model,
 )
 
+from tests.conftest import sphere_blobs as _blobs
+
 BACKBONE = ("resnet50", 16, "ab" * 32)
 
 
 def sphere_blobs(seed: int = 0, k: int = 3, per: int = 12, d: int = 16, sigma: float = 0.05):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array([f"c{i}" for i in range(k)]), per)
-    X = np.eye(d, dtype=np.float32)[np.repeat(np.arange(k), per)]
-    X += sigma * rng.standard_normal(X.shape).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X, y
+    return _blobs(seed=seed, k=k, per=per, d=d, sigma=sigma)
 
 
 def fitted_models():
