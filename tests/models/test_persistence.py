@@ -20,7 +20,6 @@ from models.persistence import (
     read_metadata,
     save_model,
 )
-
 from tests.conftest import sphere_blobs as _blobs
 
 BACKBONE = ("resnet50", 16, "ab" * 32)
