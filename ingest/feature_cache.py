@@ -71,9 +71,6 @@ class FeatureCache:
     def __contains__(self, content_hash: str) -> bool:
         return content_hash in self._vectors
 
-    def missing(self, hashes: list[str]) -> list[str]:
-        return [h for h in hashes if h not in self._vectors]
-
     def get(self, hashes: list[str]) -> np.ndarray:
         """Vectors for `hashes` in that order, shape (len(hashes), dim); all must be present."""
         if not hashes:

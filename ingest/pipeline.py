@@ -234,6 +234,7 @@ def ingest_folder(
         scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels)
         report.timings["scan_s"] = time.perf_counter() - t
         with Session.begin() as s:
+            s.get(repo.Run, run_id).dataset_fingerprint = scan.fingerprint()
             cat = catalogue_scan(s, scan, run_id, backbone.name)
             statuses = {i: im.status for i, im in repo.images_by_ids(s, cat.ids).items()}
         report.n_scanned, report.n_new, report.n_known = len(scan.images), len(cat.new_ids), cat.n_known
