@@ -96,3 +96,9 @@ def cluster_members(session: Session, algorithm: str, cluster: int, limit: int =
         .where(Image.status == "indexed", column == cluster).order_by(Image.id).limit(limit)
     )
     return [(i, p, n) for i, p, n in session.execute(query)]
+
+
+def labelled_split(session: Session, split: str) -> list[tuple[str, str]]:
+    """(content hash, label) of the labelled images a training run put in `split` ('train' or 'val')."""
+    query = select(Image.content_hash, Image.label).where(Image.split == split, Image.label.is_not(None))
+    return [(h, label) for h, label in session.execute(query.order_by(Image.id))]
