@@ -102,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="one line per query")
     args = ap.parse_args(argv)
 
-    reason = harness.missing_browser()
-    if reason:
-        sys.exit(reason)
-    data_dir = args.data_dir.expanduser().resolve()
-    if not data_dir.is_dir():
-        sys.exit(f"no data dir at {data_dir}")
+    data_dir = harness.benchmark_setup(args.data_dir)
     paths = query_images(data_dir, args.images.expanduser().resolve() if args.images else None,
                          args.warmup + args.queries, args.seed)
 

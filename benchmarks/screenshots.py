@@ -95,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pages", default="search,filtered,ingest,clusters,metrics")
     args = ap.parse_args(argv)
 
-    reason = harness.missing_browser()
-    if reason:
-        sys.exit(reason)
-    data_dir = args.data_dir.expanduser().resolve()
-    if not data_dir.is_dir():
-        sys.exit(f"no data dir at {data_dir}")
+    data_dir = harness.benchmark_setup(args.data_dir)
     query, query_label = (args.query.expanduser().resolve(), None) if args.query else pick_query(data_dir, args.seed)
     label = args.label or query_label
     if label is None:

@@ -67,6 +67,17 @@ def missing_browser() -> str | None:
     return None
 
 
+def benchmark_setup(data_dir: Path) -> Path:
+    """For the benchmark scripts: the resolved data dir, or exit with why the browser or the store is missing."""
+    reason = missing_browser()
+    if reason:
+        sys.exit(reason)
+    data_dir = data_dir.expanduser().resolve()
+    if not data_dir.is_dir():
+        sys.exit(f"no data dir at {data_dir}")
+    return data_dir
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
