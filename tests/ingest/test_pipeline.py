@@ -159,12 +159,18 @@ def test_remove_file_and_folder_from_every_store(ctx, tiny_dataset, tmp_path):
     assert labels == {"grass", "sky"}
 
 
-def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_dataset, tmp_path):
+def _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path):
+    """Ingest the dataset, then a folder holding a copy of sky_000.jpg; returns that folder."""
     _ingest(ctx, tiny_dataset)
     other = tmp_path / "other" / "sky"
     other.mkdir(parents=True)
     shutil.copy(tiny_dataset / "sky" / "sky_000.jpg", other / "copy.jpg")
     _ingest(ctx, tmp_path / "other")
+    return other
+
+
+def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_dataset, tmp_path):
+    other = _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path)
     result = remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
     assert result == {"removed": 0, "paths_detached": 1}
     with ctx.Session() as s:
@@ -208,11 +214,7 @@ def test_moved_file_gets_its_new_path_in_every_store(ctx, tiny_dataset):
 
 
 def test_removing_the_primary_path_promotes_the_copy_in_payloads(ctx, tiny_dataset, tmp_path):
-    _ingest(ctx, tiny_dataset)
-    other = tmp_path / "other" / "sky"
-    other.mkdir(parents=True)
-    shutil.copy(tiny_dataset / "sky" / "sky_000.jpg", other / "copy.jpg")
-    _ingest(ctx, tmp_path / "other")
+    other = _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path)
     remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
     with ctx.Session() as s:
         image = repo.image_by_path(s, str((other / "copy.jpg").resolve()))
