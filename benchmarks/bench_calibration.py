@@ -13,9 +13,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db.collection import labelled_split  # noqa: E402
-from ingest.context import Context  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
+from imgsearch.db.collection import labelled_split  # noqa: E402
+from imgsearch.ui.context import Context  # noqa: E402
+from imgsearch.ui.settings import Settings  # noqa: E402
 
 
 def main() -> None:

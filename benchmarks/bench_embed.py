@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.embed import embed_paths  # noqa: E402
-from ingest.scan import scan_folder  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
-from models.backbones import Backbone, ResNet50Backbone, load_backbone  # noqa: E402
+from imgsearch.ingest.embed import embed_paths  # noqa: E402
+from imgsearch.ingest.scan import scan_folder  # noqa: E402
+from imgsearch.models.backbones import Backbone, ResNet50Backbone, load_backbone  # noqa: E402
+from imgsearch.ui.settings import Settings  # noqa: E402
 
 
 def naive(backbone: Backbone) -> Backbone:

@@ -23,12 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db import repository as repo  # noqa: E402
-from ingest.context import Context, default_workers  # noqa: E402
-from ingest.decode import load_rgb  # noqa: E402
-from ingest.pipeline import ingest_folder  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
-from search.index import Filter  # noqa: E402
+from imgsearch.db import repository as repo  # noqa: E402
+from imgsearch.ingest.decode import load_rgb  # noqa: E402
+from imgsearch.ingest.pipeline import ingest_folder  # noqa: E402
+from imgsearch.search.index import Filter  # noqa: E402
+from imgsearch.ui.context import Context, default_workers  # noqa: E402
+from imgsearch.ui.settings import Settings  # noqa: E402
 
 
 def stats(ts: list[float]) -> str:
@@ -102,7 +102,7 @@ def query_part(ctx: Context, queries: int, seed: int) -> None:
         print(f"Qdrant Edge filtered by {name:<26}{stats(lat)}")
     from qdrant_client import QdrantClient
 
-    from search.qdrant_index import QdrantClientIndex
+    from imgsearch.search.qdrant_index import QdrantClientIndex
 
     with tempfile.TemporaryDirectory() as tmp:
         all_ids = ids.tolist()

@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.faiss_index import FaissIndex  # noqa: E402
-from search.index import Filter, StoreInfo  # noqa: E402
-from search.qdrant_index import EdgeIndex  # noqa: E402
+from imgsearch.search.faiss_index import FaissIndex  # noqa: E402
+from imgsearch.search.index import Filter, StoreInfo  # noqa: E402
+from imgsearch.search.qdrant_index import EdgeIndex  # noqa: E402
 
 FILTERS = {
     "unfiltered": None,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import JOB_STATUSES, Batch, Image, Job, utcnow
+from imgsearch.db.models import JOB_STATUSES, Batch, Image, Job, utcnow
 
 FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
 

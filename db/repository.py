@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import (
+from imgsearch.db.models import (
     IMAGE_STATUSES,
     RUN_KINDS,
     RUN_OUTCOMES,

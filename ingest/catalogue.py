@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db import repository as repo
-from db.models import Image
-from ingest.scan import ScannedImage, ScanResult
+from imgsearch.db import repository as repo
+from imgsearch.db.models import Image
+from imgsearch.ingest.scan import ScannedImage, ScanResult
 
 
 @dataclass

@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
-from ingest.feature_cache import FeatureCache
-from models.backbones import Backbone
+from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.models.backbones import Backbone
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.backbones import BackboneId
+from imgsearch.models.backbones import BackboneId
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,17 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from db import jobs
-from db import repository as repo
-from db.models import Image
-from ingest.catalogue import catalogue_scan
-from ingest.decode import DEFAULT_MAX_PIXELS
-from ingest.embed import embed_with_cache
-from ingest.feature_cache import FeatureCache
-from ingest.scan import scan_folder
-from ingest.stores import Stores
-from models.backbones import Backbone
-from models.trained import TrainedModels
+from imgsearch.db import jobs
+from imgsearch.db import repository as repo
+from imgsearch.db.models import Image
+from imgsearch.ingest.catalogue import catalogue_scan
+from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
+from imgsearch.ingest.embed import embed_with_cache
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.scan import scan_folder
+from imgsearch.models.backbones import Backbone
+from imgsearch.models.trained import TrainedModels
+from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
 

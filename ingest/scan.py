@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_header
+from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_header
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import signal
 import threading
 from pathlib import Path
 
-from db import jobs
-from ingest.context import Context
-from ingest.pipeline import ingest_folder
+from imgsearch.db import jobs
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ui.context import Context
 
 log = logging.getLogger(__name__)
 

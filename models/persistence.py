@@ -28,9 +28,9 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.calibration._TemperatureScaling",
         "sklearn.model_selection._split.StratifiedKFold",
         "sklearn.tree._tree.Tree",
-        "models.clustering.KMeansClusterer",
-        "models.clustering.AgglomerativeClusterer",
-        "models.classifiers.PairwiseMarginSVC",
+        "imgsearch.models.clustering.KMeansClusterer",
+        "imgsearch.models.clustering.AgglomerativeClusterer",
+        "imgsearch.models.classifiers.PairwiseMarginSVC",
     }
 )
 
@@ -38,8 +38,8 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 KINDS: dict[str, str] = {
     "sklearn.calibration.CalibratedClassifierCV": "svm",
     "sklearn.ensemble._forest.RandomForestClassifier": "random_forest",
-    "models.clustering.KMeansClusterer": "kmeans",
-    "models.clustering.AgglomerativeClusterer": "agglomerative",
+    "imgsearch.models.clustering.KMeansClusterer": "kmeans",
+    "imgsearch.models.clustering.AgglomerativeClusterer": "agglomerative",
 }
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from models.backbones import BackboneId
-from models.persistence import load_model, save_model
+from imgsearch.models.backbones import BackboneId
+from imgsearch.models.persistence import load_model, save_model
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
 POINTER = "current.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from search.index import StoreInfo, VectorIndex
+from imgsearch.search.index import StoreInfo, VectorIndex
 
 IndexKind = Literal["faiss", "qdrant"]
 
@@ -37,11 +37,11 @@ def open_index(
     """
     info = StoreInfo(backbone_name, int(dim), weights_sha256)
     if kind == "faiss":
-        from search.faiss_index import FaissIndex
+        from imgsearch.search.faiss_index import FaissIndex
 
         return FaissIndex(index_root(data_dir) / "faiss" / info.tag, info, lock_timeout_s=lock_timeout_s, role=role)
     if kind == "qdrant":
-        from search.qdrant_index import EdgeIndex, QdrantClientIndex
+        from imgsearch.search.qdrant_index import EdgeIndex, QdrantClientIndex
 
         if qdrant_url is None:
             folder = index_root(data_dir) / "qdrant_edge" / info.tag

@@ -13,7 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from search.index import (
+from imgsearch.search.index import (
     Filter,
     Hit,
     StoreInfo,
@@ -26,7 +26,7 @@ from search.index import (
     plain_payload,
     unbatch,
 )
-from search.locking import StoreLock
+from imgsearch.search.locking import StoreLock
 
 DATA_NAME = "data.npz"
 META_NAME = "store.json"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from search.index import StoreBusyError
+from imgsearch.search.index import StoreBusyError
 
 LOCK_NAME = ".lock"
 QUEUE_NAME = ".queue"

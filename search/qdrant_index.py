@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import qdrant_edge as qe
 
-from search.index import (
+from imgsearch.search.index import (
     FLOAT_FIELDS,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -36,7 +36,7 @@ from search.index import (
     plain_payload,
     unbatch,
 )
-from search.locking import StoreLock
+from imgsearch.search.locking import StoreLock
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from search.index import Filter, Hit, VectorIndex
+from imgsearch.search.index import Filter, Hit, VectorIndex
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,6 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def lite0():
-    from models.backbones import load_backbone
+    from imgsearch.models.backbones import load_backbone
 
     return load_backbone("efficientnet_lite0")

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from ingest.settings import Settings
+from imgsearch.ui.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from db.models import Base
-from db.session import make_engine, migration_connection
+from imgsearch.db.models import Base
+from imgsearch.db.session import make_engine, migration_connection
 
 config = context.config
 target_metadata = Base.metadata

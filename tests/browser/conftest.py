@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser import harness
-from tests.ui.conftest import Collection, build_collection
+from tests.ui.web.conftest import Collection, build_collection
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def free_port() -> int:
 
 def _imgsearch_cmd() -> list[str]:
     script = Path(sys.executable).with_name("imgsearch")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "ingest.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "imgsearch.ui.cli"]
 
 
 class AppServer:
@@ -361,9 +361,9 @@ def catalogue_images(data_dir: Path) -> list[tuple[str, str | None]]:
     """(path, label) of every indexed image in the data dir's catalogue, by id."""
     from sqlalchemy import select
 
-    from db.models import Image
-    from ingest.context import open_database
-    from ingest.settings import Settings
+    from imgsearch.db.models import Image
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
 
     Session = open_database(Settings(data_dir=Path(data_dir)))
     with Session() as s:

@@ -31,10 +31,10 @@ class Expected:
 
 
 def _expected(collection, backbone) -> dict[str, Expected]:
-    from ingest.context import Context
-    from ingest.decode import load_rgb
-    from ingest.settings import Settings
-    from search.service import SearchService
+    from imgsearch.ingest.decode import load_rgb
+    from imgsearch.search.service import SearchService
+    from imgsearch.ui.context import Context
+    from imgsearch.ui.settings import Settings
 
     settings = Settings(data_dir=collection.data_dir, backbone="efficientnet_lite0", num_workers=0,
                         dataset_dir=collection.photos, qdrant_url=None)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.session import init_db, make_engine, session_factory
+from imgsearch.db.session import init_db, make_engine, session_factory
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import jobs
-from db import repository as repo
-from db.models import Image, Job
-from db.session import make_engine, session_factory
+from imgsearch.db import jobs
+from imgsearch.db import repository as repo
+from imgsearch.db.models import Image, Job
+from imgsearch.db.session import make_engine, session_factory
 
 
 def test_job_round_trip(factory: sessionmaker[Session]) -> None:

@@ -9,8 +9,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import repository as repo
-from db.models import ClassMetric, Image, ImagePath, Metric, Run, RunArtifact, SkippedFile
+from imgsearch.db import repository as repo
+from imgsearch.db.models import ClassMetric, Image, ImagePath, Metric, Run, RunArtifact, SkippedFile
 
 
 def _image(n: int, **extra: object) -> dict:

@@ -13,9 +13,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, delete, func, inspect, select, text
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
-from db import repository as repo
-from db.models import Base, Image, ImagePath
-from db.session import (
+from imgsearch.db import repository as repo
+from imgsearch.db.models import Base, Image, ImagePath
+from imgsearch.db.session import (
     CorruptDatabaseError,
     SchemaVersionError,
     head_revision,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingest.embed import embed_paths
-from ingest.experiment import run_experiment
-from ingest.scan import scan_folder
+from imgsearch.ingest.embed import embed_paths
+from imgsearch.ingest.scan import scan_folder
+from imgsearch.models.experiment import run_experiment
 from tests.conftest import SHARED_CALTECH
 
 CLASSES = ("airplanes", "Faces_easy", "Leopards", "Motorbikes", "watch", "sunflower")

@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from ingest import doctor
-from ingest.context import Context
-from ingest.pipeline import ingest_folder
-from ingest.settings import Settings
-from search.service import SearchService
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.search.service import SearchService
+from imgsearch.ui import doctor
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 from tests.conftest import write_dataset
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def test_reader_sees_new_images_while_ingest_runs(tmp_path, lite0):
     second = write_dataset(tmp_path / "second", per_class=8, seed=2)
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE="efficientnet_lite0",
                IMGSEARCH_STORE_BATCH="4", IMGSEARCH_NUM_WORKERS="0")
-    proc = subprocess.Popen([sys.executable, "-m", "ingest.cli", "ingest", str(second)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(second)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen_faiss, seen_qdrant, queries = set(), set(), 0
     deadline = time.monotonic() + 240

@@ -11,10 +11,10 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from db import repository as repo
-from ingest import doctor
-from ingest.context import Context
-from ingest.settings import Settings
+from imgsearch.db import repository as repo
+from imgsearch.ui import doctor
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 from tests.conftest import write_dataset
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _start(data_dir, folder):
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE="efficientnet_lite0",
                IMGSEARCH_STORE_BATCH="6", IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="3")
-    return subprocess.Popen([sys.executable, "-m", "ingest.cli", "ingest", str(folder)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(folder)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest.decode import ImageRejected, load_rgb, read_header
+from imgsearch.ingest.decode import ImageRejected, load_rgb, read_header
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:

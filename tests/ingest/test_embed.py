@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.embed import embed_paths, embed_with_cache
-from ingest.feature_cache import FeatureCache
-from ingest.scan import scan_folder
+from imgsearch.ingest.embed import embed_paths, embed_with_cache
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.scan import scan_folder
 
 
 def test_parallel_and_serial_pipelines_agree(tiny_dataset, lite0):

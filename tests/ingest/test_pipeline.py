@@ -8,13 +8,13 @@ import socket
 import numpy as np
 import pytest
 
-from db import jobs
-from db import repository as repo
-from ingest import doctor
-from ingest.context import Context
-from ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
-from ingest.settings import Settings
-from ingest.train import train
+from imgsearch.db import jobs
+from imgsearch.db import repository as repo
+from imgsearch.ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
+from imgsearch.ui import doctor
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
+from imgsearch.ui.training import train
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from ingest.scan import scan_folder
+from imgsearch.ingest.scan import scan_folder
 
 
 def test_scan_labels_sorted_and_hashed(tiny_dataset):

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from db import jobs
-from ingest import doctor
-from ingest.context import Context
-from ingest.settings import Settings
-from ingest.worker import Worker
+from imgsearch.db import jobs
+from imgsearch.ingest.worker import Worker
+from imgsearch.ui import doctor
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 from tests.conftest import write_dataset
 
 
@@ -51,7 +51,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_requeues_the_rest(tmp_path, lite
     ctx = Context(settings, role="test", _backbone=lite0)
     with ctx.Session.begin() as s:
         job_id = jobs.enqueue_job(s, str(folder), {"labels_from_folders": True}).id
-    proc = subprocess.Popen([sys.executable, "-m", "ingest.cli", "worker", "--poll", "0.2"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "worker", "--poll", "0.2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -71,8 +71,8 @@ def test_sigterm_finishes_the_batch_in_hand_and_requeues_the_rest(tmp_path, lite
     assert doctor.check(ctx.Session, ctx.stores).consistent
     ctx.close()
     # A new worker picks the job up again and finishes it.
-    finish = subprocess.run([sys.executable, "-m", "ingest.cli", "worker", "--once"], env=env, capture_output=True,
-                            timeout=300)
+    finish = subprocess.run([sys.executable, "-m", "imgsearch.ui.cli", "worker", "--once"], env=env,
+                            capture_output=True, timeout=300)
     assert finish.returncode == 0, finish.stdout.decode() + finish.stderr.decode()
     ctx = Context(settings, role="test", _backbone=lite0)
     with ctx.Session() as s:

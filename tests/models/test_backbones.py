@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.backbones import BackboneUnavailable, ResNet50Backbone, load_backbone
+from imgsearch.models.backbones import BackboneUnavailable, ResNet50Backbone, load_backbone
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.classifiers import (
+from imgsearch.models.classifiers import (
     check_class_sizes,
     classification_metrics,
     fit_classifier,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from models.clustering import (
+from imgsearch.models.clustering import (
     AgglomerativeClusterer,
     KMeansClusterer,
     assign_nearest,

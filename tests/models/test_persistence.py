@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from models.classifiers import make_random_forest, make_svm
-from models.clustering import AgglomerativeClusterer, KMeansClusterer
-from models.persistence import (
+from imgsearch.models.classifiers import make_random_forest, make_svm
+from imgsearch.models.clustering import AgglomerativeClusterer, KMeansClusterer
+from imgsearch.models.persistence import (
     BackboneMismatchError,
     ModelLoadError,
     UntrustedTypesError,

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from search.index import Filter, StoreInfo
-from search.qdrant_index import EdgeIndex
+from imgsearch.search.index import Filter, StoreInfo
+from imgsearch.search.qdrant_index import EdgeIndex
 
 INFO = StoreInfo("procnet", 64, "ef" * 32)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.faiss_index import FaissIndex
-from search.index import StoreBusyError
-from search.qdrant_index import EdgeIndex
+from imgsearch.search.faiss_index import FaissIndex
+from imgsearch.search.index import StoreBusyError
+from imgsearch.search.qdrant_index import EdgeIndex
 from tests.search.edge_procs import INFO, unit_rows
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.factory import open_index
-from search.faiss_index import FaissIndex
-from search.index import Filter, StoreInfo, VectorIndex
-from search.qdrant_index import EdgeIndex, QdrantClientIndex
+from imgsearch.search.factory import open_index
+from imgsearch.search.faiss_index import FaissIndex
+from imgsearch.search.index import Filter, StoreInfo, VectorIndex
+from imgsearch.search.qdrant_index import EdgeIndex, QdrantClientIndex
 
 SHA = "0123456789abcdef" * 4
 

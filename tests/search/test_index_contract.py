@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from search.faiss_index import FaissIndex
-from search.index import Filter, Hit, StoreInfo, StoreMismatchError, VectorIndex
-from search.qdrant_index import EdgeIndex, QdrantClientIndex
+from imgsearch.search.faiss_index import FaissIndex
+from imgsearch.search.index import Filter, Hit, StoreInfo, StoreMismatchError, VectorIndex
+from imgsearch.search.qdrant_index import EdgeIndex, QdrantClientIndex
 
 DIM = 32
 N = 300

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import repository as repo
-from ingest.experiment import ExperimentResult, run_experiment
-from ingest.feature_cache import FeatureCache
-from ingest.pipeline import refresh_payloads
-from ingest.stores import Stores
-from models.backbones import Backbone
-from models.trained import TrainedModels, activate, save_trained
+from imgsearch.db import repository as repo
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.pipeline import refresh_payloads
+from imgsearch.models.backbones import Backbone
+from imgsearch.models.experiment import ExperimentResult, run_experiment
+from imgsearch.models.trained import TrainedModels, activate, save_trained
+from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import write_dataset
 
-UI = Path(__file__).resolve().parents[2] / "ui"
+UI = Path(__file__).resolve().parents[3] / "ui" / "web"
 TIMEOUT = 60  # seconds per AppTest run: the first one loads the backbone
 
 
@@ -25,11 +25,11 @@ class Collection:
 
 
 def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
-    from db import repository as repo
-    from ingest.context import Context
-    from ingest.pipeline import ingest_folder, refresh_payloads
-    from ingest.settings import Settings
-    from ingest.train import train
+    from imgsearch.db import repository as repo
+    from imgsearch.ingest.pipeline import ingest_folder, refresh_payloads
+    from imgsearch.ui.context import Context
+    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.training import train
 
     photos = write_dataset(root / "photos", per_class=6, seed=0)
     settings = Settings(data_dir=root / "data", backbone="efficientnet_lite0", num_workers=0, dataset_dir=photos)

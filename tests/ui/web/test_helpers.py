@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest.decode import ImageRejected
-from search.index import Filter
-from ui import inputs, views
+from imgsearch.ingest.decode import ImageRejected
+from imgsearch.search.index import Filter
+from imgsearch.ui.web import inputs, views
 
 
 def test_handle_upload_decodes_in_memory_and_names_the_problem():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from db import collection as data
-from db import repository as repo
-from ui import resources, views, widgets
+from imgsearch.db import collection as data
+from imgsearch.db import repository as repo
+from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "clusters"
 ALGORITHMS = {"K-Means": "kmeans", "Agglomerative": "agglomerative"}

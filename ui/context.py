@@ -9,18 +9,18 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.feature_cache import FeatureCache
-from ingest.pipeline import IngestOptions
-from ingest.settings import Settings
-from ingest.stores import Stores, open_stores
-from models.backbones import Backbone, load_backbone
-from models.trained import TrainedModels, current_run_id, load_trained
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.pipeline import IngestOptions
+from imgsearch.models.backbones import Backbone, load_backbone
+from imgsearch.models.trained import TrainedModels, current_run_id, load_trained
+from imgsearch.search.stores import Stores, open_stores
+from imgsearch.ui.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def open_database(settings: Settings) -> sessionmaker[Session]:
-    from db.session import init_db, make_engine, session_factory
+    from imgsearch.db.session import init_db, make_engine, session_factory
 
     engine = make_engine(settings.db_url)
     init_db(engine)

@@ -20,11 +20,11 @@ import streamlit as st
 from PIL import Image
 from pydantic import ValidationError
 
-from db import collection as data
-from ingest.context import Context
-from ingest.settings import Settings
-from models.trained import TrainedModels
-from search.service import SearchService
+from imgsearch.db import collection as data
+from imgsearch.models.trained import TrainedModels
+from imgsearch.search.service import SearchService
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def cluster_summary(key: str, version: tuple, algorithm: str) -> list[dict]:
 @st.cache_data(show_spinner="Projecting the features…", max_entries=4)
 def pca_points(key: str, version: tuple, n_max: int = 3000, seed: int = 0):
     """2-D PCA of up to n_max indexed vectors (a seeded sample), with their payloads."""
-    from ui.views import pca_frame
+    from imgsearch.ui.web.views import pca_frame
 
     faiss = loaded_context(key).stores.faiss
     ids = faiss.ids()
@@ -175,7 +175,7 @@ def digest(data_: bytes) -> str:
 def _thumbnail(path: str, mtime_ns: int) -> bytes | None:
     import io
 
-    from ingest.decode import ImageRejected, load_rgb
+    from imgsearch.ingest.decode import ImageRejected, load_rgb
 
     try:
         with open(path, "rb") as f:

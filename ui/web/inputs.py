@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ingest.decode import ImageRejected, load_rgb
+from imgsearch.ingest.decode import ImageRejected, load_rgb
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from models.classifiers import (
+from imgsearch.models.classifiers import (
     classification_metrics,
     fit_classifier,
     make_random_forest,
     make_svm,
     stratified_split,
 )
-from models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
-from search.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
+from imgsearch.models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
+from imgsearch.models.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from db import collection as data
-from ingest.decode import ImageRejected
-from search.index import StoreBusyError
-from search.service import SearchResult
-from ui import inputs, resources, views
-from ui.resources import AppState
+from imgsearch.db import collection as data
+from imgsearch.ingest.decode import ImageRejected
+from imgsearch.search.index import StoreBusyError
+from imgsearch.search.service import SearchResult
+from imgsearch.ui.web import inputs, resources, views
+from imgsearch.ui.web.resources import AppState
 
 SOURCES = ("Upload an image", "Pick from the collection")
 GRID_COLUMNS = 5

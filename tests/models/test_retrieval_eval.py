@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.retrieval_eval import (
+from imgsearch.models.retrieval_eval import (
     average_precision_at_k,
     leave_one_out_retrieval,
     mean_average_precision,
@@ -148,7 +148,7 @@ def test_k_larger_than_database_is_refused():
 def test_hit_rate_counts_queries_with_any_relevant_neighbour():
     import numpy as np
 
-    from search.retrieval_eval import _summarise
+    from imgsearch.models.retrieval_eval import _summarise
 
     retrieved = np.array([["a", "b", "b"], ["b", "b", "b"], ["c", "a", "c"]])
     queries = np.array(["a", "a", "c"])

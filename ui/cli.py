@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ingest.settings import Settings
+from imgsearch.ui.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -51,8 +51,8 @@ def _fail(message: str) -> None:
 
 
 def _context(role: str, **overrides):
-    from ingest.context import Context
-    from models.backbones import BackboneUnavailable
+    from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.ui.context import Context
 
     ctx = Context(_settings(**overrides), role=role)
     try:
@@ -64,7 +64,7 @@ def _context(role: str, **overrides):
 
 
 def _stores(ctx):
-    from search.index import StoreBusyError, StoreMismatchError
+    from imgsearch.search.index import StoreBusyError, StoreMismatchError
 
     try:
         return ctx.stores
@@ -78,8 +78,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 
 
 def _ingest(ctx, folder: Path, labels_from_folders: bool):
-    from ingest.pipeline import ingest_folder
-    from search.index import StoreBusyError
+    from imgsearch.ingest.pipeline import ingest_folder
+    from imgsearch.search.index import StoreBusyError
 
     if not folder.is_dir():
         _fail(f"folder not found: {folder}")
@@ -116,8 +116,8 @@ def ingest_cmd(
     """Add a folder of images to the catalogue, Qdrant and the FAISS mirror (only what is new is embedded)."""
     folder = folder.expanduser().resolve()
     if queue:
-        from db import jobs
-        from ingest.context import open_database
+        from imgsearch.db import jobs
+        from imgsearch.ui.context import open_database
 
         Session = open_database(_settings(data_dir=data_dir))
         with Session.begin() as s:
@@ -149,11 +149,11 @@ def train_cmd(
     With --data the folder is ingested first. With no --data and an empty catalogue, a Caltech-101 copy is
     looked for (and downloaded when none is found) and ingested.
     """
-    from db import repository as repo
-    from ingest.dataset import DatasetUnavailable, find_dataset
-    from ingest.pipeline import process_marker
-    from ingest.report import print_summary
-    from ingest.train import train, training_fingerprint, up_to_date_run
+    from imgsearch.db import repository as repo
+    from imgsearch.ingest.pipeline import process_marker
+    from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
+    from imgsearch.ui.report import print_summary
+    from imgsearch.ui.training import train, training_fingerprint, up_to_date_run
 
     t0 = time.perf_counter()
     ctx = _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
@@ -223,11 +223,11 @@ def search_cmd(
     """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
     import hashlib
 
-    from db import repository as repo
-    from ingest.decode import ImageRejected, load_rgb
-    from ingest.report import results_table
-    from models.classifiers import top_k_probabilities
-    from search.service import SearchService
+    from imgsearch.db import repository as repo
+    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.models.classifiers import top_k_probabilities
+    from imgsearch.search.service import SearchService
+    from imgsearch.ui.report import results_table
 
     ctx = _context("search", data_dir=data_dir)
     try:
@@ -269,9 +269,9 @@ def metrics_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Print the recorded runs with their headline metrics."""
-    from db import repository as repo
-    from ingest.context import open_database
-    from ingest.report import runs_table
+    from imgsearch.db import repository as repo
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.report import runs_table
 
     settings = _settings(data_dir=data_dir)
     Session = open_database(settings)
@@ -290,7 +290,7 @@ def doctor_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Check that SQLite, Qdrant and the FAISS mirror hold the same ids and vectors."""
-    from ingest import doctor
+    from imgsearch.ui import doctor
 
     ctx = _context("doctor", data_dir=data_dir)
     stores = _stores(ctx)
@@ -313,7 +313,7 @@ def remove_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror."""
-    from ingest.pipeline import remove_paths
+    from imgsearch.ingest.pipeline import remove_paths
 
     ctx = _context("remove", data_dir=data_dir)
     result = remove_paths(ctx.Session, _stores(ctx), paths)
@@ -330,7 +330,7 @@ def worker_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Run queued ingest jobs until SIGTERM/SIGINT (the batch in hand is finished first)."""
-    from ingest.worker import Worker
+    from imgsearch.ingest.worker import Worker
 
     worker = Worker(_context("worker", data_dir=data_dir), inbox=inbox, poll_s=poll)
     worker.install_signal_handlers()
@@ -347,7 +347,7 @@ def app_cmd(
     env = dict(os.environ)
     if data_dir is not None:
         env["IMGSEARCH_DATA_DIR"] = str(data_dir.expanduser().resolve())
-    script = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    script = Path(__file__).resolve().parent / "web" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     # exec, not a child process: a SIGTERM (docker stop, a test harness) must reach the server itself.
@@ -358,11 +358,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
-    from db.session import CorruptDatabaseError, SchemaVersionError
-    from ingest.dataset import DatasetUnavailable
-    from models.backbones import BackboneUnavailable
-    from models.persistence import ModelLoadError
-    from search.index import StoreBusyError, StoreMismatchError
+    from imgsearch.db.session import CorruptDatabaseError, SchemaVersionError
+    from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.models.persistence import ModelLoadError
+    from imgsearch.search.index import StoreBusyError, StoreMismatchError
+    from imgsearch.ui.dataset import DatasetUnavailable
 
     return (ValidationError, OperationalError, CorruptDatabaseError, SchemaVersionError, DatasetUnavailable,
             BackboneUnavailable, ModelLoadError, StoreBusyError, StoreMismatchError, FileNotFoundError,

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.ui.conftest import TIMEOUT, UI, page
+from tests.ui.web.conftest import TIMEOUT, UI, page
 
 
 def _ok(at) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.experiment import run_experiment
+from imgsearch.models.experiment import run_experiment
 
 
 def _blobs(counts: dict[str, int], dim: int = 16, seed: int = 0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from search.index import Filter
-from ui import resources, views, widgets
+from imgsearch.search.index import Filter
+from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "filtered"
 

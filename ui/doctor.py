@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import jobs
-from db import repository as repo
-from ingest.feature_cache import FeatureCache
-from ingest.pipeline import close_dead_runs, payload_for, recover
-from ingest.stores import Stores
+from imgsearch.db import jobs
+from imgsearch.db import repository as repo
+from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.pipeline import close_dead_runs, payload_for, recover
+from imgsearch.search.stores import Stores
 
 SAMPLE = 256  # vectors compared between the two stores; a full comparison reads every vector twice
 

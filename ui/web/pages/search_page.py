@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import resources, views, widgets
+from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "search"
 

@@ -10,8 +10,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from search.index import Filter
-from search.service import SearchResult
+from imgsearch.search.index import Filter
+from imgsearch.search.service import SearchResult
 
 # Metric families charted across training runs: chart title -> metric names.
 HISTORY_CHARTS = {

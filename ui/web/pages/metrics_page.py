@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import repository as repo
-from ui import resources, views
+from imgsearch.db import repository as repo
+from imgsearch.ui.web import resources, views
 
 PREFIX = "metrics"
 MODELS = {"SVM": "svm", "Random forest": "random_forest"}

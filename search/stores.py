@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from models.backbones import BackboneId
-from search.factory import open_index
-from search.index import VectorIndex
+from imgsearch.models.backbones import BackboneId
+from imgsearch.search.factory import open_index
+from imgsearch.search.index import VectorIndex
 
 
 @dataclass

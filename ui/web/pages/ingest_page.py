@@ -7,9 +7,9 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from db import jobs
-from ingest.pipeline import IngestReport, ingest_folder
-from ui import inputs, resources, views
+from imgsearch.db import jobs
+from imgsearch.ingest.pipeline import IngestReport, ingest_folder
+from imgsearch.ui.web import inputs, resources, views
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import re
 
 from typer.testing import CliRunner
 
-from db import repository as repo
-from db.session import init_db, make_engine, session_factory
-from ingest.cli import app
+from imgsearch.db import repository as repo
+from imgsearch.db.session import init_db, make_engine, session_factory
+from imgsearch.ui.cli import app
 
 runner = CliRunner()
 
