@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.models.backbones import BackboneId
+from imgsearch.models.files import atomic_write
+from imgsearch.models.identity import BackboneId, IdentityMismatch, backbone_folder
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +26,15 @@ class FeatureCache:
 
     def __init__(self, root: Path, backbone: BackboneId):
         self.backbone = backbone
-        self.dir = Path(root) / backbone.tag
+        self.dir = backbone_folder(Path(root), backbone)
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "backbone.json"
-        info = {"name": backbone.name, "dim": backbone.dim, "weights_sha256": backbone.weights_sha256}
         if meta.exists():
-            if json.loads(meta.read_text()) != info:
-                raise ValueError(f"feature cache {self.dir} belongs to another backbone: {meta.read_text()}")
+            problem = backbone.mismatch(BackboneId.from_dict(json.loads(meta.read_text())), f"feature cache {self.dir}")
+            if problem:
+                raise IdentityMismatch(problem)
         else:
-            meta.write_text(json.dumps(info, indent=2))
+            atomic_write(meta, json.dumps(backbone.as_dict(), indent=2))
         self._vectors: dict[str, np.ndarray] = {}
         self._seen: set[str] = set()
         self._load()
@@ -84,12 +85,7 @@ class FeatureCache:
         if xb.shape != (len(hashes), self.backbone.dim):
             raise ValueError(f"expected vectors of shape ({len(hashes)}, {self.backbone.dim}), got {xb.shape}")
         name = f"shard-{time.time_ns():020d}-{os.getpid()}.npz"
-        tmp = self.dir / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, hashes=np.array(hashes), vectors=xb.astype(np.float32))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / name)
+        atomic_write(self.dir / name, lambda f: np.savez(f, hashes=np.array(hashes), vectors=xb.astype(np.float32)))
         self._seen.add(name)
         for h, v in zip(hashes, xb, strict=True):
             self._vectors[h] = v

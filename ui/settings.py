@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackboneName = Literal["auto", "resnet50", "efficientnet_lite2", "efficientnet_lite0"]
+from imgsearch.models.backbones import check_name
 
 
 class Settings(BaseSettings):
@@ -19,7 +18,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the database, feature caches, models and indexes live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
     dataset_dir: Path | None = Field(None, description="Labelled image folder used when --data is not given.")
-    backbone: BackboneName = "auto"
+    backbone: str = Field("auto", description="A name from imgsearch.models.backbones.REGISTRY, or auto.")
     resnet50_weights: Path | None = Field(None, description="Local torchvision ResNet-50 .pth file.")
     batch_size: int | None = Field(
         None, ge=1, description="Images per forward pass; default: 4 on the CPU, 64 on a GPU."
@@ -42,6 +41,11 @@ class Settings(BaseSettings):
     allowed_roots: list[Path] = Field(
         default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
     )
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        return check_name(name)
 
     @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
     @classmethod
@@ -70,7 +74,3 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
-
-    @property
-    def index_dir(self) -> Path:
-        return self.data_dir / "index"
