@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from imgsearch.db.models import JOB_STATUSES, Batch, Image, Job, utcnow
+from imgsearch.db.models import JOB_KINDS, JOB_STATUSES, Batch, Image, Job, utcnow
 
 FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
 
@@ -20,9 +20,14 @@ FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
 # --- job queue ----------------------------------------------------------------------------------------------
 
 
-def enqueue_job(session: Session, folder: str, options: Mapping[str, Any] | None = None) -> Job:
-    """Queue an ingest of ``folder``; flushed, so ``job.id`` is set."""
-    job = Job(folder=str(folder), options=dict(options) if options is not None else None, status="queued")
+def enqueue_job(
+    session: Session, folder: str, options: Mapping[str, Any] | None = None, kind: str = "ingest"
+) -> Job:
+    """Queue a job (an ingest of ``folder`` by default); flushed, so ``job.id`` is set."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(JOB_KINDS)}; got {kind!r}")
+    job = Job(kind=kind, folder=str(folder), options=dict(options) if options is not None else None,
+              status="queued")
     session.add(job)
     session.flush()
     return job

@@ -26,6 +26,7 @@ RUN_KINDS = ("train", "ingest", "benchmark")
 RUN_OUTCOMES = ("running", "ok", "failed", "interrupted")
 SKIP_REASONS = ("corrupt", "truncated", "empty", "not_image", "too_large", "unreadable", "duplicate")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_KINDS = ("ingest", "train")
 BATCH_STATUSES = ("pending", "done")
 
 # Named constraints: SQLite migrations rebuild tables ("batch" mode) and can only drop what has a name.
@@ -207,12 +208,13 @@ class RunArtifact(Base):
 
 
 class Job(Base):
-    """A queued request to ingest a folder, claimed by one worker at a time."""
+    """A queued request (ingest a folder, or train), claimed by one worker at a time."""
 
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    folder: Mapped[str]
+    kind: Mapped[str] = mapped_column(String(16), default="ingest", server_default="ingest")
+    folder: Mapped[str]  # ingest: the folder; train: the folder to ingest first, or "" for the catalogue as it is
     options: Mapped[dict[str, Any] | None]
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

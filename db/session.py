@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,16 +113,35 @@ def schema_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+CORRUPT_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+BUSY_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def sqlite_error_name(error: BaseException) -> str:
+    """`SQLITE_CORRUPT`, `SQLITE_BUSY`, ... of a (wrapped) sqlite3 error; "" for anything else."""
+    orig = getattr(error, "orig", error)
+    return str(getattr(orig, "sqlite_errorname", "") or "")
+
+
 def _check_readable(engine: Engine) -> None:
     path = _sqlite_file(engine)
-    try:
-        with engine.connect() as connection:
-            # Touches the header and the schema page, which is where a damaged or foreign file fails.
-            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
-    except DatabaseError as error:
-        if path is None:
-            raise
-        raise CorruptDatabaseError(path, error.orig) from error
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            with engine.connect() as connection:
+                # Touches the header and the schema page, which is where a damaged or foreign file fails.
+                connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+            return
+        except DatabaseError as error:
+            name = sqlite_error_name(error)
+            # A locked file is not a damaged one. The switch to WAL on a fresh file can report it without
+            # waiting (SQLite skips the busy handler there) while another process creates the schema.
+            if name in BUSY_ERRORS and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            if path is None or name not in CORRUPT_ERRORS:
+                raise
+            raise CorruptDatabaseError(path, error.orig) from error
 
 
 @contextmanager

@@ -12,7 +12,6 @@ leaves an open journal row that the next run replays. Nothing is written to a ve
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.scan import scan_folder
 from imgsearch.models.backbones import Backbone
+from imgsearch.models.processes import is_alive, process_marker
 from imgsearch.models.trained import TrainedModels
 from imgsearch.search.stores import Stores
 
@@ -125,33 +125,6 @@ def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]
     return len(ids)
 
 
-def _process_identity(pid: int) -> str | None:
-    """boot id + the process's start time: a pid alone is reused (and is 1 in every container)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-        return f"{boot}:{start}"
-    except (OSError, IndexError):
-        return None
-
-
-def process_marker() -> dict[str, Any]:
-    """Who runs a run: lets a later process tell a crashed run from one still going."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "proc": _process_identity(os.getpid())}
-
-
-def _alive(params: dict[str, Any]) -> bool:
-    pid = int(params["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    recorded = params.get("proc")
-    return recorded is None or _process_identity(pid) == recorded
-
-
 def close_dead_runs(Session: sessionmaker[Session]) -> int:
     """Mark runs whose process died (kill -9, power loss) as 'interrupted' instead of 'running' forever."""
     host = socket.gethostname()
@@ -162,7 +135,7 @@ def close_dead_runs(Session: sessionmaker[Session]) -> int:
             params = run.params or {}
             if run.outcome != "running" or params.get("host") != host or "pid" not in params:
                 continue
-            if params.get("proc") != me["proc"] and not _alive(params):
+            if params.get("proc") != me["proc"] and not is_alive(params):
                 repo.finish_run(s, run, "interrupted", message="the process died before finishing this run")
                 closed += 1
     return closed
@@ -174,7 +147,7 @@ def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache)
     Batches of runs still going (another process writing right now) are theirs to finish, not ours.
     """
     close_dead_runs(Session)
-    backbone = stores.qdrant.info.backbone
+    backbone = stores.qdrant.info.name
     with Session() as s:
         pending = []
         for b in jobs.pending_batches(s):

@@ -1,24 +1,64 @@
-"""`imgsearch worker`: take ingest jobs from the SQLite queue (and an optional inbox folder) until told to stop."""
+"""`imgsearch worker`: take jobs from the queue (and an optional inbox folder) until told to stop.
+
+The worker knows the queue, not the jobs: each job kind ("ingest", "train") is run by a handler it is
+given, so the application layer decides how (imgsearch.ui.jobs) and tests can hand it fakes.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import jobs
-from imgsearch.ingest.pipeline import ingest_folder
-from imgsearch.ui.context import Context
 
 log = logging.getLogger(__name__)
 
+ProgressFn = Callable[[dict[str, int]], None]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    id: int
+    kind: str
+    folder: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """`interrupted`: stopped between batches on request; what was done is kept and the job is re-queued."""
+
+    run_id: int | None = None
+    n_failed: int = 0
+    interrupted: bool = False
+    summary: str = ""
+
+
+# handler(job, should_stop, on_progress) -> JobResult; raising marks the job failed with the message.
+JobHandler = Callable[[JobRequest, Callable[[], bool], ProgressFn], JobResult]
+
 
 class Worker:
-    def __init__(self, ctx: Context, inbox: Path | None = None, poll_s: float = 2.0):
-        self.ctx = ctx
+    def __init__(
+        self,
+        Session: sessionmaker[Session],
+        handlers: Mapping[str, JobHandler],
+        inbox: Path | None = None,
+        poll_s: float = 2.0,
+        on_stop: Callable[[], None] | None = None,
+    ):
+        self.Session = Session
+        self.handlers = dict(handlers)
         self.inbox = Path(inbox).expanduser().resolve() if inbox else None
         self.poll_s = poll_s
+        self.on_stop = on_stop
         self.stop = threading.Event()
 
     def install_signal_handlers(self) -> None:
@@ -31,7 +71,7 @@ class Worker:
 
     def requeue_abandoned(self) -> int:
         """Jobs left 'running' by a worker that died. Embedded mode runs one worker, so they are ours to redo."""
-        with self.ctx.Session.begin() as s:
+        with self.Session.begin() as s:
             stale = jobs.list_jobs(s, status="running")
             for job in stale:
                 jobs.requeue_job(s, job.id)
@@ -43,7 +83,7 @@ class Worker:
         """Queue each sub-folder of the inbox once (a folder already queued or done is not queued again)."""
         if self.inbox is None or not self.inbox.is_dir():
             return 0
-        with self.ctx.Session.begin() as s:
+        with self.Session.begin() as s:
             known = {j.folder for j in jobs.list_jobs(s)}
             new = [d for d in sorted(self.inbox.iterdir()) if d.is_dir() and str(d) not in known
                    and not d.name.startswith(".")]
@@ -53,48 +93,49 @@ class Worker:
 
     def run_one(self) -> bool:
         """Claim and run one job; False when the queue is empty."""
-        with self.ctx.Session.begin() as s:
+        with self.Session.begin() as s:
             job = jobs.claim_next_job(s)
             if job is None:
                 return False
-            job_id, folder, options = job.id, job.folder, dict(job.options or {})
-        log.info("job %d: ingesting %s", job_id, folder)
+            request = JobRequest(job.id, job.kind, job.folder, dict(job.options or {}))
+        log.info("job %d: %s %s", request.id, request.kind, request.folder or "(catalogue)")
 
         def progress(state: dict[str, int]) -> None:
-            with self.ctx.Session.begin() as s:
-                jobs.update_job_progress(s, job_id, n_total=state["total"], n_done=state["done"],
+            with self.Session.begin() as s:
+                jobs.update_job_progress(s, request.id, n_total=state["total"], n_done=state["done"],
                                          n_skipped=state["skipped"])
 
+        handler = self.handlers.get(request.kind)
         try:
-            report = ingest_folder(
-                Path(folder), self.ctx.Session, self.ctx.backbone, self.ctx.cache, self.ctx.stores,
-                self.ctx.trained(), self.ctx.ingest_options(options.get("labels_from_folders", True)),
-                progress=False, on_progress=progress, should_stop=self.stop.is_set,
-            )
+            if handler is None:
+                raise ValueError(f"this worker cannot run {request.kind!r} jobs")
+            result = handler(request, self.stop.is_set, progress)
         except Exception as exc:  # one bad job must not take the worker down
-            log.exception("job %d failed", job_id)
-            with self.ctx.Session.begin() as s:
-                jobs.finish_job(s, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception("job %d failed", request.id)
+            with self.Session.begin() as s:
+                jobs.finish_job(s, request.id, "failed", error=f"{type(exc).__name__}: {exc}")
             return True
-        with self.ctx.Session.begin() as s:
-            jobs.update_job_progress(s, job_id, run_id=report.run_id, n_failed=report.n_skipped)
-            if report.outcome == "interrupted":
+        with self.Session.begin() as s:
+            jobs.update_job_progress(s, request.id, run_id=result.run_id, n_failed=result.n_failed)
+            if result.interrupted:
                 # Stopped between batches: what was written is journalled and complete; the rest is redone later.
-                jobs.requeue_job(s, job_id)
+                jobs.requeue_job(s, request.id)
             else:
-                jobs.finish_job(s, job_id, "done")
-        log.info("job %d: %d new images indexed, %d skipped (%s)", job_id, report.n_indexed, report.n_skipped,
-                 report.outcome)
+                jobs.finish_job(s, request.id, "done")
+        log.info("job %d: %s%s", request.id, result.summary, " (interrupted, re-queued)" if result.interrupted else "")
         return True
 
     def run(self, once: bool = False) -> None:
         self.requeue_abandoned()
-        while not self.stop.is_set():
-            self.scan_inbox()
-            worked = self.run_one()
-            if once and not worked:
-                break
-            if not worked:
-                self.stop.wait(self.poll_s)
-        self.ctx.close()
+        try:
+            while not self.stop.is_set():
+                self.scan_inbox()
+                worked = self.run_one()
+                if once and not worked:
+                    break
+                if not worked:
+                    self.stop.wait(self.poll_s)
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()
         log.info("worker stopped")

@@ -89,6 +89,13 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
                                ctx.ingest_options(labels_from_folders))
     except StoreBusyError as exc:
         _fail(str(exc))
+    _print_ingest(report)
+    if report.outcome != "ok":
+        _fail(f"ingest {report.outcome}; run the same command again to finish it")
+    return report
+
+
+def _print_ingest(report) -> None:
     for path, reason, message in report.skipped:
         console.print(f"  [yellow]{reason}[/]: {path}: {message}", highlight=False)
     t = report.timings
@@ -98,9 +105,15 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
         f"{report.n_duplicates} duplicates, {report.n_recovered} recovered from an interrupted run "
         f"(scan {t['scan_s']:.1f} s, embed {t['embed_s']:.1f} s, store writes {t['store_s']:.1f} s)"
     )
-    if report.outcome != "ok":
-        _fail(f"ingest {report.outcome}; run the same command again to finish it")
-    return report
+
+
+def _enqueue(data_dir: Path | None, folder: str, options: dict, kind: str = "ingest") -> int:
+    from imgsearch.db import jobs
+    from imgsearch.ui.context import open_database
+
+    Session = open_database(_settings(data_dir=data_dir))
+    with Session.begin() as s:
+        return jobs.enqueue_job(s, folder, options, kind=kind).id
 
 
 @app.command("ingest")
@@ -116,20 +129,12 @@ def ingest_cmd(
     """Add a folder of images to the catalogue, Qdrant and the FAISS mirror (only what is new is embedded)."""
     folder = folder.expanduser().resolve()
     if queue:
-        from imgsearch.db import jobs
-        from imgsearch.ui.context import open_database
-
-        Session = open_database(_settings(data_dir=data_dir))
-        with Session.begin() as s:
-            job = jobs.enqueue_job(s, str(folder), {"labels_from_folders": labels_from_folders})
-        console.print(f"queued job {job.id} for {folder}; `imgsearch worker` will ingest it")
+        job_id = _enqueue(data_dir, str(folder), {"labels_from_folders": labels_from_folders})
+        console.print(f"queued job {job_id} for {folder}; `imgsearch worker` will ingest it")
         return
     t = time.perf_counter()
-    ctx = _context("ingest", backbone=backbone, data_dir=data_dir)
-    try:
+    with _context("ingest", backbone=backbone, data_dir=data_dir) as ctx:
         _ingest(ctx, folder, labels_from_folders)
-    finally:
-        ctx.close()
     console.print(f"took {time.perf_counter() - t:.1f} s")
 
 
@@ -142,6 +147,7 @@ def train_cmd(
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     include_background: Annotated[bool, typer.Option("--include-background", help="Keep BACKGROUND_Google.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Refit even when nothing changed since the last run.")] = False,
+    queue: Annotated[bool, typer.Option("--queue", help="Hand the training run to `imgsearch worker`.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fit SVM, random forest, K-Means and agglomerative on the labelled catalogue and record the metrics.
@@ -149,63 +155,30 @@ def train_cmd(
     With --data the folder is ingested first. With no --data and an empty catalogue, a Caltech-101 copy is
     looked for (and downloaded when none is found) and ingested.
     """
-    from imgsearch.db import repository as repo
-    from imgsearch.ingest.pipeline import process_marker
-    from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
+    from imgsearch.ui.dataset import DatasetUnavailable
     from imgsearch.ui.report import print_summary
-    from imgsearch.ui.training import train, training_fingerprint, up_to_date_run
+    from imgsearch.ui.training import IngestIncomplete, run_training
 
-    t0 = time.perf_counter()
-    ctx = _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
-                   include_background=include_background or None)
-    settings, bb = ctx.settings, ctx.backbone
-    folder = data or settings.dataset_dir
-    if folder is None:
-        with ctx.Session() as s:
-            empty = not repo.labelled_images(s)
-        if empty:
-            try:
-                folder = find_dataset(None, settings.data_dir)
-            except DatasetUnavailable as exc:
-                _fail(str(exc))
-    if folder is not None:
-        _ingest(ctx, Path(folder).expanduser().resolve(), labels_from_folders=True)
-    params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
-    fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
-    previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id())
-    if previous is not None:
-        # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
-        with ctx.Session() as s:
-            metrics = repo.run_metrics(s, previous.id)
-        ctx.close()
-        print_summary(console, previous.id, bb.name, metrics)
-        console.print(f"nothing changed since training run {previous.id} (same images, labels, backbone and "
-                      "parameters): its models and results are current. Use --force to refit anyway.")
-        console.print(f"whole run {time.perf_counter() - t0:.1f} s")
+    if queue:
+        folder = str(data.expanduser().resolve()) if data else ""
+        job_id = _enqueue(data_dir, folder, {"force": force}, kind="train")
+        console.print(f"queued training job {job_id}; `imgsearch worker` will run it")
         return
-    with ctx.Session.begin() as s:
-        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
-                                str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
-    t_train = time.perf_counter()
-    try:
-        result, _, ids = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
-                               settings.val_fraction, settings.seed, stores=_stores(ctx))
-    except BaseException as exc:
-        with ctx.Session.begin() as s:
-            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            repo.finish_run(s, s.get(repo.Run, run_id), outcome, message=f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, ValueError):
+
+    with _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
+                  include_background=include_background or None) as ctx:
+        try:
+            outcome = run_training(ctx, data, force=force, on_ingested=_print_ingest)
+        except (IngestIncomplete, DatasetUnavailable, ValueError) as exc:  # ValueError: too few images for K
             _fail(str(exc))
-        raise
-    finally:
-        ctx.close()
-    total = time.perf_counter() - t0
-    with ctx.Session.begin() as s:
-        repo.record_metrics(s, run_id, {"time.total_s": total, "time.train_s": time.perf_counter() - t_train})
-        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=int(result.metrics["n_images"]))
-    print_summary(console, run_id, bb.name, result.metrics)
-    console.print(f"models of run {run_id} are now current; predictions and clusters refreshed in the stores")
-    console.print(f"whole run {total:.1f} s (fitting and evaluation {time.perf_counter() - t_train:.1f} s)")
+    print_summary(console, outcome.run_id, ctx.backbone.name, outcome.metrics)
+    if outcome.reused:
+        console.print(f"nothing changed since training run {outcome.run_id} (same images, labels, backbone and "
+                      "parameters): its models and results are current. Use --force to refit anyway.")
+        console.print(f"whole run {outcome.total_s:.1f} s")
+        return
+    console.print(f"models of run {outcome.run_id} are now current; predictions and clusters refreshed in the stores")
+    console.print(f"whole run {outcome.total_s:.1f} s (fitting and evaluation {outcome.fit_s:.1f} s)")
 
 
 @app.command("search")
@@ -292,17 +265,16 @@ def doctor_cmd(
     """Check that SQLite, Qdrant and the FAISS mirror hold the same ids and vectors."""
     from imgsearch.ui import doctor
 
-    ctx = _context("doctor", data_dir=data_dir)
-    stores = _stores(ctx)
-    report = doctor.check(ctx.Session, stores)
-    for line in report.lines():
-        console.print(line, highlight=False)
-    if repair and not report.consistent:
-        for line in doctor.repair(ctx.Session, stores, ctx.cache, report):
-            console.print(f"repair: {line}")
+    with _context("doctor", data_dir=data_dir) as ctx:
+        stores = _stores(ctx)
         report = doctor.check(ctx.Session, stores)
-        console.print(report.lines()[-1])
-    ctx.close()
+        for line in report.lines():
+            console.print(line, highlight=False)
+        if repair and not report.consistent:
+            for line in doctor.repair(ctx.Session, stores, ctx.cache, report):
+                console.print(f"repair: {line}")
+            report = doctor.check(ctx.Session, stores)
+            console.print(report.lines()[-1])
     if not report.consistent:
         raise typer.Exit(1)
 
@@ -315,9 +287,8 @@ def remove_cmd(
     """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror."""
     from imgsearch.ingest.pipeline import remove_paths
 
-    ctx = _context("remove", data_dir=data_dir)
-    result = remove_paths(ctx.Session, _stores(ctx), paths)
-    ctx.close()
+    with _context("remove", data_dir=data_dir) as ctx:
+        result = remove_paths(ctx.Session, _stores(ctx), paths)
     console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
                   "promoted (content still present elsewhere stays)")
 
@@ -329,10 +300,12 @@ def worker_cmd(
     poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks.")] = 2.0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Run queued ingest jobs until SIGTERM/SIGINT (the batch in hand is finished first)."""
+    """Run queued jobs (ingest, train) until SIGTERM/SIGINT (the batch in hand is finished first)."""
     from imgsearch.ingest.worker import Worker
+    from imgsearch.ui.jobs import job_handlers
 
-    worker = Worker(_context("worker", data_dir=data_dir), inbox=inbox, poll_s=poll)
+    ctx = _context("worker", data_dir=data_dir)
+    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, poll_s=poll, on_stop=ctx.close)
     worker.install_signal_handlers()
     worker.run(once=once)
 

@@ -79,3 +79,10 @@ class Context:
         stores = self.__dict__.pop("stores", None)
         if stores is not None:
             stores.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Every exit, error paths included: an embedded store left open keeps its lock until the process ends.
+        self.close()

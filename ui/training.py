@@ -1,8 +1,17 @@
-"""`imgsearch train`: fit on every labelled image in the catalogue, save the models, record it all in SQLite."""
+"""Training: fit on every labelled image in the catalogue, save the models, record it all in the database.
+
+`run_training` is the whole lifecycle (which folder to ingest first, the up-to-date check, the run record and
+its outcome); the CLI's `train`, the worker's train jobs and the app all call it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import refresh_payloads
+from imgsearch.ingest.pipeline import IngestReport, ingest_folder, refresh_payloads
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
+from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, activate, save_trained
 from imgsearch.search.stores import Stores
+from imgsearch.ui.context import Context
+from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +43,12 @@ def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tu
 
 
 # Bump when the experiment itself changes (models, metrics), so stored results stop counting as up to date.
-EXPERIMENT_VERSION = 1
+# 2: the model classes moved under `imgsearch.models`; files saved before name the old modules and cannot load.
+EXPERIMENT_VERSION = 2
 
 
 def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, params: dict) -> str:
     """Identifies a training run's inputs: which images with which labels, the backbone, the parameters."""
-    import hashlib
-    import json
-
     import sklearn
 
     with Session() as s:
@@ -108,3 +118,102 @@ def train(
         refresh_payloads(Session, stores, cache, trained)
     activate(models_dir, backbone.identity, run_id)
     return result, trained, ids
+
+
+# ---- the lifecycle ----------------------------------------------------------------------------------------
+
+
+class IngestIncomplete(RuntimeError):
+    """The ingest that training starts with did not finish; `report` says what it did."""
+
+    def __init__(self, report: IngestReport):
+        super().__init__(f"ingest {report.outcome}; run the same command again to finish it")
+        self.report = report
+
+
+@dataclass
+class TrainingOutcome:
+    run_id: int
+    metrics: dict[str, float]
+    reused: bool  # nothing changed since run_id: its models and results are current, nothing was refitted
+    ingest: IngestReport | None = None
+    total_s: float = 0.0
+    fit_s: float = 0.0
+    folder: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def training_folder(ctx: Context, data: Path | None) -> Path | None:
+    """The folder to ingest before training, or None to train on the catalogue as it is.
+
+    `data`, else IMGSEARCH_DATASET_DIR, else — on an empty catalogue — a Caltech-101 copy (downloaded when
+    none is at hand).
+    """
+    folder = data or ctx.settings.dataset_dir
+    if folder is None:
+        with ctx.Session() as s:
+            empty = not repo.labelled_images(s)
+        if empty:
+            folder = find_dataset(None, ctx.settings.data_dir)
+    if folder is None:
+        return None
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise DatasetUnavailable(f"folder not found: {folder}")
+    return folder
+
+
+def run_training(
+    ctx: Context,
+    data: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    on_ingest_progress: Callable[[dict[str, int]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_ingested: Callable[[IngestReport], None] | None = None,
+) -> TrainingOutcome:
+    """Ingest the training folder (if any), then fit and record a training run — unless nothing changed.
+
+    Raises DatasetUnavailable (no folder to train on), IngestIncomplete, or ValueError (too few images or
+    classes); a run that fails or is interrupted is recorded as such before the exception goes on.
+    """
+    t0 = time.perf_counter()
+    settings, bb = ctx.settings, ctx.backbone
+    folder = training_folder(ctx, data)
+    report = None
+    if folder is not None:
+        report = ingest_folder(folder, ctx.Session, bb, ctx.cache, ctx.stores, ctx.trained(),
+                               ctx.ingest_options(labels_from_folders=True), progress=progress,
+                               on_progress=on_ingest_progress, should_stop=should_stop)
+        if on_ingested is not None:
+            on_ingested(report)
+        if report.outcome != "ok":
+            raise IngestIncomplete(report)
+    params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
+    fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
+    previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id())
+    if previous is not None:
+        # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
+        with ctx.Session() as s:
+            metrics = repo.run_metrics(s, previous.id)
+        return TrainingOutcome(previous.id, metrics, reused=True, ingest=report, folder=folder,
+                               total_s=time.perf_counter() - t0)
+    with ctx.Session.begin() as s:
+        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
+                                str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
+    t_fit = time.perf_counter()
+    try:
+        result, _, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
+                             settings.val_fraction, settings.seed, stores=ctx.stores)
+    except BaseException as exc:
+        with ctx.Session.begin() as s:
+            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            repo.finish_run(s, s.get(repo.Run, run_id), outcome, message=f"{type(exc).__name__}: {exc}")
+        raise
+    fit_s = time.perf_counter() - t_fit
+    total_s = time.perf_counter() - t0
+    with ctx.Session.begin() as s:
+        repo.record_metrics(s, run_id, {"time.total_s": total_s, "time.train_s": fit_s})
+        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=int(result.metrics["n_images"]))
+    return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
+                           total_s=total_s, fit_s=fit_s)

@@ -14,6 +14,7 @@ from imgsearch.db import jobs
 from imgsearch.ingest.worker import Worker
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
+from imgsearch.ui.jobs import job_handlers
 from imgsearch.ui.settings import Settings
 from tests.conftest import write_dataset
 
@@ -31,7 +32,7 @@ def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
         job_id = jobs.enqueue_job(s, str(tiny_dataset), {"labels_from_folders": True}).id
     inbox = tmp_path / "inbox"
     write_dataset(inbox / "batch1", per_class=1, seed=5)
-    worker = Worker(ctx, inbox=inbox)
+    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox)
     assert worker.scan_inbox() == 1 and worker.scan_inbox() == 0  # each inbox folder is queued once
     worker.run(once=True)
     with ctx.Session() as s:

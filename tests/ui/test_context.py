@@ -1,0 +1,75 @@
+"""Every command closes its stores on every exit, error paths included.
+
+An embedded store left open is only closed by the interpreter's exit hook: its shard stays unflushed and
+its lock held (the lingering lease yields to waiters, but a long-lived caller such as a test or the app
+process would keep it).
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from imgsearch.search.stores import Stores
+from imgsearch.ui import doctor
+from imgsearch.ui.cli import app
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def closes(monkeypatch) -> list[Stores]:
+    closed: list[Stores] = []
+    real = Stores.close
+
+    def spy(self: Stores) -> None:
+        closed.append(self)
+        real(self)
+
+    monkeypatch.setattr(Stores, "close", spy)
+    monkeypatch.setenv("IMGSEARCH_BACKBONE", "tiny")
+    return closed
+
+
+def test_context_exit_on_error_closes_the_stores(tmp_path, closes):
+    with pytest.raises(RuntimeError), Context(Settings(data_dir=tmp_path / "data", backbone="tiny")) as ctx:
+        ctx.stores.qdrant.count()
+        raise RuntimeError("boom")
+    assert len(closes) == 1
+
+
+def test_doctor_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
+    def check_then_fail(Session, stores, *args, **kwargs):
+        stores.qdrant.count()
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(doctor, "check", check_then_fail)
+    result = runner.invoke(app, ["doctor", "--data-dir", str(tmp_path / "data")])
+    assert isinstance(result.exception, OSError)
+    assert len(closes) == 1
+
+
+def test_remove_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
+    import imgsearch.ingest.pipeline as pipeline
+
+    def remove_then_fail(Session, stores, paths):
+        stores.qdrant.count()
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(pipeline, "remove_paths", remove_then_fail)
+    result = runner.invoke(app, ["remove", str(tmp_path / "x.jpg"), "--data-dir", str(tmp_path / "data")])
+    assert isinstance(result.exception, OSError)
+    assert len(closes) == 1
+
+
+def test_search_on_an_empty_collection_closes_the_stores(tmp_dataset_image, tmp_path, closes):
+    result = runner.invoke(app, ["search", str(tmp_dataset_image), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2 and "collection is empty" in result.output
+    assert len(closes) == 1
+
+
+@pytest.fixture
+def tmp_dataset_image(tiny_dataset):
+    return next(tiny_dataset.rglob("*.jpg"))

@@ -1,0 +1,35 @@
+"""How the worker runs each kind of job in this application: ingest a folder, or train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.worker import JobHandler, JobRequest, JobResult, ProgressFn
+from imgsearch.ui.context import Context
+from imgsearch.ui.training import IngestIncomplete, run_training
+
+
+def job_handlers(ctx: Context) -> dict[str, JobHandler]:
+    def ingest(job: JobRequest, should_stop, on_progress: ProgressFn) -> JobResult:
+        report = ingest_folder(
+            Path(job.folder), ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.trained(),
+            ctx.ingest_options(job.options.get("labels_from_folders", True)),
+            progress=False, on_progress=on_progress, should_stop=should_stop,
+        )
+        return JobResult(run_id=report.run_id, n_failed=report.n_skipped, interrupted=report.outcome == "interrupted",
+                         summary=f"{report.n_indexed} new images indexed, {report.n_skipped} skipped")
+
+    def train(job: JobRequest, should_stop, on_progress: ProgressFn) -> JobResult:
+        try:
+            outcome = run_training(ctx, Path(job.folder) if job.folder else None,
+                                   force=bool(job.options.get("force", False)), progress=False,
+                                   on_ingest_progress=on_progress, should_stop=should_stop)
+        except IngestIncomplete as exc:
+            if exc.report.outcome != "interrupted":
+                raise
+            return JobResult(run_id=exc.report.run_id, interrupted=True, summary="stopped while ingesting")
+        what = "nothing changed: models of run" if outcome.reused else "trained run"
+        return JobResult(run_id=outcome.run_id, summary=f"{what} {outcome.run_id} current")
+
+    return {"ingest": ingest, "train": train}
