@@ -58,7 +58,8 @@ def show_report(report: dict) -> None:
 
 def show_jobs(state: resources.AppState) -> None:
     with state.ctx.Session() as s:
-        rows = [{"id": j.id, "folder": j.folder, "status": j.status, "done": j.n_done, "total": j.n_total,
+        rows = [{"id": j.id, "kind": j.kind, "folder": j.folder or "(catalogue)", "status": j.status,
+                 "done": j.n_done, "total": j.n_total,
                  "skipped": j.n_skipped, "created": j.created_at, "error": j.error}
                 for j in jobs.list_jobs(s, limit=20)]
     if rows:
@@ -95,7 +96,19 @@ def main() -> None:
                                                         "n_skipped", "n_duplicates", "skipped")}
     if f"{PREFIX}_report" in st.session_state:
         show_report(st.session_state[f"{PREFIX}_report"])
+    queue_training(state)
     show_jobs(state)
+
+
+def queue_training(state: resources.AppState) -> None:
+    """Training takes minutes, longer than a page should block: it runs as a job, as `imgsearch train` would."""
+    st.subheader("Train")
+    st.caption("Refit the classifiers and clusterings on every labelled image in the catalogue "
+               "(nothing is refitted when nothing changed since the last training run).")
+    if st.button("Queue a training run", key=f"{PREFIX}_train"):
+        with state.ctx.Session.begin() as session:
+            job_id = jobs.enqueue_job(session, "", {}, kind="train").id
+        st.success(f"Queued training job {job_id}; `imgsearch worker` will run it.")
 
 
 main()
