@@ -17,6 +17,15 @@ from imgsearch.models.classifiers import (
     stratified_split,
 )
 from imgsearch.models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
+from imgsearch.models.metric_registry import (
+    AGGLOMERATIVE,
+    KMEANS,
+    RANDOM_FOREST,
+    RETRIEVAL_KS,
+    RETRIEVAL_LOO,
+    RETRIEVAL_VAL,
+    SVM,
+)
 from imgsearch.models.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
 
 log = logging.getLogger(__name__)
@@ -26,7 +35,11 @@ MIN_TRAIN = 3  # the SVM's 3 calibration folds each need one image of every clas
 
 @dataclass
 class ExperimentResult:
-    """Everything one experiment produced; `metrics` is flat name -> value, as stored in the database."""
+    """Everything one experiment produced.
+
+    `metrics` is flat name -> value, as stored in the database; every name is in the metric registry.
+    `timings` are named without the registry's "time." prefix, which training adds when it records them.
+    """
 
     train_idx: np.ndarray
     val_idx: np.ndarray
@@ -75,8 +88,8 @@ def run_experiment(
              n_classes_left_out=len(too_small))
 
     for name, model in (
-        ("svm", make_svm(C=svm_C, random_state=random_state)),
-        ("random_forest", make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs)),
+        (SVM.key, make_svm(C=svm_C, random_state=random_state)),
+        (RANDOM_FOREST.key, make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs)),
     ):
         t = time.perf_counter()
         fit_classifier(model, X[clf_train], y[clf_train])
@@ -90,8 +103,8 @@ def run_experiment(
         log.info("%s: validation accuracy %.4f", name, report["accuracy"])
 
     for name, clusterer in (
-        ("kmeans", KMeansClusterer(n_clusters=k, random_state=random_state)),
-        ("agglomerative", AgglomerativeClusterer(n_clusters=k)),
+        (KMEANS.key, KMeansClusterer(n_clusters=k, random_state=random_state)),
+        (AGGLOMERATIVE.key, AgglomerativeClusterer(n_clusters=k)),
     ):
         t = time.perf_counter()
         clusterer.fit(X)
@@ -103,9 +116,10 @@ def run_experiment(
             m[f"{name}.{key}"] = value
 
     t = time.perf_counter()
-    for key, value in leave_one_out_retrieval(X, y).items():
-        m[f"retrieval_loo.{key}"] = value
-    for key, value in train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx]).items():
-        m[f"retrieval_val.{key}"] = value
+    for key, value in leave_one_out_retrieval(X, y, ks=RETRIEVAL_KS).items():
+        m[f"{RETRIEVAL_LOO.key}.{key}"] = value
+    val_retrieval = train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx], ks=RETRIEVAL_KS)
+    for key, value in val_retrieval.items():
+        m[f"{RETRIEVAL_VAL.key}.{key}"] = value
     res.timings["retrieval_eval_s"] = time.perf_counter() - t
     return res

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgsearch.models import metric_registry as registry
 from imgsearch.models.experiment import run_experiment
+from tests.conftest import sphere_blobs
 
 
 def _blobs(counts: dict[str, int], dim: int = 16, seed: int = 0):
@@ -27,3 +29,13 @@ def test_rare_class_is_left_out_of_classifiers_but_clustered(caplog):
     assert "rare" not in result.models["svm"].classes_
     assert result.metrics["svm.accuracy"] == 1.0
     assert result.metrics["kmeans.purity"] == 1.0  # the rare class still forms its own cluster
+
+
+def test_the_experiment_records_exactly_the_registered_metrics():
+    X, y = sphere_blobs(seed=7, k=4, per=15)
+    result = run_experiment(X, y, k=4, rf_trees=10, n_jobs=1)
+    # Training records the timings under the registry's "time." prefix.
+    recorded = set(result.metrics) | {f"{registry.TIMINGS.key}.{key}" for key in result.timings}
+    assert registry.unregistered(recorded) == []
+    required = {m.name for m in registry.METRICS.values() if not m.optional}
+    assert sorted(required - recorded) == []

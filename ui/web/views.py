@@ -10,29 +10,16 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from imgsearch.models import metric_registry as registry
 from imgsearch.search.index import Filter
 from imgsearch.search.service import SearchResult
 
-# Metric families charted across training runs: chart title -> metric names.
-HISTORY_CHARTS = {
-    "Classifier accuracy (validation)": ["svm.accuracy", "random_forest.accuracy"],
-    "Silhouette (higher is better)": ["kmeans.silhouette", "agglomerative.silhouette"],
-    "Davies–Bouldin (lower is better)": ["kmeans.davies_bouldin", "agglomerative.davies_bouldin"],
-    "Retrieval": ["retrieval_loo.p@10", "retrieval_loo.map@10", "retrieval_val.p@10", "retrieval_val.map@10"],
-}
+# Charts across training runs, from the metric registry: title ("Davies–Bouldin (lower is better)") -> metric names.
+HISTORY_CHARTS = {title: [m.name for m in metrics] for title, metrics in registry.charts().items()}
 
 
 def fmt_prob(p: float | None) -> str:
     return "–" if p is None else f"{p:.0%}"
-
-
-def results_frame(results: Sequence[SearchResult]) -> pd.DataFrame:
-    """One row per hit, best first."""
-    return pd.DataFrame(
-        [{"rank": n + 1, "id": r.id, "score": r.score, "file_name": r.file_name, "label": r.label,
-          "predicted_label": r.predicted_label, "predicted_prob": r.predicted_prob} for n, r in enumerate(results)],
-        columns=["rank", "id", "score", "file_name", "label", "predicted_label", "predicted_prob"],
-    )
 
 
 def result_caption(r: SearchResult) -> str:
@@ -138,11 +125,20 @@ def metric_history(runs: Sequence[Any], metrics: Mapping[int, Mapping[str, float
     return frame.sort_values(["run_id", "metric"]).reset_index(drop=True)
 
 
+def metric_legend(name: str) -> str:
+    """The registry's label with its model ("K-Means: silhouette"); the stored name if it is not registered."""
+    metric = registry.METRICS.get(name)
+    return name if metric is None else metric.legend
+
+
 def history_figure(history: pd.DataFrame, names: Sequence[str]) -> go.Figure | None:
+    """Lines of the given metrics across runs, one per metric, labelled from the registry."""
     part = history[history["metric"].isin(list(names))]
     if part.empty:
         return None
-    fig = px.line(part, x="run_id", y="value", color="metric", markers=True, hover_data=["started_at"])
+    part = part.assign(metric=part["metric"].map(metric_legend))
+    fig = px.line(part, x="run_id", y="value", color="metric", markers=True, hover_data=["started_at"],
+                  labels={"metric": ""})
     fig.update_layout(height=300, margin=dict(l=0, r=0, t=10, b=0), xaxis_title="training run")
     return fig
 

@@ -67,8 +67,19 @@ def test_class_table_worst_first_and_history():
     runs = [SimpleNamespace(id=2, started_at=None), SimpleNamespace(id=1, started_at=None)]
     hist = views.metric_history(runs, {1: {"svm.accuracy": 0.5}, 2: {"svm.accuracy": 0.7, "other": 1.0}})
     assert list(hist.run_id) == [1, 2, 2]
-    assert views.history_figure(hist, ["svm.accuracy"]) is not None
+    fig = views.history_figure(hist, ["svm.accuracy"])
+    assert [trace.name for trace in fig.data] == ["SVM: val accuracy"]  # the legend reads the registry
     assert views.history_figure(hist, ["kmeans.silhouette"]) is None
+    assert views.metric_legend("other") == "other"
+
+
+def test_history_charts_come_from_the_registry():
+    charts = views.HISTORY_CHARTS
+    assert charts["Davies–Bouldin (lower is better)"] == ["kmeans.davies_bouldin", "agglomerative.davies_bouldin"]
+    assert charts["Silhouette (higher is better)"] == ["kmeans.silhouette", "agglomerative.silhouette"]
+    assert charts["Validation accuracy (higher is better)"] == ["svm.accuracy", "random_forest.accuracy"]
+    assert charts["Retrieval (higher is better)"] == ["retrieval_loo.p@10", "retrieval_loo.map@10",
+                                                      "retrieval_val.p@10", "retrieval_val.map@10"]
 
 
 def test_pca_frame_and_confusion_figure():

@@ -147,6 +147,8 @@ def test_metrics_page(app_env):
     at.run()
     _ok(at)
     assert len(at.get("plotly_chart")) >= 4  # history charts + confusion matrix
+    assert "**Davies–Bouldin (lower is better)**" in _texts(at.markdown)  # titles from the metric registry
+    assert [m.label for m in at.metric] == ["val accuracy", "val mean per-class acc.", "val macro-F1"]
     per_class = next(d.value for d in at.dataframe if list(d.value.columns)[:2] == ["label", "precision"])
     assert list(per_class["f1"]) == sorted(per_class["f1"])  # worst first
     at.radio(key="metrics_model").set_value("Random forest").run()

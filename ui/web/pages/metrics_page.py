@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from imgsearch.db import repository as repo
+from imgsearch.models import metric_registry as registry
 from imgsearch.ui.web import resources, views
 
 PREFIX = "metrics"
-MODELS = {"SVM": "svm", "Random forest": "random_forest"}
+MODELS = {g.name: g for g in registry.CLASSIFIERS}
 
 
 def history_section(state: resources.AppState, train_runs) -> None:
@@ -32,16 +33,14 @@ def run_section(state: resources.AppState, train_runs) -> None:
     by_id = {r.id: r for r in train_runs}
     run_id = st.selectbox("Run", list(by_id), key=f"{PREFIX}_run",
                           format_func=lambda i: f"{i} · {by_id[i].started_at:%Y-%m-%d %H:%M} · {by_id[i].backbone}")
-    model = MODELS[st.radio("Classifier", list(MODELS), horizontal=True, key=f"{PREFIX}_model")]
+    group = MODELS[st.radio("Classifier", list(MODELS), horizontal=True, key=f"{PREFIX}_model")]
     with state.ctx.Session() as s:
         metrics = repo.run_metrics(s, run_id)
-        confusion = repo.run_artifact(s, run_id, f"confusion.{model}")
-        table = views.class_table(repo.run_class_metrics(s, run_id, model))
-    cols = st.columns(3)
-    for col, name in zip(cols, ("accuracy", "mean_per_class_accuracy", "macro_f1"), strict=True):
-        value = metrics.get(f"{model}.{name}")
-        if value is not None:
-            col.metric(name.replace("_", " "), f"{value:.3f}")
+        confusion = repo.run_artifact(s, run_id, f"confusion.{group.key}")
+        table = views.class_table(repo.run_class_metrics(s, run_id, group.key))
+    shown = [m for m in registry.of_group(group) if m.summary]
+    for col, m in zip(st.columns(len(shown)), shown, strict=True):
+        col.metric(m.label, m.format(metrics.get(m.name)), help=m.title)
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Confusion matrix (validation)**")
