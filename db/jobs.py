@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from imgsearch.db.chunks import chunks
 from imgsearch.db.models import JOB_KINDS, JOB_STATUSES, Batch, Image, Job, utcnow
 
 FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
@@ -134,9 +135,8 @@ def close_batch(session: Session, batch_id: int) -> Batch:
         raise LookupError(f"no batch with id {batch_id}")
     batch.status = "done"
     batch.finished_at = utcnow()
-    ids = list(batch.image_ids)
-    for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
-        session.execute(update(Image).where(Image.id.in_(ids[start : start + 500])).values(status="indexed"))
+    for chunk in chunks(batch.image_ids):
+        session.execute(update(Image).where(Image.id.in_(chunk)).values(status="indexed"))
     session.flush()
     return batch
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from imgsearch.db.chunks import chunks
 from imgsearch.db.models import (
     IMAGE_STATUSES,
     RUN_KINDS,
@@ -30,7 +31,6 @@ from imgsearch.db.models import (
 )
 
 RUN_COUNTS = ("n_images", "n_skipped", "n_failed", "n_duplicates")
-_CHUNK = 500  # SQLite caps bound parameters per statement, so long id lists go in chunks.
 
 
 def _check_choice(name: str, value: str | None, choices: Sequence[str], nullable: bool = False) -> None:
@@ -128,8 +128,7 @@ def ids_by_hash(session: Session, content_hashes: Iterable[str]) -> dict[str, in
     """Image ids keyed by content hash, for the hashes already catalogued."""
     wanted = list(dict.fromkeys(content_hashes))
     found: dict[str, int] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    for chunk in chunks(wanted):
         rows = session.execute(select(Image.content_hash, Image.id).where(Image.content_hash.in_(chunk)))
         found.update((content_hash, image_id) for content_hash, image_id in rows)
     return found
@@ -139,8 +138,7 @@ def images_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Image]:
     """Images keyed by id (e.g. for search hits); ids that do not exist are simply absent."""
     wanted = list(dict.fromkeys(int(i) for i in ids))
     found: dict[int, Image] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    for chunk in chunks(wanted):
         found.update((image.id, image) for image in session.scalars(select(Image).where(Image.id.in_(chunk))))
     return found
 
@@ -152,16 +150,14 @@ def image_ids_with_status(session: Session, status: str) -> list[int]:
 
 def set_image_status(session: Session, image_ids: Iterable[int], status: str) -> None:
     _check_choice("status", status, IMAGE_STATUSES)
-    ids = [int(i) for i in image_ids]
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(update(Image).where(Image.id.in_(ids[start : start + _CHUNK])).values(status=status))
+    for chunk in chunks(int(i) for i in image_ids):
+        session.execute(update(Image).where(Image.id.in_(chunk)).values(status=status))
 
 
 def delete_images(session: Session, image_ids: Iterable[int]) -> None:
     """Remove images from the catalogue, extra paths included; deleting their vectors is up to the caller."""
-    ids = [int(i) for i in image_ids]
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(delete(Image).where(Image.id.in_(ids[start : start + _CHUNK])))
+    for chunk in chunks(int(i) for i in image_ids):
+        session.execute(delete(Image).where(Image.id.in_(chunk)))
 
 
 def _under(column, paths: Sequence[str]):

@@ -27,11 +27,11 @@ _MAGIC = {
     b"MM\x00*": "TIFF",
 }
 
-REASONS = ("empty", "not_image", "too_large", "truncated", "corrupt", "unreadable")
-
-
 class ImageRejected(Exception):
-    """A file that cannot be used as an image; `reason` is one of REASONS."""
+    """A file that cannot be used as an image.
+
+    `reason`: empty, not_image, too_large (a decompression bomb), truncated, corrupt or unreadable.
+    """
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)

@@ -25,7 +25,6 @@ class ScannedImage:
     width: int
     height: int
     size_bytes: int
-    format: str
     source_folder: str
 
 
@@ -120,7 +119,6 @@ def scan_folder(
                 width=header.width,
                 height=header.height,
                 size_bytes=len(data),
-                format=header.format,
                 source_folder=str(path.parent.resolve()),
             )
         )

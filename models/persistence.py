@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,6 +14,8 @@ import numpy as np
 import sklearn
 import skops
 import skops.io as sio
+
+from imgsearch.models.files import atomic_write, file_sha256
 
 FORMAT_VERSION = 1
 
@@ -86,25 +87,10 @@ def _qualname(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_trusted(untrusted: list[str], source: str) -> None:
     unknown = sorted(set(untrusted) - TRUSTED_TYPES)
     if unknown:
         raise UntrustedTypesError(f"{source} contains types outside the allowlist, refusing it: {unknown}")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write then rename, so a crash never leaves a half-written model that a reader would pick up.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def save_model(
@@ -145,8 +131,8 @@ def save_model(
         skops_version=skops.__version__,
         model_sha256=hashlib.sha256(data).hexdigest(),
     )
-    _atomic_write(path, data)
-    _atomic_write(metadata_path(path), json.dumps(asdict(meta), indent=2).encode())
+    atomic_write(path, data)
+    atomic_write(metadata_path(path), json.dumps(asdict(meta), indent=2).encode())
     return meta
 
 
@@ -187,7 +173,7 @@ def load_model(path: str | Path, expect_backbone: Sequence[Any] | None = None) -
             )
     if not path.is_file():
         raise ModelLoadError(f"model file {path} is missing")
-    if _sha256(path) != meta.model_sha256:
+    if file_sha256(path) != meta.model_sha256:
         raise ModelLoadError(f"{path} does not match the checksum in its metadata: modified or corrupt")
     try:
         untrusted = sio.get_untrusted_types(file=path)
