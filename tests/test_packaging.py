@@ -1,0 +1,29 @@
+"""The installed project is one import name, `imgsearch`: nothing called `models` or `db` lands in site-packages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_imgsearch(tmp_path):
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    wheel = next(tmp_path.glob("imgsearch-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"imgsearch", wheel.name.split("-py3")[0] + ".dist-info"}
+    for expected in ("imgsearch/ui/cli.py", "imgsearch/ui/web/app.py", "imgsearch/ui/web/pages/search_page.py",
+                     "imgsearch/db/alembic.ini", "imgsearch/db/migrations/env.py",
+                     "imgsearch/db/migrations/versions/0002_job_kind.py", "imgsearch/models/backbones.py",
+                     "imgsearch/search/stores.py", "imgsearch/ingest/pipeline.py"):
+        assert expected in names
+    assert "imgsearch/__init__.py" not in names  # a namespace: no code of its own
