@@ -16,6 +16,7 @@ from tqdm import tqdm
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.models.backbones import Backbone
+from imgsearch.models.files import bytes_sha256
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,37 @@ class EmbedResult:
     n_embedded: int = 0  # how many were actually run through the network (the rest came from the cache)
 
 
-class _DecodeDataset(Dataset):
-    """Decoding and preprocessing run here, in DataLoader worker processes, beside the forward pass."""
+CHANGED = "changed"  # skip reason: the file's bytes are no longer those that were scanned and catalogued
 
-    def __init__(self, paths: Sequence[Path], preprocess: Callable, max_pixels: int):
+
+class _DecodeDataset(Dataset):
+    """Decoding and preprocessing run here, in DataLoader worker processes, beside the forward pass.
+
+    With `hashes`, each file is read once, and its bytes are decoded only if they still have the hash the
+    scan catalogued them under: a file rewritten meanwhile must not leave the new picture's vector cached
+    under the old content's hash, where every later ingest of the old content would reuse it.
+    """
+
+    def __init__(self, paths: Sequence[Path], preprocess: Callable, max_pixels: int,
+                 hashes: Sequence[str] | None = None):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.max_pixels = max_pixels
+        self.hashes = list(hashes) if hashes is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return i, self.preprocess(load_rgb(self.paths[i], self.max_pixels)), None
+            data = self.paths[i].read_bytes()
+        except OSError as exc:
+            return i, None, ("unreadable", f"cannot read the file: {exc.strerror or exc}")
+        if self.hashes is not None and bytes_sha256(data) != self.hashes[i]:
+            return i, None, (CHANGED, "the file changed after it was scanned; ingest its folder again to index the "
+                                      "new content")
+        try:
+            return i, self.preprocess(load_rgb(data, self.max_pixels)), None
         except ImageRejected as exc:
             return i, None, (exc.reason, exc.message)
 
@@ -79,8 +97,12 @@ def embed_paths(
     progress: bool = True,
     desc: str = "embedding",
     bar: tqdm | None = None,
+    hashes: Sequence[str] | None = None,
 ) -> EmbedResult:
     """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves).
+
+    `hashes`: the content hash each file was catalogued under; a file whose bytes differ now is not embedded
+    but reported as a failure with reason "changed".
 
     `bar`: an outer progress bar to advance instead of drawing one (a caller embedding in chunks keeps one
     bar, so images/s and the ETA are for the whole job).
@@ -90,7 +112,7 @@ def embed_paths(
     if not paths:
         return EmbedResult(np.zeros((0, dim), np.float32), [])
     loader = DataLoader(
-        _DecodeDataset(paths, backbone.preprocess, max_pixels),
+        _DecodeDataset(paths, backbone.preprocess, max_pixels, hashes),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -171,6 +193,7 @@ def embed_with_cache(
         on_batch=on_batch,
         progress=progress,
         bar=bar,
+        hashes=[hashes[i] for i in todo],
     )
     flush()
     failed = {todo[f.index] for f in fresh.failures}
