@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image
-from imgsearch.ingest.scan import ScannedImage, ScanResult
+from imgsearch.ingest.scan import ScannedImage, ScanResult, found_path
 
 
 @dataclass
@@ -51,7 +51,7 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
         out.ids.append(image_id)
     for dup in scan.duplicates:
         target = session.get(Image, known[dup.content_hash])
-        repo.add_extra_path(session, target, str(dup.path.resolve()))
+        repo.add_extra_path(session, target, str(found_path(dup.path)))
         if run_id is not None:
             repo.record_skipped(session, run_id, str(dup.path), "duplicate", dup.message)
     if run_id is not None:

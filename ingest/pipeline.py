@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,15 +24,15 @@ from tqdm import tqdm
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
-from imgsearch.db.models import Image
 from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.scan import scan_folder
+from imgsearch.ingest.scan import found_path, scan_folder
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.processes import is_alive, process_marker
 from imgsearch.models.trained import TrainedModels
+from imgsearch.search.payload import payload_for
 from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,7 @@ class IngestOptions:
     num_workers: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     store_batch: int = 256  # images per journalled write; smaller = less to replay, more commits
+    confine_to: tuple[str, ...] | None = None  # files must really lie in these folders (the app's allowed roots)
 
 
 @dataclass
@@ -65,25 +65,6 @@ class IngestReport:
     outcome: str = "ok"
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, message)
     timings: dict[str, float] = field(default_factory=lambda: {"scan_s": 0.0, "embed_s": 0.0, "store_s": 0.0})
-
-
-def payload_for(image: Image) -> dict[str, Any]:
-    """What Qdrant (and the FAISS sidecar) keep for one image; the app shows and filters on these."""
-    return {
-        "path": image.path,
-        "file_name": image.file_name,
-        "label": image.label,
-        "predicted_label": image.predicted_label,
-        "predicted_prob": image.predicted_prob,
-        "kmeans_cluster": image.kmeans_cluster,
-        "agglo_cluster": image.agglo_cluster,
-        "content_hash": image.content_hash,
-        "width": image.width,
-        "height": image.height,
-        "source_folder": image.source_folder,
-        "ingest_run_id": image.ingest_run_id,
-        "time": image.created_at.isoformat(),
-    }
 
 
 def _write_batch(
@@ -204,7 +185,8 @@ def ingest_folder(
     try:
         report.n_recovered = recover(Session, stores, cache)
         t = time.perf_counter()
-        scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels)
+        scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels,
+                           confine_to=None if opts.confine_to is None else [Path(p) for p in opts.confine_to])
         report.timings["scan_s"] = time.perf_counter() - t
         with Session.begin() as s:
             s.get(repo.Run, run_id).dataset_fingerprint = scan.fingerprint()
@@ -340,7 +322,7 @@ def remove_paths(Session: sessionmaker[Session], stores: Stores, paths: Sequence
     path gets that path, in SQLite and in the stored payloads.
     """
     with Session.begin() as s:
-        ids, promoted, detached = repo.resolve_removal(s, [str(Path(p).expanduser().resolve()) for p in paths])
+        ids, promoted, detached = repo.resolve_removal(s, [str(found_path(p)) for p in paths])
         repo.delete_images(s, ids)
     if ids:
         stores.delete(ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,17 +65,34 @@ def _walk_sorted(root: Path):
             yield Path(dirpath) / name
 
 
+def found_path(path: Path | str) -> Path:
+    """An absolute path for a file as it was found: folders resolved, but not a symbolic link to the file itself.
+
+    A linked file is recorded where the user put it, so removing that folder removes it too.
+    """
+    path = Path(path).expanduser().absolute()
+    return path.parent.resolve() / path.name
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    target = path.resolve()
+    return any(target == root or target.is_relative_to(root) for root in roots)
+
+
 def scan_folder(
     root: Path | str,
     labels_from_folders: bool = True,
     include_background: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    confine_to: Sequence[Path] | None = None,
 ) -> ScanResult:
     """Find every image below `root` by its content.
 
     With `labels_from_folders`, an image's label is the name of the top-level sub-folder holding it
     (files directly in `root` get no label). Bad files are skipped with one warning line each; files
     with content already seen are recorded as duplicates of the first (in sorted order).
+    `confine_to`: resolved folders every file must really lie in (the app's allowed roots); a symbolic link
+    pointing elsewhere is skipped with reason "outside_roots" and never read.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -93,6 +111,9 @@ def scan_folder(
             continue
         if path.is_symlink() and not path.exists():
             _skip(result, path, "unreadable", "broken symbolic link")
+            continue
+        if confine_to is not None and not _inside(path, confine_to):
+            _skip(result, path, "outside_roots", f"links to {path.resolve()}, outside the allowed folders")
             continue
         try:
             data = path.read_bytes()
@@ -113,13 +134,13 @@ def scan_folder(
         seen[digest] = path
         result.images.append(
             ScannedImage(
-                path=path.resolve(),
+                path=found_path(path),
                 label=top if labels_from_folders else None,
                 content_hash=digest,
                 width=header.width,
                 height=header.height,
                 size_bytes=len(data),
-                source_folder=str(path.parent.resolve()),
+                source_folder=str(found_path(path).parent),
             )
         )
     return result

@@ -68,11 +68,13 @@ class Context:
     def trained_run_id(self) -> int | None:
         return current_run_id(self.settings.models_dir, self.backbone.identity)
 
-    def ingest_options(self, labels_from_folders: bool = True) -> IngestOptions:
+    def ingest_options(self, labels_from_folders: bool = True, confine_to=None) -> IngestOptions:
+        """`confine_to`: folders every ingested file must really lie in (the app passes its allowed roots)."""
         s = self.settings
         return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
                              batch_size=s.effective_batch_size, num_workers=default_workers(s),
-                             max_pixels=s.max_image_pixels, store_batch=s.store_batch)
+                             max_pixels=s.max_image_pixels, store_batch=s.store_batch,
+                             confine_to=None if confine_to is None else tuple(str(p) for p in confine_to))
 
     def close(self) -> None:
         """Close the stores (releasing the embedded store's lock); a later use opens them again."""

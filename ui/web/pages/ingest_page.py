@@ -17,7 +17,7 @@ PREFIX = "ingest"
 MODES = ("Run here now", "Queue for the worker")
 
 
-def run_here(state: resources.AppState, folder, labels_from_folders: bool) -> IngestReport | None:
+def run_here(state: resources.AppState, folder, labels_from_folders: bool, roots) -> IngestReport | None:
     """Ingest in this process with a live progress bar; errors are shown, not raised."""
     bar = st.progress(0.0, text="Scanning the folder…")
     counts = st.empty()
@@ -32,7 +32,8 @@ def run_here(state: resources.AppState, folder, labels_from_folders: bool) -> In
         ctx = resources.loaded_context(state.key)
         trained = resources.trained_models(state.key, ctx.trained_run_id())
         report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, trained,
-                               ctx.ingest_options(labels_from_folders), progress=False, on_progress=on_progress)
+                               ctx.ingest_options(labels_from_folders, confine_to=roots), progress=False,
+                               on_progress=on_progress)
     except Exception as exc:  # store busy, backbone missing, disk full: report it, keep the page alive
         log.exception("ingest of %s failed", folder)
         bar.empty()
@@ -86,10 +87,12 @@ def main() -> None:
         else:
             if mode == MODES[1]:
                 with state.ctx.Session.begin() as session:
-                    job_id = jobs.enqueue_job(session, str(folder), {"labels_from_folders": labels}).id
+                    # The worker applies the same confinement: a linked file outside the roots is skipped.
+                    options = {"labels_from_folders": labels, "confine_to": [str(r) for r in roots]}
+                    job_id = jobs.enqueue_job(session, str(folder), options).id
                 st.success(f"Queued job {job_id} for {folder}; `imgsearch worker` will pick it up.")
             else:
-                report = run_here(state, folder, labels)
+                report = run_here(state, folder, labels, roots)
                 if report is not None:
                     st.session_state[f"{PREFIX}_report"] = {
                         k: getattr(report, k) for k in ("run_id", "outcome", "n_new", "n_known", "n_indexed",
