@@ -21,10 +21,10 @@ from imgsearch.models.metric_registry import (
     AGGLOMERATIVE,
     KMEANS,
     RANDOM_FOREST,
-    RETRIEVAL_KS,
     RETRIEVAL_LOO,
     RETRIEVAL_VAL,
     SVM,
+    retrieval_ks,
 )
 from imgsearch.models.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
 
@@ -116,9 +116,10 @@ def run_experiment(
             m[f"{name}.{key}"] = value
 
     t = time.perf_counter()
-    for key, value in leave_one_out_retrieval(X, y, ks=RETRIEVAL_KS).items():
+    for key, value in leave_one_out_retrieval(X, y, ks=retrieval_ks(len(y) - 1)).items():
         m[f"{RETRIEVAL_LOO.key}.{key}"] = value
-    val_retrieval = train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx], ks=RETRIEVAL_KS)
+    val_retrieval = train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx],
+                                        ks=retrieval_ks(len(train_idx)))
     for key, value in val_retrieval.items():
         m[f"{RETRIEVAL_VAL.key}.{key}"] = value
     res.timings["retrieval_eval_s"] = time.perf_counter() - t

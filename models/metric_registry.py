@@ -42,6 +42,15 @@ RETRIEVAL_KS = (1, 5, 10)  # run_experiment measures retrieval at these k; every
 HEADLINE_K = 10  # the k the summary's single lines, the runs table and the charts show
 
 
+def retrieval_ks(n_database: int) -> tuple[int, ...]:
+    """The ks to measure against a database of n_database images.
+
+    Every k up to HEADLINE_K (too small a database fails loudly, as it always has); larger ones only where the
+    database holds k images, so their metrics are optional.
+    """
+    return tuple(k for k in RETRIEVAL_KS if k <= max(n_database, HEADLINE_K))
+
+
 @dataclass(frozen=True)
 class Metric:
     """One stored metric and how to show it."""
@@ -111,18 +120,19 @@ def _retrieval(g: Group) -> list[Metric]:
     average_precision = f"mAP@{top} (micro / class-avg)"
     only_leave_one_out = g is RETRIEVAL_LOO  # the runs table has room for one scope
     out = [Metric(f"{g.key}.n_queries", "queries", g, fmt="d")]
-    # Kind-major, so the summary's lines come out in this order.
+    # Kind-major, so the summary's lines come out in this order. Past the headline k, see retrieval_ks.
     out += [Metric(f"{g.key}.p@{k}", f"P@{k}", g, "higher", summary=precision,
                    column=f"P@{k} {g.short}" if k == top and only_leave_one_out else None,
-                   chart="Retrieval" if k == top else None) for k in ks]
-    out += [Metric(f"{g.key}.p@{k}_class_avg", f"P@{k} class-averaged", g, "higher", summary=k == top) for k in ks]
-    out += [Metric(f"{g.key}.hit@{k}", f"hit rate@{k} (≥1 relevant in top {k})", g, "higher", summary=k == top)
-            for k in ks]
+                   chart="Retrieval" if k == top else None, optional=k > top) for k in ks]
+    out += [Metric(f"{g.key}.p@{k}_class_avg", f"P@{k} class-averaged", g, "higher", summary=k == top,
+                   optional=k > top) for k in ks]
+    out += [Metric(f"{g.key}.hit@{k}", f"hit rate@{k} (≥1 relevant in top {k})", g, "higher", summary=k == top,
+                   optional=k > top) for k in ks]
     out += [Metric(f"{g.key}.map@{k}", f"mAP@{k}", g, "higher", summary=average_precision if k == top else False,
                    column=f"mAP@{k} {g.short}" if k == top and only_leave_one_out else None,
-                   chart="Retrieval" if k == top else None) for k in ks]
+                   chart="Retrieval" if k == top else None, optional=k > top) for k in ks]
     out += [Metric(f"{g.key}.map@{k}_class_avg", f"mAP@{k} class-averaged", g, "higher",
-                   summary=average_precision if k == top else False) for k in ks]
+                   summary=average_precision if k == top else False, optional=k > top) for k in ks]
     return out
 
 

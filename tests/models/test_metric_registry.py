@@ -52,3 +52,11 @@ def test_a_name_registered_twice_is_refused():
     with pytest.raises(ValueError, match="registered twice"):
         registry._index([m, m])
     assert registry.unregistered(["svm.accuracy", "svm.typo"]) == ["svm.typo"]
+
+
+def test_retrieval_ks_past_the_headline_need_a_database_that_holds_them(monkeypatch):
+    monkeypatch.setattr(registry, "RETRIEVAL_KS", (1, 5, 10, 20))
+    assert registry.retrieval_ks(17) == (1, 5, 10)  # 18 images, leave-one-out
+    assert registry.retrieval_ks(20) == (1, 5, 10, 20)
+    assert registry.retrieval_ks(4) == (1, 5, 10)  # the headline k still fails loudly in retrieval_eval
+    assert not any(m.optional for m in registry.METRICS.values() if m.group in registry.RETRIEVALS)
