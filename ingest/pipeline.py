@@ -51,6 +51,14 @@ class IngestOptions:
     confine_to: tuple[str, ...] | None = None  # files must really lie in these folders (the app's allowed roots)
 
 
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest; `report` holds what was indexed before it (every finished batch is kept)."""
+
+    def __init__(self, report: IngestReport):
+        super().__init__(f"ingest run {report.run_id} interrupted")
+        self.report = report
+
+
 @dataclass
 class IngestReport:
     run_id: int
@@ -250,6 +258,8 @@ def ingest_folder(
     except BaseException as exc:
         report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         _finish(Session, report, message=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            raise IngestInterrupted(report) from exc  # the caller can say what was kept
         raise
     report.n_skipped = sum(1 for _, reason, _ in report.skipped if reason != "duplicate")
     _finish(Session, report)

@@ -6,12 +6,14 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.ui.settings import Settings
 
 app = typer.Typer(
@@ -43,6 +45,26 @@ def _setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("httpx", "PIL", "urllib3", "alembic", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _say_interrupted(exc: KeyboardInterrupt) -> None:
+    report = getattr(exc, "report", None)  # IngestInterrupted
+    kept = (f"ingest run {report.run_id} indexed {report.n_indexed:,} new images before it stopped; they are "
+            "kept (every finished batch is). " if report is not None else "finished batches are kept. ")
+    console.print(f"[yellow]interrupted[/]: {kept}Run the same command again to resume: it embeds only what "
+                  "is missing, and `imgsearch train` without --data finishes an interrupted ingest first.",
+                  highlight=False)
+
+
+@contextmanager
+def _resumable():
+    """Ctrl-C says what was kept and how to resume. Inside a command, because click turns a KeyboardInterrupt
+    that leaves the command into a bare exit 130 before `run` could say anything."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        _say_interrupted(exc)
+        raise typer.Exit(130) from exc
 
 
 def _fail(message: str) -> None:
@@ -133,7 +155,7 @@ def ingest_cmd(
         console.print(f"queued job {job_id} for {folder}; `imgsearch worker` will ingest it")
         return
     t = time.perf_counter()
-    with _context("ingest", backbone=backbone, data_dir=data_dir) as ctx:
+    with _resumable(), _context("ingest", backbone=backbone, data_dir=data_dir) as ctx:
         _ingest(ctx, folder, labels_from_folders)
     console.print(f"took {time.perf_counter() - t:.1f} s")
 
@@ -165,8 +187,8 @@ def train_cmd(
         console.print(f"queued training job {job_id}; `imgsearch worker` will run it")
         return
 
-    with _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size, data_dir=data_dir,
-                  include_background=include_background or None) as ctx:
+    with _resumable(), _context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size,
+                                data_dir=data_dir, include_background=include_background or None) as ctx:
         try:
             outcome = run_training(ctx, data, force=force, on_ingested=_print_ingest)
         except (IngestIncomplete, DatasetUnavailable, ValueError) as exc:  # ValueError: too few images for K
@@ -181,16 +203,54 @@ def train_cmd(
     console.print(f"whole run {outcome.total_s:.1f} s (fitting and evaluation {outcome.fit_s:.1f} s)")
 
 
+def _with_filter_options(command):
+    """One option per filterable payload field (imgsearch.search.payload.FILTER_FIELDS), in place of `command`'s
+    `flt` parameter, which receives them gathered into one Filter.
+
+    typer builds a command's options from `inspect.signature`, so the wrapper carries a generated signature:
+    the command's own parameters with the schema's options where `flt` was. A new filterable field in the
+    schema thus gets its `--flag` here with no edit to this file.
+    """
+    import functools
+    import inspect
+
+    def option(f):
+        if f.match == "min":
+            low, high = f.bounds or (None, None)
+            info = typer.Option(f"--{f.flag}", min=low, max=high, help=f"Only images whose {f.noun} is at least this.")
+            return Annotated[f.python_type | None, info]
+        info = typer.Option(f"--{f.flag}", help=f"Only this {f.noun} (repeatable).")
+        return Annotated[list[f.python_type] | None, info]
+
+    def parsed(f, value):
+        if value is None or f.parse is None:
+            return value
+        return [f.parse(v) for v in value] if f.match == "any" else f.parse(value)
+
+    signature = inspect.signature(command, eval_str=True)
+    params = []
+    for p in signature.parameters.values():
+        if p.name != "flt":
+            params.append(p)
+            continue
+        params += [inspect.Parameter(f.name, p.kind, default=None, annotation=option(f)) for f in FILTER_FIELDS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        flt = Filter(**{f.name: parsed(f, kwargs.pop(f.name)) for f in FILTER_FIELDS})
+        return command(flt=flt, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}  # already evaluated, for get_type_hints
+    return wrapper
+
+
 @app.command("search")
+@_with_filter_options
 def search_cmd(
     image: Annotated[Path, typer.Argument(help="Query image file.")],
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
-    label: Annotated[list[str] | None, typer.Option("--label", help="Only this label (repeatable).")] = None,
-    predicted: Annotated[list[str] | None, typer.Option("--predicted", help="Only this predicted label.")] = None,
-    cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Only this K-Means cluster.")] = None,
-    agglo: Annotated[list[int] | None, typer.Option("--agglo", help="Only this agglomerative cluster.")] = None,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0.0, max=1.0)] = None,
-    folder: Annotated[list[str] | None, typer.Option("--folder", help="Only images from this source folder.")] = None,
+    flt: Filter | None = None,  # the schema's filter options: --label, --predicted, --min-confidence, ...
     data_dir: DataDirOpt = None,
 ) -> None:
     """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
@@ -218,11 +278,8 @@ def search_cmd(
         _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
     service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
     xq = service.embed(query)
-    filters = dict(labels=label, predicted_labels=predicted, kmeans_clusters=cluster, agglo_clusters=agglo,
-                   min_confidence=min_confidence, folders=[str(Path(f).expanduser().resolve()) for f in folder]
-                   if folder else None)
-    if any(v is not None for v in filters.values()):
-        response, how = service.filtered(xq, k, exclude_id=own_id, **filters), "Qdrant filtered search"
+    if flt is not None and not flt.is_empty():
+        response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
     else:
         response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
     trained = ctx.trained()
@@ -346,8 +403,8 @@ def run() -> None:
     """Console entry point: known failures become one clear line and exit code 2, never a stack trace."""
     try:
         app()
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished batches are saved; run the same command again to resume")
+    except KeyboardInterrupt as exc:  # outside a command (commands report it themselves: see _resumable)
+        _say_interrupted(exc)
         sys.exit(130)
     except Exception as exc:
         if not isinstance(exc, _known_errors()):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import IngestReport, ingest_folder, refresh_payloads
+from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_folder, refresh_payloads
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
@@ -143,13 +143,32 @@ class TrainingOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+def unfinished_ingest(Session: sessionmaker[Session]) -> Path | None:
+    """A folder whose newest ingest run was interrupted or failed (and that still exists), newest first."""
+    close_dead_runs(Session)  # a run whose process was killed is 'running' until someone looks
+    seen: set[str] = set()
+    with Session() as s:
+        for run in repo.list_runs(s, kind="ingest"):  # newest first
+            if not run.dataset_path or run.dataset_path in seen or run.outcome == "running":
+                continue
+            seen.add(run.dataset_path)
+            if run.outcome != "ok" and Path(run.dataset_path).is_dir():
+                return Path(run.dataset_path)
+    return None
+
+
 def training_folder(ctx: Context, data: Path | None) -> Path | None:
     """The folder to ingest before training, or None to train on the catalogue as it is.
 
-    `data`, else IMGSEARCH_DATASET_DIR, else — on an empty catalogue — a Caltech-101 copy (downloaded when
-    none is at hand).
+    `data`, else IMGSEARCH_DATASET_DIR, else the folder of an ingest that was interrupted (training on what
+    it had reached would quietly leave classes out), else — on an empty catalogue — a Caltech-101 copy
+    (downloaded when none is at hand).
     """
     folder = data or ctx.settings.dataset_dir
+    if folder is None:
+        folder = unfinished_ingest(ctx.Session)
+        if folder is not None:
+            log.warning("the last ingest of %s did not finish: finishing it before training", folder)
     if folder is None:
         with ctx.Session() as s:
             empty = not repo.labelled_images(s)
