@@ -102,7 +102,7 @@ def query_part(ctx: Context, queries: int, seed: int) -> None:
         print(f"Qdrant Edge filtered by {name:<26}{stats(lat)}")
     from qdrant_client import QdrantClient
 
-    from imgsearch.search.qdrant_index import QdrantClientIndex
+    from imgsearch.search.qdrant_server import QdrantClientIndex
 
     with tempfile.TemporaryDirectory() as tmp:
         all_ids = ids.tolist()

@@ -17,9 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imgsearch.models.identity import BackboneId  # noqa: E402
 from imgsearch.search.faiss_index import FaissIndex  # noqa: E402
-from imgsearch.search.index import Filter, StoreInfo  # noqa: E402
-from imgsearch.search.qdrant_index import EdgeIndex  # noqa: E402
+from imgsearch.search.index import Filter  # noqa: E402
+from imgsearch.search.qdrant_edge import EdgeIndex  # noqa: E402
 
 FILTERS = {
     "unfiltered": None,
@@ -68,7 +69,7 @@ def query_table(store, xq: np.ndarray, reps: int, label: str) -> None:
         print(f"{label:28s} {name:22s} {latencies(lambda f=flt, q=queries: store.search(next(q), 10, f), reps)}")
 
 
-def ingest_writer(folder: str, info: StoreInfo, batches: int, period_s: float, out) -> None:
+def ingest_writer(folder: str, info: BackboneId, batches: int, period_s: float, out) -> None:
     """Another process: an ingest run writing a batch of 32 every period_s; sends its upsert times."""
     rng = np.random.default_rng(9)
     store = EdgeIndex(folder, info, role="imgsearch ingest")
@@ -93,7 +94,7 @@ def main() -> None:
     ids, xb, payloads = dataset(args.n, args.dim)
     xq = xb[:: max(1, args.n // 100)] + 0.05
     xq /= np.linalg.norm(xq, axis=1, keepdims=True)
-    info = StoreInfo("bench", args.dim, "0" * 64)
+    info = BackboneId("bench", args.dim, "0" * 64)
     tmp = Path(tempfile.mkdtemp(prefix="bench_store_"))
     print(f"n={args.n} dim={args.dim} reps={args.reps} in {tmp}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,10 +12,11 @@ from typing import Any
 import faiss
 import numpy as np
 
+from imgsearch.models.files import atomic_write
 from imgsearch.search.index import (
+    BackboneId,
     Filter,
     Hit,
-    StoreInfo,
     StoreMismatchError,
     check_ids,
     check_k,
@@ -24,6 +24,7 @@ from imgsearch.search.index import (
     check_query,
     check_vectors,
     plain_payload,
+    require_backbone,
     unbatch,
 )
 from imgsearch.search.locking import StoreLock
@@ -31,20 +32,6 @@ from imgsearch.search.locking import StoreLock
 DATA_NAME = "data.npz"
 META_NAME = "store.json"
 FORMAT = "imgsearch-faiss-1"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder, then os.replace: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FaissIndex:
@@ -59,7 +46,7 @@ class FaissIndex:
     """
 
     def __init__(
-        self, folder: str | Path, info: StoreInfo, lock_timeout_s: float = 30.0, role: str | None = None
+        self, folder: str | Path, info: BackboneId, lock_timeout_s: float = 30.0, role: str | None = None
     ):
         self.folder = Path(folder)
         self._info = info
@@ -83,7 +70,7 @@ class FaissIndex:
         self.reload_if_changed()
 
     @property
-    def info(self) -> StoreInfo:
+    def info(self) -> BackboneId:
         return self._info
 
     # ---- persistence --------------------------------------------------------------------------------
@@ -92,7 +79,7 @@ class FaissIndex:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise StoreMismatchError(f"{meta_path} is not an imgsearch FAISS store (format {meta.get('format')})")
-        self._info.require_same(StoreInfo.from_dict(meta), f"FAISS index {self.folder}")
+        require_backbone(self._info, BackboneId.from_dict(meta), f"FAISS index {self.folder}")
 
     def _locked(self):
         return self._lock.hold(self.lock_timeout_s)
@@ -142,9 +129,9 @@ class FaissIndex:
                 version=np.int64(version),
             )
 
-        _atomic_write(self.folder / DATA_NAME, write_data)
+        atomic_write(self.folder / DATA_NAME, write_data)
         meta = {"format": FORMAT, **self._info.as_dict(), "version": version, "count": int(self._index.ntotal)}
-        _atomic_write(self.folder / META_NAME, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(self.folder / META_NAME, json.dumps(meta, indent=1))
         self._signature = self._stat()
         self.version_ = version
 

@@ -1,25 +1,19 @@
-"""The vector-store contract: `VectorIndex` protocol, `Hit`, backend-neutral `Filter`, `StoreInfo`, errors."""
+"""The vector-store contract: `VectorIndex` protocol, `Hit`, errors, and the input checks every backend shares.
+
+A store is bound to one `BackboneId` (its `info`); filters are `payload.Filter`, re-exported here.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-# Payload keys the filters read; every backend indexes exactly these (Qdrant payload indexes).
-LABEL = "label"
-PREDICTED_LABEL = "predicted_label"
-PREDICTED_PROB = "predicted_prob"
-KMEANS_CLUSTER = "kmeans_cluster"
-AGGLO_CLUSTER = "agglo_cluster"
-SOURCE_FOLDER = "source_folder"
-KEYWORD_FIELDS = (LABEL, PREDICTED_LABEL, SOURCE_FOLDER)
-INTEGER_FIELDS = (KMEANS_CLUSTER, AGGLO_CLUSTER)
-FLOAT_FIELDS = (PREDICTED_PROB,)
+from imgsearch.models.identity import BackboneId
+from imgsearch.search.payload import Filter  # the contract's filter type; importable from here too
 
 NORM_TOLERANCE = 1e-3
 
@@ -32,34 +26,11 @@ class StoreBusyError(RuntimeError):
     """Another process holds the embedded store and did not release it within the timeout."""
 
 
-@dataclass(frozen=True)
-class StoreInfo:
-    """Backbone identity a store is bound to: vectors from another backbone are not comparable."""
-
-    backbone: str
-    dim: int
-    weights_sha256: str
-
-    @property
-    def tag(self) -> str:
-        """Filesystem- and collection-safe `<backbone>_<sha8>`."""
-        return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.backbone}_{self.weights_sha256[:8]}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "dim": self.dim, "weights_sha256": self.weights_sha256}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StoreInfo:
-        return cls(str(d["backbone"]), int(d["dim"]), str(d["weights_sha256"]))
-
-    def require_same(self, stored: StoreInfo, where: str) -> None:
-        """Raise StoreMismatchError naming both identities when `stored` differs from self."""
-        if stored != self:
-            raise StoreMismatchError(
-                f"{where} holds vectors of backbone {stored.backbone!r} (dim {stored.dim}, weights "
-                f"{stored.weights_sha256[:12]}) but it was opened for {self.backbone!r} (dim {self.dim}, "
-                f"weights {self.weights_sha256[:12]}). Open the store made for this backbone, or re-ingest."
-            )
+def require_backbone(expected: BackboneId, stored: BackboneId, where: str) -> None:
+    """Raise StoreMismatchError, naming both identities, when a store holds another backbone's vectors."""
+    message = expected.mismatch(stored, where)
+    if message is not None:
+        raise StoreMismatchError(message)
 
 
 @dataclass(frozen=True)
@@ -71,55 +42,14 @@ class Hit:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Filter:
-    """Conditions ANDed together; a list field matches any of its values; None = no condition.
-
-    An empty list matches nothing. `min_confidence` keeps points with predicted_prob >= it.
-    """
-
-    labels: list[str] | None = None
-    predicted_labels: list[str] | None = None
-    min_confidence: float | None = None
-    kmeans_clusters: list[int] | None = None
-    agglo_clusters: list[int] | None = None
-    folders: list[str] | None = None
-
-    def any_of(self) -> dict[str, list[Any]]:
-        """Payload key -> accepted values, for the list conditions that are set."""
-        pairs = {
-            LABEL: self.labels,
-            PREDICTED_LABEL: self.predicted_labels,
-            KMEANS_CLUSTER: self.kmeans_clusters,
-            AGGLO_CLUSTER: self.agglo_clusters,
-            SOURCE_FOLDER: self.folders,
-        }
-        return {k: list(v) for k, v in pairs.items() if v is not None}
-
-    def matches_nothing(self) -> bool:
-        return any(len(v) == 0 for v in self.any_of().values())
-
-    def is_empty(self) -> bool:
-        return not self.any_of() and self.min_confidence is None
-
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        """Reference semantics, used by backends without native filtering (FAISS)."""
-        for key, accepted in self.any_of().items():
-            if payload.get(key) not in accepted:
-                return False
-        if self.min_confidence is not None:
-            prob = payload.get(PREDICTED_PROB)
-            if prob is None or not prob >= self.min_confidence:
-                return False
-        return True
-
-
 @runtime_checkable
 class VectorIndex(Protocol):
     """A store of (int id, unit vector, payload dict). Every backend returns the same ids and scores."""
 
     @property
-    def info(self) -> StoreInfo: ...
+    def info(self) -> BackboneId:
+        """The backbone whose vectors this store holds."""
+        ...
 
     def upsert(
         self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from imgsearch.models.processes import process_marker
 from imgsearch.search.index import StoreBusyError
 
 LOCK_NAME = ".lock"
@@ -66,10 +66,6 @@ class StoreLock:
         self._probe_fd: int | None = None
         self._mutex = threading.Lock()
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def _open(self, name: str) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
         return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o644)
@@ -88,7 +84,7 @@ class StoreLock:
                     raise StoreBusyError(self._busy_message(timeout_s))
             finally:
                 os.close(queue_fd)  # closing drops our place in the queue, held or not
-            holder = {"role": self.role, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            holder = {"role": self.role, **process_marker(), "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
             self._fd = fd
@@ -131,7 +127,7 @@ class StoreLock:
                 self._probe_fd = None
 
     def holder(self) -> dict[str, Any] | None:
-        """The last holder's record (role, pid, host, since), or None if unreadable."""
+        """The last holder's record (role, pid, host, proc, since), or None if unreadable."""
         try:
             return json.loads(self.path.read_text() or "null")
         except (OSError, ValueError):

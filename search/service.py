@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -38,13 +37,11 @@ class SearchResult:
 @dataclass
 class SearchResponse:
     results: list[SearchResult]
-    embed_ms: float = 0.0
     search_ms: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SearchService:
-    """Holds a backbone and the two indexes; queries are images (decoded RGB) or unit vectors of shape (d,)."""
+    """Holds a backbone and the two indexes. Queries are unit vectors of shape (d,); `embed` makes one."""
 
     def __init__(self, backbone, faiss: VectorIndex, qdrant: VectorIndex):
         self.backbone = backbone
@@ -52,45 +49,22 @@ class SearchService:
         self.qdrant = qdrant
 
     def embed(self, image: Image.Image) -> np.ndarray:
+        """A decoded RGB image -> its (d,) feature vector."""
         return self.backbone.embed_images([image])[0]
 
-    def _vector(self, query: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
-        if isinstance(query, np.ndarray):
-            return query.astype(np.float32, copy=False), 0.0
-        t = time.perf_counter()
-        xq = self.embed(query)
-        return xq, (time.perf_counter() - t) * 1000
-
-    def neighbours(self, query: Image.Image | np.ndarray, k: int = 10, exclude_id: int | None = None) -> SearchResponse:
+    def neighbours(self, query: np.ndarray, k: int = 10, exclude_id: int | None = None) -> SearchResponse:
         """Top-k by cosine similarity from the FAISS mirror. `exclude_id` drops the query's own entry."""
-        xq, embed_ms = self._vector(query)
         reload = getattr(self.faiss, "reload_if_changed", None)
         if reload is not None:
             reload()  # another process (ingest, worker) may have added images since
         t = time.perf_counter()
-        hits = self.faiss.search(xq, k + (exclude_id is not None))
+        hits = self.faiss.search(query, k + (exclude_id is not None))
         search_ms = (time.perf_counter() - t) * 1000
-        results = [SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k]
-        return SearchResponse(results, embed_ms, search_ms)
+        return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)
 
-    def filtered(
-        self,
-        query: Image.Image | np.ndarray,
-        k: int = 10,
-        labels: list[str] | None = None,
-        predicted_labels: list[str] | None = None,
-        min_confidence: float | None = None,
-        kmeans_clusters: list[int] | None = None,
-        agglo_clusters: list[int] | None = None,
-        folders: list[str] | None = None,
-        exclude_id: int | None = None,
-    ) -> SearchResponse:
-        """Top-k among the points whose payload matches every given condition, from Qdrant."""
-        xq, embed_ms = self._vector(query)
-        flt = Filter(labels=labels, predicted_labels=predicted_labels, min_confidence=min_confidence,
-                     kmeans_clusters=kmeans_clusters, agglo_clusters=agglo_clusters, folders=folders)
+    def filtered(self, query: np.ndarray, k: int, filter: Filter, exclude_id: int | None = None) -> SearchResponse:
+        """Top-k among the points whose payload meets every condition of `filter`, from Qdrant."""
         t = time.perf_counter()
-        hits = self.qdrant.search(xq, k + (exclude_id is not None), None if flt.is_empty() else flt)
+        hits = self.qdrant.search(query, k + (exclude_id is not None), None if filter.is_empty() else filter)
         search_ms = (time.perf_counter() - t) * 1000
-        results = [SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k]
-        return SearchResponse(results, embed_ms, search_ms, {"filter": flt})
+        return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)

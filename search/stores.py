@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.models.backbones import BackboneId
+from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import open_index
 from imgsearch.search.index import VectorIndex
 
@@ -51,8 +51,7 @@ def open_stores(
     role: str | None = None,
 ) -> Stores:
     """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone."""
-    args = (data_dir, backbone.name, backbone.dim, backbone.weights_sha256)
-    qdrant = open_index("qdrant", *args, qdrant_url=qdrant_url, api_key=api_key, lock_timeout_s=lock_timeout_s,
-                        role=role)
-    faiss = open_index("faiss", *args, lock_timeout_s=lock_timeout_s, role=role)
+    qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
+                        lock_timeout_s=lock_timeout_s, role=role)
+    faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role)
     return Stores(qdrant=qdrant, faiss=faiss)

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import close_dead_runs, payload_for, recover
+from imgsearch.ingest.pipeline import close_dead_runs, recover
+from imgsearch.search.payload import payload_for
 from imgsearch.search.stores import Stores
 
 SAMPLE = 256  # vectors compared between the two stores; a full comparison reads every vector twice

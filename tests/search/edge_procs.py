@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 
-from imgsearch.search.index import Filter, StoreInfo
-from imgsearch.search.qdrant_index import EdgeIndex
+from imgsearch.models.identity import BackboneId
+from imgsearch.search.index import Filter
+from imgsearch.search.qdrant_edge import EdgeIndex
 
-INFO = StoreInfo("procnet", 64, "ef" * 32)
+INFO = BackboneId("procnet", 64, "ef" * 32)
 
 
 def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import StoreBusyError
-from imgsearch.search.qdrant_index import EdgeIndex
+from imgsearch.search.qdrant_edge import EdgeIndex
 from tests.search.edge_procs import INFO, unit_rows
 
 REPO = Path(__file__).resolve().parents[2]

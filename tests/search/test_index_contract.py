@@ -12,16 +12,28 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from imgsearch.models.identity import BackboneId
 from imgsearch.search.faiss_index import FaissIndex
-from imgsearch.search.index import Filter, Hit, StoreInfo, StoreMismatchError, VectorIndex
-from imgsearch.search.qdrant_index import EdgeIndex, QdrantClientIndex
+from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
+from imgsearch.search.payload import FILTER_FIELDS, PayloadField
+from imgsearch.search.qdrant_edge import EdgeIndex
+from imgsearch.search.qdrant_server import QdrantClientIndex
 
 DIM = 32
 N = 300
-INFO = StoreInfo("testnet", DIM, "ab" * 32)
-OTHER = StoreInfo("othernet", DIM, "cd" * 32)
+INFO = BackboneId("testnet", DIM, "ab" * 32)
+OTHER = BackboneId("othernet", DIM, "cd" * 32)
 LABELS = ["cat", "dog", "car", "tree", "boat"]
 FOLDERS = ["/photos/a", "/photos/b", "/photos/c"]
+# The values each filterable field takes in the test data; a field the schema adds gets a generic vocabulary.
+VOCABULARY = {"label": LABELS, "predicted_label": LABELS, "source_folder": FOLDERS,
+              "kmeans_cluster": list(range(8)), "agglo_cluster": list(range(5))}
+
+
+def vocabulary(field: PayloadField) -> list:
+    if field.key in VOCABULARY:
+        return VOCABULARY[field.key]
+    return list(range(6)) if field.type == "integer" else [f"{field.key}-{i}" for i in range(6)]
 
 
 M = 8  # queries
@@ -43,17 +55,17 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict], np.nda
     xq = rotation[:M].astype(np.float32)
     payloads = []
     for _ in range(N):
-        labelled = rng.random() > 0.2
-        payloads.append(
-            {
-                "label": str(rng.choice(LABELS)) if labelled else None,
-                "predicted_label": str(rng.choice(LABELS)),
-                "predicted_prob": float(np.round(rng.random(), 6)),
-                "kmeans_cluster": int(rng.integers(0, 8)),
-                "agglo_cluster": np.int64(rng.integers(0, 5)),  # numpy scalars must be accepted
-                "source_folder": str(rng.choice(FOLDERS)),
-            }
-        )
+        payload: dict = {}
+        for f in FILTER_FIELDS:  # every filterable field of the schema, so each one is filtered on below
+            if f.match == "min":
+                payload[f.key] = float(np.round(rng.random(), 6))
+            elif f.key == "label" and rng.random() <= 0.2:
+                payload[f.key] = None  # unlabelled
+            else:
+                value = rng.choice(vocabulary(f))
+                payload[f.key] = int(value) if f.type == "integer" else str(value)
+        payload["agglo_cluster"] = np.int64(payload["agglo_cluster"])  # numpy scalars must be accepted
+        payloads.append(payload)
     return ids, xb, payloads, xq
 
 
@@ -80,7 +92,7 @@ class Backend:
     """How to (re)open one backend's store; reopening sees the same storage."""
 
     name: str
-    open: Callable[[StoreInfo], VectorIndex]
+    open: Callable[[BackboneId], VectorIndex]
     persistent: bool
     folder: Path
 
@@ -94,7 +106,7 @@ def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
     opened: list[VectorIndex] = []
     client = QdrantClient(":memory:")
 
-    def open_(info: StoreInfo = INFO) -> VectorIndex:
+    def open_(info: BackboneId = INFO) -> VectorIndex:
         if kind == "faiss":
             store = FaissIndex(folder / "faiss", info, lock_timeout_s=5)
         elif kind == "edge":
@@ -185,7 +197,15 @@ def test_k_larger_than_store(ro_store):
     assert len(ro_store.search(XQ[0], N + 50)) == N
 
 
-FILTERS = {
+def field_filter(f: PayloadField) -> tuple[Filter, Callable[[dict], bool]]:
+    """A condition on one schema field, and what it means in plain Python."""
+    if f.match == "min":
+        return Filter.on({f.key: 0.8}), lambda p: p[f.key] >= 0.8
+    accepted = vocabulary(f)[1:3]
+    return Filter.on({f.key: accepted}), lambda p: p[f.key] in accepted
+
+
+FILTERS = {f.key: field_filter(f) for f in FILTER_FIELDS} | {
     "labels": (Filter(labels=["cat", "dog"]), lambda p: p["label"] in ("cat", "dog")),
     "predicted_labels": (Filter(predicted_labels=["car"]), lambda p: p["predicted_label"] == "car"),
     "min_confidence": (Filter(min_confidence=0.8), lambda p: p["predicted_prob"] >= 0.8),
@@ -197,6 +217,10 @@ FILTERS = {
         lambda p: p["label"] in ("tree", "boat", "cat") and p["predicted_prob"] >= 0.3
         and p["source_folder"] in ("/photos/a", "/photos/c"),
     ),
+    "every_field": (
+        Filter.on({f.key: (0.3 if f.match == "min" else vocabulary(f)[:4]) for f in FILTER_FIELDS}),
+        lambda p: all(p[f.key] >= 0.3 if f.match == "min" else p[f.key] in vocabulary(f)[:4] for f in FILTER_FIELDS),
+    ),
     "empty_filter": (Filter(), lambda p: True),
 }
 
@@ -204,6 +228,7 @@ FILTERS = {
 @pytest.mark.parametrize("name", list(FILTERS))
 def test_each_filter_returns_exactly_the_matching_points(ro_store, name):
     flt, keep = FILTERS[name]
+    assert name == "empty_filter" or 0 < sum(keep(p) for p in PAYLOADS) < N  # a condition that selects
     expected = brute_force(XQ, 15, keep)
     got = ro_store.search(XQ, 15, filter=flt)
     assert [hit_ids(r) for r in got] == expected
@@ -288,7 +313,7 @@ def test_store_for_another_backbone_is_refused(backend, store):
     with pytest.raises(StoreMismatchError, match="othernet"):
         backend.open(OTHER)
     with pytest.raises(StoreMismatchError):
-        backend.open(StoreInfo(INFO.backbone, DIM * 2, INFO.weights_sha256))
+        backend.open(BackboneId(INFO.name, DIM * 2, INFO.weights_sha256))
 
 
 def test_reopen_keeps_everything(backend, store):

@@ -1,32 +1,30 @@
-"""Qdrant behind `VectorIndex`: embedded Qdrant Edge on disk (`EdgeIndex`) or a server via qdrant-client."""
+"""Embedded Qdrant Edge behind `VectorIndex` (`EdgeIndex`): one process at a time, leased under a fair lock.
+
+The shard is opened around operations and lingers briefly (see EdgeIndex); no open shard survives a fork().
+"""
 
 from __future__ import annotations
 
 import atexit
 import json
-import logging
 import os
-import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
 
+from imgsearch.models.files import atomic_write
 from imgsearch.search.index import (
-    FLOAT_FIELDS,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
-    PREDICTED_PROB,
+    BackboneId,
     Filter,
     Hit,
     StoreBusyError,
-    StoreInfo,
     StoreMismatchError,
     check_ids,
     check_k,
@@ -34,63 +32,35 @@ from imgsearch.search.index import (
     check_query,
     check_vectors,
     plain_payload,
+    require_backbone,
     unbatch,
 )
 from imgsearch.search.locking import StoreLock
-
-if TYPE_CHECKING:
-    from qdrant_client import QdrantClient, models
-
-log = logging.getLogger(__name__)
+from imgsearch.search.qdrant_common import SCROLL_PAGE, filter_conditions, grouped_updates, indexed_fields
 
 META_NAME = "store.json"
 VERSION_NAME = "version"
 SHARD_DIR = "shard"
 FORMAT = "imgsearch-qdrant-edge-1"
-SCROLL_PAGE = 10_000
-UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
 REAPER_TICK_S = 0.01
 
-
-def _grouped_updates(ids: list[int], updates: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int]]]:
-    """Group ids that get the same update, so a re-fit (few distinct clusters) is a few operations."""
-    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
-    for i, u in zip(ids, updates, strict=True):
-        groups.setdefault(json.dumps(u, sort_keys=True), (u, []))[1].append(i)
-    return list(groups.values())
-
-
-def _typed_values(key: str, values: list[Any]) -> list[Any]:
-    return [int(v) for v in values] if key in INTEGER_FIELDS else [str(v) for v in values]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-# ==== embedded: Qdrant Edge ==========================================================================
+SCHEMA_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "datetime": qe.PayloadSchemaType.Datetime,
+}
 
 
 def _edge_filter(f: Filter | None) -> qe.Filter | None:
-    if f is None or f.is_empty():
+    conditions = filter_conditions(f)
+    if conditions is None:
         return None
-    must: list[Any] = [
-        qe.FieldCondition(key, match=qe.MatchAny(_typed_values(key, vals))) for key, vals in f.any_of().items()
-    ]
-    if f.min_confidence is not None:
-        must.append(qe.FieldCondition(PREDICTED_PROB, range=qe.RangeFloat(gte=float(f.min_confidence))))
-    return qe.Filter(must=must)
-
-
-def _edge_schema(key: str) -> qe.PayloadSchemaType:
-    if key in INTEGER_FIELDS:
-        return qe.PayloadSchemaType.Integer
-    if key in FLOAT_FIELDS:
-        return qe.PayloadSchemaType.Float
-    return qe.PayloadSchemaType.Keyword
+    return qe.Filter(must=[
+        qe.FieldCondition(key, match=qe.MatchAny(value)) if how == "any"
+        else qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
+        for key, how, value in conditions
+    ])
 
 
 class EdgeIndex:
@@ -109,7 +79,7 @@ class EdgeIndex:
     def __init__(
         self,
         folder: str | Path,
-        info: StoreInfo,
+        info: BackboneId,
         lock_timeout_s: float = 30.0,
         role: str | None = None,
         linger_s: float = 5.0,
@@ -137,7 +107,7 @@ class EdgeIndex:
         _LIVE.add(self)
 
     @property
-    def info(self) -> StoreInfo:
+    def info(self) -> BackboneId:
         return self._info
 
     # ---- store lifecycle --------------------------------------------------------------------------
@@ -154,20 +124,20 @@ class EdgeIndex:
             shard = qe.EdgeShard.create(str(shard_path), self._config())
         try:
             have = set(shard.info().payload_schema)
-            for key in (*KEYWORD_FIELDS, *INTEGER_FIELDS, *FLOAT_FIELDS):
+            for key, kind in indexed_fields():
                 if key not in have:
-                    shard.update(qe.UpdateOperation.create_field_index(key, _edge_schema(key)))
+                    shard.update(qe.UpdateOperation.create_field_index(key, SCHEMA_TYPES[kind]))
         finally:
             shard.close()  # flushes
-        _write_text_atomic(self.folder / VERSION_NAME, "0")
+        atomic_write(self.folder / VERSION_NAME, "0")
         meta = {"format": FORMAT, **self._info.as_dict(), "distance": "cosine"}
-        _write_text_atomic(self.folder / META_NAME, json.dumps(meta, indent=1))
+        atomic_write(self.folder / META_NAME, json.dumps(meta, indent=1))
 
     def _check_meta(self) -> None:
         meta = json.loads((self.folder / META_NAME).read_text())
         if meta.get("format") != FORMAT:
             raise StoreMismatchError(f"{self.folder} is not an imgsearch Qdrant Edge store ({meta.get('format')})")
-        self._info.require_same(StoreInfo.from_dict(meta), f"Qdrant Edge store {self.folder}")
+        require_backbone(self._info, BackboneId.from_dict(meta), f"Qdrant Edge store {self.folder}")
 
     def _load(self, shard_path: Path, with_config: bool = False) -> qe.EdgeShard:
         try:
@@ -242,7 +212,7 @@ class EdgeIndex:
                     self._release()
 
     def _bump_version(self) -> None:
-        _write_text_atomic(self.folder / VERSION_NAME, str(self.version() + 1))
+        atomic_write(self.folder / VERSION_NAME, str(self.version() + 1))
 
     def version(self) -> int:
         """Write counter; changes whenever any process writes. Read without the lock."""
@@ -349,7 +319,7 @@ class EdgeIndex:
             raise ValueError(f"{len(ids_)} ids but {len(payload_updates)} payload updates")
         if not ids_:
             return
-        groups = _grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
+        groups = grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
         with self._lease(write=True) as shard:
             self._retrieve(shard, ids_, payload=False, vector=False)  # all-or-nothing: check before writing
             for update, group_ids in groups:
@@ -376,200 +346,3 @@ def _close_quietly(ref: weakref.ref) -> None:
             index.close()
         except Exception:  # interpreter shutdown: nothing useful to report
             pass
-
-
-# ==== server (or in-memory) via qdrant-client ======================================================
-# qdrant_client is imported inside the functions that use it: it takes ~1 s to import, and processes
-# on the embedded store (ingest, worker) never need it.
-
-
-def _client_filter(f: Filter | None) -> models.Filter | None:
-    from qdrant_client import models
-
-    if f is None or f.is_empty():
-        return None
-    must: list[Any] = [
-        models.FieldCondition(key=key, match=models.MatchAny(any=_typed_values(key, vals)))
-        for key, vals in f.any_of().items()
-    ]
-    if f.min_confidence is not None:
-        must.append(models.FieldCondition(key=PREDICTED_PROB, range=models.Range(gte=float(f.min_confidence))))
-    return models.Filter(must=must)
-
-
-def _client_schema(key: str) -> models.PayloadSchemaType:
-    from qdrant_client import models
-
-    if key in INTEGER_FIELDS:
-        return models.PayloadSchemaType.INTEGER
-    if key in FLOAT_FIELDS:
-        return models.PayloadSchemaType.FLOAT
-    return models.PayloadSchemaType.KEYWORD
-
-
-def collection_name(info: StoreInfo) -> str:
-    return f"images_{info.tag}"
-
-
-class QdrantClientIndex:
-    """`VectorIndex` over a collection reached through qdrant-client: a server URL, or ":memory:" in tests.
-
-    The collection is named per backbone and records the backbone identity in its metadata; an
-    existing collection with another dimension, distance or identity is refused. The server handles
-    concurrent processes itself, so no lock here.
-    """
-
-    def __init__(
-        self,
-        client: QdrantClient,
-        info: StoreInfo,
-        collection: str | None = None,
-        exact: bool = True,
-        owns_client: bool = True,
-    ):
-        from qdrant_client import models
-
-        self.client = client
-        self._info = info
-        self.collection = collection or collection_name(info)
-        options = getattr(client, "init_options", {}) or {}
-        # Local mode (":memory:" or path=) is always brute force and warns about search params and
-        # payload indexes it ignores; only a server gets them.
-        self.is_local = options.get("location") == ":memory:" or bool(options.get("path"))
-        self._params = None if self.is_local else models.SearchParams(exact=exact)
-        self.owns_client = owns_client
-        if client.collection_exists(self.collection):
-            self._check_collection()
-        else:
-            self._create_collection()
-
-    @property
-    def info(self) -> StoreInfo:
-        return self._info
-
-    def _create_collection(self) -> None:
-        from qdrant_client import models
-
-        self.client.create_collection(
-            self.collection,
-            vectors_config=models.VectorParams(size=self._info.dim, distance=models.Distance.COSINE),
-            metadata=self._info.as_dict(),
-        )
-        if not self.is_local:
-            for key in (*KEYWORD_FIELDS, *INTEGER_FIELDS, *FLOAT_FIELDS):
-                self.client.create_payload_index(self.collection, key, _client_schema(key), wait=True)
-
-    def _check_collection(self) -> None:
-        from qdrant_client import models
-
-        config = self.client.get_collection(self.collection).config
-        vectors = config.params.vectors
-        where = f"Qdrant collection {self.collection!r}"
-        if not isinstance(vectors, models.VectorParams):
-            raise StoreMismatchError(f"{where} uses named vectors; imgsearch expects one unnamed vector")
-        if vectors.distance != models.Distance.COSINE:
-            raise StoreMismatchError(f"{where} uses {vectors.distance} distance, not cosine")
-        if config.metadata and "backbone" in config.metadata:
-            self._info.require_same(StoreInfo.from_dict(config.metadata), where)
-        elif vectors.size != self._info.dim:  # servers older than collection metadata: size is all we have
-            raise StoreMismatchError(f"{where} holds dim {vectors.size}, this backbone has dim {self._info.dim}")
-
-    def upsert(
-        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
-    ) -> None:
-        from qdrant_client import models
-
-        ids_ = check_ids(ids, unique=True)
-        xb = check_vectors(vectors, self._info.dim, len(ids_))
-        plain = check_payloads(payloads, len(ids_))
-        for s in range(0, len(ids_), UPLOAD_BATCH):
-            e = s + UPLOAD_BATCH
-            batch = models.Batch(ids=ids_[s:e], vectors=xb[s:e].tolist(), payloads=plain[s:e])
-            self.client.upsert(self.collection, points=batch, wait=True)
-
-    def search(
-        self, query: np.ndarray, k: int, filter: Filter | None = None
-    ) -> list[Hit] | list[list[Hit]]:
-        from qdrant_client import models
-
-        xq, batched = check_query(query, self._info.dim)
-        k = check_k(k)
-        if filter is not None and filter.matches_nothing():
-            return unbatch([[] for _ in range(len(xq))], batched)
-        f = _client_filter(filter)
-        requests = [
-            models.QueryRequest(query=q, filter=f, limit=k, with_payload=True, params=self._params)
-            for q in xq.tolist()
-        ]
-        responses = self.client.query_batch_points(self.collection, requests)
-        results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
-        return unbatch(results, batched)
-
-    def delete(self, ids: Sequence[int]) -> None:
-        from qdrant_client import models
-
-        ids_ = check_ids(ids)
-        if ids_:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids_), wait=True)
-
-    def count(self) -> int:
-        return int(self.client.count(self.collection, exact=True).count)
-
-    def ids(self) -> np.ndarray:
-        out: list[int] = []
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                self.collection, limit=SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=False
-            )
-            out.extend(int(r.id) for r in records)
-            if offset is None:
-                break
-        return np.sort(np.asarray(out, dtype=np.int64))
-
-    def _retrieve(self, ids_: list[int], payload: bool, vector: bool) -> dict[int, Any]:
-        records = self.client.retrieve(self.collection, ids_, with_payload=payload, with_vectors=vector)
-        found = {int(r.id): r for r in records}
-        missing = [i for i in ids_ if i not in found]
-        if missing:
-            raise KeyError(f"ids not in the index: {missing[:10]}")
-        return found
-
-    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
-        ids_ = check_ids(ids)
-        if not ids_:
-            return np.zeros((0, self._info.dim), dtype=np.float32)
-        found = self._retrieve(ids_, payload=False, vector=True)
-        return np.asarray([found[i].vector for i in ids_], dtype=np.float32)
-
-    def get_payloads(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        ids_ = check_ids(ids)
-        if not ids_:
-            return []
-        found = self._retrieve(ids_, payload=True, vector=False)
-        return [dict(found[i].payload or {}) for i in ids_]
-
-    def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
-        from qdrant_client import models
-
-        ids_ = check_ids(ids, unique=True)
-        if len(payload_updates) != len(ids_):
-            raise ValueError(f"{len(ids_)} ids but {len(payload_updates)} payload updates")
-        if not ids_:
-            return
-        self._retrieve(ids_, payload=False, vector=False)  # all-or-nothing: check before writing
-        operations = [
-            models.SetPayloadOperation(set_payload=models.SetPayload(payload=update, points=group_ids))
-            for update, group_ids in _grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
-        ]
-        self.client.batch_update_points(self.collection, operations, wait=True)
-
-    def close(self) -> None:
-        if self.owns_client:
-            self.client.close()
-
-    def __enter__(self) -> QdrantClientIndex:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -1,0 +1,225 @@
+"""Qdrant through qdrant-client behind `VectorIndex` (`QdrantClientIndex`): a server URL, or ":memory:" in tests.
+
+qdrant_client is imported inside the functions that use it: it takes ~1 s to import, and processes on the
+embedded store (ingest, worker) never need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgsearch.search.index import (
+    BackboneId,
+    Filter,
+    Hit,
+    StoreMismatchError,
+    check_ids,
+    check_k,
+    check_payloads,
+    check_query,
+    check_vectors,
+    plain_payload,
+    require_backbone,
+    unbatch,
+)
+from imgsearch.search.qdrant_common import SCROLL_PAGE, filter_conditions, grouped_updates, indexed_fields
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
+
+UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
+
+
+def _client_filter(f: Filter | None) -> models.Filter | None:
+    from qdrant_client import models
+
+    conditions = filter_conditions(f)
+    if conditions is None:
+        return None
+    return models.Filter(must=[
+        models.FieldCondition(key=key, match=models.MatchAny(any=value)) if how == "any"
+        else models.FieldCondition(key=key, range=models.Range(gte=float(value)))
+        for key, how, value in conditions
+    ])
+
+
+def _client_schema(kind: str) -> models.PayloadSchemaType:
+    from qdrant_client import models
+
+    return {
+        "keyword": models.PayloadSchemaType.KEYWORD,
+        "integer": models.PayloadSchemaType.INTEGER,
+        "float": models.PayloadSchemaType.FLOAT,
+        "datetime": models.PayloadSchemaType.DATETIME,
+    }[kind]
+
+
+def collection_name(info: BackboneId) -> str:
+    return f"images_{info.tag}"
+
+
+class QdrantClientIndex:
+    """`VectorIndex` over a collection reached through qdrant-client: a server URL, or ":memory:" in tests.
+
+    The collection is named per backbone and records the backbone identity in its metadata; an
+    existing collection with another dimension, distance or identity is refused. The server handles
+    concurrent processes itself, so no lock here.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        info: BackboneId,
+        collection: str | None = None,
+        exact: bool = True,
+        owns_client: bool = True,
+    ):
+        from qdrant_client import models
+
+        self.client = client
+        self._info = info
+        self.collection = collection or collection_name(info)
+        options = getattr(client, "init_options", {}) or {}
+        # Local mode (":memory:" or path=) is always brute force and warns about search params and
+        # payload indexes it ignores; only a server gets them.
+        self.is_local = options.get("location") == ":memory:" or bool(options.get("path"))
+        self._params = None if self.is_local else models.SearchParams(exact=exact)
+        self.owns_client = owns_client
+        if client.collection_exists(self.collection):
+            self._check_collection()
+        else:
+            self._create_collection()
+
+    @property
+    def info(self) -> BackboneId:
+        return self._info
+
+    def _create_collection(self) -> None:
+        from qdrant_client import models
+
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=self._info.dim, distance=models.Distance.COSINE),
+            metadata=self._info.as_dict(),
+        )
+        if not self.is_local:
+            for key, kind in indexed_fields():
+                self.client.create_payload_index(self.collection, key, _client_schema(kind), wait=True)
+
+    def _check_collection(self) -> None:
+        from qdrant_client import models
+
+        config = self.client.get_collection(self.collection).config
+        vectors = config.params.vectors
+        where = f"Qdrant collection {self.collection!r}"
+        if not isinstance(vectors, models.VectorParams):
+            raise StoreMismatchError(f"{where} uses named vectors; imgsearch expects one unnamed vector")
+        if vectors.distance != models.Distance.COSINE:
+            raise StoreMismatchError(f"{where} uses {vectors.distance} distance, not cosine")
+        if config.metadata and "backbone" in config.metadata:
+            require_backbone(self._info, BackboneId.from_dict(config.metadata), where)
+        elif vectors.size != self._info.dim:  # servers older than collection metadata: size is all we have
+            raise StoreMismatchError(f"{where} holds dim {vectors.size}, this backbone has dim {self._info.dim}")
+
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids, unique=True)
+        xb = check_vectors(vectors, self._info.dim, len(ids_))
+        plain = check_payloads(payloads, len(ids_))
+        for s in range(0, len(ids_), UPLOAD_BATCH):
+            e = s + UPLOAD_BATCH
+            batch = models.Batch(ids=ids_[s:e], vectors=xb[s:e].tolist(), payloads=plain[s:e])
+            self.client.upsert(self.collection, points=batch, wait=True)
+
+    def search(
+        self, query: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        from qdrant_client import models
+
+        xq, batched = check_query(query, self._info.dim)
+        k = check_k(k)
+        if filter is not None and filter.matches_nothing():
+            return unbatch([[] for _ in range(len(xq))], batched)
+        f = _client_filter(filter)
+        requests = [
+            models.QueryRequest(query=q, filter=f, limit=k, with_payload=True, params=self._params)
+            for q in xq.tolist()
+        ]
+        responses = self.client.query_batch_points(self.collection, requests)
+        results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+        return unbatch(results, batched)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids)
+        if ids_:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids_), wait=True)
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def ids(self) -> np.ndarray:
+        out: list[int] = []
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=False
+            )
+            out.extend(int(r.id) for r in records)
+            if offset is None:
+                break
+        return np.sort(np.asarray(out, dtype=np.int64))
+
+    def _retrieve(self, ids_: list[int], payload: bool, vector: bool) -> dict[int, Any]:
+        records = self.client.retrieve(self.collection, ids_, with_payload=payload, with_vectors=vector)
+        found = {int(r.id): r for r in records}
+        missing = [i for i in ids_ if i not in found]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:10]}")
+        return found
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return np.zeros((0, self._info.dim), dtype=np.float32)
+        found = self._retrieve(ids_, payload=False, vector=True)
+        return np.asarray([found[i].vector for i in ids_], dtype=np.float32)
+
+    def get_payloads(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        ids_ = check_ids(ids)
+        if not ids_:
+            return []
+        found = self._retrieve(ids_, payload=True, vector=False)
+        return [dict(found[i].payload or {}) for i in ids_]
+
+    def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
+        from qdrant_client import models
+
+        ids_ = check_ids(ids, unique=True)
+        if len(payload_updates) != len(ids_):
+            raise ValueError(f"{len(ids_)} ids but {len(payload_updates)} payload updates")
+        if not ids_:
+            return
+        self._retrieve(ids_, payload=False, vector=False)  # all-or-nothing: check before writing
+        operations = [
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload=update, points=group_ids))
+            for update, group_ids in grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
+        ]
+        self.client.batch_update_points(self.collection, operations, wait=True)
+
+    def close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+    def __enter__(self) -> QdrantClientIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
