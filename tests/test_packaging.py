@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,11 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_wheel_installs_only_imgsearch(tmp_path):
+    # Built from a copy: setuptools leaves a build/ folder beside the sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("db", "ingest", "models", "search", "ui"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(ROOT)], capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+         str(src)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
-    wheel = next(tmp_path.glob("imgsearch-*.whl"))
+    wheel = next((tmp_path / "dist").glob("imgsearch-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"imgsearch", wheel.name.split("-py3")[0] + ".dist-info"}
     for expected in ("imgsearch/ui/cli.py", "imgsearch/ui/web/app.py", "imgsearch/ui/web/pages/search_page.py",
