@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imgsearch.db.models import Image, Run
+from imgsearch.search.payload import FILTER_FIELDS, PayloadField
 
 CLUSTER_COLUMNS = {"kmeans": Image.kmeans_cluster, "agglomerative": Image.agglo_cluster}
 
 
-@dataclass(frozen=True)
-class FilterChoices:
-    """Distinct payload values of the indexed images, for the filter widgets."""
-
-    labels: list[str] = field(default_factory=list)
-    predicted_labels: list[str] = field(default_factory=list)
-    kmeans_clusters: list[int] = field(default_factory=list)
-    agglo_clusters: list[int] = field(default_factory=list)
-    folders: list[str] = field(default_factory=list)
+# Payload key -> distinct values among the indexed images, sorted: the options of the app's filter widgets.
+FilterChoices = dict[str, list]
 
 
 def indexed_count(session: Session) -> int:
@@ -41,14 +35,10 @@ def _distinct(session: Session, column) -> list:
     return list(session.scalars(query))
 
 
-def filter_choices(session: Session) -> FilterChoices:
-    return FilterChoices(
-        labels=_distinct(session, Image.label),
-        predicted_labels=_distinct(session, Image.predicted_label),
-        kmeans_clusters=_distinct(session, Image.kmeans_cluster),
-        agglo_clusters=_distinct(session, Image.agglo_cluster),
-        folders=_distinct(session, Image.source_folder),
-    )
+def filter_choices(session: Session, fields: Sequence[PayloadField] = FILTER_FIELDS) -> FilterChoices:
+    """For each payload field filtered by a list of values, its distinct values (read from the catalogue
+    column the payload schema names as its source)."""
+    return {f.key: _distinct(session, getattr(Image, f.source)) for f in fields if f.match == "any"}
 
 
 def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, str]]:

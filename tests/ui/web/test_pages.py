@@ -126,6 +126,38 @@ def test_filters_that_match_nothing_say_why(app_env):
     assert "label is one of: grass" in message and "folder is one of:" in message
 
 
+def test_filter_widgets_come_from_the_payload_schema(app_env):
+    """One widget per filterable schema field, labelled and keyed from the schema, offering the catalogue's values."""
+    from imgsearch.db import collection
+    from imgsearch.db.session import make_engine, session_factory
+    from imgsearch.search.payload import FILTER_FIELDS
+    from imgsearch.ui.settings import Settings
+
+    engine = make_engine(Settings().db_url)
+    with session_factory(engine)() as s:
+        choices = collection.filter_choices(s)
+    engine.dispose()
+    at = page("filtered")
+    at.run()
+    _ok(at)
+    for f in FILTER_FIELDS:
+        if f.match == "any":
+            widget = at.multiselect(key=f"filtered_{f.name}")
+            assert widget.options == [str(v) for v in choices[f.key]] and choices[f.key], f.key
+        else:
+            widget = at.slider(key=f"filtered_{f.name}")
+            assert (widget.min, widget.max, widget.value) == (*f.bounds, f.bounds[0]), f.key
+        assert widget.label == f.title
+    at.radio(key="filtered_source").set_value("Pick from the collection")
+    at.slider(key="filtered_min_confidence").set_value(0.5)
+    at.multiselect(key="filtered_kmeans_clusters").set_value([choices["kmeans_cluster"][0]])
+    at.run()
+    _ok(at)
+    shown = _texts(at.markdown)
+    cluster = choices["kmeans_cluster"][0]
+    assert "prediction confidence ≥ 50%" in shown and f"K-Means cluster is one of: {cluster}" in shown
+
+
 # ---- clusters, metrics, app --------------------------------------------------------------------------------
 
 

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import streamlit as st
 
-from imgsearch.search.index import Filter
+from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "filtered"
 
 
-def sidebar_filter(choices) -> Filter:
-    """Filter widgets built from the distinct values in the collection; an empty selection = no condition."""
+def sidebar_filter(choices: Mapping[str, list]) -> Filter:
+    """One widget per filterable payload field (the schema's order, lists before bounds); empty = no condition.
+
+    A field filtered by a list of values is a multiselect over its distinct values in the collection; one
+    filtered by a lower bound is a slider over the field's bounds, whose minimum means no condition.
+    """
     sb = st.sidebar
     sb.header("Filters")
-    labels = sb.multiselect("Label", choices.labels, key=f"{PREFIX}_labels")
-    predicted = sb.multiselect("Predicted label", choices.predicted_labels, key=f"{PREFIX}_predicted")
-    kmeans = sb.multiselect("K-Means cluster", choices.kmeans_clusters, key=f"{PREFIX}_kmeans")
-    agglo = sb.multiselect("Agglomerative cluster", choices.agglo_clusters, key=f"{PREFIX}_agglo")
-    folders = sb.multiselect("Folder", choices.folders, key=f"{PREFIX}_folders")
-    min_conf = sb.slider("Minimum prediction confidence", 0.0, 1.0, 0.0, 0.05, key=f"{PREFIX}_min_conf")
-    return Filter(labels=labels or None, predicted_labels=predicted or None, min_confidence=min_conf or None,
-                  kmeans_clusters=kmeans or None, agglo_clusters=agglo or None, folders=folders or None)
+    conditions = {}
+    for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
+        key = f"{PREFIX}_{f.name}"
+        if f.match == "any":
+            conditions[f.key] = sb.multiselect(f.title, choices.get(f.key, []), key=key) or None
+        else:
+            low, high = f.bounds
+            bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
+            conditions[f.key] = bound if bound > low else None
+    return Filter.on(conditions)
 
 
 def main() -> None:
@@ -36,18 +44,14 @@ def main() -> None:
     if query is None:
         return
     with widgets.store_errors():
-        response = state.service.filtered(
-            query.vector, k, labels=flt.labels, predicted_labels=flt.predicted_labels,
-            min_confidence=flt.min_confidence, kmeans_clusters=flt.kmeans_clusters,
-            agglo_clusters=flt.agglo_clusters, folders=flt.folders, exclude_id=query.exclude_id,
-        )
+        response = state.service.filtered(query.vector, k, flt, exclude_id=query.exclude_id)
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name, r.label) for r in response.results]
 
     left, right = st.columns([1, 3])
     with left:
         widgets.show_query(query)
     with right:
-        conditions = views.describe_filter(flt)
+        conditions = flt.describe()
         st.markdown("**Filters:** " + ("; ".join(conditions) if conditions else "none (whole collection)"))
         embed = f"{query.embed_ms:.0f} ms" if query.exclude_id is None else "0 ms (stored vector)"
         st.caption(f"Embedding: {embed} · filtered search: {response.search_ms:.1f} ms")

@@ -1,0 +1,49 @@
+"""db.collection.filter_choices reads every list-filtered payload field of the schema from its catalogue column."""
+
+from __future__ import annotations
+
+from imgsearch.db import collection
+from imgsearch.db import repository as repo
+from imgsearch.db.models import Image
+from imgsearch.search.payload import FILTER_FIELDS, PayloadField
+
+
+def _catalogue(session) -> None:
+    rows = [  # (label, predicted, kmeans, agglo, folder, status)
+        ("cat", "cat", 2, 0, "/photos/b", "indexed"),
+        ("dog", "cat", 0, 1, "/photos/a", "indexed"),
+        (None, "dog", 2, None, "/photos/a", "indexed"),
+        ("zebra", "zebra", 9, 9, "/photos/z", "pending"),  # not in the stores yet: not offered
+    ]
+    for n, (label, predicted, kmeans, agglo, folder, status) in enumerate(rows):
+        image = repo.add_image(session, content_hash=f"{n:064x}", path=f"{folder}/{n}.jpg", file_name=f"{n}.jpg",
+                               width=4, height=4, size_bytes=10, source_folder=folder, label=label, status=status)
+        repo.update_images(session, [{"id": image.id, "predicted_label": predicted, "predicted_prob": 0.5,
+                                      "kmeans_cluster": kmeans, "agglo_cluster": agglo}])
+    session.commit()
+
+
+def test_filter_choices_are_the_distinct_indexed_values_of_every_list_field(session):
+    _catalogue(session)
+    choices = collection.filter_choices(session)
+    assert choices == {
+        "label": ["cat", "dog"],
+        "predicted_label": ["cat", "dog"],
+        "kmeans_cluster": [0, 2],
+        "agglo_cluster": [0, 1],
+        "source_folder": ["/photos/a", "/photos/b"],
+    }
+    # Generic over the schema: one entry per field filtered by a list of values, none for bounds.
+    assert set(choices) == {f.key for f in FILTER_FIELDS if f.match == "any"}
+
+
+def test_filter_choices_follow_the_fields_given(session):
+    """A field added to the schema is offered with no change to db/: here the catalogue's `file_name`."""
+    _catalogue(session)
+    extra = PayloadField("file_name", "keyword", "file_name", "any", "file_names", "file name", "file-name")
+    assert collection.filter_choices(session, [extra]) == {"file_name": ["0.jpg", "1.jpg", "2.jpg"]}
+
+
+def test_every_filter_field_comes_from_a_catalogue_column():
+    columns = set(Image.__table__.columns.keys())
+    assert all(f.source in columns for f in FILTER_FIELDS)
