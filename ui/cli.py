@@ -262,35 +262,35 @@ def search_cmd(
     from imgsearch.search.service import SearchService
     from imgsearch.ui.report import results_table
 
-    ctx = _context("search", data_dir=data_dir)
-    try:
-        data = image.expanduser().read_bytes()
-        query = load_rgb(data, ctx.settings.max_image_pixels)
-    except OSError as exc:
-        _fail(f"cannot read {image}: {exc.strerror or exc}")
-    except ImageRejected as exc:
-        _fail(f"{image}: {exc.message}")
-    with ctx.Session() as s:
-        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-        own_id = known.id if known is not None else None
-    stores = _stores(ctx)
-    if stores.faiss.count() == 0:
-        _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
-    service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
-    xq = service.embed(query)
-    if flt is not None and not flt.is_empty():
-        response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
-    else:
-        response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
-    trained = ctx.trained()
-    if trained is not None:
-        top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
-        console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
-    if not response.results:
-        console.print("no image matches these filters")
-    else:
-        console.print(results_table(f"{how} for {image.name} (search {response.search_ms:.1f} ms)", response.results))
-    ctx.close()
+    with _context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, _fail included
+        try:
+            data = image.expanduser().read_bytes()
+            query = load_rgb(data, ctx.settings.max_image_pixels)
+        except OSError as exc:
+            _fail(f"cannot read {image}: {exc.strerror or exc}")
+        except ImageRejected as exc:
+            _fail(f"{image}: {exc.message}")
+        with ctx.Session() as s:
+            known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
+            own_id = known.id if known is not None else None
+        stores = _stores(ctx)
+        if stores.faiss.count() == 0:
+            _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
+        service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
+        xq = service.embed(query)
+        if flt is not None and not flt.is_empty():
+            response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
+        else:
+            response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+        trained = ctx.trained()
+        if trained is not None:
+            top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
+            console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
+        if not response.results:
+            console.print("no image matches these filters")
+        else:
+            title = f"{how} for {image.name} (search {response.search_ms:.1f} ms)"
+            console.print(results_table(title, response.results))
 
 
 @app.command("metrics")
