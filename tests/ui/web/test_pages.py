@@ -143,11 +143,12 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
     for f in FILTER_FIELDS:
         if f.match == "any":
             widget = at.multiselect(key=f"filtered_{f.name}")
-            assert widget.options == [str(v) for v in choices[f.key]] and choices[f.key], f.key
+            assert widget.options == [str(v) for v in choices[f.key]], f.key
         else:
             widget = at.slider(key=f"filtered_{f.name}")
             assert (widget.min, widget.max, widget.value) == (*f.bounds, f.bounds[0]), f.key
         assert widget.label == f.title
+    assert at.multiselect(key="filtered_agglo_clusters").options  # trained: the clusters are offered
     at.radio(key="filtered_source").set_value("Pick from the collection")
     at.slider(key="filtered_min_confidence").set_value(0.5)
     at.multiselect(key="filtered_kmeans_clusters").set_value([choices["kmeans_cluster"][0]])
