@@ -32,6 +32,7 @@ class Expected:
 
 def _expected(collection, backbone) -> dict[str, Expected]:
     from imgsearch.ingest.decode import load_rgb
+    from imgsearch.search.index import Filter
     from imgsearch.search.service import SearchService
     from imgsearch.ui.context import Context
     from imgsearch.ui.settings import Settings
@@ -51,7 +52,7 @@ def _expected(collection, backbone) -> dict[str, Expected]:
         best = int(np.argmax(proba))
         search = Expected([(r.file_name, r.score) for r in service.neighbours(xq, K + 5).results],
                           (str(svm.classes_[best]), 100 * float(proba[best])))
-        filtered = service.filtered(embed(FILTER_QUERY), K + 5, labels=[FILTER_LABEL])
+        filtered = service.filtered(embed(FILTER_QUERY), K + 5, Filter(labels=[FILTER_LABEL]))
         return {"search": search, "filtered": Expected([(r.file_name, r.score) for r in filtered.results])}
     finally:
         ctx.close()  # the app opens the embedded stores itself

@@ -43,16 +43,8 @@ def probability_figure(top: pd.DataFrame) -> go.Figure:
 
 
 def describe_filter(flt: Filter) -> list[str]:
-    """Human-readable conditions of a filter, one per active condition."""
-    names = {"label": "label", "predicted_label": "predicted label", "kmeans_cluster": "K-Means cluster",
-             "agglo_cluster": "agglomerative cluster", "source_folder": "folder"}
-    out = []
-    for key, values in flt.any_of().items():
-        shown = ", ".join(str(v) for v in values) if values else "(nothing selected)"
-        out.append(f"{names[key]} is one of: {shown}")
-    if flt.min_confidence is not None:
-        out.append(f"prediction confidence ≥ {flt.min_confidence:.0%}")
-    return out
+    """Human-readable conditions of a filter, one per active condition (the payload schema's wording)."""
+    return flt.describe()
 
 
 def empty_result_reason(flt: Filter, n_indexed: int) -> str:
