@@ -93,6 +93,7 @@ class Image(Base):
     predicted_prob: Mapped[float | None] = mapped_column(Float)
     kmeans_cluster: Mapped[int | None]
     agglo_cluster: Mapped[int | None]
+    model_run_id: Mapped[int | None]  # the training run whose models made predicted_* and the clusters
     backbone: Mapped[str | None] = mapped_column(String(64))
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.chunks import chunks
@@ -102,6 +102,25 @@ def add_image(
     session.add(image)
     session.flush()
     return image
+
+
+def restore_image(session: Session, image_id: int, **fields: Any) -> Image:
+    """Re-create a catalogue row under its old id (= its vector id), from what a vector store kept of it."""
+    image = Image(id=int(image_id), **fields)
+    session.add(image)
+    session.flush()
+    return image
+
+
+def restore_train_run(session: Session, run_id: int, backbone: str, dim: int, weights_sha256: str) -> Run:
+    """Record a training run whose model files survived a lost catalogue; its metrics are gone with it."""
+    run = Run(id=int(run_id), kind="train", backbone=backbone, backbone_dim=dim, weights_sha256=weights_sha256,
+              outcome="ok", finished_at=utcnow(),
+              message="restored by `imgsearch doctor --repair` from its saved model files; its metrics were lost "
+                      "with the catalogue")
+    session.add(run)
+    session.flush()
+    return run
 
 
 def image_by_hash(session: Session, content_hash: str) -> Image | None:
@@ -261,6 +280,32 @@ def list_runs(session: Session, kind: str | None = None, limit: int | None = Non
     if kind is not None:
         query = query.where(Run.kind == kind)
     return list(session.scalars(query))
+
+
+def current_model_run(session: Session, backbone: str, weights_sha256: str) -> Run | None:
+    """The newest training run that finished for this backbone: its models are the current ones.
+
+    A training run is recorded 'ok' only after its model files are saved, in the same transaction as its
+    results, so this commit is the one switch to new models that everything else follows.
+    """
+    query = (
+        select(Run)
+        .where(Run.kind == "train", Run.outcome == "ok", Run.backbone == backbone, Run.weights_sha256 == weights_sha256)
+        .order_by(Run.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def stale_predictions(session: Session, current: Run) -> int:
+    """Images whose stored prediction is not from `current`'s models: made by an older run of the same
+    backbone, or recorded before predictions named their run."""
+    older = select(Run.id).where(Run.kind == "train", Run.backbone == current.backbone,
+                                 Run.weights_sha256 == current.weights_sha256, Run.id != current.id)
+    query = select(func.count()).select_from(Image).where(
+        or_(Image.model_run_id.in_(older), Image.model_run_id.is_(None) & Image.predicted_label.is_not(None))
+    )
+    return int(session.scalar(query) or 0)
 
 
 def latest_run(session: Session, kind: str, outcome: str | None = "ok") -> Run | None:

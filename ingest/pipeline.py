@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
+from imgsearch.db.models import Image
 from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
@@ -31,7 +33,7 @@ from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.scan import found_path, scan_folder
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.processes import is_alive, process_marker
-from imgsearch.models.trained import TrainedModels
+from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels
 from imgsearch.search.payload import payload_for
 from imgsearch.search.stores import Stores
 
@@ -75,6 +77,18 @@ class IngestReport:
     timings: dict[str, float] = field(default_factory=lambda: {"scan_s": 0.0, "embed_s": 0.0, "store_s": 0.0})
 
 
+def predict(trained: TrainedModels | None, xb: np.ndarray) -> list[dict[str, Any]]:
+    """PREDICTION_FIELDS for each row of xb from `trained` (all None without models)."""
+    return trained.predict(xb) if trained is not None else [dict.fromkeys(PREDICTION_FIELDS) for _ in range(len(xb))]
+
+
+def store_payloads(images: Mapping[int, Image], ids: Sequence[int], predictions: Sequence[dict]) -> list[dict]:
+    """Payloads for `ids` in one backbone's stores: the catalogue's fields, with `predictions` made by that
+    backbone's current models (see `predict`), never copied from the catalogue row: with two backbones in one
+    data directory, the row holds whichever backbone's predictions were written last."""
+    return [{**payload_for(images[i]), **p} for i, p in zip(ids, predictions, strict=True)]
+
+
 def _write_batch(
     Session: sessionmaker[Session],
     stores: Stores,
@@ -83,7 +97,7 @@ def _write_batch(
     xb: np.ndarray,
     trained: TrainedModels | None,
 ) -> None:
-    predictions = trained.predict(xb) if trained is not None else [{} for _ in ids]
+    predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:
             repo.update_images(s, [{"id": i, **p} for i, p in zip(ids, predictions, strict=True)])
@@ -93,7 +107,8 @@ def _write_batch(
     # A concurrent `remove` may have deleted some of these since they were catalogued: they stay out.
     keep = [k for k, i in enumerate(ids) if i in images]
     if keep:
-        stores.upsert([ids[k] for k in keep], xb[keep], [payload_for(images[ids[k]]) for k in keep])
+        stores.upsert([ids[k] for k in keep], xb[keep],
+                      store_payloads(images, [ids[k] for k in keep], [predictions[k] for k in keep]))
     with Session.begin() as s:
         jobs.close_batch(s, batch_id)
         gone = [i for i in ids if i not in repo.images_by_ids(s, ids)]
@@ -102,7 +117,10 @@ def _write_batch(
 
 
 def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]) -> int:
-    """Rewrite the stored payloads of `ids` from their catalogue rows (after a path or label changed)."""
+    """Rewrite the stored payloads of `ids` from their catalogue rows (after a path or label changed).
+
+    The predictions stay: they belong to the stores' backbone, not to the catalogue row (see store_payloads).
+    """
     if not ids:
         return 0
     stored = set(stores.qdrant.ids().tolist())
@@ -110,7 +128,8 @@ def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]
         images = repo.images_by_ids(s, ids)
     ids = [i for i in dict.fromkeys(ids) if i in images and i in stored]
     if ids:
-        stores.set_payload(ids, [payload_for(images[i]) for i in ids])
+        stores.set_payload(ids, [{k: v for k, v in payload_for(images[i]).items() if k not in PREDICTION_FIELDS}
+                                 for i in ids])
     return len(ids)
 
 
@@ -130,7 +149,9 @@ def close_dead_runs(Session: sessionmaker[Session]) -> int:
     return closed
 
 
-def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache) -> int:
+def recover(
+    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels | None = None
+) -> int:
     """Replay journal rows left open by crashed runs of this backbone. Returns how many images were replayed.
 
     Batches of runs still going (another process writing right now) are theirs to finish, not ours.
@@ -152,7 +173,7 @@ def recover(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache)
         replay = [i for i in ids if i in images and images[i].content_hash in cache]
         if replay:
             xb = cache.get([images[i].content_hash for i in replay])
-            stores.upsert(replay, xb, [payload_for(images[i]) for i in replay])
+            stores.upsert(replay, xb, store_payloads(images, replay, predict(trained, xb)))
         with Session.begin() as s:
             jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
             # ... except those whose vectors could not be replayed: the next ingest of their folder embeds them.
@@ -191,7 +212,7 @@ def ingest_folder(
             ).id
     report = IngestReport(run_id=run_id, folder=str(folder))
     try:
-        report.n_recovered = recover(Session, stores, cache)
+        report.n_recovered = recover(Session, stores, cache, trained)
         t = time.perf_counter()
         scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels,
                            confine_to=None if opts.confine_to is None else [Path(p) for p in opts.confine_to])
@@ -315,11 +336,11 @@ def refresh_payloads(
         )
         part = cached + rest
         updates = trained.predict(xb)
+        # Payloads first, the catalogue second: a crash in between leaves the catalogue behind, where
+        # `stale_predictions` sees it and the next `train` (or `doctor --repair`) finishes the job.
+        stores.set_payload(part, [{**u, "label": images[i].label} for i, u in zip(part, updates, strict=True)])
         with Session.begin() as s:
             repo.update_images(s, [{"id": i, **u} for i, u in zip(part, updates, strict=True)])
-        for i, u in zip(part, updates, strict=True):
-            u["label"] = images[i].label
-        stores.set_payload(part, updates)
         n += len(part)
     return n
 

@@ -1,21 +1,25 @@
-"""The current set of fitted models for one backbone: saved per training run, loaded as one unit."""
+"""The fitted models of one training run for one backbone: saved in the run's folder, loaded as one unit.
+
+Which run is current is not recorded here: it is the newest training run the database records as finished
+for the backbone (see `imgsearch.db.repository.current_model_run`). Its outcome is committed only after
+its files are saved, so the switch to new models is that one commit.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgsearch.models.files import atomic_write
 from imgsearch.models.identity import BackboneId
 from imgsearch.models.identity import backbone_folder as _tagged
-from imgsearch.models.persistence import load_model, save_model
+from imgsearch.models.persistence import ModelLoadError, load_model, save_model
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
-POINTER = "current.json"
+# What `predict` gives each image; `model_run_id` lets anyone check a stored prediction came from these models.
+PREDICTION_FIELDS = ("predicted_label", "predicted_prob", "kmeans_cluster", "agglo_cluster", "model_run_id")
 
 
 @dataclass
@@ -32,7 +36,7 @@ class TrainedModels:
         return [str(c) for c in self.models["svm"].classes_]
 
     def predict(self, X: np.ndarray) -> list[dict[str, Any]]:
-        """X: (n, d) unit rows -> one payload update per row (predicted label/prob and both clusters)."""
+        """X: (n, d) unit rows -> one update per row: PREDICTION_FIELDS (label, probability, both clusters, run)."""
         if len(X) == 0:
             return []
         proba = self.models["svm"].predict_proba(X)
@@ -46,6 +50,7 @@ class TrainedModels:
                 "predicted_prob": float(proba[i, b]),
                 "kmeans_cluster": int(kmeans[i]),
                 "agglo_cluster": int(agglo[i]),
+                "model_run_id": self.run_id,
             }
             for i, b in enumerate(best)
         ]
@@ -60,7 +65,7 @@ def _run_folder(models_dir: Path, backbone: BackboneId, run_id: int) -> Path:
 
 
 def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any]) -> TrainedModels:
-    """Write every model of a run into its own folder. They become current only through `activate`."""
+    """Write every model of a run into its own folder; they become current when the run is recorded as finished."""
     folder = _run_folder(models_dir, backbone, run_id)
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
     for name in MODEL_NAMES:
@@ -68,30 +73,19 @@ def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: di
     return TrainedModels(run_id=run_id, backbone=backbone, models=dict(models), folder=folder)
 
 
-def activate(models_dir: Path, backbone: BackboneId, run_id: int) -> None:
-    """Point `current.json` at a saved run, atomically: readers see the old set or the new one, never a mix."""
-    root = backbone_folder(models_dir, backbone)
+def has_models(models_dir: Path, backbone: BackboneId, run_id: int) -> bool:
+    folder = _run_folder(models_dir, backbone, run_id)
+    return all((folder / f"{name}.skops").is_file() for name in MODEL_NAMES)
+
+
+def load_trained(models_dir: Path, backbone: BackboneId, run_id: int) -> TrainedModels:
+    """The models training run `run_id` saved for this backbone; ModelLoadError when they are missing or bad."""
     folder = _run_folder(models_dir, backbone, run_id)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no saved models for run {run_id} in {root}")
-    atomic_write(root / POINTER, json.dumps({"run_id": run_id, "folder": folder.name}))
-
-
-def current_run_id(models_dir: Path, backbone: BackboneId) -> int | None:
-    pointer = backbone_folder(models_dir, backbone) / POINTER
-    if not pointer.is_file():
-        return None
-    return int(json.loads(pointer.read_text())["run_id"])
-
-
-def load_trained(models_dir: Path, backbone: BackboneId) -> TrainedModels | None:
-    """The newest trained set for this backbone, or None when nothing was trained with it yet."""
-    root = backbone_folder(models_dir, backbone)
-    pointer = root / POINTER
-    if not pointer.is_file():
-        return None
-    info = json.loads(pointer.read_text())
-    folder = root / info["folder"]
+        raise ModelLoadError(
+            f"the models of training run {run_id} are missing ({folder} does not exist): run `imgsearch train "
+            "--force` to fit them again from the cached features"
+        )
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
     models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in MODEL_NAMES}
-    return TrainedModels(run_id=int(info["run_id"]), backbone=backbone, models=models, folder=folder)
+    return TrainedModels(run_id=run_id, backbone=backbone, models=models, folder=folder)

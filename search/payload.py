@@ -80,9 +80,11 @@ FIELDS: tuple[PayloadField, ...] = (
     PayloadField("content_hash", "keyword", "content_hash"),
     PayloadField("width", "integer", "width"),
     PayloadField("height", "integer", "height"),
+    PayloadField("size_bytes", "integer", "size_bytes"),  # with the fields above: enough to rebuild a catalogue row
     PayloadField("source_folder", "keyword", "source_folder", "any", "folders", "folder", "folder",
                  parse=_absolute_path),
     PayloadField("ingest_run_id", "integer", "ingest_run_id"),
+    PayloadField("model_run_id", "integer", "model_run_id"),  # the training run whose models predicted the above
     PayloadField("time", "datetime", "created_at", to_payload=_isoformat),
 )
 BY_KEY: dict[str, PayloadField] = {f.key: f for f in FIELDS}

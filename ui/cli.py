@@ -259,6 +259,7 @@ def search_cmd(
     from imgsearch.db import repository as repo
     from imgsearch.ingest.decode import ImageRejected, load_rgb
     from imgsearch.models.classifiers import top_k_probabilities
+    from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.service import SearchService
     from imgsearch.ui.report import results_table
 
@@ -282,7 +283,12 @@ def search_cmd(
             response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
         else:
             response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
-        trained = ctx.trained()
+        try:
+            trained = ctx.trained()
+        except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
+            trained = None
+            console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
+                          "that are gone; `imgsearch doctor` checks them.", highlight=False)
         if trained is not None:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
@@ -316,21 +322,40 @@ def metrics_cmd(
 
 @app.command("doctor")
 def doctor_cmd(
-    repair: Annotated[bool, typer.Option("--repair", help="Make the stores agree with the catalogue.")] = False,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Make the stores agree, rebuilding from what holds the data (the catalogue from payloads, "
+        "Qdrant from the feature cache, ...).")] = False,
+    delete_orphans: Annotated[bool, typer.Option(
+        "--delete-orphans", help="With --repair: delete vectors that have no catalogue row instead of cataloguing "
+        "them again from their payloads.")] = False,
+    deep: Annotated[bool, typer.Option("--deep", help="Also re-read and re-embed a sample of files and compare "
+                                       "with the feature cache.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check that SQLite, Qdrant and the FAISS mirror hold the same ids and vectors."""
+    """Check that SQLite, Qdrant and the FAISS mirror hold the same ids, vectors and current predictions."""
+    from imgsearch.models.persistence import ModelLoadError
     from imgsearch.ui import doctor
 
     with _context("doctor", data_dir=data_dir) as ctx:
         stores = _stores(ctx)
-        report = doctor.check(ctx.Session, stores)
+
+        def models():
+            try:
+                return ctx.trained(), None
+            except ModelLoadError as exc:
+                return None, str(exc)
+
+        trained, problem = models()
+        report = doctor.check(ctx.Session, stores, trained, problem, deep=deep, cache=ctx.cache,
+                              backbone=ctx.backbone)
         for line in report.lines():
             console.print(line, highlight=False)
         if repair and not report.consistent:
-            for line in doctor.repair(ctx.Session, stores, ctx.cache, report):
-                console.print(f"repair: {line}")
-            report = doctor.check(ctx.Session, stores)
+            for line in doctor.repair(ctx.Session, stores, ctx.cache, report, trained, delete_orphans=delete_orphans,
+                                      backbone=ctx.backbone, models_dir=ctx.settings.models_dir):
+                console.print(f"repair: {line}", highlight=False)
+            trained, problem = models()  # runs restored from their model files may have made some current
+            report = doctor.check(ctx.Session, stores, trained, problem)
             console.print(report.lines()[-1])
     if not report.consistent:
         raise typer.Exit(1)

@@ -9,10 +9,11 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.pipeline import IngestOptions
 from imgsearch.models.backbones import Backbone, load_backbone
-from imgsearch.models.trained import TrainedModels, current_run_id, load_trained
+from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui.settings import Settings
 
@@ -62,11 +63,19 @@ class Context:
                            s.store_lock_timeout_s, role=self.role)
 
     def trained(self) -> TrainedModels | None:
-        """The current models for this backbone, or None before the first training run."""
-        return load_trained(self.settings.models_dir, self.backbone.identity)
+        """The current models for this backbone, or None before the first training run.
+
+        ModelLoadError when the database names a current run whose files are missing or damaged.
+        """
+        run_id = self.trained_run_id()
+        return None if run_id is None else load_trained(self.settings.models_dir, self.backbone.identity, run_id)
 
     def trained_run_id(self) -> int | None:
-        return current_run_id(self.settings.models_dir, self.backbone.identity)
+        """The training run whose models are current for this backbone (see repository.current_model_run)."""
+        bb = self.backbone
+        with self.Session() as s:
+            run = repo.current_model_run(s, bb.name, bb.weights_sha256)
+            return None if run is None else run.id
 
     def ingest_options(self, labels_from_folders: bool = True, confine_to=None) -> IngestOptions:
         """`confine_to`: folders every ingested file must really lie in (the app passes its allowed roots)."""

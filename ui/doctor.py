@@ -1,8 +1,16 @@
-"""`imgsearch doctor`: do SQLite, Qdrant and the FAISS mirror hold the same ids and vectors? Repair if not."""
+"""`imgsearch doctor`: do the catalogue, Qdrant and the FAISS mirror agree — ids, vectors, and the current
+models' predictions? `repair` makes them agree by rebuilding from whatever still holds the data; it never
+deletes what it could rebuild from (deleting orphan vectors takes an explicit `delete_orphans`).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,11 +18,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import close_dead_runs, recover
-from imgsearch.search.payload import payload_for
+from imgsearch.ingest.pipeline import close_dead_runs, predict, recover, refresh_payloads, store_payloads
+from imgsearch.models.backbones import Backbone
+from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels, has_models, load_trained
 from imgsearch.search.stores import Stores
 
-SAMPLE = 256  # vectors compared between the two stores; a full comparison reads every vector twice
+log = logging.getLogger(__name__)
+
+SAMPLE = 256  # points whose vectors and predictions are compared; a full comparison reads every vector twice
+DEEP_SAMPLE = 64  # --deep: files re-read and re-embedded
 
 
 @dataclass
@@ -29,33 +41,66 @@ class DoctorReport:
     orphans_in_qdrant: list[int] = field(default_factory=list)  # vectors with no catalogue row
     orphans_in_faiss: list[int] = field(default_factory=list)
     vector_mismatches: list[int] = field(default_factory=list)
+    model_run_id: int | None = None  # the current models' training run
+    models_problem: str | None = None  # the current models cannot be loaded: why
+    stale_payloads: list[int] = field(default_factory=list)  # sampled points not predicted by the current models
+    stale_catalogue: int = 0  # catalogue rows whose stored prediction is not the current models'
+    cache_mismatches: list[int] = field(default_factory=list)  # --deep: cached vector is not its file's
+    changed_files: list[int] = field(default_factory=list)  # --deep: file bytes differ from the catalogued hash
+    deep_checked: int = 0
     backbone: str = ""
 
     @property
     def consistent(self) -> bool:
         return not (self.missing_in_qdrant or self.missing_in_faiss or self.orphans_in_qdrant
-                    or self.orphans_in_faiss or self.vector_mismatches or self.open_batches)
+                    or self.orphans_in_faiss or self.vector_mismatches or self.open_batches
+                    or self.stale_payloads or self.stale_catalogue or self.cache_mismatches)
 
     def lines(self) -> list[str]:
+        models = (f"current models: training run {self.model_run_id}" if self.model_run_id is not None
+                  else "current models: none (not trained yet for this backbone)")
         out = [
             f"backbone {self.backbone}",
             f"SQLite: {self.n_indexed} indexed images, {self.n_pending} pending (not yet in the vector stores)",
             f"Qdrant: {self.n_qdrant} points; FAISS mirror: {self.n_faiss} vectors",
             f"open journal batches (interrupted writes): {self.open_batches}",
+            models,
         ]
+        if self.models_problem:
+            out.append(f"PROBLEM: the current models cannot be loaded: {self.models_problem}")
         for name, ids in (("in SQLite but missing from Qdrant", self.missing_in_qdrant),
                           ("in SQLite but missing from FAISS", self.missing_in_faiss),
                           ("in Qdrant with no SQLite row", self.orphans_in_qdrant),
                           ("in FAISS with no SQLite row", self.orphans_in_faiss),
-                          ("with different vectors in Qdrant and FAISS", self.vector_mismatches)):
+                          ("with different vectors in Qdrant and FAISS", self.vector_mismatches),
+                          ("(of a sample) whose stored prediction or clusters are not the current models'",
+                           self.stale_payloads),
+                          ("whose cached feature vector is not their file's", self.cache_mismatches)):
             if ids:
                 shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
                 out.append(f"PROBLEM: {len(ids)} ids {name}: {shown}")
+        if self.stale_catalogue:
+            out.append(f"PROBLEM: {self.stale_catalogue} catalogue rows hold predictions from other models than "
+                       "the current ones")
+        if self.deep_checked:
+            out.append(f"deep check: {self.deep_checked} files re-read and re-embedded; {len(self.changed_files)} "
+                       "changed since they were ingested (ingest their folder again to index the new content)")
         out.append("all three stores agree" if self.consistent else "stores disagree: run `imgsearch doctor --repair`")
         return out
 
 
-def check(Session: sessionmaker[Session], stores: Stores, seed: int = 0) -> DoctorReport:
+def check(
+    Session: sessionmaker[Session],
+    stores: Stores,
+    trained: TrainedModels | None = None,
+    models_problem: str | None = None,
+    seed: int = 0,
+    deep: bool = False,
+    cache: FeatureCache | None = None,
+    backbone: Backbone | None = None,
+) -> DoctorReport:
+    """Compare the stores (ids, a sample of vectors, a sample of predictions); `deep` also re-embeds a sample
+    of files and compares with the feature cache (needs `cache` and `backbone`)."""
     # Stores first, SQLite second: an ingest running meanwhile catalogues before it writes vectors, so a
     # point that appears between the two reads is found in SQLite, never mistaken for an orphan.
     close_dead_runs(Session)
@@ -66,53 +111,223 @@ def check(Session: sessionmaker[Session], stores: Stores, seed: int = 0) -> Doct
         pending = set(repo.image_ids_with_status(s, "pending"))
         # Batches of a run still going are that run's business; only abandoned ones are a problem.
         open_batches = sum(1 for b in jobs.pending_batches(s) if s.get(repo.Run, b.run_id).outcome != "running")
+        current = s.get(repo.Run, trained.run_id) if trained is not None else None
+        stale_catalogue = repo.stale_predictions(s, current) if current is not None else 0
     catalogued = indexed | pending
     report = DoctorReport(
         n_indexed=len(indexed), n_pending=len(pending), n_qdrant=len(q_ids), n_faiss=len(f_ids),
         open_batches=open_batches,
         missing_in_qdrant=sorted(indexed - q_ids), missing_in_faiss=sorted(indexed - f_ids),
         orphans_in_qdrant=sorted(q_ids - catalogued), orphans_in_faiss=sorted(f_ids - catalogued),
-        backbone=stores.qdrant.info.tag,
+        model_run_id=trained.run_id if trained is not None else None, models_problem=models_problem,
+        stale_catalogue=stale_catalogue, backbone=stores.qdrant.info.tag,
     )
+    rng = np.random.default_rng(seed)
     both = sorted(q_ids & f_ids)
     if both:
-        rng = np.random.default_rng(seed)
         sample = sorted(rng.choice(both, size=min(SAMPLE, len(both)), replace=False).tolist())
         xq, xf = stores.qdrant.get_vectors(sample), stores.faiss.get_vectors(sample)
         bad = ~np.isclose(np.einsum("ij,ij->i", xq, xf), 1.0, atol=1e-4)
         report.vector_mismatches = [sample[i] for i in np.flatnonzero(bad)]
+        report.stale_payloads = _stale_payloads(sample, xq, stores.qdrant.get_payloads(sample), trained)
+    if deep and cache is not None and backbone is not None:
+        _deep_check(Session, cache, backbone, sorted(indexed), rng, report)
     return report
 
 
-def repair(Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, report: DoctorReport) -> list[str]:
-    """Make the stores agree with the catalogue. SQLite is the record of which images exist."""
+def _same_prediction(stored: dict[str, Any], expected: dict[str, Any]) -> bool:
+    for key in PREDICTION_FIELDS:
+        a, b = stored.get(key), expected.get(key)
+        if key == "predicted_prob" and a is not None and b is not None:
+            if not np.isclose(a, b, atol=1e-4):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _stale_payloads(ids: list[int], xb: np.ndarray, payloads: list[dict], trained: TrainedModels | None) -> list[int]:
+    """Points whose stored prediction and clusters are not what this backbone's current models say."""
+    expected = predict(trained, xb)
+    return [i for i, p, e in zip(ids, payloads, expected, strict=True) if not _same_prediction(p, e)]
+
+
+def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int], rng, report: DoctorReport) -> None:
+    """Re-read a sample of files: unchanged ones are re-embedded and compared with their cached vector."""
+    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.models.files import bytes_sha256
+
+    sample = sorted(rng.choice(ids, size=min(DEEP_SAMPLE, len(ids)), replace=False).tolist()) if ids else []
+    with Session() as s:
+        images = repo.images_by_ids(s, sample)
+    cache.refresh()
+    for i in sample:
+        image = images.get(i)
+        if image is None or image.content_hash not in cache:
+            continue
+        try:
+            data = Path(image.path).read_bytes()
+        except OSError:
+            continue  # moved or deleted since: nothing to compare with
+        report.deep_checked += 1
+        if bytes_sha256(data) != image.content_hash:
+            report.changed_files.append(i)
+            continue
+        try:
+            fresh = backbone.embed_images([load_rgb(data)])[0]
+        except ImageRejected:
+            continue
+        if float(np.dot(fresh, cache.get([image.content_hash])[0])) < 0.999:
+            report.cache_mismatches.append(i)
+
+
+def repair(
+    Session: sessionmaker[Session],
+    stores: Stores,
+    cache: FeatureCache,
+    report: DoctorReport,
+    trained: TrainedModels | None = None,
+    delete_orphans: bool = False,
+    backbone: Backbone | None = None,
+    models_dir: Path | None = None,
+) -> list[str]:
+    """Make the catalogue and both stores agree, rebuilding each from whatever still holds its data.
+
+    Orphan vectors (no catalogue row) are catalogued again from their payloads (path, label, hash, sizes):
+    a lost or damaged catalogue is rebuilt from Qdrant, or from the FAISS mirror. Only with
+    `delete_orphans` are they deleted instead (after a crashed `remove`, say). Vectors missing from Qdrant
+    come from the feature cache, else the mirror; the mirror follows Qdrant. Predictions and clusters in
+    the payloads come from this backbone's current models only.
+    """
     done = []
-    replayed = recover(Session, stores, cache)
+    replayed = recover(Session, stores, cache, trained)
     if replayed:
         done.append(f"replayed {replayed} images from open journal batches")
     for name, index, orphans in (("Qdrant", stores.qdrant, report.orphans_in_qdrant),
                                  ("FAISS", stores.faiss, report.orphans_in_faiss)):
         with Session() as s:  # catalogued since the check (a concurrent ingest)? then not an orphan
             orphans = [i for i in orphans if i not in repo.images_by_ids(s, orphans)]
-        if orphans:
+        if not orphans:
+            continue
+        if delete_orphans:
+            shown = ", ".join(map(str, orphans[:10])) + (" …" if len(orphans) > 10 else "")
             index.delete(orphans)
-            done.append(f"deleted {len(orphans)} orphan vectors from {name}")
-    if report.missing_in_qdrant:
-        pushed, requeued = _repush(Session, stores, cache, report.missing_in_qdrant)
+            done.append(f"deleted {len(orphans)} orphan vectors from {name} (--delete-orphans): {shown}")
+        else:
+            restored, duplicates, useless = _recatalogue(Session, orphans, index.get_payloads(orphans), stores)
+            if restored:
+                done.append(f"catalogued {restored} images again from their {name} payloads")
+            if duplicates:
+                done.append(f"{duplicates} orphan points held content already catalogued under another id: their "
+                            "duplicate vectors were removed (the image itself is kept)")
+            if useless:
+                done.append(f"{useless} orphan points had no path or content hash to catalogue them by: removed")
+    restored_runs = _restore_model_runs(Session, models_dir, backbone)
+    if restored_runs:
+        done.append(f"recorded training run(s) {', '.join(map(str, restored_runs))} again from their saved model "
+                    "files (their metrics were lost with the catalogue)")
+        bb = backbone.identity
+        with Session() as s:
+            current = repo.current_model_run(s, bb.name, bb.weights_sha256)
+        trained = load_trained(models_dir, bb, current.id)  # the payloads' predictions were made by these
+    # The ids missing from each store are looked at afresh: the steps above may have catalogued some.
+    now = check(Session, stores, trained)
+    if now.missing_in_qdrant:
+        pushed, requeued = _repush(Session, stores, cache, now.missing_in_qdrant, trained)
         done.append(f"re-pushed {pushed} points to Qdrant")
         if requeued:
             done.append(f"{requeued} images had no vector anywhere: marked pending, the next ingest of their "
                         "folder embeds them")
     in_qdrant = set(stores.qdrant.ids().tolist())
-    mirror_fix = sorted((set(report.missing_in_faiss) | set(report.vector_mismatches)) & in_qdrant)
+    mirror_fix = sorted((set(now.missing_in_faiss) | set(now.vector_mismatches)) & in_qdrant)
     if mirror_fix:
         # The mirror follows Qdrant: its vectors and payloads are copied from there.
         stores.faiss.upsert(mirror_fix, stores.qdrant.get_vectors(mirror_fix), stores.qdrant.get_payloads(mirror_fix))
         done.append(f"rebuilt {len(mirror_fix)} FAISS mirror entries from Qdrant")
+    if report.cache_mismatches and backbone is not None:
+        done.append(_fix_cache(Session, stores, cache, backbone, report.cache_mismatches, trained))
+    after = check(Session, stores, trained)
+    if report.models_problem:
+        done.append(f"predictions left as they are: the current models cannot be loaded ({report.models_problem})")
+    elif after.stale_payloads or after.stale_catalogue or report.stale_payloads or report.stale_catalogue:
+        if trained is not None:
+            n = refresh_payloads(Session, stores, cache, trained)
+            done.append(f"rewrote the predictions and clusters of {n} images with the current models "
+                        f"(training run {trained.run_id})")
+        else:
+            n = _clear_predictions(stores)
+            done.append(f"cleared predictions from {n} points: no current models for this backbone made them")
     return done or ["nothing to repair"]
 
 
-def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int]) -> tuple[int, int]:
+def _recatalogue(Session, ids: Sequence[int], payloads: Sequence[dict], stores: Stores) -> tuple[int, int, int]:
+    """Catalogue rows for orphan points from their payloads, under the same ids.
+
+    Returns (restored, duplicates, useless): points whose content is catalogued under another id, and points
+    whose payload names no file, are removed — neither could rebuild anything.
+    """
+    restored, duplicates, useless = 0, [], []
+    with Session.begin() as s:
+        for i, p in zip(ids, payloads, strict=True):
+            if not p.get("content_hash") or not p.get("path"):
+                useless.append(i)
+                continue
+            if repo.image_by_hash(s, p["content_hash"]) is not None:
+                duplicates.append(i)
+                continue
+            if repo.image_by_path(s, p["path"]) is not None:
+                log.warning("point %d: %s is catalogued with other content now: left alone", i, p["path"])
+                continue
+            repo.restore_image(
+                s, i, content_hash=p["content_hash"], path=p["path"],
+                file_name=p.get("file_name") or Path(p["path"]).name, label=p.get("label"),
+                width=int(p.get("width") or 0), height=int(p.get("height") or 0),
+                size_bytes=int(p.get("size_bytes") or _size(p["path"])),
+                source_folder=p.get("source_folder") or str(Path(p["path"]).parent), status="indexed",
+                predicted_label=p.get("predicted_label"), predicted_prob=p.get("predicted_prob"),
+                kmeans_cluster=p.get("kmeans_cluster"), agglo_cluster=p.get("agglo_cluster"),
+                model_run_id=p.get("model_run_id"), backbone=stores.qdrant.info.name,
+                **({"created_at": t} if (t := _parse_time(p.get("time"))) is not None else {}),
+            )
+            restored += 1
+    if duplicates or useless:
+        stores.delete(duplicates + useless)
+    return restored, len(duplicates), len(useless)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _restore_model_runs(Session, models_dir: Path | None, backbone: Backbone | None) -> list[int]:
+    """Training runs whose complete model files exist for this backbone but whose run record is gone."""
+    if backbone is None or models_dir is None:
+        return []
+    from imgsearch.models.trained import backbone_folder
+
+    root = backbone_folder(models_dir, backbone.identity)
+    run_ids = sorted(int(p.name.split("-")[1]) for p in root.glob("run-*") if p.name.split("-")[1].isdigit())
+    restored = []
+    with Session.begin() as s:
+        for run_id in run_ids:
+            if s.get(repo.Run, run_id) is None and has_models(models_dir, backbone.identity, run_id):
+                bb = backbone.identity
+                repo.restore_train_run(s, run_id, bb.name, bb.dim, bb.weights_sha256)
+                restored.append(run_id)
+    return restored
+
+
+def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int], trained: TrainedModels | None):
     """Vectors for Qdrant from the feature cache, else from the FAISS mirror; else back to 'pending'."""
     with Session() as s:
         images = repo.images_by_ids(s, ids)
@@ -120,15 +335,36 @@ def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int]) -> tup
     cache.refresh()
     from_cache = [i for i in ids if images[i].content_hash in cache]
     if from_cache:
-        stores.qdrant.upsert(from_cache, cache.get([images[i].content_hash for i in from_cache]),
-                             [payload_for(images[i]) for i in from_cache])
+        xb = cache.get([images[i].content_hash for i in from_cache])
+        stores.qdrant.upsert(from_cache, xb, store_payloads(images, from_cache, predict(trained, xb)))
     in_faiss = set(stores.faiss.ids().tolist())
     from_mirror = [i for i in ids if i not in set(from_cache) and i in in_faiss]
     if from_mirror:
-        stores.qdrant.upsert(from_mirror, stores.faiss.get_vectors(from_mirror),
-                             [payload_for(images[i]) for i in from_mirror])
+        xb = stores.faiss.get_vectors(from_mirror)
+        stores.qdrant.upsert(from_mirror, xb, store_payloads(images, from_mirror, predict(trained, xb)))
     lost = [i for i in ids if i not in set(from_cache) and i not in in_faiss]
     if lost:
         with Session.begin() as s:
             repo.set_image_status(s, lost, "pending")
     return len(from_cache) + len(from_mirror), len(lost)
+
+
+def _fix_cache(Session, stores: Stores, cache: FeatureCache, backbone: Backbone, ids: list[int],
+               trained: TrainedModels | None) -> str:
+    """Re-embed files whose cached vector is wrong; the new shard overrides the old entry."""
+    from imgsearch.ingest.decode import load_rgb
+
+    with Session() as s:
+        images = repo.images_by_ids(s, ids)
+    ids = [i for i in ids if i in images]
+    xb = np.stack([backbone.embed_images([load_rgb(Path(images[i].path).read_bytes())])[0] for i in ids])
+    cache.add([images[i].content_hash for i in ids], xb)
+    stores.upsert(ids, xb, store_payloads(images, ids, predict(trained, xb)))
+    return f"re-embedded {len(ids)} images whose cached vectors did not match their files"
+
+
+def _clear_predictions(stores: Stores) -> int:
+    ids = stores.qdrant.ids().tolist()
+    if ids:
+        stores.set_payload(ids, [dict.fromkeys(PREDICTION_FIELDS) for _ in ids])
+    return len(ids)

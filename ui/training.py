@@ -23,8 +23,7 @@ from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_fold
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
-from imgsearch.models.trained import TrainedModels, activate, save_trained
-from imgsearch.search.stores import Stores
+from imgsearch.models.trained import TrainedModels, has_models, save_trained
 from imgsearch.ui.context import Context
 from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
 
@@ -62,9 +61,10 @@ def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, pa
     return digest.hexdigest()
 
 
-def up_to_date_run(Session: sessionmaker[Session], fingerprint: str, current_run_id: int | None):
-    """The finished training run with exactly these inputs whose models are the current ones, if any."""
-    if current_run_id is None:
+def up_to_date_run(Session: sessionmaker[Session], fingerprint: str, current_run_id: int | None, models_dir: Path,
+                   backbone: Backbone):
+    """The current training run, if it had exactly these inputs and its model files are all there."""
+    if current_run_id is None or not has_models(models_dir, backbone.identity, current_run_id):
         return None
     with Session() as s:
         run = s.get(repo.Run, current_run_id)
@@ -73,10 +73,8 @@ def up_to_date_run(Session: sessionmaker[Session], fingerprint: str, current_run
     return None
 
 
-def record_experiment(
-    s: Session, run_id: int, ids: np.ndarray, result: ExperimentResult, trained: TrainedModels, X: np.ndarray
-) -> None:
-    """Metrics, per-class tables, confusion matrices, and each image's split, prediction and clusters."""
+def record_experiment(s: Session, run_id: int, ids: np.ndarray, result: ExperimentResult) -> None:
+    """Metrics, per-class tables, confusion matrices, and each image's split."""
     repo.record_metrics(s, run_id, {**result.metrics, **{f"time.{k}": v for k, v in result.timings.items()}})
     for model, rows in result.per_class.items():
         repo.record_class_metrics(s, run_id, model, rows)
@@ -84,10 +82,7 @@ def record_experiment(
         repo.record_artifact(s, run_id, f"confusion.{model}", cm)
     split = np.full(len(ids), "train", dtype=object)
     split[result.val_idx] = "val"
-    predictions = trained.predict(X)
-    repo.update_images(
-        s, [{"id": int(i), "split": sp, **pred} for i, sp, pred in zip(ids.tolist(), split, predictions, strict=True)]
-    )
+    repo.update_images(s, [{"id": int(i), "split": sp} for i, sp in zip(ids.tolist(), split, strict=True)])
 
 
 def train(
@@ -99,25 +94,45 @@ def train(
     k: int = 50,
     val_fraction: float = 0.2,
     seed: int = 0,
-    stores: Stores | None = None,
+    started: float | None = None,
 ) -> tuple[ExperimentResult, TrainedModels, np.ndarray]:
-    """Fit and evaluate on every labelled image in the catalogue; save the models; record everything.
+    """Fit and evaluate on every labelled image in the catalogue, save the models, and make them current.
 
-    With `stores`, every stored point's predicted class and clusters are rewritten too. The new models
-    become current last, so a failure anywhere before leaves the previous ones serving.
+    The switch is one transaction: the run's results and its 'ok' outcome are committed together, after the
+    model files are saved, and the current models are those of the newest 'ok' run. A crash before it
+    leaves the previous models current and the run 'interrupted'; nothing is half switched. Predictions
+    stored per image follow afterwards (`refresh_payloads`), each naming its run, so a crash there is
+    visible (`repository.stale_predictions`, `imgsearch doctor`) and finished by the next `train`.
+    `started`: time.perf_counter() when the whole run began, for its recorded total time.
     """
+    t_fit = time.perf_counter()
     ids, X, y = labelled_features(Session, cache)
     if len(ids) == 0:
         raise ValueError("no labelled images with features for this backbone: run with --data FOLDER first")
     log.info("training on %d labelled images in %d classes", len(ids), np.unique(y).size)
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
     trained = save_trained(models_dir, backbone.identity, run_id, result.models)
+    now = time.perf_counter()
     with Session.begin() as s:
-        record_experiment(s, run_id, ids, result, trained, X)
-    if stores is not None:
-        refresh_payloads(Session, stores, cache, trained)
-    activate(models_dir, backbone.identity, run_id)
+        record_experiment(s, run_id, ids, result)
+        repo.record_metrics(s, run_id, {"time.train_s": now - t_fit, "time.total_s": now - (started or t_fit)})
+        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=len(ids))
     return result, trained, ids
+
+
+def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: bool = False) -> int:
+    """Bring every stored prediction (catalogue and payloads) to the current models, if any is behind.
+
+    Returns how many images were rewritten (0 when all were current already).
+    """
+    trained = trained if trained is not None else ctx.trained()
+    if trained is None:
+        return 0
+    if not force:
+        with ctx.Session() as s:
+            if repo.stale_predictions(s, s.get(repo.Run, trained.run_id)) == 0:
+                return 0
+    return refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained)
 
 
 # ---- the lifecycle ----------------------------------------------------------------------------------------
@@ -210,29 +225,32 @@ def run_training(
             raise IngestIncomplete(report)
     params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
-    previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id())
+    previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
+                                                 bb)
     if previous is not None:
         # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
+        # A run interrupted after its switch may have left predictions behind: they are finished here.
+        resynced = sync_predictions(ctx)
         with ctx.Session() as s:
             metrics = repo.run_metrics(s, previous.id)
+        notes = [f"brought {resynced} stored predictions up to the current models"] if resynced else []
         return TrainingOutcome(previous.id, metrics, reused=True, ingest=report, folder=folder,
-                               total_s=time.perf_counter() - t0)
+                               total_s=time.perf_counter() - t0, notes=notes)
     with ctx.Session.begin() as s:
         run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
                                 str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
     t_fit = time.perf_counter()
     try:
-        result, _, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
-                             settings.val_fraction, settings.seed, stores=ctx.stores)
+        result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
+                                   settings.val_fraction, settings.seed, started=t0)
     except BaseException as exc:
         with ctx.Session.begin() as s:
-            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            repo.finish_run(s, s.get(repo.Run, run_id), outcome, message=f"{type(exc).__name__}: {exc}")
+            run = s.get(repo.Run, run_id)
+            if run.outcome == "running":  # not if the switch was committed and the error came after it
+                outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                repo.finish_run(s, run, outcome, message=f"{type(exc).__name__}: {exc}")
         raise
     fit_s = time.perf_counter() - t_fit
-    total_s = time.perf_counter() - t0
-    with ctx.Session.begin() as s:
-        repo.record_metrics(s, run_id, {"time.total_s": total_s, "time.train_s": fit_s})
-        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=int(result.metrics["n_images"]))
+    sync_predictions(ctx, trained, force=True)
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
-                           total_s=total_s, fit_s=fit_s)
+                           total_s=time.perf_counter() - t0, fit_s=fit_s)
