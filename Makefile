@@ -1,9 +1,10 @@
 # Two commands for a new machine: `make run` (the whole job on embedded defaults) and `make test`.
+# `make test-fast` is the inner loop while developing: lint, then every test not marked slow, browser or dataset.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast bench clean
 
 $(BIN)/imgsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow and not browser and not dataset"
 
 bench: install
 	$(BIN)/python benchmarks/bench_embed.py --data $${DATA:-../shared/data/caltech101/101_ObjectCategories}

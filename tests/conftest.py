@@ -58,8 +58,31 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "photos")
 
 
+# The backbone for everything that tests the machinery, not the network: weightless, deterministic, ~1 ms an
+# image. It separates the generated classes above (same class: cosine > 0.99, other classes: < 0), so tests of
+# clustering, classification and search on them still mean something. Subprocess tests set IMGSEARCH_BACKBONE.
+TEST_BACKBONE = "tiny"
+
+
+@pytest.fixture(scope="session")
+def backbone():
+    """The tiny weightless backbone (192-d thumbnails); see TEST_BACKBONE."""
+    from imgsearch.models.backbones import load_backbone
+
+    return load_backbone(TEST_BACKBONE)
+
+
 @pytest.fixture(scope="session")
 def lite0():
+    """Real EfficientNet-Lite0 weights, for tests about the network or real features. Such tests are `slow`."""
     from imgsearch.models.backbones import load_backbone
 
     return load_backbone("efficientnet_lite0")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Loading and running the real network takes seconds: a test asking for it must say so, or `make test-fast`
+    # quietly stops being fast.
+    unmarked = [item.nodeid for item in items if "lite0" in item.fixturenames and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError("tests using the lite0 fixture must be marked slow: " + ", ".join(unmarked))

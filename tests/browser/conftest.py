@@ -26,7 +26,11 @@ def browser_available() -> None:
 
 @pytest.fixture(scope="module")
 def browser_collection(browser_available, tmp_path_factory, lite0) -> Collection:
-    """3 classes x 6 generated JPEGs, ingested and trained (k=3) with EfficientNet-Lite0; stores closed."""
+    """3 classes x 6 generated JPEGs, ingested and trained (k=3) with EfficientNet-Lite0; stores closed.
+
+    Still the real network: test_app_browser.py computes its expected neighbours with `lite0` (and the server is
+    started with this collection's backbone name). Browser tests are slow anyway.
+    """
     return build_collection(tmp_path_factory.mktemp("browser_collection"), lite0)
 
 

@@ -14,6 +14,7 @@ CLASSES = ("airplanes", "Faces_easy", "Leopards", "Motorbikes", "watch", "sunflo
 
 pytestmark = [
     pytest.mark.dataset,
+    pytest.mark.slow,
     pytest.mark.skipif(not SHARED_CALTECH.is_dir(), reason=f"Caltech-101 copy not found at {SHARED_CALTECH}"),
 ]
 

@@ -15,12 +15,13 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import train
+from tests.conftest import TEST_BACKBONE, write_dataset
 
 
 @pytest.fixture
-def ctx(tmp_path, lite0):
+def ctx(tmp_path, backbone):
     c = Context(
-        Settings(data_dir=tmp_path / "data", backbone="efficientnet_lite0", num_workers=0), role="test", _backbone=lite0
+        Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test", _backbone=backbone
     )
     yield c
     c.close()
@@ -127,15 +128,14 @@ def test_doctor_repairs_missing_and_orphan_vectors(ctx, tiny_dataset):
 
 def test_training_fills_payloads_and_new_ingests_get_predictions(ctx, tiny_dataset, tmp_path):
     _ingest(ctx, tiny_dataset)
+    b = ctx.backbone
     with ctx.Session.begin() as s:
-        run_id = repo.start_run(s, "train").id
+        run_id = repo.start_run(s, "train", b.name, b.dim, b.weights_sha256).id
     _, trained, _ = train(ctx.Session, run_id, ctx.backbone, ctx.cache, ctx.settings.models_dir, k=3)
     assert refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained) == 18
     hits = ctx.stores.qdrant.search(ctx.cache.get([_hash(ctx, 1)])[0], 18)
     assert all(h.payload["predicted_label"] in {"apples", "grass", "sky"} for h in hits)
     assert {h.payload["kmeans_cluster"] for h in hits} == {0, 1, 2}
-    from tests.conftest import write_dataset
-
     new = write_dataset(tmp_path / "new", per_class=2, seed=7)
     report = _ingest(ctx, new)
     assert report.n_indexed == 6

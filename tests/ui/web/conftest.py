@@ -1,4 +1,4 @@
-"""A tiny trained collection (3 classes x 6 generated images, EfficientNet-Lite0), built once per session."""
+"""A tiny trained collection (3 classes x 6 generated images, the tiny backbone), built once per session."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_dataset
+from tests.conftest import TEST_BACKBONE, write_dataset
 
 UI = Path(__file__).resolve().parents[3] / "ui" / "web"
-TIMEOUT = 60  # seconds per AppTest run: the first one loads the backbone
+TIMEOUT = 60  # seconds per AppTest run: the first one imports torch and loads the backbone
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,10 @@ class Collection:
     root: Path
     photos: Path
     data_dir: Path
+    backbone: str = TEST_BACKBONE  # the name the app is started with: the one the collection was built with
 
     def env(self) -> dict[str, str]:
-        return {"IMGSEARCH_DATA_DIR": str(self.data_dir), "IMGSEARCH_BACKBONE": "efficientnet_lite0",
+        return {"IMGSEARCH_DATA_DIR": str(self.data_dir), "IMGSEARCH_BACKBONE": self.backbone,
                 "IMGSEARCH_NUM_WORKERS": "0", "IMGSEARCH_DATASET_DIR": str(self.photos)}
 
 
@@ -32,7 +33,7 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
     from imgsearch.ui.training import train
 
     photos = write_dataset(root / "photos", per_class=6, seed=0)
-    settings = Settings(data_dir=root / "data", backbone="efficientnet_lite0", num_workers=0, dataset_dir=photos)
+    settings = Settings(data_dir=root / "data", backbone=backbone.name, num_workers=0, dataset_dir=photos)
     ctx = Context(settings, _backbone=backbone)
     try:
         ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, ctx.ingest_options(True),
@@ -41,18 +42,16 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
             b = ctx.backbone
             with ctx.Session.begin() as s:
                 run_id = repo.start_run(s, "train", b.name, b.dim, b.weights_sha256, dataset_path=str(photos)).id
-            train(ctx.Session, run_id, b, ctx.cache, settings.models_dir, k=3)
-            with ctx.Session.begin() as s:
-                repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=18)
+            train(ctx.Session, run_id, b, ctx.cache, settings.models_dir, k=3)  # records the run 'ok': current
             refresh_payloads(ctx.Session, ctx.stores, ctx.cache, ctx.trained())
     finally:
         ctx.close()  # release the embedded stores: the app opens them itself
-    return Collection(root, photos, settings.data_dir)
+    return Collection(root, photos, settings.data_dir, backbone.name)
 
 
 @pytest.fixture(scope="session")
-def collection(tmp_path_factory, lite0) -> Collection:
-    return build_collection(tmp_path_factory.mktemp("ui_collection"), lite0)
+def collection(tmp_path_factory, backbone) -> Collection:
+    return build_collection(tmp_path_factory.mktemp("ui_collection"), backbone)
 
 
 @pytest.fixture
