@@ -297,6 +297,19 @@ def current_model_run(session: Session, backbone: str, weights_sha256: str) -> R
     return session.scalars(query).first()
 
 
+def count_images(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
+
+
+def indexed_with(session: Session, backbone: str, weights_sha256: str) -> int:
+    """How many images are indexed, if any ingest with this backbone has written vectors; else 0."""
+    wrote = select(Run.id).where(Run.kind == "ingest", Run.backbone == backbone, Run.weights_sha256 == weights_sha256,
+                                 Run.n_images > 0).limit(1)
+    if session.scalar(wrote) is None:
+        return 0
+    return int(session.scalar(select(func.count()).select_from(Image).where(Image.status == "indexed")) or 0)
+
+
 def stale_predictions(session: Session, current: Run) -> int:
     """Images whose stored prediction is not from `current`'s models: made by an older run of the same
     backbone, or recorded before predictions named their run."""

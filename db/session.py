@@ -144,6 +144,23 @@ def _check_readable(engine: Engine) -> None:
             raise CorruptDatabaseError(path, error.orig) from error
 
 
+def integrity_problem(engine: Engine) -> str | None:
+    """What SQLite's quick_check finds wrong with the file (pages torn or overwritten), None when it is sound.
+
+    Reads every page: `imgsearch doctor` runs it, ordinary commands do not.
+    """
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    try:
+        with engine.connect() as connection:
+            rows = [r[0] for r in connection.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    except DatabaseError as error:
+        if sqlite_error_name(error) in CORRUPT_ERRORS:
+            return str(error.orig)
+        raise
+    return None if rows == ["ok"] else "; ".join(rows[:3])
+
+
 @contextmanager
 def migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection holding the write lock for a schema change, with SQLite foreign keys off meanwhile.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from imgsearch.search.index import (
     BackboneId,
     Filter,
     Hit,
+    StoreDamagedError,
     StoreMismatchError,
     check_ids,
     check_k,
@@ -59,14 +61,18 @@ class FaissIndex:
         self.version_ = 0
         self._closed = False
         meta_path = self.folder / META_NAME
-        if meta_path.exists():
-            self._check_meta(meta_path)
-        else:
+        if not meta_path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            with self._locked():
-                if not meta_path.exists():  # another process may have created it while we waited
+            with self._locked():  # another process may be creating it: it writes data.npz, then store.json
+                if not meta_path.exists():
+                    if (self.folder / DATA_NAME).exists():
+                        # Creating the store afresh would overwrite these vectors with an empty index.
+                        raise self._damaged(META_NAME, f"the file is missing, but {DATA_NAME} is there")
                     self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(info.dim))
                     self._save()
+        self._check_meta(meta_path)
+        if not (self.folder / DATA_NAME).exists():
+            raise self._damaged(DATA_NAME, "the file is missing (store.json says the store exists)")
         self.reload_if_changed()
 
     @property
@@ -75,8 +81,16 @@ class FaissIndex:
 
     # ---- persistence --------------------------------------------------------------------------------
 
+    def _damaged(self, name: str, problem: str) -> StoreDamagedError:
+        return StoreDamagedError("FAISS mirror", self.folder, self.folder / name, problem)
+
     def _check_meta(self, meta_path: Path) -> None:
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError; undecodable bytes too
+            raise self._damaged(META_NAME, f"unreadable ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise StoreMismatchError(f"{meta_path} is not an imgsearch FAISS store (format {meta.get('format')})")
         require_backbone(self._info, BackboneId.from_dict(meta), f"FAISS index {self.folder}")
@@ -100,10 +114,16 @@ class FaissIndex:
             sig = self._stat()
             if sig is None or sig == self._signature:
                 return False
-            with np.load(self.folder / DATA_NAME, allow_pickle=False) as z:
-                index = faiss.deserialize_index(np.ascontiguousarray(z["index"]))
-                pairs = json.loads(z["payloads"].tobytes().decode())
-                version = int(z["version"])
+            try:
+                with np.load(self.folder / DATA_NAME, allow_pickle=False) as z:
+                    index = faiss.deserialize_index(np.ascontiguousarray(z["index"]))
+                    pairs = json.loads(z["payloads"].tobytes().decode())
+                    version = int(z["version"])
+            except FileNotFoundError as exc:
+                raise self._damaged(DATA_NAME, "the file is missing") from exc
+            # A truncated or overwritten file fails in zipfile, numpy, json or FAISS, each in its own way.
+            except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+                raise self._damaged(DATA_NAME, f"unreadable ({type(exc).__name__}: {exc})") from exc
             if index.d != self._info.dim:
                 raise StoreMismatchError(f"{self.folder / DATA_NAME} holds dim {index.d}, expected {self._info.dim}")
             self._index = index

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +25,19 @@ class StoreMismatchError(ValueError):
 
 class StoreBusyError(RuntimeError):
     """Another process holds the embedded store and did not release it within the timeout."""
+
+
+class StoreDamagedError(RuntimeError):
+    """A store's files on disk are damaged or incomplete; `folder` is the store's folder, which
+    `imgsearch doctor --repair` moves aside before rebuilding the store from the other copies."""
+
+    def __init__(self, what: str, folder: Path, damaged: Path | str, problem: str):
+        self.folder = Path(folder)
+        super().__init__(
+            f"The {what} at {folder} is damaged: {damaged}: {problem}. Run `imgsearch doctor --repair`: it moves "
+            f"the damaged store aside and rebuilds it from the other copies (the feature cache, the other "
+            f"vector store, the catalogue)."
+        )
 
 
 def require_backbone(expected: BackboneId, stored: BackboneId, where: str) -> None:

@@ -25,6 +25,7 @@ from imgsearch.search.index import (
     Filter,
     Hit,
     StoreBusyError,
+    StoreDamagedError,
     StoreMismatchError,
     check_ids,
     check_k,
@@ -134,7 +135,13 @@ class EdgeIndex:
         atomic_write(self.folder / META_NAME, json.dumps(meta, indent=1))
 
     def _check_meta(self) -> None:
-        meta = json.loads((self.folder / META_NAME).read_text())
+        try:
+            meta = json.loads((self.folder / META_NAME).read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise StoreDamagedError("Qdrant Edge store", self.folder, self.folder / META_NAME,
+                                    f"unreadable ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise StoreMismatchError(f"{self.folder} is not an imgsearch Qdrant Edge store ({meta.get('format')})")
         require_backbone(self._info, BackboneId.from_dict(meta), f"Qdrant Edge store {self.folder}")
@@ -150,7 +157,8 @@ class EdgeIndex:
                 ) from e
             if "incompatible" in str(e).lower():
                 raise StoreMismatchError(f"Qdrant Edge shard {shard_path}: {e}") from e
-            raise
+            # Anything else is the shard's files: a missing folder, a garbled segment.json, a torn WAL.
+            raise StoreDamagedError("Qdrant Edge store", self.folder, shard_path, f"cannot be loaded ({e})") from e
 
     def _acquire(self) -> None:
         self._lock.acquire(self.lock_timeout_s)

@@ -105,6 +105,7 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
 
     if not folder.is_dir():
         _fail(f"folder not found: {folder}")
+    ctx.require_intact()
     console.print(f"ingesting {folder}")
     try:
         report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, _stores(ctx), ctx.trained(),
@@ -275,6 +276,7 @@ def search_cmd(
             known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
             own_id = known.id if known is not None else None
         stores = _stores(ctx)
+        ctx.require_intact()
         if stores.faiss.count() == 0:
             _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
         service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
@@ -337,6 +339,13 @@ def doctor_cmd(
     from imgsearch.ui import doctor
 
     with _context("doctor", data_dir=data_dir) as ctx:
+        if repair:
+            for line in doctor.open_for_repair(ctx):
+                console.print(f"repair: {line}", highlight=False)
+        else:
+            problem = doctor.catalogue_problem(ctx)
+            if problem:
+                _fail(problem)
         stores = _stores(ctx)
 
         def models():
@@ -347,15 +356,18 @@ def doctor_cmd(
 
         trained, problem = models()
         report = doctor.check(ctx.Session, stores, trained, problem, deep=deep, cache=ctx.cache,
-                              backbone=ctx.backbone)
+                              backbone=ctx.backbone, current_run_id=ctx.trained_run_id())
         for line in report.lines():
             console.print(line, highlight=False)
+        if repair and problem:
+            console.print(f"repair: {doctor.refit_models(ctx)}", highlight=False)
+            trained, problem = models()
         if repair and not report.consistent:
             for line in doctor.repair(ctx.Session, stores, ctx.cache, report, trained, delete_orphans=delete_orphans,
                                       backbone=ctx.backbone, models_dir=ctx.settings.models_dir):
                 console.print(f"repair: {line}", highlight=False)
             trained, problem = models()  # runs restored from their model files may have made some current
-            report = doctor.check(ctx.Session, stores, trained, problem)
+            report = doctor.check(ctx.Session, stores, trained, problem, current_run_id=ctx.trained_run_id())
             console.print(report.lines()[-1])
     if not report.consistent:
         raise typer.Exit(1)
@@ -415,13 +427,31 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     from imgsearch.db.session import CorruptDatabaseError, SchemaVersionError
     from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.models.files import DiskFullError
     from imgsearch.models.persistence import ModelLoadError
-    from imgsearch.search.index import StoreBusyError, StoreMismatchError
+    from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
+    from imgsearch.ui.context import StoreMissingError
     from imgsearch.ui.dataset import DatasetUnavailable
 
     return (ValidationError, OperationalError, CorruptDatabaseError, SchemaVersionError, DatasetUnavailable,
-            BackboneUnavailable, ModelLoadError, StoreBusyError, StoreMismatchError, FileNotFoundError,
-            NotADirectoryError, PermissionError)
+            BackboneUnavailable, ModelLoadError, StoreBusyError, StoreMismatchError, StoreDamagedError,
+            StoreMissingError, FileNotFoundError, NotADirectoryError, PermissionError, DiskFullError)
+
+
+def _damaged_catalogue(exc: BaseException) -> str | None:
+    """The message for an SQLite file found damaged in the middle of a command (not just at open)."""
+    from sqlalchemy.exc import DatabaseError
+
+    from imgsearch.db.session import CORRUPT_ERRORS, sqlite_error_name
+
+    if not isinstance(exc, DatabaseError) or sqlite_error_name(exc) not in CORRUPT_ERRORS:
+        return None
+    try:
+        where = Settings().db_url.removeprefix("sqlite:///")
+    except Exception:  # invalid settings: the message can still say what happened
+        where = "the catalogue database"
+    return (f"{where} is damaged ({exc.orig}). Run `imgsearch doctor --repair`: it moves the file aside and "
+            "rebuilds the catalogue from the vector stores' payloads.")
 
 
 def run() -> None:
@@ -432,6 +462,10 @@ def run() -> None:
         _say_interrupted(exc)
         sys.exit(130)
     except Exception as exc:
+        damaged = _damaged_catalogue(exc)
+        if damaged is not None:
+            console.print(f"[bold red]error:[/] {damaged}", highlight=False)
+            sys.exit(2)
         if not isinstance(exc, _known_errors()):
             raise
         hint = " (check your IMGSEARCH_* settings or .env)" if type(exc).__name__ == "ValidationError" else ""

@@ -35,6 +35,11 @@ def default_workers(settings: Settings) -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+class StoreMissingError(RuntimeError):
+    """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
+    round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -61,6 +66,36 @@ class Context:
         s = self.settings
         return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
                            s.store_lock_timeout_s, role=self.role)
+
+    def require_intact(self) -> None:
+        """StoreMissingError when a store is empty but this backbone has indexed images in the catalogue, or
+        the catalogue is empty but the stores hold points.
+
+        A deleted store folder or catalogue file is re-created empty on open; searching would then answer
+        "nothing matches" without a word, and an ingest would catalogue everything again under new ids. So
+        search, ingest and the app check first.
+        """
+        bb = self.backbone
+        with self.Session() as s:
+            n = repo.indexed_with(s, bb.name, bb.weights_sha256)
+            catalogued = repo.count_images(s)
+        stores = (("Qdrant", self.stores.qdrant), ("FAISS mirror", self.stores.faiss))
+        if n:
+            for name, index in stores:
+                if index.count() == 0:
+                    raise StoreMissingError(
+                        f"The {name} store for backbone {bb.identity.tag} is empty, but the catalogue has {n} "
+                        "indexed images: it was deleted or replaced. Run `imgsearch doctor --repair` to rebuild it "
+                        "from the feature cache and the other store."
+                    )
+        elif catalogued == 0:
+            held = max(index.count() for _, index in stores)
+            if held:
+                raise StoreMissingError(
+                    f"The catalogue {self.settings.db_url.removeprefix('sqlite:///')} is empty, but the vector "
+                    f"stores hold {held} images: it was deleted or replaced. Run `imgsearch doctor --repair` to "
+                    "rebuild it from the stores' payloads."
+                )
 
     def trained(self) -> TrainedModels | None:
         """The current models for this backbone, or None before the first training run.

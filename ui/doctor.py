@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class DoctorReport:
     stale_payloads: list[int] = field(default_factory=list)  # sampled points not predicted by the current models
     stale_catalogue: int = 0  # catalogue rows whose stored prediction is not the current models'
     cache_mismatches: list[int] = field(default_factory=list)  # --deep: cached vector is not its file's
+    damaged_shards: list[Path] = field(default_factory=list)  # feature-cache shards that cannot be read
     changed_files: list[int] = field(default_factory=list)  # --deep: file bytes differ from the catalogued hash
     deep_checked: int = 0
     backbone: str = ""
@@ -54,11 +55,13 @@ class DoctorReport:
     def consistent(self) -> bool:
         return not (self.missing_in_qdrant or self.missing_in_faiss or self.orphans_in_qdrant
                     or self.orphans_in_faiss or self.vector_mismatches or self.open_batches
-                    or self.stale_payloads or self.stale_catalogue or self.cache_mismatches)
+                    or self.stale_payloads or self.stale_catalogue or self.cache_mismatches or self.damaged_shards)
 
     def lines(self) -> list[str]:
         models = (f"current models: training run {self.model_run_id}" if self.model_run_id is not None
                   else "current models: none (not trained yet for this backbone)")
+        if self.models_problem and self.model_run_id is not None:
+            models += " (cannot be loaded)"
         out = [
             f"backbone {self.backbone}",
             f"SQLite: {self.n_indexed} indexed images, {self.n_pending} pending (not yet in the vector stores)",
@@ -79,6 +82,9 @@ class DoctorReport:
             if ids:
                 shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
                 out.append(f"PROBLEM: {len(ids)} ids {name}: {shown}")
+        for shard in self.damaged_shards:
+            out.append(f"PROBLEM: feature cache shard {shard} cannot be read: its images are embedded again when "
+                       "they are next needed (a rebuild, a re-ingest)")
         if self.stale_catalogue:
             out.append(f"PROBLEM: {self.stale_catalogue} catalogue rows hold predictions from other models than "
                        "the current ones")
@@ -98,9 +104,11 @@ def check(
     deep: bool = False,
     cache: FeatureCache | None = None,
     backbone: Backbone | None = None,
+    current_run_id: int | None = None,
 ) -> DoctorReport:
     """Compare the stores (ids, a sample of vectors, a sample of predictions); `deep` also re-embeds a sample
-    of files and compares with the feature cache (needs `cache` and `backbone`)."""
+    of files and compares with the feature cache (needs `cache` and `backbone`). `current_run_id` names the
+    current training run when its models could not be loaded (`models_problem`)."""
     # Stores first, SQLite second: an ingest running meanwhile catalogues before it writes vectors, so a
     # point that appears between the two reads is found in SQLite, never mistaken for an orphan.
     close_dead_runs(Session)
@@ -119,7 +127,7 @@ def check(
         open_batches=open_batches,
         missing_in_qdrant=sorted(indexed - q_ids), missing_in_faiss=sorted(indexed - f_ids),
         orphans_in_qdrant=sorted(q_ids - catalogued), orphans_in_faiss=sorted(f_ids - catalogued),
-        model_run_id=trained.run_id if trained is not None else None, models_problem=models_problem,
+        model_run_id=trained.run_id if trained is not None else current_run_id, models_problem=models_problem,
         stale_catalogue=stale_catalogue, backbone=stores.qdrant.info.tag,
     )
     rng = np.random.default_rng(seed)
@@ -130,6 +138,9 @@ def check(
         bad = ~np.isclose(np.einsum("ij,ij->i", xq, xf), 1.0, atol=1e-4)
         report.vector_mismatches = [sample[i] for i in np.flatnonzero(bad)]
         report.stale_payloads = _stale_payloads(sample, xq, stores.qdrant.get_payloads(sample), trained)
+    if cache is not None:
+        cache.refresh()
+        report.damaged_shards = [p for p in cache.unreadable if p.exists()]
     if deep and cache is not None and backbone is not None:
         _deep_check(Session, cache, backbone, sorted(indexed), rng, report)
     return report
@@ -200,6 +211,8 @@ def repair(
     the payloads come from this backbone's current models only.
     """
     done = []
+    for shard in report.damaged_shards:
+        done.append(f"moved the unreadable feature cache shard {shard} to {quarantine(shard)}")
     replayed = recover(Session, stores, cache, trained)
     if replayed:
         done.append(f"replayed {replayed} images from open journal batches")
@@ -231,7 +244,7 @@ def repair(
             current = repo.current_model_run(s, bb.name, bb.weights_sha256)
         trained = load_trained(models_dir, bb, current.id)  # the payloads' predictions were made by these
     # The ids missing from each store are looked at afresh: the steps above may have catalogued some.
-    now = check(Session, stores, trained)
+    now = check(Session, stores, trained, cache=cache)
     if now.missing_in_qdrant:
         pushed, requeued = _repush(Session, stores, cache, now.missing_in_qdrant, trained)
         done.append(f"re-pushed {pushed} points to Qdrant")
@@ -368,3 +381,96 @@ def _clear_predictions(stores: Stores) -> int:
     if ids:
         stores.set_payload(ids, [dict.fromkeys(PREDICTION_FIELDS) for _ in ids])
     return len(ids)
+
+
+# ---- damaged files: moved aside, then rebuilt ---------------------------------------------------------------
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged file or folder aside (never delete it): `<name>.damaged-<UTC time>`."""
+    target = path.with_name(f"{path.name}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    path.rename(target)
+    return target
+
+
+def open_for_repair(ctx) -> list[str]:
+    """Make the catalogue and the stores openable, moving aside whatever is too damaged to open.
+
+    The moved-aside catalogue or store is then rebuilt by `repair` from the copies that survive: the
+    catalogue from the stores' payloads, a store from the feature cache and the other store.
+    """
+    from sqlalchemy.exc import DatabaseError
+
+    from imgsearch.db.session import (
+        CORRUPT_ERRORS,
+        CorruptDatabaseError,
+        integrity_problem,
+        make_engine,
+        sqlite_error_name,
+    )
+    from imgsearch.search.index import StoreDamagedError
+
+    done = []
+    db_file = ctx.settings.db_url.removeprefix("sqlite:///") if ctx.settings.db_url.startswith("sqlite:///") else None
+    problem = None
+    try:
+        ctx.Session  # noqa: B018 - opens and migrates
+    except CorruptDatabaseError as exc:
+        problem = str(exc.orig)
+    except DatabaseError as exc:  # damage deeper in the file, met while migrating
+        if sqlite_error_name(exc) not in CORRUPT_ERRORS:
+            raise
+        problem = str(exc.orig)
+    if problem is None and db_file is not None:
+        engine = make_engine(ctx.settings.db_url)
+        try:
+            problem = integrity_problem(engine)
+        finally:
+            engine.dispose()
+    if problem is not None and db_file is not None:
+        ctx.__dict__.pop("Session", None)
+        moved = quarantine(Path(db_file))
+        for suffix in ("-wal", "-shm"):
+            Path(db_file + suffix).unlink(missing_ok=True)  # belong to the damaged file, useless without it
+        done.append(f"the catalogue was damaged ({problem}): moved it to {moved}; a new one is rebuilt below")
+    for _ in range(3):  # each store at most once, and one more look
+        try:
+            ctx.stores.qdrant.count()
+            ctx.stores.faiss.count()
+            break
+        except StoreDamagedError as exc:
+            ctx.close()
+            moved = quarantine(exc.folder)
+            done.append(f"{exc}: moved {exc.folder} to {moved}; it is rebuilt below")
+    return done
+
+
+def catalogue_problem(ctx) -> str | None:
+    """A message when the SQLite catalogue fails its integrity check, else None."""
+    from imgsearch.db.session import integrity_problem
+
+    engine = ctx.Session.kw["bind"]
+    problem = integrity_problem(engine)
+    if problem is None:
+        return None
+    return (f"the catalogue {ctx.settings.db_url.removeprefix('sqlite:///')} is damaged ({problem}). Run "
+            "`imgsearch doctor --repair`: it moves the file aside and rebuilds the catalogue from the vector "
+            "stores' payloads.")
+
+
+def refit_models(ctx) -> str:
+    """Fit the current training run's models again, with its own parameters, when their files are lost.
+
+    The features are cached, so this is the experiment alone (minutes at Caltech-101 size); it is recorded
+    as a new training run, which becomes current.
+    """
+    from imgsearch.ui.training import run_training
+
+    run_id = ctx.trained_run_id()
+    with ctx.Session() as s:
+        params = dict((s.get(repo.Run, run_id).params or {}) if run_id is not None else {})
+    same = {"k_clusters": params.get("k"), "seed": params.get("seed"), "val_fraction": params.get("val_fraction")}
+    ctx.settings = ctx.settings.model_copy(update={k: v for k, v in same.items() if v is not None})
+    outcome = run_training(ctx, data=None, force=True, progress=False)
+    return (f"the models of training run {run_id} could not be loaded: fitted them again from the cached features "
+            f"with the same parameters, as training run {outcome.run_id} (now current)")

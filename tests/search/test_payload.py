@@ -41,12 +41,13 @@ def test_schema_is_consistent():
 def test_payload_for_reads_the_catalogue_row():
     row = SimpleNamespace(path="/p/a/x.jpg", file_name="x.jpg", label="a", predicted_label="b", predicted_prob=0.25,
                           kmeans_cluster=3, agglo_cluster=None, content_hash="f" * 64, width=4, height=3,
-                          source_folder="/p/a", ingest_run_id=7, created_at=datetime(2024, 5, 6, 7, 8, 9),
-                          split="train", status="indexed")
+                          size_bytes=123, source_folder="/p/a", ingest_run_id=7, model_run_id=2,
+                          created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed")
     assert payload_for(row) == {
         "path": "/p/a/x.jpg", "file_name": "x.jpg", "label": "a", "predicted_label": "b", "predicted_prob": 0.25,
         "kmeans_cluster": 3, "agglo_cluster": None, "content_hash": "f" * 64, "width": 4, "height": 3,
-        "source_folder": "/p/a", "ingest_run_id": 7, "time": "2024-05-06T07:08:09",
+        "size_bytes": 123, "source_folder": "/p/a", "ingest_run_id": 7, "model_run_id": 2,
+        "time": "2024-05-06T07:08:09",
     }
     assert list(payload_for(row)) == [f.key for f in FIELDS]
 
