@@ -106,7 +106,8 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
     try:
         ctx = loaded_context(key)
         version = store_version(ctx, signature)
-    except Exception as exc:  # backbone weights missing, store busy or built for another backbone
+        ctx.require_intact()  # a deleted store must not look like "nothing matches"
+    except Exception as exc:  # backbone weights missing, store busy, damaged or built for another backbone
         log.exception("cannot load the backbone or the stores")
         _stop_with("error", f"Cannot load the backbone or open the vector stores: {exc}")
     if require_images and ctx.stores.faiss.count() == 0:
