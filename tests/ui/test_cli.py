@@ -85,6 +85,7 @@ def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path
     assert "lower --k" in result.output
 
 
+@pytest.mark.slow  # four train commands, three of them fitting every model: ~5 s
 def test_unchanged_rerun_reuses_results_and_force_refits(tiny_dataset, tmp_path):
     assert _train(tiny_dataset, tmp_path / "d").exit_code == 0
     again = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--k", "3", "--data-dir",
