@@ -11,17 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.models.files import atomic_write
+from imgsearch.models.files import atomic_write, ensure_free_space
 from imgsearch.models.identity import BackboneId, IdentityMismatch, backbone_folder
 
 log = logging.getLogger(__name__)
+
+# Free space a shard needs beyond its own size (zip headers, the folder's directory block, rounding).
+SHARD_MARGIN_BYTES = 1 << 20
 
 
 class FeatureCache:
     """Append-only shards of (hashes, vectors), one folder per backbone identity.
 
     Shards are written whole to a temporary name and renamed, so a crash never leaves a half-written
-    shard; a rerun simply re-embeds whatever had not been flushed yet.
+    shard; a rerun simply re-embeds whatever had not been flushed yet. A full disk is DiskFullError before
+    the shard is written (or from atomic_write, which removes its temp file), and the cache stays as it was.
     """
 
     def __init__(self, root: Path, backbone: BackboneId):
@@ -37,6 +41,7 @@ class FeatureCache:
             atomic_write(meta, json.dumps(backbone.as_dict(), indent=2))
         self._vectors: dict[str, np.ndarray] = {}
         self._seen: set[str] = set()
+        self.unreadable: list[Path] = []  # damaged shards, skipped (doctor reports them, --repair moves them aside)
         self._load()
 
     def _shards(self) -> list[Path]:
@@ -59,6 +64,7 @@ class FeatureCache:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 # A damaged shard costs a re-embed of its images, never a crash or wrong vectors.
                 log.warning("ignoring unreadable feature shard %s (%s); its images will be re-embedded", shard, exc)
+                self.unreadable.append(shard)
                 continue
             if xb.ndim != 2 or xb.shape[1] != self.backbone.dim:
                 log.warning("ignoring feature shard %s with shape %s", shard, xb.shape)
@@ -84,8 +90,12 @@ class FeatureCache:
             return
         if xb.shape != (len(hashes), self.backbone.dim):
             raise ValueError(f"expected vectors of shape ({len(hashes)}, {self.backbone.dim}), got {xb.shape}")
+        keys = np.array(hashes)
+        vectors = xb.astype(np.float32)
+        ensure_free_space(self.dir, keys.nbytes + vectors.nbytes + SHARD_MARGIN_BYTES,
+                          f"add {len(hashes)} vectors to the feature cache")
         name = f"shard-{time.time_ns():020d}-{os.getpid()}.npz"
-        atomic_write(self.dir / name, lambda f: np.savez(f, hashes=np.array(hashes), vectors=xb.astype(np.float32)))
+        atomic_write(self.dir / name, lambda f: np.savez(f, hashes=keys, vectors=vectors))
         self._seen.add(name)
         for h, v in zip(hashes, xb, strict=True):
             self._vectors[h] = v

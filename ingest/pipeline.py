@@ -97,6 +97,10 @@ def _write_batch(
     xb: np.ndarray,
     trained: TrainedModels | None,
 ) -> None:
+    # A full disk stops the ingest here, with a message saying what to do, before the journal row: nothing of
+    # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
+    # features cached, and the same command writes them once there is room.
+    stores.ensure_room(len(ids))
     predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:
@@ -243,6 +247,29 @@ def ingest_folder(
                 report.outcome = "interrupted"
                 break
             chunk = todo[start : start + opts.store_batch]
+            # Another process ingesting the same images (a second `ingest` of this folder, the worker) may have
+            # indexed some since the to-do list was made: skip those instead of embedding and writing them again.
+            # Only images 'pending' then can have been; the status is per image and the stores per backbone, so
+            # an image counts as done only once it is in this backbone's Qdrant store too.
+            done_elsewhere = [i for i, _ in chunk if statuses.get(i) == "pending"]
+            if done_elsewhere:
+                with Session() as s:
+                    rows = repo.images_by_ids(s, done_elsewhere)
+                done_elsewhere = [i for i in done_elsewhere if i in rows and rows[i].status == "indexed"]
+            if done_elsewhere:
+                try:
+                    stores.qdrant.get_payloads(done_elsewhere)  # KeyError unless all are there, the usual case
+                except KeyError:
+                    in_store = set(stores.qdrant.ids().tolist())
+                    done_elsewhere = [i for i in done_elsewhere if i in in_store]
+                skip = set(done_elsewhere)
+                chunk = [c for c in chunk if c[0] not in skip]
+                bar.update(len(skip))
+                state["done"] += len(skip)
+                if not chunk:
+                    if on_progress:
+                        on_progress(dict(state))
+                    continue
             t = time.perf_counter()
             emb = embed_with_cache(
                 backbone,

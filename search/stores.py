@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +11,47 @@ from typing import Any
 
 import numpy as np
 
+from imgsearch.models.files import ensure_free_space
 from imgsearch.models.identity import BackboneId
-from imgsearch.search.factory import open_index
+from imgsearch.search.factory import index_root, open_index
 from imgsearch.search.index import VectorIndex
+
+MiB = 1 << 20
+
+# Free space, measured (tests/faults/test_disk_full.py checks these numbers). Qdrant Edge keeps its files
+# sparse and fills them through mmap, where a page dirtied in a hole of a full disk is SIGBUS, not an error
+# (on tmpfs merely reading one fills it). So the disk must always have room for every hole in the store's
+# files: for a fresh store that is 147,260,456 bytes (140.4 MiB) apparent, of which ~312 KiB allocated,
+# whatever the dimension (two 32 MiB WAL segments, a 32 MiB payload page, 1-4 MiB payload-index files).
+# A fresh FAISS mirror is ~9 KiB.
+EDGE_FRESH_BYTES = 141 * MiB
+FAISS_FRESH_BYTES = 64 * 1024
+# What a write of n vectors of dim d adds (raw = n * d * 4 bytes of float32), measured at 192 and 1280 dims:
+# Qdrant Edge grows by ~2.3 x raw (its WAL keeps a ~1.3 x copy, the vector storage 1 x) plus ~0.4 KiB of
+# payload and payload index a point; the FAISS mirror's data.npz by ~1.0 x raw plus ~0.2 KiB a point, but
+# it is rewritten whole on every save: the new file is written beside the old one, so it needs its whole size.
+QDRANT_RAW_FACTOR = 3
+QDRANT_POINT_BYTES = 1024
+FAISS_POINT_BYTES = 512
+# On top of every estimate: Qdrant creates files in 32 MiB units (WAL segments, vector chunks, payload pages:
+# new holes), and SQLite's journal, the stores' small metadata files and other processes (the app, the
+# worker, another ingest) write too. Two such units.
+STORE_MARGIN_BYTES = 64 * MiB
+
+
+def sparse_bytes(folder: Path) -> int:
+    """What the files under `folder` can still take on disk without growing: their holes (apparent size less
+    allocated blocks), which Qdrant Edge fills through mmap."""
+    total = 0
+    for dirpath, _, names in os.walk(folder):  # os.walk skips a folder Qdrant removes meanwhile
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += max(0, st.st_size - st.st_blocks * 512)
+    return total
 
 
 @dataclass
@@ -41,6 +81,40 @@ class Stores:
         for _, index in self.all:
             index.close()
 
+    def write_bytes(self, n: int) -> dict[Path, int]:
+        """Roughly the disk space a write of `n` vectors adds, by store folder (a Qdrant server has none)."""
+        need: dict[Path, int] = {}
+        for name, index in self.all:
+            folder = getattr(index, "folder", None)
+            if folder is None:
+                continue
+            raw = n * index.info.dim * 4
+            if name == "qdrant":
+                need[Path(folder)] = QDRANT_RAW_FACTOR * raw + n * QDRANT_POINT_BYTES
+            else:
+                from imgsearch.search.faiss_index import DATA_NAME
+
+                try:
+                    current = (Path(folder) / DATA_NAME).stat().st_size
+                except FileNotFoundError:
+                    current = 0
+                need[Path(folder)] = current + raw + n * FAISS_POINT_BYTES
+        return need
+
+    def ensure_room(self, n: int) -> None:
+        """DiskFullError, before anything is written, unless the disk can take a write of `n` vectors on top of
+        the Qdrant Edge store's holes, plus STORE_MARGIN_BYTES: a full disk must stop an ingest between
+        batches, not half-way through one (or kill it with SIGBUS)."""
+        by_device: dict[int, list[tuple[Path, int]]] = {}
+        for folder, nbytes in self.write_bytes(n).items():
+            if folder == getattr(self.qdrant, "folder", None):
+                nbytes += sparse_bytes(folder)
+            by_device.setdefault(os.stat(folder).st_dev, []).append((folder, nbytes))
+        for parts in by_device.values():
+            where = Path(os.path.commonpath([str(f) for f, _ in parts]))
+            ensure_free_space(where, sum(b for _, b in parts) + STORE_MARGIN_BYTES,
+                              f"write {n} vectors to the vector stores")
+
 
 def open_stores(
     data_dir: Path,
@@ -50,8 +124,40 @@ def open_stores(
     lock_timeout_s: float = 30.0,
     role: str | None = None,
 ) -> Stores:
-    """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone."""
+    """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
+
+    A store that does not exist yet is created. DiskFullError first if the disk has no room for it, or for the
+    holes of the Qdrant Edge store that exists (see ensure_room_to_open).
+    """
+    ensure_room_to_open(data_dir, backbone, qdrant_url)
     qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
                         lock_timeout_s=lock_timeout_s, role=role)
-    faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role)
+    try:
+        faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role)
+    except BaseException:
+        qdrant.close()  # or the embedded store stays locked until this process ends
+        raise
     return Stores(qdrant=qdrant, faiss=faiss)
+
+
+def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | None = None) -> None:
+    """DiskFullError, before anything is opened or created, unless the disk has room for the stores that do
+    not exist yet and for every hole of the Qdrant Edge store (see EDGE_FRESH_BYTES), plus STORE_MARGIN_BYTES.
+    With a Qdrant server and an existing mirror there is nothing to check: the mirror only reads until a write."""
+    from imgsearch.search.faiss_index import META_NAME as FAISS_META
+
+    root = index_root(data_dir)  # the folders below are the ones open_index uses
+    need, create = 0, False
+    if qdrant_url is None:
+        from imgsearch.search.qdrant_edge import META_NAME as EDGE_META
+
+        edge = root / "qdrant_edge" / backbone.tag
+        if (edge / EDGE_META).exists():
+            need += sparse_bytes(edge)
+        else:
+            need, create = need + EDGE_FRESH_BYTES, True
+    if not (root / "faiss" / backbone.tag / FAISS_META).exists():
+        need, create = need + FAISS_FRESH_BYTES, True
+    if need:
+        ensure_free_space(root, need + STORE_MARGIN_BYTES,
+                          f"{'create' if create else 'open'} the vector stores for backbone {backbone.name}")
