@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imgsearch.db.models import Image, Run
-from imgsearch.search.payload import FILTER_FIELDS, PayloadField
 
 CLUSTER_COLUMNS = {"kmeans": Image.kmeans_cluster, "agglomerative": Image.agglo_cluster}
 
@@ -35,10 +34,10 @@ def _distinct(session: Session, column) -> list:
     return list(session.scalars(query))
 
 
-def filter_choices(session: Session, fields: Sequence[PayloadField] = FILTER_FIELDS) -> FilterChoices:
-    """For each payload field filtered by a list of values, its distinct values (read from the catalogue
-    column the payload schema names as its source)."""
-    return {f.key: _distinct(session, getattr(Image, f.source)) for f in fields if f.match == "any"}
+def filter_choices(session: Session, columns: Mapping[str, str]) -> FilterChoices:
+    """Distinct values of catalogue columns among indexed images: `columns` maps a payload key to the
+    `Image` attribute it comes from (`imgsearch.search.payload.list_filter_columns()` gives the schema's)."""
+    return {key: _distinct(session, getattr(Image, attribute)) for key, attribute in columns.items()}
 
 
 def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, str]]:

@@ -92,6 +92,12 @@ FILTER_FIELDS: tuple[PayloadField, ...] = tuple(f for f in FIELDS if f.match is 
 _BY_NAME: dict[str, PayloadField] = {f.name: f for f in FILTER_FIELDS if f.name}
 
 
+def list_filter_columns(fields: tuple[PayloadField, ...] = FILTER_FIELDS) -> dict[str, str]:
+    """Payload key -> catalogue attribute, for the fields filtered by a list of values (the app offers their
+    distinct values: `db.collection.filter_choices`)."""
+    return {f.key: f.source for f in fields if f.match == "any"}
+
+
 def payload_for(row: Any) -> dict[str, Any]:
     """What Qdrant (and the FAISS sidecar) keep for one catalogue row; the app shows and filters on these."""
     out = {}

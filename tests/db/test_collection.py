@@ -5,7 +5,7 @@ from __future__ import annotations
 from imgsearch.db import collection
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image
-from imgsearch.search.payload import FILTER_FIELDS, PayloadField
+from imgsearch.search.payload import FILTER_FIELDS, PayloadField, list_filter_columns
 
 
 def _catalogue(session) -> None:
@@ -34,7 +34,7 @@ EXPECTED = {
 
 def test_filter_choices_are_the_distinct_indexed_values_of_every_list_field(session):
     _catalogue(session)
-    choices = collection.filter_choices(session)
+    choices = collection.filter_choices(session, list_filter_columns())
     # Generic over the schema: one entry per field filtered by a list of values, none for bounds.
     assert set(choices) == {f.key for f in FILTER_FIELDS if f.match == "any"}
     assert {key: choices[key] for key in EXPECTED} == EXPECTED
@@ -44,7 +44,8 @@ def test_filter_choices_follow_the_fields_given(session):
     """A field added to the schema is offered with no change to db/: here the catalogue's `file_name`."""
     _catalogue(session)
     extra = PayloadField("file_name", "keyword", "file_name", "any", "file_names", "file name", "file-name")
-    assert collection.filter_choices(session, [extra]) == {"file_name": ["0.jpg", "1.jpg", "2.jpg"]}
+    choices = collection.filter_choices(session, list_filter_columns((extra,)))
+    assert choices == {"file_name": ["0.jpg", "1.jpg", "2.jpg"]}
 
 
 def test_every_filter_field_comes_from_a_catalogue_column():

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from imgsearch.db import collection as data
 from imgsearch.models.trained import TrainedModels
+from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
@@ -132,7 +133,7 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
 @st.cache_data(show_spinner=False, max_entries=16)
 def filter_choices(key: str, version: tuple) -> data.FilterChoices:
     with context(key).Session() as s:
-        return data.filter_choices(s)
+        return data.filter_choices(s, list_filter_columns())
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

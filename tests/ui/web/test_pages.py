@@ -145,12 +145,12 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
     """One widget per filterable schema field, labelled and keyed from the schema, offering the catalogue's values."""
     from imgsearch.db import collection
     from imgsearch.db.session import make_engine, session_factory
-    from imgsearch.search.payload import FILTER_FIELDS
+    from imgsearch.search.payload import FILTER_FIELDS, list_filter_columns
     from imgsearch.ui.settings import Settings
 
     engine = make_engine(Settings().db_url)
     with session_factory(engine)() as s:
-        choices = collection.filter_choices(s)
+        choices = collection.filter_choices(s, list_filter_columns())
     engine.dispose()
     at = page("filtered")
     at.run()
