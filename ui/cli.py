@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from imgsearch.models.backbones import CHOICES as BACKBONE_CHOICES
 from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.ui.settings import Settings
 
@@ -28,9 +29,7 @@ log = logging.getLogger("imgsearch")
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder of class sub-folders (labels = folder names).")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the database, caches and models live.")]
-BackboneOpt = Annotated[
-    str | None, typer.Option("--backbone", help="auto | resnet50 | efficientnet_lite2 | efficientnet_lite0")
-]
+BackboneOpt = Annotated[str | None, typer.Option("--backbone", help=" | ".join(BACKBONE_CHOICES))]
 
 
 def _settings(**overrides) -> Settings:

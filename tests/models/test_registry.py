@@ -44,9 +44,6 @@ def test_declared_dim_is_what_the_backbone_returns(name):
     assert xb.shape == (2, spec.dim) and xb.dtype == np.float32
 
 
-# ui/cli.py still spells the --backbone help out by hand and leaves `tiny` out; it should read REGISTRY. When it
-# does, this XPASSes, which strict turns into a failure: then delete the marker.
-@pytest.mark.xfail(strict=True, reason="the CLI's --backbone help is a hand-written list without 'tiny'")
 @pytest.mark.parametrize("command", ["train", "ingest"])
 def test_cli_help_lists_every_registry_name(command):
     result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)

@@ -21,6 +21,8 @@ from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
 from tests.conftest import TEST_BACKBONE, write_dataset
 
+pytestmark = pytest.mark.slow  # each test trains a collection (seconds apiece)
+
 runner = CliRunner()
 
 
