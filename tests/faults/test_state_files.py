@@ -107,6 +107,20 @@ def command_args(command: str, photos: Path) -> list[str]:
 RESULTS: dict[tuple[str, str, str], str] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def outcome_table():
+    """After the module, with FAULT_TABLE=path: the file x damage x command -> outcome table, as Markdown."""
+    yield
+    path = os.environ.get("FAULT_TABLE")
+    if path and RESULTS:
+        lines = ["| file | damage | " + " | ".join(COMMANDS) + " |", "|---|---|" + "---|" * len(COMMANDS)]
+        for state in STATE_FILES:
+            for how in DAMAGES:
+                cells = [RESULTS.get((state.name, how, c), "—") for c in COMMANDS]
+                lines.append(f"| {state.name} | {how} | " + " | ".join(cells) + " |")
+        Path(path).write_text("\n".join(lines) + "\n")
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.parametrize("state", STATE_FILES, ids=lambda s: s.name)
@@ -139,16 +153,3 @@ def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, mon
         assert f"Qdrant: {N_IMAGES} points; FAISS mirror: {N_IMAGES} vectors" in out, out
         outcome = "repaired"
     RESULTS[(state.name, how, command)] = outcome
-
-
-def test_write_the_table():
-    """Writes the outcome table when FAULT_TABLE names a file (the closing note quotes it)."""
-    path = os.environ.get("FAULT_TABLE")
-    if not path or not RESULTS:
-        pytest.skip("set FAULT_TABLE=path to write the table")
-    lines = ["| file | damage | " + " | ".join(COMMANDS) + " |", "|---|---|" + "---|" * len(COMMANDS)]
-    for state in STATE_FILES:
-        for how in DAMAGES:
-            cells = [RESULTS.get((state.name, how, c), "—") for c in COMMANDS]
-            lines.append(f"| {state.name} | {how} | " + " | ".join(cells) + " |")
-    Path(path).write_text("\n".join(lines) + "\n")
