@@ -72,6 +72,39 @@ def backbone():
     return load_backbone(TEST_BACKBONE)
 
 
+@pytest.fixture
+def ctx(tmp_path, backbone):
+    """A Context on an empty data dir in tmp_path, with the tiny backbone; closed after the test."""
+    from imgsearch.ui.context import Context
+    from imgsearch.ui.settings import Settings
+
+    c = Context(Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test",
+                _backbone=backbone)
+    yield c
+    c.close()
+
+
+def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch, **env: str) -> tuple[int, str]:
+    """`imgsearch ARGS --data-dir DATA_DIR` through the console entry point, `run`, which turns known errors
+    into one line and exit code 2 (typer's CliRunner invokes the app without it). Returns (exit code, output
+    with whitespace collapsed). A stack trace fails the calling test: the exception is raised here."""
+    import sys
+
+    from imgsearch.ui.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["imgsearch", *args, "--data-dir", str(data_dir)])
+    for name, value in {"IMGSEARCH_BACKBONE": TEST_BACKBONE, "IMGSEARCH_NUM_WORKERS": "0", **env}.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return int(code), " ".join((out.out + out.err).split())
+
+
 @pytest.fixture(scope="session")
 def lite0():
     """Real EfficientNet-Lite0 weights, for tests about the network or real features. Such tests are `slow`."""

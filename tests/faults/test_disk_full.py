@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from imgsearch.search.stores import open_stores
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 
 MiB = 1 << 20
 FREE = 8 * MiB  # room for a feature-cache shard of a few images, not for a store or a journalled batch
@@ -47,24 +46,6 @@ def nearly_full(monkeypatch, free: int = FREE) -> None:
 
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-
-
-def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch) -> tuple[int, str]:
-    """`imgsearch ARGS` through the console entry point (`run`, which turns known errors into one line and exit
-    code 2; typer's CliRunner invokes the app without it). A stack trace fails the test: it raises here."""
-    from imgsearch.ui.cli import run
-
-    monkeypatch.setattr(sys, "argv", ["imgsearch", *args, "--data-dir", str(data_dir)])
-    monkeypatch.setenv("IMGSEARCH_BACKBONE", TEST_BACKBONE)
-    monkeypatch.setenv("IMGSEARCH_NUM_WORKERS", "0")
-    capsys.readouterr()
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return int(code), " ".join((out.out + out.err).split())
 
 
 def ingest(ctx: Context, folder: Path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -80,24 +79,6 @@ def pristine(tmp_path_factory, backbone):
     return root, photos
 
 
-def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch) -> tuple[int, str]:
-    """`imgsearch ARGS` through the console entry point; a stack trace fails the test (it raises here)."""
-    from imgsearch.ui.cli import run
-
-    monkeypatch.setattr(sys, "argv", ["imgsearch", *args, "--data-dir", str(data_dir)])
-    monkeypatch.setenv("IMGSEARCH_BACKBONE", TEST_BACKBONE)
-    monkeypatch.setenv("IMGSEARCH_NUM_WORKERS", "0")
-    monkeypatch.setenv("IMGSEARCH_K_CLUSTERS", "3")
-    capsys.readouterr()
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return int(code), " ".join((out.out + out.err).split())
-
-
 def command_args(command: str, photos: Path) -> list[str]:
     query = str(photos / "grass" / "grass_002.jpg")
     return {"search": ["search", query], "ingest": ["ingest", str(photos)], "doctor": ["doctor"],
@@ -130,7 +111,7 @@ def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, mon
     shutil.copytree(root / "data", data_dir)
     target = sorted(data_dir.glob(state.glob))[0]
     damage(target, how)
-    code, out = run_cli(command_args(command, photos), data_dir, capsys, monkeypatch)
+    code, out = run_cli(command_args(command, photos), data_dir, capsys, monkeypatch, IMGSEARCH_K_CLUSTERS="3")
     assert "Traceback" not in out
     names_it = state.fix in out or target.name in out
     if code == 2:
@@ -147,7 +128,7 @@ def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, mon
             assert "grass_002.jpg" in out, out  # the query's own file is among the results
     if command == "doctor --repair":
         assert code == 0, out
-        code, out = run_cli(["doctor"], data_dir, capsys, monkeypatch)
+        code, out = run_cli(["doctor"], data_dir, capsys, monkeypatch, IMGSEARCH_K_CLUSTERS="3")
         assert code == 0 and "all three stores agree" in out, out
         assert f"SQLite: {N_IMAGES} indexed images" in out, out
         assert f"Qdrant: {N_IMAGES} points; FAISS mirror: {N_IMAGES} vectors" in out, out

@@ -13,17 +13,7 @@ import imgsearch.ingest.pipeline as pipeline
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.search.service import SearchService
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from tests.conftest import TEST_BACKBONE, make_image, write_dataset
-
-
-@pytest.fixture
-def ctx(tmp_path, backbone):
-    c = Context(Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test",
-                _backbone=backbone)
-    yield c
-    c.close()
+from tests.conftest import make_image, write_dataset
 
 
 def _ingest(ctx, folder):

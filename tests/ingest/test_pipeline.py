@@ -6,25 +6,13 @@ import shutil
 import socket
 
 import numpy as np
-import pytest
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
 from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import train
-from tests.conftest import TEST_BACKBONE, write_dataset
-
-
-@pytest.fixture
-def ctx(tmp_path, backbone):
-    c = Context(
-        Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test", _backbone=backbone
-    )
-    yield c
-    c.close()
+from tests.conftest import write_dataset
 
 
 def _ingest(ctx, folder, **kw):

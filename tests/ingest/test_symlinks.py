@@ -7,9 +7,7 @@ import pytest
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, remove_paths
 from imgsearch.ingest.scan import scan_folder
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.conftest import write_dataset
 
 
 @pytest.fixture
@@ -32,14 +30,6 @@ def test_scan_confined_to_roots_skips_links_that_leave_them(layout):
     assert all(im.path.resolve() != private.resolve() for im in scan.images)
     free = scan_folder(inner)  # the CLI: the user may link what they like
     assert any(im.path == link for im in free.images)
-
-
-@pytest.fixture
-def ctx(tmp_path, backbone):
-    c = Context(Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test",
-                _backbone=backbone)
-    yield c
-    c.close()
 
 
 def test_linked_file_is_recorded_where_found_and_removed_with_its_folder(layout, ctx):

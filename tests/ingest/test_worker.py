@@ -19,14 +19,6 @@ from imgsearch.ui.settings import Settings
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 
-@pytest.fixture
-def ctx(tmp_path, backbone):
-    c = Context(Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="worker",
-                _backbone=backbone)
-    yield c
-    c.close()
-
-
 def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
     with ctx.Session.begin() as s:
         job_id = jobs.enqueue_job(s, str(tiny_dataset), {"labels_from_folders": True}).id
