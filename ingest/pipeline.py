@@ -215,6 +215,7 @@ def ingest_folder(
                 dataset_path=str(folder),
             ).id
     report = IngestReport(run_id=run_id, folder=str(folder))
+    bar = None
     try:
         report.n_recovered = recover(Session, stores, cache, trained)
         t = time.perf_counter()
@@ -304,6 +305,8 @@ def ingest_folder(
                 on_progress(dict(state))
         bar.close()
     except BaseException as exc:
+        if bar is not None:
+            bar.close()  # so what is printed next starts on its own line
         report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         _finish(Session, report, message=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):
