@@ -20,6 +20,8 @@ from imgsearch.search.index import (
     Hit,
     StoreDamagedError,
     StoreMismatchError,
+    best_score,
+    check_examples,
     check_ids,
     check_k,
     check_payloads,
@@ -196,6 +198,31 @@ class FaissIndex:
                 for srow, irow in zip(scores, found, strict=True)
             ]
         return unbatch(results, batched)
+
+    def recommend(
+        self, positive: Sequence[int], negative: Sequence[int], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """Qdrant's best_score recommend (see index.best_score), computed exactly over every stored vector."""
+        pos, neg = check_examples(positive, negative)
+        k = check_k(k)
+        with self._mutex:
+            self.reload_if_changed()
+            self._require(pos + neg)
+            if filter is not None and filter.matches_nothing():
+                return []
+            n = int(self._index.ntotal)
+            # The flat index and id_map share one order (remove_ids compacts both), so row j is id ids[j].
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            xb = self._index.index.reconstruct_n(0, n).astype(np.float32)
+            examples = self._index.reconstruct_batch(np.asarray(pos + neg, dtype=np.int64)).astype(np.float32)
+            sims = xb @ examples.T
+            scores = best_score(sims[:, : len(pos)], sims[:, len(pos):])
+            keep = ~np.isin(ids, np.asarray(pos + neg, dtype=np.int64))
+            if filter is not None and not filter.is_empty():
+                keep &= np.array([filter.matches(self._payloads[int(i)]) for i in ids], dtype=bool)
+            candidates = np.flatnonzero(keep)
+            order = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+            return [Hit(int(ids[j]), float(scores[j]), dict(self._payloads[int(ids[j])])) for j in order]
 
     def delete(self, ids: Sequence[int]) -> None:
         ids_ = check_ids(ids)

@@ -77,6 +77,19 @@ class VectorIndex(Protocol):
         """query (dim,) -> list[Hit]; (m, dim) -> m lists. Best first, at most k each."""
         ...
 
+    def recommend(
+        self, positive: Sequence[int], negative: Sequence[int], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """Stored points most like the `positive` example points and unlike the `negative` ones (ids), best
+        first, at most k, the examples themselves excluded. KeyError for an unknown example id, ValueError
+        without a positive one.
+
+        Ranked and scored by Qdrant's `best_score` strategy (`best_score` below), so unlike `search` the
+        score is not a cosine similarity: in (0, 1) for a point closer to its nearest positive than to its
+        nearest negative, in (-1, 0) otherwise.
+        """
+        ...
+
     def delete(self, ids: Sequence[int]) -> None:
         """Remove points; unknown ids are ignored."""
         ...
@@ -145,6 +158,33 @@ def check_query(query: np.ndarray, dim: int) -> tuple[np.ndarray, bool]:
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise ValueError("query vectors must be finite and non-zero")
     return np.ascontiguousarray(xq / norms, dtype=np.float32), batched
+
+
+def check_examples(positive: Sequence[int], negative: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(positive ids, negative ids) of a recommend call; at least one positive is required."""
+    pos, neg = check_ids(positive), check_ids(negative)
+    if not pos:
+        raise ValueError("recommend needs at least one positive example id")
+    return pos, neg
+
+
+def best_score(pos_sims: np.ndarray, neg_sims: np.ndarray) -> np.ndarray:
+    """Qdrant's recommend `best_score` (lib/segment/src/vector_storage/query/reco_query.rs,
+    `RecoBestScoreQuery::score_by`), per row of cosine similarities to the positive (n, p) and negative
+    (n, q) examples: with p = max positive, q = max negative (-inf without negatives),
+    sigmoid(p) if p > q else -sigmoid(q), where sigmoid(x) = 0.5 * (x / (1 + |x|) + 1) (common::math's
+    scaled_fast_sigmoid). So a point nearer a positive always ranks above one nearer a negative. float32,
+    as Qdrant computes it.
+    """
+    pos_sims = np.asarray(pos_sims, dtype=np.float32)
+    p = pos_sims.max(axis=1)
+    q = np.asarray(neg_sims, dtype=np.float32).max(axis=1) if np.shape(neg_sims)[1] else np.full_like(p, -np.inf)
+
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return np.float32(0.5) * (x / (np.float32(1.0) + np.abs(x)) + np.float32(1.0))
+
+    # q is -inf only where p > q picks the positive branch; 0 there keeps the unused branch finite.
+    return np.where(p > q, sigmoid(p), -sigmoid(np.where(np.isfinite(q), q, np.float32(0.0)))).astype(np.float32)
 
 
 def check_k(k: int) -> int:

@@ -27,6 +27,7 @@ from imgsearch.search.index import (
     StoreBusyError,
     StoreDamagedError,
     StoreMismatchError,
+    check_examples,
     check_ids,
     check_k,
     check_payloads,
@@ -53,15 +54,18 @@ SCHEMA_TYPES = {
 }
 
 
-def _edge_filter(f: Filter | None) -> qe.Filter | None:
+def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filter | None:
+    """The Filter's conditions, ANDed; `exclude`: ids to leave out (a recommend call's examples)."""
     conditions = filter_conditions(f)
-    if conditions is None:
+    if conditions is None and not exclude:
         return None
-    return qe.Filter(must=[
+    must = [
         qe.FieldCondition(key, match=qe.MatchAny(value)) if how == "any"
         else qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
-        for key, how, value in conditions
-    ])
+        for key, how, value in conditions or []
+    ]
+    must_not = [qe.HasIdCondition(set(exclude))] if exclude else None
+    return qe.Filter(must=must or None, must_not=must_not)
 
 
 class EdgeIndex:
@@ -274,6 +278,26 @@ class EdgeIndex:
                 found = shard.query_batch(qe.QueryBatchRequest(requests))
         results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in row] for row in found]
         return unbatch(results, batched)
+
+    def recommend(
+        self, positive: Sequence[int], negative: Sequence[int], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        pos, neg = check_examples(positive, negative)
+        k = check_k(k)
+        examples = list(dict.fromkeys(pos + neg))
+        with self._lease() as shard:
+            # The bindings' RecommendQuery takes vectors, not ids: look the examples up (KeyError if unknown)
+            # and leave them out of the results ourselves, as Qdrant does for examples given by id.
+            found = self._retrieve(shard, examples, payload=False, vector=True)
+            if filter is not None and filter.matches_nothing():
+                return []
+            query = qe.Query.RecommendBestScore(
+                qe.RecommendQuery([found[i].vector for i in pos], [found[i].vector for i in neg])
+            )
+            request = qe.QueryRequest(limit=k, query=query, filter=_edge_filter(filter, exclude=examples),
+                                      with_payload=True, params=self._params)
+            points = shard.query(request)
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
     def delete(self, ids: Sequence[int]) -> None:
         ids_ = check_ids(ids)

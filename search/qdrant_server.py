@@ -16,6 +16,7 @@ from imgsearch.search.index import (
     Filter,
     Hit,
     StoreMismatchError,
+    check_examples,
     check_ids,
     check_k,
     check_payloads,
@@ -33,17 +34,20 @@ if TYPE_CHECKING:
 UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
 
 
-def _client_filter(f: Filter | None) -> models.Filter | None:
+def _client_filter(f: Filter | None, exclude: list[int] | None = None) -> models.Filter | None:
+    """The Filter's conditions, ANDed; `exclude`: ids to leave out (a recommend call's examples)."""
     from qdrant_client import models
 
     conditions = filter_conditions(f)
-    if conditions is None:
+    if conditions is None and not exclude:
         return None
-    return models.Filter(must=[
+    must: list[Any] = [
         models.FieldCondition(key=key, match=models.MatchAny(any=value)) if how == "any"
         else models.FieldCondition(key=key, range=models.Range(gte=float(value)))
-        for key, how, value in conditions
-    ])
+        for key, how, value in conditions or []
+    ]
+    must_not: list[Any] | None = [models.HasIdCondition(has_id=list(exclude))] if exclude else None
+    return models.Filter(must=must or None, must_not=must_not)
 
 
 def _client_schema(kind: str) -> models.PayloadSchemaType:
@@ -154,6 +158,29 @@ class QdrantClientIndex:
         responses = self.client.query_batch_points(self.collection, requests)
         results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
         return unbatch(results, batched)
+
+    def recommend(
+        self, positive: Sequence[int], negative: Sequence[int], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        from qdrant_client import models
+
+        pos, neg = check_examples(positive, negative)
+        k = check_k(k)
+        examples = list(dict.fromkeys(pos + neg))
+        # A server answers an unknown example id with an HTTP error and local mode with a ValueError; the
+        # contract says KeyError, like get_vectors.
+        self._retrieve(examples, payload=False, vector=False)
+        if filter is not None and filter.matches_nothing():
+            return []
+        query = models.RecommendQuery(recommend=models.RecommendInput(
+            positive=pos, negative=neg, strategy=models.RecommendStrategy.BEST_SCORE,
+        ))
+        # Qdrant leaves examples given by id out of the results itself; the explicit exclusion says so here.
+        response = self.client.query_points(
+            self.collection, query=query, query_filter=_client_filter(filter, exclude=examples), limit=k,
+            with_payload=True, search_params=self._params,
+        )
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def delete(self, ids: Sequence[int]) -> None:
         from qdrant_client import models

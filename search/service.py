@@ -1,4 +1,5 @@
-"""The search API used by the CLI and the app: ranked neighbours from FAISS, filtered search through Qdrant."""
+"""The search API used by the CLI and the app: ranked neighbours from FAISS; filtered search and recommendations
+through Qdrant."""
 
 from __future__ import annotations
 
@@ -68,3 +69,14 @@ class SearchService:
         hits = self.qdrant.search(query, k + (exclude_id is not None), None if filter.is_empty() else filter)
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)
+
+    def recommend(
+        self, positive: list[int], negative: list[int], k: int = 10, flt: Filter | None = None
+    ) -> SearchResponse:
+        """Top-k like the `positive` images and unlike the `negative` ones (image ids), from Qdrant, the examples
+        left out. Scores are Qdrant's best_score (see VectorIndex.recommend), not cosine similarities.
+        KeyError for an unknown id, ValueError without a positive one."""
+        t = time.perf_counter()
+        hits = self.qdrant.recommend(positive, negative, k, None if flt is None or flt.is_empty() else flt)
+        search_ms = (time.perf_counter() - t) * 1000
+        return SearchResponse([SearchResult.from_hit(h) for h in hits], search_ms)

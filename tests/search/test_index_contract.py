@@ -340,3 +340,122 @@ def test_second_instance_sees_writes(backend, store):
     assert other.count() == N - 1
     other.set_payload([int(IDS[1])], [{"label": "seen"}])
     assert store.get_payloads([int(IDS[1])])[0]["label"] == "seen"
+
+
+# ---- recommend: Qdrant's best_score strategy on every backend ---------------------------------------
+
+
+def reference_recommend(
+    positive: list[int], negative: list[int], k: int, keep: Callable[[dict], bool] | None = None,
+    gone: frozenset[int] = frozenset(),
+) -> list[tuple[int, float]]:
+    """(id, score) best first, by Qdrant's best_score rule as its source states it (reco_query.rs
+    `RecoBestScoreQuery::score_by`, common::math `scaled_fast_sigmoid`), written out here in float64 and
+    independently of `index.best_score`: p = max similarity to a positive, q = max to a negative (-inf
+    without negatives); sigmoid(p) if p > q else -sigmoid(q), sigmoid(x) = 0.5 * (x / (1 + |x|) + 1)."""
+
+    def sigmoid(x: float) -> float:
+        return 0.5 * (x / (1.0 + abs(x)) + 1.0)
+
+    xb = XB.astype(np.float64)
+    scored = []
+    for j, i in enumerate(IDS.tolist()):
+        if i in positive or i in negative or i in gone or (keep is not None and not keep(PAYLOADS[j])):
+            continue
+        p = max(float(xb[j] @ xb[POS[e]]) for e in positive)
+        q = max((float(xb[j] @ xb[POS[e]]) for e in negative), default=-np.inf)
+        assert abs(p - q) > 1e-4, "a point is about as near a positive as a negative; pick other examples"
+        scored.append((i, sigmoid(p) if p > q else -sigmoid(q)))
+    scored.sort(key=lambda t: -t[1])
+    return scored[:k]
+
+
+def assert_no_near_ties(expected: list[tuple[int, float]]) -> None:
+    gaps = np.diff([s for _, s in expected])
+    assert np.all(np.abs(gaps) > 1e-5), "reference has near-ties; pick other examples"
+
+
+RECOMMEND_CASES = {
+    "one_positive": ([int(IDS[0])], []),
+    "positives_and_a_negative": ([int(IDS[1]), int(IDS[2])], [int(IDS[3])]),
+    "a_positive_and_negatives": ([int(IDS[4])], [int(IDS[5]), int(IDS[6]), int(IDS[7])]),
+}
+
+
+def assert_same_hits(got: list[Hit], expected: list[tuple[int, float]]) -> None:
+    assert hit_ids(got) == [i for i, _ in expected]
+    np.testing.assert_allclose([h.score for h in got], [s for _, s in expected], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", list(RECOMMEND_CASES))
+def test_recommend_top_k_matches_best_score_reference(ro_store, case):
+    positive, negative = RECOMMEND_CASES[case]
+    expected = reference_recommend(positive, negative, 10)
+    assert_no_near_ties(expected)
+    got = ro_store.recommend(positive, negative, 10)
+    assert all(isinstance(h, Hit) for h in got)
+    assert_same_hits(got, expected)
+    top = PAYLOADS[POS[got[0].id]]
+    assert got[0].payload == {k: v.item() if isinstance(v, np.generic) else v for k, v in top.items()}
+
+
+@pytest.mark.parametrize("case", list(RECOMMEND_CASES))
+def test_recommend_scores_every_point_and_excludes_the_examples(ro_store, case):
+    positive, negative = RECOMMEND_CASES[case]
+    expected = dict(reference_recommend(positive, negative, N))
+    got = ro_store.recommend(positive, negative, N + 10)
+    assert len(got) == N - len(positive) - len(negative)
+    assert sorted(hit_ids(got)) == sorted(expected)  # every point but the examples
+    np.testing.assert_allclose([h.score for h in got], [expected[h.id] for h in got], atol=1e-5)
+    scores = [h.score for h in got]
+    assert scores == sorted(scores, reverse=True)
+    if negative:  # both branches of best_score are exercised: nearer a positive (> 0), nearer a negative (< 0)
+        assert scores[0] > 0 > scores[-1]
+    else:
+        assert all(0 < s < 1 for s in scores)
+
+
+@pytest.mark.parametrize("name", ["labels", "min_confidence", "combined", "kmeans_clusters", "empty_filter"])
+def test_recommend_respects_filter(ro_store, name):
+    flt, keep = FILTERS[name]
+    positive, negative = RECOMMEND_CASES["positives_and_a_negative"]
+    expected = reference_recommend(positive, negative, 15, keep)
+    assert_no_near_ties(expected)
+    got = ro_store.recommend(positive, negative, 15, filter=flt)
+    assert_same_hits(got, expected)
+    assert all(flt.matches(h.payload) for h in got)
+
+
+def test_recommend_filter_matching_nothing(ro_store):
+    assert ro_store.recommend([int(IDS[0])], [], 5, filter=Filter(labels=[])) == []
+
+
+def test_recommend_errors(ro_store):
+    unknown = 10 * N + 5
+    with pytest.raises(KeyError):
+        ro_store.recommend([int(IDS[0]), unknown], [], 5)
+    with pytest.raises(KeyError):
+        ro_store.recommend([int(IDS[0])], [unknown], 5)
+    with pytest.raises(ValueError, match="positive"):
+        ro_store.recommend([], [int(IDS[0])], 5)
+    with pytest.raises(ValueError, match="positive"):
+        ro_store.recommend([], [], 5)
+    with pytest.raises(ValueError):
+        ro_store.recommend([int(IDS[0])], [], 0)
+
+
+def test_recommend_after_writes(store):
+    """Deleted points are gone and replaced vectors count (for FAISS: rows and ids stay aligned)."""
+    gone = frozenset(int(i) for i in IDS[10:40])
+    store.delete(sorted(gone))
+    positive, negative = RECOMMEND_CASES["positives_and_a_negative"]
+    expected = reference_recommend(positive, negative, 10, gone=gone)
+    assert_no_near_ties(expected)
+    assert_same_hits(store.recommend(positive, negative, 10), expected)
+    with pytest.raises(KeyError):
+        store.recommend([min(gone)], [], 5)
+    # An example's replaced vector is what it is compared by: point 50 becomes point 60's twin.
+    store.upsert([int(IDS[50])], XB[60:61], [PAYLOADS[50]])
+    got = store.recommend([int(IDS[50])], [], 3)
+    assert got[0].id == int(IDS[60])
+    assert got[0].score == pytest.approx(0.5 * (1.0 / 2.0 + 1.0), abs=1e-5)  # similarity 1 -> sigmoid 0.75
