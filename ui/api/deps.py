@@ -1,0 +1,119 @@
+"""Dependencies shared by the routes: the per-process state, query-image helpers and the generated filter."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Query, Request
+
+from imgsearch.db import repository as repo
+from imgsearch.search.payload import FILTER_FIELDS, Filter, PayloadField
+from imgsearch.search.service import SearchResponse
+from imgsearch.ui.api.errors import ApiError, not_found
+from imgsearch.ui.api.schemas import SearchHit, SearchResults
+from imgsearch.ui.api.security import decode_upload
+from imgsearch.ui.api.state import ApiState
+
+K_DEFAULT = 10
+MAX_K = 1000
+MAX_OFFSET = 10_000
+
+KParam = Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")]
+OffsetParam = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip (pagination).")]
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def ready_service(state: ApiState):
+    """The search service, after the checks the CLI makes before searching (stores intact, collection not empty)."""
+    service = state.service()
+    state.require_intact()  # a deleted store must not look like "nothing matches"
+    if service.faiss.count() == 0:
+        raise ApiError(409, "empty_collection", "The collection is empty: ingest a folder first "
+                                                "(POST /v1/jobs/ingest or `imgsearch ingest FOLDER`).")
+    return service
+
+
+def upload_query(state: ApiState, data: bytes) -> tuple[np.ndarray, int | None]:
+    """(query vector, the upload's own catalogue id if its content is catalogued) for uploaded bytes: the
+    CLI's `search`: decoded in memory with the bomb check, embedded, its own entry left out of the results."""
+    image = decode_upload(data, state.settings.max_image_pixels)
+    service = ready_service(state)
+    with state.Session() as s:
+        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
+        own_id = known.id if known is not None else None
+    return service.embed(image), own_id
+
+
+def require_image(state: ApiState, image_id: int):
+    """The catalogue row of `image_id`, or 404 (ids only: a path is never taken from the request)."""
+    from imgsearch.db.models import Image
+
+    with state.Session() as s:
+        row = s.get(Image, image_id)
+        if row is None:
+            raise not_found("image", image_id)
+        s.expunge(row)
+        return row
+
+
+def stored_query(state: ApiState, image_id: int) -> np.ndarray:
+    """The stored vector of a catalogued image (as the app's query picker uses it), or 404 / 409."""
+    require_image(state, image_id)
+    service = ready_service(state)
+    try:
+        return service.faiss.get_vectors([image_id])[0]
+    except KeyError as exc:
+        raise ApiError(409, "not_indexed", f"Image {image_id} is catalogued but not in the vector index of the "
+                                           f"backbone {state.backbone.name} yet.") from exc
+
+
+def results(response: SearchResponse, query: str, backend: str, k: int, offset: int,
+            flt: Filter | None = None) -> SearchResults:
+    page = response.results[offset : offset + k]
+    hits = [SearchHit(**{name: getattr(r, name) for name in SearchHit.model_fields}) for r in page]
+    return SearchResults(query=query, backend=backend, k=k, offset=offset,
+                         filters=[] if flt is None else flt.describe(), search_ms=response.search_ms, results=hits)
+
+
+# ---- the filter: one query parameter per filterable payload field, generated from the schema ----------------
+
+
+def _param_name(f: PayloadField) -> str:
+    """The query parameter: the payload key for list fields (label=a&label=b), the condition name for bounds
+    (min_confidence=0.8)."""
+    return f.key if f.match == "any" else f.name
+
+
+def _annotation(f: PayloadField):
+    if f.match == "min":
+        low, high = f.bounds or (None, None)
+        return Annotated[f.python_type | None, Query(alias=_param_name(f), ge=low, le=high,
+                                                     description=f"Only images whose {f.noun} is at least this.")]
+    return Annotated[list[f.python_type] | None, Query(alias=_param_name(f),
+                                                       description=f"Only this {f.noun} (repeatable).")]
+
+
+def _filter_from_params(**values: Any) -> Filter:
+    conditions = {}
+    for f in FILTER_FIELDS:
+        value = values.get(f.name)
+        if value is not None and f.parse is not None:  # as the CLI parses what a person typed
+            value = [f.parse(v) for v in value] if f.match == "any" else f.parse(value)
+        conditions[f.key] = value
+    return Filter.on(conditions)
+
+
+# FastAPI reads a dependency's parameters from its signature: a new filterable field in the schema is a new
+# query parameter here with no edit to this file (as the CLI's options are built).
+_filter_from_params.__signature__ = inspect.Signature([
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_annotation(f))
+    for f in FILTER_FIELDS
+])
+filter_params = _filter_from_params
+FILTER_PARAM_NAMES = tuple(_param_name(f) for f in FILTER_FIELDS)

@@ -1,0 +1,88 @@
+"""Search: by uploaded image or by stored id; ranked neighbours (FAISS) or filtered search (Qdrant); recommend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from imgsearch.search.payload import Filter
+from imgsearch.ui.api import deps
+from imgsearch.ui.api.deps import K_DEFAULT, KParam, OffsetParam, get_state
+from imgsearch.ui.api.errors import ApiError, not_found
+from imgsearch.ui.api.schemas import RecommendRequest, SearchResults
+from imgsearch.ui.api.security import read_upload
+from imgsearch.ui.api.state import ApiState
+
+router = APIRouter(tags=["search"])
+
+State = Annotated[ApiState, Depends(get_state)]
+FilterDep = Annotated[Filter, Depends(deps.filter_params)]
+Upload = Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, BMP, GIF).")]
+
+
+def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int) -> SearchResults:
+    if data is not None:
+        xq, exclude = deps.upload_query(state, data)
+        query = "upload"
+    else:
+        xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
+    response = state.service().neighbours(xq, offset + k, exclude_id=exclude)
+    return deps.results(response, query, "faiss", k, offset)
+
+
+def _filtered(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
+              flt: Filter) -> SearchResults:
+    if data is not None:
+        xq, exclude = deps.upload_query(state, data)
+        query = "upload"
+    else:
+        xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
+    response = state.service().filtered(xq, offset + k, flt, exclude_id=exclude)
+    return deps.results(response, query, "qdrant", k, offset, flt)
+
+
+@router.post("/search", response_model=SearchResults, summary="Neighbours of an uploaded image (FAISS)")
+async def search_upload(state: State, file: Upload, k: KParam = K_DEFAULT, offset: OffsetParam = 0) -> SearchResults:
+    data = await read_upload(file, state.max_upload_bytes)
+    return await run_in_threadpool(_neighbours, state, data, None, k, offset)
+
+
+@router.post("/search/filtered", response_model=SearchResults,
+             summary="Neighbours of an uploaded image among those matching the filters (Qdrant)")
+async def search_upload_filtered(state: State, file: Upload, flt: FilterDep, k: KParam = K_DEFAULT,
+                                 offset: OffsetParam = 0) -> SearchResults:
+    data = await read_upload(file, state.max_upload_bytes)
+    return await run_in_threadpool(_filtered, state, data, None, k, offset, flt)
+
+
+@router.get("/images/{image_id}/neighbours", response_model=SearchResults,
+            summary="Neighbours of a catalogued image (FAISS), itself left out")
+def search_image(state: State, image_id: int, k: KParam = K_DEFAULT, offset: OffsetParam = 0) -> SearchResults:
+    return _neighbours(state, None, image_id, k, offset)
+
+
+@router.get("/images/{image_id}/neighbours/filtered", response_model=SearchResults,
+            summary="Neighbours of a catalogued image among those matching the filters (Qdrant)")
+def search_image_filtered(state: State, image_id: int, flt: FilterDep, k: KParam = K_DEFAULT,
+                          offset: OffsetParam = 0) -> SearchResults:
+    return _filtered(state, None, image_id, k, offset, flt)
+
+
+@router.post("/recommend", response_model=SearchResults,
+             summary="Images like the positive examples and unlike the negative ones (optionally filtered)")
+def recommend(state: State, body: RecommendRequest, flt: FilterDep, offset: OffsetParam = 0) -> SearchResults:
+    if set(body.positive) & set(body.negative):
+        raise ApiError(422, "invalid_request", "An id cannot be both a positive and a negative example.")
+    for image_id in dict.fromkeys([*body.positive, *body.negative]):
+        deps.require_image(state, image_id)
+    service = deps.ready_service(state)
+    if not hasattr(service, "recommend"):
+        raise ApiError(501, "not_implemented", "This server's search service has no recommend yet.")
+    try:
+        response = service.recommend(list(body.positive), list(body.negative), offset + body.k,
+                                     None if flt.is_empty() else flt)
+    except KeyError as exc:  # an example id with no vector in the index
+        raise not_found("indexed image", exc.args[0] if exc.args else "?") from exc
+    return deps.results(response, "recommend", "qdrant", body.k, offset, flt)

@@ -1,0 +1,168 @@
+"""Response and request bodies (pydantic): what the OpenAPI document shows and what every endpoint returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: not_found, invalid_request, too_large, not_image ...")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SearchHit(BaseModel):
+    id: int
+    score: float = Field(description="Cosine similarity, higher = more similar.")
+    path: str
+    file_name: str
+    label: str | None
+    predicted_label: str | None
+    predicted_prob: float | None
+    kmeans_cluster: int | None
+    agglo_cluster: int | None
+    source_folder: str | None
+
+
+class SearchResults(BaseModel):
+    query: str = Field(description="'upload', 'image <id>', or 'recommend'.")
+    backend: str = Field(description="'faiss' (ranked neighbours) or 'qdrant' (filtered search).")
+    k: int
+    offset: int
+    filters: list[str] = Field(default_factory=list, description="The filter's conditions, in words.")
+    search_ms: float
+    results: list[SearchHit]
+
+
+class ClassProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class Classification(BaseModel):
+    model: str
+    run_id: int
+    predictions: list[ClassProbability]
+
+
+class ImageInfo(BaseModel):
+    id: int
+    path: str
+    file_name: str
+    label: str | None
+    split: str | None
+    width: int
+    height: int
+    size_bytes: int
+    source_folder: str
+    status: str
+    predicted_label: str | None
+    predicted_prob: float | None
+    kmeans_cluster: int | None
+    agglo_cluster: int | None
+    model_run_id: int | None
+    backbone: str | None
+    ingest_run_id: int | None
+    created_at: datetime
+    extra_paths: list[str]
+
+
+class RecommendRequest(BaseModel):
+    positive: list[int] = Field(min_length=1, max_length=100, description="Ids of images like the ones wanted.")
+    negative: list[int] = Field(default_factory=list, max_length=100, description="Ids of images unlike them.")
+    k: int = Field(10, ge=1, le=1000)
+
+
+class IngestRequest(BaseModel):
+    folder: str = Field(description="A folder on the server, inside the allowed roots (IMGSEARCH_ALLOWED_ROOTS).")
+    labels_from_folders: bool = True
+
+
+class TrainRequest(BaseModel):
+    folder: str | None = Field(None, description="A folder to ingest first (inside the allowed roots); "
+                                                 "none = train on the catalogue as it is.")
+    force: bool = Field(False, description="Refit even when nothing changed since the last run.")
+
+
+class JobInfo(BaseModel):
+    id: int
+    kind: str
+    folder: str
+    status: str
+    options: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_id: int | None
+    n_total: int
+    n_done: int
+    n_skipped: int
+    n_failed: int
+    progress: float | None = Field(description="n_done / n_total, once the total is known.")
+    error: str | None
+
+
+class RunInfo(BaseModel):
+    id: int
+    kind: str
+    outcome: str
+    backbone: str | None
+    backbone_dim: int | None
+    weights_sha256: str | None
+    params: dict[str, Any] | None
+    dataset_path: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    n_images: int
+    n_skipped: int
+    n_failed: int
+    n_duplicates: int
+    message: str | None
+    metrics: dict[str, float]
+
+
+class ClusterRow(BaseModel):
+    cluster: int
+    size: int
+    labelled: int
+    dominant_label: str | None
+    purity: float | None
+
+
+class LabelCount(BaseModel):
+    label: str | None
+    count: int
+
+
+class Stats(BaseModel):
+    indexed: int
+    catalogued: int
+    labels: list[LabelCount]
+    clusters: dict[str, list[ClusterRow]] = Field(description="Per clustering (kmeans, agglomerative).")
+    filter_choices: dict[str, list[Any]] = Field(description="Distinct values of the list filters.")
+
+
+class BackboneInfo(BaseModel):
+    name: str
+    dim: int
+    weights_sha256: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: str
+    stores: str
+    models: str
+    model_run_id: int | None
+    backbone: BackboneInfo | None
+    indexed: int | None
