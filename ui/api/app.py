@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from imgsearch.ui.api import errors
-from imgsearch.ui.api.routes import classify, collection, health, images, jobs, search
+from imgsearch.ui.api import classify, collection, errors, health, images, jobs, search
 from imgsearch.ui.api.schemas import ErrorBody
 from imgsearch.ui.api.security import MAX_UPLOAD_BYTES, BodyLimitMiddleware, api_key_checker, body_limit
 from imgsearch.ui.api.state import ApiState

@@ -1,1 +1,0 @@
-"""The /v1 routers, one small module per area."""
