@@ -20,13 +20,19 @@ _ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 500,
 
 
 def create_app(settings: Settings | None = None, api_key: str | None = None, *, ctx: Context | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The HTTP API. `api_key`: when set, every /v1 endpoint but /v1/health needs it in the X-API-Key header.
+               max_upload_bytes: int | None = None) -> FastAPI:
+    """The HTTP API. `api_key` (default: the settings' `api_key`, if they have one): when set, every /v1
+    endpoint but /v1/health needs it in the X-API-Key header. `max_upload_bytes` (default: the settings'
+    `max_upload_bytes`, else 32 MiB): larger uploads are refused with 413.
 
     The Context (backbone, database, stores) is built once, lazily, and closed when the app shuts down; `ctx`
     lets a caller (a test) hand one in. Settings default to the IMGSEARCH_* environment.
     """
     settings = settings if settings is not None else Settings()
+    # getattr: the settings gain these fields with `imgsearch serve`; a key configured there is never dropped.
+    api_key = api_key if api_key is not None else getattr(settings, "api_key", None)
+    if max_upload_bytes is None:
+        max_upload_bytes = getattr(settings, "max_upload_bytes", None) or MAX_UPLOAD_BYTES
     state = ApiState(settings, ctx=ctx, max_upload_bytes=max_upload_bytes)
 
     @asynccontextmanager

@@ -25,15 +25,15 @@ class Served:
     inbox: Path  # the one allowed ingest root
 
 
-def make_app(data_dir: Path, backbone, api_key: str | None = None, **settings):
+def make_app(data_dir: Path, backbone, key: str | None = None, upload_limit: int | None = None, **settings):
+    """An app on `data_dir` with the tiny backbone; `settings`: further Settings fields."""
     from imgsearch.ui.api import create_app
     from imgsearch.ui.context import Context
     from imgsearch.ui.settings import Settings
 
-    upload_limit = settings.pop("max_upload_bytes", None)
     s = Settings(data_dir=data_dir, backbone=TEST_BACKBONE, num_workers=0, **settings)
-    kwargs = {} if upload_limit is None else {"max_upload_bytes": upload_limit}
-    return create_app(s, api_key=api_key, ctx=Context(s, role="api", _backbone=backbone), **kwargs)
+    return create_app(s, api_key=key, ctx=Context(s, role="api", _backbone=backbone),
+                      max_upload_bytes=upload_limit)
 
 
 @pytest.fixture(scope="module")

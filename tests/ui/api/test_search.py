@@ -202,3 +202,23 @@ def test_classify_upload(client, served):
     forest = client.post("/v1/classify", files=_upload(path), params={"model": "random_forest"}).json()
     assert forest["model"] == "random_forest" and forest["predictions"][0]["label"] == "grass"
     error_of(client.post("/v1/classify", files=_upload(path), params={"model": "knn"}), 422, "invalid_request")
+
+
+def test_concurrent_queries(client, served):
+    """Queries from several threads at once (the endpoints run in the threadpool) all answer, and right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    labels = ids_by_label(client)
+    paths = sorted((served.photos / "apples").glob("*.jpg"))
+
+    def by_id(image_id):
+        return client.get(f"/v1/images/{image_id}/neighbours", params={"k": 3}).json()["results"]
+
+    def by_upload(path):
+        return client.post("/v1/search", files=_upload(path), params={"k": 3}).json()["results"]
+
+    with ThreadPoolExecutor(8) as pool:
+        id_results = list(pool.map(by_id, labels["sky"] * 2))
+        upload_results = list(pool.map(by_upload, paths))
+    assert all([h["label"] for h in hits] == ["sky"] * 3 for hits in id_results)
+    assert all([h["label"] for h in hits] == ["apples"] * 3 for hits in upload_results)

@@ -14,7 +14,7 @@ def empty_dir(tmp_path):
 
 
 def test_api_key_required_when_set(empty_dir, backbone):
-    with TestClient(make_app(empty_dir, backbone, api_key="s3cret")) as client:
+    with TestClient(make_app(empty_dir, backbone, key="s3cret")) as client:
         assert client.get("/v1/health").status_code == 200  # liveness needs no key
         for method, url in (("get", "/v1/stats"), ("get", "/v1/ready"), ("get", "/v1/jobs"), ("post", "/v1/search"),
                             ("get", "/v1/images/1/file"), ("post", "/v1/jobs/train")):
@@ -34,7 +34,7 @@ def test_no_key_needed_without_one(empty_dir, backbone):
 
 
 def test_oversized_uploads_are_refused(empty_dir, backbone):
-    with TestClient(make_app(empty_dir, backbone, max_upload_bytes=1000)) as client:
+    with TestClient(make_app(empty_dir, backbone, upload_limit=1000)) as client:
         big = png((400, 400)) + b"\x00" * 200_000  # past the whole-body limit: refused from Content-Length
         message = error_of(client.post("/v1/search", files={"file": ("big.png", big, "image/png")}), 413,
                            "too_large")
@@ -45,7 +45,7 @@ def test_oversized_uploads_are_refused(empty_dir, backbone):
 
 
 def test_chunked_body_over_the_limit(empty_dir, backbone):
-    with TestClient(make_app(empty_dir, backbone, max_upload_bytes=1000)) as client:
+    with TestClient(make_app(empty_dir, backbone, upload_limit=1000)) as client:
         def body():
             for _ in range(100):
                 yield b"x" * 10_000
@@ -135,3 +135,15 @@ def test_context_closed_on_shutdown(empty_dir, backbone, monkeypatch):
         assert client.get("/v1/ready").status_code == 200
         assert not closed
     assert closed == [True]
+
+
+def test_limits_and_key_from_the_settings(empty_dir, backbone):
+    from imgsearch.ui.settings import Settings
+
+    if not {"api_key", "max_upload_bytes"} <= set(Settings.model_fields):
+        pytest.skip("the settings have no api_key / max_upload_bytes (added with `imgsearch serve`)")
+    with TestClient(make_app(empty_dir, backbone, api_key="from-settings", max_upload_bytes=1000)) as client:
+        error_of(client.get("/v1/stats"), 401, "missing_api_key")
+        r = client.post("/v1/search", files={"file": ("x.png", b"\x00" * 5000, "image/png")},
+                        headers={"X-API-Key": "from-settings"})
+        error_of(r, 413, "too_large")
