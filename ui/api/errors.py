@@ -50,7 +50,7 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
              "type": str(e.get("type", ""))} for e in exc.errors()]
 
 
-def _known(exc: Exception) -> tuple[int, str, str] | None:
+def known_error(exc: Exception) -> tuple[int, str, str] | None:
     """(status, code, message) for the failures the CLI also reports as one clear line (see cli._known_errors)."""
     from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -119,7 +119,7 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message, details=details)
 
     async def _known_error(request: Request, exc: Exception) -> JSONResponse:
-        known = _known(exc)
+        known = known_error(exc)
         if known is None:  # a DatabaseError that is not a damaged file or an unreachable database
             return await _unexpected(request, exc)
         status, code, message = known

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from imgsearch.db import collection as data
 from imgsearch.ui.api.deps import get_state
-from imgsearch.ui.api.errors import _known, error_body
+from imgsearch.ui.api.errors import error_body, known_error
 from imgsearch.ui.api.schemas import BackboneInfo, Health, Readiness
 from imgsearch.ui.api.state import ApiState
 
@@ -24,7 +24,7 @@ def health() -> Health:
 
 
 def _problem(exc: Exception) -> str:
-    known = _known(exc)
+    known = known_error(exc)
     if known is None:
         log.exception("readiness check failed")
         return f"error: {type(exc).__name__}"
