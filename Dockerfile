@@ -14,5 +14,5 @@ COPY db db
 RUN pip install --upgrade pip && pip install .
 
 VOLUME ["/data"]
-EXPOSE 8501
+EXPOSE 8501 8000
 CMD ["imgsearch", "app", "--address", "0.0.0.0", "--port", "8501"]

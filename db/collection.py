@@ -34,6 +34,14 @@ def _distinct(session: Session, column) -> list:
     return list(session.scalars(query))
 
 
+def label_counts(session: Session) -> list[tuple[str | None, int]]:
+    """(label, number of indexed images) per label, unlabelled as None, largest first."""
+    n = func.count(Image.id)
+    query = (select(Image.label, n).where(Image.status == "indexed").group_by(Image.label)
+             .order_by(n.desc(), Image.label))
+    return [(label, count) for label, count in session.execute(query)]
+
+
 def filter_choices(session: Session, columns: Mapping[str, str]) -> FilterChoices:
     """Distinct values of catalogue columns among indexed images: `columns` maps a payload key to the
     `Image` attribute it comes from (`imgsearch.search.payload.list_filter_columns()` gives the schema's)."""

@@ -20,26 +20,27 @@ def compose() -> dict:
 
 def test_services_and_qdrant_ports_volume_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == {"qdrant", "worker", "app"}
+    assert set(services) == {"qdrant", "worker", "app", "api"}
     qdrant = services["qdrant"]
     assert qdrant["image"].startswith("qdrant/qdrant:v")  # pinned, never :latest
     assert {p.split(":")[1].split()[0] for p in qdrant["ports"]} == {"6333", "6334"}
     volume = qdrant["volumes"][0].split(":")
     assert volume[1] == "/qdrant/storage" and volume[0] in compose["volumes"]
     assert "6333" in " ".join(qdrant["healthcheck"]["test"])
-    for name in ("worker", "app"):
+    for name in ("worker", "app", "api"):
         assert services[name]["depends_on"]["qdrant"]["condition"] == "service_healthy"
         assert services[name]["build"] == "."
 
 
-@pytest.mark.parametrize("service", ["worker", "app"])
+@pytest.mark.parametrize("service", ["worker", "app", "api"])
 def test_environment_maps_onto_settings(compose, service, monkeypatch):
     env = compose["services"][service]["environment"]
     fields = set(Settings.model_fields)
     for key in env:
         assert key.startswith("IMGSEARCH_") and key.removeprefix("IMGSEARCH_").lower() in fields, key
     for key, value in env.items():
-        monkeypatch.setenv(key, value.replace("${IMGSEARCH_BACKBONE:-auto}", "auto"))
+        monkeypatch.setenv(key, value.replace("${IMGSEARCH_BACKBONE:-auto}", "auto").replace("${IMGSEARCH_API_KEY:-}",
+                                                                                            "k"))
     settings = Settings()
     url = urlparse(settings.qdrant_url)
     assert url.hostname == "qdrant" and url.port == 6333  # the qdrant service's REST port
@@ -56,6 +57,14 @@ def test_app_port_and_commands(compose):
     assert "8501:8501" in app["ports"]
     assert app["command"][:2] == ["imgsearch", "app"] and "8501" in app["command"]
     assert compose["services"]["worker"]["command"][:2] == ["imgsearch", "worker"]
+
+
+def test_api_listens_beyond_the_container_only_with_a_key(compose):
+    api = compose["services"]["api"]
+    assert api["profiles"] == ["api"]  # opt-in: `docker compose --profile api up`
+    assert api["command"][:2] == ["imgsearch", "serve"] and "0.0.0.0" in api["command"]
+    assert "8000:8000" in api["ports"]
+    assert api["environment"]["IMGSEARCH_API_KEY"] == "${IMGSEARCH_API_KEY:-}"  # serve refuses to start without
 
 
 def test_dockerfile_installs_every_package():

@@ -403,6 +403,35 @@ def worker_cmd(
     worker.run(once=once)
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The HTTP API for other programs (FastAPI under uvicorn): /v1/..., OpenAPI at /openapi.json, docs at /docs."""
+    import uvicorn
+
+    from imgsearch.ui.api.app import create_app
+
+    settings = _settings(data_dir=data_dir)
+    if not _loopback(host) and not settings.api_key:
+        _fail(f"listening on {host} would open the API to other machines without a key: set IMGSEARCH_API_KEY "
+              "(clients send it in the X-API-Key header), or listen on 127.0.0.1")
+    uvicorn.run(create_app(settings, api_key=settings.api_key), host=host, port=port, log_level="info")
+
+
 @app.command("app")
 def app_cmd(
     port: Annotated[int, typer.Option("--port")] = 8501,

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     allowed_roots: list[Path] = Field(
         default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
     )
+    api_key: str | None = Field(
+        None, description="Key the HTTP API requires in the X-API-Key header; `imgsearch serve` insists on one "
+        "whenever it listens beyond this machine."
+    )
+    max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest upload the HTTP API accepts.")
 
     @field_validator("backbone")
     @classmethod

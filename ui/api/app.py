@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from imgsearch.ui.api import classify, collection, errors, health, images, jobs, search
 from imgsearch.ui.api.schemas import ErrorBody
-from imgsearch.ui.api.security import MAX_UPLOAD_BYTES, BodyLimitMiddleware, api_key_checker, body_limit
+from imgsearch.ui.api.security import BodyLimitMiddleware, api_key_checker, body_limit
 from imgsearch.ui.api.state import ApiState
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
@@ -23,16 +23,15 @@ def create_app(settings: Settings | None = None, api_key: str | None = None, *, 
                max_upload_bytes: int | None = None) -> FastAPI:
     """The HTTP API. `api_key` (default: the settings' `api_key`, if they have one): when set, every /v1
     endpoint but /v1/health needs it in the X-API-Key header. `max_upload_bytes` (default: the settings'
-    `max_upload_bytes`, else 32 MiB): larger uploads are refused with 413.
+    `max_upload_bytes`, 32 MiB): larger uploads are refused with 413.
 
     The Context (backbone, database, stores) is built once, lazily, and closed when the app shuts down; `ctx`
     lets a caller (a test) hand one in. Settings default to the IMGSEARCH_* environment.
     """
     settings = settings if settings is not None else Settings()
-    # getattr: the settings gain these fields with `imgsearch serve`; a key configured there is never dropped.
-    api_key = api_key if api_key is not None else getattr(settings, "api_key", None)
+    api_key = api_key if api_key is not None else settings.api_key
     if max_upload_bytes is None:
-        max_upload_bytes = getattr(settings, "max_upload_bytes", None) or MAX_UPLOAD_BYTES
+        max_upload_bytes = settings.max_upload_bytes
     state = ApiState(settings, ctx=ctx, max_upload_bytes=max_upload_bytes)
 
     @asynccontextmanager

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.db.models import RUN_KINDS, Image, Run
+from imgsearch.db.models import RUN_KINDS, Run
 from imgsearch.search.payload import list_filter_columns
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError, not_found
@@ -49,10 +48,7 @@ def get_run(state: State, run_id: int) -> RunInfo:
 @router.get("/stats", response_model=Stats, summary="Collection statistics: counts per label and per cluster")
 def stats(state: State) -> Stats:
     with state.Session() as s:
-        # Per label among indexed images (unlabelled as null); db.collection has per-cluster tables only.
-        rows = s.execute(select(Image.label, func.count(Image.id)).where(Image.status == "indexed")
-                         .group_by(Image.label).order_by(func.count(Image.id).desc(), Image.label))
-        labels = [LabelCount(label=label, count=n) for label, n in rows]
+        labels = [LabelCount(label=label, count=n) for label, n in data.label_counts(s)]
         clusters = {name: [ClusterRow(**row) for row in data.cluster_summary(s, name)]
                     for name in data.CLUSTER_COLUMNS}
         return Stats(indexed=data.indexed_count(s), catalogued=repo.count_images(s), labels=labels,

@@ -3,7 +3,6 @@ never comes from the request."""
 
 from __future__ import annotations
 
-import io
 import mimetypes
 import os
 from functools import lru_cache
@@ -12,17 +11,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
-from imgsearch.ingest.decode import ImageRejected, load_rgb
 from imgsearch.ui.api import deps
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
 from imgsearch.ui.api.schemas import ImageInfo
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.thumbnails import thumbnail_jpeg
 
 router = APIRouter(tags=["images"])
 State = Annotated[ApiState, Depends(get_state)]
 
-THUMB_SIZE = (256, 256)  # as the app's thumbnails (ui/web/resources.py)
 
 
 @router.get("/images/{image_id}", response_model=ImageInfo, summary="An image's catalogue record")
@@ -54,15 +52,8 @@ def image_file(state: State, image_id: int) -> FileResponse:
 
 @lru_cache(maxsize=2048)
 def _thumbnail(path: str, mtime_ns: int, max_pixels: int) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            img = load_rgb(f.read(), max_pixels)
-    except (OSError, ImageRejected):
-        return None
-    img.thumbnail(THUMB_SIZE)
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    """Cached by path and mtime: a file edited in place gets a new thumbnail."""
+    return thumbnail_jpeg(path, max_pixels)
 
 
 @router.get("/images/{image_id}/thumbnail", summary="A JPEG thumbnail (at most 256 px)",

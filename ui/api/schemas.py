@@ -19,7 +19,8 @@ class ErrorBody(BaseModel):
 
 class SearchHit(BaseModel):
     id: int
-    score: float = Field(description="Cosine similarity, higher = more similar.")
+    score: float = Field(description="Higher = more similar. Search: cosine similarity. Recommend: Qdrant's best-score "
+                         "rule, in (0, 1) nearer a positive example, in (-1, 0) nearer a negative one.")
     path: str
     file_name: str
     label: str | None

@@ -26,12 +26,12 @@ from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
+from imgsearch.ui.thumbnails import thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
 INGEST_HINT = "imgsearch ingest FOLDER"
 TRAIN_HINT = "imgsearch train"
-THUMB_SIZE = (256, 256)
 
 
 @dataclass
@@ -175,19 +175,7 @@ def digest(data_: bytes) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _thumbnail(path: str, mtime_ns: int) -> bytes | None:
-    import io
-
-    from imgsearch.ingest.decode import ImageRejected, load_rgb
-
-    try:
-        with open(path, "rb") as f:
-            img = load_rgb(f.read())
-    except (OSError, ImageRejected):
-        return None
-    img.thumbnail(THUMB_SIZE)
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    return thumbnail_jpeg(path)
 
 
 def thumbnail(path: str) -> bytes | None:

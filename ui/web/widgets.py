@@ -15,6 +15,7 @@ from imgsearch.db import collection as data
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
+from imgsearch.ui.thumbnails import THUMB_SIZE
 from imgsearch.ui.web import inputs, resources, views
 from imgsearch.ui.web.resources import AppState
 
@@ -102,7 +103,7 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
 def show_query(query: Query) -> None:
     if query.image is not None:
         img = query.image.copy()
-        img.thumbnail(resources.THUMB_SIZE)
+        img.thumbnail(THUMB_SIZE)
         st.image(img, caption=query.title)
     else:
         show_thumbnail(query.path, caption=query.title)

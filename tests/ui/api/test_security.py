@@ -140,8 +140,7 @@ def test_context_closed_on_shutdown(empty_dir, backbone, monkeypatch):
 def test_limits_and_key_from_the_settings(empty_dir, backbone):
     from imgsearch.ui.settings import Settings
 
-    if not {"api_key", "max_upload_bytes"} <= set(Settings.model_fields):
-        pytest.skip("the settings have no api_key / max_upload_bytes (added with `imgsearch serve`)")
+    assert {"api_key", "max_upload_bytes"} <= set(Settings.model_fields)
     with TestClient(make_app(empty_dir, backbone, api_key="from-settings", max_upload_bytes=1000)) as client:
         error_of(client.get("/v1/stats"), 401, "missing_api_key")
         r = client.post("/v1/search", files={"file": ("x.png", b"\x00" * 5000, "image/png")},
