@@ -84,6 +84,14 @@ def ctx(tmp_path, backbone):
     c.close()
 
 
+def copy_store(src: Path, dst: Path) -> None:
+    """Copy a data dir or store folder keeping its holes: a Qdrant Edge store is ~141 MiB of sparse files that
+    take ~0.3 MiB on disk, and shutil.copytree would write every byte (a fault-suite run filled 20 GB)."""
+    import subprocess
+
+    subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], check=True)
+
+
 def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch, **env: str) -> tuple[int, str]:
     """`imgsearch ARGS --data-dir DATA_DIR` through the console entry point, `run`, which turns known errors
     into one line and exit code 2 (typer's CliRunner invokes the app without it). Returns (exit code, output

@@ -19,7 +19,7 @@ import pytest
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
-from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
+from tests.conftest import TEST_BACKBONE, copy_store, run_cli, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def outcome_table():
 def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, monkeypatch):
     root, photos = pristine
     data_dir = tmp_path / "data"
-    shutil.copytree(root / "data", data_dir)
+    copy_store(root / "data", data_dir)
     target = sorted(data_dir.glob(state.glob))[0]
     damage(target, how)
     code, out = run_cli(command_args(command, photos), data_dir, capsys, monkeypatch, IMGSEARCH_K_CLUSTERS="3")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
 from imgsearch.search.payload import FILTER_FIELDS, PayloadField
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
+from tests.conftest import copy_store
 
 DIM = 32
 N = 300
@@ -143,7 +143,8 @@ def store(backend: Backend, filled_edge: Path) -> VectorIndex:
     """A filled store the test may change."""
     if backend.name == "edge":
         # Copying a closed shard is ~5x faster than creating and filling one (payload indexes, fsyncs).
-        shutil.copytree(filled_edge, backend.folder / "edge")
+        backend.folder.mkdir(parents=True, exist_ok=True)
+        copy_store(filled_edge, backend.folder / "edge")
         return backend.open(INFO)
     s = backend.open(INFO)
     s.upsert(IDS, XB, PAYLOADS)
