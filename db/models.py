@@ -94,6 +94,16 @@ class Image(Base):
     kmeans_cluster: Mapped[int | None]
     agglo_cluster: Mapped[int | None]
     model_run_id: Mapped[int | None]  # the training run whose models made predicted_* and the clusters
+    # Curation (migration 0004_curation). duplicate_group: the smallest image id of its near-duplicate group, None when
+    # the image has no near-duplicate. uniqueness: cosine distance to its k-th nearest neighbour.
+    # quality: the most severe quality flag ("ok" when none), quality_flags: all of them, comma-separated.
+    # label_score: how well the given label agrees with the features (low = suspect), from `imgsearch suspects`.
+    duplicate_group: Mapped[int | None] = mapped_column(index=True)
+    uniqueness: Mapped[float | None] = mapped_column(Float)
+    quality: Mapped[str | None] = mapped_column(String(16))
+    quality_flags: Mapped[str | None] = mapped_column(String(64))
+    label_score: Mapped[float | None] = mapped_column(Float)
+    suggested_label: Mapped[str | None]
     backbone: Mapped[str | None] = mapped_column(String(64))
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

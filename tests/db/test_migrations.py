@@ -25,3 +25,25 @@ def test_0002_gives_existing_jobs_the_ingest_kind(tmp_path: Path) -> None:
         assert [(j.folder, j.kind, j.status) for j in old] == [("/photos/a", "ingest", "queued")]
         assert jobs.enqueue_job(s, "", {"force": True}, kind="train").kind == "train"
     engine.dispose()
+
+
+def test_0004_adds_empty_curation_columns_and_keeps_images(tmp_path: Path) -> None:
+    from imgsearch.db import repository as repo
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0003")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
+            "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
+    init_db(engine)
+    with session_factory(engine)() as s:
+        (image,) = repo.images_by_ids(s, [1]).values()
+        assert image.path == "/p/a.jpg"
+        assert (image.duplicate_group, image.uniqueness, image.quality, image.label_score) == (None, None, None, None)
+    with migration_connection(engine) as connection:  # and back down, keeping the row
+        command.downgrade(alembic_config(connection), "0003")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT path FROM images")).scalar() == "/p/a.jpg"
+    engine.dispose()
