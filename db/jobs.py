@@ -59,6 +59,17 @@ def claim_next_job(session: Session) -> Job | None:
         tried.add(job_id)
 
 
+def claim_job(session: Session, job_id: int) -> Job | None:
+    """Mark job `job_id` 'running' if it is still queued and return it ("run now"); None if it is not queued."""
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="running", started_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return session.get(Job, job_id, populate_existing=True) if claimed.rowcount == 1 else None
+
+
 def update_job_progress(
     session: Session,
     job_id: int,

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
-from tqdm import tqdm
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
@@ -30,6 +29,7 @@ from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.progress import ReportingBar
 from imgsearch.ingest.scan import found_path, scan_folder
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.processes import is_alive, process_marker
@@ -51,6 +51,7 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     store_batch: int = 256  # images per journalled write; smaller = less to replay, more commits
     confine_to: tuple[str, ...] | None = None  # files must really lie in these folders (the app's allowed roots)
+    root_label: str | None = None  # with labels_from_folders: the label of files directly in the folder
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -220,7 +221,8 @@ def ingest_folder(
         report.n_recovered = recover(Session, stores, cache, trained)
         t = time.perf_counter()
         scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels,
-                           confine_to=None if opts.confine_to is None else [Path(p) for p in opts.confine_to])
+                           confine_to=None if opts.confine_to is None else [Path(p) for p in opts.confine_to],
+                           root_label=opts.root_label)
         report.timings["scan_s"] = time.perf_counter() - t
         with Session.begin() as s:
             s.get(repo.Run, run_id).dataset_fingerprint = scan.fingerprint()
@@ -242,7 +244,10 @@ def ingest_folder(
         state = {"total": len(todo), "done": 0, "skipped": len(scan.skipped), "duplicates": len(scan.duplicates)}
         if on_progress:
             on_progress(dict(state))
-        bar = tqdm(total=len(todo), desc="ingest", unit="img", disable=not progress or not todo, dynamic_ncols=True)
+        bar = ReportingBar(total=len(todo), desc="ingest", unit="img", disable=not progress or not todo,
+                           dynamic_ncols=True,
+                           on_advance=None if on_progress is None
+                           else lambda n: on_progress({**state, "done": n, "partial": 1}))
         for start in range(0, len(todo), opts.store_batch):
             if should_stop is not None and should_stop():
                 report.outcome = "interrupted"

@@ -85,12 +85,13 @@ def scan_folder(
     include_background: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     confine_to: Sequence[Path] | None = None,
+    root_label: str | None = None,
 ) -> ScanResult:
     """Find every image below `root` by its content.
 
     With `labels_from_folders`, an image's label is the name of the top-level sub-folder holding it
-    (files directly in `root` get no label). Bad files are skipped with one warning line each; files
-    with content already seen are recorded as duplicates of the first (in sorted order).
+    (files directly in `root` get `root_label`, by default none). Bad files are skipped with one warning line
+    each; files with content already seen are recorded as duplicates of the first (in sorted order).
     `confine_to`: resolved folders every file must really lie in (the app's allowed roots); a symbolic link
     pointing elsewhere is skipped with reason "outside_roots" and never read.
     """
@@ -135,7 +136,7 @@ def scan_folder(
         result.images.append(
             ScannedImage(
                 path=found_path(path),
-                label=top if labels_from_folders else None,
+                label=(top or root_label) if labels_from_folders else None,
                 content_hash=digest,
                 width=header.width,
                 height=header.height,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import jobs
+from imgsearch.ingest.heartbeat import Heartbeat, live_beats
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class JobResult:
 # handler(job, should_stop, on_progress) -> JobResult; raising marks the job failed with the message.
 JobHandler = Callable[[JobRequest, Callable[[], bool], ProgressFn], JobResult]
 
+# Progress arrives per embedded batch (a few images); the queue row is written at most this often.
+PROGRESS_EVERY_S = 0.5
+
 
 class Worker:
     def __init__(
@@ -53,12 +58,14 @@ class Worker:
         inbox: Path | None = None,
         poll_s: float = 2.0,
         on_stop: Callable[[], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ):
         self.Session = Session
         self.handlers = dict(handlers)
         self.inbox = Path(inbox).expanduser().resolve() if inbox else None
         self.poll_s = poll_s
         self.on_stop = on_stop
+        self.heartbeat = heartbeat
         self.stop = threading.Event()
 
     def install_signal_handlers(self) -> None:
@@ -70,7 +77,15 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def requeue_abandoned(self) -> int:
-        """Jobs left 'running' by a worker that died. Embedded mode runs one worker, so they are ours to redo."""
+        """Jobs left 'running' by a worker that died. Embedded mode runs one worker, so they are ours to redo.
+
+        Not while another job runner (a worker, or the app running a job) still beats: the job may be its.
+        """
+        if self.heartbeat is not None:
+            mine = self.heartbeat.path.name
+            others = [b for b in live_beats(self.heartbeat.data_dir) if b.file_name != mine]
+            if others:
+                return 0
         with self.Session.begin() as s:
             stale = jobs.list_jobs(s, status="running")
             for job in stale:
@@ -98,12 +113,40 @@ class Worker:
             if job is None:
                 return False
             request = JobRequest(job.id, job.kind, job.folder, dict(job.options or {}))
+        self.run_claimed(request)
+        return True
+
+    def run_job(self, job_id: int) -> bool:
+        """Claim job `job_id` and run it ("run now"); False if it is no longer queued (another runner has it)."""
+        with self.Session.begin() as s:
+            job = jobs.claim_job(s, job_id)
+            if job is None:
+                return False
+            request = JobRequest(job.id, job.kind, job.folder, dict(job.options or {}))
+        self.run_claimed(request)
+        return True
+
+    def beat(self, job_id: int | None = None, force: bool = False) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat(job_id, force=force)
+
+    def run_claimed(self, request: JobRequest) -> None:
+        """Run a job this worker has claimed, and record its outcome in the queue."""
         log.info("job %d: %s %s", request.id, request.kind, request.folder or "(catalogue)")
+        self.beat(request.id, force=True)
+        last = [0.0]
 
         def progress(state: dict[str, int]) -> None:
+            # "partial": a count from inside a store batch (embedded, not yet written): throttled; a count at a
+            # batch boundary is what the stores hold, and is always written.
+            now = time.monotonic()
+            if state.get("partial") and now - last[0] < PROGRESS_EVERY_S:
+                return
+            last[0] = now
             with self.Session.begin() as s:
                 jobs.update_job_progress(s, request.id, n_total=state["total"], n_done=state["done"],
                                          n_skipped=state["skipped"])
+            self.beat(request.id)
 
         handler = self.handlers.get(request.kind)
         try:
@@ -114,7 +157,8 @@ class Worker:
             log.exception("job %d failed", request.id)
             with self.Session.begin() as s:
                 jobs.finish_job(s, request.id, "failed", error=f"{type(exc).__name__}: {exc}")
-            return True
+            self.beat(None, force=True)
+            return
         with self.Session.begin() as s:
             jobs.update_job_progress(s, request.id, run_id=result.run_id, n_failed=result.n_failed)
             if result.interrupted:
@@ -122,10 +166,11 @@ class Worker:
                 jobs.requeue_job(s, request.id)
             else:
                 jobs.finish_job(s, request.id, "done")
+        self.beat(None, force=True)
         log.info("job %d: %s%s", request.id, result.summary, " (interrupted, re-queued)" if result.interrupted else "")
-        return True
 
     def run(self, once: bool = False) -> None:
+        self.beat(None, force=True)
         self.requeue_abandoned()
         try:
             while not self.stop.is_set():
@@ -134,8 +179,11 @@ class Worker:
                 if once and not worked:
                     break
                 if not worked:
+                    self.beat(None)
                     self.stop.wait(self.poll_s)
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
             if self.on_stop is not None:
                 self.on_stop()
         log.info("worker stopped")

@@ -150,3 +150,14 @@ def test_batch_journal_round_trip(factory: sessionmaker[Session]) -> None:
         assert [b.id for b in jobs.pending_batches(session)] == [left]
         status = {i: session.get(Image, i).status for i in ids}
         assert status == {ids[0]: "indexed", ids[1]: "indexed", ids[2]: "pending", ids[3]: "pending"}
+
+
+def test_claim_job_takes_that_job_only_while_queued(factory: sessionmaker[Session]) -> None:
+    with factory.begin() as s:
+        first, second = (jobs.enqueue_job(s, f"/photos/{n}").id for n in "ab")
+    with factory.begin() as s:
+        job = jobs.claim_job(s, second)
+        assert job is not None and (job.id, job.status) == (second, "running")
+    with factory.begin() as s:
+        assert jobs.claim_job(s, second) is None  # already running: "run now" twice runs it once
+        assert jobs.claim_next_job(s).id == first

@@ -65,3 +65,12 @@ def test_no_labels_mode(tiny_dataset):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="folder not found"):
         scan_folder(tmp_path / "nope")
+
+
+def test_files_directly_in_the_folder_take_the_root_label(tiny_dataset):
+    flat = tiny_dataset / "apples"  # images directly in it, no sub-folders
+    assert {im.label for im in scan_folder(flat).images} == {None}
+    assert {im.label for im in scan_folder(flat, root_label="apples").images} == {"apples"}
+    # Files in sub-folders keep their sub-folder's name; only the loose ones take the root label.
+    mixed = scan_folder(tiny_dataset, root_label="mine")
+    assert {im.label for im in mixed.images} == {"apples", "grass", "sky"}
