@@ -394,11 +394,13 @@ def worker_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Run queued jobs (ingest, train) until SIGTERM/SIGINT (the batch in hand is finished first)."""
+    from imgsearch.ingest.heartbeat import Heartbeat
     from imgsearch.ingest.worker import Worker
     from imgsearch.ui.jobs import job_handlers
 
     ctx = _context("worker", data_dir=data_dir)
-    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, poll_s=poll, on_stop=ctx.close)
+    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, poll_s=poll, on_stop=ctx.close,
+                    heartbeat=Heartbeat(ctx.settings.data_dir, "worker"))
     worker.install_signal_handlers()
     worker.run(once=once)
 
