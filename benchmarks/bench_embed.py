@@ -1,8 +1,13 @@
-"""Feature-extraction throughput: the default pipeline against a naive baseline, in the same run.
+"""Feature-extraction throughput: torch against ONNX Runtime, in the same run, on real images.
 
-Default: the pipeline's batch size (4 on the CPU), decoding in DataLoader worker processes beside the
-forward pass, channels-last.
-Baseline: batch 1, decoding in the main process, contiguous (NCHW) memory.
+For each backbone:
+- forward pass alone (images decoded and preprocessed once, up front), torch (channels-last) and ONNX Runtime,
+  at each batch size in --batch-sizes;
+- the pipeline (decoder worker processes beside the forward pass, `embed_paths`) at the pipeline's batch size,
+  with each runtime;
+- the largest per-image difference between the two runtimes' features (1 - cosine), on the same real images;
+- for ResNet-50 (random weights: its ImageNet weights cannot be downloaded here, and the arithmetic is the
+  same), the FLOPs per image counted by torch against this CPU's SGEMM rate measured in the same run.
 
     python benchmarks/bench_embed.py --data ../shared/data/caltech101/101_ObjectCategories --n 256
 """
@@ -10,8 +15,8 @@ Baseline: batch 1, decoding in the main process, contiguous (NCHW) memory.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,60 +24,94 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imgsearch.ingest.decode import load_rgb  # noqa: E402
 from imgsearch.ingest.embed import embed_paths  # noqa: E402
 from imgsearch.ingest.scan import scan_folder  # noqa: E402
 from imgsearch.models.backbones import Backbone, ResNet50Backbone, load_backbone  # noqa: E402
+from imgsearch.models.onnx_backbone import OnnxBackbone, min_cosine, physical_cores, with_runtime  # noqa: E402
+from imgsearch.ui.context import default_workers  # noqa: E402
 from imgsearch.ui.settings import Settings  # noqa: E402
 
 
-def naive(backbone: Backbone) -> Backbone:
-    """The same network in contiguous memory: what a straightforward loop would run."""
-    backbone.model = backbone.model.to(memory_format=torch.contiguous_format)
+def forward_rate(bb: Backbone, x: torch.Tensor, batch: int, repeats: int = 2) -> float:
+    """Images/s of `embed_batch` alone over all of `x`, best of `repeats` (after one warm-up batch)."""
+    bb.embed_batch(x[:batch])
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for i in range(0, len(x), batch):
+            bb.embed_batch(x[i : i + batch])
+        best = max(best, len(x) / (time.perf_counter() - t))
+    return best
 
-    def embed_batch(batch):
-        with torch.inference_mode():
-            feats = backbone._forward(batch.contiguous())
-            return torch.nn.functional.normalize(feats, dim=1).numpy()
 
-    backbone.embed_batch = embed_batch
-    return backbone
-
-
-def timed(backbone: Backbone, paths, batch_size: int, workers: int) -> float:
+def pipeline_rate(bb: Backbone, paths, batch: int, workers: int) -> float:
     t = time.perf_counter()
-    result = embed_paths(backbone, paths, batch_size=batch_size, num_workers=workers, progress=False)
+    result = embed_paths(bb, paths, batch_size=batch, num_workers=workers, progress=False)
     assert len(result.ok) == len(paths), result.failures
     return len(paths) / (time.perf_counter() - t)
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def flops_per_image(bb: Backbone) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, bb.input_size, bb.input_size)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        bb._forward(x)
+    return counter.get_total_flops()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
     ap.add_argument("--n", type=int, default=256, help="images per measurement")
-    ap.add_argument("--batch-size", type=int, default=Settings().effective_batch_size)
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    ap.add_argument("--backbones", default="efficientnet_lite2,resnet50")
+    ap.add_argument("--batch-sizes", default="1,4,8,32", help="forward-pass batch sizes to time")
+    ap.add_argument("--backbones", default="efficientnet_lite2,efficientnet_lite0,resnet50")
     args = ap.parse_args()
 
+    settings = Settings()
+    batch, workers = settings.effective_batch_size, default_workers(settings)
     images = scan_folder(args.data).images
-    # Spread the sample over classes: image sizes differ a lot between Caltech-101 classes.
-    step = max(1, len(images) // args.n)
+    step = max(1, len(images) // args.n)  # spread over classes: image sizes differ a lot between them
     paths = [im.path for im in images[::step][: args.n]]
-    print(
-        f"{len(paths)} images from {args.data}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores, {args.workers} decoder workers"
-    )
-    print(f"{'backbone':<20}{'pipeline':<44}{'images/s':>10}")
+    print(f"{len(paths)} images from {args.data}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"{physical_cores()} physical cores; pipeline: batch {batch}, {workers} decoder worker(s)")
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    onnx_dir = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     for name in args.backbones.split(","):
         # ResNet-50 timing needs no ImageNet weights: random weights run the same arithmetic.
-        make = (lambda: ResNet50Backbone(pretrained=False)) if name == "resnet50" else (lambda n=name: load_backbone(n))
-        bb = make()
-        timed(bb, paths[: args.batch_size], args.batch_size, 0)  # warm-up: allocator and oneDNN kernel choice
-        fast = timed(bb, paths, args.batch_size, args.workers)
-        slow = timed(naive(make()), paths, 1, 0)
-        print(f"{name:<20}{f'default (batch {args.batch_size}, {args.workers} workers, NHWC)':<44}{fast:>10.1f}")
-        print(f"{'':<20}{'naive (batch 1, no workers, NCHW)':<44}{slow:>10.1f}")
-        print(f"{'':<20}{'speed-up':<44}{fast / slow:>9.2f}x")
+        tb = ResNet50Backbone(pretrained=False) if name == "resnet50" else load_backbone(name)
+        t = time.perf_counter()
+        ob = OnnxBackbone(tb, onnx_dir)
+        export_s = time.perf_counter() - t
+        chosen = with_runtime(tb, "auto", onnx_dir)
+        x = torch.stack([tb.preprocess(load_rgb(p.read_bytes())) for p in paths])
+        diff = 1 - min_cosine(tb.embed_batch(x), ob.embed_batch(x))
+        print(f"\n{name}: exported and checked in {export_s:.1f} s; largest per-image 1 - cosine between the "
+              f"runtimes on these {len(paths)} images: {diff:.2e}; the pipeline's default runtime: {chosen.runtime}")
+        print(f"  {'forward pass alone':<26}{'torch img/s':>12}{'onnx img/s':>12}{'ratio':>8}")
+        for b in sizes:
+            rt, ro = forward_rate(tb, x, b), forward_rate(ob, x, b)
+            print(f"  {f'batch {b}':<26}{rt:>12.1f}{ro:>12.1f}{ro / rt:>7.2f}x")
+        rt, ro = pipeline_rate(tb, paths, batch, workers), pipeline_rate(ob, paths, batch, workers)
+        print(f"  {f'pipeline (batch {batch})':<26}{rt:>12.1f}{ro:>12.1f}{ro / rt:>7.2f}x")
+        if name == "resnet50":
+            gflop = flops_per_image(tb) / 1e9
+            peak = sgemm_gflops()
+            best = max(forward_rate(tb, x, b) for b in sizes)
+            print(f"  arithmetic: {gflop:.2f} GFLOP per image (torch's count); SGEMM here {peak:.0f} GFLOP/s "
+                  f"-> bound {peak / gflop:.1f} img/s; torch's best measured {best:.1f} img/s = "
+                  f"{best * gflop:.0f} GFLOP/s")
+        del tb, ob, chosen
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ class Backbone(ABC):
     name: str
     dim: int
     weights_sha256: str
+    input_size: int  # side of the square `preprocess` produces (the ONNX export's input)
+    runtime = "torch"
+    onnx_default = True  # `auto` runs it with ONNX Runtime on the CPU (see models/onnx_backbone.py)
 
     def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu"):
         import torch
@@ -87,6 +90,7 @@ class Backbone(ABC):
 class ResNet50Backbone(Backbone):
     name = "resnet50"
     dim = 2048
+    input_size = 224
 
     def __init__(
         self,
@@ -188,6 +192,7 @@ class EfficientNetLiteBackbone(Backbone):
             ) from exc
         path = Path(weights_cls.get_model_file_path())
         self.name = variant
+        self.input_size = size
         self.weights_sha256 = file_sha256(path)
         model = EfficientNet.from_name(variant.replace("_", "-"))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -215,6 +220,8 @@ class TinyBackbone(Backbone):
 
     name = "tiny"
     dim = 192
+    input_size = 8
+    onnx_default = False  # a reshape: torch runs it in microseconds, an export would only cost time
     weights_sha256 = hashlib.sha256(b"imgsearch tiny backbone v1: 8x8 thumbnail, mean/std 0.5").hexdigest()
 
     def __init__(self, device: str = "cpu"):

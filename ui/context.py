@@ -13,6 +13,7 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.pipeline import IngestOptions
 from imgsearch.models.backbones import Backbone, load_backbone
+from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui.settings import Settings
@@ -54,7 +55,8 @@ class Context:
     def backbone(self) -> Backbone:
         if self._backbone is None:
             s = self.settings
-            self._backbone = load_backbone(s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
+            network = load_backbone(s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
+            self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)
         return self._backbone
 
     @cached_property

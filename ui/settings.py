@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgsearch.models.backbones import check_name
+from imgsearch.models.onnx_backbone import RUNTIMES
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     )
     store_batch: int = Field(256, ge=1, description="Images per journalled write to the vector stores.")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    runtime: str = Field(
+        "auto", description="What runs the backbone: onnx (ONNX Runtime, CPU only), torch, or auto (onnx on the "
+        "CPU when it loads and matches torch's features, else torch)."
+    )
+    embed_threads: int | None = Field(
+        None, ge=1, description="Threads for one forward pass; default: the machine's physical cores."
+    )
     seed: int = 0
     k_clusters: int = Field(50, ge=2)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -52,6 +60,13 @@ class Settings(BaseSettings):
     def _known_backbone(cls, name: str) -> str:
         return check_name(name)
 
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, name: str) -> str:
+        if name not in RUNTIMES:
+            raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+        return name
+
     @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
@@ -75,6 +90,11 @@ class Settings(BaseSettings):
     @property
     def features_dir(self) -> Path:
         return self.data_dir / "features"
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Backbones exported to ONNX, one file per backbone identity (made on first use)."""
+        return self.data_dir / "onnx"
 
     @property
     def models_dir(self) -> Path:

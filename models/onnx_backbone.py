@@ -1,0 +1,226 @@
+"""The CPU runtime: a backbone exported once to ONNX (cached under its weights checksum) and run by ONNX Runtime.
+
+Same features as torch (each export is checked: cosine >= 0.9999 per image against the torch forward pass, on
+every load as well as after the export), so vectors from either runtime share the backbone's identity, its
+feature cache and its stores. Measured on a 2-core CPU (benchmarks/bench_embed.py), ONNX Runtime runs the
+backbones several times faster than torch at the pipeline's batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgsearch.models.backbones import Backbone, BackboneUnavailable
+from imgsearch.models.files import atomic_write
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "onnx", "torch")
+MIN_COSINE = 0.9999  # per image, ONNX Runtime against torch; below this the export is refused
+OPSET = 18
+
+
+class OnnxUnavailable(RuntimeError):
+    """ONNX Runtime cannot run this backbone here (not installed, export failed, or features differ)."""
+
+
+def onnx_file(cache_dir: Path, backbone: Backbone) -> Path:
+    return Path(cache_dir) / f"{backbone.identity.tag}.opset{OPSET}.onnx"
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class _Features:
+    """The module exported: the backbone's pooled features, before normalisation (done in numpy after)."""
+
+    @staticmethod
+    def module(backbone: Backbone):
+        import torch
+
+        class Features(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = backbone.model  # registered, so its weights are exported as initialisers
+
+            def forward(self, x):
+                return backbone._forward(x)
+
+        return Features().eval()
+
+
+def _sample_batch(backbone: Backbone, n: int, seed: int) -> np.ndarray:
+    """Seeded image-like input: smooth colour gradients plus noise, normalised the way `preprocess` does."""
+    rng = np.random.default_rng(seed)
+    s = backbone.input_size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    out = np.empty((n, 3, s, s), np.float32)
+    for i in range(n):
+        for c in range(3):
+            a, b, d = rng.uniform(-1, 1, 3)
+            out[i, c] = a * xx + b * yy + d * 0.5 + rng.normal(0, 0.3, (s, s))
+    return np.clip(out, -2.5, 2.5)
+
+
+def _torch_features(backbone: Backbone, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        t = torch.from_numpy(x).to(memory_format=torch.channels_last)
+        return backbone._forward(t).float().numpy()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((_unit(a) * _unit(b)).sum(axis=1).min())
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle threads sleep instead of spinning: when several processes embed at once (the worker beside the app,
+    # two ingests) spinning threads steal each other's cores, and throughput collapses.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _export(backbone: Backbone, path: Path) -> None:
+    import torch
+
+    x = torch.from_numpy(_sample_batch(backbone, 2, seed=0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
+        out = Path(tmp) / "model.onnx"
+        try:
+            program = torch.onnx.export(
+                _Features.module(backbone), (x,), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=["pixels"], output_names=["features"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            )
+            program.save(str(out), external_data=False)
+        except Exception as exc:  # the exporter raises many types (torch.export, onnxscript, onnx checker)
+            raise OnnxUnavailable(f"exporting {backbone.name} to ONNX failed: {type(exc).__name__}: {exc}") from exc
+        atomic_write(path, out.read_bytes())
+
+
+class OnnxBackbone(Backbone):
+    """`source`'s network run by ONNX Runtime: same name, identity, preprocessing and (checked) features."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, source: Backbone, cache_dir: Path, threads: int | None = None):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise OnnxUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
+        import torch
+
+        self.source = source
+        self.name, self.dim, self.weights_sha256 = source.name, source.dim, source.weights_sha256
+        self.input_size = source.input_size
+        self.preprocess = source.preprocess
+        self.device = torch.device("cpu")
+        self.threads = threads or physical_cores()
+        self.path = onnx_file(cache_dir, source)
+        self.session, self.cosine = self._load()
+
+    def _load(self):
+        check = _sample_batch(self.source, 2, seed=1)
+        expected = _torch_features(self.source, check)
+        for attempt in ("cached", "fresh"):
+            if attempt == "fresh" or not self.path.is_file():
+                log.info("exporting %s to ONNX (once per backbone): %s", self.name, self.path)
+                _export(self.source, self.path)
+            try:
+                session = _session(self.path, self.threads)
+                got = session.run(None, {"pixels": check})[0]
+            except Exception as exc:  # a damaged or foreign file: export again, once
+                if attempt == "fresh":
+                    raise OnnxUnavailable(f"ONNX Runtime cannot run {self.path}: {exc}") from exc
+                log.warning("the cached ONNX file %s cannot be run (%s); exporting it again", self.path, exc)
+                continue
+            cosine = min_cosine(got, expected)
+            if cosine >= MIN_COSINE:
+                if attempt == "fresh":
+                    atomic_write(self.path.with_suffix(".json"), json.dumps(
+                        {"backbone": self.source.identity.as_dict(), "opset": OPSET, "min_cosine": cosine,
+                         "torch": torch_version(), "onnxruntime": ort_version()}, indent=2))
+                return session, cosine
+            if attempt == "fresh":
+                raise OnnxUnavailable(
+                    f"ONNX Runtime's {self.name} features differ from torch's (cosine {cosine:.6f} < {MIN_COSINE})"
+                )
+            log.warning("the cached ONNX file %s gives other features (cosine %.6f); exporting it again",
+                        self.path, cosine)
+        raise AssertionError("unreachable")
+
+    @property
+    def model(self):  # the torch module, for code that inspects it
+        return self.source.model
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(self.session.run(None, {"pixels": x.contiguous().numpy()})[0])
+
+    def embed_batch(self, batch) -> np.ndarray:
+        x = batch.contiguous().numpy() if hasattr(batch, "numpy") else np.ascontiguousarray(batch)
+        feats = self.session.run(None, {"pixels": x.astype(np.float32, copy=False)})[0]
+        return _unit(feats.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def with_runtime(backbone: Backbone, runtime: str, cache_dir: Path, threads: int | None = None) -> Backbone:
+    """`backbone` run by the chosen runtime.
+
+    auto: ONNX Runtime on the CPU for backbones that gain from it, torch otherwise (GPUs, the weightless `tiny`),
+    and torch with a warning when ONNX Runtime is unavailable. onnx: ONNX Runtime or BackboneUnavailable.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return backbone
+    on_cpu = backbone.device.type == "cpu"
+    if runtime == "auto" and not (on_cpu and backbone.onnx_default):
+        return backbone
+    if not on_cpu:
+        raise BackboneUnavailable(f"the onnx runtime runs on the CPU only; device is {backbone.device}")
+    try:
+        return OnnxBackbone(backbone, cache_dir, threads)
+    except OnnxUnavailable as exc:
+        if runtime == "onnx":
+            raise BackboneUnavailable(f"{exc}; set IMGSEARCH_RUNTIME=torch to use torch") from exc
+        log.warning("ONNX Runtime unavailable for %s (%s); embedding with torch", backbone.name, exc)
+        return backbone
