@@ -407,3 +407,33 @@ def record_skipped(session: Session, run_id: int, path: str, reason: str, messag
 
 def skipped_files(session: Session, run_id: int) -> list[SkippedFile]:
     return list(session.scalars(select(SkippedFile).where(SkippedFile.run_id == run_id).order_by(SkippedFile.id)))
+
+
+# --- curation -----------------------------------------------------------------------------------------------
+
+
+def duplicate_members(session: Session, groups: Iterable[int]) -> dict[int, int]:
+    """image id -> duplicate_group for every image in one of `groups`."""
+    out: dict[int, int] = {}
+    for chunk in chunks(int(g) for g in groups):
+        query = select(Image.id, Image.duplicate_group).where(Image.duplicate_group.in_(chunk))
+        out.update({i: g for i, g in session.execute(query)})
+    return out
+
+
+def curation_state(session: Session) -> dict[int, tuple[int | None, float | None]]:
+    """image id -> (duplicate_group, uniqueness) of every catalogued image."""
+    query = select(Image.id, Image.duplicate_group, Image.uniqueness)
+    return {i: (g, u) for i, g, u in session.execute(query)}
+
+
+def relabel(session: Session, image_ids: Iterable[int], label: str | None) -> list[int]:
+    """Give images a new label (None = unlabelled); their label review is done, so its score is cleared.
+    Returns the ids that exist."""
+    ids = [int(i) for i in image_ids]
+    found: list[int] = []
+    for chunk in chunks(ids):
+        found += list(session.scalars(select(Image.id).where(Image.id.in_(chunk))))
+        session.execute(update(Image).where(Image.id.in_(chunk))
+                        .values(label=label, label_score=None, suggested_label=None))
+    return sorted(found)

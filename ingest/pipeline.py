@@ -26,6 +26,7 @@ from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image
 from imgsearch.ingest.catalogue import catalogue_scan
+from imgsearch.ingest.curation import annotate_batch
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
@@ -102,6 +103,7 @@ def _write_batch(
     # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
     # features cached, and the same command writes them once there is room.
     stores.ensure_room(len(ids))
+    annotate_batch(Session, stores, ids, xb)  # near-duplicate groups, uniqueness, quality flags: into the catalogue
     predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:

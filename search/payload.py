@@ -86,6 +86,14 @@ FIELDS: tuple[PayloadField, ...] = (
     PayloadField("ingest_run_id", "integer", "ingest_run_id"),
     PayloadField("model_run_id", "integer", "model_run_id"),  # the training run whose models predicted the above
     PayloadField("time", "datetime", "created_at", to_payload=_isoformat),
+    # Curation (ingest/curation.py): the near-duplicate group (its smallest image id; None = no near-duplicate),
+    # the cosine distance to the 10th nearest neighbour (high = unusual), and the quality flags.
+    PayloadField("duplicate_group", "integer", "duplicate_group", "any", "duplicate_groups", "near-duplicate group",
+                 "duplicate-group"),
+    PayloadField("uniqueness", "float", "uniqueness", "min", "min_uniqueness", "uniqueness", "min-uniqueness",
+                 bounds=(0.0, 1.0)),
+    PayloadField("quality", "keyword", "quality", "any", "qualities", "image quality", "quality"),
+    PayloadField("quality_flags", "keyword", "quality_flags"),
 )
 BY_KEY: dict[str, PayloadField] = {f.key: f for f in FIELDS}
 FILTER_FIELDS: tuple[PayloadField, ...] = tuple(f for f in FIELDS if f.match is not None)

@@ -18,13 +18,24 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import close_dead_runs, predict, recover, refresh_payloads, store_payloads
+from imgsearch.ingest.pipeline import (
+    close_dead_runs,
+    predict,
+    recover,
+    refresh_payloads,
+    store_payloads,
+    sync_payloads,
+)
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels, has_models, load_trained
+from imgsearch.search.payload import payload_for
 from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
 
+# Payload fields copied from the catalogue row (time is left out: it is the row's, rewritten in its own format).
+CATALOGUE_FIELDS = ("path", "file_name", "label", "content_hash", "source_folder", "duplicate_group", "uniqueness",
+                    "quality", "quality_flags")
 SAMPLE = 256  # points whose vectors and predictions are compared; a full comparison reads every vector twice
 DEEP_SAMPLE = 64  # --deep: files re-read and re-embedded
 
@@ -48,6 +59,8 @@ class DoctorReport:
     cache_mismatches: list[int] = field(default_factory=list)  # --deep: cached vector is not its file's
     damaged_shards: list[Path] = field(default_factory=list)  # feature-cache shards that cannot be read
     changed_files: list[int] = field(default_factory=list)  # --deep: file bytes differ from the catalogued hash
+    # sampled points whose catalogue-derived payload fields (label, path, curation fields...) differ from the row
+    payload_mismatches: list[int] = field(default_factory=list)
     deep_checked: int = 0
     backbone: str = ""
 
@@ -55,7 +68,8 @@ class DoctorReport:
     def consistent(self) -> bool:
         return not (self.missing_in_qdrant or self.missing_in_faiss or self.orphans_in_qdrant
                     or self.orphans_in_faiss or self.vector_mismatches or self.open_batches
-                    or self.stale_payloads or self.stale_catalogue or self.cache_mismatches or self.damaged_shards)
+                    or self.stale_payloads or self.stale_catalogue or self.cache_mismatches or self.damaged_shards
+                    or self.payload_mismatches)
 
     def lines(self) -> list[str]:
         models = (f"current models: training run {self.model_run_id}" if self.model_run_id is not None
@@ -78,7 +92,9 @@ class DoctorReport:
                           ("with different vectors in Qdrant and FAISS", self.vector_mismatches),
                           ("(of a sample) whose stored prediction or clusters are not the current models'",
                            self.stale_payloads),
-                          ("whose cached feature vector is not their file's", self.cache_mismatches)):
+                          ("whose cached feature vector is not their file's", self.cache_mismatches),
+                          ("(of a sample) whose payload fields (label, path, near-duplicate group, uniqueness, "
+                           "quality) differ from their catalogue row", self.payload_mismatches)):
             if ids:
                 shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
                 out.append(f"PROBLEM: {len(ids)} ids {name}: {shown}")
@@ -137,7 +153,9 @@ def check(
         xq, xf = stores.qdrant.get_vectors(sample), stores.faiss.get_vectors(sample)
         bad = ~np.isclose(np.einsum("ij,ij->i", xq, xf), 1.0, atol=1e-4)
         report.vector_mismatches = [sample[i] for i in np.flatnonzero(bad)]
-        report.stale_payloads = _stale_payloads(sample, xq, stores.qdrant.get_payloads(sample), trained)
+        payloads = stores.qdrant.get_payloads(sample)
+        report.stale_payloads = _stale_payloads(sample, xq, payloads, trained)
+        report.payload_mismatches = _payload_mismatches(Session, sample, payloads)
     if cache is not None:
         cache.refresh()
         report.damaged_shards = [p for p in cache.unreadable if p.exists()]
@@ -161,6 +179,24 @@ def _stale_payloads(ids: list[int], xb: np.ndarray, payloads: list[dict], traine
     """Points whose stored prediction and clusters are not what this backbone's current models say."""
     expected = predict(trained, xb)
     return [i for i, p, e in zip(ids, payloads, expected, strict=True) if not _same_prediction(p, e)]
+
+
+def _payload_mismatches(Session, ids: list[int], payloads: list[dict]) -> list[int]:
+    """Points whose payload disagrees with payload_for(catalogue row) on a catalogue-derived field (the
+    predictions are checked against the models instead: they belong to the stores' backbone)."""
+    with Session() as s:
+        rows = repo.images_by_ids(s, ids)
+    bad = []
+    for i, p in zip(ids, payloads, strict=True):
+        if i not in rows:
+            continue
+        expected = payload_for(rows[i])
+        for key in CATALOGUE_FIELDS:
+            a, b = p.get(key), expected[key]
+            if a != b and not (isinstance(a, float) and isinstance(b, float) and np.isclose(a, b, atol=1e-6)):
+                bad.append(i)
+                break
+    return bad
 
 
 def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int], rng, report: DoctorReport) -> None:
@@ -259,6 +295,11 @@ def repair(
         done.append(f"rebuilt {len(mirror_fix)} FAISS mirror entries from Qdrant")
     if report.cache_mismatches and backbone is not None:
         done.append(_fix_cache(Session, stores, cache, backbone, report.cache_mismatches, trained))
+    if report.payload_mismatches:
+        # The catalogue is the record for these fields (a relabel, a duplicates pass interrupted between the two).
+        n = sync_payloads(Session, stores, sorted(stores.qdrant.ids().tolist()))
+        done.append(f"rewrote the catalogue fields of {n} payloads from the catalogue (label, path, near-duplicate "
+                    "group, uniqueness, quality)")
     after = check(Session, stores, trained)
     if report.models_problem:
         done.append(f"predictions left as they are: the current models cannot be loaded ({report.models_problem})")
@@ -300,6 +341,8 @@ def _recatalogue(Session, ids: Sequence[int], payloads: Sequence[dict], stores: 
                 predicted_label=p.get("predicted_label"), predicted_prob=p.get("predicted_prob"),
                 kmeans_cluster=p.get("kmeans_cluster"), agglo_cluster=p.get("agglo_cluster"),
                 model_run_id=p.get("model_run_id"), backbone=stores.qdrant.info.name,
+                duplicate_group=p.get("duplicate_group"), uniqueness=p.get("uniqueness"), quality=p.get("quality"),
+                quality_flags=p.get("quality_flags"),
                 **({"created_at": t} if (t := _parse_time(p.get("time"))) is not None else {}),
             )
             restored += 1

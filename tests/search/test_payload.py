@@ -42,12 +42,14 @@ def test_payload_for_reads_the_catalogue_row():
     row = SimpleNamespace(path="/p/a/x.jpg", file_name="x.jpg", label="a", predicted_label="b", predicted_prob=0.25,
                           kmeans_cluster=3, agglo_cluster=None, content_hash="f" * 64, width=4, height=3,
                           size_bytes=123, source_folder="/p/a", ingest_run_id=7, model_run_id=2,
-                          created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed")
+                          created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed",
+                          duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry")
     assert payload_for(row) == {
         "path": "/p/a/x.jpg", "file_name": "x.jpg", "label": "a", "predicted_label": "b", "predicted_prob": 0.25,
         "kmeans_cluster": 3, "agglo_cluster": None, "content_hash": "f" * 64, "width": 4, "height": 3,
         "size_bytes": 123, "source_folder": "/p/a", "ingest_run_id": 7, "model_run_id": 2,
-        "time": "2024-05-06T07:08:09",
+        "time": "2024-05-06T07:08:09", "duplicate_group": 5, "uniqueness": 0.25, "quality": "dark",
+        "quality_flags": "dark,blurry",
     }
     assert list(payload_for(row)) == [f.key for f in FIELDS]
 

@@ -191,3 +191,47 @@ def test_deleted_models_are_reported_not_silently_used(tmp_path, backbone, train
     doc = runner.invoke(app, ["doctor", "--data-dir", str(settings.data_dir)])
     assert doc.exit_code == 1
     assert "PROBLEM: the current models cannot be loaded" in " ".join(doc.output.split())
+
+
+def test_curation_fields_stay_consistent_across_ingest_train_remove_and_doctor(tmp_path, backbone):
+    """duplicate_group, uniqueness and quality in both stores equal the catalogue after every step; doctor sees
+    a payload that drifted from its row and repair puts it back; a catalogue rebuilt from payloads keeps them."""
+    from imgsearch.ingest.curation import find_duplicates
+    from imgsearch.ingest.pipeline import remove_paths
+    from tests.ingest.test_curation import assert_payloads_follow_catalogue
+
+    photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        run_training(ctx, photos, progress=False)  # ingest, then train (refreshes predictions)
+        assert_payloads_follow_catalogue(ctx)
+        assert _check(ctx).consistent
+        find_duplicates(ctx.Session, ctx.stores, threshold=0.9)
+        remove_paths(ctx.Session, ctx.stores, [photos / "grass" / "grass_000.jpg"])
+        assert_payloads_follow_catalogue(ctx)
+        run_training(ctx, None, progress=False)  # retrain after the removal
+        assert_payloads_follow_catalogue(ctx)
+        assert _check(ctx).consistent
+
+        victim = int(ctx.stores.qdrant.ids()[0])
+        ctx.stores.qdrant.set_payload([victim], [{"duplicate_group": 999_999, "quality": "dark"}])
+        report = _check(ctx)
+        assert not report.consistent and report.payload_mismatches == [victim]
+        assert any("payload fields" in line for line in report.lines())
+        _repair(ctx, report)
+        assert _check(ctx).consistent
+        assert_payloads_follow_catalogue(ctx)
+        with ctx.Session() as s:
+            before = {i: (im.duplicate_group, im.uniqueness, im.quality)
+                      for i, im in repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed")).items()}
+    # The catalogue is lost: repair rebuilds it from the payloads, curation fields included.
+    db = tmp_path / "data" / "imgsearch.db"
+    assert db.exists()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "data" / f"imgsearch.db{suffix}").unlink(missing_ok=True)
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        _repair(ctx, _check(ctx))
+        with ctx.Session() as s:
+            after = {i: (im.duplicate_group, im.uniqueness, im.quality)
+                     for i, im in repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed")).items()}
+        assert after == before
+        assert_payloads_follow_catalogue(ctx)
