@@ -1,0 +1,134 @@
+"""Embedding processes sharing the machine: one ingest alone, two at once, and a query during an ingest.
+
+For each runtime (`torch`, the earlier default, and the current default `auto`), in the same run:
+1. one `imgsearch ingest` of N images into an empty data directory, alone;
+2. two at once, on two other disjoint sets of N images, into two more data directories (no shared lock);
+3. the app's query embedding (Context.backbone.embed_images on one collection image, as the Search page does)
+   timed 20 times with nothing else running, then 20 times while an ingest runs.
+
+Throughput per ingest is images / (scan + embed + store-write time) as the ingest reports it, so the start-up
+(imports, loading the network) is left out; the wall-clock of each process is printed too. Each data directory is
+first warmed with a 4-image ingest (the ONNX export happens there, once).
+
+    python benchmarks/bench_concurrency.py --data ../shared/data/caltech101/101_ObjectCategories --n 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from imgsearch.ingest.scan import scan_folder  # noqa: E402
+
+TIMINGS = re.compile(r"scan ([\d.]+) s, embed ([\d.]+) s, store writes ([\d.]+) s")
+
+
+def subset(images, start: int, n: int, dest: Path) -> Path:
+    """Hard links (or copies) of every len/..-th image from `start`, in class sub-folders under `dest`."""
+    for im in images[start::3][:n]:
+        target = dest / im.path.parent.name / im.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(im.path, target)
+        except OSError:
+            shutil.copy2(im.path, target)
+    return dest
+
+
+def ingest(folder: Path, data_dir: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(folder), "--data-dir",
+                             str(data_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, n: int, started: float) -> tuple[float, float]:
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    m = TIMINGS.search(out)
+    if proc.returncode or not m:
+        raise SystemExit(f"ingest failed (exit {proc.returncode}):\n{out[-2000:]}")
+    return n / sum(float(g) for g in m.groups()), wall
+
+
+def query_latencies(data_dir: Path, runtime: str, images, count: int = 20) -> list[float]:
+    from PIL import Image
+
+    from imgsearch.ui.context import Context
+    from imgsearch.ui.settings import Settings
+
+    ctx = Context(Settings(data_dir=data_dir, runtime=runtime), role="bench")
+    bb = ctx.backbone
+    bb.embed_images([Image.open(images[0].path).convert("RGB")])  # warm-up
+    out = []
+    for im in images[1 : count + 1]:
+        picture = Image.open(im.path).convert("RGB")  # decoded before the clock, like an upload already read
+        t = time.perf_counter()
+        bb.embed_images([picture])
+        out.append((time.perf_counter() - t) * 1000)
+        time.sleep(0.2)
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else xs[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
+    ap.add_argument("--n", type=int, default=600, help="images per ingest")
+    ap.add_argument("--runtimes", default="torch,auto")
+    args = ap.parse_args()
+
+    images = scan_folder(args.data).images
+    if len(images) < 3 * args.n + 30:
+        raise SystemExit(f"need {3 * args.n + 30} images, {args.data} has {len(images)}")
+    root = Path(tempfile.mkdtemp(prefix="bench-conc-"))
+    sets = [subset(images, i, args.n, root / f"set{i}") for i in range(3)]
+    warm = subset(images[-30:], 0, 4, root / "warm")
+    queries = images[-25:]
+    print(f"{args.n} images per ingest from {args.data}; {os.cpu_count()} cores")
+    try:
+        for runtime in args.runtimes.split(","):
+            env = {**os.environ, "IMGSEARCH_RUNTIME": runtime}
+            dirs = [root / f"{runtime}-d{i}" for i in range(3)]
+            for d in dirs:
+                ingest(warm, d, env).communicate()
+
+            t = time.perf_counter()
+            alone, alone_wall = finish(ingest(sets[0], dirs[0], env), args.n, t)
+
+            t = time.perf_counter()
+            procs = [ingest(sets[i], dirs[i], env) for i in (1, 2)]
+            (r1, w1), (r2, w2) = finish(procs[0], args.n, t), finish(procs[1], args.n, t)
+
+            quiet = query_latencies(dirs[0], runtime, queries)
+            bg = ingest(sets[0], root / f"{runtime}-q", env)  # a fresh directory: a real ingest, not a no-op
+            time.sleep(8)  # past start-up, into the embedding
+            busy = query_latencies(dirs[0], runtime, queries)
+            still_running = bg.poll() is None
+            bg.communicate()
+
+            print(f"\nruntime {runtime}")
+            print(f"  one ingest alone         {alone:7.1f} img/s   (process wall {alone_wall:.1f} s)")
+            print(f"  two at once              {r1:7.1f} + {r2:.1f} = {r1 + r2:.1f} img/s   "
+                  f"(walls {w1:.1f} s, {w2:.1f} s) -> {(r1 + r2) / alone:.0%} of alone; by wall-clock "
+                  f"{2 * args.n / max(w1, w2) / (args.n / alone_wall):.0%}")
+            print(f"  query embedding, idle    p50 {pct(quiet, 50):6.1f} ms   p95 {pct(quiet, 95):6.1f} ms")
+            print(f"  query embedding, during  p50 {pct(busy, 50):6.1f} ms   p95 {pct(busy, 95):6.1f} ms"
+                  + ("" if still_running else "   (the ingest ended before the last query)"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
