@@ -4,7 +4,7 @@ For each runtime (`torch`, the earlier default, and the current default `auto`),
 1. one `imgsearch ingest` of N images into an empty data directory, alone;
 2. two at once, on two other disjoint sets of N images, into two more data directories (no shared lock);
 3. the app's query embedding (Context.backbone.embed_images on one collection image, as the Search page does)
-   timed 20 times with nothing else running, then 20 times while an ingest runs.
+   timed 20 times with nothing else running, then 20 times while an ingest of 2N other images runs.
 
 Throughput per ingest is images / (scan + embed + store-write time) as the ingest reports it, so the start-up
 (imports, loading the network) is left out; the wall-clock of each process is printed too. Each data directory is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import statistics
@@ -33,9 +34,9 @@ from imgsearch.ingest.scan import scan_folder  # noqa: E402
 TIMINGS = re.compile(r"scan ([\d.]+) s, embed ([\d.]+) s, store writes ([\d.]+) s")
 
 
-def subset(images, start: int, n: int, dest: Path) -> Path:
-    """Hard links (or copies) of every len/..-th image from `start`, in class sub-folders under `dest`."""
-    for im in images[start::3][:n]:
+def subset(images, dest: Path) -> Path:
+    """Hard links (or copies) of `images` in class sub-folders under `dest`."""
+    for im in images:
         target = dest / im.path.parent.name / im.path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -59,13 +60,13 @@ def finish(proc: subprocess.Popen, n: int, started: float) -> tuple[float, float
     return n / sum(float(g) for g in m.groups()), wall
 
 
-def query_latencies(data_dir: Path, runtime: str, images, count: int = 20) -> list[float]:
+def query_latencies(data_dir: Path, runtime: str, backbone: str, images, count: int = 20) -> list[float]:
     from PIL import Image
 
     from imgsearch.ui.context import Context
     from imgsearch.ui.settings import Settings
 
-    ctx = Context(Settings(data_dir=data_dir, runtime=runtime), role="bench")
+    ctx = Context(Settings(data_dir=data_dir, runtime=runtime, backbone=backbone), role="bench")
     bb = ctx.backbone
     bb.embed_images([Image.open(images[0].path).convert("RGB")])  # warm-up
     out = []
@@ -87,19 +88,22 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
     ap.add_argument("--n", type=int, default=600, help="images per ingest")
     ap.add_argument("--runtimes", default="torch,auto")
+    ap.add_argument("--backbone", default="efficientnet_lite2")
     args = ap.parse_args()
 
     images = scan_folder(args.data).images
-    if len(images) < 3 * args.n + 30:
-        raise SystemExit(f"need {3 * args.n + 30} images, {args.data} has {len(images)}")
+    if len(images) < 5 * args.n + 30:
+        raise SystemExit(f"need {5 * args.n + 30} images, {args.data} has {len(images)}")
+    images = [images[i] for i in random.Random(0).sample(range(len(images)), len(images))]
     root = Path(tempfile.mkdtemp(prefix="bench-conc-"))
-    sets = [subset(images, i, args.n, root / f"set{i}") for i in range(3)]
-    warm = subset(images[-30:], 0, 4, root / "warm")
+    sets = [subset(images[i * args.n : (i + 1) * args.n], root / f"set{i}") for i in range(3)]
+    background = subset(images[3 * args.n : 5 * args.n], root / "background")  # long enough to outlast the queries
+    warm = subset(images[-30:-26], root / "warm")
     queries = images[-25:]
     print(f"{args.n} images per ingest from {args.data}; {os.cpu_count()} cores")
     try:
         for runtime in args.runtimes.split(","):
-            env = {**os.environ, "IMGSEARCH_RUNTIME": runtime}
+            env = {**os.environ, "IMGSEARCH_RUNTIME": runtime, "IMGSEARCH_BACKBONE": args.backbone}
             dirs = [root / f"{runtime}-d{i}" for i in range(3)]
             for d in dirs:
                 ingest(warm, d, env).communicate()
@@ -111,10 +115,10 @@ def main() -> None:
             procs = [ingest(sets[i], dirs[i], env) for i in (1, 2)]
             (r1, w1), (r2, w2) = finish(procs[0], args.n, t), finish(procs[1], args.n, t)
 
-            quiet = query_latencies(dirs[0], runtime, queries)
-            bg = ingest(sets[0], root / f"{runtime}-q", env)  # a fresh directory: a real ingest, not a no-op
+            quiet = query_latencies(dirs[0], runtime, args.backbone, queries)
+            bg = ingest(background, root / f"{runtime}-q", env)  # a fresh directory: a real ingest, not a no-op
             time.sleep(8)  # past start-up, into the embedding
-            busy = query_latencies(dirs[0], runtime, queries)
+            busy = query_latencies(dirs[0], runtime, args.backbone, queries)
             still_running = bg.poll() is None
             bg.communicate()
 
