@@ -99,3 +99,27 @@ def labelled_split(session: Session, split: str) -> list[tuple[str, str]]:
     """(content hash, label) of the labelled images a training run put in `split` ('train' or 'val')."""
     query = select(Image.content_hash, Image.label).where(Image.split == split, Image.label.is_not(None))
     return [(h, label) for h, label in session.execute(query.order_by(Image.id))]
+
+
+def duplicate_groups(session: Session, limit: int = 500) -> list[tuple[int, list[Image]]]:
+    """(group, its indexed member rows by id) for near-duplicate groups of two or more, largest first."""
+    n = func.count(Image.id)
+    groups = list(session.execute(
+        select(Image.duplicate_group, n).where(Image.status == "indexed", Image.duplicate_group.is_not(None))
+        .group_by(Image.duplicate_group).having(n > 1).order_by(n.desc(), Image.duplicate_group).limit(limit)))
+    members: dict[int, list[Image]] = defaultdict(list)
+    ids = [g for g, _ in groups]
+    for start in range(0, len(ids), 500):
+        query = select(Image).where(Image.duplicate_group.in_(ids[start : start + 500]), Image.status == "indexed")
+        for image in session.scalars(query.order_by(Image.id)):
+            members[image.duplicate_group].append(image)
+    return [(g, members[g]) for g in ids]
+
+
+def label_suspects(session: Session, limit: int = 50) -> list[Image]:
+    """Labelled images whose recorded label review (`imgsearch suspects`) suggests another label, most suspect
+    (lowest label_score) first."""
+    query = (select(Image).where(Image.status == "indexed", Image.label_score.is_not(None),
+                                 Image.suggested_label.is_not(None), Image.suggested_label != Image.label)
+             .order_by(Image.label_score, Image.id).limit(limit))
+    return list(session.scalars(query))

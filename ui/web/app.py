@@ -18,6 +18,8 @@ def main() -> None:
         st.Page(PAGES / "clusters_page.py", title="Clusters", icon="🗺️", url_path="clusters"),
         st.Page(PAGES / "metrics_page.py", title="Metrics", icon="📈", url_path="metrics"),
         st.Page(PAGES / "ingest_page.py", title="Ingest", icon="📥", url_path="ingest"),
+        st.Page(PAGES / "duplicates_page.py", title="Duplicates", icon="👯", url_path="duplicates"),
+        st.Page(PAGES / "suspects_page.py", title="Suspects", icon="🏷️", url_path="suspects"),
     ])
     nav.run()
 
