@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,25 @@ class Heartbeat:
             atomic_write(self.path, json.dumps(record))
         except OSError as exc:  # a beat is advisory: a full or read-only disk must not stop the job itself
             log.warning("cannot write the heartbeat %s: %s", self.path, exc)
+
+    @contextmanager
+    def during(self, job_id: int) -> Iterator[None]:
+        """Beat from a background thread while a job runs: training reports no progress for minutes."""
+        self.beat(job_id, force=True)
+        done = threading.Event()
+
+        def loop() -> None:
+            while not done.wait(self.every_s):
+                self.beat(job_id, force=True)
+
+        thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            self.beat(None, force=True)
 
     def stop(self) -> None:
         """Remove the file: a process that stops cleanly is gone at once, not after ALIVE_WITHIN_S."""

@@ -132,8 +132,14 @@ class Worker:
 
     def run_claimed(self, request: JobRequest) -> None:
         """Run a job this worker has claimed, and record its outcome in the queue."""
+        if self.heartbeat is None:
+            self._run_claimed(request)
+        else:
+            with self.heartbeat.during(request.id):
+                self._run_claimed(request)
+
+    def _run_claimed(self, request: JobRequest) -> None:
         log.info("job %d: %s %s", request.id, request.kind, request.folder or "(catalogue)")
-        self.beat(request.id, force=True)
         last = [0.0]
 
         def progress(state: dict[str, int]) -> None:
@@ -146,7 +152,6 @@ class Worker:
             with self.Session.begin() as s:
                 jobs.update_job_progress(s, request.id, n_total=state["total"], n_done=state["done"],
                                          n_skipped=state["skipped"])
-            self.beat(request.id)
 
         handler = self.handlers.get(request.kind)
         try:
@@ -157,7 +162,6 @@ class Worker:
             log.exception("job %d failed", request.id)
             with self.Session.begin() as s:
                 jobs.finish_job(s, request.id, "failed", error=f"{type(exc).__name__}: {exc}")
-            self.beat(None, force=True)
             return
         with self.Session.begin() as s:
             jobs.update_job_progress(s, request.id, run_id=result.run_id, n_failed=result.n_failed)
@@ -166,7 +170,6 @@ class Worker:
                 jobs.requeue_job(s, request.id)
             else:
                 jobs.finish_job(s, request.id, "done")
-        self.beat(None, force=True)
         log.info("job %d: %s%s", request.id, result.summary, " (interrupted, re-queued)" if result.interrupted else "")
 
     def run(self, once: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from imgsearch.ingest.pipeline import ingest_folder
@@ -14,7 +15,8 @@ def job_handlers(ctx: Context) -> dict[str, JobHandler]:
     def ingest(job: JobRequest, should_stop, on_progress: ProgressFn) -> JobResult:
         report = ingest_folder(
             Path(job.folder), ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.trained(),
-            ctx.ingest_options(job.options.get("labels_from_folders", True), job.options.get("confine_to")),
+            replace(ctx.ingest_options(job.options.get("labels_from_folders", True), job.options.get("confine_to")),
+                    root_label=job.options.get("root_label")),
             progress=False, on_progress=on_progress, should_stop=should_stop,
         )
         return JobResult(run_id=report.run_id, n_failed=report.n_skipped, interrupted=report.outcome == "interrupted",

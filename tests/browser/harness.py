@@ -26,13 +26,14 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-proxy-server",  # the app is on 127.0.0.1: never route it through a proxy from the environment
 ]
-# URL path of each page (ui/app.py); the default page (Search) is served at the root.
-PAGES = {"search": "", "filtered": "filtered", "clusters": "clusters", "metrics": "metrics", "ingest": "ingest"}
+# URL path of each page (ui/web/app.py); Search is also the default page, served at the root.
+PAGES = {"search": "search", "filtered": "filtered", "clusters": "clusters", "metrics": "metrics", "ingest": "ingest"}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 MS = 1000  # playwright timeouts are in milliseconds
 
-# `**0.987** · `apples_003.jpg`  \nlabel: apples · predicted: apples (95%)` as rendered text (ui/views.py).
-CAPTION_RE = re.compile(r"^(-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · predicted: (.*?) \((.*?)\)\s*$")
+# `similarity **0.987** · `apples_003.jpg`  \nlabel: apples · predicted: apples (95%)` as rendered text
+# (ui/web/views.py result_caption).
+CAPTION_RE = re.compile(r"^similarity (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · predicted: (.*?) \((.*?)\)\s*$")
 PREDICTED_RE = re.compile(r"^(.+) \((\d+(?:\.\d+)?)%, SVM\)$")
 TIMES_RE = re.compile(r"Embedding: (?:(\d+(?:\.\d+)?) ms|0 ms \(stored vector\)) · (?:filtered )?search: "
                       r"(\d+(?:\.\d+)?) ms")
@@ -48,7 +49,7 @@ _CAPTIONS_JS = """() => Array.from(document.querySelectorAll(
 COUNT_RESULTS_JS = """() => Array.from(document.querySelectorAll(
         '[data-testid="stMain"] [data-testid="stMarkdownContainer"]'))
     .filter(e => !e.closest('[data-stale="true"]') && e.offsetParent !== null
-                 && /^-?\\d+\\.\\d{3} · .+\\nlabel: /.test(e.innerText.trim())).length"""
+                 && /^similarity -?\\d+\\.\\d{3} · .+\\nlabel: /.test(e.innerText.trim())).length"""
 _IMAGES_LOADED_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .filter(i => !i.closest('[data-stale="true"]')).every(i => i.complete && i.naturalWidth > 0)"""
 _HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,

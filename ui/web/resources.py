@@ -66,12 +66,39 @@ def loaded_context(key: str) -> Context:
     return ctx
 
 
+@st.cache_resource(show_spinner=False)
+def job_runner(key: str):
+    """The app's background job runner for these settings (one thread per data dir, shared by every session)."""
+    from imgsearch.ui.web.job_runner import AppJobRunner
+
+    return AppJobRunner(loaded_context(key))
+
+
+@st.cache_resource(show_spinner=False)
+def upload_store(key: str):
+    """Uploaded queries by digest, shared by the sessions of this server (see query_state.UploadStore)."""
+    from imgsearch.ui.web.query_state import UploadStore
+
+    return UploadStore()
+
+
 @st.cache_resource(show_spinner="Loading the trained models…", max_entries=4)
 def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
     """Models of training run `run_id`; a new run id (new training) misses the cache and loads the new set."""
     if run_id is None:
         return None
     return loaded_context(key).trained()
+
+
+def sidebar_context() -> Context | None:
+    """The database-only Context for the sidebar's job panel; None when it cannot open (the page says why)."""
+    try:
+        ctx = context(settings_key(Settings()))
+        ctx.Session  # noqa: B018
+        return ctx
+    except Exception:  # invalid settings, an unreadable database: load_state shows the message on the page
+        log.debug("no context for the sidebar", exc_info=True)
+        return None
 
 
 def store_version(ctx: Context, signature: tuple[int, int, int]) -> tuple:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,10 +23,25 @@ def fmt_prob(p: float | None) -> str:
     return "–" if p is None else f"{p:.0%}"
 
 
+_PREFIX = re.compile(r"^\d+[_\-. ]+(?=\D)")
+
+
+def display_label(label: str | None) -> str:
+    """A folder name as people read it: "054_sunflower" -> "sunflower", "Faces_easy" -> "Faces easy"."""
+    if label is None:
+        return "–"
+    shown = _PREFIX.sub("", label).replace("_", " ").strip()
+    return shown or label
+
+
+RESULT_LEGEND = ("similarity: cosine similarity of the image features to the query (1 = the same image, "
+                 "higher = more alike). predicted: the classifier's (SVM) class, with its probability.")
+
+
 def result_caption(r: SearchResult) -> str:
-    """Markdown under a thumbnail: score, file name, true and predicted label."""
-    predicted = r.predicted_label or "–"
-    return (f"**{r.score:.3f}** · `{r.file_name}`  \nlabel: {r.label or '–'} · "
+    """Markdown under a thumbnail: similarity, file name, true and predicted label (probability)."""
+    predicted = display_label(r.predicted_label) if r.predicted_label else "–"
+    return (f"similarity **{r.score:.3f}** · `{r.file_name}`  \nlabel: {display_label(r.label)} · "
             f"predicted: {predicted} ({fmt_prob(r.predicted_prob)})")
 
 

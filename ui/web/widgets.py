@@ -9,18 +9,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
+import streamlit.components.v1 as components
 from PIL import Image
 
-from imgsearch.db import collection as data
+from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.thumbnails import THUMB_SIZE
 from imgsearch.ui.web import inputs, resources, views
+from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
-SOURCES = ("Upload an image", "Pick from the collection")
+SOURCES = qs.SOURCES
 GRID_COLUMNS = 5
+SCROLL_UP = "_scroll_to_query"  # set by "Search with this": the file name of the new query
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Query:
     title: str
     image: Image.Image | None = None
     path: str | None = None
+    label: str | None = None
+    note: str | None = None  # said under the query ("in the collection as …: left out of the results")
 
 
 @contextmanager
@@ -51,44 +56,100 @@ def show_thumbnail(path: str | None, caption: str | None = None) -> None:
         st.image(thumb, caption=caption, width="stretch")
 
 
-def _use_as_query(prefix: str, image_id: int) -> None:
-    st.session_state[f"{prefix}_source"] = SOURCES[1]
-    st.session_state[f"{prefix}_pick"] = image_id
+def _use_as_query(image_id: int, name: str) -> None:
+    qs.set_query(f"id:{image_id}", SOURCES, pick=image_id)
+    st.session_state[SCROLL_UP] = name
 
 
-def _random_pick(prefix: str, ids: Sequence[int]) -> None:
-    st.session_state[f"{prefix}_pick"] = random.choice(list(ids))
+def _random_pick(ids: Sequence[int]) -> None:
+    pick = random.choice(list(ids))
+    qs.set_query(f"id:{pick}", SOURCES, pick=pick)
+
+
+def _picked() -> None:
+    qs.set_query(f"id:{st.session_state[qs.PICK]}", SOURCES)
+
+
+def _upload_changed(uploader_key: str) -> None:
+    # Only the user's own change fires this (never a page switch): a removed upload ends an uploaded query.
+    if st.session_state.get(uploader_key) is None and str(st.session_state.get(qs.Q, "")).startswith("up:"):
+        qs.clear_query()
+
+
+def _hold_upload(state: AppState, raw: bytes) -> tuple[str, qs.HeldUpload]:
+    """Decode and embed an upload once, and keep it by digest (ImageRejected for a bad file)."""
+    digest = resources.digest(raw)
+    store = resources.upload_store(state.key)
+    held = store.get(digest)
+    if held is None:
+        image = inputs.handle_upload(raw, state.settings.max_image_pixels)
+        xq, embed_ms = resources.embed_query(state.key, digest, image)
+        thumb = image.copy()
+        thumb.thumbnail(THUMB_SIZE)
+        with state.ctx.Session() as s:
+            same = repo.image_by_hash(s, digest)
+            catalogued = same.id if same is not None and same.status == "indexed" else None
+        held = qs.HeldUpload(xq, embed_ms, thumb, catalogued)
+        store.put(digest, held)
+    return digest, held
+
+
+def _upload_query(state: AppState, held: qs.HeldUpload) -> Query:
+    note = None
+    if held.catalogued_id is not None:
+        with state.ctx.Session() as s:
+            row = repo.images_by_ids(s, [held.catalogued_id]).get(held.catalogued_id)
+        if row is not None:
+            note = (f"This image is in the collection as `{row.file_name}` (label: {views.display_label(row.label)}); "
+                    "it is left out of the results.")
+    return Query(held.vector, held.embed_ms, held.catalogued_id if note else None, "uploaded image",
+                 image=held.thumbnail, note=note)
 
 
 def query_picker(state: AppState, prefix: str) -> Query | None:
-    """The query image: an upload (decoded in memory) or an indexed image; None until there is one."""
-    source = st.radio("Query", SOURCES, horizontal=True, key=f"{prefix}_source")
+    """The query image: an upload (decoded in memory) or an indexed image; None until there is one.
+
+    The query is shared by the Search and Filtered pages and kept in the URL (see query_state).
+    """
+    source = st.radio("Query", SOURCES, horizontal=True, key=qs.SOURCE)
+    parsed = qs.parse_q(st.session_state.get(qs.Q))
     if source == SOURCES[0]:
-        upload = st.file_uploader("Query image", type=inputs.UPLOAD_TYPES, key=f"{prefix}_upload")
-        if upload is None:
-            st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
-            return None
-        raw = upload.getvalue()
-        try:
-            image = inputs.handle_upload(raw, state.settings.max_image_pixels)
-        except ImageRejected as exc:
-            st.session_state[f"{prefix}_upload_error"] = exc.reason
-            st.error(inputs.upload_error(exc))
-            return None
-        st.session_state.pop(f"{prefix}_upload_error", None)
-        xq, embed_ms = resources.embed_query(state.key, resources.digest(raw), image)
-        return Query(xq, embed_ms, None, "uploaded image", image=image)
+        uploader_key = f"{prefix}_upload"
+        upload = st.file_uploader("Query image", type=inputs.UPLOAD_TYPES, key=uploader_key,
+                                  on_change=_upload_changed, args=(uploader_key,))
+        if upload is not None:
+            try:
+                digest, held = _hold_upload(state, upload.getvalue())
+            except ImageRejected as exc:
+                st.session_state[f"{prefix}_upload_error"] = exc.reason
+                st.error(inputs.upload_error(exc))
+                return None
+            st.session_state.pop(f"{prefix}_upload_error", None)
+            st.session_state[qs.Q] = f"up:{digest}"
+            return _upload_query(state, held)
+        if parsed and parsed[0] == "up":
+            held = resources.upload_store(state.key).get(parsed[1])
+            if held is None:
+                st.warning("The uploaded query image of this link is no longer held by the server (it was "
+                           "restarted): upload it again.")
+                return None
+            st.caption("Query: the image uploaded earlier. Upload another to replace it.")
+            return _upload_query(state, held)
+        st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
+        return None
 
     files = resources.collection_files(state.key, state.version)
     names = dict(files)
-    pick_key = f"{prefix}_pick"
-    if st.session_state.get(pick_key) not in names:
-        st.session_state[pick_key] = files[0][0]
+    if parsed and parsed[0] == "id" and int(parsed[1]) in names:
+        st.session_state[qs.PICK] = int(parsed[1])
+    if st.session_state.get(qs.PICK) not in names:
+        st.session_state[qs.PICK] = files[0][0]
+    st.session_state[qs.Q] = f"id:{st.session_state[qs.PICK]}"
     left, right = st.columns([5, 1], vertical_alignment="bottom")
-    left.selectbox("Indexed image", list(names), format_func=lambda i: names.get(i, str(i)), key=pick_key)
-    right.button("Random", key=f"{prefix}_random", on_click=_random_pick, args=(prefix, list(names)),
-                 width="stretch")
-    image_id = int(st.session_state[pick_key])
+    left.selectbox("Indexed image", list(names), format_func=lambda i: names.get(i, str(i)), key=qs.PICK,
+                   on_change=_picked)
+    right.button("Random", key=f"{prefix}_random", on_click=_random_pick, args=(list(names),), width="stretch")
+    image_id = int(st.session_state[qs.PICK])
     try:
         with store_errors():
             xq = state.ctx.stores.faiss.get_vectors([image_id])[0]
@@ -96,17 +157,45 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
         st.warning(f"{names[image_id]} is catalogued but not in the vector index of this backbone yet.")
         return None
     with state.ctx.Session() as s:
-        path = data.image_paths(s, [image_id]).get(image_id, ("", ""))[0]
-    return Query(xq, 0.0, image_id, names[image_id], path=path)
+        row = repo.images_by_ids(s, [image_id]).get(image_id)
+    return Query(xq, 0.0, image_id, names[image_id], path=row.path if row else None,
+                 label=row.label if row else None)
+
+
+def k_slider() -> int:
+    return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, qs.K_DEFAULT, key=qs.K)
 
 
 def show_query(query: Query) -> None:
+    caption = query.title if query.label is None else f"{query.title} · label: {views.display_label(query.label)}"
     if query.image is not None:
-        img = query.image.copy()
-        img.thumbnail(THUMB_SIZE)
-        st.image(img, caption=query.title)
+        st.image(query.image, caption=caption)
     else:
-        show_thumbnail(query.path, caption=query.title)
+        show_thumbnail(query.path, caption=caption)
+    if query.note:
+        st.info(query.note)
+    moved_to = st.session_state.pop(SCROLL_UP, None)
+    if moved_to is not None:
+        # The button that changed the query may be far down the grid: bring the new query into view.
+        st.toast(f"Searching with {moved_to}")
+        scroll_to_top()
+
+
+def scroll_to_top() -> None:
+    """Scroll the app's main area to the top (Streamlit scrolls inside its own containers, not the window)."""
+    nonce = st.session_state.get("_scroll_nonce", 0) + 1
+    st.session_state["_scroll_nonce"] = nonce
+    components.html(
+        f"""<script>/* {nonce} */
+        const doc = window.parent.document;
+        for (const id of ["stMain", "stAppViewContainer", "stMainBlockContainer"]) {{
+          const el = doc.querySelector(`[data-testid="${{id}}"]`);
+          if (el) el.scrollTo({{top: 0}});
+        }}
+        window.parent.scrollTo({{top: 0}});
+        </script>""",
+        height=0,
+    )
 
 
 def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
@@ -116,6 +205,6 @@ def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
         for col, r in zip(cols, results[start : start + GRID_COLUMNS], strict=False):
             with col:
                 show_thumbnail(r.path)
-                st.markdown(views.result_caption(r))
+                st.markdown(views.result_caption(r), help=views.RESULT_LEGEND)
                 st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
-                          args=(prefix, r.id), width="stretch")
+                          args=(r.id, r.file_name), width="stretch")

@@ -78,4 +78,4 @@ def fresh_env(tmp_path, monkeypatch) -> Collection:
 def page(name: str):
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(UI / "pages" / f"{name}_page.py"), default_timeout=TIMEOUT)
+    return AppTest.from_file(str(UI / "screens" / f"{name}_page.py"), default_timeout=TIMEOUT)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from imgsearch.search.payload import FILTER_FIELDS, Filter
+from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "filtered"
@@ -22,9 +23,12 @@ def sidebar_filter(choices: Mapping[str, list]) -> Filter:
     sb.header("Filters")
     conditions = {}
     for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
-        key = f"{PREFIX}_{f.name}"
+        key = qs.filter_key(f)
         if f.match == "any":
-            conditions[f.key] = sb.multiselect(f.title, choices.get(f.key, []), key=key) or None
+            options = choices.get(f.key, [])
+            if key in st.session_state:  # from a link or another collection: drop values no longer offered
+                st.session_state[key] = [v for v in st.session_state[key] if v in options]
+            conditions[f.key] = sb.multiselect(f.title, options, key=key) or None
         else:
             low, high = f.bounds
             bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
@@ -39,8 +43,9 @@ def main() -> None:
     flt = sidebar_filter(choices)
     if state.trained is None:
         st.sidebar.caption(f"Predicted labels and clusters appear after `{resources.TRAIN_HINT}`.")
-    k = st.sidebar.slider("Neighbours (k)", 1, 50, 10, key=f"{PREFIX}_k")
+    k = widgets.k_slider()
     query = widgets.query_picker(state, PREFIX)
+    qs.write_url(with_filters=True)
     if query is None:
         return
     with widgets.store_errors():
@@ -58,7 +63,9 @@ def main() -> None:
     if not response.results:
         st.warning(views.empty_result_reason(flt, state.n_indexed))
         return
-    st.subheader(f"Top {len(response.results)} matches")
+    n = len(response.results)
+    st.subheader(f"Top {n} matches" if n != 1 else "The one match")
+    st.caption(views.RESULT_LEGEND)
     widgets.result_grid(response.results, PREFIX)
 
 

@@ -1,72 +1,175 @@
-"""Ingest page: validate a folder inside the allowed roots, then ingest it here or queue it for the worker."""
+"""Ingest page: validate a folder inside the allowed roots, then ingest it as a job (run by the app, or queued for
+the worker); jobs, their progress and outcome come from the queue, so they survive leaving or reloading the page."""
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from imgsearch.db import jobs
-from imgsearch.ingest.pipeline import IngestReport, ingest_folder
-from imgsearch.ui.web import inputs, resources, views
-
-log = logging.getLogger(__name__)
+from imgsearch.db import repository as repo
+from imgsearch.ingest.heartbeat import live_beats
+from imgsearch.ingest.scan import IGNORED_NAMES
+from imgsearch.ui.web import inputs, job_status, resources, views
+from imgsearch.ui.web.job_status import JobView
 
 PREFIX = "ingest"
 MODES = ("Run here now", "Queue for the worker")
+ANNOUNCE = f"{PREFIX}_announce"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-def run_here(state: resources.AppState, folder, labels_from_folders: bool, roots) -> IngestReport | None:
-    """Ingest in this process with a live progress bar; errors are shown, not raised."""
-    bar = st.progress(0.0, text="Scanning the folder…")
-    counts = st.empty()
-
-    def on_progress(p: dict[str, int]) -> None:
-        total = max(p["total"], 1)
-        bar.progress(min(p["done"] / total, 1.0), text=f"Embedded {p['done']:,} of {p['total']:,} new images")
-        counts.caption(f"done {p['done']:,} / {p['total']:,} · skipped {p['skipped']:,} · "
-                       f"duplicates {p['duplicates']:,}")
-
+def loose_images(folder: Path) -> int:
+    """Image-like files directly in `folder` (not in a sub-folder): with folder labels, they get none."""
     try:
-        ctx = resources.loaded_context(state.key)
-        trained = resources.trained_models(state.key, ctx.trained_run_id())
-        report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, trained,
-                               ctx.ingest_options(labels_from_folders, confine_to=roots), progress=False,
-                               on_progress=on_progress)
-    except Exception as exc:  # store busy, backbone missing, disk full: report it, keep the page alive
-        log.exception("ingest of %s failed", folder)
-        bar.empty()
-        st.error(f"The ingest of {folder} failed: {type(exc).__name__}: {exc}")
-        return None
-    bar.progress(1.0, text="Done")
-    return report
+        return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith(".") and p.name not in IGNORED_NAMES)
+    except OSError:
+        return 0
 
 
-def show_report(report: dict) -> None:
-    st.subheader(f"Ingest run {report['run_id']}: {report['outcome']}")
-    cols = st.columns(5)
-    for col, (name, value) in zip(cols, [("new", report["n_new"]), ("already known", report["n_known"]),
-                                          ("indexed", report["n_indexed"]), ("skipped", report["n_skipped"]),
-                                          ("duplicates", report["n_duplicates"])], strict=True):
-        col.metric(name, f"{value:,}")
-    if report["skipped"]:
+def start_job(state: resources.AppState, folder: str, options: dict, kind: str, run_here: bool) -> int:
+    with state.ctx.Session.begin() as session:
+        job_id = jobs.enqueue_job(session, folder, options, kind=kind).id
+    if run_here:
+        resources.job_runner(state.key).submit(job_id)
+    return job_id
+
+
+def ingest_form(state: resources.AppState, roots: list[Path]) -> None:
+    s = state.settings
+    text = st.text_input("Folder on the server", value=str(s.dataset_dir or ""), key=f"{PREFIX}_folder")
+    labels = st.toggle("Use sub-folder names as labels", value=True, key=f"{PREFIX}_labels")
+    folder = None
+    try:
+        folder = inputs.validate_folder(text, roots) if text.strip() else None
+    except inputs.FolderRejected:
+        folder = None  # said when Ingest is pressed
+    own_label = None
+    if folder is not None and labels:
+        n_loose = loose_images(folder)
+        if n_loose:
+            st.warning(f"{n_loose:,} image file(s) sit directly in `{folder}`, not in a sub-folder: with sub-folder "
+                       "names as labels they would get no label.")
+            if st.checkbox(f"Label them “{folder.name}” (the folder's own name)", value=True,
+                           key=f"{PREFIX}_own_label"):
+                own_label = folder.name
+    mode = st.radio("How", MODES, index=1 if s.qdrant_url else 0, horizontal=True, key=f"{PREFIX}_mode",
+                    help="Run here: the app runs the job in the background (it goes on if you leave or reload "
+                         "the page). Queue: `imgsearch worker` runs it.")
+    if not st.button("Ingest", type="primary", key=f"{PREFIX}_go"):
+        return
+    try:
+        folder = inputs.validate_folder(text, roots)
+    except inputs.FolderRejected as exc:
+        st.error(str(exc))
+        return
+    # The runner (and the worker) applies the same confinement: a linked file outside the roots is skipped.
+    options = {"labels_from_folders": labels, "confine_to": [str(r) for r in roots]}
+    if own_label:
+        options["root_label"] = own_label
+    here = mode == MODES[0]
+    job_id = start_job(state, str(folder), options, "ingest", here)
+    if here:
+        announce(f"Started job {job_id}: ingesting {folder}. It keeps running if you leave or reload this page; "
+                 "its progress is in the sidebar of every page.")
+    else:
+        announce(f"Queued job {job_id} for {folder}; `imgsearch worker` will pick it up.")
+
+
+def announce(message: str) -> None:
+    """Say `message` on the next run, and rerun now: the sidebar's job panel, drawn before this page, must
+    start following the new job."""
+    st.session_state[ANNOUNCE] = message
+    st.rerun()
+
+
+def show_run(state: resources.AppState, job: JobView) -> None:
+    """The outcome of a finished ingest job, from the runs table."""
+    with state.ctx.Session() as s:
+        run = s.get(repo.Run, job.run_id) if job.run_id else None
+        if run is None:
+            return
+        metrics = repo.run_metrics(s, run.id)
+        skipped = views.skipped_frame(repo.skipped_files(s, run.id))
+    st.subheader(f"Ingest run {run.id} (job {job.id}): {run.outcome}")
+    values = [("new", metrics.get("ingest.n_new", 0)), ("already known", metrics.get("ingest.n_known", 0)),
+              ("indexed", run.n_images), ("skipped", run.n_skipped), ("duplicates", run.n_duplicates)]
+    for col, (name, value) in zip(st.columns(5), values, strict=True):
+        col.metric(name, f"{int(value):,}")
+    if run.message:
+        st.error(run.message)
+    if len(skipped):
         st.markdown("**Files not ingested**")
-        st.dataframe(views.skipped_frame(report["skipped"]), hide_index=True)
+        st.dataframe(skipped, hide_index=True)
+    elif not any(v for _, v in values):
+        st.warning(f"No image files were found in {run.dataset_path}.")
     else:
         st.caption("Every file was usable.")
 
 
-def show_jobs(state: resources.AppState) -> None:
+def unknown_labels(state: resources.AppState) -> list[str]:
+    """Labels in the catalogue that the newest finished training run never saw: it cannot predict them."""
     with state.ctx.Session() as s:
-        rows = [{"id": j.id, "kind": j.kind, "folder": j.folder or "(catalogue)", "status": j.status,
-                 "done": j.n_done, "total": j.n_total,
-                 "skipped": j.n_skipped, "created": j.created_at, "error": j.error}
-                for j in jobs.list_jobs(s, limit=20)]
-    if rows:
-        st.subheader("Worker queue")
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
-        st.button("Refresh", key=f"{PREFIX}_refresh")
+        trained = repo.latest_run(s, "train")
+        if trained is None:
+            return []
+        known = {m.label for m in repo.run_class_metrics(s, trained.id, "svm")}
+        from imgsearch.db import collection as data
+
+        labels = [label for label, _ in data.label_counts(s) if label is not None]
+    return sorted(set(labels) - known) if known else []
+
+
+def training_section(state: resources.AppState, busy: bool) -> None:
+    """Training takes minutes, longer than a page should block: it runs as a job, here or on the worker."""
+    st.subheader("Train")
+    new = unknown_labels(state)
+    if new:
+        shown = ", ".join(views.display_label(x) for x in new[:10]) + (" …" if len(new) > 10 else "")
+        st.warning(f"The classifier does not know {len(new)} label(s) yet: {shown}. Retrain to predict them.")
+    st.caption("Refit the classifiers and clusterings on every labelled image in the catalogue "
+               "(nothing is refitted when nothing changed since the last training run).")
+    left, right = st.columns(2)
+    if left.button("Retrain now (in the app, as a job)", key=f"{PREFIX}_train_here", disabled=busy,
+                   help="Runs in the background; it goes on if you leave or reload the page."):
+        job_id = start_job(state, "", {}, "train", run_here=True)
+        announce(f"Started training job {job_id}.")
+    if right.button("Queue a training run", key=f"{PREFIX}_train"):
+        job_id = start_job(state, "", {}, "train", run_here=False)
+        announce(f"Queued training job {job_id}; `imgsearch worker` will run it.")
+
+
+def jobs_section(state: resources.AppState, rows: list[JobView]) -> None:
+    if not rows:
+        return
+    st.subheader("Jobs")
+    queued = [j for j in rows if j.status == "queued"]
+    alive, line = job_status.worker_status(live_beats(state.settings.data_dir, kind="worker"), len(queued))
+    (st.caption if alive or not queued else st.warning)(line)
+    pending_here = resources.job_runner(state.key).pending() if queued else set()
+    for job in queued:
+        if job.id in pending_here:
+            st.caption(f"Job {job.id} waits for the app's job in hand.")
+        elif st.button(f"Run job {job.id} now", key=f"{PREFIX}_run_now_{job.id}",
+                       help="Run it here in the app, in the background, instead of waiting for a worker."):
+            resources.job_runner(state.key).submit(job.id)
+            st.rerun()
+    table = pd.DataFrame([{"id": j.id, "kind": j.kind, "folder": j.folder or "(catalogue)", "status": j.status,
+                           "done": j.n_done, "total": j.n_total, "skipped": j.n_skipped, "run": j.run_id,
+                           "error": j.error} for j in rows])
+    st.dataframe(table, hide_index=True)
+
+
+def running_jobs(state: resources.AppState) -> None:
+    """Progress of the running jobs, redrawn every second (the sidebar reruns the page when one ends)."""
+    with state.ctx.Session() as session:
+        running = [JobView.of(j) for j in jobs.list_jobs(session, status="running")]
+    for job in running:
+        frac, text = job_status.progress(job)
+        st.progress(frac or 0.0, text=text)
 
 
 def main() -> None:
@@ -75,43 +178,19 @@ def main() -> None:
     s = state.settings
     roots = inputs.allowed_roots(s.allowed_roots, s.data_dir, s.dataset_dir)
     st.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in roots))
-    text = st.text_input("Folder on the server", value=str(s.dataset_dir or ""), key=f"{PREFIX}_folder")
-    labels = st.toggle("Use sub-folder names as labels", value=True, key=f"{PREFIX}_labels")
-    mode = st.radio("How", MODES, index=1 if s.qdrant_url else 0, horizontal=True, key=f"{PREFIX}_mode",
-                    help="With a Qdrant server (IMGSEARCH_QDRANT_URL) the `imgsearch worker` usually does this.")
-    if st.button("Ingest", type="primary", key=f"{PREFIX}_go"):
-        try:
-            folder = inputs.validate_folder(text, roots)
-        except inputs.FolderRejected as exc:
-            st.error(str(exc))
-        else:
-            if mode == MODES[1]:
-                with state.ctx.Session.begin() as session:
-                    # The worker applies the same confinement: a linked file outside the roots is skipped.
-                    options = {"labels_from_folders": labels, "confine_to": [str(r) for r in roots]}
-                    job_id = jobs.enqueue_job(session, str(folder), options).id
-                st.success(f"Queued job {job_id} for {folder}; `imgsearch worker` will pick it up.")
-            else:
-                report = run_here(state, folder, labels, roots)
-                if report is not None:
-                    st.session_state[f"{PREFIX}_report"] = {
-                        k: getattr(report, k) for k in ("run_id", "outcome", "n_new", "n_known", "n_indexed",
-                                                        "n_skipped", "n_duplicates", "skipped")}
-    if f"{PREFIX}_report" in st.session_state:
-        show_report(st.session_state[f"{PREFIX}_report"])
-    queue_training(state)
-    show_jobs(state)
-
-
-def queue_training(state: resources.AppState) -> None:
-    """Training takes minutes, longer than a page should block: it runs as a job, as `imgsearch train` would."""
-    st.subheader("Train")
-    st.caption("Refit the classifiers and clusterings on every labelled image in the catalogue "
-               "(nothing is refitted when nothing changed since the last training run).")
-    if st.button("Queue a training run", key=f"{PREFIX}_train"):
-        with state.ctx.Session.begin() as session:
-            job_id = jobs.enqueue_job(session, "", {}, kind="train").id
-        st.success(f"Queued training job {job_id}; `imgsearch worker` will run it.")
+    if ANNOUNCE in st.session_state:
+        st.success(st.session_state.pop(ANNOUNCE))
+    ingest_form(state, roots)
+    with state.ctx.Session() as session:
+        rows = [JobView.of(j) for j in jobs.list_jobs(session, limit=20)]
+    running = [j for j in rows if j.status == "running"]
+    if running:
+        st.fragment(running_jobs, run_every=1.0)(state)
+    finished = [j for j in rows if j.kind == "ingest" and j.status in ("done", "failed") and j.run_id]
+    if finished:
+        show_run(state, finished[0])
+    training_section(state, busy=bool(running))
+    jobs_section(state, rows)
 
 
 main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "search"
@@ -17,15 +18,17 @@ def prediction(state: resources.AppState, query: widgets.Query) -> None:
     svm = state.trained.models["svm"]
     proba = svm.predict_proba(query.vector[None, :])[0]
     top = views.top_classes(proba, [str(c) for c in svm.classes_], n=5)
-    st.markdown(f"**{top.label.iloc[0]}** ({top.probability.iloc[0]:.1%}, SVM)")
+    st.markdown(f"**{top.label.iloc[0]}** ({top.probability.iloc[0]:.1%}, SVM)",
+                help="The SVM's most probable class for the query, and its probability.")
     st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False})
 
 
 def main() -> None:
     st.title("Search by image")
     state = resources.load_state()
-    k = st.sidebar.slider("Neighbours (k)", 1, 50, 10, key=f"{PREFIX}_k")
+    k = widgets.k_slider()
     query = widgets.query_picker(state, PREFIX)
+    qs.write_url()
     if query is None:
         return
     with widgets.store_errors():
@@ -39,7 +42,9 @@ def main() -> None:
         prediction(state, query)
     embed = f"{query.embed_ms:.0f} ms" if query.exclude_id is None else "0 ms (stored vector)"
     st.caption(f"Embedding: {embed} · search: {response.search_ms:.1f} ms · {state.n_indexed:,} images indexed")
-    st.subheader(f"Top {len(response.results)} neighbours")
+    n = len(response.results)
+    st.subheader(f"Top {n} neighbours" if n != 1 else "The nearest neighbour")
+    st.caption(views.RESULT_LEGEND)
     if not response.results:
         st.info("No neighbours found.")
     widgets.result_grid(response.results, PREFIX)
