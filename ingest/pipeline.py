@@ -118,7 +118,8 @@ def _write_batch(
                       store_payloads(images, [ids[k] for k in keep], [predictions[k] for k in keep]))
     with Session.begin() as s:
         jobs.close_batch(s, batch_id)
-        gone = [i for i in ids if i not in repo.images_by_ids(s, ids)]
+        present = repo.images_by_ids(s, ids)  # once: asked per id, this was 256 queries of 256 rows a batch
+        gone = [i for i in ids if i not in present]
     if gone:  # removed while we were writing: take the vectors back out
         stores.delete(gone)
 

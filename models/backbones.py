@@ -50,6 +50,8 @@ class Backbone(ABC):
     weights_sha256: str
     input_size: int  # side of the square `preprocess` produces (the ONNX export's input)
     runtime = "torch"
+    precision = "fp32"
+    autocast_dtype = None  # set by models/precision.with_precision after checking the features
     onnx_default = True  # `auto` runs it with ONNX Runtime on the CPU (see models/onnx_backbone.py)
 
     def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu"):
@@ -74,7 +76,8 @@ class Backbone(ABC):
         """batch: float32 tensor (n, 3, H, W) made by `preprocess`. Returns (n, dim) unit rows."""
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                                    enabled=self.autocast_dtype is not None):
             x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             feats = self._forward(x).float()
             feats = torch.nn.functional.normalize(feats, dim=1)

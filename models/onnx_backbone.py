@@ -62,7 +62,7 @@ class _Features:
         return Features().eval()
 
 
-def _sample_batch(backbone: Backbone, n: int, seed: int) -> np.ndarray:
+def sample_batch(backbone: Backbone, n: int, seed: int) -> np.ndarray:
     """Seeded image-like input: smooth colour gradients plus noise, normalised the way `preprocess` does."""
     rng = np.random.default_rng(seed)
     s = backbone.input_size
@@ -108,7 +108,7 @@ def _session(path: Path, threads: int):
 def _export(backbone: Backbone, path: Path) -> None:
     import torch
 
-    x = torch.from_numpy(_sample_batch(backbone, 2, seed=0))
+    x = torch.from_numpy(sample_batch(backbone, 2, seed=0))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
         out = Path(tmp) / "model.onnx"
@@ -146,7 +146,7 @@ class OnnxBackbone(Backbone):
         self.session, self.cosine = self._load()
 
     def _load(self):
-        check = _sample_batch(self.source, 2, seed=1)
+        check = sample_batch(self.source, 2, seed=1)
         expected = _torch_features(self.source, check)
         for attempt in ("cached", "fresh"):
             if attempt == "fresh" or not self.path.is_file():

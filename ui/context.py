@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.pipeline import IngestOptions
-from imgsearch.models.backbones import Backbone, load_backbone
+from imgsearch.models.backbones import Backbone, BackboneUnavailable, load_backbone
 from imgsearch.models.onnx_backbone import with_runtime
+from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui.settings import Settings
@@ -56,7 +57,12 @@ class Context:
         if self._backbone is None:
             s = self.settings
             network = load_backbone(s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
-            self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)
+            if s.precision == "fp32":
+                self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)
+            elif s.runtime == "onnx":
+                raise BackboneUnavailable(f"IMGSEARCH_PRECISION={s.precision} needs the torch runtime, not onnx")
+            else:  # mixed precision is a torch feature (GPUs): `auto` means torch here
+                self._backbone = with_precision(network, s.precision)
         return self._backbone
 
     @cached_property

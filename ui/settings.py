@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgsearch.models.backbones import check_name
 from imgsearch.models.onnx_backbone import RUNTIMES
+from imgsearch.models.precision import PRECISIONS
 
 
 class Settings(BaseSettings):
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     runtime: str = Field(
         "auto", description="What runs the backbone: onnx (ONNX Runtime, CPU only), torch, or auto (onnx on the "
         "CPU when it loads and matches torch's features, else torch)."
+    )
+    precision: str = Field(
+        "fp32", description="Forward-pass precision on the torch runtime: fp32, or bf16/fp16 (GPUs; checked to "
+        "stay within cosine 0.999 of fp32)."
     )
     embed_threads: int | None = Field(
         None, ge=1, description="Threads for one forward pass; default: the machine's physical cores."
@@ -65,6 +70,13 @@ class Settings(BaseSettings):
     def _known_runtime(cls, name: str) -> str:
         if name not in RUNTIMES:
             raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+        return name
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, name: str) -> str:
+        if name not in PRECISIONS:
+            raise ValueError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
         return name
 
     @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
