@@ -1,10 +1,12 @@
 """Embedding processes sharing the machine: one ingest alone, two at once, and a query during an ingest.
 
-For each runtime (`torch`, the earlier default, and the current default `auto`), in the same run:
+For each mode, in the same run: `torch:ACTIVE` (torch with spinning OpenMP threads, close to the earlier
+default), `torch` (torch with the default now: OMP_WAIT_POLICY=PASSIVE) and `auto` (the default runtime now:
+ONNX Runtime on the CPU, its threads not spinning either):
 1. one `imgsearch ingest` of N images into an empty data directory, alone;
 2. two at once, on two other disjoint sets of N images, into two more data directories (no shared lock);
 3. the app's query embedding (Context.backbone.embed_images on one collection image, as the Search page does)
-   timed 20 times with nothing else running, then 20 times while an ingest of 2N other images runs.
+   timed 20 times with nothing else running, then 20 times while an ingest of 3N other images runs.
 
 Throughput per ingest is images / (scan + embed + store-write time) as the ingest reports it, so the start-up
 (imports, loading the network) is left out; the wall-clock of each process is printed too. Each data directory is
@@ -16,6 +18,7 @@ first warmed with a 4-image ingest (the ONNX export happens there, once).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -60,23 +63,31 @@ def finish(proc: subprocess.Popen, n: int, started: float) -> tuple[float, float
     return n / sum(float(g) for g in m.groups()), wall
 
 
-def query_latencies(data_dir: Path, runtime: str, backbone: str, images, count: int = 20) -> list[float]:
+def query_latencies(data_dir: Path, env: dict, images) -> list[float]:
+    """Milliseconds per query embedding, timed in a process of its own (the app is one), like the app does it."""
+    out = subprocess.run([sys.executable, __file__, "--time-queries", str(data_dir), *(str(im.path) for im in images)],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"query timing failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_queries(data_dir: Path, paths: list[Path]) -> None:
     from PIL import Image
 
     from imgsearch.ui.context import Context
     from imgsearch.ui.settings import Settings
 
-    ctx = Context(Settings(data_dir=data_dir, runtime=runtime, backbone=backbone), role="bench")
-    bb = ctx.backbone
-    bb.embed_images([Image.open(images[0].path).convert("RGB")])  # warm-up
+    bb = Context(Settings(data_dir=data_dir), role="bench").backbone  # runtime, backbone: from the environment
+    bb.embed_images([Image.open(paths[0]).convert("RGB")])  # warm-up
     out = []
-    for im in images[1 : count + 1]:
-        picture = Image.open(im.path).convert("RGB")  # decoded before the clock, like an upload already read
+    for path in paths[1:]:
+        picture = Image.open(path).convert("RGB")  # decoded before the clock, like an upload already read
         t = time.perf_counter()
         bb.embed_images([picture])
         out.append((time.perf_counter() - t) * 1000)
         time.sleep(0.2)
-    return out
+    print(json.dumps(out))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -84,26 +95,30 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--time-queries"]:
+        return time_queries(Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
     ap.add_argument("--n", type=int, default=600, help="images per ingest")
-    ap.add_argument("--runtimes", default="torch,auto")
+    ap.add_argument("--runtimes", default="torch:ACTIVE,torch,auto", help="runtime[:OMP_WAIT_POLICY], ...")
     ap.add_argument("--backbone", default="efficientnet_lite2")
     args = ap.parse_args()
 
     images = scan_folder(args.data).images
-    if len(images) < 5 * args.n + 30:
-        raise SystemExit(f"need {5 * args.n + 30} images, {args.data} has {len(images)}")
+    if len(images) < 6 * args.n + 30:
+        raise SystemExit(f"need {6 * args.n + 30} images, {args.data} has {len(images)}")
     images = [images[i] for i in random.Random(0).sample(range(len(images)), len(images))]
     root = Path(tempfile.mkdtemp(prefix="bench-conc-"))
     sets = [subset(images[i * args.n : (i + 1) * args.n], root / f"set{i}") for i in range(3)]
-    background = subset(images[3 * args.n : 5 * args.n], root / "background")  # long enough to outlast the queries
+    background = subset(images[3 * args.n : 6 * args.n], root / "background")  # long enough to outlast the queries
     warm = subset(images[-30:-26], root / "warm")
     queries = images[-25:]
     print(f"{args.n} images per ingest from {args.data}; {os.cpu_count()} cores")
     try:
-        for runtime in args.runtimes.split(","):
-            env = {**os.environ, "IMGSEARCH_RUNTIME": runtime, "IMGSEARCH_BACKBONE": args.backbone}
+        for mode in args.runtimes.split(","):
+            runtime, _, omp = mode.partition(":")
+            env = {**os.environ, "IMGSEARCH_RUNTIME": runtime, "IMGSEARCH_BACKBONE": args.backbone,
+                   "OMP_WAIT_POLICY": omp or "PASSIVE"}
             dirs = [root / f"{runtime}-d{i}" for i in range(3)]
             for d in dirs:
                 ingest(warm, d, env).communicate()
@@ -115,14 +130,14 @@ def main() -> None:
             procs = [ingest(sets[i], dirs[i], env) for i in (1, 2)]
             (r1, w1), (r2, w2) = finish(procs[0], args.n, t), finish(procs[1], args.n, t)
 
-            quiet = query_latencies(dirs[0], runtime, args.backbone, queries)
+            quiet = query_latencies(dirs[0], env, queries)
             bg = ingest(background, root / f"{runtime}-q", env)  # a fresh directory: a real ingest, not a no-op
-            time.sleep(8)  # past start-up, into the embedding
-            busy = query_latencies(dirs[0], runtime, args.backbone, queries)
+            time.sleep(4)  # the query process's own start-up (~4 s) then takes the ingest into its embedding
+            busy = query_latencies(dirs[0], env, queries)
             still_running = bg.poll() is None
             bg.communicate()
 
-            print(f"\nruntime {runtime}")
+            print(f"\n{runtime}, OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}")
             print(f"  one ingest alone         {alone:7.1f} img/s   (process wall {alone_wall:.1f} s)")
             print(f"  two at once              {r1:7.1f} + {r2:.1f} = {r1 + r2:.1f} img/s   "
                   f"(walls {w1:.1f} s, {w2:.1f} s) -> {(r1 + r2) / alone:.0%} of alone; by wall-clock "
