@@ -4,11 +4,13 @@ through Qdrant."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from imgsearch.search.class_aware import DEFAULT_LAMBDA, POOL, rerank
 from imgsearch.search.index import Filter, Hit, VectorIndex
 
 
@@ -62,6 +64,22 @@ class SearchService:
         hits = self.faiss.search(query, k + (exclude_id is not None))
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)
+
+    def neighbours_class_aware(
+        self, query: np.ndarray, k: int, query_proba: Mapping[str, float], lam: float = DEFAULT_LAMBDA,
+        exclude_id: int | None = None,
+    ) -> SearchResponse:
+        """Top-k of the POOL nearest neighbours (FAISS) re-ranked by class agreement (search/class_aware.py):
+        cosine + lam * p_query(c) * p_c. `query_proba`: the classifier's class -> probability for the query.
+        Scores shown stay cosine similarities."""
+        reload = getattr(self.faiss, "reload_if_changed", None)
+        if reload is not None:
+            reload()
+        t = time.perf_counter()
+        hits = [h for h in self.faiss.search(query, max(POOL, k) + 1) if h.id != exclude_id]
+        ranked = rerank(hits, query_proba, lam, k)
+        search_ms = (time.perf_counter() - t) * 1000
+        return SearchResponse([SearchResult.from_hit(h) for h in ranked], search_ms)
 
     def filtered(self, query: np.ndarray, k: int, filter: Filter, exclude_id: int | None = None) -> SearchResponse:
         """Top-k among the points whose payload meets every condition of `filter`, from Qdrant."""

@@ -251,6 +251,9 @@ def search_cmd(
     image: Annotated[Path, typer.Argument(help="Query image file.")],
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     flt: Filter | None = None,  # the schema's filter options: --label, --predicted, --min-confidence, ...
+    class_aware: Annotated[bool, typer.Option("--class-aware/--plain", help=(
+        "Re-rank the nearest neighbours by agreement of the classifier's predictions with the query's (when "
+        "models are trained; measured in the README), or rank by cosine similarity alone."))] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
@@ -280,16 +283,21 @@ def search_cmd(
             _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
         service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
         xq = service.embed(query)
-        if flt is not None and not flt.is_empty():
-            response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
-        else:
-            response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
         try:
             trained = ctx.trained()
         except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
             trained = None
             console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
                           "that are gone; `imgsearch doctor` checks them.", highlight=False)
+        if flt is not None and not flt.is_empty():
+            response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
+        elif class_aware and trained is not None:
+            svm = trained.models["svm"]
+            proba = dict(zip(map(str, svm.classes_), svm.predict_proba(xq[None, :])[0].tolist(), strict=True))
+            response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
+            how = "FAISS neighbours, class-aware"
+        else:
+            response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
         if trained is not None:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))

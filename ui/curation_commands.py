@@ -97,3 +97,55 @@ def duplicates_cmd(
         console.print(table)
     if len(groups) > limit:
         console.print(f"… {len(groups) - limit} more groups (--limit, or --json for all)")
+
+
+@app.command("suspects")
+def suspects_cmd(
+    top: Annotated[int, typer.Option("--top", min=1, help="How many suspects to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suspects as JSON.")] = False,
+    folds: Annotated[int, typer.Option("--folds", min=2, max=20, help="Cross-validation folds.")] = 5,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Labelled images whose label disagrees with what the features say: out-of-fold SVM probabilities and the
+    labels of the nearest neighbours, ranked by confident learning (cleanlab). Scores are kept in the catalogue
+    for the app's Suspects page; `imgsearch relabel` fixes a label."""
+    from imgsearch.ui.label_review import score_labels, suspects
+
+    with _quiet(as_json), _context("suspects", data_dir=data_dir) as ctx:
+        try:
+            ids, issues, seconds = score_labels(ctx, n_splits=folds)
+        except ValueError as exc:
+            _fail(str(exc))
+        found = suspects(ctx, ids, issues, top)
+    n_flagged = int(issues.is_issue.sum())
+    if as_json:
+        print(json.dumps({"n_scored": len(ids), "n_flagged": n_flagged, "seconds": round(seconds, 1),
+                          "suspects": [vars(x) for x in found]}, indent=1))
+        return
+    console.print(f"{len(ids)} labelled images scored with {folds}-fold out-of-fold probabilities and neighbour "
+                  f"agreement in {seconds:.1f} s; confident learning flags {n_flagged} as likely label errors")
+    table = Table(title=f"Top {len(found)} suspects", title_justify="left")
+    for column in ("id", "given", "suggested", "p(given)", "flagged", "top classes", "path"):
+        table.add_column(column)
+    for x in found:
+        table.add_row(str(x.id), x.label, x.suggested, f"{x.quality:.3f}", "yes" if x.flagged else "",
+                      ", ".join(f"{c} {p:.2f}" for c, p in x.top[:3]), x.path)
+    console.print(table)
+
+
+@app.command("relabel")
+def relabel_cmd(
+    label: Annotated[str, typer.Argument(help="The new label (class name).")],
+    image_ids: Annotated[list[int], typer.Argument(help="Image ids (as `suspects` and `search` print them).")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Give images a new label in the catalogue and both vector stores; the next `imgsearch train` uses it."""
+    from imgsearch.ui.label_review import relabel
+
+    with _context("relabel", data_dir=data_dir) as ctx:
+        _stores(ctx)
+        try:
+            n = relabel(ctx, image_ids, label)
+        except (KeyError, ValueError) as exc:
+            _fail(str(exc).strip("'\""))
+    console.print(f"relabelled {n} images as {label!r}; run `imgsearch train` to refit on the new labels")

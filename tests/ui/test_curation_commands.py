@@ -51,3 +51,68 @@ def test_duplicates_table_and_a_threshold_nothing_reaches(ingested, capsys, monk
 def test_duplicates_on_an_empty_collection_says_so(tmp_path, capsys, monkeypatch):
     code, out = run_cli(["duplicates"], tmp_path / "empty", capsys, monkeypatch)
     assert code == 2 and "the collection is empty" in out
+
+
+def _mislabel(ctx, image_id: int, label: str) -> None:
+    with ctx.Session.begin() as s:
+        repo.update_images(s, [{"id": image_id, "label": label}])
+
+
+@pytest.fixture
+def labelled(ctx, tmp_path):
+    """3 classes x 15 generated images, one apple filed under grass."""
+    photos = write_dataset(tmp_path / "photos", per_class=15, seed=0)
+    ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, ctx.ingest_options(),
+                  progress=False)
+    with ctx.Session() as s:
+        apple = min(i for i, im in repo.images_by_ids(s, range(1, 46)).items() if im.label == "apples")
+    _mislabel(ctx, apple, "grass")
+    ctx.close()
+    return ctx, apple
+
+
+def test_suspects_finds_the_mislabelled_image_and_relabel_fixes_it(labelled, capsys, monkeypatch):
+    ctx, apple = labelled
+    data_dir = ctx.settings.data_dir
+    code, out = run_cli(["suspects", "--top", "3", "--json"], data_dir, capsys, monkeypatch)
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["n_scored"] == 45
+    first = report["suspects"][0]
+    assert (first["id"], first["label"], first["suggested"]) == (apple, "grass", "apples")
+    assert first["quality"] < 0.5 and first["top"][0][0] == "apples" and len(first["top"]) == 3
+    with ctx.Session() as s:
+        row = repo.images_by_ids(s, [apple])[apple]
+    assert row.suggested_label == "apples" and row.label_score == pytest.approx(first["quality"], abs=1e-6)
+
+    code, out = run_cli(["suspects", "--top", "2"], data_dir, capsys, monkeypatch)
+    assert code == 0 and "45 labelled images scored" in out and "suspects" in out.split("scored", 1)[1]
+    assert f"│ {apple} │ grass │ apples │" in out
+
+    code, out = run_cli(["relabel", "apples", str(apple)], data_dir, capsys, monkeypatch)
+    assert code == 0 and "relabelled 1 images as 'apples'" in out
+    with ctx.Session() as s:
+        row = repo.images_by_ids(s, [apple])[apple]
+    assert (row.label, row.label_score, row.suggested_label) == ("apples", None, None)
+    for _, index in ctx.stores.all:
+        assert index.get_payloads([apple])[0]["label"] == "apples"
+    from imgsearch.ui.training import labelled_features
+
+    ids, _, y = labelled_features(ctx.Session, ctx.cache)  # what the next `train` fits on
+    assert y[list(ids).index(apple)] == "apples"
+    ctx.close()
+
+
+def test_relabel_refuses_unknown_ids_and_changes_nothing(labelled, capsys, monkeypatch):
+    ctx, apple = labelled
+    code, out = run_cli(["relabel", "sky", str(apple), "9999"], ctx.settings.data_dir, capsys, monkeypatch)
+    assert code == 2 and "no image with id 9999" in out
+    with ctx.Session() as s:
+        assert repo.images_by_ids(s, [apple])[apple].label == "grass"
+    code, out = run_cli(["relabel", " ", str(apple)], ctx.settings.data_dir, capsys, monkeypatch)
+    assert code == 2 and "the new label is empty" in out
+
+
+def test_suspects_needs_two_classes_with_enough_images(ingested, capsys, monkeypatch):
+    code, out = run_cli(["suspects"], ingested.settings.data_dir, capsys, monkeypatch)  # 4 images a class
+    assert code == 2 and "need at least two classes with 6+ labelled images" in out
