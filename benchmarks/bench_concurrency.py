@@ -115,11 +115,11 @@ def main() -> None:
     queries = images[-25:]
     print(f"{args.n} images per ingest from {args.data}; {os.cpu_count()} cores")
     try:
-        for mode in args.runtimes.split(","):
+        for m, mode in enumerate(args.runtimes.split(",")):
             runtime, _, omp = mode.partition(":")
             env = {**os.environ, "IMGSEARCH_RUNTIME": runtime, "IMGSEARCH_BACKBONE": args.backbone,
                    "OMP_WAIT_POLICY": omp or "PASSIVE"}
-            dirs = [root / f"{runtime}-d{i}" for i in range(3)]
+            dirs = [root / f"mode{m}-d{i}" for i in range(3)]  # empty data directories for each mode
             for d in dirs:
                 ingest(warm, d, env).communicate()
 
@@ -131,7 +131,7 @@ def main() -> None:
             (r1, w1), (r2, w2) = finish(procs[0], args.n, t), finish(procs[1], args.n, t)
 
             quiet = query_latencies(dirs[0], env, queries)
-            bg = ingest(background, root / f"{runtime}-q", env)  # a fresh directory: a real ingest, not a no-op
+            bg = ingest(background, root / f"mode{m}-q", env)  # a fresh directory: a real ingest, not a no-op
             time.sleep(4)  # the query process's own start-up (~4 s) then takes the ingest into its embedding
             busy = query_latencies(dirs[0], env, queries)
             still_running = bg.poll() is None

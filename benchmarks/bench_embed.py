@@ -10,6 +10,9 @@ For each backbone:
   same), the FLOPs per image counted by torch against this CPU's SGEMM rate measured in the same run.
 
     python benchmarks/bench_embed.py --data ../shared/data/caltech101/101_ObjectCategories --n 256
+
+On a GPU (`--device cuda --batch-sizes 64,128,256`): torch in fp32, bf16 and fp16, each checked against fp32
+(cosine >= 0.999, else refused), decoding alone with the pipeline's workers, and the pipeline.
 """
 
 from __future__ import annotations
@@ -52,6 +55,51 @@ def pipeline_rate(bb: Backbone, paths, batch: int, workers: int) -> float:
     return len(paths) / (time.perf_counter() - t)
 
 
+def decode_rate(bb: Backbone, paths, workers: int) -> float:
+    """Images/s of reading, decoding and preprocessing alone, in `workers` DataLoader processes (no forward)."""
+    from torch.utils.data import DataLoader
+
+    from imgsearch.ingest.embed import _collate, _DecodeDataset
+
+    loader = DataLoader(_DecodeDataset(paths, bb.preprocess, 89_478_485), batch_size=16, num_workers=workers,
+                        collate_fn=_collate)
+    t = time.perf_counter()
+    n = sum(len(ok) for ok, _, _ in loader)
+    return n / (time.perf_counter() - t)
+
+
+def accelerator(args, paths, sizes) -> None:
+    """--device cuda...: torch in fp32, bf16 and fp16 (each checked against fp32), decoding alone, the pipeline."""
+    from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.models.precision import with_precision
+
+    settings = Settings(device=args.device)
+    batch, workers = settings.effective_batch_size, default_workers(settings)
+    gpu = f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else ""
+    print(f"device {args.device}{gpu}; pipeline: batch {batch}, {workers} decoder workers")
+    for name in args.backbones.split(","):
+        def make(name=name):
+            if name == "resnet50":
+                return ResNet50Backbone(pretrained=False, device=args.device)
+            return load_backbone(name, device=args.device)
+
+        fp32 = make()
+        x = torch.stack([fp32.preprocess(load_rgb(p.read_bytes())) for p in paths])
+        x = x.pin_memory() if args.device.startswith("cuda") else x
+        ref = fp32.embed_batch(x)
+        print(f"\n{name}: decoding + preprocessing alone, {workers} workers: {decode_rate(fp32, paths, workers):.0f} "
+              "img/s")
+        for precision in ("fp32", "bf16", "fp16"):
+            try:
+                bb = fp32 if precision == "fp32" else with_precision(make(), precision)
+            except BackboneUnavailable as exc:
+                print(f"  {precision}: refused ({exc})")
+                continue
+            rates = ", ".join(f"batch {b}: {forward_rate(bb, x, b):.0f}" for b in sizes)
+            print(f"  {precision}: forward img/s {rates}; pipeline {pipeline_rate(bb, paths, batch, workers):.0f} "
+                  f"img/s; 1 - cosine to fp32 at most {1 - min_cosine(bb.embed_batch(x), ref):.1e}")
+
+
 def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -88,16 +136,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256, help="images per measurement")
     ap.add_argument("--batch-sizes", default="1,4,8,32", help="forward-pass batch sizes to time")
     ap.add_argument("--backbones", default="efficientnet_lite2,efficientnet_lite0,resnet50")
+    ap.add_argument("--device", default="cpu", help="cuda, cuda:1 ...: time torch's precisions on that GPU instead")
+    ap.add_argument("--precisions", action="store_true", help="time torch's precisions on --device (also the CPU)")
     args = ap.parse_args()
 
-    settings = Settings()
-    batch, workers = settings.effective_batch_size, default_workers(settings)
     images = scan_folder(args.data).images
     step = max(1, len(images) // args.n)  # spread over classes: image sizes differ a lot between them
     paths = [im.path for im in images[::step][: args.n]]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if args.device != "cpu" or args.precisions:
+        return accelerator(args, paths, sizes)
+    settings = Settings()
+    batch, workers = settings.effective_batch_size, default_workers(settings)
     print(f"{len(paths)} images from {args.data}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"{physical_cores()} physical cores; pipeline: batch {batch}, {workers} decoder worker(s)")
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
     onnx_dir = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     for name in args.backbones.split(","):
         # ResNet-50 timing needs no ImageNet weights: random weights run the same arithmetic.
@@ -116,6 +168,7 @@ def main() -> None:
             print(f"  {f'batch {b}':<26}{rt:>12.1f}{ro:>12.1f}{ro / rt:>7.2f}x")
         rt, ro = pipeline_rate(tb, paths, batch, workers), pipeline_rate(ob, paths, batch, workers)
         print(f"  {f'pipeline (batch {batch})':<26}{rt:>12.1f}{ro:>12.1f}{ro / rt:>7.2f}x")
+        print(f"  decoding + preprocessing alone, {workers} worker(s): {decode_rate(tb, paths, workers):.0f} img/s")
         if name == "resnet50":
             gflop = flops_per_image(tb) / 1e9
             mm, conv = sgemm_gflops(), conv_gemm_gflops()

@@ -73,3 +73,15 @@ def test_search_on_an_empty_collection_closes_the_stores(tmp_dataset_image, tmp_
 @pytest.fixture
 def tmp_dataset_image(tiny_dataset):
     return next(tiny_dataset.rglob("*.jpg"))
+
+
+def test_decoder_workers_scale_with_the_cores_when_a_gpu_embeds(monkeypatch, tmp_path):
+    from imgsearch.ui.context import default_workers
+    from imgsearch.ui.settings import Settings
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_workers(Settings(data_dir=tmp_path)) == 4  # the CPU embeds: the cores are the forward pass's
+    assert default_workers(Settings(data_dir=tmp_path, device="cuda")) == 15
+    assert default_workers(Settings(data_dir=tmp_path, device="cuda", num_workers=3)) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_workers(Settings(data_dir=tmp_path)) == 1
