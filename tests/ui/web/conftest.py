@@ -79,3 +79,23 @@ def page(name: str):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(UI / "screens" / f"{name}_page.py"), default_timeout=TIMEOUT)
+
+
+def wait_for_jobs(timeout: float = 60.0) -> list:
+    """Wait until no job of the current settings' queue is queued or running; the jobs, newest first."""
+    import time
+
+    from imgsearch.db import jobs
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
+
+    Session = open_database(Settings())
+    deadline = time.monotonic() + timeout
+    while True:
+        with Session() as s:
+            rows = jobs.list_jobs(s)
+            if not any(j.status in ("queued", "running") for j in rows):
+                return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still active after {timeout:.0f} s: {rows}")
+        time.sleep(0.1)

@@ -91,3 +91,33 @@ def test_pca_frame_and_confusion_figure():
     assert len(views.pca_figure(frame, "label").data) == 2
     fig = views.confusion_figure(["a", "b"], [[3, 1], [0, 4]])
     assert fig.data[0].z.tolist() == [[3, 1], [0, 4]]
+
+
+def test_display_label_strips_numeric_prefixes_and_underscores():
+    assert views.display_label("054_sunflower") == "sunflower"
+    assert views.display_label("Faces_easy") == "Faces easy"
+    assert views.display_label("2024") == "2024"  # all digits: nothing left to strip
+    assert views.display_label(None) == "–"
+
+
+def test_job_progress_lines_have_rate_and_time_left():
+    from datetime import UTC, datetime, timedelta
+
+    from imgsearch.ingest.heartbeat import Beat
+    from imgsearch.ui.web import job_status
+    from imgsearch.ui.web.job_status import JobView
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    job = JobView(3, "ingest", "/photos/flowers", "running", 100, 400, 0, now - timedelta(seconds=20), None, None, None)
+    frac, text = job_status.progress(job, now)
+    assert frac == 0.25
+    assert text == "Job 3 · ingest of flowers: 100 of 400 images · 5.0 img/s · about 1 min 00 s left"
+    scanning = JobView(4, "ingest", "/p", "running", 0, 0, 0, now, None, None, None)
+    assert job_status.progress(scanning, now)[1].endswith("scanning the folder…")
+    assert job_status.progress(JobView(5, "train", "", "queued", 0, 0, 0, None, None, None, None), now) == (
+        None, "Job 5 · training: queued")
+    alive, line = job_status.worker_status([], 2)
+    assert not alive and line.startswith("No worker is running: 2 queued job(s)")
+    beat = Beat("worker", 1, "h", 0.0, __import__("time").time() - 3, 7)
+    alive, line = job_status.worker_status([beat], 0)
+    assert alive and "running job 7" in line

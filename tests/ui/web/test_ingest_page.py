@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ui.web.conftest import page
+from tests.ui.web.conftest import page, wait_for_jobs
 
 
 def test_queue_a_training_run(fresh_env):
@@ -23,9 +23,14 @@ def _ingest(at, folder: str, mode: str) -> None:
     at.radio(key="ingest_mode").set_value(mode)
     at.button(key="ingest_go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success and "job" in at.success[0].value
 
 
 def test_a_linked_file_outside_the_roots_is_not_ingested(fresh_env, tmp_path_factory):
+    from imgsearch.db import repository as repo
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
+
     private = tmp_path_factory.mktemp("elsewhere") / "private.jpg"
     private.write_bytes((fresh_env.photos / "grass" / "grass_000.jpg").read_bytes()[:-2] + b"\xff\xd9")
     link = fresh_env.photos / "apples" / "link.jpg"
@@ -33,9 +38,45 @@ def test_a_linked_file_outside_the_roots_is_not_ingested(fresh_env, tmp_path_fac
     at = page("ingest")
     at.run()
     _ingest(at, str(fresh_env.photos), "Run here now")
-    report = at.session_state["ingest_report"]
-    assert report["n_indexed"] == 12
-    assert [(p, r) for p, r, _ in report["skipped"]] == [(str(link), "outside_roots")]
+    (job,) = wait_for_jobs()
+    with open_database(Settings())() as s:
+        run = s.get(repo.Run, job.run_id)
+        assert (run.outcome, run.n_images) == ("ok", 12)
+        assert [(f.path, f.reason) for f in repo.skipped_files(s, run.id)] == [(str(link), "outside_roots")]
+
+
+def test_files_directly_in_the_folder_are_flagged_and_can_take_its_name(fresh_env):
+    from sqlalchemy import select
+
+    from imgsearch.db.models import Image
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
+
+    at = page("ingest")
+    at.run()
+    at.text_input(key="ingest_folder").set_value(str(fresh_env.photos / "apples")).run()
+    assert not at.exception
+    assert "4 image file(s) sit directly in" in at.warning[0].value
+    assert at.checkbox(key="ingest_own_label").label == "Label them “apples” (the folder's own name)"
+    at.button(key="ingest_go").click().run()
+    wait_for_jobs()
+    with open_database(Settings())() as s:
+        assert set(s.scalars(select(Image.label))) == {"apples"}
+    # Without the sub-folder labels there is nothing to warn about.
+    at.toggle(key="ingest_labels").set_value(False).run()
+    assert not at.warning
+
+
+def test_an_empty_folder_says_it_found_no_images(fresh_env):
+    empty = fresh_env.photos / "nothing_here"
+    empty.mkdir()
+    at = page("ingest")
+    at.run()
+    _ingest(at, str(empty), "Run here now")
+    wait_for_jobs()
+    at.run()
+    assert any("No image files were found" in w.value for w in at.warning)
+    assert not any("Every file was usable" in c.value for c in at.caption)
 
 
 def test_queued_ingest_keeps_the_app_roots_for_the_worker(fresh_env):

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.ui.web.conftest import TIMEOUT, UI, page
+from tests.ui.web.conftest import TIMEOUT, UI, page, wait_for_jobs
 
 
 def _ok(at) -> None:
@@ -45,18 +45,18 @@ def test_search_from_collection_returns_k_ranked_results(app_env):
     at = page("search")
     at.run()
     _ok(at)
-    at.radio(key="search_source").set_value("Pick from the collection")
-    at.slider(key="search_k").set_value(5)
+    at.radio(key="query_source").set_value("Pick from the collection")
+    at.slider(key="k").set_value(5)
     at.run()
     _ok(at)
     results = at.session_state["search_results"]
-    query_id = at.session_state["search_pick"]
+    query_id = at.session_state["query_pick"]
     assert len(results) == 5
     assert query_id not in [r[0] for r in results]  # the query itself is excluded
     scores = [r[1] for r in results]
     assert scores == sorted(scores, reverse=True)
-    captions = [m.value for m in at.markdown if m.value.startswith("**") and "·" in m.value]
-    assert len(captions) == 5 and captions[0].startswith(f"**{scores[0]:.3f}**")
+    captions = [m.value for m in at.markdown if m.value.startswith("similarity **")]
+    assert len(captions) == 5 and captions[0].startswith(f"similarity **{scores[0]:.3f}**")
     assert "Embedding:" in _texts(at.caption) and "search:" in _texts(at.caption)
     assert len(at.get("plotly_chart")) == 1  # top-5 class probabilities
 
@@ -64,7 +64,7 @@ def test_search_from_collection_returns_k_ranked_results(app_env):
     next_id = results[0][0]
     at.button(key=f"search_use_{next_id}").click().run()
     _ok(at)
-    assert at.session_state["search_pick"] == next_id
+    assert at.session_state["query_pick"] == next_id
     assert next_id not in [r[0] for r in at.session_state["search_results"]]
 
 
@@ -117,7 +117,7 @@ def test_label_filter_returns_only_that_label(app_env):
     at.run()
     _ok(at)
     assert at.multiselect(key="filtered_labels").options == ["apples", "grass", "sky"]
-    at.radio(key="filtered_source").set_value("Pick from the collection")
+    at.radio(key="query_source").set_value("Pick from the collection")
     at.multiselect(key="filtered_labels").set_value(["grass"])
     at.run()
     _ok(at)
@@ -130,7 +130,7 @@ def test_label_filter_returns_only_that_label(app_env):
 def test_filters_that_match_nothing_say_why(app_env):
     at = page("filtered")
     at.run()
-    at.radio(key="filtered_source").set_value("Pick from the collection")
+    at.radio(key="query_source").set_value("Pick from the collection")
     at.multiselect(key="filtered_labels").set_value(["grass"])
     apples = [f for f in at.multiselect(key="filtered_folders").options if f.endswith("apples")]
     at.multiselect(key="filtered_folders").set_value(apples)
@@ -164,7 +164,7 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
             assert (widget.min, widget.max, widget.value) == (*f.bounds, f.bounds[0]), f.key
         assert widget.label == f.title
     assert at.multiselect(key="filtered_agglo_clusters").options  # trained: the clusters are offered
-    at.radio(key="filtered_source").set_value("Pick from the collection")
+    at.radio(key="query_source").set_value("Pick from the collection")
     at.slider(key="filtered_min_confidence").set_value(0.5)
     at.multiselect(key="filtered_kmeans_clusters").set_value([choices["kmeans_cluster"][0]])
     at.run()
@@ -213,7 +213,7 @@ def test_app_navigation_runs_every_page(app_env):
     titles = {"filtered": "Filtered search", "clusters": "Clusters", "metrics": "Metrics", "ingest": "Ingest a folder",
               "search": "Search by image"}
     for name, title in titles.items():
-        at.switch_page(f"pages/{name}_page.py").run()
+        at.switch_page(f"screens/{name}_page.py").run()
         _ok(at)
         assert at.title[0].value == title
 
@@ -260,15 +260,21 @@ def test_ingest_in_process_then_search_without_restart(fresh_env):
     at.text_input(key="ingest_folder").set_value(str(fresh_env.photos))
     at.button(key="ingest_go").click().run()
     _ok(at)
-    report = at.session_state["ingest_report"]
-    assert report["outcome"] == "ok" and report["n_indexed"] == 12 and report["n_skipped"] == 1
+    assert "Started job 1" in at.success[0].value
+    (job,) = wait_for_jobs()
+    assert (job.status, job.n_done, job.n_total, job.error) == ("done", 13, 13, None)
+    at.run()  # the page reads the outcome from the queue and the run, not from the session that started it
+    _ok(at)
+    assert any(f"Ingest run {job.run_id} (job 1): ok" in h.value for h in at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["new"], metrics["indexed"], metrics["skipped"]) == ("13", "12", "1")
     skipped = next(d.value for d in at.dataframe if "reason" in d.value.columns)
     assert list(skipped["reason"]) == ["truncated"]
 
     # The search page sees the new images at once; without training it says how to get predictions.
     search = page("search")
     search.run()
-    search.radio(key="search_source").set_value("Pick from the collection").run()
+    search.radio(key="query_source").set_value("Pick from the collection").run()
     _ok(search)
     assert len(search.session_state["search_results"]) == 10
     assert "imgsearch train" in _texts(search.info)
@@ -287,3 +293,77 @@ def test_ingest_queue_mode_enqueues_a_job(fresh_env):
     assert "Queued job 1" in at.success[0].value
     jobs = next(d.value for d in at.dataframe if "status" in d.value.columns)
     assert list(jobs["status"]) == ["queued"]
+
+
+# ---- the query kept across pages, reloads and links --------------------------------------------------------
+
+
+def _param(at, key: str) -> list[str]:
+    value = at.query_params[key]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(UI / "app.py"), default_timeout=TIMEOUT)
+
+
+def test_query_and_k_carry_from_search_to_filtered_and_into_the_url(app_env):
+    at = _app()
+    at.run()
+    at.radio(key="query_source").set_value("Pick from the collection").run()
+    at.slider(key="k").set_value(4).run()
+    _ok(at)
+    pick = at.session_state["query_pick"]
+    assert _param(at, "q") == [f"id:{pick}"] and _param(at, "k") == ["4"]
+    at.switch_page("screens/filtered_page.py").run()
+    _ok(at)
+    assert at.session_state["query_pick"] == pick and at.slider(key="k").value == 4
+    assert len(at.session_state["filtered_results"]) == 4
+    at.multiselect(key="filtered_labels").set_value(["sky"]).run()
+    assert _param(at, "label") == ["sky"]
+    at.switch_page("screens/metrics_page.py").run()  # a page without these widgets must not drop them
+    at.switch_page("screens/search_page.py").run()
+    assert at.slider(key="k").value == 4 and at.session_state["query_pick"] == pick
+
+
+def test_a_link_sets_query_k_and_filters(app_env):
+    from imgsearch.db import collection as data
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
+
+    with open_database(Settings())() as s:
+        image_id, name = data.collection_files(s)[3]
+    at = _app()
+    at.query_params["q"] = f"id:{image_id}"
+    at.query_params["k"] = "3"
+    at.run()
+    _ok(at)
+    assert at.radio(key="query_source").value == "Pick from the collection"
+    assert at.session_state["query_pick"] == image_id and len(at.session_state["search_results"]) == 3
+    assert at.session_state["q"] == f"id:{image_id}"
+    # A mangled link is ignored, not an error.
+    bad = _app()
+    bad.query_params["q"] = "id:../../etc"
+    bad.query_params["k"] = "9999"
+    bad.run()
+    _ok(bad)
+    assert "q" not in bad.session_state and bad.slider(key="k").value == 10
+
+
+def test_an_upload_stays_the_query_on_another_page_and_a_known_image_says_so(app_env):
+    at = _app()
+    at.run()
+    photo = app_env.photos / "sky" / "sky_002.jpg"
+    at.file_uploader(key="search_upload").set_value(("q.jpg", photo.read_bytes(), "image/jpeg")).run()
+    _ok(at)
+    assert _param(at, "q")[0].startswith("up:")
+    notes = [i.value for i in at.info if "in the collection as" in i.value]
+    assert notes and "sky_002.jpg" in notes[0] and "left out of the results" in notes[0]
+    ids = [r[0] for r in at.session_state["search_results"]]
+    assert len(ids) == 10 and all(r[1] < 0.9999 for r in at.session_state["search_results"])
+    at.switch_page("screens/filtered_page.py").run()
+    _ok(at)
+    assert "Query: the image uploaded earlier" in _texts(at.caption)
+    assert len(at.session_state["filtered_results"]) == 10
