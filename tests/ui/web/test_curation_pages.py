@@ -1,0 +1,111 @@
+"""AppTest runs of the Duplicates and Suspects pages on their own copy of a tiny trained collection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgsearch.db import collection as data
+from imgsearch.db import repository as repo
+from imgsearch.db.session import make_engine, session_factory
+from tests.ui.web.conftest import Collection, build_collection, page
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def own_collection(tmp_path, backbone, monkeypatch) -> Collection:
+    """A collection these tests may change (remove, relabel): the session-wide one is shared."""
+    col = build_collection(tmp_path, backbone)
+    for name, value in col.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
+    return col
+
+
+def _session(col: Collection):
+    engine = make_engine(f"sqlite:///{col.data_dir / 'imgsearch.db'}")
+    return engine, session_factory(engine)
+
+
+def _stored_payloads(col: Collection, ids: list[int]) -> list[dict]:
+    from imgsearch.models.backbones import load_backbone
+    from imgsearch.search.stores import open_stores
+
+    stores = open_stores(col.data_dir, load_backbone(col.backbone).identity)
+    try:
+        return stores.qdrant.get_payloads(ids)
+    finally:
+        stores.close()
+
+
+def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
+    engine, Session = _session(own_collection)
+    with Session() as s:
+        groups = data.duplicate_groups(s)
+    # The tiny backbone sees each generated class as near copies: three groups of six, found at ingest.
+    assert [len(m) for _, m in groups] == [6, 6, 6]
+    group, members = groups[0]
+    at = page("duplicates")
+    at.run()
+    _ok(at)
+    keep = [cb for cb in at.checkbox if cb.key.startswith(f"dups_keep_{group}_")]
+    assert len(keep) == 6 and sum(cb.value for cb in keep) == 1  # one ticked to keep by default
+    assert any("48×40" in m.value for m in at.markdown)  # resolution shown
+    # Keep two: tick one more, then remove the other four (files stay).
+    extra = next(cb for cb in keep if not cb.value)
+    extra.check().run()
+    _ok(at)
+    at.button(key=f"dups_remove_{group}").click().run()
+    _ok(at)
+    assert any("Removed 4 images from the collection; the files are still on disk" in s.value for s in at.success)
+    with Session() as s:
+        left = {im.id for im in repo.images_by_ids(s, [im.id for im in members]).values()}
+    assert len(left) == 2
+    assert all(Path(im.path).exists() for im in members)  # nothing deleted from disk
+    engine.dispose()
+
+
+def test_suspects_page_accepts_a_relabel_into_catalogue_and_payloads(own_collection):
+    engine, Session = _session(own_collection)
+    at = page("suspects")
+    at.run()
+    _ok(at)
+    assert "imgsearch suspects" in at.info[0].value  # nothing scored yet: says how
+    with Session.begin() as s:  # what `imgsearch suspects` records for an apple filed under grass
+        apple = min(i for i, im in repo.images_by_ids(s, range(1, 19)).items() if im.label == "apples")
+        repo.update_images(s, [{"id": apple, "label": "grass", "label_score": 0.02, "suggested_label": "apples"}])
+    at = page("suspects")
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="suspects_pick").options[0].endswith("grass → apples (0.02)")
+    assert len(at.get("plotly_chart")) == 1  # the top-5 probabilities
+    at.button(key="suspects_accept").click().run()
+    _ok(at)
+    assert any("now labelled 'apples'" in s.value for s in at.success)
+    with Session() as s:
+        row = repo.images_by_ids(s, [apple])[apple]
+    assert (row.label, row.label_score, row.suggested_label) == ("apples", None, None)
+    engine.dispose()
+    at = None  # the app's cached context holds the embedded store: release it before opening the stores here
+    import gc
+
+    import streamlit as st
+
+    st.cache_resource.clear()
+    gc.collect()
+    assert _stored_payloads(own_collection, [apple])[0]["label"] == "apples"
+
+
+def test_pages_without_anything_recorded_say_what_to_run(own_collection):
+    engine, Session = _session(own_collection)
+    with Session.begin() as s:
+        repo.update_images(s, [{"id": i, "duplicate_group": None} for i in repo.image_ids_with_status(s, "indexed")])
+    engine.dispose()
+    at = page("duplicates")
+    at.run()
+    _ok(at)
+    assert "imgsearch duplicates" in at.info[0].value
