@@ -17,6 +17,7 @@ from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
+from imgsearch.ui import backbone_choice
 from imgsearch.ui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,12 @@ class Context:
     def backbone(self) -> Backbone:
         if self._backbone is None:
             s = self.settings
-            network = load_backbone(s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
+            # `auto` is resolved once per data dir and recorded (ui/backbone_choice.py): no download attempt per
+            # start, and never a silent switch to another backbone than the one the stores were built with.
+            name = backbone_choice.chosen_name(s.backbone, s.data_dir, self.Session)
+            network = load_backbone(name or s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
+            if name is None:
+                backbone_choice.record(s.data_dir, network.name, "auto: resolved on first use of this data dir")
             if s.precision == "fp32":
                 self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)
             elif s.runtime == "onnx":
