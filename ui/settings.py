@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
     qdrant_api_key: str | None = None
     store_lock_timeout_s: float = Field(30.0, gt=0)
+    faiss_index: str = Field(
+        "auto", description="The FAISS mirror's index: auto (exact up to 150,000 points, IVF<nlist>,SQ8 with an "
+        "exact re-rank above; README \"Scale\"), Flat (always exact), or any FAISS factory string."
+    )
     allowed_roots: list[Path] = Field(
         default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
     )
