@@ -57,7 +57,7 @@ def ingest(folder: Path, data_dir: Path, env: dict) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, n: int, started: float) -> tuple[float, float]:
     out, _ = proc.communicate()
     wall = time.perf_counter() - started
-    m = TIMINGS.search(out)
+    m = TIMINGS.search(" ".join(out.split()))  # rich wraps lines when not on a terminal
     if proc.returncode or not m:
         raise SystemExit(f"ingest failed (exit {proc.returncode}):\n{out[-2000:]}")
     return n / sum(float(g) for g in m.groups()), wall

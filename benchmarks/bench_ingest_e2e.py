@@ -38,7 +38,7 @@ def main() -> None:
                                str(data_dir)], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t
         shutil.rmtree(data_dir, ignore_errors=True)
-        m = REPORT.search(proc.stdout + proc.stderr)
+        m = REPORT.search(" ".join((proc.stdout + proc.stderr).split()))  # rich wraps lines off a terminal
         if proc.returncode or not m:
             raise SystemExit(f"ingest failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")
         n, scan, embed, store = int(m.group(1)), *(float(g) for g in m.groups()[1:])
