@@ -24,6 +24,7 @@ def open_index(
     lock_timeout_s: float = 30.0,
     *,
     role: str | None = None,
+    faiss_index: str = "auto",
 ) -> VectorIndex:
     """Open (or create) the index for one backbone; its folder and collection are named by `backbone.tag`.
 
@@ -31,13 +32,14 @@ def open_index(
     kind="qdrant": qdrant_url=None -> embedded Qdrant Edge in `<data_dir>/index/qdrant_edge/<tag>/`;
     qdrant_url=":memory:" -> qdrant-client in-memory (tests); any other URL -> that Qdrant server, collection
     `images_<tag>`. `role` names this process ("ingest", "worker", "app") in StoreBusyError
-    messages other processes get; `lock_timeout_s` bounds the wait for the embedded stores' lock.
+    messages other processes get; `lock_timeout_s` bounds the wait for the embedded stores' lock. `faiss_index`
+    is the FAISS mirror's index type (search/faiss_ann.py: `auto` or a FAISS factory string).
     """
     if kind == "faiss":
         from imgsearch.search.faiss_index import FaissIndex
 
         folder = index_root(data_dir) / "faiss" / backbone.tag
-        return FaissIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role)
+        return FaissIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role, index_type=faiss_index)
     if kind == "qdrant" and qdrant_url is None:
         from imgsearch.search.qdrant_edge import EdgeIndex
 

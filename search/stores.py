@@ -28,8 +28,8 @@ EDGE_FRESH_BYTES = 141 * MiB
 FAISS_FRESH_BYTES = 64 * 1024
 # What a write of n vectors of dim d adds (raw = n * d * 4 bytes of float32), measured at 192 and 1280 dims:
 # Qdrant Edge grows by ~2.3 x raw (its WAL keeps a ~1.3 x copy, the vector storage 1 x) plus ~0.4 KiB of
-# payload and payload index a point; the FAISS mirror's data.npz by ~1.0 x raw plus ~0.2 KiB a point, but
-# it is rewritten whole on every save: the new file is written beside the old one, so it needs its whole size.
+# payload and payload index a point; the FAISS mirror by one segment file of ~1.0 x raw plus ~0.2 KiB a point
+# (FaissIndex.write_bytes adds the segment merge or approximate-index rebuild that a write may trigger).
 QDRANT_RAW_FACTOR = 3
 QDRANT_POINT_BYTES = 1024
 FAISS_POINT_BYTES = 512
@@ -91,14 +91,9 @@ class Stores:
             raw = n * index.info.dim * 4
             if name == "qdrant":
                 need[Path(folder)] = QDRANT_RAW_FACTOR * raw + n * QDRANT_POINT_BYTES
-            else:
-                from imgsearch.search.faiss_index import DATA_NAME
-
-                try:
-                    current = (Path(folder) / DATA_NAME).stat().st_size
-                except FileNotFoundError:
-                    current = 0
-                need[Path(folder)] = current + raw + n * FAISS_POINT_BYTES
+            else:  # the mirror knows: its batch's segment, plus the merge or index rebuild it may trigger
+                estimate = getattr(index, "write_bytes", None)
+                need[Path(folder)] = estimate(n) if estimate else raw + n * FAISS_POINT_BYTES
         return need
 
     def ensure_room(self, n: int) -> None:
@@ -123,6 +118,7 @@ def open_stores(
     api_key: str | None = None,
     lock_timeout_s: float = 30.0,
     role: str | None = None,
+    faiss_index: str = "auto",
 ) -> Stores:
     """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
 
@@ -133,7 +129,8 @@ def open_stores(
     qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
                         lock_timeout_s=lock_timeout_s, role=role)
     try:
-        faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role)
+        faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role,
+                           faiss_index=faiss_index)
     except BaseException:
         qdrant.close()  # or the embedded store stays locked until this process ends
         raise
