@@ -28,13 +28,27 @@ class SearchResult:
     kmeans_cluster: int | None
     agglo_cluster: int | None
     source_folder: str | None
+    duplicate_group: int | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
         p = hit.payload
         return cls(hit.id, hit.score, p.get("path", ""), p.get("file_name", ""), p.get("label"),
                    p.get("predicted_label"), p.get("predicted_prob"), p.get("kmeans_cluster"),
-                   p.get("agglo_cluster"), p.get("source_folder"))
+                   p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"))
+
+
+def collapse_duplicates(results: list[SearchResult]) -> list[SearchResult]:
+    """The best-ranked result of each near-duplicate group; results with no group all stay, in order."""
+    seen: set[int] = set()
+    out = []
+    for r in results:
+        if r.duplicate_group is not None:
+            if r.duplicate_group in seen:
+                continue
+            seen.add(r.duplicate_group)
+        out.append(r)
+    return out
 
 
 @dataclass

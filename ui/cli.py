@@ -254,6 +254,8 @@ def search_cmd(
     class_aware: Annotated[bool, typer.Option("--class-aware/--plain", help=(
         "Re-rank the nearest neighbours by agreement of the classifier's predictions with the query's (when "
         "models are trained; measured in the README), or rank by cosine similarity alone."))] = True,
+    collapse: Annotated[bool, typer.Option("--collapse-duplicates", help=(
+        "Show one image per near-duplicate group (the best ranked)."))] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
@@ -301,6 +303,19 @@ def search_cmd(
         if trained is not None:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
+        if collapse:
+            from imgsearch.search.service import collapse_duplicates
+
+            # Ask for more, so that k remain once the near-duplicates are folded away.
+            more = k * 3
+            if flt is not None and not flt.is_empty():
+                response = service.filtered(xq, more, flt, exclude_id=own_id)
+            elif class_aware and trained is not None:
+                response = service.neighbours_class_aware(xq, more, proba, exclude_id=own_id)
+            else:
+                response = service.neighbours(xq, more, exclude_id=own_id)
+            response.results = collapse_duplicates(response.results)[:k]
+            how += ", near-duplicates collapsed"
         if not response.results:
             console.print("no image matches these filters")
         else:

@@ -128,7 +128,7 @@ def suspects_cmd(
     for column in ("id", "given", "suggested", "p(given)", "flagged", "top classes", "path"):
         table.add_column(column)
     for x in found:
-        table.add_row(str(x.id), x.label, x.suggested, f"{x.quality:.3f}", "yes" if x.flagged else "",
+        table.add_row(str(x.id), x.label, x.suggested, f"{x.label_score:.3f}", "yes" if x.flagged else "",
                       ", ".join(f"{c} {p:.2f}" for c, p in x.top[:3]), x.path)
     console.print(table)
 

@@ -20,7 +20,7 @@ class Suspect:
     path: str
     label: str
     suggested: str
-    quality: float  # probability of the given label (out of fold, with neighbour agreement); low = suspect
+    label_score: float  # probability of the given label (out of fold, with neighbour agreement); low = suspect
     flagged: bool  # confident learning counts it among the likely errors
     top: list[tuple[str, float]]  # the five most probable classes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from imgsearch.db import repository as repo
@@ -80,10 +81,10 @@ def test_suspects_finds_the_mislabelled_image_and_relabel_fixes_it(labelled, cap
     assert report["n_scored"] == 45
     first = report["suspects"][0]
     assert (first["id"], first["label"], first["suggested"]) == (apple, "grass", "apples")
-    assert first["quality"] < 0.5 and first["top"][0][0] == "apples" and len(first["top"]) == 3
+    assert first["label_score"] < 0.5 and first["top"][0][0] == "apples" and len(first["top"]) == 3
     with ctx.Session() as s:
         row = repo.images_by_ids(s, [apple])[apple]
-    assert row.suggested_label == "apples" and row.label_score == pytest.approx(first["quality"], abs=1e-6)
+    assert row.suggested_label == "apples" and row.label_score == pytest.approx(first["label_score"], abs=1e-6)
 
     code, out = run_cli(["suspects", "--top", "2"], data_dir, capsys, monkeypatch)
     assert code == 0 and "45 labelled images scored" in out and "suspects" in out.split("scored", 1)[1]
@@ -116,3 +117,29 @@ def test_relabel_refuses_unknown_ids_and_changes_nothing(labelled, capsys, monke
 def test_suspects_needs_two_classes_with_enough_images(ingested, capsys, monkeypatch):
     code, out = run_cli(["suspects"], ingested.settings.data_dir, capsys, monkeypatch)  # 4 images a class
     assert code == 2 and "need at least two classes with 6+ labelled images" in out
+
+
+def test_search_collapses_near_duplicates_and_ranks_plain_or_class_aware(ingested, tmp_path, capsys, monkeypatch):
+    from tests.conftest import make_image
+
+    query = tmp_path / "query.png"
+    make_image(np.random.default_rng(7), (200, 30, 30), "h").save(query)  # an unseen apple
+    data_dir = ingested.settings.data_dir
+    code, out = run_cli(["search", str(query), "--k", "6"], data_dir, capsys, monkeypatch)
+    assert code == 0 and "FAISS neighbours for query.png" in out  # no models yet: plain ranking
+    assert "│ 6 │" in out
+    code, out = run_cli(["search", str(query), "--k", "6", "--collapse-duplicates"], data_dir, capsys, monkeypatch)
+    # The tiny backbone makes each generated class one near-duplicate group: one image per class remains.
+    assert code == 0 and "near-duplicates collapsed" in out
+    assert "│ 3 │" in out and "│ 4 │" not in out
+    assert "│ apples_0" in out and "│ grass_0" in out and "│ sky_0" in out
+
+
+def test_collapse_keeps_the_best_of_each_group_and_every_ungrouped_result():
+    from imgsearch.search.service import SearchResult, collapse_duplicates
+
+    def r(i, g):
+        return SearchResult(i, 1.0 - i / 10, f"/p/{i}.jpg", f"{i}.jpg", None, None, None, None, None, None, g)
+
+    results = [r(1, 5), r(2, None), r(3, 5), r(4, 9), r(5, None), r(6, 9)]
+    assert [x.id for x in collapse_duplicates(results)] == [1, 2, 4, 5]

@@ -16,7 +16,8 @@ def relabel(state: resources.AppState, image_id: int, label: str) -> None:
 
     with widgets.store_errors():
         do_relabel(state.ctx, [image_id], label)
-    st.session_state[f"{PREFIX}_message"] = f"Image {image_id} is now labelled {label!r}; the next training run uses it."
+    st.session_state[f"{PREFIX}_message"] = (f"Image {image_id} is now labelled {label!r}; the next training run "
+                                             "uses it.")
 
 
 def review(state: resources.AppState, image) -> None:
