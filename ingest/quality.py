@@ -16,7 +16,7 @@ TINY_SIDE = 64  # px: shorter side below this is a thumbnail or an icon, not a p
 DARK_MEAN, BRIGHT_MEAN = 0.15, 0.90  # mean luminance in [0, 1]
 LOW_CONTRAST_STD = 0.06  # standard deviation of luminance in [0, 1]
 # Variance of the 4-neighbour Laplacian of the luminance in [0, 1], on the image scaled to ANALYSIS_SIDE.
-# Measured on Caltech-101 (see the README): about 2% of its images fall below it, and those are visibly soft.
+# On Caltech-101 35 of 8,677 images (0.4%) fall below it: soft portraits, blurred crabs and crayfish (README).
 BLURRY_LAPLACIAN_VAR = 0.0012
 ANALYSIS_SIDE = 256  # px, longer side: sharpness is measured at one scale so images of any size compare
 
