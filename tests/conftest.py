@@ -85,7 +85,7 @@ def ctx(tmp_path, backbone):
 
 
 def copy_store(src: Path, dst: Path) -> None:
-    """Copy a data dir or store folder keeping its holes: a Qdrant Edge store is ~141 MiB of sparse files that
+    """Copy a data dir or store folder keeping its holes: a Qdrant Edge store is ~160 MiB of sparse files that
     take ~0.3 MiB on disk, and shutil.copytree would write every byte (a fault-suite run filled 20 GB)."""
     import subprocess
 
