@@ -85,14 +85,40 @@ def cluster_summary(session: Session, algorithm: str) -> list[dict]:
     return out
 
 
-def cluster_members(session: Session, algorithm: str, cluster: int, limit: int = 12) -> list[tuple[int, str, str]]:
-    """(id, path, file name) of up to `limit` images of one cluster, by id."""
+def cluster_members(
+    session: Session, algorithm: str, cluster: int, limit: int = 12, offset: int = 0
+) -> list[tuple[int, str, str]]:
+    """(id, path, file name) of up to `limit` images of one cluster, by id, from the `offset`-th on."""
     column = CLUSTER_COLUMNS[algorithm]
     query = (
         select(Image.id, Image.path, Image.file_name)
-        .where(Image.status == "indexed", column == cluster).order_by(Image.id).limit(limit)
+        .where(Image.status == "indexed", column == cluster).order_by(Image.id).limit(limit).offset(offset)
     )
     return [(i, p, n) for i, p, n in session.execute(query)]
+
+
+# Orders for browse(): the newest first, or the most confident prediction first.
+BROWSE_ORDERS = {"confidence": (Image.predicted_prob.desc().nulls_last(), Image.id),
+                 "newest": (Image.created_at.desc(), Image.id.desc()),
+                 "file name": (Image.file_name, Image.id)}
+
+
+def browse(
+    session: Session, conditions: Mapping[str, tuple[str, object]], order: str = "confidence", limit: int = 20,
+    offset: int = 0,
+) -> tuple[int, list[Image]]:
+    """(number of matches, one page of them): indexed images meeting every condition, without a query image.
+
+    conditions: catalogue attribute -> ("any", accepted values) or ("min", lower bound), as the payload's filter
+    fields define them (the caller translates; this layer knows only columns).
+    """
+    where = [Image.status == "indexed"]
+    for attribute, (match, value) in conditions.items():
+        column = getattr(Image, attribute)
+        where.append(column.in_(list(value)) if match == "any" else column >= value)
+    total = session.scalar(select(func.count()).select_from(Image).where(*where)) or 0
+    rows = session.scalars(select(Image).where(*where).order_by(*BROWSE_ORDERS[order]).limit(limit).offset(offset))
+    return total, list(rows)
 
 
 def labelled_split(session: Session, split: str) -> list[tuple[str, str]]:

@@ -51,3 +51,16 @@ def test_filter_choices_follow_the_fields_given(session):
 def test_every_filter_field_comes_from_a_catalogue_column():
     columns = set(Image.__table__.columns.keys())
     assert all(f.source in columns for f in FILTER_FIELDS)
+
+
+def test_browse_filters_without_a_query_sorted_and_paged(session):
+    _catalogue(session)
+    repo.update_images(session, [{"id": 1, "predicted_prob": 0.9}, {"id": 2, "predicted_prob": 0.7}])
+    session.commit()
+    total, rows = collection.browse(session, {"predicted_label": ("any", ["cat"])})
+    assert total == 2 and [r.id for r in rows] == [1, 2]  # most confident first
+    total, rows = collection.browse(session, {"predicted_prob": ("min", 0.8)})
+    assert total == 1 and [r.id for r in rows] == [1]
+    total, rows = collection.browse(session, {}, order="file name", limit=2, offset=2)
+    assert total == 3 and [r.file_name for r in rows] == ["2.jpg"]  # the pending image is not browsed
+    assert collection.cluster_members(session, "kmeans", 2, limit=1, offset=1) == [(3, "/photos/a/2.jpg", "2.jpg")]

@@ -34,6 +34,17 @@ def display_label(label: str | None) -> str:
     return shown or label
 
 
+def cluster_name(cluster: int, dominant: str | None) -> str:
+    """"7 · mostly Leopards": a cluster by its number and its most common label."""
+    return f"{cluster} · mostly {display_label(dominant)}" if dominant else f"{cluster} · unlabelled"
+
+
+def short_path(path: str, parts: int = 2) -> str:
+    """The last `parts` folders of a path ("…/101_ObjectCategories/Leopards"), for narrow widgets."""
+    pieces = [p for p in str(path).split("/") if p]
+    return str(path) if len(pieces) <= parts else "…/" + "/".join(pieces[-parts:])
+
+
 RESULT_LEGEND = ("similarity: cosine similarity of the image features to the query (1 = the same image, "
                  "higher = more alike). predicted: the classifier's (SVM) class, with its probability.")
 
@@ -63,10 +74,36 @@ def describe_filter(flt: Filter) -> list[str]:
     return flt.describe()
 
 
+def describe_compact(flt: Filter, max_values: int = 5) -> list[str]:
+    """Like Filter.describe, but a long list of values reads "label: 102 values (apples, bonsai, …)"."""
+    out = []
+    for f, value in flt.conditions():
+        if f.match == "any" and len(value) > max_values:
+            head = ", ".join(display_label(str(v)) if f.key.endswith("label") else str(v) for v in value[:3])
+            out.append(f"{f.noun}: {len(value)} values ({head}, …)")
+        else:
+            out.extend(Filter.on({f.key: value}).describe())
+    return out
+
+
+def drop_hints(flt: Filter, count_without) -> list[str]:
+    """For a filter that matches nothing: what each condition's removal would give ("drop X: 12 matches").
+
+    count_without(key) -> how many images match with the condition on payload key `key` left out.
+    """
+    hints = []
+    for f, value in flt.conditions():
+        n = count_without(f.key)
+        if n:
+            (line,) = describe_compact(Filter.on({f.key: value}))
+            hints.append((n, f"without “{line}”: {n:,} match"))
+    return [h for _, h in sorted(hints, key=lambda x: -x[0])]
+
+
 def empty_result_reason(flt: Filter, n_indexed: int) -> str:
     if n_indexed == 0:
         return "The collection is empty."
-    conditions = describe_filter(flt)
+    conditions = describe_compact(flt)
     if not conditions:
         return "No neighbours were found."
     return "No indexed image matches all of these filters: " + "; ".join(conditions) + "."

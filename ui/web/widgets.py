@@ -208,3 +208,17 @@ def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
                 st.markdown(views.result_caption(r), help=views.RESULT_LEGEND)
                 st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
                           args=(r.id, r.file_name), width="stretch")
+
+
+def image_grid(rows: Sequence, prefix: str) -> None:
+    """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as thumbnails, with "Search
+    with this"; for browsing, where there is no query to score against."""
+    for start in range(0, len(rows), GRID_COLUMNS):
+        for col, r in zip(st.columns(GRID_COLUMNS), rows[start : start + GRID_COLUMNS], strict=False):
+            with col:
+                show_thumbnail(r.path)
+                predicted = views.display_label(r.predicted_label) if r.predicted_label else "–"
+                st.markdown(f"`{r.file_name}`  \nlabel: {views.display_label(r.label)} · predicted: {predicted} "
+                            f"({views.fmt_prob(r.predicted_prob)})", help=f"raw label: {r.label}")
+                st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
+                          args=(r.id, r.file_name), width="stretch")

@@ -7,6 +7,7 @@ import io
 import pytest
 from PIL import Image
 
+from imgsearch.ui.web import views
 from tests.ui.web.conftest import TIMEOUT, UI, page, wait_for_jobs
 
 
@@ -158,7 +159,16 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
     for f in FILTER_FIELDS:
         if f.match == "any":
             widget = at.multiselect(key=f"filtered_{f.name}")
-            assert widget.options == [str(v) for v in choices[f.key]], f.key
+            # Options read as display names ("3 · mostly sky" for a cluster), in the catalogue's order.
+            raw = choices[f.key]
+            if f.key.endswith("label"):
+                assert widget.options == [views.display_label(v) for v in raw], f.key
+            elif f.key.endswith("cluster"):
+                assert [o.split(" · ")[0] for o in widget.options] == [str(v) for v in raw], f.key
+            elif f.key == "source_folder":
+                assert widget.options == [views.short_path(v) for v in raw], f.key
+            else:
+                assert len(widget.options) == len(raw), f.key
         else:
             widget = at.slider(key=f"filtered_{f.name}")
             assert (widget.min, widget.max, widget.value) == (*f.bounds, f.bounds[0]), f.key
@@ -367,3 +377,32 @@ def test_an_upload_stays_the_query_on_another_page_and_a_known_image_says_so(app
     _ok(at)
     assert "Query: the image uploaded earlier" in _texts(at.caption)
     assert len(at.session_state["filtered_results"]) == 10
+
+
+def test_filtered_page_browses_by_filters_alone(app_env):
+    at = page("filtered")
+    at.run()
+    _ok(at)
+    assert any("18 images match" in h.value for h in at.subheader)  # no query, no filter: everything
+    at.multiselect(key="filtered_labels").set_value(["sky"]).run()
+    _ok(at)
+    assert any("6 images match" in h.value for h in at.subheader)
+    shown = [m.value for m in at.markdown if m.value.startswith("`")]
+    assert len(shown) == 6 and all("label: sky" in m for m in shown)
+    at.multiselect(key="filtered_predicted_labels").set_value(["apples"]).run()
+    _ok(at)
+    assert "No indexed image matches" in at.warning[0].value
+    hints = next(m.value for m in at.markdown if m.value.startswith("Drop a filter"))
+    assert "without “label is one of: sky”: 6 match" in hints
+    at.button(key="filtered_clear").click().run()
+    assert any("18 images match" in h.value for h in at.subheader)
+
+
+def test_cluster_members_are_paged_and_named(app_env):
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    box = at.selectbox(key="clusters_kmeans_pick")
+    assert box.options and all(" · mostly " in o and "(6 images)" in o for o in box.options), box.options
+    assert any(c.value.startswith("Images 1–") for c in at.caption)
+    assert views.short_path("/a/b/c/d") == "…/c/d" and views.short_path("/a/b") == "/a/b"

@@ -10,6 +10,7 @@ from imgsearch.db import repository as repo
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "clusters"
+MEMBERS_PER_PAGE = 20
 ALGORITHMS = {"K-Means": "kmeans", "Agglomerative": "agglomerative"}
 COLOR_BY = {"label": "label", "K-Means cluster": "kmeans_cluster", "agglomerative cluster": "agglo_cluster"}
 
@@ -30,13 +31,22 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     st.dataframe(frame, hide_index=True, column_config={
         "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0, format="percent"),
     })
+    by_id = frame.set_index("cluster")
     cluster = st.selectbox("Show images of cluster", frame["cluster"].tolist(), key=f"{PREFIX}_{algorithm}_pick",
-                           format_func=lambda c: f"{c} ({frame.set_index('cluster').at[c, 'size']} images, "
-                                                 f"mostly {frame.set_index('cluster').at[c, 'dominant_label']})")
+                           format_func=lambda c: f"{views.cluster_name(c, by_id.at[c, 'dominant_label'])} "
+                                                 f"({by_id.at[c, 'size']:,} images)")
+    size = int(by_id.at[cluster, "size"])
+    pages = max(1, -(-size // MEMBERS_PER_PAGE))
+    number = st.number_input(f"Page (of {pages:,}, {MEMBERS_PER_PAGE} images each)", 1, pages, 1,
+                             key=f"{PREFIX}_{algorithm}_page_{cluster}")
     with state.ctx.Session() as s:
-        members = data.cluster_members(s, algorithm, int(cluster), limit=10)
+        members = data.cluster_members(s, algorithm, int(cluster), limit=MEMBERS_PER_PAGE,
+                                       offset=(number - 1) * MEMBERS_PER_PAGE)
+    first = (number - 1) * MEMBERS_PER_PAGE + 1
+    st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}")
     for start in range(0, len(members), widgets.GRID_COLUMNS):
-        for col, (_, path, name) in zip(st.columns(widgets.GRID_COLUMNS), members[start : start + 5], strict=False):
+        row = members[start : start + widgets.GRID_COLUMNS]
+        for col, (_, path, name) in zip(st.columns(widgets.GRID_COLUMNS), row, strict=False):
             with col:
                 widgets.show_thumbnail(path, caption=name)
 

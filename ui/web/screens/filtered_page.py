@@ -1,4 +1,5 @@
-"""Filtered search page: nearest neighbours among the images that match payload filters (Qdrant)."""
+"""Filtered search page: nearest neighbours among the images that match payload filters (Qdrant); without a query
+image, the matching images themselves, sorted by confidence, date or name."""
 
 from __future__ import annotations
 
@@ -6,14 +7,38 @@ from collections.abc import Mapping
 
 import streamlit as st
 
+from imgsearch.db import collection as data
 from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "filtered"
+PAGE_SIZE = 20
+ORDERS = {"most confident first": "confidence", "newest first": "newest", "file name": "file name"}
 
 
-def sidebar_filter(choices: Mapping[str, list]) -> Filter:
+def clear_filters() -> None:
+    for f in FILTER_FIELDS:
+        st.session_state.pop(qs.filter_key(f), None)
+
+
+HELP = {"source_folder": "Folders shown by their last two parts; the full path is in the URL and the summary.",
+        "label": "Labels shown without numeric prefixes and underscores."}
+
+
+def option_formats(state: resources.AppState) -> dict:
+    """How each filter's options read: display labels, clusters named by their dominant label, short folders."""
+    names = {}
+    if state.trained is not None:
+        for key, algorithm in (("kmeans_cluster", "kmeans"), ("agglo_cluster", "agglomerative")):
+            summary = {r["cluster"]: r["dominant_label"] for r in resources.cluster_summary(
+                state.key, state.version, algorithm)}
+            names[key] = lambda c, summary=summary: views.cluster_name(c, summary.get(c))
+    return {"label": views.display_label, "predicted_label": views.display_label, "source_folder": views.short_path,
+            **names}
+
+
+def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object]) -> Filter:
     """One widget per filterable payload field (the schema's order, lists before bounds); empty = no condition.
 
     A field filtered by a list of values is a multiselect over its distinct values in the collection; one
@@ -21,6 +46,7 @@ def sidebar_filter(choices: Mapping[str, list]) -> Filter:
     """
     sb = st.sidebar
     sb.header("Filters")
+    sb.button("Clear filters", key=f"{PREFIX}_clear", on_click=clear_filters)
     conditions = {}
     for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
         key = qs.filter_key(f)
@@ -28,7 +54,8 @@ def sidebar_filter(choices: Mapping[str, list]) -> Filter:
             options = choices.get(f.key, [])
             if key in st.session_state:  # from a link or another collection: drop values no longer offered
                 st.session_state[key] = [v for v in st.session_state[key] if v in options]
-            conditions[f.key] = sb.multiselect(f.title, options, key=key) or None
+            conditions[f.key] = sb.multiselect(f.title, options, key=key, format_func=formats.get(f.key, str),
+                                               help=HELP.get(f.key)) or None
         else:
             low, high = f.bounds
             bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
@@ -36,17 +63,55 @@ def sidebar_filter(choices: Mapping[str, list]) -> Filter:
     return Filter.on(conditions)
 
 
+def browse_conditions(flt: Filter, leave_out: str | None = None) -> dict[str, tuple[str, object]]:
+    """The filter as catalogue conditions (attribute -> (match, value)) for db.collection.browse."""
+    return {f.source: (f.match, value) for f, value in flt.conditions() if f.key != leave_out}
+
+
+def browse(state: resources.AppState, flt: Filter) -> None:
+    """No query image: the images that match the filters, a page at a time ("all roses with p ≥ 0.9")."""
+    left, right = st.columns([2, 1])
+    order = left.radio("Sort", list(ORDERS), horizontal=True, key=f"{PREFIX}_order")
+    with state.ctx.Session() as s:
+        total, _ = data.browse(s, browse_conditions(flt), limit=0)
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = right.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"{PREFIX}_page")
+    with state.ctx.Session() as s:
+        total, rows = data.browse(s, browse_conditions(flt), ORDERS[order], PAGE_SIZE, (number - 1) * PAGE_SIZE)
+    conditions = views.describe_compact(flt)
+    st.subheader(f"{total:,} images match" + ("" if conditions else " (no filter: the whole collection)"))
+    if conditions:
+        st.markdown("**Filters:** " + "; ".join(conditions))
+    st.caption("Pick or upload a query image above to rank them by similarity instead.")
+    if not total:
+        no_match(state, flt)
+        return
+    widgets.image_grid(rows, PREFIX)
+
+
+def no_match(state: resources.AppState, flt: Filter) -> None:
+    def count_without(key: str) -> int:
+        with state.ctx.Session() as s:
+            return data.browse(s, browse_conditions(flt, leave_out=key), limit=0)[0]
+
+    st.warning(views.empty_result_reason(flt, state.n_indexed))
+    hints = views.drop_hints(flt, count_without)
+    if hints:
+        st.markdown("Drop a filter to see more: " + "; ".join(hints) + ".")
+
+
 def main() -> None:
     st.title("Filtered search")
     state = resources.load_state()
     choices = resources.filter_choices(state.key, state.version)
-    flt = sidebar_filter(choices)
+    flt = sidebar_filter(choices, option_formats(state))
     if state.trained is None:
         st.sidebar.caption(f"Predicted labels and clusters appear after `{resources.TRAIN_HINT}`.")
     k = widgets.k_slider()
     query = widgets.query_picker(state, PREFIX)
     qs.write_url(with_filters=True)
     if query is None:
+        browse(state, flt)
         return
     with widgets.store_errors():
         response = state.service.filtered(query.vector, k, flt, exclude_id=query.exclude_id)
@@ -56,12 +121,12 @@ def main() -> None:
     with left:
         widgets.show_query(query)
     with right:
-        conditions = flt.describe()
+        conditions = views.describe_compact(flt)
         st.markdown("**Filters:** " + ("; ".join(conditions) if conditions else "none (whole collection)"))
         embed = f"{query.embed_ms:.0f} ms" if query.exclude_id is None else "0 ms (stored vector)"
         st.caption(f"Embedding: {embed} · filtered search: {response.search_ms:.1f} ms")
     if not response.results:
-        st.warning(views.empty_result_reason(flt, state.n_indexed))
+        no_match(state, flt)
         return
     n = len(response.results)
     st.subheader(f"Top {n} matches" if n != 1 else "The one match")
