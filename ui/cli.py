@@ -469,7 +469,8 @@ def app_cmd(
         env["IMGSEARCH_DATA_DIR"] = str(data_dir.expanduser().resolve())
     script = Path(__file__).resolve().parent / "web" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]  # no "Deploy" button or developer menu in a self-hosted app
     # exec, not a child process: a SIGTERM (docker stop, a test harness) must reach the server itself.
     os.execve(sys.executable, cmd, env)
 
