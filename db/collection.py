@@ -42,6 +42,14 @@ def label_counts(session: Session) -> list[tuple[str | None, int]]:
     return [(label, count) for label, count in session.execute(query)]
 
 
+def label_examples(session: Session) -> dict[str, str]:
+    """label -> the path of one indexed image with it (the first by id): a face for each class in tables."""
+    first = select(Image.label, func.min(Image.id).label("id")).where(
+        Image.status == "indexed", Image.label.is_not(None)).group_by(Image.label).subquery()
+    rows = session.execute(select(first.c.label, Image.path).join(Image, Image.id == first.c.id))
+    return {label: path for label, path in rows}
+
+
 def filter_choices(session: Session, columns: Mapping[str, str]) -> FilterChoices:
     """Distinct values of catalogue columns among indexed images: `columns` maps a payload key to the
     `Image` attribute it comes from (`imgsearch.search.payload.list_filter_columns()` gives the schema's)."""

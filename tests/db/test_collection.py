@@ -64,3 +64,8 @@ def test_browse_filters_without_a_query_sorted_and_paged(session):
     total, rows = collection.browse(session, {}, order="file name", limit=2, offset=2)
     assert total == 3 and [r.file_name for r in rows] == ["2.jpg"]  # the pending image is not browsed
     assert collection.cluster_members(session, "kmeans", 2, limit=1, offset=1) == [(3, "/photos/a/2.jpg", "2.jpg")]
+
+
+def test_label_examples_name_one_indexed_image_per_label(session):
+    _catalogue(session)
+    assert collection.label_examples(session) == {"cat": "/photos/b/0.jpg", "dog": "/photos/a/1.jpg"}

@@ -9,6 +9,7 @@ the next rerun reloads the trained models and recomputes the cached query result
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -161,6 +162,18 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
 def filter_choices(key: str, version: tuple) -> data.FilterChoices:
     with context(key).Session() as s:
         return data.filter_choices(s, list_filter_columns())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def label_examples(key: str, version: tuple) -> dict[str, str]:
+    with context(key).Session() as s:
+        return data.label_examples(s)
+
+
+def thumbnail_uri(path: str | None) -> str | None:
+    """A thumbnail as a data: URI, for image columns of a table; None when the file is missing."""
+    thumb = thumbnail(path) if path else None
+    return None if thumb is None else "data:image/jpeg;base64," + base64.b64encode(thumb).decode()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -134,14 +134,47 @@ def pca_figure(frame: pd.DataFrame, color: str) -> go.Figure:
     return fig
 
 
-def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> go.Figure:
-    """Rows = true class, columns = predicted class."""
-    m = np.asarray(matrix)
-    fig = px.imshow(m, x=list(labels), y=list(labels), color_continuous_scale="Blues", text_auto=len(labels) <= 30,
-                    labels=dict(x="predicted", y="true", color="images"), aspect="auto")
-    side = min(1200, 200 + 18 * len(labels))
-    fig.update_layout(height=side, margin=dict(l=0, r=0, t=10, b=0))
+def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]], normalise: bool = False) -> go.Figure:
+    """Rows = true class, columns = predicted class. `normalise`: each row as shares of its class, on a log colour
+    scale, so the few confusions are visible beside the diagonal and small classes count as much as large ones."""
+    m = np.asarray(matrix, dtype=float)
+    shown = [display_label(x) for x in labels]
+    if normalise:
+        rates = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        z = np.log10(np.maximum(rates, 1e-3))  # 0.1% and below share the lightest colour
+        fig = go.Figure(go.Heatmap(
+            z=z, x=shown, y=shown, colorscale="Blues", zmin=-3, zmax=0, customdata=rates,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata:.1%} of the class<extra></extra>",
+            colorbar=dict(title="share", tickvals=[-3, -2, -1, 0], ticktext=["≤0.1%", "1%", "10%", "100%"])))
+        fig.update_yaxes(autorange="reversed")
+    else:
+        fig = px.imshow(m.astype(int), x=shown, y=shown, color_continuous_scale="Blues",
+                        text_auto=len(labels) <= 30, labels=dict(x="predicted", y="true", color="images"),
+                        aspect="auto")
+    side = min(2400, 200 + 14 * len(labels))
+    fig.update_layout(height=side, margin=dict(l=0, r=0, t=10, b=0), xaxis_title="predicted", yaxis_title="true")
+    fig.update_yaxes(tickmode="array", tickvals=shown, ticktext=shown, tickfont=dict(size=9))
+    fig.update_xaxes(tickmode="array", tickvals=shown, ticktext=shown, tickfont=dict(size=9))
     return fig
+
+
+def confused_pairs(labels: Sequence[str], matrix: Sequence[Sequence[int]], n: int = 20) -> pd.DataFrame:
+    """The `n` most frequent mistakes (true class predicted as another), most first, with their share of the
+    true class: what a 102-class matrix hides in 2-pixel cells."""
+    m = np.asarray(matrix, dtype=int)
+    support = m.sum(axis=1)
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    rows, cols = np.nonzero(off)
+    order = np.lexsort((cols, rows, -off[rows, cols]))[:n]
+    return pd.DataFrame({
+        "true": [display_label(labels[rows[i]]) for i in order],
+        "predicted as": [display_label(labels[cols[i]]) for i in order],
+        "images": [int(off[rows[i], cols[i]]) for i in order],
+        "share of the true class": [off[rows[i], cols[i]] / max(support[rows[i]], 1) for i in order],
+        "true (raw)": [labels[rows[i]] for i in order],
+        "predicted (raw)": [labels[cols[i]] for i in order],
+    })
 
 
 def class_table(rows: Iterable[Any]) -> pd.DataFrame:
@@ -185,6 +218,7 @@ def history_figure(history: pd.DataFrame, names: Sequence[str]) -> go.Figure | N
     fig = px.line(part, x="run_id", y="value", color="metric", markers=True, hover_data=["started_at"],
                   labels={"metric": ""})
     fig.update_layout(height=300, margin=dict(l=0, r=0, t=10, b=0), xaxis_title="training run")
+    fig.update_xaxes(type="category")  # run ids, not a continuous scale (one run drew an axis from 1 to 3)
     return fig
 
 

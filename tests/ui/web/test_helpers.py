@@ -121,3 +121,16 @@ def test_job_progress_lines_have_rate_and_time_left():
     beat = Beat("worker", 1, "h", 0.0, __import__("time").time() - 3, 7)
     alive, line = job_status.worker_status([beat], 0)
     assert alive and "running job 7" in line
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_cells_first():
+    labels = ["001_cat", "dog", "emu"]
+    matrix = [[8, 2, 0], [1, 9, 0], [0, 3, 1]]
+    pairs = views.confused_pairs(labels, matrix, n=2)
+    assert list(zip(pairs["true"], pairs["predicted as"], pairs["images"], strict=True)) == [
+        ("emu", "dog", 3), ("cat", "dog", 2)]
+    assert pairs["share of the true class"].tolist() == [0.75, 0.2]
+    assert views.confused_pairs(labels, np.diag([3, 4, 5])).empty
+    fig = views.confusion_figure(labels, matrix, normalise=True)
+    z = np.asarray(fig.data[0].z)
+    assert np.isclose(z[1, 1], np.log10(0.9)) and np.isclose(z[2, 1], np.log10(0.75))  # row shares, log scale

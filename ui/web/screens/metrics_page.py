@@ -41,17 +41,37 @@ def run_section(state: resources.AppState, train_runs) -> None:
     shown = [m for m in registry.of_group(group) if m.summary]
     for col, m in zip(st.columns(len(shown)), shown, strict=True):
         col.metric(m.label, m.format(metrics.get(m.name)), help=m.title)
-    left, right = st.columns([3, 2])
-    with left:
-        st.markdown("**Confusion matrix (validation)**")
-        if confusion:
-            st.plotly_chart(views.confusion_figure(confusion["labels"], confusion["matrix"]),
-                            key=f"{PREFIX}_confusion")
-        else:
-            st.caption("not recorded for this run")
-    with right:
-        st.markdown("**Per class, worst F1 first**")
-        st.dataframe(table, hide_index=True, height=min(600, 38 + 35 * len(table)))
+    if confusion:
+        confusion_section(state, confusion)
+    else:
+        st.caption("Confusion matrix: not recorded for this run")
+    st.markdown("**Per class, worst F1 first**")
+    st.dataframe(table, hide_index=True, width="stretch", height=min(600, 38 + 35 * len(table)),
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("precision", "recall", "f1")})
+
+
+def confusion_section(state: resources.AppState, confusion: dict) -> None:
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    st.markdown("**Most-confused pairs (validation)**")
+    pairs = views.confused_pairs(labels, matrix)
+    if pairs.empty:
+        st.caption("No validation image was misclassified.")
+    else:
+        examples = resources.label_examples(state.key, state.version)
+        pairs = pairs.assign(**{
+            "true example": [resources.thumbnail_uri(examples.get(x)) for x in pairs["true (raw)"]],
+            "predicted example": [resources.thumbnail_uri(examples.get(x)) for x in pairs["predicted (raw)"]],
+        })
+        st.dataframe(pairs, hide_index=True, width="stretch", column_config={
+            "share of the true class": st.column_config.ProgressColumn(format="percent", min_value=0.0,
+                                                                       max_value=1.0),
+            "true example": st.column_config.ImageColumn(), "predicted example": st.column_config.ImageColumn(),
+        }, column_order=["true example", "true", "predicted example", "predicted as", "images",
+                         "share of the true class"])
+    with st.expander(f"Confusion matrix ({len(labels)} classes)"):
+        normalise = st.toggle("Row-normalised, log colour", value=len(labels) > 20, key=f"{PREFIX}_normalise")
+        st.plotly_chart(views.confusion_figure(labels, matrix, normalise=normalise), key=f"{PREFIX}_confusion")
 
 
 def ingest_section(state: resources.AppState) -> None:
