@@ -293,6 +293,10 @@ def repair(
         # The mirror follows Qdrant: its vectors and payloads are copied from there.
         stores.faiss.upsert(mirror_fix, stores.qdrant.get_vectors(mirror_fix), stores.qdrant.get_payloads(mirror_fix))
         done.append(f"rebuilt {len(mirror_fix)} FAISS mirror entries from Qdrant")
+    needs_compaction = getattr(stores.faiss, "needs_compaction", None)
+    if needs_compaction is not None and needs_compaction():
+        # Many small segments (or a store in the single-file format): one segment, approximate index rebuilt.
+        done.append(f"compacted the FAISS mirror's {stores.faiss.compact()} segment files into one")
     if report.cache_mismatches and backbone is not None:
         done.append(_fix_cache(Session, stores, cache, backbone, report.cache_mismatches, trained))
     if report.payload_mismatches:

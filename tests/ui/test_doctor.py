@@ -235,3 +235,21 @@ def test_curation_fields_stay_consistent_across_ingest_train_remove_and_doctor(t
                      for i, im in repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed")).items()}
         assert after == before
         assert_payloads_follow_catalogue(ctx)
+
+
+def test_repair_compacts_a_faiss_mirror_of_many_segments(tmp_path, backbone, trained_collection, monkeypatch):
+    """Training writes payloads in several commits: past COMPACT_SEGMENTS, --repair merges them into one segment
+    and searches answer as before."""
+    import imgsearch.search.faiss_index as faiss_index
+
+    monkeypatch.setattr(faiss_index, "COMPACT_SEGMENTS", 1)
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        before = _searches(ctx)
+        folder = ctx.stores.faiss.folder
+        assert len(list(folder.glob("seg-*.npz"))) > 1
+        report = _check(ctx)
+        assert report.consistent, report.lines()
+        lines = _repair(ctx, report)
+        assert any(line.startswith("compacted the FAISS mirror's ") for line in lines), lines
+        assert len(list(folder.glob("seg-*.npz"))) == 1
+        assert _searches(ctx) == before and _check(ctx).consistent
