@@ -40,7 +40,8 @@ def _store(kind: str) -> str:
 STATE_FILES = [
     StateFile("SQLite catalogue", "imgsearch.db", "imgsearch.db"),
     StateFile("feature cache shard", "features/tiny_*/shard-*.npz", "shard-"),
-    StateFile("FAISS data.npz", f"{_store('faiss')}/data.npz", "data.npz"),
+    StateFile("FAISS manifest.json", f"{_store('faiss')}/manifest.json", "manifest.json"),
+    StateFile("FAISS segment", f"{_store('faiss')}/seg-*.npz", "seg-"),
     StateFile("FAISS store.json", f"{_store('faiss')}/store.json", "store.json"),
     StateFile("Qdrant Edge store.json", f"{_store('qdrant_edge')}/store.json", "store.json"),
     StateFile("Qdrant Edge segment.json", f"{_store('qdrant_edge')}/shard/segments/*/segment.json", "shard"),
