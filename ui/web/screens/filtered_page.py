@@ -123,7 +123,7 @@ def main() -> None:
     with right:
         conditions = views.describe_compact(flt)
         st.markdown("**Filters:** " + ("; ".join(conditions) if conditions else "none (whole collection)"))
-        embed = f"{query.embed_ms:.0f} ms" if query.exclude_id is None else "0 ms (stored vector)"
+        embed = f"{query.embed_ms:.0f} ms" if query.image is not None else "0 ms (stored vector)"
         st.caption(f"Embedding: {embed} · filtered search: {response.search_ms:.1f} ms")
     if not response.results:
         no_match(state, flt)

@@ -40,7 +40,7 @@ def main() -> None:
         widgets.show_query(query)
     with right:
         prediction(state, query)
-    embed = f"{query.embed_ms:.0f} ms" if query.exclude_id is None else "0 ms (stored vector)"
+    embed = f"{query.embed_ms:.0f} ms" if query.image is not None else "0 ms (stored vector)"
     st.caption(f"Embedding: {embed} · search: {response.search_ms:.1f} ms · {state.n_indexed:,} images indexed")
     n = len(response.results)
     st.subheader(f"Top {n} neighbours" if n != 1 else "The nearest neighbour")
