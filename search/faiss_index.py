@@ -242,8 +242,10 @@ class FaissIndex:
                 time.sleep(0.02 * attempt)
             manifest = self._read_manifest()
             fresh = self._manifest is None or manifest.generation != self._manifest.generation
-            if fresh:
-                self._rows, self._applied, self._ann, self._ann_file = _Rows(self._info.dim), 0, None, None
+            if fresh:  # sized for every put listed, so loading a large store does not copy it as it grows
+                capacity = sum(e["records"] for e in manifest.segments)
+                self._rows, self._applied = _Rows(self._info.dim, capacity), 0
+                self._ann, self._ann_file = None, None
             try:
                 for entry in manifest.segments:
                     if entry["hi"] > self._applied:
