@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -39,6 +40,8 @@ from imgsearch.search.locking import StoreLock
 DATA_NAME = "data.npz"  # the single-file format of earlier releases: still read, migrated on the first write
 META_NAME = "store.json"
 FORMAT = "imgsearch-faiss-1"  # store.json's format (the identity file): unchanged since the single-file format
+log = logging.getLogger(__name__)
+
 MERGE_FANOUT = 8  # segments of one size tier merged together after a commit
 MAX_MERGE_RECORDS = 32_768  # no commit rewrites more (~160 MiB at 1280-d); `compact` (doctor) merges the rest
 COMPACT_SEGMENTS = 64  # `needs_compaction` above this many segments
@@ -360,7 +363,10 @@ class FaissIndex:
         if self._rows.dead > max(4096, len(self._rows.id_row) // 4):
             self._rows.repack()
         if ann_mod.needs_rebuild(self.index_type, len(self._rows.id_row), manifest.ann):
-            self._rebuild_ann()
+            try:
+                self._rebuild_ann()
+            except OSError as exc:  # the write itself is committed; exact search answers until a later write
+                log.warning("could not rebuild the FAISS mirror's approximate index in %s: %s", self.folder, exc)
 
     def _next_seq(self) -> int:
         return (self._manifest.last_seq if self._manifest is not None else 1) + 1
