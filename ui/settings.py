@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     def _known_backbone(cls, name: str) -> str:
         return check_name(name)
 
+    @field_validator("faiss_index")
+    @classmethod
+    def _known_faiss_index(cls, value: str) -> str:
+        from imgsearch.search.faiss_ann import check_setting
+
+        # Any backbone's width: 1920 divides by the sub-vector counts factory strings use (the store checks its own).
+        return check_setting(value, 1920)
+
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, name: str) -> str:
