@@ -62,16 +62,24 @@ def from_catalogue(Session: sessionmaker[Session]) -> str | None:
     return None
 
 
-def chosen_name(setting: str, data_dir: Path, Session: sessionmaker[Session]) -> str | None:
-    """The backbone to load for `setting`: the name itself unless `auto`; for `auto`, the data dir's recorded or
-    catalogued choice (recorded now if it was only catalogued); None when `auto` has yet to be resolved."""
+def chosen_name(setting: str, data_dir: Path, Session: sessionmaker[Session]) -> tuple[str | None, bool]:
+    """(the backbone to load for `setting`, whether a fresh resolution of `auto` may be recorded).
+
+    The name is the setting itself unless `auto`; for `auto`, the data dir's recorded or catalogued choice
+    (recorded now if it was only catalogued), or None when `auto` has yet to be resolved. A catalogue that cannot
+    be read (doctor --repair is about to rebuild it) gives None and no record: its runs may name another backbone.
+    """
     if setting != AUTO:
-        return setting
+        return setting, False
     record_ = recorded(data_dir)
     if record_ is not None:
-        return record_["name"]
-    name = from_catalogue(Session)
+        return record_["name"], False
+    try:
+        name = from_catalogue(Session)
+    except Exception as exc:  # a damaged or foreign database file: resolve for now, record nothing
+        log.warning("cannot read the catalogue's runs to pick the backbone (%s); resolving auto for now", exc)
+        return None, False
     if name is not None:
         record(data_dir, name, "auto: the backbone of this data dir's newest finished run")
         log.info("auto: this data dir was built with %s; recorded in %s", name, Path(data_dir) / RECORD)
-    return name
+    return name, name is None

@@ -64,9 +64,9 @@ class Context:
             s = self.settings
             # `auto` is resolved once per data dir and recorded (ui/backbone_choice.py): no download attempt per
             # start, and never a silent switch to another backbone than the one the stores were built with.
-            name = backbone_choice.chosen_name(s.backbone, s.data_dir, self.Session)
+            name, may_record = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
             network = load_backbone(name or s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
-            if name is None:
+            if may_record:
                 backbone_choice.record(s.data_dir, network.name, "auto: resolved on first use of this data dir")
             if s.precision == "fp32":
                 self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)

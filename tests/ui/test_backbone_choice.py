@@ -41,10 +41,10 @@ def test_a_data_dir_with_runs_keeps_its_backbone(tmp_path, build_calls, backbone
     with Session.begin() as s:
         run = repo.start_run(s, "train", "efficientnet_lite0", 1280, "ab" * 32)
         repo.finish_run(s, run, "ok")
-    assert backbone_choice.chosen_name("auto", settings.data_dir, Session) == "efficientnet_lite0"
+    assert backbone_choice.chosen_name("auto", settings.data_dir, Session) == ("efficientnet_lite0", False)
     assert backbone_choice.recorded(settings.data_dir)["name"] == "efficientnet_lite0"
     # An explicit setting is always obeyed, and does not change the record.
-    assert backbone_choice.chosen_name("tiny", settings.data_dir, Session) == "tiny"
+    assert backbone_choice.chosen_name("tiny", settings.data_dir, Session) == ("tiny", False)
     assert backbone_choice.recorded(settings.data_dir)["name"] == "efficientnet_lite0"
 
 
@@ -53,3 +53,11 @@ def test_a_damaged_or_unknown_record_is_ignored(tmp_path):
     assert backbone_choice.recorded(tmp_path) is None
     (tmp_path / backbone_choice.RECORD).write_text(json.dumps({"name": "vgg99"}))
     assert backbone_choice.recorded(tmp_path) is None
+
+
+def test_an_unreadable_catalogue_resolves_auto_without_recording(tmp_path):
+    def broken():
+        raise RuntimeError("database disk image is malformed")
+
+    assert backbone_choice.chosen_name("auto", tmp_path, broken) == (None, False)
+    assert not (tmp_path / backbone_choice.RECORD).exists()
