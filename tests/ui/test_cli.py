@@ -98,3 +98,11 @@ def test_unchanged_rerun_reuses_results_and_force_refits(tiny_dataset, tmp_path)
     changed = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--k", "4", "--data-dir",
                                   str(tmp_path / "d")])
     assert changed.exit_code == 0 and "nothing changed" not in changed.output
+
+
+def test_a_faiss_index_faiss_cannot_build_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from tests.conftest import run_cli
+
+    code, out = run_cli(["doctor"], tmp_path / "data", capsys, monkeypatch, IMGSEARCH_FAISS_INDEX="IVFx,SQ8")
+    assert code == 2 and "IMGSEARCH_FAISS_INDEX='IVFx,SQ8' is not a FAISS index factory string" in out, out
+    assert "IMGSEARCH_* settings" in out
