@@ -110,6 +110,9 @@ def _export(backbone: Backbone, path: Path) -> None:
 
     x = torch.from_numpy(sample_batch(backbone, 2, seed=0))
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter's optimiser logs every pass at INFO, hundreds of lines in a CLI that logs INFO: keep it quiet.
+    for name in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
         out = Path(tmp) / "model.onnx"
         try:

@@ -98,3 +98,10 @@ def test_lite0_runs_on_onnx_by_default_with_torchs_features(lite0, tmp_path):
 
     images = [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg"))]
     assert ob.min_cosine(onnx.embed_images(images), lite0.embed_images(images)) >= ob.MIN_COSINE
+
+
+def test_the_export_does_not_flood_an_info_log(backbone, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        with_runtime(backbone, "onnx", tmp_path)
+    chatter = [r for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir", "torch.onnx"))]
+    assert chatter == []
