@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgsearch.models.backbones import check_name
@@ -77,19 +77,13 @@ class Settings(BaseSettings):
         # Any backbone's width: 1920 divides by the sub-vector counts factory strings use (the store checks its own).
         return check_setting(value, 1920)
 
-    @field_validator("runtime")
+    @field_validator("runtime", "precision")
     @classmethod
-    def _known_runtime(cls, name: str) -> str:
-        if name not in RUNTIMES:
-            raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
-        return name
-
-    @field_validator("precision")
-    @classmethod
-    def _known_precision(cls, name: str) -> str:
-        if name not in PRECISIONS:
-            raise ValueError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
-        return name
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = {"runtime": RUNTIMES, "precision": PRECISIONS}[info.field_name]
+        if value not in choices:
+            raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
+        return value
 
     @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
     @classmethod
