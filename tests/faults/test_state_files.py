@@ -131,7 +131,7 @@ def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, mon
         assert code == 0, out
         code, out = run_cli(["doctor"], data_dir, capsys, monkeypatch, IMGSEARCH_K_CLUSTERS="3")
         assert code == 0 and "all three stores agree" in out, out
-        assert f"SQLite: {N_IMAGES} indexed images" in out, out
+        assert f"catalogue: {N_IMAGES} indexed images" in out, out
         assert f"Qdrant: {N_IMAGES} points; FAISS mirror: {N_IMAGES} vectors" in out, out
         outcome = "repaired"
     RESULTS[(state.name, how, command)] = outcome
