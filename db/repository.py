@@ -274,7 +274,9 @@ def labelled_images(session: Session) -> list[tuple[int, str, str]]:
 
 def update_images(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """Bulk update by primary key: ``[{"id": 3, "predicted_label": "cat", "kmeans_cluster": 7}, ...]``."""
-    rows = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    # By id: every writer then locks rows in the same order, so two processes updating overlapping images (near-
+    # duplicates across their batches) wait for each other instead of deadlocking on PostgreSQL.
+    rows = sorted(({name: _plain(value) for name, value in row.items()} for row in rows), key=lambda row: row["id"])
     if rows:
         session.execute(update(Image), rows)
 
