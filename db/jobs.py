@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, false, or_, select, update
+from sqlalchemy import case, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db import leases
@@ -40,14 +40,21 @@ def enqueue_job(
     return job
 
 
-def _lock_queue(session: Session) -> None:
+QUEUE_LOCK_KEY = 0x696D6773  # PostgreSQL advisory lock: "imgs"
+
+
+def _lock_queue(session: Session, whole: bool = False) -> None:
     """Make the claim that follows atomic. SQLite: take the database's write lock now, before the first read
     (an UPDATE of no row does; what follows is an immediate transaction), so no other process changes the
-    queue between our read and our write. PostgreSQL locks the rows it reads instead: FOR UPDATE SKIP LOCKED
-    below, so two workers never wait for each other and never take the same job."""
-    if session.get_bind().dialect.name == "sqlite":
+    queue between our read and our write. PostgreSQL locks the rows it reads instead (FOR UPDATE SKIP LOCKED,
+    so two workers never wait for each other and never take the same job); with `whole`, for a check of rows
+    that do not exist yet, the queue is locked as one, until the transaction ends."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
         session.execute(update(Job).where(false()).values(status=Job.status)
                         .execution_options(synchronize_session=False))
+    elif whole and dialect == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(QUEUE_LOCK_KEY)))
 
 
 def expire_leases(session: Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, now: datetime | None = None) -> int:
@@ -83,6 +90,14 @@ def _take(session: Session, job_id: int, holder: str, lease_s: float, now: datet
         .execution_options(synchronize_session=False)
     )
     return session.get(Job, job_id, populate_existing=True) if claimed.rowcount == 1 else None
+
+
+def enqueue_once(session: Session, folder: str, options: Mapping[str, Any] | None = None) -> Job | None:
+    """Queue an ingest of `folder` unless a job for it exists already (two workers watching one inbox)."""
+    _lock_queue(session, whole=True)
+    if session.scalar(select(Job.id).where(Job.folder == str(folder)).limit(1)) is not None:
+        return None
+    return enqueue_job(session, folder, options)
 
 
 def claim_next_job(

@@ -24,7 +24,7 @@ def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
         job_id = jobs.enqueue_job(s, str(tiny_dataset), {"labels_from_folders": True}).id
     inbox = tmp_path / "inbox"
     write_dataset(inbox / "batch1", per_class=1, seed=5)
-    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox)
+    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, inbox_settle_s=0)  # settling: its own test
     assert worker.scan_inbox() == 1 and worker.scan_inbox() == 0  # each inbox folder is queued once
     worker.run(once=True)
     with ctx.Session() as s:
