@@ -22,6 +22,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from tests.conftest import CLASS_STYLES, TEST_BACKBONE, make_image
+from tests.databases import database_env
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ def test_workers_share_the_queue_and_a_killed_workers_job_is_retried_after_its_l
     ids = _queue(ctx, root)
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
                IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="1",
-               IMGSEARCH_LEASE_S=str(LEASE_S))
+               IMGSEARCH_LEASE_S=str(LEASE_S), **database_env(data_dir))
     logs = [open(tmp_path / f"worker{n}.log", "wb") for n in range(3)]  # a pipe nobody reads would block them
     procs = [subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "worker", "--poll", "0.2"], env=env,
                               stdout=log, stderr=subprocess.STDOUT) for log in logs]
