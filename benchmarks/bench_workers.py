@@ -27,7 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import select  # noqa: E402
+
 from imgsearch.db import jobs  # noqa: E402
+from imgsearch.db.models import Run  # noqa: E402
 from imgsearch.ui.context import open_database  # noqa: E402
 from imgsearch.ui.settings import Settings  # noqa: E402
 
@@ -92,8 +95,10 @@ def main() -> None:
         warm = root / "warm-data"
         subprocess.run([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(warm_folder), "--data-dir", str(warm)],
                        env=env, check=True, capture_output=True)
+        with open_database(Settings(data_dir=warm))() as s:  # what `auto` resolved to, if it was asked for
+            backbone = s.scalars(select(Run.backbone).order_by(Run.id.desc()).limit(1)).first()
         print(f"{len(folders)} jobs x {args.per_class} images from {args.data}; {os.cpu_count()} cores; backbone "
-              f"{env.get('IMGSEARCH_BACKBONE', 'default (auto)')}")
+              f"{backbone} ({env.get('IMGSEARCH_BACKBONE', 'the default, auto')})")
         results = {}
         for n in args.workers:
             data_dir = root / f"data-{n}"
