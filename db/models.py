@@ -149,6 +149,10 @@ class Run(Base):
     n_failed: Mapped[int] = mapped_column(default=0)
     n_duplicates: Mapped[int] = mapped_column(default=0)
     message: Mapped[str | None] = mapped_column(Text)
+    # Lease (migration 0005): while 'running', the process `worker_id` renews lease_expires_at; once it has
+    # passed, the run's process is gone (whatever its host) and its open journal batches are replayed.
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
 
     metrics: Mapped[list[Metric]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="Metric.id"
@@ -237,7 +241,16 @@ class Job(Base):
     n_done: Mapped[int] = mapped_column(default=0)
     n_skipped: Mapped[int] = mapped_column(default=0)
     n_failed: Mapped[int] = mapped_column(default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed; while queued or done, why it was retried
+    # Lease (migration 0005): a 'running' job belongs to `worker_id` until lease_expires_at; its heartbeats
+    # move that on. An expired lease puts the job back in the queue (or fails it after `attempts` claims).
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A job put back after a transient error (store busy, database connection lost) waits until not_before.
+    deferrals: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, folder={self.folder!r}, status={self.status!r})"

@@ -6,7 +6,9 @@ Order of writes for each batch (the invariant `imgsearch doctor` checks):
 3. vectors + payloads upserted into Qdrant, then FAISS (both idempotent);
 4. the journal row closed and the images marked 'indexed' in one transaction.
 A crash before 2 leaves pending images that the next run embeds (features are cached); a crash between 2 and 4
-leaves an open journal row that the next run replays. Nothing is written to a vector store without a journal row.
+leaves an open journal row that the next run replays once the crashed run's lease has expired (db/leases.py: on
+any host, whatever became of the process's pid or host name). Nothing is written to a vector store without a
+journal row.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from imgsearch.db import jobs
+from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
-from imgsearch.db.models import Image
+from imgsearch.db.models import Image, utcnow
 from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.curation import annotate_batch
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.leases import keep_run
 from imgsearch.ingest.progress import ReportingBar
 from imgsearch.ingest.scan import found_path, scan_folder
 from imgsearch.models.backbones import Backbone
@@ -53,6 +57,7 @@ class IngestOptions:
     store_batch: int = 256  # images per journalled write; smaller = less to replay, more commits
     confine_to: tuple[str, ...] | None = None  # files must really lie in these folders (the app's allowed roots)
     root_label: str | None = None  # with labels_from_folders: the label of files directly in the folder
+    lease_s: float = leases.DEFAULT_LEASE_S  # the run's lease: how long after a crash its batches are replayed
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -142,19 +147,33 @@ def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]
 
 
 def close_dead_runs(Session: sessionmaker[Session]) -> int:
-    """Mark runs whose process died (kill -9, power loss) as 'interrupted' instead of 'running' forever."""
-    host = socket.gethostname()
-    me = process_marker()
+    """Mark runs whose process died (kill -9, power loss, a container gone) 'interrupted' instead of 'running'
+    forever: those whose lease expired, whatever host they ran on. Their open journal batches are then
+    replayed by `recover`. Runs from before leases (no lease recorded) are judged by their pid, on their host.
+    """
+    now = utcnow()
     closed = 0
     with Session.begin() as s:
-        for run in repo.list_runs(s):
-            params = run.params or {}
-            if run.outcome != "running" or params.get("host") != host or "pid" not in params:
+        for run in s.scalars(select(repo.Run).where(repo.Run.outcome == "running").order_by(repo.Run.id)):
+            if run.lease_expires_at is not None:
+                if not leases.expired(run.lease_expires_at, now):
+                    continue
+                message = (f"its process ({run.worker_id}) stopped renewing its lease, which expired at "
+                           f"{run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC")
+            elif not _dead_before_leases(run.params or {}):
                 continue
-            if params.get("proc") != me["proc"] and not is_alive(params):
-                repo.finish_run(s, run, "interrupted", message="the process died before finishing this run")
-                closed += 1
+            else:
+                message = "the process died before finishing this run"
+            repo.finish_run(s, run, "interrupted", message=message)
+            closed += 1
     return closed
+
+
+def _dead_before_leases(params: Mapping[str, Any]) -> bool:
+    # Only on the host that ran it can a pid be checked; elsewhere such a run stays until `doctor` on that host.
+    if params.get("host") != socket.gethostname() or "pid" not in params:
+        return False
+    return params.get("proc") != process_marker()["proc"] and not is_alive(params)
 
 
 def recover(
@@ -162,7 +181,7 @@ def recover(
 ) -> int:
     """Replay journal rows left open by crashed runs of this backbone. Returns how many images were replayed.
 
-    Batches of runs still going (another process writing right now) are theirs to finish, not ours.
+    Batches of runs still going (another process writing right now, its lease alive) are theirs to finish.
     """
     close_dead_runs(Session)
     backbone = stores.qdrant.info.name
@@ -207,6 +226,7 @@ def ingest_folder(
     """Scan `folder`, catalogue what is new, embed it, predict, and write every store in journalled batches."""
     opts = options or IngestOptions()
     folder = Path(folder).expanduser()
+    holder = leases.worker_id()
     if run_id is None:
         with Session.begin() as s:
             run_id = repo.start_run(
@@ -218,6 +238,28 @@ def ingest_folder(
                 params={**vars(opts), **process_marker()},
                 dataset_path=str(folder),
             ).id
+            leases.hold_run(s, run_id, holder, opts.lease_s)
+    else:
+        with Session.begin() as s:
+            leases.hold_run(s, run_id, holder, opts.lease_s)
+    with keep_run(Session, run_id, holder, opts.lease_s):
+        return _ingest_run(folder, run_id, Session, backbone, cache, stores, trained, opts, progress, on_progress,
+                           should_stop)
+
+
+def _ingest_run(
+    folder: Path,
+    run_id: int,
+    Session: sessionmaker[Session],
+    backbone: Backbone,
+    cache: FeatureCache,
+    stores: Stores,
+    trained: TrainedModels | None,
+    opts: IngestOptions,
+    progress: bool,
+    on_progress: ProgressFn | None,
+    should_stop: Callable[[], bool] | None,
+) -> IngestReport:
     report = IngestReport(run_id=run_id, folder=str(folder))
     bar = None
     try:

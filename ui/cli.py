@@ -423,7 +423,8 @@ def worker_cmd(
 
     ctx = _context("worker", data_dir=data_dir)
     worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, poll_s=poll, on_stop=ctx.close,
-                    heartbeat=Heartbeat(ctx.settings.data_dir, "worker"))
+                    heartbeat=Heartbeat(ctx.settings.data_dir, "worker"), lease_s=ctx.settings.lease_s,
+                    max_attempts=ctx.settings.job_max_attempts, inbox_settle_s=ctx.settings.inbox_settle_s)
     worker.install_signal_handlers()
     worker.run(once=once)
 
@@ -540,8 +541,8 @@ def run() -> None:
         sys.exit(2)
 
 
-# The curation commands (duplicates, suspects, relabel) live in their own module; importing it registers them.
-from imgsearch.ui import curation_commands  # noqa: E402,F401
+# The curation commands (duplicates, suspects, relabel) and `jobs` live in their own modules; importing registers them.
+from imgsearch.ui import curation_commands, job_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     run()

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         "whenever it listens beyond this machine."
     )
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest upload the HTTP API accepts.")
+    lease_s: float = Field(
+        60.0, gt=0, description="Seconds a job or run stays a process's without a heartbeat (renewed every quarter "
+        "of it); a worker that dies is noticed, and its job retried by another, this long after."
+    )
+    job_max_attempts: int = Field(3, ge=1, description="Claims of a job whose worker dies before it is failed.")
+    inbox_settle_s: float = Field(
+        5.0, ge=0, description="An inbox folder is queued once its files stopped changing for this long."
+    )
 
     @field_validator("backbone")
     @classmethod

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from imgsearch.db import leases
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.leases import keep_run
 from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_folder, refresh_payloads
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
@@ -239,10 +241,12 @@ def run_training(
     with ctx.Session.begin() as s:
         run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
                                 str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
+        leases.hold_run(s, run_id, leases.worker_id(), settings.lease_s)
     t_fit = time.perf_counter()
     try:
-        result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
-                                   settings.val_fraction, settings.seed, started=t0)
+        with keep_run(ctx.Session, run_id, leases.worker_id(), settings.lease_s):
+            result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
+                                       settings.val_fraction, settings.seed, started=t0)
     except BaseException as exc:
         with ctx.Session.begin() as s:
             run = s.get(repo.Run, run_id)

@@ -45,3 +45,30 @@ def test_0004_adds_empty_curation_columns_and_keeps_images(db_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT path FROM images")).scalar() == "/p/a.jpg"
     engine.dispose()
+
+
+def test_0005_adds_leases_and_a_job_left_running_before_them_goes_back_to_the_queue(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0004")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO jobs (kind, folder, status, created_at, n_total, n_done, n_skipped, "
+                                "n_failed) VALUES ('ingest', '/photos/a', 'running', '2026-01-01 00:00:00', "
+                                "9, 3, 0, 0)"))
+        connection.execute(text("INSERT INTO runs (kind, started_at, outcome, n_images, n_skipped, n_failed, "
+                                "n_duplicates) VALUES ('ingest', '2026-01-01 00:00:00', 'ok', 3, 0, 0, 0)"))
+    init_db(engine)
+    Session = session_factory(engine)
+    with Session() as s:
+        (job,) = jobs.list_jobs(s)
+        assert (job.status, job.n_done, job.attempts, job.deferrals, job.worker_id, job.lease_expires_at) == (
+            "running", 3, 0, 0, None, None)
+    with Session.begin() as s:  # no lease: whoever wrote it is from before leases; the next claim retries it
+        job = jobs.claim_next_job(s, "new:1:aa")
+        assert (job.folder, job.worker_id, job.attempts) == ("/photos/a", "new:1:aa", 1) and "no lease" in job.error
+    with migration_connection(engine) as connection:  # and back down, keeping the rows
+        command.downgrade(alembic_config(connection), "0004")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT folder, status FROM jobs")).one() == ("/photos/a", "running")
+        assert connection.execute(text("SELECT outcome FROM runs")).scalar() == "ok"
+    engine.dispose()

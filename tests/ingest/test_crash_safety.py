@@ -23,12 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 N_IMAGES, STORE_BATCH = 60, 3  # 20 journalled batches: the four kills together reach at most ~10 of them
+LEASE_S = 1.0  # a killed run is known dead once its lease has expired, this long after its last renewal
 
 
 def _start(data_dir, folder):
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
                IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="3",
-               **databases.database_env(data_dir))
+               IMGSEARCH_LEASE_S=str(LEASE_S), **databases.database_env(data_dir))
     return subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(folder)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -96,6 +97,7 @@ def test_sigkill_at_several_points_then_rerun_leaves_consistent_stores(tmp_path,
     assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome IN ('running', 'interrupted')") == len(kill_points)
     assert _count(db, "SELECT COUNT(*) FROM runs WHERE outcome = 'ok'") == 0
     assert 0 < _count(db, "SELECT COUNT(*) FROM images WHERE status = 'indexed'") < N_IMAGES
+    time.sleep(LEASE_S + 0.5)  # liveness is the lease, never the pid: the rerun closes the runs once it expired
     final = _start(data_dir, folder)
     out, _ = final.communicate(timeout=300)
     assert final.returncode == 0, out.decode()

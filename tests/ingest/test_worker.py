@@ -9,9 +9,11 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import update
 
 from imgsearch.db import jobs
-from imgsearch.ingest.worker import Worker
+from imgsearch.db.models import Job, utcnow
+from imgsearch.ingest.worker import JobResult, Worker
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.jobs import job_handlers
@@ -25,7 +27,7 @@ def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
         job_id = jobs.enqueue_job(s, str(tiny_dataset), {"labels_from_folders": True}).id
     inbox = tmp_path / "inbox"
     write_dataset(inbox / "batch1", per_class=1, seed=5)
-    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox)
+    worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, inbox_settle_s=0)  # settling: its own test
     assert worker.scan_inbox() == 1 and worker.scan_inbox() == 0  # each inbox folder is queued once
     worker.run(once=True)
     with ctx.Session() as s:
@@ -100,3 +102,123 @@ def test_sigterm_finishes_the_batch_in_hand_and_requeues_the_rest(tmp_path, back
     report = doctor.check(ctx.Session, ctx.stores)
     assert report.consistent and report.n_indexed == report.n_qdrant == report.n_faiss == total
     ctx.close()
+
+
+# --- leases, transient errors, the inbox ------------------------------------------------------------------
+
+
+def _enqueue(ctx, *folders) -> list[int]:
+    with ctx.Session.begin() as s:
+        return [jobs.enqueue_job(s, f, {}).id for f in folders]
+
+
+def _jobs(ctx) -> dict[int, Job]:
+    with ctx.Session() as s:
+        return {j.id: j for j in jobs.list_jobs(s)}
+
+
+def test_a_busy_store_or_a_lost_connection_requeues_with_back_off_other_errors_fail(ctx):
+    from sqlalchemy.exc import OperationalError
+
+    from imgsearch.search.index import StoreBusyError
+
+    errors = {
+        "/busy": StoreBusyError("Qdrant Edge store held by ingest pid 7"),
+        "/dropped": OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"),
+                                     connection_invalidated=True),
+        "/bad": ValueError("not a folder"),
+    }
+
+    def handler(job, should_stop, on_progress):
+        raise errors[job.folder]
+
+    busy, dropped, bad = _enqueue(ctx, *errors)
+    Worker(ctx.Session, {"ingest": handler}).run(once=True)
+    after = _jobs(ctx)
+    for job_id, name in ((busy, "StoreBusyError"), (dropped, "OperationalError")):
+        job = after[job_id]
+        assert (job.status, job.attempts, job.deferrals, job.worker_id) == ("queued", 0, 1, None), job.error
+        assert job.error.startswith(name) and job.error.endswith("(retry in 5 s)")
+        assert 3 < (job.not_before - utcnow()).total_seconds() <= 5  # BACKOFF_S, then doubling
+    assert (after[bad].status, after[bad].error) == ("failed", "ValueError: not a folder")
+    # Backing off: not due yet, so a second pass runs nothing; the back-off doubles on the next deferral.
+    calls = []
+    Worker(ctx.Session, {"ingest": lambda *a: calls.append(a)}).run(once=True)
+    assert calls == []
+    from imgsearch.ingest.worker import backoff_s
+
+    assert [backoff_s(n) for n in (0, 1, 2, 10)] == [5.0, 10.0, 20.0, 300.0]
+
+
+def test_only_busy_sqlite_errors_count_as_transient():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from imgsearch.ingest.worker import is_transient
+
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorname = "SQLITE_BUSY"
+    missing = sqlite3.OperationalError("no such table: jobs")
+    missing.sqlite_errorname = "SQLITE_ERROR"
+    assert is_transient(OperationalError("UPDATE jobs", {}, locked))
+    assert not is_transient(OperationalError("SELECT", {}, missing))
+    assert not is_transient(ValueError("x"))
+    try:  # wrapped by the handler: the cause counts
+        try:
+            raise OperationalError("UPDATE jobs", {}, locked)
+        except OperationalError as exc:
+            raise RuntimeError("ingest failed") from exc
+    except RuntimeError as wrapped:
+        assert is_transient(wrapped)
+
+
+def test_a_worker_that_lost_its_lease_stops_and_records_nothing(ctx):
+    (job_id,) = _enqueue(ctx, "/photos")
+    seen = {}
+
+    def handler(job, should_stop, on_progress):
+        with ctx.Session.begin() as s:  # it stalled past its lease; another worker took the job over
+            s.execute(update(Job).where(Job.id == job.id).values(worker_id="other:1:ff"))
+        deadline = time.monotonic() + 10
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen["stopped"] = should_stop()
+        on_progress({"total": 10, "done": 10, "skipped": 0})
+        return JobResult(run_id=None, interrupted=True)
+
+    Worker(ctx.Session, {"ingest": handler}, lease_s=0.4).run(once=True)
+    job = _jobs(ctx)[job_id]
+    assert seen == {"stopped": True}  # told to stop once a renewal found the job gone
+    assert (job.status, job.worker_id, job.n_done) == ("running", "other:1:ff", 0)  # the new holder's, untouched
+
+
+def test_a_job_longer_than_its_lease_keeps_it(ctx):
+    (job_id,) = _enqueue(ctx, "/photos")
+    expiries = []
+
+    def handler(job, should_stop, on_progress):
+        for _ in range(6):  # 1.2 s: three leases long
+            time.sleep(0.2)
+            with ctx.Session() as s:
+                expiries.append(s.get(jobs.Job, job.id).lease_expires_at)
+        assert not should_stop()
+        return JobResult()
+
+    Worker(ctx.Session, {"ingest": handler}, lease_s=0.4).run(once=True)
+    assert _jobs(ctx)[job_id].status == "done" and _jobs(ctx)[job_id].attempts == 1
+    assert len(set(expiries)) >= 3 and expiries == sorted(expiries)
+
+
+def test_an_inbox_folder_is_queued_once_its_files_stopped_changing(ctx, tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "empty").mkdir(parents=True)
+    write_dataset(inbox / "copying", per_class=1, seed=1)
+    worker = Worker(ctx.Session, {}, inbox=inbox, inbox_settle_s=0.3)
+    assert worker.scan_inbox() == 0  # first seen: not yet
+    time.sleep(0.35)
+    write_dataset(inbox / "copying", per_class=2, seed=2)  # the copy goes on
+    assert worker.scan_inbox() == 0
+    time.sleep(0.35)
+    assert worker.scan_inbox() == 1  # unchanged for the settle time
+    assert [j.folder for j in _jobs(ctx).values()] == [str(inbox / "copying")]  # an empty folder waits for files

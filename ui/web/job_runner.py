@@ -25,12 +25,14 @@ class AppJobRunner:
 
     def __init__(self, ctx: Context):
         self.heartbeat = Heartbeat(ctx.settings.data_dir, "app")
-        self.worker = Worker(ctx.Session, job_handlers(ctx), heartbeat=self.heartbeat)
+        self.worker = Worker(ctx.Session, job_handlers(ctx), heartbeat=self.heartbeat, lease_s=ctx.settings.lease_s,
+                             max_attempts=ctx.settings.job_max_attempts)
         self._queue: queue.Queue[int] = queue.Queue()
         self._waiting: set[int] = set()
         self._lock = threading.Lock()
         # A daemon thread: stopping the app must not wait for an ingest to finish. A job cut short that way is
-        # left 'running'; its run is closed as dead and the job re-queued by the next ingest or worker.
+        # left 'running' until its lease expires; then its run is closed as dead and the job re-queued by the
+        # next claim.
         self._thread = threading.Thread(target=self._loop, name="imgsearch-app-jobs", daemon=True)
         self._thread.start()
 

@@ -22,11 +22,41 @@ class JobView:
     finished_at: datetime | None
     run_id: int | None
     error: str | None
+    worker_id: str | None = None
+    attempts: int = 0
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    not_before: datetime | None = None
 
     @classmethod
     def of(cls, job) -> JobView:
         return cls(job.id, job.kind, job.folder or "", job.status, job.n_done, job.n_total, job.n_skipped,
-                   job.started_at, job.finished_at, job.run_id, job.error)
+                   job.started_at, job.finished_at, job.run_id, job.error, job.worker_id, job.attempts,
+                   job.lease_expires_at, job.heartbeat_at, job.not_before)
+
+    def lease_lapsed_s(self, now: datetime) -> float | None:
+        """Seconds since a running job's lease expired (its worker died or hangs); None while it is held."""
+        if self.status != "running" or self.lease_expires_at is None or self.lease_expires_at >= now:
+            return None
+        return (now - self.lease_expires_at).total_seconds()
+
+    def waits_s(self, now: datetime) -> float | None:
+        """Seconds a queued job still waits (its back-off after a transient error); None when it is due."""
+        if self.status != "queued" or self.not_before is None or self.not_before <= now:
+            return None
+        return (self.not_before - now).total_seconds()
+
+    def state(self, now: datetime | None = None) -> str:
+        """The status with what qualifies it: a lapsed lease, a back-off, a retry."""
+        now = now or datetime.now(UTC)
+        lapsed, waits = self.lease_lapsed_s(now), self.waits_s(now)
+        if lapsed is not None:
+            return f"running, lease expired {duration(lapsed)} ago (its worker is gone; the next claim retries it)"
+        if waits is not None:
+            return f"queued, retry in {duration(waits)}"
+        if self.status == "queued" and self.attempts:
+            return f"queued, attempt {self.attempts + 1} next"
+        return self.status
 
     @property
     def active(self) -> bool:
@@ -55,7 +85,9 @@ def progress(job: JobView, now: datetime | None = None) -> tuple[float | None, s
     now = now or datetime.now(UTC)
     head = f"Job {job.id} · {job.what}"
     if job.status == "queued":
-        return None, f"{head}: queued"
+        return None, f"{head}: {job.state(now)}" + (f" ({job.error})" if job.error else "")
+    if job.status == "running" and job.lease_lapsed_s(now) is not None:
+        return None, f"{head}: {job.n_done:,} of {job.n_total:,} images; {job.state(now)}"
     if job.status == "running":
         if job.n_total == 0:
             return 0.0, f"{head}: scanning the folder…" if job.kind == "ingest" else f"{head}: running"
@@ -73,6 +105,16 @@ def progress(job: JobView, now: datetime | None = None) -> tuple[float | None, s
     if job.status == "failed":
         return None, f"{head}: failed — {job.error or 'no message'}"
     return None, f"{head}: {job.status}"
+
+
+def job_row(job: JobView, now: datetime | None = None) -> dict:
+    """One job as `imgsearch jobs --json` and the Ingest page's table show it."""
+    now = now or datetime.now(UTC)
+    beat = job.heartbeat_at if job.status == "running" else None
+    return {"id": job.id, "kind": job.kind, "folder": job.folder or "(catalogue)", "state": job.state(now),
+            "worker": job.worker_id, "done": job.n_done, "total": job.n_total, "skipped": job.n_skipped,
+            "attempts": job.attempts, "run": job.run_id, "error": job.error,
+            "heartbeat_s_ago": None if beat is None else round((now - beat).total_seconds(), 1)}
 
 
 def worker_status(workers: list[Beat], n_queued: int) -> tuple[bool, str]:

@@ -157,9 +157,7 @@ def jobs_section(state: resources.AppState, rows: list[JobView]) -> None:
                        help="Run it here in the app, in the background, instead of waiting for a worker."):
             resources.job_runner(state.key).submit(job.id)
             st.rerun()
-    table = pd.DataFrame([{"id": j.id, "kind": j.kind, "folder": j.folder or "(catalogue)", "status": j.status,
-                           "done": j.n_done, "total": j.n_total, "skipped": j.n_skipped, "run": j.run_id,
-                           "error": j.error} for j in rows])
+    table = pd.DataFrame([job_status.job_row(j) for j in rows])  # the same columns as `imgsearch jobs`
     st.dataframe(table, hide_index=True)
 
 

@@ -1,0 +1,39 @@
+"""Job lines and rows with leases: who holds a job, a lease that lapsed, a back-off, a retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from imgsearch.ui.web import job_status
+from imgsearch.ui.web.job_status import JobView
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def _job(status: str, **kw) -> JobView:
+    base = dict(id=7, kind="ingest", folder="/photos/birds", status=status, n_done=30, n_total=90, n_skipped=2,
+                started_at=NOW - timedelta(seconds=30), finished_at=None, run_id=4, error=None)
+    return JobView(**{**base, **kw})
+
+
+def test_a_held_job_shows_its_worker_and_heartbeat():
+    job = _job("running", worker_id="h1:42:ab12cd", attempts=1, lease_expires_at=NOW + timedelta(seconds=50),
+               heartbeat_at=NOW - timedelta(seconds=10))
+    row = job_status.job_row(job, NOW)
+    assert row == {"id": 7, "kind": "ingest", "folder": "/photos/birds", "state": "running", "worker": "h1:42:ab12cd",
+                   "done": 30, "total": 90, "skipped": 2, "attempts": 1, "run": 4, "error": None,
+                   "heartbeat_s_ago": 10.0}
+    assert job_status.progress(job, NOW)[1].startswith("Job 7 · ingest of birds: 30 of 90 images · 1.0 img/s")
+
+
+def test_a_lapsed_lease_a_back_off_and_a_retry_are_said():
+    lapsed = _job("running", worker_id="h1:42:ab12cd", lease_expires_at=NOW - timedelta(seconds=75))
+    assert lapsed.state(NOW).startswith("running, lease expired 1 min 15 s ago")
+    frac, line = job_status.progress(lapsed, NOW)
+    assert frac is None and "30 of 90 images; running, lease expired" in line
+    waiting = _job("queued", attempts=0, not_before=NOW + timedelta(seconds=20), error="StoreBusyError: held")
+    assert job_status.progress(waiting, NOW)[1] == (
+        "Job 7 · ingest of birds: queued, retry in 20 s (StoreBusyError: held)")
+    retry = _job("queued", attempts=1, error="attempt 1 of 3: the lease of worker h1:42:ab12cd expired")
+    assert job_status.job_row(retry, NOW)["state"] == "queued, attempt 2 next"
+    assert job_status.job_row(_job("done", attempts=2), NOW)["heartbeat_s_ago"] is None
