@@ -300,6 +300,8 @@ def search_cmd(
             how = "FAISS neighbours, class-aware"
         else:
             response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+        if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
+            how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
         if trained is not None:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
@@ -528,7 +530,8 @@ def run() -> None:
 
 
 # The curation commands (duplicates, suspects, relabel) live in their own module; importing it registers them.
-from imgsearch.ui import curation_commands  # noqa: E402,F401
+# So do backup / restore and `mirror sync` (ui/backup_commands.py, ui/mirror_commands.py).
+from imgsearch.ui import backup_commands, curation_commands, mirror_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     run()
