@@ -25,10 +25,16 @@ from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
+from tests.databases import database_env, on_postgresql
 
 pytestmark = pytest.mark.slow  # one trained collection for the module (seconds)
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _catalogue_file() -> str:
+    """SQLite's online backup, or pg_dump's archive on the PostgreSQL pass."""
+    return "catalogue.pgdump" if on_postgresql() else "catalogue.sqlite"
 
 
 def _settings(data_dir: Path, **kw) -> Settings:
@@ -94,7 +100,8 @@ def test_a_killed_backup_is_refused_on_restore(collection, tmp_path, capsys, mon
         f"sys.argv = ['imgsearch', 'backup', {str(tmp_path / 'bk')!r}, '--data-dir', {str(collection)!r}]\n"
         "run()\n"
     )
-    env = {**os.environ, "IMGSEARCH_BACKBONE": TEST_BACKBONE, "IMGSEARCH_NUM_WORKERS": "0"}
+    env = {**os.environ, "IMGSEARCH_BACKBONE": TEST_BACKBONE, "IMGSEARCH_NUM_WORKERS": "0",
+           **database_env(collection)}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -107,7 +114,7 @@ def test_a_killed_backup_is_refused_on_restore(collection, tmp_path, capsys, mon
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert (tmp_path / "bk" / "catalogue.sqlite").exists()  # much was written, but no manifest
+    assert (tmp_path / "bk" / _catalogue_file()).exists()  # much was written, but no manifest
     code, out = run_cli(["restore", str(tmp_path / "bk")], tmp_path / "restored", capsys, monkeypatch)
     assert code == 2 and "is not a complete backup" in out and "interrupted" in out, out
     assert not (tmp_path / "restored").exists()  # nothing was restored
@@ -137,14 +144,14 @@ def made(collection, tmp_path) -> Path:
 
 
 def test_a_damaged_or_changed_backup_is_refused(made, tmp_path):
-    catalogue = made / "catalogue.sqlite"
+    catalogue = made / _catalogue_file()
     data = bytearray(catalogue.read_bytes())
     data[len(data) // 2] ^= 0xFF
     catalogue.write_bytes(bytes(data))
-    with pytest.raises(BackupError, match="catalogue.sqlite does not match its checksum"):
+    with pytest.raises(BackupError, match=f"{catalogue.name} does not match its checksum"):
         restore(_settings(tmp_path / "restored"), made, _identity())
     catalogue.unlink()
-    with pytest.raises(BackupError, match="incomplete.*catalogue.sqlite"):
+    with pytest.raises(BackupError, match=f"incomplete.*{catalogue.name}"):
         restore(_settings(tmp_path / "restored"), made, _identity())
     assert not (tmp_path / "restored").exists()
 
