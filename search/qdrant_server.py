@@ -194,9 +194,16 @@ class QdrantClientIndex:
 
     def _create_collection(self) -> None:
         # Local mode accepts and ignores the cluster and index settings; a server applies them.
-        self.client.create_collection(
-            self.collection, metadata=self._info.as_dict(), **self.config.create_kwargs(self._info.dim)
-        )
+        try:
+            self.client.create_collection(
+                self.collection, metadata=self._info.as_dict(), **self.config.create_kwargs(self._info.dim)
+            )
+        except Exception:
+            # N workers starting at once race to create it: the loser checks the winner's collection instead.
+            if not self.client.collection_exists(self.collection):
+                raise
+            self._check_collection()
+            return
         if not self.is_local:
             for key, kind in [*indexed_fields(), (WRITTEN_KEY, "integer")]:
                 self.client.create_payload_index(self.collection, key, _client_schema(kind), wait=True)

@@ -147,3 +147,22 @@ def test_a_real_server_applies_the_settings():
     finally:
         client.delete_collection(name)
         client.close()
+
+
+def test_losing_the_race_to_create_the_collection_is_fine():
+    """Workers starting together: the collection appears between this one's check and its create."""
+    client = RecordingClient()
+    QdrantClientIndex(client, INFO, collection="c", owns_client=False)
+    late = RecordingClient()
+    late.inner = client.inner
+    answers = iter([False])
+    late.collection_exists = lambda name: next(answers, True)  # "not there", then there (the other won)
+    index = QdrantClientIndex(late, INFO, collection="c", owns_client=False)
+    assert late.sent("create_collection") and index.count() == 0
+    other = RecordingClient()
+    other.inner = client.inner
+    other.collection_exists = lambda name: False  # a create that fails for another reason still fails
+    other.inner.delete_collection("c")
+    other.inner.create_collection = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("server down"))
+    with pytest.raises(RuntimeError, match="server down"):
+        QdrantClientIndex(other, INFO, collection="c", owns_client=False)
