@@ -5,6 +5,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     IMGSEARCH_DATA_DIR=/data
 WORKDIR /opt/imgsearch
 
+# pg_dump / pg_restore for `imgsearch backup` / `restore` with a PostgreSQL catalogue. pg_dump refuses a server
+# newer than itself: Debian's client is 15 (bookworm) or 17 (trixie), docker-compose.yml's postgres is 15.
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY pyproject.toml README.md ./
 COPY ingest ingest
 COPY search search

@@ -25,6 +25,7 @@ def open_index(
     *,
     role: str | None = None,
     faiss_index: str = "auto",
+    qdrant_config=None,
 ) -> VectorIndex:
     """Open (or create) the index for one backbone; its folder and collection are named by `backbone.tag`.
 
@@ -33,7 +34,8 @@ def open_index(
     qdrant_url=":memory:" -> qdrant-client in-memory (tests); any other URL -> that Qdrant server, collection
     `images_<tag>`. `role` names this process ("ingest", "worker", "app") in StoreBusyError
     messages other processes get; `lock_timeout_s` bounds the wait for the embedded stores' lock. `faiss_index`
-    is the FAISS mirror's index type (search/faiss_ann.py: `auto` or a FAISS factory string).
+    is the FAISS mirror's index type (search/faiss_ann.py: `auto` or a FAISS factory string). `qdrant_config`: the
+    server collection's settings (search/qdrant_server.py ServerCollectionConfig; None = the defaults).
     """
     if kind == "faiss":
         from imgsearch.search.faiss_index import FaissIndex
@@ -51,6 +53,6 @@ def open_index(
         from imgsearch.search.qdrant_server import QdrantClientIndex
 
         if qdrant_url == ":memory:":
-            return QdrantClientIndex(QdrantClient(":memory:"), backbone)
-        return QdrantClientIndex(QdrantClient(url=qdrant_url, api_key=api_key), backbone)
+            return QdrantClientIndex(QdrantClient(":memory:"), backbone, config=qdrant_config)
+        return QdrantClientIndex(QdrantClient(url=qdrant_url, api_key=api_key), backbone, config=qdrant_config)
     raise ValueError(f"unknown index kind {kind!r}; expected 'faiss' or 'qdrant'")

@@ -2,11 +2,19 @@
 
 qdrant_client is imported inside the functions that use it: it takes ~1 s to import, and processes on the
 embedded store (ingest, worker) never need it.
+
+Writes wait for the server to apply them (`wait=True`) with the configured write ordering (`strong` by default:
+every write goes through the shard's leader, so the replicas of a cluster apply concurrent writes of one point
+in one order and a read after a write sees it). Every write also stamps the hidden payload field WRITTEN_KEY
+(microseconds since the epoch on the writer's clock), which `imgsearch mirror sync` scrolls by to bring a
+host's FAISS mirror up to date (search/mirror_sync.py); reads strip it, so payloads are the caller's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +40,84 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
 UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
+WRITTEN_KEY = "_imgsearch_written"  # hidden payload field: when the point was last written (see the docstring)
+QUANTIZATIONS = ("none", "int8")
+ORDERINGS = ("weak", "medium", "strong")
+
+
+@dataclass(frozen=True)
+class ServerCollectionConfig:
+    """How a new server collection is laid out and how writes and searches are made (Settings.qdrant_*).
+
+    None for shard_number / replication_factor / write_consistency_factor leaves the server's default. HNSW
+    defaults are Qdrant's own. `exact`: searches scan every vector (cosine scores identical to FAISS and Edge);
+    False searches the HNSW graph and, with int8 quantisation, re-scores the candidates on the original vectors.
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    on_disk_payload: bool = True
+    on_disk_vectors: bool = False
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    full_scan_threshold: int = 10_000
+    quantization: str = "none"
+    quantization_always_ram: bool = True
+    exact: bool = True
+    write_ordering: str = "strong"
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {self.quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
+        if self.write_ordering not in ORDERINGS:
+            raise ValueError(f"unknown write ordering {self.write_ordering!r}; choose from {', '.join(ORDERINGS)}")
+        if (self.write_consistency_factor or 1) > (self.replication_factor or 1):
+            raise ValueError(f"write_consistency_factor {self.write_consistency_factor} exceeds replication_factor "
+                             f"{self.replication_factor or 1}: no write could ever succeed")
+
+    def create_kwargs(self, dim: int) -> dict[str, Any]:
+        """The keyword arguments of `QdrantClient.create_collection` (beside the name and metadata)."""
+        from qdrant_client import models
+
+        quantization = None
+        if self.quantization == "int8":
+            quantization = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, always_ram=self.quantization_always_ram))
+        return {
+            "vectors_config": models.VectorParams(size=dim, distance=models.Distance.COSINE,
+                                                  on_disk=self.on_disk_vectors),
+            "shard_number": self.shard_number,
+            "replication_factor": self.replication_factor,
+            "write_consistency_factor": self.write_consistency_factor,
+            "on_disk_payload": self.on_disk_payload,
+            "hnsw_config": models.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct,
+                                                 full_scan_threshold=self.full_scan_threshold),
+            "quantization_config": quantization,
+        }
+
+    def search_params(self) -> models.SearchParams:
+        from qdrant_client import models
+
+        if self.exact:  # the original vectors, every one: ignore the quantised copy
+            ignore = models.QuantizationSearchParams(ignore=True) if self.quantization != "none" else None
+            return models.SearchParams(exact=True, quantization=ignore)
+        rescore = models.QuantizationSearchParams(rescore=True) if self.quantization != "none" else None
+        return models.SearchParams(exact=False, quantization=rescore)
+
+    def ordering(self) -> models.WriteOrdering:
+        from qdrant_client import models
+
+        return models.WriteOrdering(self.write_ordering)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def strip_hidden(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's payload: without WRITTEN_KEY."""
+    return {k: v for k, v in (payload or {}).items() if k != WRITTEN_KEY}
 
 
 def _client_filter(f: Filter | None, exclude: list[int] | None = None) -> models.Filter | None:
@@ -78,11 +164,15 @@ class QdrantClientIndex:
         client: QdrantClient,
         info: BackboneId,
         collection: str | None = None,
-        exact: bool = True,
+        exact: bool | None = None,
         owns_client: bool = True,
+        config: ServerCollectionConfig | None = None,
     ):
-        from qdrant_client import models
+        self.config = config or ServerCollectionConfig()
+        if exact is not None and exact != self.config.exact:
+            from dataclasses import replace
 
+            self.config = replace(self.config, exact=exact)
         self.client = client
         self._info = info
         self.collection = collection or collection_name(info)
@@ -90,7 +180,8 @@ class QdrantClientIndex:
         # Local mode (":memory:" or path=) is always brute force and warns about search params and
         # payload indexes it ignores; only a server gets them.
         self.is_local = options.get("location") == ":memory:" or bool(options.get("path"))
-        self._params = None if self.is_local else models.SearchParams(exact=exact)
+        self._params = None if self.is_local else self.config.search_params()
+        self._ordering = self.config.ordering()
         self.owns_client = owns_client
         if client.collection_exists(self.collection):
             self._check_collection()
@@ -102,15 +193,19 @@ class QdrantClientIndex:
         return self._info
 
     def _create_collection(self) -> None:
-        from qdrant_client import models
-
-        self.client.create_collection(
-            self.collection,
-            vectors_config=models.VectorParams(size=self._info.dim, distance=models.Distance.COSINE),
-            metadata=self._info.as_dict(),
-        )
+        # Local mode accepts and ignores the cluster and index settings; a server applies them.
+        try:
+            self.client.create_collection(
+                self.collection, metadata=self._info.as_dict(), **self.config.create_kwargs(self._info.dim)
+            )
+        except Exception:
+            # N workers starting at once race to create it: the loser checks the winner's collection instead.
+            if not self.client.collection_exists(self.collection):
+                raise
+            self._check_collection()
+            return
         if not self.is_local:
-            for key, kind in indexed_fields():
+            for key, kind in [*indexed_fields(), (WRITTEN_KEY, "integer")]:
                 self.client.create_payload_index(self.collection, key, _client_schema(kind), wait=True)
 
     def _check_collection(self) -> None:
@@ -127,6 +222,9 @@ class QdrantClientIndex:
             require_backbone(self._info, BackboneId.from_dict(config.metadata), where)
         elif vectors.size != self._info.dim:  # servers older than collection metadata: size is all we have
             raise StoreMismatchError(f"{where} holds dim {vectors.size}, this backbone has dim {self._info.dim}")
+        if not self.is_local and WRITTEN_KEY not in (self.client.get_collection(self.collection).payload_schema or {}):
+            # A collection made before mirror sync: `newest_write` orders by this field, which needs its index.
+            self.client.create_payload_index(self.collection, WRITTEN_KEY, _client_schema("integer"), wait=True)
 
     def upsert(
         self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]] | None = None
@@ -138,8 +236,10 @@ class QdrantClientIndex:
         plain = check_payloads(payloads, len(ids_))
         for s in range(0, len(ids_), UPLOAD_BATCH):
             e = s + UPLOAD_BATCH
-            batch = models.Batch(ids=ids_[s:e], vectors=xb[s:e].tolist(), payloads=plain[s:e])
-            self.client.upsert(self.collection, points=batch, wait=True)
+            written = now_us()
+            stamped = [{**p, WRITTEN_KEY: written} for p in plain[s:e]]
+            batch = models.Batch(ids=ids_[s:e], vectors=xb[s:e].tolist(), payloads=stamped)
+            self.client.upsert(self.collection, points=batch, wait=True, ordering=self._ordering)
 
     def search(
         self, query: np.ndarray, k: int, filter: Filter | None = None
@@ -156,7 +256,7 @@ class QdrantClientIndex:
             for q in xq.tolist()
         ]
         responses = self.client.query_batch_points(self.collection, requests)
-        results = [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+        results = [[Hit(int(p.id), float(p.score), strip_hidden(p.payload)) for p in r.points] for r in responses]
         return unbatch(results, batched)
 
     def recommend(
@@ -180,14 +280,15 @@ class QdrantClientIndex:
             self.collection, query=query, query_filter=_client_filter(filter, exclude=examples), limit=k,
             with_payload=True, search_params=self._params,
         )
-        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return [Hit(int(p.id), float(p.score), strip_hidden(p.payload)) for p in response.points]
 
     def delete(self, ids: Sequence[int]) -> None:
         from qdrant_client import models
 
         ids_ = check_ids(ids)
         if ids_:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids_), wait=True)
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids_), wait=True,
+                               ordering=self._ordering)
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
@@ -224,7 +325,7 @@ class QdrantClientIndex:
         if not ids_:
             return []
         found = self._retrieve(ids_, payload=True, vector=False)
-        return [dict(found[i].payload or {}) for i in ids_]
+        return [strip_hidden(found[i].payload) for i in ids_]
 
     def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
         from qdrant_client import models
@@ -235,11 +336,47 @@ class QdrantClientIndex:
         if not ids_:
             return
         self._retrieve(ids_, payload=False, vector=False)  # all-or-nothing: check before writing
+        written = now_us()  # the same stamp for every point keeps the grouping
         operations = [
             models.SetPayloadOperation(set_payload=models.SetPayload(payload=update, points=group_ids))
-            for update, group_ids in grouped_updates(ids_, [plain_payload(u) for u in payload_updates])
+            for update, group_ids in grouped_updates(
+                ids_, [{**plain_payload(u), WRITTEN_KEY: written} for u in payload_updates])
         ]
-        self.client.batch_update_points(self.collection, operations, wait=True)
+        self.client.batch_update_points(self.collection, operations, wait=True, ordering=self._ordering)
+
+    # ---- what `imgsearch mirror sync` and backups read (search/mirror_sync.py, ui/backup.py) --------------
+
+    def newest_write(self) -> int | None:
+        """The newest WRITTEN_KEY stamp in the collection (None: no stamped point)."""
+        from qdrant_client import models
+
+        records, _ = self.client.scroll(
+            self.collection, limit=1, with_payload=[WRITTEN_KEY], with_vectors=False,
+            order_by=models.OrderBy(key=WRITTEN_KEY, direction=models.Direction.DESC),
+        )
+        return int(records[0].payload[WRITTEN_KEY]) if records else None
+
+    def scroll_points(
+        self, written_since: int | None = None, page: int = UPLOAD_BATCH
+    ) -> Iterator[tuple[list[int], np.ndarray, list[dict[str, Any]], int]]:
+        """Pages of (ids, vectors, payloads, newest stamp in the page) of the points written at or after
+        `written_since` (None: every point, stamped or not). Payloads come without the hidden stamp."""
+        from qdrant_client import models
+
+        flt = None if written_since is None else models.Filter(must=[
+            models.FieldCondition(key=WRITTEN_KEY, range=models.Range(gte=written_since))])
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=True
+            )
+            if records:
+                ids_ = [int(r.id) for r in records]
+                xb = np.asarray([r.vector for r in records], dtype=np.float32).reshape(len(records), self._info.dim)
+                stamps = [int((r.payload or {}).get(WRITTEN_KEY, 0)) for r in records]
+                yield ids_, xb, [strip_hidden(r.payload) for r in records], max(stamps)
+            if offset is None:
+                break
 
     def close(self) -> None:
         if self.owns_client:

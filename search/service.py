@@ -1,10 +1,11 @@
 """The search API used by the CLI and the app: ranked neighbours from FAISS; filtered search and recommendations
-through Qdrant."""
+through Qdrant. With a Qdrant server, ranked neighbours come from Qdrant while the FAISS mirror is stale
+(search/mirror_sync.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +56,28 @@ def collapse_duplicates(results: list[SearchResult]) -> list[SearchResult]:
 class SearchResponse:
     results: list[SearchResult]
     search_ms: float = 0.0
+    source: str = "faiss"  # which store ranked the neighbours: "faiss", or "qdrant" while the mirror is stale
 
 
 class SearchService:
     """Holds a backbone and the two indexes. Queries are unit vectors of shape (d,); `embed` makes one."""
 
-    def __init__(self, backbone, faiss: VectorIndex, qdrant: VectorIndex):
+    def __init__(self, backbone, faiss: VectorIndex, qdrant: VectorIndex,
+                 mirror_fresh: Callable[[], bool] | None = None):
+        """`mirror_fresh`: says whether the FAISS mirror is up to date; default: the check for a Qdrant server
+        (search/mirror_sync.py), none for the embedded store, whose mirror is written in step."""
+        from imgsearch.search.mirror_sync import server_freshness
+
         self.backbone = backbone
         self.faiss = faiss
         self.qdrant = qdrant
+        self.mirror_fresh = mirror_fresh if mirror_fresh is not None else server_freshness(faiss, qdrant)
+
+    def _ranking(self) -> tuple[VectorIndex, str]:
+        """The store that ranks neighbours: the FAISS mirror, or Qdrant (exact too) while the mirror is stale."""
+        if self.mirror_fresh is not None and not self.mirror_fresh():
+            return self.qdrant, "qdrant"
+        return self.faiss, "faiss"
 
     def embed(self, image: Image.Image) -> np.ndarray:
         """A decoded RGB image -> its (d,) feature vector."""
@@ -74,10 +88,11 @@ class SearchService:
         reload = getattr(self.faiss, "reload_if_changed", None)
         if reload is not None:
             reload()  # another process (ingest, worker) may have added images since
+        index, source = self._ranking()
         t = time.perf_counter()
-        hits = self.faiss.search(query, k + (exclude_id is not None))
+        hits = index.search(query, k + (exclude_id is not None))
         search_ms = (time.perf_counter() - t) * 1000
-        return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)
+        return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms, source)
 
     def neighbours_class_aware(
         self, query: np.ndarray, k: int, query_proba: Mapping[str, float], lam: float = DEFAULT_LAMBDA,
@@ -89,11 +104,12 @@ class SearchService:
         reload = getattr(self.faiss, "reload_if_changed", None)
         if reload is not None:
             reload()
+        index, source = self._ranking()
         t = time.perf_counter()
-        hits = [h for h in self.faiss.search(query, max(POOL, k) + 1) if h.id != exclude_id]
+        hits = [h for h in index.search(query, max(POOL, k) + 1) if h.id != exclude_id]
         ranked = rerank(hits, query_proba, lam, k)
         search_ms = (time.perf_counter() - t) * 1000
-        return SearchResponse([SearchResult.from_hit(h) for h in ranked], search_ms)
+        return SearchResponse([SearchResult.from_hit(h) for h in ranked], search_ms, source)
 
     def filtered(self, query: np.ndarray, k: int, filter: Filter, exclude_id: int | None = None) -> SearchResponse:
         """Top-k among the points whose payload meets every condition of `filter`, from Qdrant."""

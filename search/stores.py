@@ -119,6 +119,7 @@ def open_stores(
     lock_timeout_s: float = 30.0,
     role: str | None = None,
     faiss_index: str = "auto",
+    qdrant_config=None,
 ) -> Stores:
     """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
 
@@ -127,7 +128,7 @@ def open_stores(
     """
     ensure_room_to_open(data_dir, backbone, qdrant_url)
     qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
-                        lock_timeout_s=lock_timeout_s, role=role)
+                        lock_timeout_s=lock_timeout_s, role=role, qdrant_config=qdrant_config)
     try:
         faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role,
                            faiss_index=faiss_index)

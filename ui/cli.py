@@ -300,6 +300,8 @@ def search_cmd(
             how = "FAISS neighbours, class-aware"
         else:
             response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+        if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
+            how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
         if trained is not None:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
@@ -541,8 +543,9 @@ def run() -> None:
         sys.exit(2)
 
 
-# The curation commands (duplicates, suspects, relabel) and `jobs` live in their own modules; importing registers them.
-from imgsearch.ui import curation_commands, job_commands  # noqa: E402,F401
+# The curation commands (duplicates, suspects, relabel), `jobs`, backup / restore and `mirror sync` live in their own
+# modules (ui/curation_commands.py, job_commands.py, backup_commands.py, mirror_commands.py); importing registers them.
+from imgsearch.ui import backup_commands, curation_commands, job_commands, mirror_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     run()

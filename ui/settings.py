@@ -53,6 +53,35 @@ class Settings(BaseSettings):
     )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
     qdrant_api_key: str | None = None
+    # The Qdrant server's collection (search/qdrant_server.py ServerCollectionConfig; README "Running on several
+    # machines"). Read when the collection is created; an existing collection keeps what it was created with.
+    qdrant_shard_number: int | None = Field(None, ge=1, description="Shards of a new collection; unset = "
+                                            "the server's default (one per node in a cluster).")
+    qdrant_replication_factor: int | None = Field(None, ge=1, description="Copies of each shard (cluster).")
+    qdrant_write_consistency_factor: int | None = Field(
+        None, ge=1, description="Replicas that must confirm a write before it succeeds (<= replication factor)."
+    )
+    qdrant_on_disk_payload: bool = Field(True, description="Keep payloads on disk (read through the page cache).")
+    qdrant_on_disk_vectors: bool = Field(False, description="Keep original vectors on disk (memmap), not in RAM.")
+    qdrant_hnsw_m: int = Field(16, ge=4, description="HNSW edges per node.")
+    qdrant_hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
+    qdrant_full_scan_threshold: int = Field(
+        10_000, ge=0, description="KB of vectors below which a segment is searched by full scan, not HNSW."
+    )
+    qdrant_quantization: str = Field("none", description="none, or int8 (scalar quantisation).")
+    qdrant_quantization_always_ram: bool = Field(True, description="Keep the quantised vectors in RAM.")
+    qdrant_exact_search: bool = Field(
+        True, description="Exact (full-scan) searches on the server: cosine scores identical to every other "
+        "store; false = HNSW (and the quantised vectors, re-scored), for collections too large to scan."
+    )
+    qdrant_write_ordering: str = Field(
+        "strong", description="Qdrant write ordering: weak, medium or strong (every write through the shard's "
+        "leader, so replicas apply writes in one order)."
+    )
+    mirror_overlap_s: float = Field(
+        300.0, ge=0, description="`imgsearch mirror sync` re-reads points written this long before the newest "
+        "it saw: covers writes in flight and clock skew between writer hosts."
+    )
     store_lock_timeout_s: float = Field(30.0, gt=0)
     faiss_index: str = Field(
         "auto", description="The FAISS mirror's index: auto (exact up to 150,000 points, IVF<nlist>,SQ8 with an "
@@ -88,10 +117,13 @@ class Settings(BaseSettings):
         # Any backbone's width: 1920 divides by the sub-vector counts factory strings use (the store checks its own).
         return check_setting(value, 1920)
 
-    @field_validator("runtime", "precision")
+    @field_validator("runtime", "precision", "qdrant_quantization", "qdrant_write_ordering")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:
-        choices = {"runtime": RUNTIMES, "precision": PRECISIONS}[info.field_name]
+        from imgsearch.search.qdrant_server import ORDERINGS, QUANTIZATIONS
+
+        choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "qdrant_quantization": QUANTIZATIONS,
+                   "qdrant_write_ordering": ORDERINGS}[info.field_name]
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
         return value
@@ -138,3 +170,17 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def qdrant_collection(self):
+        """The server collection's settings (search/qdrant_server.py)."""
+        from imgsearch.search.qdrant_server import ServerCollectionConfig
+
+        return ServerCollectionConfig(
+            shard_number=self.qdrant_shard_number, replication_factor=self.qdrant_replication_factor,
+            write_consistency_factor=self.qdrant_write_consistency_factor, on_disk_payload=self.qdrant_on_disk_payload,
+            on_disk_vectors=self.qdrant_on_disk_vectors, hnsw_m=self.qdrant_hnsw_m,
+            hnsw_ef_construct=self.qdrant_hnsw_ef_construct, full_scan_threshold=self.qdrant_full_scan_threshold,
+            quantization=self.qdrant_quantization, quantization_always_ram=self.qdrant_quantization_always_ram,
+            exact=self.qdrant_exact_search, write_ordering=self.qdrant_write_ordering,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,6 +100,9 @@ class Backend:
 
 
 BACKENDS = ["faiss", "edge", "qdrant_memory"]
+SERVER_URL = os.environ.get("IMGSEARCH_QDRANT_URL")
+if SERVER_URL:  # a real Qdrant server (docker compose up qdrant): the same suite runs against it
+    BACKENDS.append("qdrant_server")
 
 
 @contextmanager
@@ -105,12 +110,15 @@ def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
     """A Backend whose stores live in `folder` (or one in-memory client); closes what it opened."""
     opened: list[VectorIndex] = []
     client = QdrantClient(":memory:")
+    server_collection = f"imgsearch_contract_{uuid.uuid4().hex[:10]}"  # one per test: no leftovers shared
 
     def open_(info: BackboneId = INFO) -> VectorIndex:
         if kind == "faiss":
             store = FaissIndex(folder / "faiss", info, lock_timeout_s=5)
         elif kind == "edge":
             store = EdgeIndex(folder / "edge", info, lock_timeout_s=5)
+        elif kind == "qdrant_server":  # a client of its own per open, like another process
+            store = QdrantClientIndex(QdrantClient(url=SERVER_URL), info, collection=server_collection)
         else:
             store = QdrantClientIndex(client, info, collection="images_test", owns_client=False)
         opened.append(store)
@@ -122,6 +130,9 @@ def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
         for store in opened:
             store.close()
         client.close()
+        if kind == "qdrant_server":
+            with QdrantClient(url=SERVER_URL) as admin:
+                admin.delete_collection(server_collection)
 
 
 @pytest.fixture(params=BACKENDS)

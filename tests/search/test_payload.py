@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.payload import BY_KEY, FIELDS, FILTER_FIELDS, Filter, payload_for
 from imgsearch.search.qdrant_edge import SCHEMA_TYPES, EdgeIndex
-from imgsearch.search.qdrant_server import QdrantClientIndex, _client_schema
+from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, _client_schema
 from imgsearch.ui.cli import _with_filter_options
 from imgsearch.ui.cli import app as cli_app
 
@@ -110,7 +110,9 @@ def test_every_filter_field_has_a_payload_index_on_a_qdrant_server():
     client = ServerLike(QdrantClient(":memory:"))
     index = QdrantClientIndex(client, INFO, collection="images_test")  # type: ignore[arg-type]
     assert not index.is_local
-    assert client.created == [(f.key, _client_schema(f.type)) for f in FILTER_FIELDS]
+    # ... and the write stamp `imgsearch mirror sync` orders and filters by (search/mirror_sync.py).
+    assert client.created == [(f.key, _client_schema(f.type)) for f in FILTER_FIELDS] + [
+        (WRITTEN_KEY, _client_schema("integer"))]
     index.close()
 
 

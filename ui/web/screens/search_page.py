@@ -41,7 +41,8 @@ def main() -> None:
     with right:
         prediction(state, query)
     embed = f"{query.embed_ms:.0f} ms" if query.image is not None else "0 ms (stored vector)"
-    st.caption(f"Embedding: {embed} · search: {response.search_ms:.1f} ms · {state.n_indexed:,} images indexed")
+    ranked = " (ranked by Qdrant: this host's FAISS mirror is behind it)" if response.source == "qdrant" else ""
+    st.caption(f"Embedding: {embed} · search: {response.search_ms:.1f} ms{ranked} · {state.n_indexed:,} images indexed")
     n = len(response.results)
     st.subheader(f"Top {n} neighbours" if n != 1 else "The nearest neighbour")
     st.caption(views.RESULT_LEGEND)
