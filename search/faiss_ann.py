@@ -7,9 +7,9 @@ size, next to the exact vectors kept for re-ranking), nlist ~ 2 sqrt(n) rounded 
 is retrained (rebuilt, in the background) only each time the collection grows about 4x. The centroids are found
 through a small HNSW graph rather than compared one by one, so adding a batch costs the same whatever nlist is
 (with a flat quantiser a 256-vector batch at nlist 2048 costs 256 x 2048 dot products, which grew the append
-cost with the collection). A query visits nlist/16 lists, so it scans about n/16 codes. Any other value is a FAISS factory string
-("Flat" = always exact, "IVF4096,SQ8", "HNSW32,SQ8", ...). The figures behind the constants are in README
-"Scale" (benchmarks/bench_scale.py).
+cost with the collection). A query visits nlist/16 lists, so it scans about n/16 codes. Any other value is a
+FAISS factory string ("Flat" = always exact, "IVF4096,SQ8", "HNSW32,SQ8", ...). The figures behind the
+constants are in README "Scale" (benchmarks/bench_scale.py).
 """
 
 from __future__ import annotations
