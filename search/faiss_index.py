@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import threading
 import time
@@ -158,10 +159,10 @@ class _Rows:
     def live_rows(self) -> np.ndarray:
         return np.flatnonzero(self.alive[: self.n])
 
-    def gather(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of `rows`, copied, in that order."""
+    def gather(self, rows: np.ndarray, release: bool = False) -> np.ndarray:
+        """The vectors of `rows`, copied, in that order (`release`: see _gather)."""
         rows = np.asarray(rows, np.int64)
-        return _gather(self.blocks, self.blk[rows], self.off[rows], self.dim)
+        return _gather(self.blocks, self.blk[rows], self.off[rows], self.dim, release)
 
     def groups(self, rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(block, offsets, rows) for `rows` (None: every live row, cached until the next change), one per block."""
@@ -192,13 +193,19 @@ class _Rows:
                     yield xq @ block[off].T, rws
 
 
-def _gather(blocks: Mapping[int, np.ndarray], blk: np.ndarray, off: np.ndarray, dim: int) -> np.ndarray:
-    """The vectors at (blk[j], off[j]), copied, in that order."""
+def _gather(blocks: Mapping[int, np.ndarray], blk: np.ndarray, off: np.ndarray, dim: int,
+            release: bool = False) -> np.ndarray:
+    """The vectors at (blk[j], off[j]), copied, in that order. `release`: a pass over the whole store (an
+    index build, a compaction) then drops the pages it read from this process's resident set; they stay in
+    the page cache, but are no longer counted as this process's memory."""
     out = np.empty((len(blk), dim), np.float32)
     for block in np.unique(blk).tolist():
         dest = np.flatnonzero(blk == block)
         dest = dest[np.argsort(off[dest], kind="stable")]  # in file order: sequential reads of the memory map
-        out[dest] = blocks[block][off[dest]]
+        vectors = blocks[block]
+        out[dest] = vectors[off[dest]]
+        if release and getattr(vectors, "_mmap", None) is not None:
+            vectors._mmap.madvise(mmap.MADV_DONTNEED)
     return out
 
 
@@ -384,7 +391,7 @@ class FaissIndex:
     def _add_to_ann(self, index: Any, rows: np.ndarray) -> None:
         for start in range(0, len(rows), SCORE_CHUNK):  # bounded copies of the vectors
             part = rows[start:start + SCORE_CHUNK]
-            ann_mod.add(index, self._rows.gather(part), self._rows.ids[part])
+            ann_mod.add(index, self._rows.gather(part, release=len(rows) > SCORE_CHUNK), self._rows.ids[part])
 
     def _load_ann(self, manifest: Manifest) -> None:
         want = manifest.ann["file"] if manifest.ann else None
@@ -513,7 +520,7 @@ class FaissIndex:
         rows = r.live_rows()
         blocks, blk, off = dict(r.blocks), r.blk[rows].copy(), r.off[rows].copy()
         return _Snapshot(ann_mod.choose(self.index_type, len(rows)), r.ids[rows].copy(),
-                         lambda pos: _gather(blocks, blk[pos], off[pos], r.dim), self._applied,
+                         lambda pos: _gather(blocks, blk[pos], off[pos], r.dim, release=True), self._applied,
                          manifest.generation, manifest.ann)
 
     def _build(self, snap: _Snapshot) -> Any:
@@ -604,7 +611,8 @@ class FaissIndex:
                           np.zeros((0, dim), np.float32), [self._rows.payloads[int(i)] for i in self._rows.ids[live]],
                           *(np.zeros(0, np.int64),) * 4, [])
             # Streamed in pieces: a compaction holds a piece of the vectors in memory, never all of them.
-            pieces = (self._rows.gather(live[s:s + SCORE_CHUNK]) for s in range(0, len(live), SCORE_CHUNK))
+            pieces = (self._rows.gather(live[s:s + SCORE_CHUNK], release=True)
+                      for s in range(0, len(live), SCORE_CHUNK))
             seg.write(self.folder, pieces)
             manifest = Manifest(old.version + 1, old.generation + 1,
                                 [{"lo": seg.lo, "hi": seg.hi, "records": seg.n_records}], None)
