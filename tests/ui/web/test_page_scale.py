@@ -1,6 +1,7 @@
-"""No page reads every point: with the stores' reads counted and the PCA map's sample capped below the tiny
-collection's 18 images, each page fetches the vectors or payloads of at most that many points per call, and
-none lists a whole Qdrant shard (a scroll over every point). At 1M images a page that did either would stall."""
+"""No page reads every point: with the stores' reads counted and the PCA map's sample capped at CAP, under half
+the tiny collection's 18 images, each page fetches the vectors or payloads of at most CAP points per call (a
+duplicate group is read whole: 6 images here), and none lists a whole Qdrant shard (a scroll over every point).
+At 1M images a page that did either would stall."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.qdrant_edge import EdgeIndex
 from tests.ui.web.conftest import page
 
-CAP = 5
+CAP = 8
 PAGES = ["search", "filtered", "clusters", "metrics", "duplicates", "suspects"]
 
 
