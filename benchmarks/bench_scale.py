@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,6 +137,42 @@ FILTERS = {
 FAISS_FILTERED_MAX = 200_000  # the mirror filters in Python over every payload (O(n) a query): not past this
 
 
+REOPEN = """
+import sys, time, numpy as np
+sys.path.insert(0, {root!r})
+from imgsearch.models.identity import BackboneId
+from imgsearch.search.index import Filter
+info = BackboneId("synthetic", {dim}, "0" * 64)
+xq = np.load({xq!r})
+t = time.perf_counter()
+if {kind!r} == "faiss":
+    from imgsearch.search.faiss_index import FaissIndex
+    store = FaissIndex({folder!r}, info)
+    store.search(xq[0], 10)
+else:
+    from imgsearch.search.qdrant_edge import EdgeIndex
+    store = EdgeIndex({folder!r}, info)
+    store.search(xq[0], 10, Filter(predicted_labels=["c007"]))
+first = time.perf_counter() - t
+t = time.perf_counter()
+store.search(xq[1], 10, Filter(predicted_labels=["c007"]) if {kind!r} == "edge" else None)
+nxt = time.perf_counter() - t
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(first, nxt, int(hwm) / 2**20)
+store.close()
+"""
+
+
+def reopen_in_new_process(kind: str, folder: Path, dim: int, xq: np.ndarray) -> dict:
+    path = folder.parent / "queries.npy"
+    np.save(path, xq)
+    code = REOPEN.format(root=str(Path(__file__).resolve().parents[1]), dim=dim, xq=str(path),
+                         kind=kind, folder=str(folder))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, nxt, hwm = (float(v) for v in out.stdout.split()[-3:])
+    return {"first_s": first, "next_s": nxt, "peak_rss_gib": hwm}
+
+
 def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appends: int) -> dict:
     info = BackboneId("synthetic", dim, "0" * 64)
     folder = root / f"n{n}"
@@ -202,24 +239,12 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
             res[f"faiss_{name}"] = {"p50_p95_ms": pct(ts), "recall": recall(found, truth.top(name))}
 
     # Reopen cost: a new process's first query (FAISS: read the segments' ids and payloads, map the vectors,
-    # load the index; Edge: load the shard).
-    faiss_store.close()
-    edge.close()
-    t = time.perf_counter()
-    faiss_store = FaissIndex(folder / "faiss", info)
-    faiss_store.search(xq[0], K)
-    res["reopen_s"] = {"faiss": time.perf_counter() - t}
-    t = time.perf_counter()
-    edge = EdgeIndex(folder / "edge", info)
-    edge.search(xq[0], K, FILTERS["label"][0])
-    res["reopen_s"]["edge"] = time.perf_counter() - t
-    t = time.perf_counter()
-    edge.search(xq[1], K, FILTERS["label"][0])
-    res["reopen_s"]["edge_next_query"] = time.perf_counter() - t
+    # load the index; Edge: load the shard), each in a fresh process, with that process's peak RSS.
     res["segments"] = len(faiss_store._manifest.segments)
-    res["disk_mib"] = {"faiss": allocated(folder / "faiss") / 2**20, "edge": allocated(folder / "edge") / 2**20}
     faiss_store.close()
     edge.close()
+    res["reopen"] = {kind: reopen_in_new_process(kind, folder / kind, dim, xq[:2]) for kind in ("faiss", "edge")}
+    res["disk_mib"] = {"faiss": allocated(folder / "faiss") / 2**20, "edge": allocated(folder / "edge") / 2**20}
 
     if faiss_ann.choose("auto", n) is None:
         # The approximate index this size would get if auto chose it (forced), built by compact() as doctor does.
@@ -264,11 +289,13 @@ def report(r: dict) -> None:
             line += (f"; FAISS p50 {fq['p50_p95_ms'][0]:.1f} ms p95 {fq['p50_p95_ms'][1]:.1f} ms "
                      f"recall@10 {fq['recall']:.3f}")
         print(line)
-    print(f"reopen + first query: FAISS {r['reopen_s']['faiss']:.2f} s, Edge {r['reopen_s']['edge']:.2f} s "
-          f"(next query {r['reopen_s']['edge_next_query'] * 1e3:.1f} ms); FAISS segments {r['segments']}"
+    fo, eo = r["reopen"]["faiss"], r["reopen"]["edge"]
+    print(f"open in a new process + first query: FAISS {fo['first_s']:.2f} s (next {fo['next_s'] * 1e3:.1f} ms, "
+          f"process peak RSS {fo['peak_rss_gib']:.2f} GiB), Edge {eo['first_s']:.2f} s (next "
+          f"{eo['next_s'] * 1e3:.1f} ms, peak RSS {eo['peak_rss_gib']:.2f} GiB); FAISS segments {r['segments']}"
           + (f"; compact + index build {r['compact_build_s']:.1f} s" if "compact_build_s" in r else ""))
     print(f"disk: FAISS {r['disk_mib']['faiss']:.0f} MiB, Edge {r['disk_mib']['edge']:.0f} MiB; "
-          f"peak RSS so far {r['peak_rss_gib']:.2f} GiB", flush=True)
+          f"peak RSS of this process (both stores open) so far {r['peak_rss_gib']:.2f} GiB", flush=True)
 
 
 def main() -> None:
