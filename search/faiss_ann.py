@@ -104,14 +104,6 @@ def candidates(index: Any, xq: np.ndarray, k: int) -> np.ndarray:
     return found
 
 
-def to_bytes(index: Any) -> np.ndarray:
-    return faiss.serialize_index(index)
-
-
-def from_bytes(data: np.ndarray) -> Any:
-    return faiss.deserialize_index(np.ascontiguousarray(data))
-
-
 def _is_ivf(index: Any) -> bool:
     return _ivf(index) is not None
 
