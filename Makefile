@@ -1,5 +1,8 @@
 # Two commands for a new machine: `make run` (the whole job on embedded defaults) and `make test`.
-# `make test-fast` is the inner loop while developing: lint, then every test not marked slow, browser or dataset.
+# `make test` runs the whole suite twice: on the SQLite catalogue, then on PostgreSQL (a throw-away cluster the
+# tests start themselves; skipped with the reason when PostgreSQL is not installed, an error in CI).
+# `make test-fast` is the inner loop while developing: lint, then every test not marked slow, browser or dataset
+# (SQLite only).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,13 +22,19 @@ run: install
 	$(BIN)/imgsearch train $(if $(DATA),--data $(DATA))
 	$(BIN)/imgsearch app
 
+# Both passes always run (a failure on SQLite still shows the PostgreSQL results); the target fails if either did.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	@status=0; \
+	echo "== test suite on SQLite =="; \
+	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q || status=1; \
+	echo "== test suite on PostgreSQL =="; \
+	IMGSEARCH_TEST_DATABASE=postgresql $(BIN)/pytest -q || status=1; \
+	exit $$status
 
 test-fast: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -m "not slow and not browser and not dataset"
+	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q -m "not slow and not browser and not dataset"
 
 bench: install
 	$(BIN)/python benchmarks/bench_embed.py --data $${DATA:-../shared/data/caltech101/101_ObjectCategories}

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.chunks import chunks
@@ -142,6 +142,7 @@ def restore_image(session: Session, image_id: int, **fields: Any) -> Image:
     image = Image(id=int(image_id), **fields)
     session.add(image)
     session.flush()
+    _ids_stay_ahead(session, Image.__tablename__)
     return image
 
 
@@ -153,7 +154,21 @@ def restore_train_run(session: Session, run_id: int, backbone: str, dim: int, we
                       "with the catalogue")
     session.add(run)
     session.flush()
+    _ids_stay_ahead(session, Run.__tablename__)
     return run
+
+
+def _ids_stay_ahead(session: Session, table: str) -> None:
+    """After a row went in under an explicit id: the next generated id must still be larger than any ever used.
+
+    SQLite's AUTOINCREMENT follows the largest id by itself; a PostgreSQL sequence knows nothing of ids it did not
+    hand out, and would give the restored id out again. nextval() first, so the sequence never moves back to an id
+    that was used and deleted (vector ids are never reused).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        sequence = f"pg_get_serial_sequence('{table}', 'id')"
+        newest = f"(SELECT max(id) FROM {table})"
+        session.execute(text(f"SELECT setval({sequence}, GREATEST({newest}, nextval({sequence})))"))
 
 
 def image_by_hash(session: Session, content_hash: str) -> Image | None:
@@ -259,7 +274,9 @@ def labelled_images(session: Session) -> list[tuple[int, str, str]]:
 
 def update_images(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """Bulk update by primary key: ``[{"id": 3, "predicted_label": "cat", "kmeans_cluster": 7}, ...]``."""
-    rows = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    # By id: every writer then locks rows in the same order, so two processes updating overlapping images (near-
+    # duplicates across their batches) wait for each other instead of deadlocking on PostgreSQL.
+    rows = sorted(({name: _plain(value) for name, value in row.items()} for row in rows), key=lambda row: row["id"])
     if rows:
         session.execute(update(Image), rows)
 

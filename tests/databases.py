@@ -154,3 +154,19 @@ def database_env(data_dir: Path) -> dict[str, str]:
 
 def on_postgresql() -> bool:
     return ACTIVE is not None
+
+
+def lose_catalogue(data_dir: Path) -> None:
+    """The catalogue is lost, the stores kept: the SQLite file (and its WAL) deleted, or on the PostgreSQL pass the
+    data dir's database dropped and made again empty (what a lost or re-created server database looks like)."""
+    data_dir = Path(data_dir)
+    if ACTIVE is None:
+        db = data_dir / "imgsearch.db"
+        assert db.exists(), f"no catalogue to lose at {db}"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return
+    name = ACTIVE.name_for(data_dir)
+    assert name in ACTIVE.made, f"no catalogue database to lose for {data_dir}"
+    ACTIVE.drop([name])
+    ACTIVE.url_for(data_dir)

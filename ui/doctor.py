@@ -78,17 +78,17 @@ class DoctorReport:
             models += " (cannot be loaded)"
         out = [
             f"backbone {self.backbone}",
-            f"SQLite: {self.n_indexed} indexed images, {self.n_pending} pending (not yet in the vector stores)",
+            f"catalogue: {self.n_indexed} indexed images, {self.n_pending} pending (not yet in the vector stores)",
             f"Qdrant: {self.n_qdrant} points; FAISS mirror: {self.n_faiss} vectors",
             f"open journal batches (interrupted writes): {self.open_batches}",
             models,
         ]
         if self.models_problem:
             out.append(f"PROBLEM: the current models cannot be loaded: {self.models_problem}")
-        for name, ids in (("in SQLite but missing from Qdrant", self.missing_in_qdrant),
-                          ("in SQLite but missing from FAISS", self.missing_in_faiss),
-                          ("in Qdrant with no SQLite row", self.orphans_in_qdrant),
-                          ("in FAISS with no SQLite row", self.orphans_in_faiss),
+        for name, ids in (("in the catalogue but missing from Qdrant", self.missing_in_qdrant),
+                          ("in the catalogue but missing from FAISS", self.missing_in_faiss),
+                          ("in Qdrant with no catalogue row", self.orphans_in_qdrant),
+                          ("in FAISS with no catalogue row", self.orphans_in_faiss),
                           ("with different vectors in Qdrant and FAISS", self.vector_mismatches),
                           ("(of a sample) whose stored prediction or clusters are not the current models'",
                            self.stale_payloads),

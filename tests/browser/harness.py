@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import databases
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("IMGSEARCH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -119,7 +121,7 @@ class AppServer:
             return "(no server log)"
 
     def start(self, attempts: int = 3) -> AppServer:
-        env = dict(os.environ)
+        env = dict(os.environ, **databases.database_env(self.data_dir))
         env["IMGSEARCH_DATA_DIR"] = str(self.data_dir)
         for name, value in self.env.items():
             if value is None:

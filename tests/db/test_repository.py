@@ -325,3 +325,18 @@ def test_numpy_values_are_stored_as_plain_python(factory: sessionmaker[Session])
             "matrix": [[1, 0], [0, 1]],
         }
         assert repo.run_metrics(session, run_id) == {"accuracy": 0.25}
+
+
+def test_rows_restored_under_their_old_ids_never_get_their_ids_handed_out_again(session: Session) -> None:
+    # `doctor --repair` re-creates catalogue rows under the ids the vector stores hold; PostgreSQL's sequence must
+    # then move past them (SQLite's AUTOINCREMENT does by itself).
+    first = repo.add_image(session, **_image(1))
+    repo.restore_image(session, first.id + 5, **_image(2))
+    run = repo.restore_train_run(session, 7, "tiny", 192, "ab" * 32)
+    session.commit()
+    after = repo.add_image(session, **_image(3))
+    assert after.id > first.id + 5
+    assert repo.start_run(session, "ingest").id > run.id
+    session.execute(delete(Image).where(Image.id == after.id))
+    repo.restore_image(session, first.id + 2, **_image(4))  # below the newest id: nothing moves back
+    assert repo.add_image(session, **_image(5)).id > after.id

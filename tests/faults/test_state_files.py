@@ -105,7 +105,10 @@ def outcome_table():
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("how", DAMAGES)
-@pytest.mark.parametrize("state", STATE_FILES, ids=lambda s: s.name)
+# The SQLite file's damage is its own: on the PostgreSQL pass the catalogue is a server database (its loss is
+# tests/ui/test_doctor.py's, on both databases).
+@pytest.mark.parametrize("state", [pytest.param(s, marks=pytest.mark.sqlite_only) if s.glob == "imgsearch.db" else s
+                                   for s in STATE_FILES], ids=lambda s: s.name)
 def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, monkeypatch):
     root, photos = pristine
     data_dir = tmp_path / "data"
@@ -131,7 +134,7 @@ def test_damaged_state_file(state, how, command, pristine, tmp_path, capsys, mon
         assert code == 0, out
         code, out = run_cli(["doctor"], data_dir, capsys, monkeypatch, IMGSEARCH_K_CLUSTERS="3")
         assert code == 0 and "all three stores agree" in out, out
-        assert f"SQLite: {N_IMAGES} indexed images" in out, out
+        assert f"catalogue: {N_IMAGES} indexed images" in out, out
         assert f"Qdrant: {N_IMAGES} points; FAISS mirror: {N_IMAGES} vectors" in out, out
         outcome = "repaired"
     RESULTS[(state.name, how, command)] = outcome

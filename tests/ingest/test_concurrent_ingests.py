@@ -1,17 +1,32 @@
-"""Two ingests of the same folder at once: what one indexes while the other is running, the other skips.
+"""Two ingests of the same images at once: what one indexes while the other is running, the other skips.
 
-Deterministic, in one process: the second ingest runs to the end inside the first one's first embedding call
-(through its own Context, so its own store handles, locks and feature cache, as another process would).
+The first test is deterministic, in one process: the second ingest runs to the end inside the first one's first
+embedding call (through its own Context, so its own store handles, locks and feature cache, as another process
+would). The others start two real `imgsearch ingest` processes at the same moment (both wait at a start line
+after their imports), on the same new folder or on the same images under two paths; they run on either catalogue
+database (tests/databases.py).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
 from imgsearch.db import repository as repo
+from imgsearch.db.models import Image, ImagePath
 from imgsearch.ingest import pipeline
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
+from tests import databases
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 N_IMAGES, STORE_BATCH = 18, 4  # five chunks
@@ -62,3 +77,91 @@ def test_an_ingest_skips_images_a_concurrent_ingest_indexed_meanwhile(tmp_path, 
             ids = set(repo.image_ids_with_status(s, "indexed"))
         assert len(ids) == N_IMAGES
         assert set(ctx.stores.qdrant.ids().tolist()) == set(ctx.stores.faiss.ids().tolist()) == ids
+
+
+# `imgsearch ingest FOLDER` as the console entry point runs it, once the start line (a file) appears: the imports
+# (torch, the stores) take seconds and vary, which would otherwise decide who goes first.
+RACER = """
+import sys, time
+from pathlib import Path
+import imgsearch.ingest.pipeline, imgsearch.ui.context
+from imgsearch.ui.cli import run
+ready, go, folder = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+sys.argv = ["imgsearch", "ingest", folder]
+run()
+"""
+
+
+def _race(tmp_path: Path, data_dir: Path, folders: list[Path]) -> list[str]:
+    """Start one ingest process per folder at the same moment; return their outputs once all succeeded."""
+    env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
+               IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_STORE_BATCH="2", **databases.database_env(data_dir))
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{k}" for k in range(len(folders))]
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(r), str(go), str(f)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for r, f in zip(ready, folders, strict=True)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r in ready):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a racer did not start"
+            time.sleep(0.01)
+        go.touch()
+        outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+        assert "error" not in out.lower(), out
+    return outs
+
+
+def _stored_once(data_dir: Path, backbone, n_images: int) -> Context:
+    """Assert each image is catalogued once and in each store once, and doctor agrees; the open Context."""
+    ctx = Context(Settings(data_dir=data_dir, backbone=TEST_BACKBONE, num_workers=0), role="test",
+                  _backbone=backbone)
+    report = doctor.check(ctx.Session, ctx.stores)
+    assert report.consistent, report.lines()
+    assert (report.n_indexed, report.n_pending, report.n_qdrant, report.n_faiss) == (n_images, 0, n_images, n_images)
+    with ctx.Session() as s:
+        assert repo.count_images(s) == n_images
+        assert s.scalar(select(func.count(func.distinct(Image.content_hash)))) == n_images
+        ids = set(repo.image_ids_with_status(s, "indexed"))
+    assert set(ctx.stores.qdrant.ids().tolist()) == set(ctx.stores.faiss.ids().tolist()) == ids
+    return ctx
+
+
+@pytest.mark.slow
+def test_two_ingest_processes_started_at_once_on_the_same_new_folder_both_succeed(tmp_path, backbone):
+    photos = write_dataset(tmp_path / "photos")
+    data_dir = tmp_path / "data"
+    _race(tmp_path, data_dir, [photos, photos])
+    with _stored_once(data_dir, backbone, N_IMAGES) as ctx, ctx.Session() as s:
+        assert s.scalar(select(func.count()).select_from(ImagePath)) == 0  # one path each: no duplicates invented
+        runs = repo.list_runs(s, kind="ingest")
+    # Both finished. In lockstep both may embed and write the same batch (idempotent upserts, so it is stored
+    # once); each skips only what the other had finished when it got there.
+    assert sorted(r.outcome for r in runs) == ["ok", "ok"]
+
+
+@pytest.mark.slow
+def test_two_ingest_processes_on_the_same_images_under_two_paths_both_succeed(tmp_path, backbone):
+    first = write_dataset(tmp_path / "photos")
+    second = tmp_path / "copy"
+    shutil.copytree(first, second)  # the same bytes under other paths: the same content hashes
+    data_dir = tmp_path / "data"
+    _race(tmp_path, data_dir, [first, second])
+    with _stored_once(data_dir, backbone, N_IMAGES) as ctx, ctx.Session() as s:
+        rows = list(s.scalars(select(Image)))
+        extra = {p.image_id: p.path for p in s.scalars(select(ImagePath))}
+    # Each content has one primary path and its twin as the extra path, whichever process catalogued it first.
+    assert len(extra) == N_IMAGES
+    every_path = sorted([r.path for r in rows] + list(extra.values()))
+    assert every_path == sorted(str(p) for p in [*first.rglob("*.jpg"), *second.rglob("*.jpg")])
+    for row in rows:
+        assert Path(row.path).name == Path(extra[row.id]).name and row.label == Path(row.path).parent.name

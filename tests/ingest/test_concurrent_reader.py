@@ -16,6 +16,7 @@ from imgsearch.search.service import SearchService
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
+from tests import databases
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def test_reader_sees_new_images_while_ingest_runs(tmp_path, backbone):
     # 24 images in 12 journalled batches: the tiny backbone is quick, so the batches are many and the polling tight.
     second = write_dataset(tmp_path / "second", per_class=8, seed=2)
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
-               IMGSEARCH_STORE_BATCH="2", IMGSEARCH_NUM_WORKERS="0")
+               IMGSEARCH_STORE_BATCH="2", IMGSEARCH_NUM_WORKERS="0", **databases.database_env(data_dir))
     proc = subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(second)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen_faiss, seen_qdrant, queries = set(), set(), 0

@@ -16,6 +16,7 @@ from imgsearch.db import repository as repo
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
+from tests import databases
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -26,19 +27,40 @@ N_IMAGES, STORE_BATCH = 60, 3  # 20 journalled batches: the four kills together 
 
 def _start(data_dir, folder):
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
-               IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="3")
+               IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="3",
+               **databases.database_env(data_dir))
     return subprocess.Popen([sys.executable, "-m", "imgsearch.ui.cli", "ingest", str(folder)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _count(db, sql, **params):
+def _count(data_dir, sql, **params):
+    if databases.ACTIVE is not None:
+        return _count_on_server(databases.ACTIVE.url_for(data_dir), sql, params)
     # Plain sqlite3, read-only: cheap enough to poll every few milliseconds, and never creates the file.
+    db = data_dir / "imgsearch.db"
     if not db.exists():
         return 0
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
             return conn.execute(sql, params).fetchone()[0] or 0
     except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+_engines: dict = {}
+
+
+def _count_on_server(url, sql, params):
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    from imgsearch.db.session import make_engine
+
+    engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar() or 0
+    except ProgrammingError:  # tables not created yet
         return 0
 
 
@@ -60,7 +82,7 @@ def _kill_when(proc, db, sql, threshold, timeout=120):
 def test_sigkill_at_several_points_then_rerun_leaves_consistent_stores(tmp_path, backbone):
     folder = write_dataset(tmp_path / "photos", per_class=N_IMAGES // 3, seed=3)
     data_dir = tmp_path / "data"
-    db = data_dir / "imgsearch.db"
+    db = data_dir  # _count finds its catalogue: the SQLite file in it, or its database on the PostgreSQL pass
     # Each kill point counts the rows of the run it kills (runs newer than the ones before it started).
     kill_points = [
         ("SELECT COUNT(*) FROM runs WHERE id > :before", 1),  # during scan / first embedding batch

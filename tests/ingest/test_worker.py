@@ -16,6 +16,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.jobs import job_handlers
 from imgsearch.ui.settings import Settings
+from tests import databases
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 
@@ -62,7 +63,8 @@ def test_sigterm_finishes_the_batch_in_hand_and_requeues_the_rest(tmp_path, back
     folder = write_dataset(tmp_path / "photos", per_class=20, seed=4)  # 60 images: 20 batches of 3
     data_dir = tmp_path / "data"
     env = dict(os.environ, IMGSEARCH_DATA_DIR=str(data_dir), IMGSEARCH_BACKBONE=TEST_BACKBONE,
-               IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="1")
+               IMGSEARCH_STORE_BATCH=str(STORE_BATCH), IMGSEARCH_NUM_WORKERS="0", IMGSEARCH_BATCH_SIZE="1",
+               **databases.database_env(data_dir))
     settings = Settings(data_dir=data_dir, backbone=TEST_BACKBONE)
     ctx = Context(settings, role="test", _backbone=backbone)
     with ctx.Session.begin() as s:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests import databases
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -26,7 +28,7 @@ class ApiServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(data_dir)
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **databases.database_env(self.data_dir), **(env or {})}
         self.timeout_s = timeout_s
         self.proc: subprocess.Popen | None = None
         self.log = b""

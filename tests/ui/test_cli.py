@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from imgsearch.db import repository as repo
 from imgsearch.db.session import init_db, make_engine, session_factory
 from imgsearch.ui.cli import app
+from imgsearch.ui.settings import Settings
 from tests.conftest import TEST_BACKBONE
 
 runner = CliRunner()
@@ -55,7 +56,7 @@ def test_train_records_everything_and_rerun_hits_cache(tiny_dataset, tmp_path, b
 
 
 def init_db_engine(data_dir):
-    engine = make_engine(f"sqlite:///{data_dir / 'imgsearch.db'}")
+    engine = make_engine(Settings(data_dir=data_dir).db_url)
     init_db(engine)
     return engine
 

@@ -19,6 +19,7 @@ from imgsearch.ui.cli import app
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
+from tests import databases
 from tests.conftest import TEST_BACKBONE, write_dataset
 
 pytestmark = pytest.mark.slow  # each test trains a collection (seconds apiece)
@@ -64,8 +65,7 @@ def test_deleted_catalogue_is_rebuilt_from_payloads_and_search_is_unchanged(tmp_
         before = _searches(ctx)
         run_before = ctx.trained_run_id()
         n = ctx.stores.qdrant.count()
-    for suffix in ("", "-wal", "-shm"):
-        (settings.data_dir / f"imgsearch.db{suffix}").unlink(missing_ok=True)
+    databases.lose_catalogue(settings.data_dir)
     with Context(settings, _backbone=backbone) as ctx:
         report = _check(ctx)
         assert len(report.orphans_in_qdrant) == n and not report.consistent
@@ -82,7 +82,7 @@ def test_deleted_catalogue_is_rebuilt_from_payloads_and_search_is_unchanged(tmp_
 
 def test_delete_orphans_is_explicit_and_says_what_it_removes(tmp_path, backbone, trained_collection):
     settings = _settings(tmp_path)
-    (settings.data_dir / "imgsearch.db").unlink()
+    databases.lose_catalogue(settings.data_dir)
     with Context(settings, _backbone=backbone) as ctx:
         lines = _repair(ctx, _check(ctx), delete_orphans=True)
         assert any(line.startswith("deleted 18 orphan vectors from Qdrant (--delete-orphans): ") for line in lines)
@@ -224,10 +224,7 @@ def test_curation_fields_stay_consistent_across_ingest_train_remove_and_doctor(t
             before = {i: (im.duplicate_group, im.uniqueness, im.quality)
                       for i, im in repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed")).items()}
     # The catalogue is lost: repair rebuilds it from the payloads, curation fields included.
-    db = tmp_path / "data" / "imgsearch.db"
-    assert db.exists()
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / "data" / f"imgsearch.db{suffix}").unlink(missing_ok=True)
+    databases.lose_catalogue(tmp_path / "data")
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         _repair(ctx, _check(ctx))
         with ctx.Session() as s:

@@ -9,6 +9,7 @@ import pytest
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
+from imgsearch.ui.settings import Settings
 from tests.ui.web.conftest import Collection, build_collection, page
 
 
@@ -27,7 +28,7 @@ def own_collection(tmp_path, backbone, monkeypatch) -> Collection:
 
 
 def _session(col: Collection):
-    engine = make_engine(f"sqlite:///{col.data_dir / 'imgsearch.db'}")
+    engine = make_engine(Settings(data_dir=col.data_dir).db_url)
     return engine, session_factory(engine)
 
 
