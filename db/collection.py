@@ -74,15 +74,18 @@ def image_paths(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
 def cluster_summary(session: Session, algorithm: str) -> list[dict]:
     """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster."""
     column = CLUSTER_COLUMNS[algorithm]
+    # Counted by the database, one row per (cluster, label): the collection's size never comes into Python.
+    n = func.count(Image.id)
     rows = session.execute(
-        select(column, Image.label).where(Image.status == "indexed", column.is_not(None))
+        select(column, Image.label, n).where(Image.status == "indexed", column.is_not(None))
+        .group_by(column, Image.label).order_by(column, Image.label)
     )
     sizes: Counter[int] = Counter()
     labels: dict[int, Counter[str]] = defaultdict(Counter)
-    for cluster, label in rows:
-        sizes[cluster] += 1
+    for cluster, label, count in rows:
+        sizes[cluster] += count
         if label is not None:
-            labels[cluster][label] += 1
+            labels[cluster][label] += count
     out = []
     for cluster in sorted(sizes):
         counts = labels[cluster]

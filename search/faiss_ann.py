@@ -2,16 +2,20 @@
 approximate one above it whose candidates are re-ranked exactly from the stored vectors.
 
 `auto` (the default of IMGSEARCH_FAISS_INDEX) means exact search up to EXACT_MAX_POINTS live points and
-`IVF<nlist>,SQ8` above: an inverted file with 8-bit scalar-quantised codes (a quarter of the float32 size,
-next to the exact vectors kept for re-ranking), nlist ~ 4 sqrt(n) rounded to a power of two, so the index is
-retrained (rebuilt) only each time the collection grows about 4x. Any other value is a FAISS factory string
-("Flat" = always exact, "IVF4096,SQ8", "HNSW32,SQ8", ...). The figures behind the constants are in README
-"Scale" (benchmarks/bench_scale.py).
+`IVF<nlist>_HNSW32,SQ8` above: an inverted file with 8-bit scalar-quantised codes (a quarter of the float32
+size, next to the exact vectors kept for re-ranking), nlist ~ 2 sqrt(n) rounded to a power of two, so the index
+is retrained (rebuilt, in the background) only each time the collection grows about 4x. The centroids are found
+through a small HNSW graph rather than compared one by one, so adding a batch costs the same whatever nlist is
+(with a flat quantiser a 256-vector batch at nlist 2048 costs 256 x 2048 dot products, which grew the append
+cost with the collection). A query visits nlist/16 lists, so it scans about n/16 codes. Any other value is a
+FAISS factory string ("Flat" = always exact, "IVF4096,SQ8", "HNSW32,SQ8", ...). The figures behind the
+constants are in README "Scale" (benchmarks/bench_scale.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -24,7 +28,8 @@ NPROBE_FRACTION = 1 / 16  # inverted lists visited per query: recall@10 >= 0.95 
 MIN_NPROBE = 32
 RERANK = 10  # candidates per wanted result, re-scored exactly; at least RERANK_MIN
 RERANK_MIN = 100
-TRAIN_PER_LIST = 64  # training sample: this many points per inverted list (FAISS warns below 39)
+TRAIN_PER_LIST = 40  # training sample: this many points per inverted list (FAISS warns below 39)
+ADD_CHUNK = 65_536  # vectors fetched and added at a time while building
 RETRAIN_GROWTH = 4  # a custom factory's index is retrained once the collection grew this much since training
 
 
@@ -49,8 +54,8 @@ def choose(setting: str, n: int, trained_on: int | None = None, current: str | N
         return setting
     if n <= EXACT_MAX_POINTS:
         return None
-    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
-    return f"IVF{nlist},SQ8"
+    nlist = 2 ** round(math.log2(2 * math.sqrt(n)))
+    return f"IVF{nlist}_HNSW32,SQ8"
 
 
 def needs_rebuild(setting: str, n: int, ann: dict[str, Any] | None) -> bool:
@@ -62,9 +67,9 @@ def needs_rebuild(setting: str, n: int, ann: dict[str, Any] | None) -> bool:
     return setting != "auto" and n > RETRAIN_GROWTH * max(1, int(ann["trained_on"]))
 
 
-def build(factory: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0) -> Any:
-    """A trained index over (vectors, ids). Training uses a seeded sample, so a rebuild is reproducible."""
-    dim = vectors.shape[1]
+def build(factory: str, dim: int, ids: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> Any:
+    """A trained index over the points `ids`, whose vectors fetch(positions) returns (a piece at a time, so the
+    vectors are never all copied at once). Training uses a seeded sample, so a rebuild is reproducible."""
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     if not _is_ivf(index):
         index = faiss.IndexIDMap(index)  # HNSW and flat indexes number their rows; this maps rows to ids
@@ -72,9 +77,11 @@ def build(factory: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0) -> 
         ivf = _ivf(index)
         want = TRAIN_PER_LIST * (ivf.nlist if ivf is not None else 64)
         rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(len(vectors), size=min(len(vectors), want), replace=False))
-        index.train(np.ascontiguousarray(vectors[sample]))
-    add(index, vectors, ids)
+        sample = np.sort(rng.choice(len(ids), size=min(len(ids), want), replace=False))
+        index.train(np.ascontiguousarray(fetch(sample)))
+    for start in range(0, len(ids), ADD_CHUNK):
+        pos = np.arange(start, min(len(ids), start + ADD_CHUNK))
+        add(index, fetch(pos), ids[pos])
     return index
 
 
@@ -95,14 +102,6 @@ def candidates(index: Any, xq: np.ndarray, k: int) -> np.ndarray:
         hnsw.hnsw.efSearch = max(c, 64)
     _, found = index.search(np.ascontiguousarray(xq, dtype=np.float32), c)
     return found
-
-
-def to_bytes(index: Any) -> np.ndarray:
-    return faiss.serialize_index(index)
-
-
-def from_bytes(data: np.ndarray) -> Any:
-    return faiss.deserialize_index(np.ascontiguousarray(data))
 
 
 def _is_ivf(index: Any) -> bool:

@@ -17,7 +17,9 @@ A full compaction (a new `generation`) drops tombstones, so readers of an older 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import struct
+import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,32 +75,50 @@ class Segment:
     def n_records(self) -> int:
         return len(self.put_ids) + len(self.del_ids) + len(self.set_ids)
 
-    def write(self, folder: Path) -> int:
-        """Write atomically (fsynced) as `folder/<name>`; returns its size in bytes."""
+    def write(self, folder: Path, vector_chunks: Iterable[np.ndarray] | None = None) -> int:
+        """Write atomically (fsynced) as `folder/<name>`; returns its size in bytes. `vector_chunks`: the put
+        vectors in consecutive pieces, written as they come (a compaction never holds them all at once);
+        None: `self.vectors`."""
         payloads = json.dumps({"put": self.put_payloads, "set": self.set_payloads}).encode()
+        arrays = {"lo": np.int64(self.lo), "hi": np.int64(self.hi), "put_ids": self.put_ids, "put_seq": self.put_seq,
+                  "del_ids": self.del_ids, "del_seq": self.del_seq, "set_ids": self.set_ids, "set_seq": self.set_seq,
+                  "payloads": np.frombuffer(payloads, dtype=np.uint8)}
+        rows, dim = len(self.put_ids), self.vectors.shape[1]
 
         def write_to(f):
-            # Uncompressed and streamed: the vectors are most of the bytes, do not compress, and are not copied.
-            np.savez(f, lo=np.int64(self.lo), hi=np.int64(self.hi), put_ids=self.put_ids, put_seq=self.put_seq,
-                     vectors=self.vectors, del_ids=self.del_ids, del_seq=self.del_seq, set_ids=self.set_ids,
-                     set_seq=self.set_seq, payloads=np.frombuffer(payloads, dtype=np.uint8))
+            # The .npz layout np.savez writes (uncompressed members), streamed: the vectors, most of the bytes,
+            # are neither compressed nor copied, and stay memory-mappable (see map_vectors).
+            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for key, arr in arrays.items():
+                    with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+                with zf.open("vectors.npy", "w", force_zip64=True) as member:
+                    member.write(_aligned_npy_header(f.tell(), (rows, dim)))
+                    written = 0
+                    for chunk in vector_chunks if vector_chunks is not None else [self.vectors]:
+                        chunk = np.ascontiguousarray(chunk, dtype="<f4")
+                        if chunk.size:
+                            member.write(memoryview(chunk).cast("B"))
+                        written += len(chunk)
+                    if written != rows:
+                        raise ValueError(f"{written} vectors written for {rows} put records")
 
         atomic_write(folder / self.name, write_to)
         return (folder / self.name).stat().st_size
 
     @classmethod
-    def read(cls, path: Path, dim: int) -> Segment:
-        """Raises FileNotFoundError, or ValueError naming what is wrong with the file."""
-        import zipfile
-
+    def read(cls, path: Path, dim: int, mmap: bool = False) -> Segment:
+        """Raises FileNotFoundError, or ValueError naming what is wrong with the file. `mmap`: the vectors are
+        a read-only memory map of the file rather than a copy in memory."""
         try:
             with np.load(path, allow_pickle=False) as z:
-                parts = {k: z[k] for k in ("lo", "hi", "put_ids", "put_seq", "vectors", "del_ids", "del_seq",
+                parts = {k: z[k] for k in ("lo", "hi", "put_ids", "put_seq", "del_ids", "del_seq",
                                            "set_ids", "set_seq", "payloads")}
+                parts["vectors"] = map_vectors(path) if mmap else z["vectors"]
             payloads = json.loads(parts["payloads"].tobytes().decode())
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # truncated, overwritten
+        except (OSError, ValueError, KeyError, EOFError, struct.error, zipfile.BadZipFile) as exc:  # truncated
             raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from exc
         seg = cls(int(parts["lo"]), int(parts["hi"]), parts["put_ids"].astype(np.int64),
                   parts["put_seq"].astype(np.int64), parts["vectors"].astype(np.float32, copy=False),
@@ -111,6 +131,49 @@ class Segment:
                 or len(seg.set_seq) != len(seg.set_ids)):
             raise ValueError("its record arrays have different lengths")
         return seg
+
+
+ALIGN = 64
+
+
+def _aligned_npy_header(at: int, shape: tuple[int, int]) -> bytes:
+    """A .npy (version 2.0) header for float32 `shape` that, written at file offset `at`, ends on an ALIGN
+    boundary: the padding .npy allows in its header, so that the array's data is aligned in the file. A
+    memory map of misaligned floats is not ALIGNED for numpy, which then multiplies it without BLAS (100x
+    slower)."""
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode("latin1")
+    prefix = 12  # magic (6), version (2), header length (4)
+    length = len(text) + 1
+    length += (-(at + prefix + length)) % ALIGN
+    return b"\x93NUMPY\x02\x00" + struct.pack("<I", length) + text + b" " * (length - len(text) - 1) + b"\n"
+
+
+def map_vectors(path: Path, member: str = "vectors.npy") -> np.ndarray:
+    """A read-only memory map of an uncompressed .npy member of a .npz file: the pages are the file's, so
+    they are read when touched and shared with the page cache, not copied into this process's memory.
+    A file replaced later (atomic_write renames a new inode over it) leaves the map on the old contents."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{member} is compressed")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{member}: bad local header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if fortran or len(shape) != 2:
+        raise ValueError(f"{member} holds an array of shape {shape} (fortran order {fortran})")
+    if shape[0] == 0:
+        return np.zeros(shape, dtype)
+    if offset % np.dtype(dtype).itemsize:  # a segment written before the data was aligned: read a copy
+        return np.fromfile(path, dtype=dtype, count=shape[0] * shape[1], offset=offset).reshape(shape)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def merge(segments: Sequence[Segment], dim: int) -> Segment:

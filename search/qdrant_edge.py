@@ -45,6 +45,10 @@ VERSION_NAME = "version"
 SHARD_DIR = "shard"
 FORMAT = "imgsearch-qdrant-edge-1"
 REAPER_TICK_S = 0.01
+# An idle shard stays open at least this many times as long as it took to load: the load grows with the shard
+# (0.1 s at 10k points, 0.5 s at 100k, several seconds at 1M; README "Scale"), so a large store is not loaded
+# again for every burst of queries. It costs other processes nothing: a holder lets go as soon as one queues.
+LINGER_PER_LOAD_S = 60.0
 
 SCHEMA_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -76,7 +80,8 @@ class EdgeIndex:
     close (which flushes) -> release. Load + close cost ~0.25 s at 9k x 1280 (mostly fsyncs), so after
     an operation the shard stays open for `linger_s`: a burst of calls (a page render, a run of ingest
     batches) pays it once. A lingering holder closes within ~10 ms of another process queueing for
-    the lock (see StoreLock.has_waiters), so a long linger costs other processes little. Each write bumps
+    the lock (see StoreLock.has_waiters), so a long linger costs other processes little; an idle shard that
+    was slow to load lingers longer (LINGER_PER_LOAD_S times its load time). Each write bumps
     `folder/version`, which readers can poll to invalidate caches. A process that cannot get the
     store within `lock_timeout_s` gets StoreBusyError naming the holder.
     """
@@ -101,6 +106,7 @@ class EdgeIndex:
         self._shard: qe.EdgeShard | None = None
         self._generation = 0
         self._last_use = 0.0
+        self.load_s = 0.0  # how long the last load of the shard took
         self._closed = False
         if not (self.folder / META_NAME).exists():
             with self._lock.hold(lock_timeout_s):
@@ -167,7 +173,9 @@ class EdgeIndex:
     def _acquire(self) -> None:
         self._lock.acquire(self.lock_timeout_s)
         try:
+            t = time.perf_counter()
             self._shard = self._load(self.folder / SHARD_DIR, with_config=self._generation == 0)
+            self.load_s = time.perf_counter() - t
         except BaseException:
             self._lock.release()
             raise
@@ -199,7 +207,8 @@ class EdgeIndex:
             with self._mutex:
                 if self._shard is None or self._generation != generation:
                     return
-                if time.monotonic() - self._last_use >= self.linger_s or self._lock.has_waiters():
+                linger = max(self.linger_s, LINGER_PER_LOAD_S * self.load_s)
+                if time.monotonic() - self._last_use >= linger or self._lock.has_waiters():
                     self._release()
                     return
 

@@ -69,3 +69,35 @@ def test_browse_filters_without_a_query_sorted_and_paged(session):
 def test_label_examples_name_one_indexed_image_per_label(session):
     _catalogue(session)
     assert collection.label_examples(session) == {"cat": "/photos/b/0.jpg", "dog": "/photos/a/1.jpg"}
+
+
+def test_cluster_summary_is_counted_by_the_database(session):
+    """Sizes, dominant label and purity per cluster, from one grouped row per (cluster, label): the rows that
+    reach Python do not grow with the number of images."""
+    from sqlalchemy import event
+
+    _catalogue(session)
+    for n in range(40):  # 40 more indexed images in kmeans cluster 0, all "dog"
+        image = repo.add_image(session, content_hash=f"{100 + n:064x}", path=f"/photos/a/x{n}.jpg",
+                               file_name=f"x{n}.jpg", width=4, height=4, size_bytes=10, source_folder="/photos/a",
+                               label="dog", status="indexed")
+        repo.update_images(session, [{"id": image.id, "kmeans_cluster": 0}])
+    session.commit()
+    fetched = []
+    engine = session.get_bind()
+
+    def count_rows(conn, cursor, statement, parameters, context, executemany):
+        fetched.append(statement)
+
+    event.listen(engine, "after_cursor_execute", count_rows)
+    try:
+        result = collection.cluster_summary(session, "kmeans")
+    finally:
+        event.remove(engine, "after_cursor_execute", count_rows)
+    assert [r["cluster"] for r in result] == [0, 2]
+    first = result[0]
+    assert (first["size"], first["labelled"], first["dominant_label"]) == (41, 41, "dog")
+    assert first["purity"] == 1.0
+    assert (result[1]["size"], result[1]["labelled"], result[1]["dominant_label"], result[1]["purity"]) == \
+        (2, 1, "cat", 1.0)
+    assert len(fetched) == 1 and "GROUP BY" in fetched[0].upper()

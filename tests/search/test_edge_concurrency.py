@@ -117,3 +117,28 @@ def test_faiss_writers_are_serialised(tmp_path):
         b.upsert([4], unit_rows(rng, 1))
     a.close()
     b.close()
+
+
+def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
+    """A large shard takes seconds to load: an idle one stays open LINGER_PER_LOAD_S times its load time, not
+    the fixed linger, so a burst of queries after a pause does not pay the load again."""
+    from imgsearch.search import qdrant_edge
+
+    monkeypatch.setattr(qdrant_edge, "LINGER_PER_LOAD_S", 20.0)
+    load = EdgeIndex._load
+
+    def slow_load(self, *args, **kwargs):
+        time.sleep(0.1)
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(EdgeIndex, "_load", slow_load)
+    store = EdgeIndex(tmp_path / "edge", INFO, linger_s=0.05)
+    store.upsert([1], unit_rows(np.random.default_rng(0), 1))
+    assert store.load_s >= 0.1
+    time.sleep(0.6)  # far past linger_s, within 20 x the load time
+    assert store._shard is not None
+    deadline = time.monotonic() + 10
+    while store._shard is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store._shard is None  # closed once idle for about 20 x 0.1 s
+    store.close()

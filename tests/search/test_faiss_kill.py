@@ -129,3 +129,81 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
 
     manifest = Manifest.read(folder)
     assert manifest.ann is not None and manifest.generation > 1
+
+
+# A writer whose index build (in the background) hangs after writing its file: kills land while it is running.
+SLOW_BUILD_CHILD = """
+import sys, time
+from imgsearch.search import faiss_ann, faiss_index
+from imgsearch.models.identity import BackboneId
+from imgsearch.search.faiss_index import FaissIndex
+from tests.search.test_faiss_kill import DIM, op
+
+faiss_ann.EXACT_MAX_POINTS = 300
+build = faiss_index.FaissIndex._build
+
+def slow_build(self, snap):
+    index = build(self, snap)  # the file is written, not yet named by a manifest
+    print("built", flush=True)
+    time.sleep(60)
+    return index
+
+faiss_index.FaissIndex._build = slow_build
+folder, start = sys.argv[1], int(sys.argv[2])
+index = FaissIndex(folder, BackboneId("testnet", DIM, "ab" * 32))
+j = start
+while True:
+    kind, args = op(j)
+    if kind == "set_payload":
+        have = set(index.ids().tolist())
+        keep = [n for n, i in enumerate(args[0]) if i in have]
+        args = ([args[0][n] for n in keep], [args[1][n] for n in keep])
+    getattr(index, kind)(*args)
+    print(j, flush=True)
+    j += 1
+    time.sleep(0.05)
+"""
+
+
+def test_sigkill_during_a_background_index_build(tmp_path):
+    """Writes go on while the index is built in the background; a kill then leaves the last commit's state
+    (the half-installed index is not named by any manifest), and the next writer builds the index again."""
+    from imgsearch.models.identity import BackboneId
+    from imgsearch.search import faiss_ann
+    from imgsearch.search.faiss_index import FaissIndex
+    from imgsearch.search.faiss_segments import Manifest
+
+    folder = tmp_path / "faiss"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_BUILD_CHILD, str(folder), "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done, built = [], False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().strip()
+        if line == "built":
+            built = True
+        elif line:
+            done.append(int(line))
+        if built and len([j for j in done if op(j)[0] == "upsert"]) >= 12:  # writes went on meanwhile
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert built, "the index build never started"
+    state = read_state(folder)
+    assert any(same(model(k), state) for k in (done[-1] + 1, done[-1] + 2))
+    assert Manifest.read(folder).ann is None  # the build never committed: exact search answered throughout
+    assert list(folder.glob("ann-*.faiss"))  # its file is there, named by nothing
+
+    old = faiss_ann.EXACT_MAX_POINTS
+    faiss_ann.EXACT_MAX_POINTS = 300
+    try:
+        with FaissIndex(folder, BackboneId("testnet", DIM, "ab" * 32)) as writer:
+            x = np.random.default_rng(1).standard_normal((5, DIM)).astype(np.float32)
+            writer.upsert(list(range(10**6, 10**6 + 5)), x / np.linalg.norm(x, axis=1, keepdims=True))
+            assert writer.wait_for_index(60)
+        manifest = Manifest.read(folder)
+        assert manifest.ann is not None and (folder / manifest.ann["file"]).exists()
+        after = read_state(folder)  # the index loads and answers
+        assert same(state, {i: v for i, v in after.items() if i < 10**6}) and len(after) == len(state) + 5
+    finally:
+        faiss_ann.EXACT_MAX_POINTS = old

@@ -197,12 +197,14 @@ def test_approximate_index_is_built_past_the_threshold_and_re_ranks_exactly(tmp_
     writer.upsert(list(range(900)), xb[:900], payloads[:900])
     assert writer._ann is None and not list(tmp_path.glob("ann-*"))  # exact below the threshold
     writer.upsert(list(range(900, 2000)), xb[900:2000], payloads[900:2000])
-    assert writer._ann is not None and Manifest.read(tmp_path).ann["factory"] == "IVF128,SQ8"
+    assert writer.wait_for_index(60)  # built in the background
+    assert writer._ann is not None and Manifest.read(tmp_path).ann["factory"] == "IVF64_HNSW32,SQ8"
     writer.upsert(list(range(2000, 2010)), xb[2000:2010], payloads[2000:2010])  # added to the index as it is
     assert Manifest.read(tmp_path).ann["trained_on"] == 2000
     assert reader.count() == 2010  # the reader holds the index now; what follows is added to its copy
-    writer.upsert(list(range(2010, 3000)), xb[2010:], payloads[2010:])  # 4 sqrt(n) rounds to 256 lists: rebuilt
-    assert Manifest.read(tmp_path).ann["factory"] == "IVF256,SQ8"
+    writer.upsert(list(range(2010, 3000)), xb[2010:], payloads[2010:])  # 2 sqrt(n) rounds to 128 lists: rebuilt
+    assert writer.wait_for_index(60)
+    assert Manifest.read(tmp_path).ann["factory"] == "IVF128_HNSW32,SQ8"
     writer.delete([5, 6])
     xq = clustered(rng, 50)
     exact = xq @ xb.T

@@ -188,11 +188,16 @@ def cluster_summary(key: str, version: tuple, algorithm: str) -> list[dict]:
         return data.cluster_summary(s, algorithm)
 
 
+MAP_SAMPLE_MAX = 5000  # points on the PCA map at most, whatever the collection's size (the page's slider stops here)
+
+
 @st.cache_data(show_spinner="Projecting the features…", max_entries=4)
 def pca_points(key: str, version: tuple, n_max: int = 3000, seed: int = 0):
-    """2-D PCA of up to n_max indexed vectors (a seeded sample), with their payloads."""
+    """2-D PCA of up to n_max indexed vectors (a seeded sample), with their payloads: the vectors and payloads
+    of the sample only are fetched (the mirror's ids are in memory)."""
     from imgsearch.ui.web.views import pca_frame
 
+    n_max = min(n_max, MAP_SAMPLE_MAX)
     faiss = loaded_context(key).stores.faiss
     ids = faiss.ids()
     if len(ids) > n_max:
