@@ -19,7 +19,12 @@ from imgsearch.models.classifiers import (
     make_svm,
     stratified_split,
 )
-from imgsearch.models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
+from imgsearch.models.clustering import (
+    EXACT_WARD_BELOW,
+    AgglomerativeClusterer,
+    KMeansClusterer,
+    clustering_metrics,
+)
 from imgsearch.models.metric_registry import (
     AGGLOMERATIVE,
     KMEANS,
@@ -69,13 +74,15 @@ def run_experiment(
     svm_max_train: int | None = SVM_MAX_TRAIN,
     rf_max_train: int | None = RF_MAX_TRAIN,
     eval_sample: int | None = EVAL_SAMPLE,
+    ward_exact_below: int = EXACT_WARD_BELOW,
     on_step: Any = None,
 ) -> ExperimentResult:
     """X: (n, d) float32 unit rows; y: (n,) str labels. Fits SVM, random forest, K-Means, agglomerative.
 
     The classifiers fit on capped stratified samples of the training split (svm_max_train, rf_max_train) and
     are scored on the whole validation split; silhouette and retrieval use eval_sample seeded queries against
-    all images (None: every image). Each sample's size is recorded beside its metrics.
+    all images (None: every image). Each sample's size is recorded beside its metrics. Agglomerative is exact
+    Ward below ward_exact_below images, Ward on k-means micro-clusters from there on.
     on_step(name) is called as each timed step starts (benchmarks hook peak-memory probes there).
     """
     y = np.asarray(y).astype(str)
@@ -125,7 +132,8 @@ def run_experiment(
 
     for name, clusterer in (
         (KMEANS.key, KMeansClusterer(n_clusters=k, random_state=random_state)),
-        (AGGLOMERATIVE.key, AgglomerativeClusterer(n_clusters=k, random_state=random_state)),
+        (AGGLOMERATIVE.key,
+         AgglomerativeClusterer(n_clusters=k, exact_below=ward_exact_below, random_state=random_state)),
     ):
         step(f"fit_{name}")
         t = time.perf_counter()

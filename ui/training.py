@@ -43,7 +43,8 @@ def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tu
 
 # Bump when the experiment itself changes (models, metrics), so stored results stop counting as up to date.
 # 2: the model classes moved under `imgsearch.models`; files saved before name the old modules and cannot load.
-EXPERIMENT_VERSION = 2
+# 3: k-means on FAISS, Ward on micro-clusters above 20k images, the Nystroem least-squares SVM, sampled evaluation.
+EXPERIMENT_VERSION = 3
 
 
 def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, params: dict) -> str:
