@@ -10,13 +10,21 @@ from typing import Any
 import numpy as np
 
 from imgsearch.models.classifiers import (
+    RF_MAX_TRAIN,
+    SVM_MAX_TRAIN,
+    capped_sample,
     classification_metrics,
     fit_classifier,
     make_random_forest,
     make_svm,
     stratified_split,
 )
-from imgsearch.models.clustering import AgglomerativeClusterer, KMeansClusterer, clustering_metrics
+from imgsearch.models.clustering import (
+    EXACT_WARD_BELOW,
+    AgglomerativeClusterer,
+    KMeansClusterer,
+    clustering_metrics,
+)
 from imgsearch.models.metric_registry import (
     AGGLOMERATIVE,
     KMEANS,
@@ -26,11 +34,14 @@ from imgsearch.models.metric_registry import (
     SVM,
     retrieval_ks,
 )
-from imgsearch.models.retrieval_eval import leave_one_out_retrieval, train_val_retrieval
+from imgsearch.models.retrieval_eval import leave_one_out_retrieval, split_retrieval
 
 log = logging.getLogger(__name__)
 
 MIN_TRAIN = 3  # the SVM's 3 calibration folds each need one image of every class
+# Silhouette and retrieval are measured for fixed seeded samples of this many images, each against the whole
+# collection, so their cost grows as n, not n**2. At Caltech-101 size (8,677 images) the sample is everything.
+EVAL_SAMPLE = 10_000
 
 
 @dataclass
@@ -57,11 +68,23 @@ def run_experiment(
     k: int = 50,
     val_fraction: float = 0.2,
     random_state: int = 0,
-    svm_C: float = 10.0,
+    svm_alpha: float = 0.1,
     rf_trees: int = 500,
     n_jobs: int = -1,
+    svm_max_train: int | None = SVM_MAX_TRAIN,
+    rf_max_train: int | None = RF_MAX_TRAIN,
+    eval_sample: int | None = EVAL_SAMPLE,
+    ward_exact_below: int = EXACT_WARD_BELOW,
+    on_step: Any = None,
 ) -> ExperimentResult:
-    """X: (n, d) float32 unit rows; y: (n,) str labels. Fits SVM, random forest, K-Means, agglomerative."""
+    """X: (n, d) float32 unit rows; y: (n,) str labels. Fits SVM, random forest, K-Means, agglomerative.
+
+    The classifiers fit on capped stratified samples of the training split (svm_max_train, rf_max_train) and
+    are scored on the whole validation split; silhouette and retrieval use eval_sample seeded queries against
+    all images (None: every image). Each sample's size is recorded beside its metrics. Agglomerative is exact
+    Ward below ward_exact_below images, Ward on k-means micro-clusters from there on.
+    on_step(name) is called as each timed step starts (benchmarks hook peak-memory probes there).
+    """
     y = np.asarray(y).astype(str)
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
@@ -87,12 +110,17 @@ def run_experiment(
     m.update(n_images=len(y), n_classes=len(set(y.tolist())), n_train=len(train_idx), n_val=len(val_idx), k=k,
              n_classes_left_out=len(too_small))
 
-    for name, model in (
-        (SVM.key, make_svm(C=svm_C, random_state=random_state)),
-        (RANDOM_FOREST.key, make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs)),
+    step = on_step or (lambda name: None)
+    for name, model, cap in (
+        (SVM.key, make_svm(alpha=svm_alpha, random_state=random_state), svm_max_train),
+        (RANDOM_FOREST.key, make_random_forest(n_estimators=rf_trees, random_state=random_state, n_jobs=n_jobs),
+         rf_max_train),
     ):
+        step(f"fit_{name}")
         t = time.perf_counter()
-        fit_classifier(model, X[clf_train], y[clf_train])
+        fit_rows = clf_train[capped_sample(y[clf_train], cap, random_state, min_per_class=MIN_TRAIN)]
+        m[f"{name}.n_fit"] = len(fit_rows)
+        fit_classifier(model, X[fit_rows], y[fit_rows])
         report = classification_metrics(y[clf_val], model.predict(X[clf_val]), labels)
         res.timings[f"fit_{name}_s"] = time.perf_counter() - t
         res.models[name] = model
@@ -104,22 +132,34 @@ def run_experiment(
 
     for name, clusterer in (
         (KMEANS.key, KMeansClusterer(n_clusters=k, random_state=random_state)),
-        (AGGLOMERATIVE.key, AgglomerativeClusterer(n_clusters=k)),
+        (AGGLOMERATIVE.key,
+         AgglomerativeClusterer(n_clusters=k, exact_below=ward_exact_below, random_state=random_state)),
     ):
+        step(f"fit_{name}")
         t = time.perf_counter()
         clusterer.fit(X)
         assignments = np.asarray(clusterer.labels_)
         res.timings[f"fit_{name}_s"] = time.perf_counter() - t
         res.models[name] = clusterer
         res.cluster_assignments[name] = assignments
-        for key, value in clustering_metrics(X, assignments, y, random_state=random_state).items():
+        if name == AGGLOMERATIVE.key:
+            m[f"{name}.n_summary"] = getattr(clusterer, "n_summary_", 0) if clusterer.method_ != "exact" else 0
+            log.info("agglomerative: %s", clusterer.method_)
+        step(f"metrics_{name}")
+        t = time.perf_counter()
+        metrics = clustering_metrics(X, assignments, y, random_state=random_state, silhouette_sample=eval_sample)
+        res.timings["cluster_eval_s"] = res.timings.get("cluster_eval_s", 0.0) + time.perf_counter() - t
+        for key, value in metrics.items():
             m[f"{name}.{key}"] = value
 
+    step("retrieval_eval")
     t = time.perf_counter()
-    for key, value in leave_one_out_retrieval(X, y, ks=retrieval_ks(len(y) - 1)).items():
+    loo = leave_one_out_retrieval(X, y, ks=retrieval_ks(len(y) - 1), n_queries=eval_sample,
+                                  random_state=random_state)
+    for key, value in loo.items():
         m[f"{RETRIEVAL_LOO.key}.{key}"] = value
-    val_retrieval = train_val_retrieval(X[train_idx], y[train_idx], X[val_idx], y[val_idx],
-                                        ks=retrieval_ks(len(train_idx)))
+    val_retrieval = split_retrieval(X, y, train_idx, val_idx, ks=retrieval_ks(len(train_idx)),
+                                    n_queries=eval_sample, random_state=random_state)
     for key, value in val_retrieval.items():
         m[f"{RETRIEVAL_VAL.key}.{key}"] = value
     res.timings["retrieval_eval_s"] = time.perf_counter() - t

@@ -97,6 +97,8 @@ def _classifier(g: Group) -> list[Metric]:
                chart="Validation accuracy"),
         Metric(f"{g.key}.mean_per_class_accuracy", "val mean per-class acc.", g, "higher", summary=True),
         Metric(f"{g.key}.macro_f1", "val macro-F1", g, "higher", summary=True),
+        # The classifiers fit on a capped stratified sample (models/classifiers.capped_sample): its size.
+        Metric(f"{g.key}.n_fit", "training images fitted (capped sample)", g, fmt="d"),
     ]
 
 
@@ -106,11 +108,15 @@ def _clustering(g: Group) -> list[Metric]:
         Metric(f"{g.key}.n_clusters", "clusters found", g, fmt="d"),
         Metric(f"{g.key}.silhouette", "silhouette", g, "higher", summary=True, column=f"{g.short} sil.",
                chart="Silhouette"),
+        Metric(f"{g.key}.silhouette_n", "silhouette sample (images measured against all)", g, fmt="d"),
         Metric(f"{g.key}.davies_bouldin", "Davies–Bouldin", g, "lower", summary=True, column=f"{g.short} DB",
                chart="Davies–Bouldin"),
         Metric(f"{g.key}.nmi", "NMI", g, "higher", ".3f", summary=agreement),
         Metric(f"{g.key}.ari", "ARI", g, "higher", ".3f", summary=agreement),
         Metric(f"{g.key}.purity", "purity", g, "higher", ".3f", summary=agreement),
+        # Agglomerative only: how many k-means micro-clusters Ward merged (0: exact Ward on every image).
+        *([Metric(f"{g.key}.n_summary", "Ward on micro-clusters (0 = exact)", g, fmt="d")]
+          if g is AGGLOMERATIVE else []),
     ]
 
 
@@ -143,6 +149,7 @@ def _timings() -> list[Metric]:
     # run_experiment returns its timings without the prefix (ExperimentResult.timings); training adds it.
     return [*(seconds(f"fit_{g.key}_s", f"fit {g.name} (s)") for g in (*CLASSIFIERS, *CLUSTERINGS)),
             seconds("retrieval_eval_s", "retrieval evaluation (s)"),
+            seconds("cluster_eval_s", "clustering metrics (s)"),
             seconds("train_s", "fitting and evaluation (s)", optional=True),
             seconds("total_s", "whole run (s)", optional=True)]
 

@@ -32,12 +32,15 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "imgsearch.models.clustering.KMeansClusterer",
         "imgsearch.models.clustering.AgglomerativeClusterer",
         "imgsearch.models.classifiers.PairwiseMarginSVC",
+        "imgsearch.models.classifiers.RBFFeatures",
+        "imgsearch.models.classifiers.LeastSquaresSVC",
     }
 )
 
 # Top-level objects we save, by the `kind` recorded in the metadata.
 KINDS: dict[str, str] = {
-    "sklearn.calibration.CalibratedClassifierCV": "svm",
+    "sklearn.calibration.CalibratedClassifierCV": "svm",  # training runs before the Nystroem pipeline
+    "sklearn.pipeline.Pipeline": "svm",
     "sklearn.ensemble._forest.RandomForestClassifier": "random_forest",
     "imgsearch.models.clustering.KMeansClusterer": "kmeans",
     "imgsearch.models.clustering.AgglomerativeClusterer": "agglomerative",

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+DB_BLOCK = 131_072  # database rows searched at a time: 0.67 GB of 1280-d float32 when rows must be gathered
+
 
 def _check_retrieved(
     retrieved_labels: np.ndarray, query_labels: np.ndarray, k: int
@@ -68,13 +70,24 @@ def _class_average(per_query: np.ndarray, query_labels: np.ndarray) -> float:
     return _nanmean(np.asarray(means, dtype=np.float64))
 
 
-def _search(xb: np.ndarray, xq: np.ndarray, k: int, batch_size: int) -> np.ndarray:
-    """Ids (m, k) of the k highest inner products, searched in query batches to bound memory."""
-    index = faiss.IndexFlatIP(xb.shape[1])
-    index.add(xb)
+def _search(xb: np.ndarray, xq: np.ndarray, k: int, batch_size: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Positions (m, k) in the database of the k highest inner products with each query, exact.
+
+    The database is xb, or xb[rows] when rows is given, read in blocks that are never copied whole, and each
+    block's top k merged into a running heap: memory O(m k + block), so a million-row xb is searched in place.
+    """
+    n_db = xb.shape[0] if rows is None else rows.size
     ids = np.empty((xq.shape[0], k), dtype=np.int64)
-    for start in range(0, xq.shape[0], batch_size):
-        _, ids[start : start + batch_size] = index.search(xq[start : start + batch_size], k)
+    for qs in range(0, xq.shape[0], batch_size):
+        q = np.ascontiguousarray(xq[qs : qs + batch_size])
+        heap = faiss.ResultHeap(q.shape[0], k, keep_max=True)
+        for start in range(0, n_db, DB_BLOCK):
+            part = xb[start : start + DB_BLOCK] if rows is None else xb[rows[start : start + DB_BLOCK]]
+            sims, found = faiss.knn(q, np.ascontiguousarray(part), min(k, part.shape[0]),
+                                    metric=faiss.METRIC_INNER_PRODUCT)
+            heap.add_result(np.ascontiguousarray(sims), np.where(found >= 0, found + start, -1))
+        heap.finalize()
+        ids[qs : qs + q.shape[0]] = heap.I
     return ids
 
 
@@ -114,24 +127,37 @@ def _check_ks(ks: Sequence[int], database_size: int) -> int:
 
 
 def leave_one_out_retrieval(
-    X: np.ndarray, y: np.ndarray, ks: Sequence[int] = (1, 5, 10), batch_size: int = 1024
+    X: np.ndarray, y: np.ndarray, ks: Sequence[int] = (1, 5, 10), batch_size: int = 1024,
+    n_queries: int | None = None, random_state: int = 0,
 ) -> dict[str, float]:
-    """Every image queries all the others. Keys p@k, p@k_class_avg, map@k, map@k_class_avg per k, n_queries.
+    """Images query all the others. Keys p@k, p@k_class_avg, map@k, map@k_class_avg per k, n_queries.
 
-    *_class_avg is the mean over classes of the per-class mean; the plain keys average over queries.
+    Every image is a query, or a fixed seeded sample of n_queries of them (O(n_queries * n) instead of O(n**2));
+    each query searches the full collection either way. *_class_avg is the mean over classes of the per-class
+    mean; the plain keys average over queries.
     """
     X, y = _prepare(X, y, "leave_one_out_retrieval")
     n = X.shape[0]
     k_max = _check_ks(ks, n - 1)
-    ids = _search(X, X, min(k_max + 1, n), batch_size)
+    queries = _sample(n, n_queries, random_state)
+    ids = _search(X, X[queries], min(k_max + 1, n), batch_size)
     # Drop the query by id, not by rank: a duplicate image ties with it and may be ranked first.
-    is_self = ids == np.arange(n)[:, None]
+    is_self = ids == queries[:, None]
     # Rows where self fell outside the top k_max+1 (many exact duplicates) lose their last column instead.
     missing = ~is_self.any(axis=1)
     is_self[missing, -1] = True
-    neighbours = ids[~is_self].reshape(n, ids.shape[1] - 1)[:, :k_max]
+    neighbours = ids[~is_self].reshape(queries.size, ids.shape[1] - 1)[:, :k_max]
     _, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-    return _summarise(y[neighbours], y, counts[codes] - 1, ks)
+    return _summarise(y[neighbours], y[queries], (counts[codes] - 1)[queries], ks)
+
+
+def _sample(n: int, n_samples: int | None, random_state: int) -> np.ndarray:
+    """All of 0..n-1, or a fixed seeded sorted sample of n_samples of them."""
+    if n_samples is None or n_samples >= n:
+        return np.arange(n)
+    if n_samples < 1:
+        raise ValueError(f"n_queries must be at least 1, got {n_samples}")
+    return np.sort(np.random.default_rng(random_state).choice(n, size=n_samples, replace=False))
 
 
 def train_val_retrieval(
@@ -141,14 +167,38 @@ def train_val_retrieval(
     y_val: np.ndarray,
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 1024,
+    n_queries: int | None = None,
+    random_state: int = 0,
 ) -> dict[str, float]:
-    """Validation images query an index of the training images; same keys as leave_one_out_retrieval."""
+    """Validation images (or a seeded sample of n_queries) query an index of the training images.
+
+    Same keys as leave_one_out_retrieval.
+    """
     X_train, y_train = _prepare(X_train, y_train, "train_val_retrieval (train)")
     X_val, y_val = _prepare(X_val, y_val, "train_val_retrieval (val)")
-    if X_train.shape[1] != X_val.shape[1]:
-        raise ValueError(f"train dim {X_train.shape[1]} != val dim {X_val.shape[1]}")
-    k_max = _check_ks(ks, X_train.shape[0])
-    ids = _search(X_train, X_val, k_max, batch_size)
+    return _val_retrieval(X_train, None, y_train, X_val, y_val, ks, batch_size, n_queries, random_state)
+
+
+def split_retrieval(
+    X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+    batch_size: int = 1024, n_queries: int | None = None, random_state: int = 0,
+) -> dict[str, float]:
+    """train_val_retrieval on rows of one X, without copying the training rows out of it."""
+    X, y = _prepare(X, y, "split_retrieval")
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    return _val_retrieval(X, train_idx, y[train_idx], X[val_idx], y[val_idx], ks, batch_size, n_queries,
+                          random_state)
+
+
+def _val_retrieval(xb: np.ndarray, rows: np.ndarray | None, y_train: np.ndarray, X_val: np.ndarray,
+                   y_val: np.ndarray, ks: Sequence[int], batch_size: int, n_queries: int | None,
+                   random_state: int) -> dict[str, float]:
+    if xb.shape[1] != X_val.shape[1]:
+        raise ValueError(f"train dim {xb.shape[1]} != val dim {X_val.shape[1]}")
+    k_max = _check_ks(ks, y_train.size)
+    queries = _sample(X_val.shape[0], n_queries, random_state)
+    ids = _search(xb, X_val[queries], k_max, batch_size, rows)
+    y_val = y_val[queries]
     train_classes, train_counts = np.unique(y_train, return_counts=True)
     count_of = dict(zip(train_classes.tolist(), train_counts.tolist(), strict=True))
     n_relevant = np.array([count_of.get(label, 0) for label in y_val.tolist()], dtype=np.int64)

@@ -45,7 +45,8 @@ def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tu
 
 # Bump when the experiment itself changes (models, metrics), so stored results stop counting as up to date.
 # 2: the model classes moved under `imgsearch.models`; files saved before name the old modules and cannot load.
-EXPERIMENT_VERSION = 2
+# 3: k-means on FAISS, Ward on micro-clusters above 20k images, the Nystroem least-squares SVM, sampled evaluation.
+EXPERIMENT_VERSION = 3
 
 
 def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, params: dict) -> str:
@@ -84,7 +85,9 @@ def record_experiment(s: Session, run_id: int, ids: np.ndarray, result: Experime
         repo.record_artifact(s, run_id, f"confusion.{model}", cm)
     split = np.full(len(ids), "train", dtype=object)
     split[result.val_idx] = "val"
-    repo.update_images(s, [{"id": int(i), "split": sp} for i, sp in zip(ids.tolist(), split, strict=True)])
+    for start in range(0, len(ids), 10_000):  # in slices, so a million images never become a million dicts at once
+        part = zip(ids[start : start + 10_000].tolist(), split[start : start + 10_000], strict=True)
+        repo.update_images(s, [{"id": i, "split": sp} for i, sp in part])
 
 
 def train(

@@ -209,3 +209,22 @@ def test_removing_the_primary_path_promotes_the_copy_in_payloads(ctx, tiny_datas
         assert image.path == str((other / "copy.jpg").resolve()) and image.source_folder == str(other.resolve())
     payload = ctx.stores.qdrant.get_payloads([image.id])[0]
     assert payload["file_name"] == "copy.jpg" and payload["source_folder"] == str(other.resolve())
+
+
+def test_payload_refresh_streams_in_small_batches_and_updates_every_point(ctx, tiny_dataset, monkeypatch):
+    _ingest(ctx, tiny_dataset)
+    b = ctx.backbone
+    with ctx.Session.begin() as s:
+        run_id = repo.start_run(s, "train", b.name, b.dim, b.weights_sha256).id
+    _, trained, _ = train(ctx.Session, run_id, ctx.backbone, ctx.cache, ctx.settings.models_dir, k=3)
+    batches = []
+    predict = type(trained).predict
+    monkeypatch.setattr(type(trained), "predict", lambda self, X: batches.append(len(X)) or predict(self, X))
+    assert refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained, chunk=4) == 18
+    assert batches == [4, 4, 4, 4, 2]  # never more than one batch of vectors and predictions in memory
+    ids = ctx.stores.qdrant.ids().tolist()
+    for store in (ctx.stores.qdrant, ctx.stores.faiss):
+        assert {p["model_run_id"] for p in store.get_payloads(ids)} == {run_id}
+    with ctx.Session() as s:
+        assert repo.stale_predictions(s, s.get(repo.Run, run_id)) == 0
+        assert all(i.model_run_id == run_id for i in repo.images_by_ids(s, ids).values())

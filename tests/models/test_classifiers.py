@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from imgsearch.models.classifiers import (
+    LeastSquaresSVC,
+    RBFFeatures,
+    capped_sample,
     check_class_sizes,
     classification_metrics,
     fit_classifier,
@@ -133,3 +136,57 @@ def test_svm_probabilities_vary_with_confidence_and_agree_with_predict():
     np.testing.assert_array_equal(model.predict(X[1::2]), model.classes_[proba.argmax(axis=1)])
     correct = model.predict(X[1::2]) == y[1::2]
     assert correct[top >= np.median(top)].mean() > correct[top < np.median(top)].mean()
+
+
+def test_capped_sample_thins_only_the_largest_classes():
+    y = np.array(["a"] * 50 + ["b"] * 20 + ["c"] * 5)
+    rows = capped_sample(y, 35, random_state=0)
+    # The cap t = 15 is the largest with min(50, t) + min(20, t) + min(5, t) <= 35.
+    assert dict(zip(*np.unique(y[rows], return_counts=True), strict=True)) == {"a": 15, "b": 15, "c": 5}
+    assert np.array_equal(rows, np.sort(rows)) and np.array_equal(rows, capped_sample(y, 35, random_state=0))
+    assert not np.array_equal(rows, capped_sample(y, 35, random_state=1))
+    np.testing.assert_array_equal(capped_sample(y, 75), np.arange(75))  # within the budget: everything
+    assert np.unique(y[capped_sample(y, 3, min_per_class=3)], return_counts=True)[1].tolist() == [3, 3, 3]
+
+
+def test_least_squares_svc_by_hand():
+    # Two features, two well separated classes: the solution is a separating line through the middle.
+    F = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
+    y = np.array(["a", "a", "b", "b"])
+    model = LeastSquaresSVC(alpha=1e-6).fit(F, y)
+    scores = model.decision_function(F)
+    assert scores.shape == (4,) and (scores[:2] < 0).all() and (scores[2:] > 0).all()
+    np.testing.assert_array_equal(model.predict(F), y)
+    three = LeastSquaresSVC(alpha=1e-6).fit(np.eye(3, dtype=np.float32), ["x", "y", "z"])
+    np.testing.assert_allclose(three.decision_function(np.eye(3)), 2 * np.eye(3) - 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("classes", [2, 6])
+def test_calibrated_svm_argmax_is_the_svms_own_decision(classes):
+    rng = np.random.default_rng(classes)
+    centres = rng.normal(size=(classes, 8))
+    y = np.repeat(np.array([f"k{i}" for i in range(classes)]), 30)
+    X = centres[np.searchsorted(np.unique(y), y)] + rng.normal(0, 1.0, size=(y.size, 8))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    model = fit_classifier(make_svm(random_state=0, n_components=20), X[::2], y[::2])
+    features = model.named_steps["rbf"].transform(X[1::2])
+    assert features.shape == (y.size // 2, 20)
+    inner = model.named_steps["svm"].calibrated_classifiers_[0].estimator  # the one SVM refit on all rows
+    decision = model.classes_[inner.predict(features)]  # it was fitted on the calibrator's label codes
+    proba = model.predict_proba(X[1::2])
+    np.testing.assert_array_equal(model.classes_[proba.argmax(axis=1)], decision)
+    np.testing.assert_array_equal(model.predict(X[1::2]), decision)
+    assert 0.3 < proba.max(axis=1).mean() < 1.0  # overlapping classes: not every image is certain
+
+
+def test_rbf_features_approximate_the_kernel_and_map_in_blocks(monkeypatch):
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    from imgsearch.models import classifiers
+
+    X, _ = sphere_blobs(0, k=4, per=10)
+    rbf = RBFFeatures(n_components=40).fit(X)  # every row a landmark: the map is exact on them
+    F = rbf.transform(X)
+    np.testing.assert_allclose(F @ F.T, rbf_kernel(X, gamma=rbf.gamma_), atol=1e-4)
+    monkeypatch.setattr(classifiers, "_BLOCK", 7)
+    np.testing.assert_allclose(rbf.transform(X), F, atol=1e-5)

@@ -15,6 +15,9 @@ from imgsearch.models.clustering import (
     fit_agglomerative,
     fit_kmeans,
     purity,
+    sample_rows,
+    sampled_silhouette,
+    weighted_ward,
 )
 from tests.conftest import sphere_blobs as _blobs
 
@@ -88,3 +91,74 @@ def test_silhouette_sample_is_seeded():
     a = clustering_metrics(X, labels, silhouette_sample=60, random_state=1)["silhouette"]
     b = clustering_metrics(X, labels, silhouette_sample=60, random_state=1)["silhouette"]
     assert a == b and a > 0.8
+
+
+# ---- scalable pieces: FAISS k-means, Ward on a summary, sampled silhouette ---------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 7, 30])
+def test_weighted_ward_with_unit_weights_is_exact_ward(k):
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    X = np.random.default_rng(k).normal(size=(200, 6))
+    exact = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(X)
+    assert adjusted_rand_score(exact, weighted_ward(X, np.ones(200), k)) == 1.0
+
+
+def test_weighted_ward_weights_count_as_repeated_points():
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(5)
+    points, weights = rng.normal(size=(40, 4)), rng.integers(1, 6, size=40)
+    repeated = np.repeat(points, weights, axis=0)
+    exact = AgglomerativeClustering(n_clusters=6, linkage="ward").fit_predict(repeated)
+    ours = np.repeat(weighted_ward(points, weights, 6), weights)
+    assert adjusted_rand_score(exact, ours) == 1.0
+    with pytest.raises(ValueError, match="k=41"):
+        weighted_ward(points, weights, 41)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ward_on_summary_agrees_with_exact_ward_on_separated_blobs(seed):
+    X, y = sphere_blobs(seed, k=6, per=60, sigma=0.05)
+    exact = AgglomerativeClusterer(n_clusters=6).fit(X)
+    summary = AgglomerativeClusterer(n_clusters=6, exact_below=0, n_summary=40, random_state=seed).fit(X)
+    assert exact.method_ == "exact" and summary.method_ == "ward on 40 micro-clusters"
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(exact.labels_, summary.labels_) == 1.0
+    assert clustering_metrics(X, summary.labels_, y)["purity"] == 1.0
+    np.testing.assert_array_equal(summary.predict(X), summary.labels_)
+
+
+def test_kmeans_is_seeded_and_predicts_its_own_assignment():
+    X, y = sphere_blobs(3, k=5, per=30, sigma=0.2)
+    a, b = KMeansClusterer(5, random_state=4).fit(X), KMeansClusterer(5, random_state=4).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.predict(X), a.labels_)
+    # A sample smaller than the data (2 per cluster here) still gives every row a cluster.
+    small = KMeansClusterer(5, random_state=4, max_points_per_cluster=2).fit(X)
+    assert small.labels_.shape == (150,) and small.predict(X[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="init must be"):
+        KMeansClusterer(5, init="forgy").fit(X)
+
+
+def test_sampled_silhouette_is_exact_on_all_rows_and_seeded_on_a_sample():
+    from sklearn.metrics import silhouette_score
+
+    X, y = sphere_blobs(2, k=4, per=30, sigma=0.4)
+    labels = KMeansClusterer(4, random_state=0).fit(X).labels_
+    full, n = sampled_silhouette(X, labels)
+    assert n == 120 and full == pytest.approx(silhouette_score(X, labels), abs=1e-5)
+    first, n = sampled_silhouette(X, labels, 40, random_state=1)
+    assert n == 40 and first == sampled_silhouette(X, labels, 40, random_state=1)[0]
+    assert first != sampled_silhouette(X, labels, 40, random_state=2)[0]
+    # Each sampled row is measured against every row: the mean of per-row silhouettes over the same rows.
+    from sklearn.metrics import silhouette_samples
+
+    rows = sample_rows(120, 40, 1)
+    assert first == pytest.approx(silhouette_samples(X, labels)[rows].mean(), abs=1e-5)
+    m = clustering_metrics(X, labels, silhouette_sample=40, random_state=1)
+    assert m["silhouette_n"] == 40 and m["silhouette"] == pytest.approx(first)

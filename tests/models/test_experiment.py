@@ -39,3 +39,17 @@ def test_the_experiment_records_exactly_the_registered_metrics():
     assert registry.unregistered(recorded) == []
     required = {m.name for m in registry.METRICS.values() if not m.optional}
     assert sorted(required - recorded) == []
+
+
+def test_capped_samples_and_evaluation_samples_are_recorded():
+    X, y = _blobs({"a": 60, "b": 20, "c": 20}, seed=3)
+    result = run_experiment(X, y, k=3, rf_trees=10, n_jobs=1, svm_max_train=30, rf_max_train=24, eval_sample=25)
+    m = result.metrics
+    assert m["n_train"] == 80
+    assert m["svm.n_fit"] == 30 and m["random_forest.n_fit"] == 24  # caps 10 and 8 per class
+    assert m["kmeans.silhouette_n"] == m["agglomerative.silhouette_n"] == 25
+    assert m["retrieval_loo.n_queries"] == 25 and m["retrieval_val.n_queries"] == 20  # val has only 20
+    assert m["agglomerative.n_summary"] == 0  # exact Ward at this size
+    assert m["svm.accuracy"] == 1.0
+    uncapped = run_experiment(X, y, k=3, rf_trees=10, n_jobs=1)
+    assert uncapped.metrics["svm.n_fit"] == 80 and uncapped.metrics["kmeans.silhouette_n"] == 100

@@ -156,3 +156,41 @@ def test_hit_rate_counts_queries_with_any_relevant_neighbour():
     assert out["hit@1"] == pytest.approx(2 / 3)  # query 1 and 3 have a relevant first neighbour, 2 does not
     assert out["hit@3"] == pytest.approx(2 / 3)
     assert out["p@3"] == pytest.approx((1 / 3 + 0 + 2 / 3) / 3)
+
+
+def _random_sphere(seed, n=200, d=8):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True), rng.choice(np.array(["a", "b", "c", "d"]), size=n)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sampled_queries_search_the_whole_collection_and_are_seeded(seed, monkeypatch):
+    from imgsearch.models import retrieval_eval
+
+    X, y = _random_sphere(seed)
+    sampled = leave_one_out_retrieval(X, y, ks=(1, 5), n_queries=50, random_state=seed)
+    assert sampled["n_queries"] == 50
+    assert sampled == leave_one_out_retrieval(X, y, ks=(1, 5), n_queries=50, random_state=seed)
+    assert sampled != leave_one_out_retrieval(X, y, ks=(1, 5), n_queries=50, random_state=seed + 7)
+    rows = np.sort(np.random.default_rng(seed).choice(200, size=50, replace=False))
+    assert sampled["p@5"] == pytest.approx(brute_force_loo(X, y, 5)[rows].mean())  # against all 199 others
+    assert leave_one_out_retrieval(X, y, n_queries=500) == leave_one_out_retrieval(X, y)  # sample = all
+    # The database is searched in blocks whose results are merged: block edges change nothing.
+    monkeypatch.setattr(retrieval_eval, "DB_BLOCK", 13)
+    assert leave_one_out_retrieval(X, y, ks=(1, 5), n_queries=50, random_state=seed) == sampled
+
+
+def test_split_retrieval_is_train_val_retrieval_without_copies(monkeypatch):
+    from imgsearch.models import retrieval_eval
+    from imgsearch.models.retrieval_eval import split_retrieval
+
+    X, y = _random_sphere(3)
+    train, val = np.arange(0, 200, 3), np.setdiff1d(np.arange(200), np.arange(0, 200, 3))
+    expected = train_val_retrieval(X[train], y[train], X[val], y[val], ks=(1, 5))
+    assert split_retrieval(X, y, train, val, ks=(1, 5)) == expected
+    monkeypatch.setattr(retrieval_eval, "DB_BLOCK", 11)
+    assert split_retrieval(X, y, train, val, ks=(1, 5)) == expected
+    part = split_retrieval(X, y, train, val, ks=(1, 5), n_queries=30, random_state=2)
+    assert part["n_queries"] == 30 and part == split_retrieval(X, y, train, val, ks=(1, 5), n_queries=30,
+                                                               random_state=2)
