@@ -69,3 +69,15 @@ def test_browse_filters_without_a_query_sorted_and_paged(session):
 def test_label_examples_name_one_indexed_image_per_label(session):
     _catalogue(session)
     assert collection.label_examples(session) == {"cat": "/photos/b/0.jpg", "dog": "/photos/a/1.jpg"}
+
+
+def test_collection_browser_reads_counts_and_single_ids_not_lists(session):
+    _catalogue(session)
+    assert collection.folder_counts(session) == [("/photos/a", 2), ("/photos/b", 1)]  # indexed images only
+    assert collection.first_indexed_id(session) == 1  # "0.jpg", first by file name
+    drawn = {collection.random_indexed_id(session) for _ in range(40)}
+    assert drawn <= {1, 2, 3} and len(drawn) > 1  # never the pending image; not always the same one
+
+
+def test_first_and_random_ids_of_an_empty_catalogue_are_none(session):
+    assert collection.first_indexed_id(session) is None and collection.random_indexed_id(session) is None
