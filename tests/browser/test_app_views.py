@@ -127,3 +127,17 @@ def test_the_picker_browses_the_collection_by_label_with_thumbnails(server, page
     harness.wait_settled(page)
     picked = sorted(cards)[2]  # the browser lists a group by file name
     assert picked in _query_caption(page)
+
+
+def test_clear_filters_really_clears_the_widgets(server, page):
+    """"Clear filters", then another label: only that label is filtered (the cleared one used to come back)."""
+    collection, app = server
+    harness.open_page(page, app, "filtered", "Filtered search")
+    harness.choose_in_multiselect(page, "Label", "sky")
+    harness.wait_text(page, "6 images match")
+    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Clear filters").click()
+    harness.wait_text(page, "18 images match (no filter: the whole collection)")
+    harness.wait_settled(page)
+    harness.choose_in_multiselect(page, "Label", "grass")
+    harness.wait_text(page, "6 images match")
+    assert page.get_by_text("label is one of: grass", exact=True).count() == 1

@@ -18,9 +18,9 @@ MAX_SHOWN_PIXELS = 4_000_000  # larger originals are shown scaled down (the down
 SEARCH_PAGE = "screens/search_page.py"
 
 
-def open_button(image_id: int, key: str, container=st) -> bool:
-    return container.button("Open", key=key, help="The original image, full size, with its details",
-                            width="stretch")
+def open_button(image_id: int, key: str) -> bool:
+    return st.button("Open", key=key, help="The original image, full size, with its details", type="tertiary",
+                     icon=":material/open_in_full:", width="stretch")
 
 
 @st.dialog("Image", width="large")

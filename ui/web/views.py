@@ -66,9 +66,10 @@ def card_caption(first: str, file_name: str, label: str | None, predicted: str |
     label (probability) on the next; the full file name and the raw labels are tooltips."""
     head = f"{first} · " if first else ""
     name = html.escape(file_name)
+    whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
     return (_LINE.format(title=f' title="{name}"', text=f"{head}<code>{name}</code>")
-            + _LINE.format(title="", text=f"label: {_label_html(label)} · predicted: {_label_html(predicted)} "
-                                          f"({fmt_prob(prob)})"))
+            + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
+                                                           f"{_label_html(predicted)} ({fmt_prob(prob)})"))
 
 
 def result_caption(r: SearchResult) -> str:
@@ -127,9 +128,12 @@ def describe_compact(flt: Filter, max_values: int = 5) -> list[str]:
     """Like Filter.describe, but a long list of values reads "label: 102 values (apples, bonsai, …)"."""
     out = []
     for f, value in flt.conditions():
+        shown = [display_label(str(v)) if f.key.endswith("label") else str(v) for v in value] \
+            if f.match == "any" else value
         if f.match == "any" and len(value) > max_values:
-            head = ", ".join(display_label(str(v)) if f.key.endswith("label") else str(v) for v in value[:3])
-            out.append(f"{f.noun}: {len(value)} values ({head}, …)")
+            out.append(f"{f.noun}: {len(value)} values ({', '.join(shown[:3])}, …)")
+        elif f.match == "any" and value:  # display labels ("wild cat", not "wild_cat"), as the widgets show them
+            out.append(f"{f.noun} is one of: {', '.join(shown)}")
         else:
             out.extend(Filter.on({f.key: value}).describe())
     return out
@@ -335,7 +339,9 @@ def map_figure(frame: pd.DataFrame, projection: str, color: str, max_names: int 
         name="images"))
     if len(categories) <= max_names:
         centre = frame.assign(_x=x, _y=y).groupby(color)[["_x", "_y"]].median()
-        fig.add_trace(go.Scatter(x=centre["_x"], y=centre["_y"], mode="text", text=list(centre.index),
+        # A cluster by its number only ("7", its full name on hover): fifty full names hide the points.
+        text = [c.split(" · ", 1)[0] if "cluster" in color else c for c in centre.index]
+        fig.add_trace(go.Scatter(x=centre["_x"], y=centre["_y"], mode="text", text=text,
                                  textfont=dict(size=10, color="#222"), hoverinfo="skip", name="names"))
     axis = {"umap": "UMAP", "pca": "PC"}[projection]
     fig.update_layout(height=620, margin=dict(l=0, r=0, t=10, b=0), showlegend=False, clickmode="event+select",

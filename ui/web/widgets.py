@@ -216,10 +216,10 @@ def card(image_id: int, path: str | None, caption_html: str, file_name: str, pre
     `extra(item)` draws a page's own controls under them."""
     show_thumbnail(path, boxed=True)
     st.markdown(caption_html, help=help_text, unsafe_allow_html=True)
-    use, open_ = st.columns([3, 2], gap="small")
-    use.button("Search with this", key=f"{prefix}_use_{image_id}", on_click=qs.use_as_query,
-               args=(image_id, file_name), width="stretch")
-    if image_view.open_button(image_id, f"{prefix}_open_{image_id}", open_):
+    # Stacked, not side by side: two buttons in a fifth of the page cut "Search with this" short.
+    st.button("Search with this", key=f"{prefix}_use_{image_id}", on_click=qs.use_as_query,
+              args=(image_id, file_name), width="stretch")
+    if image_view.open_button(image_id, f"{prefix}_open_{image_id}"):
         st.session_state[OPEN_IMAGE] = image_id
     if extra is not None:
         extra(item)
