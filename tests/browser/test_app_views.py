@@ -139,5 +139,6 @@ def test_clear_filters_really_clears_the_widgets(server, page):
     harness.wait_text(page, "18 images match (no filter: the whole collection)")
     harness.wait_settled(page)
     harness.choose_in_multiselect(page, "Label", "grass")
-    harness.wait_text(page, "6 images match")
-    assert page.get_by_text("label is one of: grass", exact=True).count() == 1
+    harness.wait_text(page, "6 images match")  # sky and grass would be 12
+    assert page.get_by_text("Filters: label is one of: grass", exact=True).count() == 1
+    assert page.url.endswith("label=grass"), page.url
