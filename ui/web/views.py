@@ -67,7 +67,7 @@ def card_caption(first: str, file_name: str, label: str | None, predicted: str |
     head = f"{first} · " if first else ""
     name = html.escape(file_name)
     whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
-    return (_LINE.format(title=f' title="{name}"', text=f"{head}<code>{name}</code>")
+    return (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
             + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
                                                            f"{_label_html(predicted)} ({fmt_prob(prob)})"))
 

@@ -140,7 +140,7 @@ def test_card_caption_keeps_one_line_each_and_the_raw_label_as_tooltip():
     r = SimpleNamespace(score=0.9871, file_name="image_<1>.jpg", label="054_sunflower", predicted_label="012_rose",
                         predicted_prob=0.8)
     html = views.result_caption(r)
-    assert "similarity <b>0.987</b>" in html and "<code>image_&lt;1&gt;.jpg</code>" in html  # escaped
+    assert "similarity <b>0.987</b>" in html and ">image_&lt;1&gt;.jpg</code>" in html  # escaped
     assert '<span title="raw label: 054_sunflower">sunflower</span>' in html
     assert '<span title="raw label: 012_rose">rose</span> (80%)' in html
     assert html.count("text-overflow:ellipsis") == 2  # two clamped lines: every card has the same height
