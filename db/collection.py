@@ -160,3 +160,22 @@ def label_suspects(session: Session, limit: int = 50) -> list[Image]:
                                  Image.suggested_label.is_not(None), Image.suggested_label != Image.label)
              .order_by(Image.label_score, Image.id).limit(limit))
     return list(session.scalars(query))
+
+
+def folder_counts(session: Session) -> list[tuple[str, int]]:
+    """(source folder, number of indexed images) per folder, by folder: the collection browser's folders."""
+    n = func.count(Image.id)
+    query = (select(Image.source_folder, n).where(Image.status == "indexed").group_by(Image.source_folder)
+             .order_by(Image.source_folder))
+    return [(folder, count) for folder, count in session.execute(query)]
+
+
+def first_indexed_id(session: Session) -> int | None:
+    """The indexed image first by file name (the query picker's default), without listing them all."""
+    return session.scalar(select(Image.id).where(Image.status == "indexed").order_by(Image.file_name, Image.id)
+                          .limit(1))
+
+
+def random_indexed_id(session: Session) -> int | None:
+    """One indexed image, drawn by the database (no id list comes to Python)."""
+    return session.scalar(select(Image.id).where(Image.status == "indexed").order_by(func.random()).limit(1))

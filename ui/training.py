@@ -26,6 +26,7 @@ from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
+from imgsearch.ui import embedding_maps
 from imgsearch.ui.context import Context
 from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
 
@@ -236,6 +237,7 @@ def run_training(
         # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
         # A run interrupted after its switch may have left predictions behind: they are finished here.
         resynced = sync_predictions(ctx)
+        embedding_maps.record(ctx, previous.id)  # a run from before maps were stored gets its map once
         with ctx.Session() as s:
             metrics = repo.run_metrics(s, previous.id)
         notes = [f"brought {resynced} stored predictions up to the current models"] if resynced else []
@@ -259,5 +261,6 @@ def run_training(
         raise
     fit_s = time.perf_counter() - t_fit
     sync_predictions(ctx, trained, force=True)
+    embedding_maps.record(ctx, run_id)  # the Clusters page's PCA/UMAP map, computed once per run
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
                            total_s=time.perf_counter() - t0, fit_s=fit_s)

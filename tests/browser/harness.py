@@ -29,7 +29,8 @@ CHROMIUM_ARGS = [
     "--no-proxy-server",  # the app is on 127.0.0.1: never route it through a proxy from the environment
 ]
 # URL path of each page (ui/web/app.py); Search is also the default page, served at the root.
-PAGES = {"search": "search", "filtered": "filtered", "clusters": "clusters", "metrics": "metrics", "ingest": "ingest"}
+PAGES = {"search": "search", "filtered": "filtered", "clusters": "clusters", "metrics": "metrics", "ingest": "ingest",
+         "duplicates": "duplicates", "suspects": "suspects", "image": "image"}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 MS = 1000  # playwright timeouts are in milliseconds
 
@@ -54,7 +55,7 @@ COUNT_RESULTS_JS = """() => Array.from(document.querySelectorAll(
                  && /^similarity -?\\d+\\.\\d{3} · .+\\nlabel: /.test(e.innerText.trim())).length"""
 _IMAGES_LOADED_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .filter(i => !i.closest('[data-stale="true"]')).every(i => i.complete && i.naturalWidth > 0)"""
-_HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
+HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
     ...['stMain', 'stAppViewContainer', 'stMainBlockContainer', 'stSidebarContent']
         .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(e => e).map(e => e.scrollHeight))"""
 
@@ -339,11 +340,11 @@ def screenshot_full(page, path: Path, width: int = 1400, min_height: int = 900, 
     to the content height instead, let the layout settle, shoot, and restore it.
     """
     old = page.viewport_size
-    height = min(max_height, max(min_height, int(page.evaluate(_HEIGHT_JS)) + 40))
+    height = min(max_height, max(min_height, int(page.evaluate(HEIGHT_JS)) + 40))
     page.set_viewport_size({"width": width, "height": height})
     try:
         page.wait_for_timeout(400)
-        height2 = min(max_height, max(min_height, int(page.evaluate(_HEIGHT_JS)) + 40))
+        height2 = min(max_height, max(min_height, int(page.evaluate(HEIGHT_JS)) + 40))
         if height2 != height:  # reflowed at the new size (charts, wrapped text)
             page.set_viewport_size({"width": width, "height": height2})
             page.wait_for_timeout(400)

@@ -101,3 +101,15 @@ def test_cluster_summary_is_counted_by_the_database(session):
     assert (result[1]["size"], result[1]["labelled"], result[1]["dominant_label"], result[1]["purity"]) == \
         (2, 1, "cat", 1.0)
     assert len(fetched) == 1 and "GROUP BY" in fetched[0].upper()
+
+
+def test_collection_browser_reads_counts_and_single_ids_not_lists(session):
+    _catalogue(session)
+    assert collection.folder_counts(session) == [("/photos/a", 2), ("/photos/b", 1)]  # indexed images only
+    assert collection.first_indexed_id(session) == 1  # "0.jpg", first by file name
+    drawn = {collection.random_indexed_id(session) for _ in range(40)}
+    assert drawn <= {1, 2, 3} and len(drawn) > 1  # never the pending image; not always the same one
+
+
+def test_first_and_random_ids_of_an_empty_catalogue_are_none(session):
+    assert collection.first_indexed_id(session) is None and collection.random_indexed_id(session) is None

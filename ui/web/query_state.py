@@ -146,6 +146,15 @@ def set_query(q: str, sources: tuple[str, str] = SOURCES, pick: int | None = Non
         st.session_state[PICK] = pick
 
 
+SCROLL_UP = "_scroll_to_query"  # set by "Search with this": the file name of the new query
+
+
+def use_as_query(image_id: int, name: str) -> None:
+    """"Search with this": make a stored image the query, and have the page bring the new query into view."""
+    set_query(f"id:{image_id}", SOURCES, pick=image_id)
+    st.session_state[SCROLL_UP] = name
+
+
 def clear_query() -> None:
     st.session_state.pop(Q, None)
 

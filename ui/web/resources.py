@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import time
@@ -27,7 +28,7 @@ from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
-from imgsearch.ui.thumbnails import thumbnail_jpeg
+from imgsearch.ui.thumbnails import THUMB_SIZE, thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +224,86 @@ def _thumbnail(path: str, mtime_ns: int) -> bytes | None:
     return thumbnail_jpeg(path)
 
 
-def thumbnail(path: str) -> bytes | None:
-    """JPEG bytes of a ≤256 px thumbnail, cached by path and mtime; None when the file is missing or unreadable."""
+def thumbnail(path: str, boxed: bool = False) -> bytes | None:
+    """JPEG bytes of a ≤256 px thumbnail, cached by path and mtime; None when the file is missing or unreadable.
+
+    boxed: centred on a 256 px square, so every card of a grid has a thumbnail of the same height.
+    """
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:
         return None
-    return _thumbnail(path, mtime)
+    return _boxed(path, mtime) if boxed else _thumbnail(path, mtime)
+
+
+BOX_BACKGROUND = (240, 242, 246)  # Streamlit's light theme's secondary background: the box reads as a frame
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _boxed(path: str, mtime_ns: int) -> bytes | None:
+    raw = _thumbnail(path, mtime_ns)
+    if raw is None:
+        return None
+    thumb = Image.open(io.BytesIO(raw))
+    side = max(THUMB_SIZE)
+    box = Image.new("RGB", (side, side), BOX_BACKGROUND)
+    box.paste(thumb, ((side - thumb.width) // 2, (side - thumb.height) // 2))
+    out = io.BytesIO()
+    box.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+# ---- the collection browser and the feature map ---------------------------------------------------------------
+
+# Browse the collection by -> the catalogue attribute it filters on.
+BROWSE_BY = {"label": "label", "folder": "source_folder", "K-Means cluster": "kmeans_cluster",
+             "agglomerative cluster": "agglo_cluster"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def browse_groups(key: str, version: tuple, attribute: str) -> list[tuple[object, str, int]]:
+    """(value, display name, images) of each group of the collection by `attribute` (counts only, no images)."""
+    from imgsearch.ui.web.views import cluster_name, display_label, short_path
+
+    with context(key).Session() as s:
+        if attribute == "label":
+            return [(v, display_label(v), n) for v, n in data.label_counts(s) if v is not None]
+        if attribute == "source_folder":
+            return [(v, short_path(v), n) for v, n in data.folder_counts(s)]
+        algorithm = {"kmeans_cluster": "kmeans", "agglo_cluster": "agglomerative"}[attribute]
+        return [(r["cluster"], cluster_name(r["cluster"], r["dominant_label"]), r["size"])
+                for r in data.cluster_summary(s, algorithm)]
+
+
+def cluster_names(key: str, version: tuple) -> dict[str, dict[int, str]]:
+    """"kmeans" / "agglomerative" -> cluster -> its name ("7 · mostly Leopards")."""
+    return {algorithm: {v: name for v, name, _ in browse_groups(key, version, attribute)}
+            for algorithm, attribute in (("kmeans", "kmeans_cluster"), ("agglomerative", "agglo_cluster"))}
+
+
+@st.cache_data(show_spinner="Loading the feature map…", max_entries=4)
+def map_points(key: str, version: tuple):
+    """(frame of views.map_frame, the stored map) of the current training run, or None when it has no map."""
+    from imgsearch.db import repository as repo
+    from imgsearch.ui import embedding_maps
+    from imgsearch.ui.web.views import map_frame
+
+    run_id = version[3]
+    if run_id is None:
+        return None
+    with context(key).Session() as s:
+        stored = embedding_maps.load(s, run_id)
+        if stored is None:
+            return None
+        rows = repo.images_by_ids(s, stored.ids.tolist())
+        frame = map_frame(stored.ids, stored.pca, stored.umap, rows, cluster_names(key, version))
+    return frame, stored
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def map_figure(key: str, version: tuple, projection: str, color: str):
+    """The map's figure per projection and colouring, built once: recolouring never recomputes the projection, and
+    going back to a colouring already seen does not rebuild its figure."""
+    from imgsearch.ui.web.views import map_figure as figure
+
+    return figure(map_points(key, version)[0], projection, color)

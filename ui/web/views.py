@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -49,11 +50,60 @@ RESULT_LEGEND = ("similarity: cosine similarity of the image features to the que
                  "higher = more alike). predicted: the classifier's (SVM) class, with its probability.")
 
 
+def _label_html(label: str | None) -> str:
+    """A display label with the raw one (the folder name) as its tooltip."""
+    if label is None:
+        return "–"
+    return f'<span title="raw label: {html.escape(label)}">{html.escape(display_label(label))}</span>'
+
+
+# One line each, cut with an ellipsis: every card of a grid row has the same height.
+_LINE = '<div style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis"{title}>{text}</div>'
+
+
+def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None) -> str:
+    """HTML under a thumbnail: `first` (e.g. the similarity) and the file name on one line, true and predicted
+    label (probability) on the next; the full file name and the raw labels are tooltips."""
+    head = f"{first} · " if first else ""
+    name = html.escape(file_name)
+    whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
+    return (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
+            + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
+                                                           f"{_label_html(predicted)} ({fmt_prob(prob)})"))
+
+
 def result_caption(r: SearchResult) -> str:
-    """Markdown under a thumbnail: similarity, file name, true and predicted label (probability)."""
-    predicted = display_label(r.predicted_label) if r.predicted_label else "–"
-    return (f"similarity **{r.score:.3f}** · `{r.file_name}`  \nlabel: {display_label(r.label)} · "
-            f"predicted: {predicted} ({fmt_prob(r.predicted_prob)})")
+    """A search result's caption: similarity, file name, true and predicted label (probability)."""
+    return card_caption(f"similarity <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,
+                        r.predicted_prob)
+
+
+def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapping[str, str] | None = None
+                  ) -> list[tuple[str, str]]:
+    """(field, value) rows describing one catalogue image for its detail view. `cluster_names`: "kmeans" /
+    "agglomerative" -> the cluster's name (views.cluster_name), when known."""
+    names = cluster_names or {}
+
+    def cluster(key: str, value: int | None) -> str:
+        return "–" if value is None else names.get(key, str(value))
+
+    predicted = "–" if row.predicted_label is None else (
+        f"{display_label(row.predicted_label)} ({fmt_prob(row.predicted_prob)}, SVM)")
+    created = getattr(row, "created_at", None)
+    rows = [
+        ("file", row.file_name), ("path", row.path), ("folder", row.source_folder),
+        ("label", "–" if row.label is None else f"{display_label(row.label)} (raw: {row.label})"),
+        ("predicted", predicted),
+        ("size", f"{row.size_bytes / 1024:,.1f} KiB"), ("resolution", f"{row.width} × {row.height} px"),
+        ("K-Means cluster", cluster("kmeans", row.kmeans_cluster)),
+        ("agglomerative cluster", cluster("agglomerative", row.agglo_cluster)),
+        ("duplicate group", "none" if row.duplicate_group is None else f"group {row.duplicate_group}"),
+        ("ingested", "–" if created is None else f"{created:%Y-%m-%d %H:%M} UTC"),
+        ("image id", str(row.id)),
+    ]
+    if extra_paths:
+        rows.append(("also found at", "; ".join(extra_paths)))
+    return rows
 
 
 def top_classes(proba: np.ndarray, classes: Sequence[str], n: int = 5) -> pd.DataFrame:
@@ -78,9 +128,12 @@ def describe_compact(flt: Filter, max_values: int = 5) -> list[str]:
     """Like Filter.describe, but a long list of values reads "label: 102 values (apples, bonsai, …)"."""
     out = []
     for f, value in flt.conditions():
+        shown = [display_label(str(v)) if f.key.endswith("label") else str(v) for v in value] \
+            if f.match == "any" else value
         if f.match == "any" and len(value) > max_values:
-            head = ", ".join(display_label(str(v)) if f.key.endswith("label") else str(v) for v in value[:3])
-            out.append(f"{f.noun}: {len(value)} values ({head}, …)")
+            out.append(f"{f.noun}: {len(value)} values ({', '.join(shown[:3])}, …)")
+        elif f.match == "any" and value:  # display labels ("wild cat", not "wild_cat"), as the widgets show them
+            out.append(f"{f.noun} is one of: {', '.join(shown)}")
         else:
             out.extend(Filter.on({f.key: value}).describe())
     return out
@@ -226,3 +279,77 @@ def skipped_frame(skipped: Iterable[Any]) -> pd.DataFrame:
     """(path, reason, message) tuples or SkippedFile rows."""
     rows = [s if isinstance(s, tuple) else (s.path, s.reason, s.message) for s in skipped]
     return pd.DataFrame(rows, columns=["path", "reason", "message"])
+
+
+# ---- the feature map (Clusters page) ----------------------------------------------------------------------
+
+# "Colour by" choice -> column of map_frame; clusters first: the map's default.
+MAP_COLOURS = {"K-Means cluster": "kmeans_cluster", "agglomerative cluster": "agglo_cluster", "label": "label",
+               "predicted label": "predicted_label"}
+MAP_COLUMNS = ["id", "pca_x", "pca_y", "umap_x", "umap_y", "file_name", "label", "predicted_label",
+               "kmeans_cluster", "agglo_cluster"]
+
+
+def palette(n: int) -> list[str]:
+    """n distinct colours: hues a golden angle apart, three lightness levels, so 100 classes do not repeat
+    every 10 colours as plotly's qualitative palettes do."""
+    import colorsys
+
+    out = []
+    for i in range(n):
+        r, g, b = colorsys.hls_to_rgb((i * 0.618034) % 1.0, (0.42, 0.58, 0.32)[i % 3], 0.72)
+        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+    return out
+
+
+def map_frame(ids: Sequence[int], pca: np.ndarray, umap: np.ndarray | None, rows: Mapping[int, Any],
+              cluster_names: Mapping[str, Mapping[int, str]] | None = None) -> pd.DataFrame:
+    """One row per mapped image still in the catalogue (`rows`: id -> catalogue row), with both projections and
+    the display names to colour and hover by."""
+    names = cluster_names or {}
+
+    def cluster(algorithm: str, value: int | None) -> str:
+        return "(none)" if value is None else names.get(algorithm, {}).get(value, str(value))
+
+    out = []
+    for i, image_id in enumerate(ids):
+        row = rows.get(int(image_id))
+        if row is None:  # removed since the map was computed
+            continue
+        out.append({"id": int(image_id), "pca_x": float(pca[i, 0]), "pca_y": float(pca[i, 1]),
+                    "umap_x": None if umap is None else float(umap[i, 0]),
+                    "umap_y": None if umap is None else float(umap[i, 1]),
+                    "file_name": row.file_name, "label": display_label(row.label) if row.label else "(none)",
+                    "predicted_label": display_label(row.predicted_label) if row.predicted_label else "(none)",
+                    "kmeans_cluster": cluster("kmeans", row.kmeans_cluster),
+                    "agglo_cluster": cluster("agglomerative", row.agglo_cluster)})
+    return pd.DataFrame(out, columns=MAP_COLUMNS)
+
+
+def map_figure(frame: pd.DataFrame, projection: str, color: str, max_names: int = 60) -> go.Figure:
+    """One scatter trace (fast to draw and to recolour), each point's colour from `color`'s category, its image
+    id in customdata (for click-to-open); category names at their medians when there are at most `max_names`."""
+    x, y = frame[f"{projection}_x"], frame[f"{projection}_y"]
+    categories = sorted(frame[color].unique(), key=lambda c: (c == "(none)", _natural(c)))
+    colours = dict(zip(categories, palette(len(categories)), strict=True))
+    fig = go.Figure(go.Scatter(
+        x=x, y=y, mode="markers", marker=dict(size=6, opacity=0.8, color=frame[color].map(colours)),
+        customdata=frame[["id", "file_name", "label", color]].to_numpy(),
+        hovertemplate="%{customdata[1]}<br>label: %{customdata[2]}<br>%{customdata[3]}<extra></extra>",
+        name="images"))
+    if len(categories) <= max_names:
+        centre = frame.assign(_x=x, _y=y).groupby(color)[["_x", "_y"]].median()
+        # A cluster by its number only ("7", its full name on hover): fifty full names hide the points.
+        text = [c.split(" · ", 1)[0] if "cluster" in color else c for c in centre.index]
+        fig.add_trace(go.Scatter(x=centre["_x"], y=centre["_y"], mode="text", text=text,
+                                 textfont=dict(size=10, color="#222"), hoverinfo="skip", name="names"))
+    axis = {"umap": "UMAP", "pca": "PC"}[projection]
+    fig.update_layout(height=620, margin=dict(l=0, r=0, t=10, b=0), showlegend=False, clickmode="event+select",
+                      xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2", dragmode="pan")
+    return fig
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that puts "2 · …" before "10 · …"."""
+    head = text.split(" ", 1)[0]
+    return (0, int(head), text) if head.isdigit() else (1, 0, text)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -12,18 +11,21 @@ import streamlit as st
 import streamlit.components.v1 as components
 from PIL import Image
 
+from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import inputs, resources, views
+from imgsearch.ui.web import collection_browser, image_view, inputs, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
 SOURCES = qs.SOURCES
 GRID_COLUMNS = 5
-SCROLL_UP = "_scroll_to_query"  # set by "Search with this": the file name of the new query
+SCROLL_UP = qs.SCROLL_UP
+# A slot under a card's caption for a page's own controls (e.g. tick boxes): called with the card's item.
+CardExtra = Callable[[object], None]
 
 
 @dataclass
@@ -48,26 +50,20 @@ def store_errors() -> Iterator[None]:
         st.stop()
 
 
-def show_thumbnail(path: str | None, caption: str | None = None) -> None:
-    thumb = resources.thumbnail(path) if path else None
+def show_thumbnail(path: str | None, caption: str | None = None, boxed: bool = False) -> None:
+    """A thumbnail (boxed: on a fixed square, for grids whose cards must line up)."""
+    thumb = resources.thumbnail(path, boxed=boxed) if path else None
     if thumb is None:
         st.caption(f"(image file missing: {path})" if path else "(no image)")
     else:
         st.image(thumb, caption=caption, width="stretch")
 
 
-def _use_as_query(image_id: int, name: str) -> None:
-    qs.set_query(f"id:{image_id}", SOURCES, pick=image_id)
-    st.session_state[SCROLL_UP] = name
-
-
-def _random_pick(ids: Sequence[int]) -> None:
-    pick = random.choice(list(ids))
-    qs.set_query(f"id:{pick}", SOURCES, pick=pick)
-
-
-def _picked() -> None:
-    qs.set_query(f"id:{st.session_state[qs.PICK]}", SOURCES)
+def _random_pick(Session) -> None:
+    with Session() as s:
+        pick = data.random_indexed_id(s)
+    if pick is not None:
+        qs.set_query(f"id:{pick}", SOURCES, pick=pick)
 
 
 def _upload_changed(uploader_key: str) -> None:
@@ -138,28 +134,44 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
         st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
         return None
 
-    files = resources.collection_files(state.key, state.version)
-    names = dict(files)
-    if parsed and parsed[0] == "id" and int(parsed[1]) in names:
-        st.session_state[qs.PICK] = int(parsed[1])
-    if st.session_state.get(qs.PICK) not in names:
-        st.session_state[qs.PICK] = files[0][0]
-    st.session_state[qs.Q] = f"id:{st.session_state[qs.PICK]}"
-    left, right = st.columns([5, 1], vertical_alignment="bottom")
-    left.selectbox("Indexed image", list(names), format_func=lambda i: names.get(i, str(i)), key=qs.PICK,
-                   on_change=_picked)
-    right.button("Random", key=f"{prefix}_random", on_click=_random_pick, args=(list(names),), width="stretch")
-    image_id = int(st.session_state[qs.PICK])
+    row = _picked_row(state, parsed)
+    if row is None:
+        st.info("No indexed image to pick.")
+        return None
+    left, mid, right = st.columns([4, 1, 1], vertical_alignment="bottom")
+    left.markdown(f"**Picked:** `{row.file_name}` · label: {views.display_label(row.label)} · folder: "
+                  f"{views.short_path(row.source_folder)}", help=f"raw label: {row.label}")
+    if mid.button("Browse…", key=f"{prefix}_browse", width="stretch",
+                  help="Browse the collection by label, folder or cluster, and click an image"):
+        collection_browser.browse_dialog(state)
+    right.button("Random", key=f"{prefix}_random", on_click=_random_pick, args=(state.ctx.Session,),
+                 width="stretch")
     try:
         with store_errors():
-            xq = state.ctx.stores.faiss.get_vectors([image_id])[0]
+            xq = state.ctx.stores.faiss.get_vectors([row.id])[0]
     except KeyError:
-        st.warning(f"{names[image_id]} is catalogued but not in the vector index of this backbone yet.")
+        st.warning(f"{row.file_name} is catalogued but not in the vector index of this backbone yet.")
         return None
+    return Query(xq, 0.0, row.id, row.file_name, path=row.path, label=row.label)
+
+
+def _picked_row(state: AppState, parsed: tuple[str, str] | None):
+    """The catalogue row of the picked query (from the URL, the session, else the first image by file name)."""
+    wanted = [int(parsed[1])] if parsed and parsed[0] == "id" else []
+    if st.session_state.get(qs.PICK) is not None:
+        wanted.append(int(st.session_state[qs.PICK]))
     with state.ctx.Session() as s:
-        row = repo.images_by_ids(s, [image_id]).get(image_id)
-    return Query(xq, 0.0, image_id, names[image_id], path=row.path if row else None,
-                 label=row.label if row else None)
+        found = repo.images_by_ids(s, wanted)
+        row = next((found[i] for i in wanted if i in found and found[i].status == "indexed"), None)
+        if row is None:
+            first = data.first_indexed_id(s)
+            row = None if first is None else repo.images_by_ids(s, [first]).get(first)
+        if row is not None:
+            s.expunge(row)
+    if row is not None:
+        st.session_state[qs.PICK] = row.id
+        st.session_state[qs.Q] = f"id:{row.id}"
+    return row
 
 
 def k_slider() -> int:
@@ -198,27 +210,45 @@ def scroll_to_top() -> None:
     )
 
 
-def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
-    """Thumbnails with score, file name, labels, and a button that makes a result the next query."""
-    for start in range(0, len(results), GRID_COLUMNS):
-        cols = st.columns(GRID_COLUMNS)
-        for col, r in zip(cols, results[start : start + GRID_COLUMNS], strict=False):
+def card(image_id: int, path: str | None, caption_html: str, file_name: str, prefix: str, help_text: str | None,
+         extra: CardExtra | None = None, item: object = None) -> None:
+    """One card of a grid: a boxed thumbnail, a caption of two clamped lines, "Search with this" and "Open";
+    `extra(item)` draws a page's own controls under them."""
+    show_thumbnail(path, boxed=True)
+    st.markdown(caption_html, help=help_text, unsafe_allow_html=True)
+    # Stacked, not side by side: two buttons in a fifth of the page cut "Search with this" short.
+    st.button("Search with this", key=f"{prefix}_use_{image_id}", on_click=qs.use_as_query,
+              args=(image_id, file_name), width="stretch")
+    if image_view.open_button(image_id, f"{prefix}_open_{image_id}"):
+        st.session_state[OPEN_IMAGE] = image_id
+    if extra is not None:
+        extra(item)
+
+
+OPEN_IMAGE = "_open_image"  # the id of the image whose dialog a card's "Open" asked for, during this run
+
+
+def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: bool) -> None:
+    """Cards in rows of GRID_COLUMNS; then the dialog of the card whose "Open" was clicked, if any."""
+    for start in range(0, len(items), GRID_COLUMNS):
+        for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
             with col:
-                show_thumbnail(r.path)
-                st.markdown(views.result_caption(r), help=views.RESULT_LEGEND)
-                st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
-                          args=(r.id, r.file_name), width="stretch")
+                draw(item)
+    image_id = st.session_state.pop(OPEN_IMAGE, None)
+    if image_id is not None:
+        image_view.image_dialog(int(image_id), switch_to_search)
 
 
-def image_grid(rows: Sequence, prefix: str) -> None:
-    """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as thumbnails, with "Search
+def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra | None = None,
+                switch_to_search: bool = False) -> None:
+    """Search results as cards: similarity, file name, labels; "Search with this" makes one the next query."""
+    _grid(results, lambda r: card(r.id, r.path, views.result_caption(r), r.file_name, prefix, views.RESULT_LEGEND,
+                                  extra, r), switch_to_search)
+
+
+def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, switch_to_search: bool = False) -> None:
+    """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as cards, with "Search
     with this"; for browsing, where there is no query to score against."""
-    for start in range(0, len(rows), GRID_COLUMNS):
-        for col, r in zip(st.columns(GRID_COLUMNS), rows[start : start + GRID_COLUMNS], strict=False):
-            with col:
-                show_thumbnail(r.path)
-                predicted = views.display_label(r.predicted_label) if r.predicted_label else "–"
-                st.markdown(f"`{r.file_name}`  \nlabel: {views.display_label(r.label)} · predicted: {predicted} "
-                            f"({views.fmt_prob(r.predicted_prob)})", help=f"raw label: {r.label}")
-                st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
-                          args=(r.id, r.file_name), width="stretch")
+    _grid(rows, lambda r: card(r.id, r.path, views.card_caption("", r.file_name, r.label, r.predicted_label,
+                                                                r.predicted_prob),
+                               r.file_name, prefix, None, extra, r), switch_to_search)

@@ -28,6 +28,7 @@ class Collection:
 def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
     from imgsearch.db import repository as repo
     from imgsearch.ingest.pipeline import ingest_folder, refresh_payloads
+    from imgsearch.ui import embedding_maps
     from imgsearch.ui.context import Context
     from imgsearch.ui.settings import Settings
     from imgsearch.ui.training import train
@@ -44,6 +45,7 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
                 run_id = repo.start_run(s, "train", b.name, b.dim, b.weights_sha256, dataset_path=str(photos)).id
             train(ctx.Session, run_id, b, ctx.cache, settings.models_dir, k=3)  # records the run 'ok': current
             refresh_payloads(ctx.Session, ctx.stores, ctx.cache, ctx.trained())
+            embedding_maps.record(ctx, run_id)  # as run_training does: the Clusters page's map
     finally:
         ctx.close()  # release the embedded stores: the app opens them itself
     return Collection(root, photos, settings.data_dir, backbone.name)

@@ -134,3 +134,48 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells_first():
     fig = views.confusion_figure(labels, matrix, normalise=True)
     z = np.asarray(fig.data[0].z)
     assert np.isclose(z[1, 1], np.log10(0.9)) and np.isclose(z[2, 1], np.log10(0.75))  # row shares, log scale
+
+
+def test_card_caption_keeps_one_line_each_and_the_raw_label_as_tooltip():
+    r = SimpleNamespace(score=0.9871, file_name="image_<1>.jpg", label="054_sunflower", predicted_label="012_rose",
+                        predicted_prob=0.8)
+    html = views.result_caption(r)
+    assert "similarity <b>0.987</b>" in html and ">image_&lt;1&gt;.jpg</code>" in html  # escaped
+    assert '<span title="raw label: 054_sunflower">sunflower</span>' in html
+    assert '<span title="raw label: 012_rose">rose</span> (80%)' in html
+    assert html.count("text-overflow:ellipsis") == 2  # two clamped lines: every card has the same height
+    assert "label: – · predicted: – (–)" in views.card_caption("", "a.jpg", None, None, None)
+
+
+def test_image_details_name_every_field():
+    from datetime import UTC, datetime
+
+    row = SimpleNamespace(id=7, file_name="a.jpg", path="/p/cats/a.jpg", source_folder="/p/cats", label="01_cat",
+                          predicted_label="01_cat", predicted_prob=0.91, size_bytes=2048, width=640, height=480,
+                          kmeans_cluster=3, agglo_cluster=None, duplicate_group=5,
+                          created_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
+    details = dict(views.image_details(row, ["/p/copy/a.jpg"], {"kmeans": "3 · mostly cat"}))
+    assert details["path"] == "/p/cats/a.jpg" and details["folder"] == "/p/cats"
+    assert details["label"] == "cat (raw: 01_cat)" and details["predicted"] == "cat (91%, SVM)"
+    assert details["size"] == "2.0 KiB" and details["resolution"] == "640 × 480 px"
+    assert details["K-Means cluster"] == "3 · mostly cat" and details["agglomerative cluster"] == "–"
+    assert details["duplicate group"] == "group 5" and details["ingested"] == "2026-01-02 03:04 UTC"
+    assert details["also found at"] == "/p/copy/a.jpg"
+
+
+def test_map_frame_and_figure_colour_without_recomputing():
+    rows = {i: SimpleNamespace(file_name=f"{i}.jpg", label=f"0{i % 2}_x{i % 2}", predicted_label=None,
+                               kmeans_cluster=i % 3, agglo_cluster=None) for i in range(1, 7)}
+    pca = np.arange(14, dtype=float).reshape(7, 2)
+    frame = views.map_frame([1, 2, 3, 4, 5, 6, 99], pca, pca * 2, rows, {"kmeans": {0: "0 · mostly x0"}})
+    assert list(frame["id"]) == [1, 2, 3, 4, 5, 6]  # 99 left the catalogue since the map was made
+    assert set(frame["kmeans_cluster"]) == {"0 · mostly x0", "1", "2"} and set(frame["agglo_cluster"]) == {"(none)"}
+    assert frame.loc[0, "umap_x"] == 0.0 and frame.loc[1, "umap_y"] == 6.0
+    fig = views.map_figure(frame, "umap", "kmeans_cluster")
+    points, names = fig.data
+    assert list(points.customdata[:, 0]) == [1, 2, 3, 4, 5, 6]  # the ids a click reports
+    assert len(set(points.marker.color)) == 3 and sorted(names.text) == ["0", "1", "2"]  # numbers only
+    assert fig.layout.xaxis.title.text == "UMAP 1"
+    assert len(views.map_figure(frame, "pca", "label", max_names=1).data) == 1  # too many to name
+    colours = views.palette(102)
+    assert len(set(colours)) == 102  # no colour repeats among 102 classes

@@ -56,8 +56,8 @@ def test_search_from_collection_returns_k_ranked_results(app_env):
     assert query_id not in [r[0] for r in results]  # the query itself is excluded
     scores = [r[1] for r in results]
     assert scores == sorted(scores, reverse=True)
-    captions = [m.value for m in at.markdown if m.value.startswith("similarity **")]
-    assert len(captions) == 5 and captions[0].startswith(f"similarity **{scores[0]:.3f}**")
+    captions = [m.value for m in at.markdown if "similarity <b>" in m.value]
+    assert len(captions) == 5 and f"similarity <b>{scores[0]:.3f}</b>" in captions[0]
     assert "Embedding:" in _texts(at.caption) and "search:" in _texts(at.caption)
     assert len(at.get("plotly_chart")) == 1  # top-5 class probabilities
 
@@ -195,9 +195,14 @@ def test_clusters_page(app_env):
     assert len(tables) == 2  # K-Means and agglomerative summaries
     summary = tables[0].value
     assert list(summary["cluster"]) == [0, 1, 2] and summary["size"].sum() == 18
-    assert len(at.get("plotly_chart")) == 1  # the PCA map
-    at.radio(key="clusters_color").set_value("K-Means cluster").run()
+    assert len(at.get("plotly_chart")) == 1  # the feature map, stored with the training run
+    assert at.radio(key="clusters_projection").options == ["UMAP", "PCA"]
+    assert at.radio(key="clusters_map_color").value == "K-Means cluster"  # clusters by default
+    at.radio(key="clusters_map_color").set_value("label").run()
     _ok(at)
+    at.radio(key="clusters_projection").set_value("PCA").run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) == 1
 
 
 def test_metrics_page(app_env):
@@ -387,8 +392,8 @@ def test_filtered_page_browses_by_filters_alone(app_env):
     at.multiselect(key="filtered_labels").set_value(["sky"]).run()
     _ok(at)
     assert any("6 images match" in h.value for h in at.subheader)
-    shown = [m.value for m in at.markdown if m.value.startswith("`")]
-    assert len(shown) == 6 and all("label: sky" in m for m in shown)
+    shown = [m.value for m in at.markdown if "<code" in m.value]
+    assert len(shown) == 6 and all('label: <span title="raw label: sky">sky</span>' in m for m in shown)
     at.multiselect(key="filtered_predicted_labels").set_value(["apples"]).run()
     _ok(at)
     assert "No indexed image matches" in at.warning[0].value

@@ -1,4 +1,5 @@
-"""Clusters page: K-Means and agglomerative cluster sizes, purity, members, and a 2-D PCA map."""
+"""Clusters page: K-Means and agglomerative cluster sizes, purity, paged members, and the feature map (UMAP or
+PCA, stored with the training run) whose points open their image."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.ui.web import resources, views, widgets
+from imgsearch.ui.web import image_view, resources, views, widgets
 
 PREFIX = "clusters"
 MEMBERS_PER_PAGE = 20
@@ -39,16 +40,65 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     pages = max(1, -(-size // MEMBERS_PER_PAGE))
     number = st.number_input(f"Page (of {pages:,}, {MEMBERS_PER_PAGE} images each)", 1, pages, 1,
                              key=f"{PREFIX}_{algorithm}_page_{cluster}")
-    with state.ctx.Session() as s:
-        members = data.cluster_members(s, algorithm, int(cluster), limit=MEMBERS_PER_PAGE,
-                                       offset=(number - 1) * MEMBERS_PER_PAGE)
+    column = {"kmeans": "kmeans_cluster", "agglomerative": "agglo_cluster"}[algorithm]
+    with state.ctx.Session() as s:  # the most confident members first: the cluster's clearest examples
+        _, members = data.browse(s, {column: ("any", [int(cluster)])}, "confidence", MEMBERS_PER_PAGE,
+                                 (number - 1) * MEMBERS_PER_PAGE)
     first = (number - 1) * MEMBERS_PER_PAGE + 1
-    st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}")
-    for start in range(0, len(members), widgets.GRID_COLUMNS):
-        row = members[start : start + widgets.GRID_COLUMNS]
-        for col, (_, path, name) in zip(st.columns(widgets.GRID_COLUMNS), row, strict=False):
-            with col:
-                widgets.show_thumbnail(path, caption=name)
+    st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}, most confident prediction first")
+    widgets.image_grid(members, f"{PREFIX}_{algorithm}", switch_to_search=True)
+
+
+SELECTED = f"{PREFIX}_map_selected"  # the map point whose image was last opened
+
+
+def map_section(state: resources.AppState) -> None:
+    """The stored PCA/UMAP map of the current training run; a click on a point opens its image."""
+    st.subheader("Feature map")
+    loaded = resources.map_points(state.key, state.version)
+    if loaded is None:
+        st.info(f"This training run has no stored feature map (it was trained before maps were kept): run "
+                f"`{resources.TRAIN_HINT}` to compute it. Meanwhile, a live PCA of a sample:")
+        color = st.radio("Colour by", list(COLOR_BY), horizontal=True, key=f"{PREFIX}_color")
+        points = resources.pca_points(state.key, state.version)
+        st.plotly_chart(views.pca_figure(points, COLOR_BY[color]))
+        return
+    frame, stored = loaded
+    projections = {"UMAP": "umap", "PCA": "pca"} if stored.umap is not None else {"PCA": "pca"}
+    left, right = st.columns([1, 3])
+    projection = left.radio("Projection", list(projections), horizontal=True, key=f"{PREFIX}_projection")
+    color = right.radio("Colour by", list(views.MAP_COLOURS), horizontal=True, key=f"{PREFIX}_map_color")
+    st.caption(f"{len(frame):,} of {stored.n_total:,} images (a sample drawn with seed {stored.seed}), computed "
+               f"once by training run {state.trained.run_id}. Click a point to open its image; drag to pan, "
+               "scroll to zoom.")
+    fig = resources.map_figure(state.key, state.version, projections[projection], views.MAP_COLOURS[color])
+    event = st.plotly_chart(fig, key=f"{PREFIX}_map", on_select="rerun", selection_mode="points",
+                            config={"scrollZoom": True, "displaylogo": False})
+    clicked = _clicked_id(event)
+    if clicked is None:
+        st.session_state.pop(SELECTED, None)
+        return
+    with state.ctx.Session() as s:
+        rows = data.browse(s, {"id": ("any", [clicked])}, limit=1)[1]
+    if rows:
+        st.markdown("**Selected on the map**")
+        widgets.image_grid(rows, f"{PREFIX}_map_pick", switch_to_search=True)
+    if st.session_state.get(SELECTED) != clicked:  # a new click opens the image; a later rerun does not again
+        st.session_state[SELECTED] = clicked
+        image_view.image_dialog(clicked, switch_to_search=True)
+
+
+def _clicked_id(event) -> int | None:
+    """The image id of the clicked point of the map's first trace (the names trace has no ids)."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    for p in points:
+        custom = p.get("customdata")
+        if p.get("curve_number", 0) == 0 and custom:
+            return int(custom[0])
+    return None
 
 
 def main() -> None:
@@ -59,13 +109,7 @@ def main() -> None:
     for tab, algorithm in zip(tabs, ALGORITHMS.values(), strict=True):
         with tab:
             cluster_section(state, algorithm)
-
-    st.subheader("PCA map")
-    color = st.radio("Colour by", list(COLOR_BY), horizontal=True, key=f"{PREFIX}_color")
-    n_max = st.sidebar.slider("Points on the map (sample)", 200, 5000, 3000, 100, key=f"{PREFIX}_n")
-    points = resources.pca_points(state.key, state.version, n_max)
-    st.caption(f"{len(points):,} of {state.n_indexed:,} images, first two principal components of the features")
-    st.plotly_chart(views.pca_figure(points, COLOR_BY[color]))
+    map_section(state)
 
 
 main()

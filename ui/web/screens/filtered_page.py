@@ -18,8 +18,10 @@ ORDERS = {"most confident first": "confidence", "newest first": "newest", "file 
 
 
 def clear_filters() -> None:
+    # Set, not popped: a popped key leaves the browser's widget holding its old values, which come back with
+    # the next change of any filter.
     for f in FILTER_FIELDS:
-        st.session_state.pop(qs.filter_key(f), None)
+        st.session_state[qs.filter_key(f)] = [] if f.match == "any" else f.bounds[0]
 
 
 HELP = {"source_folder": "Folders shown by their last two parts; the full path is in the URL and the summary.",

@@ -1,0 +1,144 @@
+"""The app in a real Chromium: the feature map's points open their image and "Search with this"; a card's "Open"
+shows the original with its details; the query picker browses the collection by label with thumbnails.
+
+One server for the module, on a tiny-backbone collection whose training run stored its map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser import harness
+from tests.ui.web.conftest import Collection, build_collection
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+MAIN = '[data-testid="stMain"]'
+DIALOG = '[role="dialog"]'
+
+
+@pytest.fixture(scope="module")
+def server(browser_available, tmp_path_factory, backbone) -> Iterator[tuple[Collection, harness.AppServer]]:
+    root = tmp_path_factory.mktemp("app_views")
+    collection = build_collection(root, backbone)
+    env = {**collection.env(), "IMGSEARCH_QDRANT_URL": None, "IMGSEARCH_ALLOWED_ROOTS": None}
+    with harness.AppServer(collection.data_dir, env=env, log_path=root / "app-server.log") as app:
+        yield collection, app
+
+
+@pytest.fixture
+def page(server, browser_page):
+    page, errors = browser_page
+    errors.clear()
+    return page
+
+
+def _query_caption(page) -> str:
+    return page.locator(f'{MAIN} [data-testid="stImage"]').first.inner_text().strip()
+
+
+def _dialog(page):
+    dialog = page.locator(DIALOG)
+    dialog.first.wait_for(state="visible")
+    return dialog.first
+
+
+def _catalogue(collection: Collection) -> dict[str, tuple[int, str | None]]:
+    """file name -> (id, label) of every indexed image."""
+    from sqlalchemy import select
+
+    from imgsearch.db.models import Image
+    from imgsearch.ui.context import open_database
+    from imgsearch.ui.settings import Settings
+
+    with open_database(Settings(data_dir=collection.data_dir))() as s:
+        return {n: (i, label) for i, n, label in s.execute(select(Image.id, Image.file_name, Image.label))}
+
+
+def test_a_click_on_the_map_opens_the_image_and_searches_with_it(server, page):
+    collection, app = server
+    harness.open_page(page, app, "clusters", "Clusters")
+    harness.wait_text(page, "Feature map")
+    assert page.get_by_text("UMAP", exact=True).first.is_visible()  # UMAP beside PCA
+    chart = page.locator(f'{MAIN} [data-testid="stPlotlyChart"]').last
+    chart.scroll_into_view_if_needed()
+    point = chart.locator(".scatterlayer .trace").first.locator("path.point").nth(4)
+    point.wait_for(state="attached")
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    dialog = _dialog(page)
+    dialog.get_by_text("resolution", exact=True).wait_for()
+    names = _catalogue(collection)
+    shown = [n for n in names if dialog.get_by_text(n).count()]
+    assert len(shown) == 1, shown  # the clicked image's file, named in its details
+    assert dialog.locator('[data-testid="stImage"] img').first.evaluate("i => i.naturalWidth") > 0
+    dialog.get_by_role("button", name="Search with this").click()
+
+    page.get_by_role("heading", name="Search by image", exact=True).wait_for()
+    harness.wait_text(page, "Top 10 neighbours")
+    harness.wait_settled(page)
+    assert shown[0] in _query_caption(page)
+    assert f"q=id%3A{names[shown[0]][0]}" in page.url or f"q=id:{names[shown[0]][0]}" in page.url, page.url
+
+
+def test_open_shows_the_original_with_its_details(server, page):
+    collection, app = server
+    names = _catalogue(collection)
+    first_id = min(i for i, _ in names.values())
+    page.goto(f"{app.base_url}/search?q=id:{first_id}&k=5", wait_until="domcontentloaded")
+    harness.wait_text(page, "Top 5 neighbours")
+    harness.wait_settled(page)
+    top = harness.result_captions(page)[0]
+    page.locator(MAIN).get_by_role("button", name="Open", exact=True).first.click()
+    dialog = _dialog(page)
+    for field in ("path", "folder", "label", "predicted", "size", "resolution", "K-Means cluster", "ingested",
+                  "duplicate group"):
+        dialog.get_by_text(field, exact=True).first.wait_for()
+    assert dialog.get_by_text(top.file_name).count() >= 1
+    image_id = names[top.file_name][0]
+    page.goto(f"{app.base_url}/image?id={image_id}", wait_until="domcontentloaded")  # its own page, by id
+    page.get_by_role("heading", name="Image", exact=True).wait_for()
+    harness.wait_text(page, "resolution")
+    assert page.locator(MAIN).get_by_text(top.file_name).count() >= 1
+
+
+def test_the_picker_browses_the_collection_by_label_with_thumbnails(server, page):
+    collection, app = server
+    harness.open_page(page, app, "search", "Search by image")
+    page.locator(MAIN).get_by_text("Pick from the collection").click()
+    harness.wait_settled(page)
+    page.locator(MAIN).get_by_role("button", name="Browse…").click()
+    dialog = _dialog(page)
+    box = dialog.locator('[data-testid="stSelectbox"]').first
+    box.click()
+    page.get_by_role("option", name="sky (6 images)").click()
+    harness.wait_settled(page)
+    dialog.locator('[data-testid="stImage"] img').nth(5).wait_for()
+    harness.wait_images_loaded(page)
+    names = _catalogue(collection)
+    cards = [n for n, (_, label) in names.items() if label == "sky" and dialog.get_by_text(n).count()]
+    assert len(cards) == 6  # the six sky images, and no other
+    dialog.get_by_role("button", name="Use as query").nth(2).click()
+    page.locator(DIALOG).wait_for(state="detached")
+    harness.wait_text(page, "Top 10 neighbours")
+    harness.wait_settled(page)
+    picked = sorted(cards)[2]  # the browser lists a group by file name
+    assert picked in _query_caption(page)
+
+
+def test_clear_filters_really_clears_the_widgets(server, page):
+    """"Clear filters", then another label: only that label is filtered (the cleared one used to come back)."""
+    collection, app = server
+    harness.open_page(page, app, "filtered", "Filtered search")
+    harness.choose_in_multiselect(page, "Label", "sky")
+    harness.wait_text(page, "6 images match")
+    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Clear filters").click()
+    harness.wait_text(page, "18 images match (no filter: the whole collection)")
+    harness.wait_settled(page)
+    harness.choose_in_multiselect(page, "Label", "grass")
+    harness.wait_text(page, "6 images match")  # sky and grass would be 12
+    assert page.get_by_text("Filters: label is one of: grass", exact=True).count() == 1
+    assert page.url.endswith("label=grass"), page.url

@@ -1,0 +1,75 @@
+"""One catalogued image at full size with everything known about it: a dialog from any card or map point, and
+the Image page (/image?id=N) for a link of its own.
+
+The image is always looked up by its catalogue id; the file shown is the catalogue's path for that id, never a
+path that came with the request.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+
+from imgsearch.db import repository as repo
+from imgsearch.ui.web import query_state as qs
+from imgsearch.ui.web import resources, views
+
+MAX_SHOWN_PIXELS = 4_000_000  # larger originals are shown scaled down (the download is the original file)
+SEARCH_PAGE = "screens/search_page.py"
+
+
+def open_button(image_id: int, key: str) -> bool:
+    return st.button("Open", key=key, help="The original image, full size, with its details", type="tertiary",
+                     icon=":material/open_in_full:", width="stretch")
+
+
+@st.dialog("Image", width="large")
+def image_dialog(image_id: int, switch_to_search: bool = True) -> None:
+    # The catalogue is all it needs: the models and stores are not loaded for it.
+    show_image(resources.load_state(require_images=False, load_models=False), image_id, "dialog", switch_to_search)
+
+
+def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_search: bool = True) -> None:
+    """The original image, its details, "Search with this" (on the Search page when `switch_to_search`)."""
+    with state.ctx.Session() as s:
+        row = repo.images_by_ids(s, [image_id]).get(image_id)
+        extra = [p.path for p in row.extra_paths] if row is not None else []
+        if row is not None:
+            s.expunge(row)
+    if row is None:
+        st.warning(f"There is no image with id {image_id} in the catalogue (it may have been removed).")
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        _original(row)
+    with right:
+        st.markdown(f"**{views.display_label(row.label)}** · `{row.file_name}`")
+        names = resources.cluster_names(state.key, state.version)
+        named = {a: names[a].get(c) for a, c in (("kmeans", row.kmeans_cluster),
+                                                   ("agglomerative", row.agglo_cluster)) if c in names[a]}
+        details = views.image_details(row, extra, named)
+        st.table({"": [k for k, _ in details], "value": [v for _, v in details]})
+        if st.button("Search with this", key=f"{prefix}_image_use_{image_id}", type="primary",
+                     on_click=qs.use_as_query,
+                     args=(image_id, row.file_name), width="stretch"):
+            if switch_to_search:
+                st.switch_page(SEARCH_PAGE)
+            st.rerun()
+        st.link_button("Open on its own page", f"/image?id={image_id}", width="stretch")
+
+
+def _original(row) -> None:
+    try:
+        with open(row.path, "rb") as f:
+            raw = f.read()
+        image = Image.open(row.path)
+        size = image.size
+    except (OSError, Image.DecompressionBombError) as exc:
+        st.warning(f"The image file cannot be read: {row.path} ({exc})")
+        return
+    if size[0] * size[1] > MAX_SHOWN_PIXELS:
+        image.thumbnail((2048, 2048))
+        st.image(image.convert("RGB"), caption=f"{row.file_name}: {size[0]} × {size[1]} px, shown scaled down")
+    else:
+        st.image(raw, caption=f"{row.file_name} · {size[0]} × {size[1]} px (original)")
+    st.download_button("Download the original", raw, file_name=row.file_name, key=f"download_{row.id}")
