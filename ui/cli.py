@@ -404,7 +404,7 @@ def remove_cmd(
     from imgsearch.ingest.pipeline import remove_paths
 
     with _context("remove", data_dir=data_dir) as ctx:
-        result = remove_paths(ctx.Session, _stores(ctx), paths)
+        result = remove_paths(ctx.Session, _stores(ctx), paths, ctx.settings.duplicate_threshold)
     console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
                   "promoted (content still present elsewhere stays)")
 

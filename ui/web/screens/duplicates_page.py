@@ -27,7 +27,8 @@ def remove_members(state: resources.AppState, paths: list[str], delete_files: bo
     from imgsearch.ingest.pipeline import remove_paths
 
     with widgets.store_errors():
-        result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths])
+        result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths],
+                              state.settings.duplicate_threshold)
     deleted = 0
     if delete_files:  # only on an explicit tick, and only files the catalogue no longer knows
         for p in paths:
