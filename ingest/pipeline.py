@@ -106,7 +106,8 @@ def _write_batch(
     # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
     # features cached, and the same command writes them once there is room.
     stores.ensure_room(len(ids))
-    annotate_batch(Session, stores, ids, xb, duplicate_threshold)  # near-duplicate groups, uniqueness, quality flags: into the catalogue
+    # Near-duplicate groups, uniqueness, quality flags: into the catalogue.
+    annotate_batch(Session, stores, ids, xb, duplicate_threshold)
     predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:
@@ -387,7 +388,8 @@ def refresh_payloads(
 
 
 def remove_paths(
-    Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path], duplicate_threshold: float = DEFAULT_THRESHOLD
+    Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path],
+    duplicate_threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, int]:
     """Remove images by file path or folder from all three stores.
 
