@@ -527,8 +527,8 @@ def run() -> None:
         sys.exit(2)
 
 
-# The curation commands (duplicates, suspects, relabel) live in their own module; importing it registers them.
-from imgsearch.ui import curation_commands  # noqa: E402,F401
+# The curation commands (duplicates, suspects, relabel) and export live in their own modules; importing registers them.
+from imgsearch.ui import curation_commands, export_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -198,8 +198,10 @@ def scroll_to_top() -> None:
     )
 
 
-def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
-    """Thumbnails with score, file name, labels, and a button that makes a result the next query."""
+def result_grid(results: Sequence[SearchResult], prefix: str,
+                extra: Callable[[SearchResult], None] | None = None) -> None:
+    """Thumbnails with score, file name, labels, and a button that makes a result the next query. `extra(r)`,
+    if given, draws more under each card (the Search page's "more like / less like" ticks)."""
     for start in range(0, len(results), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, r in zip(cols, results[start : start + GRID_COLUMNS], strict=False):
@@ -208,6 +210,8 @@ def result_grid(results: Sequence[SearchResult], prefix: str) -> None:
                 st.markdown(views.result_caption(r), help=views.RESULT_LEGEND)
                 st.button("Search with this", key=f"{prefix}_use_{r.id}", on_click=_use_as_query,
                           args=(r.id, r.file_name), width="stretch")
+                if extra is not None:
+                    extra(r)
 
 
 def image_grid(rows: Sequence, prefix: str) -> None:
