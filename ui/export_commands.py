@@ -13,6 +13,12 @@ from imgsearch.ui.curation_commands import _quiet
 from imgsearch.ui.export import FORMATS, SUSPECT_FIELDS, ExportError, export_to_folder, image_rows, result_rows, to_text
 
 
+def _refuse(message: str) -> None:
+    """_fail, heard even while the progress lines are silenced (the list alone goes to stdout)."""
+    console.quiet = False
+    _fail(message)
+
+
 def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) -> list[dict]:
     import hashlib
 
@@ -24,15 +30,15 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
         data = image.expanduser().read_bytes()
         query = load_rgb(data, ctx.settings.max_image_pixels)
     except OSError as exc:
-        _fail(f"cannot read {image}: {exc.strerror or exc}")
+        _refuse(f"cannot read {image}: {exc.strerror or exc}")
     except ImageRejected as exc:
-        _fail(f"{image}: {exc.message}")
+        _refuse(f"{image}: {exc.message}")
     with ctx.Session() as s:
         known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
     stores = _stores(ctx)
     ctx.require_intact()
     if stores.faiss.count() == 0:
-        _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
+        _refuse("the collection is empty: run `imgsearch ingest FOLDER` first")
     service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
     xq = service.embed(query)
     proba = None
@@ -52,16 +58,16 @@ def _catalogue_rows(ctx, cluster: int | None, algorithm: str, group: int | None,
         if cluster is not None:
             ids = [i for i, _, _ in data.cluster_members(s, algorithm, cluster, limit=1_000_000)]
             if not ids:
-                _fail(f"no indexed image is in {algorithm} cluster {cluster} (`imgsearch train` makes the clusters; "
-                      "the app's Clusters page lists them)")
+                _refuse(f"no indexed image is in {algorithm} cluster {cluster} (`imgsearch train` makes the "
+                        "clusters; the app's Clusters page lists them)")
         elif group is not None:
             ids = sorted(repo.duplicate_members(s, [group]))
             if len(ids) < 2:
-                _fail(f"there is no near-duplicate group {group} (`imgsearch duplicates` lists the groups)")
+                _refuse(f"there is no near-duplicate group {group} (`imgsearch duplicates` lists the groups)")
         else:
             suspects = data.label_suspects(s, limit=top or 50)
             if not suspects:
-                _fail("no suspected label errors are recorded: run `imgsearch suspects` first")
+                _refuse("no suspected label errors are recorded: run `imgsearch suspects` first")
             return image_rows(suspects, SUSPECT_FIELDS)
         rows = repo.images_by_ids(s, ids)
         return image_rows([rows[i] for i in ids if i in rows])
@@ -91,14 +97,14 @@ def export_cmd(
     chosen = [name for name, on in (("--query", query is not None), ("--cluster", cluster is not None),
                                     ("--group", group is not None), ("--suspects", suspects)) if on]
     if len(chosen) != 1:
-        _fail("give exactly one of --query IMAGE, --cluster N, --group G, --suspects"
+        _refuse("give exactly one of --query IMAGE, --cluster N, --group G, --suspects"
               + (f" (got {', '.join(chosen)})" if chosen else ""))
     if fmt not in FORMATS:
-        _fail(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+        _refuse(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
     if algorithm not in ("kmeans", "agglomerative"):
-        _fail(f"unknown --algorithm {algorithm!r}; choose kmeans or agglomerative")
+        _refuse(f"unknown --algorithm {algorithm!r}; choose kmeans or agglomerative")
     if link and to is None:
-        _fail("--link needs --to DIR")
+        _refuse("--link needs --to DIR")
     with _quiet(to is None), _context("export", data_dir=data_dir) as ctx:
         if query is not None:
             rows = _search_rows(ctx, query, k, class_aware, collapse)
@@ -110,7 +116,7 @@ def export_cmd(
     try:
         done = export_to_folder(rows, to, link=link, fmt=fmt)
     except ExportError as exc:
-        _fail(str(exc))
+        _refuse(str(exc))
     console.print(f"{'linked' if link else 'copied'} {len(done.written)} files into {done.folder}; the list is in "
                   f"{done.manifest}", highlight=False)
     if done.missing:

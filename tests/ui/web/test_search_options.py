@@ -3,8 +3,6 @@ by ticking results, and the results' download, on the tiny trained collection (A
 
 from __future__ import annotations
 
-import json
-
 from imgsearch.db import repository as repo
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
