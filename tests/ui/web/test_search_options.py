@@ -113,3 +113,10 @@ def test_search_results_download_as_csv_and_json(app_env):
     assert len(buttons) == 2
     json_button = next(b for b in buttons if "JSON" in b.proto.label)
     assert json_button.proto.label == "Download JSON"
+
+
+def test_clusters_page_offers_each_whole_cluster_for_download(app_env):
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    assert len(at.get("download_button")) == 4  # CSV and JSON in each of the two algorithms' tabs

@@ -7,7 +7,8 @@ import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.ui.web import resources, views, widgets
+from imgsearch.ui.export import image_rows
+from imgsearch.ui.web import export_widgets, resources, views, widgets
 
 PREFIX = "clusters"
 MEMBERS_PER_PAGE = 20
@@ -42,6 +43,11 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     with state.ctx.Session() as s:
         members = data.cluster_members(s, algorithm, int(cluster), limit=MEMBERS_PER_PAGE,
                                        offset=(number - 1) * MEMBERS_PER_PAGE)
+    with state.ctx.Session() as s:  # the whole cluster, not just this page
+        ids = [i for i, _, _ in data.cluster_members(s, algorithm, int(cluster), limit=size)]
+        rows = repo.images_by_ids(s, ids)
+        everyone = image_rows([rows[i] for i in ids if i in rows])
+    export_widgets.download_buttons(everyone, f"{algorithm}_cluster_{cluster}", f"{PREFIX}_{algorithm}")
     first = (number - 1) * MEMBERS_PER_PAGE + 1
     st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}")
     for start in range(0, len(members), widgets.GRID_COLUMNS):
