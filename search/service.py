@@ -30,13 +30,16 @@ class SearchResult:
     agglo_cluster: int | None
     source_folder: str | None
     duplicate_group: int | None = None
+    uniqueness: float | None = None
+    quality: str | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
         p = hit.payload
         return cls(hit.id, hit.score, p.get("path", ""), p.get("file_name", ""), p.get("label"),
                    p.get("predicted_label"), p.get("predicted_prob"), p.get("kmeans_cluster"),
-                   p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"))
+                   p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"), p.get("uniqueness"),
+                   p.get("quality"))
 
 
 def collapse_duplicates(results: list[SearchResult]) -> list[SearchResult]:
