@@ -294,8 +294,9 @@ def search_cmd(
         if flt is not None and not flt.is_empty():
             response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
         elif class_aware and trained is not None:
-            svm = trained.models["svm"]
-            proba = dict(zip(map(str, svm.classes_), svm.predict_proba(xq[None, :])[0].tolist(), strict=True))
+            from imgsearch.search.class_aware import query_distribution
+
+            proba = query_distribution(trained.models["svm"], xq)
             response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
             how = "FAISS neighbours, class-aware"
         else:

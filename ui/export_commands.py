@@ -24,6 +24,7 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
 
     from imgsearch.db import repository as repo
     from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.search.class_aware import query_distribution
     from imgsearch.search.service import Ranking, SearchService
 
     try:
@@ -44,8 +45,7 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
     proba = None
     trained = ctx.trained() if class_aware else None
     if trained is not None:
-        svm = trained.models["svm"]
-        proba = dict(zip(map(str, svm.classes_), svm.predict_proba(xq[None, :])[0].tolist(), strict=True))
+        proba = query_distribution(trained.models["svm"], xq)
     response = service.ranked(xq, k, Ranking(proba, collapse), exclude_id=known.id if known is not None else None)
     return result_rows(response.results)
 

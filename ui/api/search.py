@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from imgsearch.search.class_aware import query_distribution
 from imgsearch.search.payload import Filter
 from imgsearch.search.service import Ranking
 from imgsearch.ui.api import deps
@@ -39,8 +40,7 @@ def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: in
     proba = None
     trained = state.trained() if class_aware else None
     if trained is not None:
-        svm = trained.models["svm"]
-        proba = dict(zip(map(str, svm.classes_), svm.predict_proba(xq[None, :])[0].tolist(), strict=True))
+        proba = query_distribution(trained.models["svm"], xq)
     ranking = Ranking(proba, collapse)
     response = state.service().ranked(xq, offset + k, ranking, exclude_id=exclude)
     return deps.results(response, query, "faiss", k, offset, ranking=ranking.describe())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from imgsearch.search.class_aware import query_distribution
 from imgsearch.search.diversity import DEFAULT_MMR_LAMBDA, POOL_FACTOR
 from imgsearch.search.service import Ranking, SearchResponse
 from imgsearch.ui.export import result_rows
@@ -25,8 +26,7 @@ CLASS_AWARE_HELP = ("Re-rank the 100 nearest neighbours by how likely they share
 def query_proba(state: resources.AppState, query: widgets.Query) -> dict[str, float] | None:
     if state.trained is None:
         return None
-    svm = state.trained.models["svm"]
-    return dict(zip(map(str, svm.classes_), svm.predict_proba(query.vector[None, :])[0].tolist(), strict=True))
+    return query_distribution(state.trained.models["svm"], query.vector)
 
 
 def prediction(state: resources.AppState, proba: dict[str, float] | None) -> None:
