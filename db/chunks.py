@@ -1,4 +1,5 @@
-"""Long id lists go to SQL in chunks: SQLite caps the bound parameters of one statement (999 before 3.32)."""
+"""Long id lists go to SQL in chunks: SQLite caps the bound parameters of one statement (999 before 3.32),
+PostgreSQL at 65,535; 500 keeps every statement small on both."""
 
 from __future__ import annotations
 

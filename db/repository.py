@@ -104,6 +104,39 @@ def add_image(
     return image
 
 
+def _insert(session: Session, model: type) -> Any:
+    """INSERT for the session's database, which then offers ON CONFLICT (PostgreSQL and SQLite spell it alike)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"no INSERT ... ON CONFLICT for the {dialect} database")
+    return insert(model)
+
+
+def upsert_image(session: Session, **fields: Any) -> tuple[Image, bool]:
+    """Catalogue an image unless its content is already there: (its row, whether this call added it).
+
+    Idempotent and safe under concurrent writers: INSERT ... ON CONFLICT (content_hash) DO NOTHING, so a process
+    racing another to the same new content gets the other one's row, never an IntegrityError. Takes the fields
+    of add_image.
+    """
+    _check_choice("split", fields.get("split"), SPLITS, nullable=True)
+    fields.setdefault("status", "pending")
+    _check_choice("status", fields["status"], IMAGE_STATUSES)
+    statement = (_insert(session, Image).values(**fields)
+                 .on_conflict_do_nothing(index_elements=[Image.content_hash]).returning(Image))
+    image = session.scalars(statement).one_or_none()
+    if image is not None:
+        return image, True
+    existing = image_by_hash(session, fields["content_hash"])
+    if existing is None:  # the conflict was with a row deleted since: cannot happen under one transaction
+        raise LookupError(f"content {fields['content_hash']} conflicted but is not catalogued")
+    return existing, False
+
+
 def restore_image(session: Session, image_id: int, **fields: Any) -> Image:
     """Re-create a catalogue row under its old id (= its vector id), from what a vector store kept of it."""
     image = Image(id=int(image_id), **fields)
@@ -137,9 +170,12 @@ def add_extra_path(session: Session, image: Image, path: str) -> ImagePath | Non
     """Record that ``image``'s content was also found at ``path``; None if that path is already known."""
     if image_by_path(session, path) is not None:
         return None
-    extra = ImagePath(image_id=image.id, path=path)
-    session.add(extra)
-    session.flush()
+    # ON CONFLICT: a concurrent writer may record the same path between the check above and this insert.
+    statement = (_insert(session, ImagePath).values(image_id=image.id, path=path)
+                 .on_conflict_do_nothing(index_elements=[ImagePath.path]).returning(ImagePath))
+    extra = session.scalars(statement).one_or_none()
+    if extra is not None:
+        session.expire(image, ["extra_paths"])  # the relationship was loaded (or not) before this insert
     return extra
 
 

@@ -1,4 +1,8 @@
-"""Engine, schema migration and session factory; the engine is made once at each entry point."""
+"""Engine, schema migration and session factory; the engine is made once at each entry point.
+
+Two backends: the SQLite file in the data directory (the default) and PostgreSQL through psycopg 3
+(IMGSEARCH_DATABASE_URL=postgresql+psycopg://...). The same Alembic migrations build both.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
+# Key of the PostgreSQL advisory lock that serialises schema migrations (the role SQLite's BEGIN IMMEDIATE plays).
+MIGRATION_LOCK_KEY = 0x696D6773_6D696772  # "imgsmigr"
 
 
 class CorruptDatabaseError(DatabaseError):
@@ -38,6 +45,52 @@ class CorruptDatabaseError(DatabaseError):
 
     def __reduce__(self) -> Any:
         return (self.__class__, (self.path, self.orig))
+
+
+class DatabaseUnavailableError(OperationalError):
+    """The database server cannot be reached (down, wrong address, refused login): one line saying what to do."""
+
+    def __init__(self, url: str, orig: BaseException | None = None) -> None:
+        super().__init__(None, None, orig)  # type: ignore[arg-type]
+        self.url = safe_url(url)  # kept without the password: the exception may be logged or pickled
+        self.message = (
+            f"The catalogue database {safe_url(url)} cannot be reached ({_first_line(orig, url)}). Start the "
+            f"database server, or point IMGSEARCH_DATABASE_URL at a running one, and run the command again."
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return (self.__class__, (self.url, self.orig))
+
+
+def safe_url(url: str) -> str:
+    """`url` fit for messages and logs: the password, if any, as ***."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _first_line(error: BaseException | None, url: str) -> str:
+    text = str(error or "").strip().splitlines()
+    line = text[0].strip() if text else type(error).__name__
+    password = make_url(url).password
+    return line.replace(password, "***") if password else line
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether a (wrapped) error means the database server is gone or unreachable, not a bad statement.
+
+    Only for server databases: an SQLite file is never "unreachable" (a locked or damaged one has its own errors).
+    """
+    if getattr(error, "connection_invalidated", False):
+        return True
+    orig = getattr(error, "orig", error)
+    if not type(orig).__module__.startswith("psycopg") or not isinstance(error, OperationalError | type(orig)):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    # No SQLSTATE: the client could not connect at all. Class 08: connection exceptions. 57P0x: the server is
+    # shutting down or starting up.
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
 class SchemaVersionError(RuntimeError):
@@ -62,6 +115,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     database = parsed.database or ""
     if is_sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if not is_sqlite:
+        # A server restarts or drops idle connections: test a pooled connection before handing it out, so a
+        # long-running app or worker reconnects instead of failing its next query.
+        kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_backend_name() == "postgresql":
+            # An unreachable host fails in seconds, not after the operating system's TCP timeout (minutes).
+            kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     engine = create_engine(url, **kwargs)
     if is_sqlite:
         event.listen(engine, "connect", _set_sqlite_pragmas)
@@ -124,6 +184,15 @@ def sqlite_error_name(error: BaseException) -> str:
 
 
 def _check_readable(engine: Engine) -> None:
+    if engine.url.get_backend_name() != "sqlite":
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1").scalar()
+        except DatabaseError as error:
+            if is_connection_error(error):
+                raise DatabaseUnavailableError(engine.url.render_as_string(hide_password=False), error.orig) from error
+            raise
+        return
     path = _sqlite_file(engine)
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
@@ -167,8 +236,11 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
 
     SQLite migrations rebuild a table by copy, drop and rename; with foreign keys on, dropping ``images``
     would cascade-delete every ``image_paths`` row. Integrity is checked before foreign keys go back on.
+    PostgreSQL alters tables in place (and its DDL is transactional): a transaction-scoped advisory lock
+    plays the write lock's part.
     """
     sqlite = engine.url.get_backend_name() == "sqlite"
+    postgresql = engine.url.get_backend_name() == "postgresql"
     with engine.connect() as connection:
         if sqlite:
             # PRAGMA foreign_keys is a no-op inside a transaction, so it is set before the BEGIN.
@@ -177,6 +249,10 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
             # IMMEDIATE takes the write lock now: two processes starting on a fresh file migrate one
             # after the other instead of both creating the tables.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif postgresql:
+            # Two processes starting on a fresh database migrate one after the other: the second waits here,
+            # then reads the revision the first one committed.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         try:
             yield connection
             if sqlite:
@@ -191,6 +267,22 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys = ON")
                 connection.commit()
+
+
+def take_write_lock(session: Session, name: str) -> None:
+    """Make `session`'s transaction the only one past this point (for `name`) until it ends, across processes.
+
+    PostgreSQL: a transaction-scoped advisory lock on `name`; other writers keep going, only those asking for the
+    same lock wait. SQLite has one writer at a time anyway: a write that changes nothing starts the transaction
+    as a writer, so it waits (busy_timeout) for any other and then reads what that one committed.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"imgsearch:{name}"})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 0 = 1"))
+    else:
+        raise NotImplementedError(f"no write lock for the {dialect} database")
 
 
 def init_db(engine: Engine) -> None:

@@ -1,4 +1,8 @@
-"""Record a scan in the SQLite catalogue: one row per distinct content, extra paths for duplicates."""
+"""Record a scan in the catalogue: one row per distinct content, extra paths for duplicates.
+
+Several processes may catalogue at once (two `ingest` commands, workers on other machines): each scan is
+catalogued under the catalogue's write lock, and each new content goes in by an idempotent upsert on its hash.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image
+from imgsearch.db.session import take_write_lock
 from imgsearch.ingest.scan import ScannedImage, ScanResult, found_path
 
 
@@ -24,14 +29,21 @@ class CatalogueResult:
 
 
 def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backbone: str | None) -> CatalogueResult:
-    """Add new images (status 'pending'), attach extra paths to known content, record skips. Flushes only."""
+    """Add new images (status 'pending'), attach extra paths to known content, record skips. Flushes only.
+
+    Takes the catalogue's write lock for the rest of the caller's transaction: what is known is read after any
+    other process's cataloguing committed, so a path is never taken from content another process just added.
+    """
     out = CatalogueResult()
+    take_write_lock(session, "catalogue")
     known = repo.ids_by_hash(session, [im.content_hash for im in scan.images])
     for im in scan.images:
         image_id = known.get(im.content_hash)
+        added = False
         if image_id is None:
             _release_path(session, str(im.path), out)
-            image_id = _add(session, im, run_id, backbone)
+            image_id, added = _add(session, im, run_id, backbone)
+        if added:
             out.new_ids.append(image_id)
         else:
             out.n_known += 1
@@ -71,8 +83,9 @@ def _release_path(session: Session, path: str, out: CatalogueResult) -> None:
     out.changed_ids += promoted
 
 
-def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str | None) -> int:
-    image = repo.add_image(
+def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str | None) -> tuple[int, bool]:
+    """(id, whether it is new): the content may have been catalogued by a writer that skipped the lock."""
+    image, added = repo.upsert_image(
         session,
         content_hash=im.content_hash,
         path=str(im.path),
@@ -85,4 +98,4 @@ def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str |
         backbone=backbone,
         ingest_run_id=run_id,
     )
-    return image.id
+    return image.id, added

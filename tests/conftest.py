@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests import databases
 
 SHARED_CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101" / "101_ObjectCategories"
 
@@ -86,10 +89,13 @@ def ctx(tmp_path, backbone):
 
 def copy_store(src: Path, dst: Path) -> None:
     """Copy a data dir or store folder keeping its holes: a Qdrant Edge store is ~160 MiB of sparse files that
-    take ~0.3 MiB on disk, and shutil.copytree would write every byte (a fault-suite run filled 20 GB)."""
+    take ~0.3 MiB on disk, and shutil.copytree would write every byte (a fault-suite run filled 20 GB).
+    On the PostgreSQL pass a data dir's database is copied with it, as its SQLite file would be."""
     import subprocess
 
     subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], check=True)
+    if databases.ACTIVE is not None:
+        databases.ACTIVE.clone(src, dst)
 
 
 def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch, **env: str) -> tuple[int, str]:
@@ -121,7 +127,54 @@ def lite0():
     return load_backbone("efficientnet_lite0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def catalogue_database():
+    """The catalogue backend of this run (tests/databases.py): None on SQLite; on PostgreSQL a private cluster
+    with a database per data dir, which Settings.db_url hands out in this process (database_env for children)."""
+    if databases.backend() == "sqlite":
+        yield None
+        return
+    bindir = databases.find_bindir()
+    if bindir is None:
+        reason = ("IMGSEARCH_TEST_DATABASE=postgresql, but PostgreSQL's initdb and pg_ctl were not found: install "
+                  "Debian's postgresql package (or set IMGSEARCH_PG_BINDIR); this pass is skipped")
+        if os.environ.get("IMGSEARCH_REQUIRE_POSTGRESQL") == "1":
+            pytest.fail(f"IMGSEARCH_REQUIRE_POSTGRESQL=1 but {reason.split(': ')[0]}", pytrace=False)
+        pytest.skip(reason)
+    from imgsearch.ui.settings import Settings
+
+    cluster = databases.Cluster(bindir).start()
+    databases.ACTIVE = databases.Databases(cluster)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            # Exactly what setting IMGSEARCH_DATABASE_URL per data dir would do: an explicit URL still wins.
+            patch.setattr(Settings, "db_url", property(
+                lambda self: self.database_url or databases.ACTIVE.url_for(self.data_dir)))
+            yield databases.ACTIVE
+    finally:
+        databases.ACTIVE = None
+        cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases(request, catalogue_database):
+    """On PostgreSQL, the databases of a test's own data dirs go with the test (a session's would fill the disk)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if catalogue_database is not None and tmp is not None:
+        catalogue_database.drop_under(tmp)
+
+
+def pytest_report_header(config):
+    return f"catalogue database: {databases.backend()} (IMGSEARCH_TEST_DATABASE)"
+
+
 def pytest_collection_modifyitems(config, items):
+    if databases.backend() != "sqlite":
+        skip = pytest.mark.skip(reason="about the SQLite file itself (marked sqlite_only)")
+        for item in items:
+            if item.get_closest_marker("sqlite_only"):
+                item.add_marker(skip)
     # Loading and running the real network takes seconds: a test asking for it must say so, or `make test-fast`
     # quietly stops being fast.
     unmarked = [item.nodeid for item in items if "lite0" in item.fixturenames and not item.get_closest_marker("slow")]

@@ -342,7 +342,7 @@ def metrics_cmd(
     if not runs:
         console.print("no runs recorded yet: run `imgsearch train` first")
         return
-    console.print(runs_table(f"Runs in {settings.db_url}", runs, metrics))
+    console.print(runs_table(f"Runs in {settings.db_display}", runs, metrics))
 
 
 @app.command("doctor")
@@ -502,11 +502,24 @@ def _damaged_catalogue(exc: BaseException) -> str | None:
     if not isinstance(exc, DatabaseError) or sqlite_error_name(exc) not in CORRUPT_ERRORS:
         return None
     try:
-        where = Settings().db_url.removeprefix("sqlite:///")
+        where = Settings().db_display
     except Exception:  # invalid settings: the message can still say what happened
         where = "the catalogue database"
     return (f"{where} is damaged ({exc.orig}). Run `imgsearch doctor --repair`: it moves the file aside and "
             "rebuilds the catalogue from the vector stores' payloads.")
+
+
+def _unreachable_catalogue(exc: BaseException) -> str | None:
+    """The message for a database server lost in the middle of a command (init_db reports one down at open)."""
+    from imgsearch.db.session import DatabaseUnavailableError, is_connection_error
+
+    if isinstance(exc, DatabaseUnavailableError) or not is_connection_error(exc):
+        return None
+    try:
+        url = Settings().db_url
+    except Exception:  # invalid settings: the message can still say what happened
+        return "The catalogue database cannot be reached: start its server and run the command again."
+    return str(DatabaseUnavailableError(url, getattr(exc, "orig", exc)))
 
 
 def run() -> None:
@@ -517,7 +530,7 @@ def run() -> None:
         _say_interrupted(exc)
         sys.exit(130)
     except Exception as exc:
-        damaged = _damaged_catalogue(exc)
+        damaged = _damaged_catalogue(exc) or _unreachable_catalogue(exc)
         if damaged is not None:
             console.print(f"[bold red]error:[/] {damaged}", highlight=False)
             sys.exit(2)

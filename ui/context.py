@@ -111,7 +111,7 @@ class Context:
             held = max(index.count() for _, index in stores)
             if held:
                 raise StoreMissingError(
-                    f"The catalogue {self.settings.db_url.removeprefix('sqlite:///')} is empty, but the vector "
+                    f"The catalogue {self.settings.db_display} is empty, but the vector "
                     f"stores hold {held} images: it was deleted or replaced. Run `imgsearch doctor --repair` to "
                     "rebuild it from the stores' payloads."
                 )

@@ -508,7 +508,7 @@ def catalogue_problem(ctx) -> str | None:
     problem = integrity_problem(engine)
     if problem is None:
         return None
-    return (f"the catalogue {ctx.settings.db_url.removeprefix('sqlite:///')} is damaged ({problem}). Run "
+    return (f"the catalogue {ctx.settings.db_display} is damaged ({problem}). Run "
             "`imgsearch doctor --repair`: it moves the file aside and rebuilds the catalogue from the vector "
             "stores' payloads.")
 

@@ -19,7 +19,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Where the database, feature caches, models and indexes live.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    database_url: str | None = Field(
+        None, description="The catalogue's SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host/imgsearch; "
+        "default: the SQLite file imgsearch.db in data_dir."
+    )
     dataset_dir: Path | None = Field(None, description="Labelled image folder used when --data is not given.")
     backbone: str = Field("auto", description="A name from imgsearch.models.backbones.REGISTRY, or auto.")
     resnet50_weights: Path | None = Field(None, description="Local torchvision ResNet-50 .pth file.")
@@ -110,6 +113,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'imgsearch.db').resolve()}"
+
+    @property
+    def db_display(self) -> str:
+        """The catalogue for messages and logs: the SQLite file, or the database URL with its password hidden."""
+        from sqlalchemy import make_url
+
+        url = make_url(self.db_url)
+        if url.get_backend_name() == "sqlite":
+            return url.database or ""
+        return url.render_as_string(hide_password=True)
 
     @property
     def features_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""Fixtures: a migrated SQLite file in a temp folder and sessions on it."""
+"""Fixtures: a migrated catalogue (the SQLite file in a temp folder, or on the PostgreSQL pass a fresh database)
+and sessions on it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db.session import init_db, make_engine, session_factory
+from tests import databases
 
 
 @pytest.fixture
@@ -18,8 +20,14 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine(db_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{db_path}")
+def db_url(db_path: Path) -> str:
+    """The catalogue's URL: the SQLite file at db_path, or the PostgreSQL database of its data dir."""
+    return databases.ACTIVE.url_for(db_path.parent) if databases.ACTIVE else f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     init_db(engine)
     yield engine
     engine.dispose()

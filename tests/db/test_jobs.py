@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,11 +64,11 @@ def test_one_job_goes_to_exactly_one_of_two_sessions(factory: sessionmaker[Sessi
     second.close()
 
 
-def test_race_between_select_and_update_is_lost_cleanly(engine: Engine, db_path: Path) -> None:
+def test_race_between_select_and_update_is_lost_cleanly(engine: Engine, db_url: str) -> None:
     """Worker B reads the same queued id as worker A, but A's claim commits first: B must not get it."""
     with session_factory(engine).begin() as session:
         job_id = jobs.enqueue_job(session, "/photos").id
-    engine_b = make_engine(f"sqlite:///{db_path}")
+    engine_b = make_engine(db_url)
     claimed_by_a: list[int] = []
 
     @event.listens_for(engine_b, "before_cursor_execute")
@@ -86,7 +85,7 @@ def test_race_between_select_and_update_is_lost_cleanly(engine: Engine, db_path:
     assert got_b is None
 
 
-def test_concurrent_workers_split_the_queue(engine: Engine, db_path: Path) -> None:
+def test_concurrent_workers_split_the_queue(engine: Engine, db_url: str) -> None:
     with session_factory(engine).begin() as session:
         queued = {jobs.enqueue_job(session, f"/f{i}").id for i in range(20)}
     n_workers = 4
@@ -95,7 +94,7 @@ def test_concurrent_workers_split_the_queue(engine: Engine, db_path: Path) -> No
     errors: list[BaseException] = []
 
     def worker(slot: int) -> None:
-        own = make_engine(f"sqlite:///{db_path}")  # a process of its own, as far as SQLite can tell
+        own = make_engine(db_url)  # a process of its own, as far as the database can tell
         factory = session_factory(own)
         barrier.wait()
         try:

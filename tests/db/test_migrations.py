@@ -1,8 +1,6 @@
-"""Schema migrations keep the data of a database made by an older release."""
+"""Schema migrations keep the data of a database made by an older release (SQLite and PostgreSQL alike)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from alembic import command
 from sqlalchemy import text
@@ -11,8 +9,8 @@ from imgsearch.db import jobs
 from imgsearch.db.session import alembic_config, init_db, make_engine, migration_connection, session_factory
 
 
-def test_0002_gives_existing_jobs_the_ingest_kind(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_0002_gives_existing_jobs_the_ingest_kind(db_url: str) -> None:
+    engine = make_engine(db_url)
     with migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), "0001")
     with engine.begin() as connection:
@@ -27,10 +25,10 @@ def test_0002_gives_existing_jobs_the_ingest_kind(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_0004_adds_empty_curation_columns_and_keeps_images(tmp_path: Path) -> None:
+def test_0004_adds_empty_curation_columns_and_keeps_images(db_url: str) -> None:
     from imgsearch.db import repository as repo
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = make_engine(db_url)
     with migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), "0003")
     with engine.begin() as connection:

@@ -1,4 +1,7 @@
-"""Engine pragmas, migrations to head, idempotence, corrupt files and concurrent starts."""
+"""Engine pragmas, migrations to head, idempotence, corrupt files and concurrent starts.
+
+Runs on the test session's catalogue database (tests/databases.py); what is about the SQLite file is sqlite_only.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ def _image(n: int, **extra: object) -> dict:
     )
 
 
+@pytest.mark.sqlite_only
 def test_make_engine_creates_parent_folder_and_sets_pragmas(tmp_path: Path) -> None:
     db_file = tmp_path / "a" / "b" / "x.db"
     engine = make_engine(f"sqlite:///{db_file}")
@@ -71,16 +75,17 @@ def test_init_db_reaches_head_and_matches_models(engine: Engine) -> None:
         # The hand-checked migration and the models describe the same schema.
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        # Foreign keys are back on for pooled connections after the migration turned them off.
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        if engine.dialect.name == "sqlite":
+            # Foreign keys are back on for pooled connections after the migration turned them off.
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_init_db_is_idempotent_and_keeps_data(engine: Engine, db_path: Path) -> None:
+def test_init_db_is_idempotent_and_keeps_data(engine: Engine, db_url: str) -> None:
     with session_factory(engine).begin() as session:
         image = repo.add_image(session, **_image(1))
         repo.add_extra_path(session, image, "/photos/copy/1.jpg")
     init_db(engine)
-    second = make_engine(f"sqlite:///{db_path}")
+    second = make_engine(db_url)
     init_db(second)
     assert schema_revision(second) == head_revision()
     with session_factory(second)() as session:
@@ -89,12 +94,14 @@ def test_init_db_is_idempotent_and_keeps_data(engine: Engine, db_path: Path) -> 
     second.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_init_db_on_in_memory_database() -> None:
     engine = make_engine("sqlite://")
     init_db(engine)
     assert schema_revision(engine) == head_revision()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("content", [b"this is not a database\n" * 200, b"\x00\xff" * 4096])
 def test_corrupt_file_raises_clear_error(tmp_path: Path, content: bytes) -> None:
     db_file = tmp_path / "broken.db"
@@ -109,6 +116,7 @@ def test_corrupt_file_raises_clear_error(tmp_path: Path, content: bytes) -> None
     assert db_file.read_bytes() == content  # nothing was overwritten
 
 
+@pytest.mark.sqlite_only
 def test_damaged_header_of_real_database_raises_clear_error(engine: Engine, db_path: Path) -> None:
     engine.dispose()
     with engine.connect() as connection:
@@ -128,9 +136,9 @@ def test_newer_schema_revision_is_refused(engine: Engine) -> None:
         init_db(engine)
 
 
-def test_concurrent_init_on_fresh_file(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    engines = [make_engine(url) for _ in range(4)]
+def test_concurrent_init_on_fresh_file(db_url: str) -> None:
+    # SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock. Either way the four migrate one after the other.
+    engines = [make_engine(db_url) for _ in range(4)]
     barrier = threading.Barrier(len(engines))
     errors: list[BaseException] = []
 
@@ -152,6 +160,7 @@ def test_concurrent_init_on_fresh_file(tmp_path: Path) -> None:
         engine.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_writer_waits_for_lock_instead_of_failing(engine: Engine, db_path: Path) -> None:
     other = make_engine(f"sqlite:///{db_path}")
     locked = threading.Event()
@@ -185,6 +194,7 @@ def test_image_ids_are_never_reused(session) -> None:
     assert third.id > second.id > first.id
 
 
+@pytest.mark.sqlite_only  # PostgreSQL alters tables in place: no rebuild, nothing to cascade
 def test_table_rebuild_under_migration_connection_keeps_child_rows(engine: Engine, factory) -> None:
     with factory.begin() as session:
         image = repo.add_image(session, **_image(1))
@@ -203,3 +213,66 @@ def test_table_rebuild_under_migration_connection_keeps_child_rows(engine: Engin
         session.add(ImagePath(image_id=999, path="/nowhere.jpg"))
         with pytest.raises(IntegrityError):
             session.flush()
+
+
+def test_take_write_lock_makes_a_second_writer_wait_then_see_the_first_ones_rows(factory) -> None:
+    from imgsearch.db.session import take_write_lock
+
+    seen: list[int] = []
+    locked = threading.Event()
+
+    def second() -> None:
+        locked.wait(10)
+        with factory.begin() as session:
+            take_write_lock(session, "catalogue")
+            seen.append(session.scalar(select(func.count()).select_from(Image)))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with factory.begin() as session:
+        take_write_lock(session, "catalogue")
+        locked.set()
+        time.sleep(0.5)  # the second writer is waiting meanwhile
+        repo.add_image(session, **_image(1))
+    thread.join(30)
+    assert seen == [1]  # it waited for the commit, then read what was committed
+
+
+def test_upsert_image_by_two_writers_at_once_catalogues_the_content_once(factory) -> None:
+    first_row = threading.Event()
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        first_row.wait(10)
+        try:
+            with factory.begin() as session:  # blocks on the first writer's uncommitted row (or SQLite's lock)
+                image, added = repo.upsert_image(session, **_image(1, label="other"))
+                results.append((image.id, added))
+        except BaseException as error:  # asserted below
+            errors.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with factory.begin() as session:
+        image, added = repo.upsert_image(session, **_image(1))
+        first_row.set()
+        time.sleep(0.5)
+    thread.join(30)
+    assert errors == [] and added
+    assert results == [(image.id, False)]  # the other writer's row, not an IntegrityError
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Image)) == 1
+        assert repo.image_by_hash(session, _image(1)["content_hash"]).label is None  # the first one's row
+
+
+def test_unreachable_database_server_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
+    from imgsearch.db.session import DatabaseUnavailableError
+
+    engine = make_engine(f"postgresql+psycopg://ingest:s3cret-pw@/imgsearch?host={tmp_path}")  # no server there
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        init_db(engine)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message and "ingest:***@" in message
+    assert "cannot be reached" in message and "IMGSEARCH_DATABASE_URL" in message and "\n" not in message
+    assert "s3cret-pw" not in repr(caught.value.__reduce__())

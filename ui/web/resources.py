@@ -125,7 +125,7 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
             signature = data.catalogue_signature(s)
     except Exception as exc:  # a bad database URL or an unreadable file: say so instead of a stack trace
         log.exception("cannot open the database")
-        _stop_with("error", f"Cannot open the database ({settings.db_url}): {exc}")
+        _stop_with("error", f"Cannot open the database ({settings.db_display}): {exc}")
     n_indexed = signature[0]
     if require_images and n_indexed == 0:
         _stop_with("info", f"No images are indexed yet. Add some with `{INGEST_HINT}` "
