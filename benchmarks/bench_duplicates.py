@@ -8,6 +8,10 @@ and a quarter, centre-cropped to 90% and 80% of each side, and made 20% brighter
 pair of distinct sampled images of the same class (the hardest kind of non-duplicate: same object, other photo).
 Note that a dataset can hold real near-duplicates among its "distinct" images: the highest-scoring negatives are
 printed so they can be looked at.
+
+Then the groups as the product makes them: originals and every copy in one pool, each image's NEIGHBOURS nearest
+others, pairs at or above the threshold, `representative_groups`. Reported: how many (original, copy) pairs end
+up in one group, and how many pairs of images in one group derive from one original.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imgsearch.ingest.decode import load_rgb  # noqa: E402
 from imgsearch.models.backbones import load_backbone  # noqa: E402
-from imgsearch.models.duplicates import DEFAULT_THRESHOLD  # noqa: E402
+from imgsearch.models.duplicates import (  # noqa: E402
+    DEFAULT_THRESHOLD,
+    NEIGHBOURS,
+    group_members,
+    representative_groups,
+    similar_pairs,
+)
 
 
 def _jpeg(im: Image.Image, quality: int) -> Image.Image:
@@ -77,6 +87,23 @@ def scores(pos: np.ndarray, neg: np.ndarray, threshold: float) -> tuple[float, f
     return precision, tp / len(pos)
 
 
+def grouped(xo: np.ndarray, transformed: dict[str, np.ndarray], threshold: float) -> dict[str, float]:
+    """Group originals and copies together as the product does; pair-level recall and precision of the groups."""
+    xb = np.concatenate([xo, *transformed.values()])
+    source = np.tile(np.arange(len(xo)), 1 + len(transformed))  # the original each row derives from
+    sims = xb @ xb.T
+    k = NEIGHBOURS + 1  # each row's own match comes first
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    ids = np.arange(len(xb))
+    groups = representative_groups(similar_pairs(ids, order, np.take_along_axis(sims, order, 1), threshold))
+    found = sum(1 for c in range(len(xo), len(xb)) if c in groups and groups.get(source[c]) == groups[c])
+    together = [(a, b) for m in group_members(groups).values() for a, b in combinations(m, 2)]
+    right = sum(1 for a, b in together if source[a] == source[b])
+    sizes = [len(m) for m in group_members(groups).values()]
+    return {"recall": found / (len(xb) - len(xo)), "precision": right / len(together) if together else 1.0,
+            "groups": len(sizes), "largest": max(sizes, default=0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
@@ -119,6 +146,12 @@ def main() -> None:
     for k in np.argsort(-neg)[:8]:
         a, b = neg_pairs[k]
         print(f"  {neg[k]:.3f}  {picked[a][1]}  {picked[b][1]}")
+    print(f"\ngroups over originals and copies together ({NEIGHBOURS} neighbours each, representative groups):")
+    print("| threshold | (original, copy) pairs grouped | grouped pairs from one original | groups | largest |")
+    print("|---|---|---|---|---|")
+    for threshold in (0.88, 0.90, DEFAULT_THRESHOLD):
+        g = grouped(xo, transformed, threshold)
+        print(f"| {threshold:.2f} | {g['recall']:.4f} | {g['precision']:.4f} | {g['groups']} | {g['largest']} |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 At ingest (`annotate_batch`) each new image asks the FAISS mirror for its NEIGHBOURS nearest stored points
 (and compares with the rest of its batch), so its cost does not grow with the collection beyond the exact
 search itself. The bulk pass (`find_duplicates`) asks the same of every stored point and recomputes every
-group from scratch: removals can split a group, and uniqueness changes as the collection grows.
-Groups are named by their smallest image id; an image with no near-duplicate has no group (None).
+group from scratch, and uniqueness changes as the collection grows. A group is named by its representative's
+image id (models/duplicates.py); an image with no near-duplicate has no group (None). `regroup_after_removal`
+keeps groups whole when images go: a group left with one image dissolves, one that lost its representative is
+regrouped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.quality import file_quality
-from imgsearch.models.duplicates import DEFAULT_THRESHOLD, NEIGHBOURS, group_pairs, similar_pairs, uniqueness
+from imgsearch.models.duplicates import (
+    DEFAULT_THRESHOLD,
+    NEIGHBOURS,
+    group_members,
+    representative_groups,
+    similar_pairs,
+    uniqueness,
+)
 from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -76,7 +85,7 @@ def annotate_batch(
         recorded = repo.images_by_ids(s, others)
         known_groups = {im.duplicate_group for im in recorded.values() if im.duplicate_group is not None}
         known = repo.duplicate_members(s, known_groups)
-        groups = group_pairs(pairs, known)
+        groups = representative_groups(pairs, known)
         changed = {i: g for i, g in groups.items() if i not in new and known.get(i) != g}
         rows = [{"id": i, "duplicate_group": groups.get(i), "uniqueness": None if np.isnan(u) else round(float(u), 6)}
                 for i, u in zip(ids_a.tolist(), unique, strict=True)]
@@ -125,7 +134,7 @@ def find_duplicates(
             pairs[key] = max(score, pairs.get(key, -1.0))
         unique[start : start + len(part)] = uniqueness(n_ids, n_scores, part, k)
     t_search = time.perf_counter() - t0
-    groups = group_pairs(pairs)
+    groups = representative_groups(pairs)
     with Session.begin() as s:
         recorded = repo.curation_state(s)
         updates = []
@@ -144,12 +153,46 @@ def find_duplicates(
         # Each point's payload gets exactly what its catalogue row now holds.
         stores.set_payload([u["id"] for u in updates],
                            [{"duplicate_group": u["duplicate_group"], "uniqueness": u["uniqueness"]} for u in updates])
-    members: dict[int, list[int]] = {}
-    for i, g in sorted(groups.items()):
-        members.setdefault(g, []).append(i)
-    return DuplicateScan(members, pairs, len(all_ids), len(updates),
+    return DuplicateScan(group_members(groups), pairs, len(all_ids), len(updates),
                          {"search_s": t_search, "catalogue_s": t_db - t0 - t_search,
                           "payloads_s": time.perf_counter() - t_db, "total_s": time.perf_counter() - t0})
+
+
+def _write_groups(Session: sessionmaker[Session], stores: Stores, groups: dict[int, int | None]) -> None:
+    """New duplicate_group values (id -> group or None) into the catalogue, then both stores' payloads."""
+    if not groups:
+        return
+    with Session.begin() as s:
+        repo.update_images(s, [{"id": i, "duplicate_group": g} for i, g in groups.items()])
+    in_store = [i for i in groups if i in set(stores.qdrant.ids().tolist())]
+    if in_store:
+        stores.set_payload(in_store, [{"duplicate_group": groups[i]} for i in in_store])
+
+
+def regroup_after_removal(
+    Session: sessionmaker[Session], stores: Stores, groups: set[int], threshold: float = DEFAULT_THRESHOLD
+) -> int:
+    """After images of `groups` were removed: a group left with one member dissolves; one whose representative
+    went is regrouped among its remaining members (their pairs at or above `threshold`), so every member is
+    still within it of its group's representative. Returns how many images changed group."""
+    with Session() as s:
+        remaining = repo.duplicate_members(s, groups)
+    by_group: dict[int, list[int]] = {}
+    for i, g in remaining.items():
+        by_group.setdefault(g, []).append(i)
+    changes: dict[int, int | None] = {}
+    for g, members in by_group.items():
+        if len(members) < 2:
+            changes.update(dict.fromkeys(members))
+        elif g not in members:
+            xb = stores.faiss.get_vectors(members)
+            sims = xb @ xb.T
+            pairs = {(a, b): float(sims[j, k]) for j, a in enumerate(members) for k, b in enumerate(members)
+                     if j < k and sims[j, k] >= threshold}
+            regrouped = representative_groups(pairs)
+            changes.update({i: regrouped.get(i) for i in members})
+    _write_groups(Session, stores, changes)
+    return len(changes)
 
 
 def backfill_quality(Session: sessionmaker[Session], stores: Stores, chunk: int = 512) -> int:

@@ -29,7 +29,7 @@ from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image, utcnow
 from imgsearch.ingest.catalogue import catalogue_scan
-from imgsearch.ingest.curation import annotate_batch
+from imgsearch.ingest.curation import annotate_batch, regroup_after_removal
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
@@ -37,6 +37,7 @@ from imgsearch.ingest.leases import keep_run
 from imgsearch.ingest.progress import ReportingBar
 from imgsearch.ingest.scan import found_path, scan_folder
 from imgsearch.models.backbones import Backbone
+from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.models.processes import is_alive, process_marker
 from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels
 from imgsearch.search.payload import payload_for
@@ -58,6 +59,7 @@ class IngestOptions:
     confine_to: tuple[str, ...] | None = None  # files must really lie in these folders (the app's allowed roots)
     root_label: str | None = None  # with labels_from_folders: the label of files directly in the folder
     lease_s: float = leases.DEFAULT_LEASE_S  # the run's lease: how long after a crash its batches are replayed
+    duplicate_threshold: float = DEFAULT_THRESHOLD  # cosine at or above which images are near-duplicates
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -103,12 +105,14 @@ def _write_batch(
     ids: list[int],
     xb: np.ndarray,
     trained: TrainedModels | None,
+    duplicate_threshold: float = DEFAULT_THRESHOLD,
 ) -> None:
     # A full disk stops the ingest here, with a message saying what to do, before the journal row: nothing of
     # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
     # features cached, and the same command writes them once there is room.
     stores.ensure_room(len(ids))
-    annotate_batch(Session, stores, ids, xb)  # near-duplicate groups, uniqueness, quality flags: into the catalogue
+    # Near-duplicate groups, uniqueness, quality flags: into the catalogue.
+    annotate_batch(Session, stores, ids, xb, duplicate_threshold)
     predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:
@@ -346,7 +350,7 @@ def _ingest_run(
             ids = [chunk[k][0] for k in emb.ok]
             t = time.perf_counter()
             if ids:
-                _write_batch(Session, stores, run_id, ids, emb.vectors, trained)
+                _write_batch(Session, stores, run_id, ids, emb.vectors, trained, opts.duplicate_threshold)
             report.timings["store_s"] += time.perf_counter() - t
             report.n_indexed += len(ids)
             state["done"] += len(chunk)
@@ -425,17 +429,24 @@ def refresh_payloads(
     return n
 
 
-def remove_paths(Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path]) -> dict[str, int]:
+def remove_paths(
+    Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path],
+    duplicate_threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, int]:
     """Remove images by file path or folder from all three stores.
 
     SQLite goes first: a crash afterwards leaves vectors with no catalogue row, which `doctor --repair`
     deletes. The other order could bring a removed image back on repair. Content that survives under another
-    path gets that path, in SQLite and in the stored payloads.
+    path gets that path, in SQLite and in the stored payloads. The near-duplicate groups the removed images
+    were in stay whole (ingest/curation.py, regroup_after_removal; `duplicate_threshold` for a regroup).
     """
     with Session.begin() as s:
         ids, promoted, detached = repo.resolve_removal(s, [str(found_path(p)) for p in paths])
+        groups = {im.duplicate_group for im in repo.images_by_ids(s, ids).values() if im.duplicate_group is not None}
         repo.delete_images(s, ids)
     if ids:
         stores.delete(ids)
     sync_payloads(Session, stores, promoted)
+    if groups:
+        regroup_after_removal(Session, stores, groups, duplicate_threshold)
     return {"removed": len(ids), "paths_detached": detached}

@@ -1,13 +1,15 @@
 """Near-duplicate groups and uniqueness from k-nearest-neighbour lists (arrays in, arrays out; no store, no I/O).
 
 The neighbour lists come from a vector store's k-NN search, so the cost is n queries of k, never an n x n
-similarity matrix. Pairs at or above a cosine threshold are edges; the groups are the connected components
-(union-find), each named by its smallest id so the name is stable however the pairs arrive.
+similarity matrix. Pairs at or above a cosine threshold are edges. A group is a representative and images
+paired with it (`representative_groups`), named by the representative's id: every member is within the
+threshold of it, which connected components do not promise (they chain).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -19,31 +21,6 @@ import numpy as np
 # recall 1.0) without such chains dominating. Another backbone has its own scale: measure again for it.
 DEFAULT_THRESHOLD = 0.95
 NEIGHBOURS = 10  # neighbours asked per image: enough for groups of up to 10 copies, and the k of uniqueness
-
-
-class UnionFind:
-    """Disjoint sets over arbitrary int ids; `find` returns the set's smallest id (path halving)."""
-
-    def __init__(self) -> None:
-        self.parent_: dict[int, int] = {}
-
-    def find(self, a: int) -> int:
-        parent = self.parent_
-        parent.setdefault(a, a)
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # the smaller id becomes the root, so every set is named by its smallest member
-            lo, hi = (ra, rb) if ra < rb else (rb, ra)
-            self.parent_[hi] = lo
-
-    def groups(self) -> dict[int, int]:
-        """id -> its set's smallest id, for every id seen."""
-        return {a: self.find(a) for a in list(self.parent_)}
 
 
 def similar_pairs(
@@ -69,18 +46,66 @@ def similar_pairs(
     return out
 
 
-def group_pairs(pairs: Iterable[tuple[int, int]], known: dict[int, int] | None = None) -> dict[int, int]:
-    """Connected components of the pairs: id -> group (the smallest id of its component), for ids in a pair.
+def representative_groups(
+    pairs: Mapping[tuple[int, int], float], known: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """Groups with a representative: id -> its group, named by the representative's id, for grouped ids.
 
-    `known`: id -> group already recorded (earlier ingests), for the members of the groups concerned: they stay
-    together, so a new image similar to one member joins (and may merge) the whole recorded group.
+    Every member is a pair (at or above the threshold) with its representative, so no group is a chain of
+    pairs whose ends are unlike (connected components chained 29 different airplanes into one group).
+
+    `known`: id -> group already recorded (earlier ingests) for the members of the groups concerned; each
+    group's id is its representative's. Those stay as they are; an image paired with a recorded representative
+    joins the most similar one. The others are grouped greedily: the image with the most ungrouped partners
+    (then the largest summed similarity to them, then the smallest id) becomes a representative and takes all
+    its ungrouped partners; repeat. An image whose every partner was taken by a representative it is not
+    paired with stays ungrouped.
     """
-    uf = UnionFind()
-    for a, b in pairs:
-        uf.union(int(a), int(b))
-    for member, group in (known or {}).items():
-        uf.union(int(member), int(group))
-    return uf.groups()
+    partners: dict[int, dict[int, float]] = {}
+    for (a, b), score in pairs.items():
+        a, b = int(a), int(b)
+        if a != b:
+            partners.setdefault(a, {})[b] = float(score)
+            partners.setdefault(b, {})[a] = float(score)
+    out = {int(i): int(g) for i, g in (known or {}).items()}
+    representatives = set(out.values())
+    for i in sorted(partners):
+        if i not in out:
+            near = [(score, -r) for r, score in partners[i].items() if r in representatives]
+            if near:
+                out[i] = -max(near)[1]
+    free = {i for i in partners if i not in out}
+
+    def rank(i: int) -> tuple[int, float, int]:
+        mine = [s for j, s in partners[i].items() if j in free]
+        return -len(mine), -sum(mine), i
+
+    heap = [rank(i) for i in free]
+    heapq.heapify(heap)
+    while heap:
+        key = heapq.heappop(heap)
+        i = key[2]
+        if i not in free:
+            continue
+        current = rank(i)
+        if current != key:  # partners taken since it was queued: queue it again with what it has left
+            heapq.heappush(heap, current)
+            continue
+        if current[0] == 0:
+            break  # the best has no ungrouped partner left, so none has
+        taken = [i] + [j for j in partners[i] if j in free]
+        for j in taken:
+            out[j] = i
+        free.difference_update(taken)
+    return out
+
+
+def group_members(groups: Mapping[int, int]) -> dict[int, list[int]]:
+    """id -> group as group -> its members (ascending), groups of two or more only."""
+    members: dict[int, list[int]] = {}
+    for i, g in sorted(groups.items()):
+        members.setdefault(g, []).append(i)
+    return {g: m for g, m in members.items() if len(m) > 1}
 
 
 def uniqueness(neighbour_ids: np.ndarray, neighbour_scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:

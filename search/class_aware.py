@@ -20,6 +20,12 @@ DEFAULT_LAMBDA = 2.0
 POOL = 100  # cosine neighbours re-ranked: a same-class image beyond the 100th is rarely worth bringing up
 
 
+def query_distribution(classifier, vector: np.ndarray) -> dict[str, float]:
+    """A fitted probabilistic classifier's class -> probability for one (d,) query vector."""
+    proba = classifier.predict_proba(np.asarray(vector)[None, :])[0]
+    return dict(zip(map(str, classifier.classes_), proba.tolist(), strict=True))
+
+
 def agreement(query_proba: Mapping[str, float], payloads: Sequence[Mapping]) -> np.ndarray:
     """(n,) p_query(c) · p_c for each candidate payload (0 for one without a prediction)."""
     out = np.zeros(len(payloads))

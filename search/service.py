@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from imgsearch.search.class_aware import DEFAULT_LAMBDA, POOL, rerank
+from imgsearch.search.diversity import POOL_FACTOR, mmr
 from imgsearch.search.index import Filter, Hit, VectorIndex
 
 
@@ -30,13 +31,16 @@ class SearchResult:
     agglo_cluster: int | None
     source_folder: str | None
     duplicate_group: int | None = None
+    uniqueness: float | None = None
+    quality: str | None = None
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
         p = hit.payload
         return cls(hit.id, hit.score, p.get("path", ""), p.get("file_name", ""), p.get("label"),
                    p.get("predicted_label"), p.get("predicted_prob"), p.get("kmeans_cluster"),
-                   p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"))
+                   p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"), p.get("uniqueness"),
+                   p.get("quality"))
 
 
 def collapse_duplicates(results: list[SearchResult]) -> list[SearchResult]:
@@ -57,6 +61,25 @@ class SearchResponse:
     results: list[SearchResult]
     search_ms: float = 0.0
     source: str = "faiss"  # which store ranked the neighbours: "faiss", or "qdrant" while the mirror is stale
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How `SearchService.ranked` orders and thins results. query_proba: the classifier's class -> probability
+    for the query (class-aware ranking when given); collapse: one result per near-duplicate group; mmr_lambda:
+    maximal marginal relevance with this weight of relevance (None = off)."""
+
+    query_proba: dict[str, float] | None = None
+    collapse: bool = False
+    mmr_lambda: float | None = None
+
+    def describe(self) -> str:
+        parts = ["class-aware" if self.query_proba is not None else "cosine"]
+        if self.collapse:
+            parts.append("near-duplicates collapsed")
+        if self.mmr_lambda is not None:
+            parts.append(f"MMR λ={self.mmr_lambda:g}")
+        return ", ".join(parts)
 
 
 class SearchService:
@@ -128,3 +151,24 @@ class SearchService:
         hits = self.qdrant.recommend(positive, negative, k, None if flt is None or flt.is_empty() else flt)
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in hits], search_ms)
+
+    def diversified(self, response: SearchResponse, k: int, ranking: Ranking) -> SearchResponse:
+        """The first k of a longer response after collapsing near-duplicates and/or MMR, as `ranking` asks."""
+        results = collapse_duplicates(response.results) if ranking.collapse else list(response.results)
+        if ranking.mmr_lambda is not None and len(results) > 1:
+            vectors = self.faiss.get_vectors([r.id for r in results])
+            results = [results[i] for i in mmr(np.array([r.score for r in results]), vectors, k, ranking.mmr_lambda)]
+        return SearchResponse(results[:k], response.search_ms)
+
+    def ranked(self, query: np.ndarray, k: int, ranking: Ranking, exclude_id: int | None = None,
+               flt: Filter | None = None) -> SearchResponse:
+        """Top-k neighbours ranked as `ranking` says: FAISS, class-aware or by cosine (a filter with a condition:
+        Qdrant, by cosine), then collapsed and/or diversified from a pool POOL_FACTOR times larger."""
+        more = k * POOL_FACTOR if ranking.collapse or ranking.mmr_lambda is not None else k
+        if flt is not None and not flt.is_empty():
+            response = self.filtered(query, more, flt, exclude_id=exclude_id)  # cosine order (Qdrant's)
+        elif ranking.query_proba is not None:
+            response = self.neighbours_class_aware(query, more, ranking.query_proba, exclude_id=exclude_id)
+        else:
+            response = self.neighbours(query, more, exclude_id=exclude_id)
+        return self.diversified(response, k, ranking)

@@ -294,8 +294,9 @@ def search_cmd(
         if flt is not None and not flt.is_empty():
             response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
         elif class_aware and trained is not None:
-            svm = trained.models["svm"]
-            proba = dict(zip(map(str, svm.classes_), svm.predict_proba(xq[None, :])[0].tolist(), strict=True))
+            from imgsearch.search.class_aware import query_distribution
+
+            proba = query_distribution(trained.models["svm"], xq)
             response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
             how = "FAISS neighbours, class-aware"
         else:
@@ -406,7 +407,7 @@ def remove_cmd(
     from imgsearch.ingest.pipeline import remove_paths
 
     with _context("remove", data_dir=data_dir) as ctx:
-        result = remove_paths(ctx.Session, _stores(ctx), paths)
+        result = remove_paths(ctx.Session, _stores(ctx), paths, ctx.settings.duplicate_threshold)
     console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
                   "promoted (content still present elsewhere stays)")
 
@@ -543,9 +544,16 @@ def run() -> None:
         sys.exit(2)
 
 
-# The curation commands (duplicates, suspects, relabel), `jobs`, backup / restore and `mirror sync` live in their own
-# modules (ui/curation_commands.py, job_commands.py, backup_commands.py, mirror_commands.py); importing registers them.
-from imgsearch.ui import backup_commands, curation_commands, job_commands, mirror_commands  # noqa: E402,F401
+# The curation commands (duplicates, suspects, relabel), export, `jobs`, backup / restore and `mirror sync` live in
+# their own modules (ui/curation_commands.py, export_commands.py, job_commands.py, backup_commands.py,
+# mirror_commands.py); importing registers them.
+from imgsearch.ui import (  # noqa: E402,F401
+    backup_commands,
+    curation_commands,
+    export_commands,
+    job_commands,
+    mirror_commands,
+)
 
 if __name__ == "__main__":
     run()

@@ -138,6 +138,7 @@ class Context:
         return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
                              batch_size=s.effective_batch_size, num_workers=default_workers(s),
                              max_pixels=s.max_image_pixels, store_batch=s.store_batch, lease_s=s.lease_s,
+                             duplicate_threshold=s.duplicate_threshold,
                              confine_to=None if confine_to is None else tuple(str(p) for p in confine_to))
 
     def close(self) -> None:

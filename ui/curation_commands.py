@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -26,8 +27,8 @@ def _quiet(on: bool):
 
 
 def duplicate_groups_report(ctx, scan) -> list[dict]:
-    """One dict per group, largest first: members with path, size, label and cosine similarity to the first
-    (smallest id) member, and the group's closest pair."""
+    """One dict per group, largest first: members (the representative first, then the most similar to it) with
+    path, size, label and cosine similarity to the representative, and the group's closest pair."""
     from imgsearch.db import repository as repo
 
     stores = ctx.stores
@@ -36,10 +37,13 @@ def duplicate_groups_report(ctx, scan) -> list[dict]:
     out = []
     for group, members in scan.groups.items():
         members = [i for i in members if i in rows]
-        if len(members) < 2:
+        if len(members) < 2 or group not in members:
             continue
+        members.sort(key=lambda i: i != group)  # the representative first
         xb = stores.faiss.get_vectors(members)
         sims = xb @ xb[0]
+        order = [0, *(1 + np.argsort(-sims[1:], kind="stable"))]
+        members, sims = [members[j] for j in order], sims[order]
         out.append({
             "group": group,
             "size": len(members),
@@ -54,18 +58,22 @@ def duplicate_groups_report(ctx, scan) -> list[dict]:
 
 @app.command("duplicates")
 def duplicates_cmd(
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help=(
-        "Cosine similarity at or above which two images are near-duplicates (default measured by "
-        "benchmarks/bench_duplicates.py)."))] = DEFAULT_THRESHOLD,
+    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help=(
+        "Cosine similarity at or above which two images are near-duplicates (default: "
+        f"IMGSEARCH_DUPLICATE_THRESHOLD, else {DEFAULT_THRESHOLD}, measured by "
+        "benchmarks/bench_duplicates.py)."))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the groups as JSON.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Groups shown in the table (JSON lists all).")] = 20,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Find near-duplicate groups over the whole collection (each image's nearest neighbours in the vector
-    store), record them in the catalogue and the payloads (`duplicate_group`), refresh uniqueness, and list them."""
+    store), record them in the catalogue and the payloads (`duplicate_group`), refresh uniqueness, and list them.
+    Each group is a representative (listed first) and images within the threshold of it."""
     from imgsearch.ingest.curation import backfill_quality, find_duplicates
 
     with _quiet(as_json), _context("duplicates", data_dir=data_dir) as ctx:
+        if threshold is None:
+            threshold = ctx.settings.duplicate_threshold
         stores = _stores(ctx)
         ctx.require_intact()
         if stores.faiss.count() == 0:

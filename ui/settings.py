@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgsearch.models.backbones import check_name
+from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.models.onnx_backbone import RUNTIMES
 from imgsearch.models.precision import PRECISIONS
 
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     api_key: str | None = Field(
         None, description="Key the HTTP API requires in the X-API-Key header; `imgsearch serve` insists on one "
         "whenever it listens beyond this machine."
+    )
+    duplicate_threshold: float = Field(
+        DEFAULT_THRESHOLD, gt=0.0, le=1.0, description="Cosine similarity at or above which two images are "
+        "near-duplicates (at ingest, in `imgsearch duplicates` and when a removal regroups); the default was "
+        "measured for EfficientNet-Lite2 (README, \"Near-duplicates\")."
     )
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest upload the HTTP API accepts.")
     lease_s: float = Field(

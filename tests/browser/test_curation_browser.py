@@ -47,3 +47,30 @@ def test_review_a_duplicate_group_in_the_browser(browser_available, browser_page
     assert len(kept) == 2
     assert all(Path(im.path).exists() for im in members)
     engine.dispose()
+
+
+def test_more_like_these_by_ticking_two_results(browser_available, browser_page, tmp_path, backbone):
+    col = build_collection(tmp_path, backbone)  # tiny backbone, trained: class-aware ranking is on
+    page, errors = browser_page
+    with harness.AppServer(col.data_dir, env=col.env()) as server:
+        page.goto(f"{server.url('search')}?q=id:1", wait_until="domcontentloaded", timeout=120_000)
+        page.get_by_role("heading", name="Search by image", exact=True).first.wait_for(timeout=120_000)
+        harness.wait_settled(page)
+        harness.wait_text(page, "(class-aware)")
+        before = harness.result_captions(page)
+        assert len(before) == 10
+        main = page.locator('[data-testid="stMain"]')
+        more = main.get_by_role("checkbox", name="more like")
+        assert more.count() == 10
+        for i in (0, 1):
+            more.nth(i).locator("xpath=ancestor::label[1]").click()  # the input itself is hidden by its label
+            harness.wait_settled(page)
+        assert more.nth(0).is_checked() and more.nth(1).is_checked()
+        page.get_by_role("button", name="Search with 2 positive / 0 negative").click()
+        harness.wait_text(page, "images like 2 ticked and unlike 0")
+        harness.wait_settled(page)
+        after = harness.result_captions(page)
+        ticked = {before[0].file_name, before[1].file_name}
+        assert after and not ticked & {c.file_name for c in after}  # the examples are left out
+        assert after[0].label == before[0].label  # like the ticked ones: their class first
+        assert not harness.app_errors(page) and not errors

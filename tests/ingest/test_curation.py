@@ -44,7 +44,7 @@ def test_ingest_groups_near_duplicates_and_flags_quality(ctx, tmp_path):
         by_label.setdefault(im.label, set()).add(im.duplicate_group)
     for label, groups in by_label.items():
         members = [i for i, im in rows.items() if im.label == label]
-        assert groups == {min(members)}, label
+        assert len(groups) == 1 and groups <= set(members), label  # named by its representative, a member
     # 10th neighbour of 9 images: the farthest of the 8 others, of another class (tiny: cosine < 0).
     assert all(im.uniqueness is not None and 1.0 < im.uniqueness <= 2.0 for im in rows.values())
     assert {im.quality for im in rows.values()} == {"tiny"}  # 48 x 40 px
@@ -74,7 +74,7 @@ def test_bulk_pass_recomputes_groups_and_writes_changes_to_both_stores(ctx, tmp_
     assert_payloads_follow_catalogue(ctx)
     loose = find_duplicates(ctx.Session, ctx.stores, threshold=0.9)
     assert sorted(len(m) for m in loose.groups.values()) == [3, 3, 3]
-    assert all(g == m[0] for g, m in loose.groups.items())  # named by the smallest id
+    assert all(g in m for g, m in loose.groups.items())  # named by its representative
     assert all(s >= 0.9 for s in loose.pairs.values())
     assert_payloads_follow_catalogue(ctx)
     again = find_duplicates(ctx.Session, ctx.stores, threshold=0.9)
@@ -97,3 +97,25 @@ def test_quality_backfill_fills_rows_without_flags(ctx, tmp_path):
     assert_payloads_follow_catalogue(ctx)
     assert backfill_quality(ctx.Session, ctx.stores) == 0
     assert np.isfinite([im.uniqueness for im in _rows(ctx).values()]).all()
+
+
+def test_removal_keeps_groups_whole(ctx, tmp_path):
+    photos = write_dataset(tmp_path / "photos", per_class=3, seed=0)
+    _ingest(ctx, photos)
+    scan = find_duplicates(ctx.Session, ctx.stores, threshold=0.9)
+    group, members = next(iter(scan.groups.items()))
+    rows = _rows(ctx)
+    # The representative goes: the other two, still alike, are regrouped under one of them.
+    remove_paths(ctx.Session, ctx.stores, [rows[group].path], duplicate_threshold=0.9)
+    rows = _rows(ctx)
+    left = [i for i in members if i != group]
+    regrouped = {rows[i].duplicate_group for i in left}
+    assert len(regrouped) == 1 and regrouped <= set(left)
+    assert_payloads_follow_catalogue(ctx)
+    # One more goes: a group of one is no group.
+    remove_paths(ctx.Session, ctx.stores, [rows[left[0]].path], duplicate_threshold=0.9)
+    assert _rows(ctx)[left[1]].duplicate_group is None
+    assert_payloads_follow_catalogue(ctx)
+    # The other groups were not touched.
+    others = {g: m for g, m in scan.groups.items() if g != group}
+    assert all(_rows(ctx)[i].duplicate_group == g for g, m in others.items() for i in m)

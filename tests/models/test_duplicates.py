@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgsearch.models.duplicates import UnionFind, group_pairs, similar_pairs, uniqueness
+from imgsearch.models.duplicates import group_members, representative_groups, similar_pairs, uniqueness
 
 
 def _knn(xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,17 +23,22 @@ def _clustered(seed: int = 0):
     return (xb / np.linalg.norm(xb, axis=1, keepdims=True)).astype(np.float32), copies
 
 
-def test_groups_from_knn_equal_connected_components_of_the_full_matrix():
+def _assert_within_representative(groups: dict[int, int], pairs: dict[tuple[int, int], float]) -> None:
+    for i, g in groups.items():
+        assert i == g or (min(i, g), max(i, g)) in pairs, (i, g)
+        assert groups[g] == g  # a representative is in its own group
+
+
+def test_groups_from_knn_match_the_full_matrix():
     xb, copies = _clustered()
     ids = np.arange(len(xb)) + 100  # ids are not positions
     nbr, scores = _knn(xb, 6)
     pairs = similar_pairs(ids, ids[nbr], scores, threshold=0.9)
-    groups = group_pairs(pairs)
+    groups = representative_groups(pairs)
     expected = {0: [0, 40, 41, 42], 5: [5, 43], 9: [9, 44, 45]}
-    got: dict[int, list[int]] = {}
-    for i, g in groups.items():
-        got.setdefault(g, []).append(i)
-    assert {g: sorted(m) for g, m in got.items()} == {100 + g: [100 + m for m in ms] for g, ms in expected.items()}
+    got = group_members(groups)
+    assert sorted(got.values()) == sorted([100 + m for m in ms] for ms in expected.values())
+    _assert_within_representative(groups, pairs)
     # Brute force over the full matrix agrees on the pairs.
     sims = xb @ xb.T
     brute = {(100 + a, 100 + b) for a in range(len(xb)) for b in range(a + 1, len(xb)) if sims[a, b] >= 0.9}
@@ -41,15 +46,44 @@ def test_groups_from_knn_equal_connected_components_of_the_full_matrix():
     assert all(abs(pairs[(100 + a, 100 + b)] - sims[a, b]) < 1e-6 for a, b in [(0, 40), (9, 45)])
 
 
-def test_groups_are_named_by_their_smallest_id_whatever_the_order():
-    for pairs in ([(7, 3), (3, 9), (12, 11)], [(11, 12), (9, 3), (9, 7)]):
-        assert group_pairs(pairs) == {3: 3, 7: 3, 9: 3, 11: 11, 12: 11}
+def test_a_chain_of_pairs_is_cut_at_its_representatives():
+    # 1-2-3-4-5, each only like its neighbours: connected components would make one group of five.
+    pairs = {(1, 2): 0.96, (2, 3): 0.96, (3, 4): 0.96, (4, 5): 0.96}
+    groups = representative_groups(pairs)
+    assert groups == {1: 2, 2: 2, 3: 2, 4: 4, 5: 4}
+    _assert_within_representative(groups, pairs)
+    # The image with the most partners leads; the order the pairs arrive in does not matter.
+    star = {(7, 3): 0.97, (3, 9): 0.96, (3, 12): 0.99, (12, 11): 0.98}
+    for order in (star, dict(reversed(list(star.items())))):
+        assert representative_groups(order) == {3: 3, 7: 3, 9: 3, 12: 3}  # 11 is like 12 only: left out
 
 
-def test_known_groups_merge_when_a_new_member_bridges_them():
+@pytest.mark.parametrize("seed", range(5))
+def test_every_member_is_paired_with_its_representative(seed):
+    rng = np.random.default_rng(seed)
+    # Random walks: consecutive points are near, far ends are not (chains).
+    steps = rng.standard_normal((6, 30, 32)) * 0.08
+    xb = (rng.standard_normal((6, 1, 32)) + np.cumsum(steps, axis=1)).reshape(-1, 32)
+    xb = (xb / np.linalg.norm(xb, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(len(xb))
+    nbr, scores = _knn(xb, 8)
+    pairs = similar_pairs(ids, nbr, scores, threshold=0.97)
+    groups = representative_groups(pairs)
+    _assert_within_representative(groups, pairs)
+    sims = xb @ xb.T
+    for g, members in group_members(groups).items():
+        assert (sims[g, members] >= 0.97 - 1e-6).all()
+    assert all(len(m) >= 2 for m in group_members(groups).values())
+
+
+def test_known_groups_stay_and_new_images_join_a_representative_only():
     known = {10: 10, 14: 10, 20: 20, 25: 20}
-    groups = group_pairs([(14, 30), (30, 25)], known)
-    assert {groups[i] for i in (10, 14, 20, 25, 30)} == {10}
+    # Paired with members but with no representative: not grouped, and the recorded groups do not merge.
+    assert representative_groups({(14, 30): 0.96, (25, 30): 0.97}, known) == known
+    # Paired with two representatives: the more similar one.
+    assert representative_groups({(10, 30): 0.96, (20, 30): 0.97}, known)[30] == 20
+    # New images paired among themselves make a group of their own.
+    assert representative_groups({(31, 32): 0.99, (14, 31): 0.99}, known) == {**known, 31: 31, 32: 31}
 
 
 def test_self_matches_and_padding_are_ignored():
@@ -68,10 +102,3 @@ def test_uniqueness_is_the_distance_to_the_kth_other_neighbour():
     u = uniqueness(nbr, scores, ids, k=2)
     assert u[0] == pytest.approx(0.2) and u[1] == pytest.approx(0.5)
     assert np.isnan(uniqueness(np.array([[5]]), np.array([[1.0]]), np.array([5]), 2)[0])
-
-
-def test_union_find_roots_are_minimal():
-    uf = UnionFind()
-    for a, b in [(5, 4), (4, 8), (1, 8)]:
-        uf.union(a, b)
-    assert uf.groups() == {5: 1, 4: 1, 8: 1, 1: 1}

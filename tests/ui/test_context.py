@@ -54,7 +54,7 @@ def test_doctor_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
 def test_remove_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
     import imgsearch.ingest.pipeline as pipeline
 
-    def remove_then_fail(Session, stores, paths):
+    def remove_then_fail(Session, stores, paths, duplicate_threshold=None):
         stores.qdrant.count()
         raise OSError("disk gone")
 

@@ -49,6 +49,15 @@ def test_duplicates_table_and_a_threshold_nothing_reaches(ingested, capsys, monk
     assert code == 2 and "less than or equal to 1" in out
 
 
+def test_duplicates_threshold_setting_is_the_default(ingested, capsys, monkeypatch):
+    code, out = run_cli(["duplicates", "--json"], ingested.settings.data_dir, capsys, monkeypatch,
+                        IMGSEARCH_DUPLICATE_THRESHOLD="0.9")
+    assert code == 0 and json.loads(out)["threshold"] == 0.9 and json.loads(out)["n_groups"] == 3
+    code, out = run_cli(["duplicates"], ingested.settings.data_dir, capsys, monkeypatch,
+                        IMGSEARCH_DUPLICATE_THRESHOLD="1.2")
+    assert code == 2 and "duplicate_threshold" in out
+
+
 def test_duplicates_on_an_empty_collection_says_so(tmp_path, capsys, monkeypatch):
     code, out = run_cli(["duplicates"], tmp_path / "empty", capsys, monkeypatch)
     assert code == 2 and "the collection is empty" in out

@@ -74,10 +74,10 @@ def stored_query(state: ApiState, image_id: int) -> np.ndarray:
 
 
 def results(response: SearchResponse, query: str, backend: str, k: int, offset: int,
-            flt: Filter | None = None) -> SearchResults:
+            flt: Filter | None = None, ranking: str = "cosine") -> SearchResults:
     page = response.results[offset : offset + k]
     hits = [SearchHit(**{name: getattr(r, name) for name in SearchHit.model_fields}) for r in page]
-    return SearchResults(query=query, backend=backend, k=k, offset=offset,
+    return SearchResults(query=query, backend=backend, k=k, offset=offset, ranking=ranking,
                          filters=[] if flt is None else flt.describe(), search_ms=response.search_ms, results=hits)
 
 

@@ -29,6 +29,12 @@ class SearchHit(BaseModel):
     kmeans_cluster: int | None
     agglo_cluster: int | None
     source_folder: str | None
+    duplicate_group: int | None = Field(None, description="Near-duplicate group: the id of its representative image; "
+                                        "null for an image with no near-duplicate.")
+    uniqueness: float | None = Field(None, description="Cosine distance to the 10th nearest other image (high = "
+                                     "an outlier or a rare view).")
+    quality: str | None = Field(None, description="'ok', or the image-quality flags found at ingest ('dark', "
+                                "'tiny', ...).")
 
 
 class SearchResults(BaseModel):
@@ -38,6 +44,8 @@ class SearchResults(BaseModel):
     offset: int
     filters: list[str] = Field(default_factory=list, description="The filter's conditions, in words.")
     search_ms: float
+    ranking: str = Field("cosine", description="How the results were ordered: 'cosine' or 'class-aware', with "
+                         "'near-duplicates collapsed' when asked.")
     results: list[SearchHit]
 
 

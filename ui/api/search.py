@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from imgsearch.search.class_aware import query_distribution
 from imgsearch.search.payload import Filter
+from imgsearch.search.service import Ranking
 from imgsearch.ui.api import deps
 from imgsearch.ui.api.deps import K_DEFAULT, KParam, OffsetParam, get_state
 from imgsearch.ui.api.errors import ApiError, not_found
@@ -22,14 +24,26 @@ FilterDep = Annotated[Filter, Depends(deps.filter_params)]
 Upload = Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, BMP, GIF).")]
 
 
-def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int) -> SearchResults:
+ClassAware = Annotated[bool, Query(description=(
+    "Re-rank the 100 nearest neighbours by agreement of the classifier's predictions with the query's (README, "
+    "\"Class-aware ranking\": P@10 0.8605 -> 0.9414 on Caltech-101); plain cosine ranking without trained models."))]
+Collapse = Annotated[bool, Query(description="One result per near-duplicate group (the best ranked).")]
+
+
+def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
+                class_aware: bool = False, collapse: bool = False) -> SearchResults:
     if data is not None:
         xq, exclude = deps.upload_query(state, data)
         query = "upload"
     else:
         xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
-    response = state.service().neighbours(xq, offset + k, exclude_id=exclude)
-    return deps.results(response, query, "faiss", k, offset)
+    proba = None
+    trained = state.trained() if class_aware else None
+    if trained is not None:
+        proba = query_distribution(trained.models["svm"], xq)
+    ranking = Ranking(proba, collapse)
+    response = state.service().ranked(xq, offset + k, ranking, exclude_id=exclude)
+    return deps.results(response, query, "faiss", k, offset, ranking=ranking.describe())
 
 
 def _filtered(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
@@ -44,9 +58,10 @@ def _filtered(state: ApiState, data: bytes | None, image_id: int | None, k: int,
 
 
 @router.post("/search", response_model=SearchResults, summary="Neighbours of an uploaded image (FAISS)")
-async def search_upload(state: State, file: Upload, k: KParam = K_DEFAULT, offset: OffsetParam = 0) -> SearchResults:
+async def search_upload(state: State, file: Upload, k: KParam = K_DEFAULT, offset: OffsetParam = 0,
+                        class_aware: ClassAware = False, collapse_duplicates: Collapse = False) -> SearchResults:
     data = await read_upload(file, state.max_upload_bytes)
-    return await run_in_threadpool(_neighbours, state, data, None, k, offset)
+    return await run_in_threadpool(_neighbours, state, data, None, k, offset, class_aware, collapse_duplicates)
 
 
 @router.post("/search/filtered", response_model=SearchResults,
@@ -59,8 +74,9 @@ async def search_upload_filtered(state: State, file: Upload, flt: FilterDep, k: 
 
 @router.get("/images/{image_id}/neighbours", response_model=SearchResults,
             summary="Neighbours of a catalogued image (FAISS), itself left out")
-def search_image(state: State, image_id: int, k: KParam = K_DEFAULT, offset: OffsetParam = 0) -> SearchResults:
-    return _neighbours(state, None, image_id, k, offset)
+def search_image(state: State, image_id: int, k: KParam = K_DEFAULT, offset: OffsetParam = 0,
+                 class_aware: ClassAware = False, collapse_duplicates: Collapse = False) -> SearchResults:
+    return _neighbours(state, None, image_id, k, offset, class_aware, collapse_duplicates)
 
 
 @router.get("/images/{image_id}/neighbours/filtered", response_model=SearchResults,

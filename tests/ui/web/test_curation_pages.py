@@ -53,6 +53,7 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
     at = page("duplicates")
     at.run()
     _ok(at)
+    assert [b.proto.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
     keep = [cb for cb in at.checkbox if cb.key.startswith(f"dups_keep_{group}_")]
     assert len(keep) == 6 and sum(cb.value for cb in keep) == 1  # one ticked to keep by default
     assert any("48×40" in m.value for m in at.markdown)  # resolution shown
@@ -67,6 +68,9 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
         left = {im.id for im in repo.images_by_ids(s, [im.id for im in members]).values()}
     assert len(left) == 2
     assert all(Path(im.path).exists() for im in members)  # nothing deleted from disk
+    with Session() as s:  # the two kept are still one group, named by one of them
+        assert {im.duplicate_group for im in repo.images_by_ids(s, left).values()} <= left
+        assert len({im.duplicate_group for im in repo.images_by_ids(s, left).values()}) == 1
     engine.dispose()
 
 
@@ -84,6 +88,7 @@ def test_suspects_page_accepts_a_relabel_into_catalogue_and_payloads(own_collect
     _ok(at)
     assert at.selectbox(key="suspects_pick").options[0].endswith("grass → apples (0.02)")
     assert len(at.get("plotly_chart")) == 1  # the top-5 probabilities
+    assert len(at.get("download_button")) == 2  # the suspects list as CSV and JSON
     at.button(key="suspects_accept").click().run()
     _ok(at)
     assert any("now labelled 'apples'" in s.value for s in at.success)

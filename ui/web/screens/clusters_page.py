@@ -8,7 +8,8 @@ import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.ui.web import image_view, resources, views, widgets
+from imgsearch.ui.export import image_rows
+from imgsearch.ui.web import export_widgets, image_view, resources, views, widgets
 
 PREFIX = "clusters"
 MEMBERS_PER_PAGE = 20
@@ -44,6 +45,13 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     with state.ctx.Session() as s:  # the most confident members first: the cluster's clearest examples
         _, members = data.browse(s, {column: ("any", [int(cluster)])}, "confidence", MEMBERS_PER_PAGE,
                                  (number - 1) * MEMBERS_PER_PAGE)
+    # The whole cluster is read only when asked for: at a million images a cluster holds tens of thousands.
+    if st.toggle("Export this cluster (CSV/JSON)", key=f"{PREFIX}_{algorithm}_export_{cluster}"):
+        with state.ctx.Session() as s:
+            ids = [i for i, _, _ in data.cluster_members(s, algorithm, int(cluster), limit=size)]
+            rows = repo.images_by_ids(s, ids)
+            everyone = image_rows([rows[i] for i in ids if i in rows])
+        export_widgets.download_buttons(everyone, f"{algorithm}_cluster_{cluster}", f"{PREFIX}_{algorithm}")
     first = (number - 1) * MEMBERS_PER_PAGE + 1
     st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}, most confident prediction first")
     widgets.image_grid(members, f"{PREFIX}_{algorithm}", switch_to_search=True)

@@ -9,7 +9,8 @@ import numpy as np
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.ui.web import resources, widgets
+from imgsearch.ui.export import image_rows
+from imgsearch.ui.web import export_widgets, resources, widgets
 
 PREFIX = "dups"
 
@@ -27,7 +28,8 @@ def remove_members(state: resources.AppState, paths: list[str], delete_files: bo
     from imgsearch.ingest.pipeline import remove_paths
 
     with widgets.store_errors():
-        result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths])
+        result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths],
+                              state.settings.duplicate_threshold)
     deleted = 0
     if delete_files:  # only on an explicit tick, and only files the catalogue no longer knows
         for p in paths:
@@ -47,6 +49,7 @@ def group_view(state: resources.AppState, group: int, members) -> None:
     sims = xb @ xb[ids.index(keep_id)]
     st.caption(f"Group {group}: {len(members)} images. Similarity is cosine to the image kept by default (the "
                "largest). Tick the images to keep.")
+    export_widgets.download_buttons(image_rows(members), f"duplicate_group_{group}", f"{PREFIX}_{group}")
     keep = {}
     for col, im, sim in zip(st.columns(min(len(members), 5)) * ((len(members) + 4) // 5), members, sims,
                             strict=False):

@@ -1,54 +1,158 @@
-"""Search page: an uploaded or indexed image -> its top-k neighbours (FAISS) and the classifier's prediction."""
+"""Search page: an uploaded or indexed image -> its top-k neighbours (FAISS) and the classifier's prediction;
+class-aware ranking, near-duplicates collapsed or MMR, and "more like these / less like these" by ticking
+results (Qdrant's recommend)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from imgsearch.search.class_aware import query_distribution
+from imgsearch.search.diversity import DEFAULT_MMR_LAMBDA, POOL_FACTOR
+from imgsearch.search.service import Ranking, SearchResponse
+from imgsearch.ui.export import result_rows
+from imgsearch.ui.web import export_widgets, resources, views, widgets
 from imgsearch.ui.web import query_state as qs
-from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "search"
+CLASS_AWARE, COLLAPSE = f"{PREFIX}_class_aware", f"{PREFIX}_collapse"
+MMR, MMR_LAMBDA = f"{PREFIX}_mmr", f"{PREFIX}_mmr_lambda"
+POSITIVE, NEGATIVE, RECOMMEND = f"{PREFIX}_positive", f"{PREFIX}_negative", f"{PREFIX}_recommend"
+# Measured (README, "Class-aware ranking"): Caltech-101, validation images querying the training images.
+CLASS_AWARE_HELP = ("Re-rank the 100 nearest neighbours by how likely they share the query's class (the SVM's "
+                    "calibrated probabilities): P@10 0.8605 → 0.9414 on Caltech-101, validation images querying "
+                    "the training images. Scores shown stay cosine similarities.")
 
 
-def prediction(state: resources.AppState, query: widgets.Query) -> None:
-    st.subheader("Predicted class")
+def query_proba(state: resources.AppState, query: widgets.Query) -> dict[str, float] | None:
     if state.trained is None:
+        return None
+    return query_distribution(state.trained.models["svm"], query.vector)
+
+
+def prediction(state: resources.AppState, proba: dict[str, float] | None) -> None:
+    st.subheader("Predicted class")
+    if proba is None:
         st.info(f"No trained classifier yet: run `{resources.TRAIN_HINT}` to see predictions.")
         return
-    svm = state.trained.models["svm"]
-    proba = svm.predict_proba(query.vector[None, :])[0]
-    top = views.top_classes(proba, [str(c) for c in svm.classes_], n=5)
+    top = views.top_classes(list(proba.values()), list(proba), n=5)
     st.markdown(f"**{top.label.iloc[0]}** ({top.probability.iloc[0]:.1%}, SVM)",
                 help="The SVM's most probable class for the query, and its probability.")
     st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False})
+
+
+def ranking_options(trained: bool) -> tuple[bool, bool, float | None]:
+    """The sidebar's ranking choices: (class-aware, collapse near-duplicates, MMR lambda or None)."""
+    side = st.sidebar
+    side.subheader("Ranking")
+    class_aware = side.toggle("Class-aware ranking", value=True, key=CLASS_AWARE, disabled=not trained,
+                              help=CLASS_AWARE_HELP if trained else "Needs trained models.")
+    collapse = side.checkbox("One image per near-duplicate group", value=False, key=COLLAPSE,
+                             help="Show only the best-ranked image of each near-duplicate group.")
+    mmr = side.checkbox("Diversify (MMR)", value=False, key=MMR,
+                        help="Maximal marginal relevance: each next result trades similarity to the query against "
+                             "similarity to the results above it.")
+    lam = side.slider("MMR: weight of similarity", 0.0, 1.0, DEFAULT_MMR_LAMBDA, 0.05, key=MMR_LAMBDA,
+                      disabled=not mmr, help="1 = the plain ranking; lower = more varied results.")
+    return class_aware and trained, collapse, lam if mmr else None
+
+
+def _ticks(kind: str) -> list[int]:
+    return list(st.session_state.setdefault(kind, []))
+
+
+def _toggle(kind: str, other: str, image_id: int, key: str) -> None:
+    """A tick box changed: keep the ticked ids in a plain key, so a tick survives results that change."""
+    ticked = [i for i in st.session_state.get(kind, []) if i != image_id]
+    if st.session_state[key]:
+        ticked.append(image_id)
+        st.session_state[other] = [i for i in st.session_state.get(other, []) if i != image_id]
+        st.session_state.pop(f"{PREFIX}_{'neg' if other == NEGATIVE else 'pos'}_{image_id}", None)
+    st.session_state[kind] = ticked
+
+
+def tick_boxes(r) -> None:
+    """Under a result card: "more like this" and "less like this" ticks."""
+    left, right = st.columns(2)
+    for col, kind, other, label in ((left, POSITIVE, NEGATIVE, "more like"), (right, NEGATIVE, POSITIVE, "less like")):
+        key = f"{PREFIX}_{'pos' if kind == POSITIVE else 'neg'}_{r.id}"
+        col.checkbox(label, value=r.id in _ticks(kind), key=key, on_change=_toggle, args=(kind, other, r.id, key))
+
+
+def _start_recommend() -> None:
+    # Kept with the query it was started from: a new query goes back to ranked neighbours.
+    st.session_state[RECOMMEND] = (_ticks(POSITIVE), _ticks(NEGATIVE), st.session_state.get(qs.Q))
+
+
+def _clear_ticks() -> None:
+    for key in [k for k in st.session_state if str(k).startswith((f"{PREFIX}_pos_", f"{PREFIX}_neg_"))]:
+        del st.session_state[key]
+    st.session_state[POSITIVE], st.session_state[NEGATIVE] = [], []
+    st.session_state.pop(RECOMMEND, None)
+
+
+def tick_bar() -> None:
+    """The ticked examples and the button that searches with them."""
+    pos, neg = _ticks(POSITIVE), _ticks(NEGATIVE)
+    left, mid, right = st.columns([3, 2, 2], vertical_alignment="center")
+    left.caption(f"Ticked: {len(pos)} more like, {len(neg)} less like. Tick results below, then search with them "
+                 "(images like the first and unlike the second).")
+    mid.button(f"Search with {len(pos)} positive / {len(neg)} negative", key=f"{PREFIX}_recommend_go",
+               disabled=not pos, on_click=_start_recommend, type="primary", width="stretch")
+    right.button("Clear ticks", key=f"{PREFIX}_clear_ticks", on_click=_clear_ticks, disabled=not (pos or neg),
+                 width="stretch")
 
 
 def main() -> None:
     st.title("Search by image")
     state = resources.load_state()
     k = widgets.k_slider()
+    class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None)
     query = widgets.query_picker(state, PREFIX)
     qs.write_url()
     if query is None:
         return
+    proba = query_proba(state, query)
+    ranking = Ranking(proba if class_aware else None, collapse, mmr_lambda)
+    recommend = st.session_state.get(RECOMMEND)
+    if recommend and recommend[2] != st.session_state.get(qs.Q):
+        st.session_state.pop(RECOMMEND)
+        recommend = None
     with widgets.store_errors():
-        response = state.service.neighbours(query.vector, k, exclude_id=query.exclude_id)
+        if recommend:
+            pos, neg, _ = recommend
+            try:
+                found = state.service.recommend(pos, neg, k * POOL_FACTOR if collapse or mmr_lambda else k)
+            except KeyError as exc:
+                st.warning(f"A ticked image is no longer in the collection ({exc}): clear the ticks.")
+                found = SearchResponse([])
+            response = state.service.diversified(found, k, Ranking(None, collapse, mmr_lambda))
+        else:
+            response = state.service.ranked(query.vector, k, ranking, exclude_id=query.exclude_id)
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
 
     left, right = st.columns([1, 2])
     with left:
         widgets.show_query(query)
     with right:
-        prediction(state, query)
+        prediction(state, proba)
     embed = f"{query.embed_ms:.0f} ms" if query.image is not None else "0 ms (stored vector)"
     ranked = " (ranked by Qdrant: this host's FAISS mirror is behind it)" if response.source == "qdrant" else ""
     st.caption(f"Embedding: {embed} · search: {response.search_ms:.1f} ms{ranked} · {state.n_indexed:,} images indexed")
     n = len(response.results)
-    st.subheader(f"Top {n} neighbours" if n != 1 else "The nearest neighbour")
-    st.caption(views.RESULT_LEGEND)
+    if recommend:
+        st.subheader(f"{n} images like {len(recommend[0])} ticked and unlike {len(recommend[1])}")
+        st.caption("Scores: Qdrant's recommend score (near a positive example: 0 to 1; nearer a negative one: "
+                   "below 0), not cosine similarity. The examples themselves are left out.")
+        st.button("Back to the query's neighbours", key=f"{PREFIX}_recommend_back",
+                  on_click=lambda: st.session_state.pop(RECOMMEND, None))
+    else:
+        st.subheader((f"Top {n} neighbours" if n != 1 else "The nearest neighbour") + f" ({ranking.describe()})")
+        st.caption(views.RESULT_LEGEND)
+    tick_bar()
     if not response.results:
         st.info("No neighbours found.")
-    widgets.result_grid(response.results, PREFIX)
+    widgets.result_grid(response.results, PREFIX, extra=tick_boxes)
+    export_widgets.download_buttons(result_rows(response.results), "search_results", PREFIX)
 
 
 main()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.ui.web import resources, views, widgets
+from imgsearch.ui.export import SUSPECT_FIELDS, image_rows
+from imgsearch.ui.web import export_widgets, resources, views, widgets
 
 PREFIX = "suspects"
 
@@ -70,6 +71,7 @@ def main() -> None:
                 "out-of-fold probabilities and neighbour agreement; the most suspect then show here.")
         return
     st.caption(f"{len(suspects)} images whose label the features disagree with, most suspect first.")
+    export_widgets.download_buttons(image_rows(suspects, SUSPECT_FIELDS), "suspects", PREFIX)
     choice = st.selectbox("Suspect", list(range(len(suspects))), key=f"{PREFIX}_pick",
                           format_func=lambda i: f"{suspects[i].file_name}: {suspects[i].label} → "
                                                 f"{suspects[i].suggested_label} ({suspects[i].label_score:.2f})")

@@ -1,0 +1,122 @@
+"""The Search page's ranking options (class-aware, collapsed near-duplicates, MMR), "more like / less like these"
+by ticking results, and the results' download, on the tiny trained collection (AppTest)."""
+
+from __future__ import annotations
+
+from imgsearch.db import repository as repo
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
+from tests.ui.web.conftest import page
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _from_collection(k: int = 10):
+    at = page("search")
+    at.run()
+    at.radio(key="query_source").set_value("Pick from the collection")
+    at.slider(key="k").set_value(k)
+    at.run()
+    _ok(at)
+    return at
+
+
+def _ids(at) -> list[int]:
+    return [r[0] for r in at.session_state["search_results"]]
+
+
+def _rows(ids):
+    with Context(Settings()) as ctx, ctx.Session() as s:
+        return repo.images_by_ids(s, ids)
+
+
+def _subheaders(at) -> str:
+    return "\n".join(h.value for h in at.subheader)
+
+
+def test_class_aware_ranking_is_on_by_default_and_can_be_turned_off(app_env):
+    at = _from_collection()
+    assert at.toggle(key="search_class_aware").value is True
+    assert "(class-aware)" in _subheaders(at)
+    assert "0.9414" in at.toggle(key="search_class_aware").help  # the measured figure it is on for
+    at.toggle(key="search_class_aware").set_value(False).run()
+    _ok(at)
+    assert "(cosine)" in _subheaders(at)
+    scores = [r[1] for r in at.session_state["search_results"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 10
+
+
+def test_collapse_keeps_one_image_per_near_duplicate_group(app_env):
+    at = _from_collection()
+    plain = _ids(at)
+    groups = [im.duplicate_group for im in _rows(plain).values()]
+    assert len(set(groups)) < len(groups)  # the tiny backbone's classes are near-duplicate groups
+    at.checkbox(key="search_collapse").check().run()
+    _ok(at)
+    collapsed = _ids(at)
+    rows = _rows(collapsed)
+    kept = [rows[i].duplicate_group for i in collapsed]
+    assert len(collapsed) < len(plain) and len(set(kept)) == len(kept)
+    assert "near-duplicates collapsed" in _subheaders(at)
+
+
+def test_mmr_brings_other_kinds_of_images_up(app_env):
+    at = _from_collection(k=3)
+    at.toggle(key="search_class_aware").set_value(False).run()
+    plain = _rows(_ids(at))
+    at.checkbox(key="search_mmr").check().run()
+    at.slider(key="search_mmr_lambda").set_value(0.3).run()
+    _ok(at)
+    diverse = _rows(_ids(at))
+    assert len({im.label for im in diverse.values()}) > len({im.label for im in plain.values()})
+    assert "MMR λ=0.3" in _subheaders(at)
+
+
+def test_more_like_these_searches_with_the_ticked_results(app_env):
+    at = _from_collection()
+    first, second, third = _ids(at)[:3]
+    assert at.button(key="search_recommend_go").disabled  # nothing ticked yet
+    at.checkbox(key=f"search_pos_{first}").check().run()
+    # Ticking "less like" on a "more like" image moves it, and back.
+    at.checkbox(key=f"search_neg_{first}").check().run()
+    assert at.session_state["search_positive"] == [] and at.session_state["search_negative"] == [first]
+    assert at.checkbox(key=f"search_pos_{first}").value is False
+    at.checkbox(key=f"search_pos_{first}").check().run()
+    assert at.session_state["search_negative"] == [] and at.checkbox(key=f"search_neg_{first}").value is False
+    at.checkbox(key=f"search_pos_{second}").check().run()
+    at.checkbox(key=f"search_neg_{third}").check().run()
+    _ok(at)
+    button = at.button(key="search_recommend_go")
+    assert button.label == "Search with 2 positive / 1 negative" and not button.disabled
+    button.click().run()
+    _ok(at)
+    found = _ids(at)
+    assert found and not {first, second, third} & set(found)  # the examples are left out
+    assert "images like 2 ticked and unlike 1" in _subheaders(at)
+    with Context(Settings()) as ctx:
+        from imgsearch.search.service import SearchService
+
+        expected = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant).recommend(
+            [first, second], [third], 10)
+    assert found == [r.id for r in expected.results]
+    # Clearing the ticks goes back to the neighbours.
+    at.button(key="search_clear_ticks").click().run()
+    _ok(at)
+    assert at.session_state["search_positive"] == [] and "neighbours" in _subheaders(at)
+
+
+def test_search_results_download_as_csv_and_json(app_env):
+    at = _from_collection(k=4)
+    buttons = at.get("download_button")
+    assert len(buttons) == 2
+    json_button = next(b for b in buttons if "JSON" in b.proto.label)
+    assert json_button.proto.label == "Download JSON"
+
+
+def test_clusters_page_offers_each_whole_cluster_for_download(app_env):
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    assert len(at.get("download_button")) == 4  # CSV and JSON in each of the two algorithms' tabs
