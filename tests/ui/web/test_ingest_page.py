@@ -12,8 +12,8 @@ def test_queue_a_training_run(fresh_env):
     at.button(key="ingest_train").click().run()
     assert not at.exception and not at.error
     assert "Queued training job 1" in at.success[0].value
-    queue = next(d.value for d in at.dataframe if "status" in d.value.columns)
-    assert list(zip(queue["kind"], queue["folder"], queue["status"], strict=True)) == [
+    queue = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(zip(queue["kind"], queue["folder"], queue["state"], strict=True)) == [
         ("train", "(catalogue)", "queued")
     ]
 

@@ -54,5 +54,5 @@ def test_no_page_reads_every_point(app_env, reads, monkeypatch, name):
     assert not at.exception, [e.value for e in at.exception]
     assert not [r for r in reads if r[0] == "EdgeIndex.ids"], reads
     assert all(n <= CAP for _, n in reads), reads
-    if name == "clusters":  # the map is drawn from a sample of exactly CAP points
-        assert ("FaissIndex.get_vectors", CAP) in reads
+    if name == "clusters":  # the map was computed by the training run on its own sample: no vectors are read here
+        assert not [r for r in reads if r[0] == "FaissIndex.get_vectors"], reads

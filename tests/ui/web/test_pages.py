@@ -306,8 +306,8 @@ def test_ingest_queue_mode_enqueues_a_job(fresh_env):
     at.button(key="ingest_go").click().run()
     _ok(at)
     assert "Queued job 1" in at.success[0].value
-    jobs = next(d.value for d in at.dataframe if "status" in d.value.columns)
-    assert list(jobs["status"]) == ["queued"]
+    jobs = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(jobs["state"]) == ["queued"]
 
 
 # ---- the query kept across pages, reloads and links --------------------------------------------------------

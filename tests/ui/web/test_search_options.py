@@ -119,4 +119,10 @@ def test_clusters_page_offers_each_whole_cluster_for_download(app_env):
     at = page("clusters")
     at.run()
     _ok(at)
+    assert not at.get("download_button")  # the whole cluster is read only when asked for
+    for toggle in at.toggle:
+        if toggle.label.startswith("Export this cluster"):
+            toggle.set_value(True)
+    at.run()
+    _ok(at)
     assert len(at.get("download_button")) == 4  # CSV and JSON in each of the two algorithms' tabs
