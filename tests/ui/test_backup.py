@@ -80,7 +80,7 @@ def test_backup_then_restore_gives_the_same_collection(collection, backbone, tmp
     code, out = run_cli(["restore", str(tmp_path / "bk")], target, capsys, monkeypatch)
     assert code == 0, out
     assert "all three stores agree" in out  # restore ends with doctor's check
-    assert "SQLite: 18 indexed images" in out and "current models: training run" in out
+    assert "catalogue: 18 indexed images" in out and "current models: training run" in out
     code, out = run_cli(["doctor"], target, capsys, monkeypatch)
     assert code == 0 and "all three stores agree" in out, out
     assert _searches(target, backbone) == _searches(collection, backbone)
