@@ -61,6 +61,7 @@ def test_more_like_these_by_ticking_two_results(browser_available, browser_page,
         assert len(before) == 10
         main = page.locator('[data-testid="stMain"]')
         more = main.get_by_role("checkbox", name="more like")
+        more.nth(9).wait_for(state="attached")  # the ticks render under the cards, after the captions
         assert more.count() == 10
         for i in (0, 1):
             more.nth(i).locator("xpath=ancestor::label[1]").click()  # the input itself is hidden by its label
