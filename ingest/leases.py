@@ -55,22 +55,23 @@ def renew_every(lease_s: float) -> float:
     return lease_s / 4
 
 
-@contextmanager
-def keep_job(Session: sessionmaker[Session], job_id: int, holder: str, lease_s: float) -> Iterator[LeaseKeeper]:
+def _keep(Session: sessionmaker[Session], renew_in, what: str, lease_s: float) -> LeaseKeeper:
+    """A keeper that renews one lease in its own short transaction: `renew_in(session) -> still held`."""
     def renew() -> bool:
         with Session.begin() as s:
-            return leases.renew_job(s, job_id, holder, lease_s)
+            return renew_in(s)
 
-    with LeaseKeeper(renew, renew_every(lease_s), f"job {job_id}") as keeper:
+    return LeaseKeeper(renew, renew_every(lease_s), what)
+
+
+@contextmanager
+def keep_job(Session: sessionmaker[Session], job_id: int, holder: str, lease_s: float) -> Iterator[LeaseKeeper]:
+    with _keep(Session, lambda s: leases.renew_job(s, job_id, holder, lease_s), f"job {job_id}", lease_s) as keeper:
         yield keeper
 
 
 @contextmanager
 def keep_run(Session: sessionmaker[Session], run_id: int, holder: str, lease_s: float) -> Iterator[LeaseKeeper]:
     """Renew the lease of run `run_id`, stamped by leases.hold_run when the run was started."""
-    def renew() -> bool:
-        with Session.begin() as s:
-            return leases.renew_run(s, run_id, holder, lease_s)
-
-    with LeaseKeeper(renew, renew_every(lease_s), f"run {run_id}") as keeper:
+    with _keep(Session, lambda s: leases.renew_run(s, run_id, holder, lease_s), f"run {run_id}", lease_s) as keeper:
         yield keeper
