@@ -7,6 +7,8 @@ its files are saved, so the switch to new models is that one commit.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 
 from imgsearch.models.identity import BackboneId
 from imgsearch.models.identity import backbone_folder as _tagged
-from imgsearch.models.persistence import ModelLoadError, load_model, save_model
+from imgsearch.models.persistence import BackboneMismatchError, ModelLoadError, load_model, read_metadata, save_model
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
 # What `predict` gives each image; `model_run_id` lets anyone check a stored prediction came from these models.
@@ -28,7 +30,7 @@ class TrainedModels:
 
     run_id: int
     backbone: BackboneId
-    models: dict[str, Any]
+    models: Mapping[str, Any]  # a dict, or LazyModels (each read on first use)
     folder: Path
 
     @property
@@ -78,8 +80,53 @@ def has_models(models_dir: Path, backbone: BackboneId, run_id: int) -> bool:
     return all((folder / f"{name}.skops").is_file() for name in MODEL_NAMES)
 
 
-def load_trained(models_dir: Path, backbone: BackboneId, run_id: int) -> TrainedModels:
-    """The models training run `run_id` saved for this backbone; ModelLoadError when they are missing or bad."""
+class LazyModels(Mapping[str, Any]):
+    """A run's models, each read from its file on first use (thread-safe; read once).
+
+    Why: the app and the API classify with the SVM only, and the random forest's file is by far the largest
+    (1.3 GB on Caltech-101, several seconds to verify and deserialise), so a server should not pay for it at
+    start. What is cheap is checked at once (every file present, its metadata readable and fitted on this
+    backbone); the checksum and the trusted-types check run when a model is first read, and raise
+    ModelLoadError there.
+    """
+
+    def __init__(self, folder: Path, ident: tuple[str, int, str]):
+        self._folder, self._ident = folder, ident
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        for name in MODEL_NAMES:
+            path = folder / f"{name}.skops"
+            meta = read_metadata(path)
+            if meta.backbone != ident:
+                raise BackboneMismatchError(f"{path} was trained on backbone {meta.backbone}, but the features "
+                                            f"come from {ident}; retrain the model for this backbone")
+            if not path.is_file():
+                raise ModelLoadError(f"model file {path} is missing")
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in MODEL_NAMES:
+            raise KeyError(name)
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = load_model(self._folder / f"{name}.skops", expect_backbone=self._ident)
+            return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODEL_NAMES)
+
+    def __len__(self) -> int:
+        return len(MODEL_NAMES)
+
+    def loaded(self) -> list[str]:
+        """The names read so far."""
+        return [n for n in MODEL_NAMES if n in self._loaded]
+
+
+def load_trained(models_dir: Path, backbone: BackboneId, run_id: int, lazy: bool = False) -> TrainedModels:
+    """The models training run `run_id` saved for this backbone; ModelLoadError when they are missing or bad.
+
+    lazy: read each model on first use (LazyModels) rather than all four now.
+    """
     folder = _run_folder(models_dir, backbone, run_id)
     if not folder.is_dir():
         raise ModelLoadError(
@@ -87,5 +134,8 @@ def load_trained(models_dir: Path, backbone: BackboneId, run_id: int) -> Trained
             "--force` to fit them again from the cached features"
         )
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
-    models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in MODEL_NAMES}
+    if lazy:
+        models: Mapping[str, Any] = LazyModels(folder, ident)
+    else:
+        models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in MODEL_NAMES}
     return TrainedModels(run_id=run_id, backbone=backbone, models=models, folder=folder)

@@ -117,13 +117,16 @@ class Context:
                     "rebuild it from the stores' payloads."
                 )
 
-    def trained(self) -> TrainedModels | None:
+    def trained(self, lazy: bool = False) -> TrainedModels | None:
         """The current models for this backbone, or None before the first training run.
 
-        ModelLoadError when the database names a current run whose files are missing or damaged.
+        ModelLoadError when the database names a current run whose files are missing or damaged (with lazy,
+        a damaged file is found when its model is first used: see models.trained.LazyModels).
         """
         run_id = self.trained_run_id()
-        return None if run_id is None else load_trained(self.settings.models_dir, self.backbone.identity, run_id)
+        if run_id is None:
+            return None
+        return load_trained(self.settings.models_dir, self.backbone.identity, run_id, lazy=lazy)
 
     def trained_run_id(self) -> int | None:
         """The training run whose models are current for this backbone (see repository.current_model_run)."""

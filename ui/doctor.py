@@ -431,10 +431,14 @@ def _fix_cache(Session, stores: Stores, cache: FeatureCache, backbone: Backbone,
     return f"re-embedded {len(ids)} images whose cached vectors did not match their files"
 
 
+CLEAR_BATCH = 1024  # points per set_payload: memory stays bounded at a million points, as in refresh_payloads
+
+
 def _clear_predictions(stores: Stores) -> int:
     ids = stores.qdrant.ids().tolist()
-    if ids:
-        stores.set_payload(ids, [dict.fromkeys(PREDICTION_FIELDS) for _ in ids])
+    for start in range(0, len(ids), CLEAR_BATCH):
+        part = ids[start : start + CLEAR_BATCH]
+        stores.set_payload(part, [dict.fromkeys(PREDICTION_FIELDS) for _ in part])
     return len(ids)
 
 

@@ -250,3 +250,16 @@ def test_repair_compacts_a_faiss_mirror_of_many_segments(tmp_path, backbone, tra
         assert any(line.startswith("compacted the FAISS mirror's ") for line in lines), lines
         assert len(list(folder.glob("seg-*.npz"))) == 1
         assert _searches(ctx) == before and _check(ctx).consistent
+
+
+def test_predictions_without_models_are_cleared_in_bounded_batches(tmp_path, backbone, trained_collection,
+                                                                   monkeypatch):
+    monkeypatch.setattr(doctor, "CLEAR_BATCH", 4)
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        sizes, set_payload = [], ctx.stores.set_payload
+        monkeypatch.setattr(ctx.stores, "set_payload", lambda ids, p: (sizes.append(len(ids)), set_payload(ids, p)))
+        ids = ctx.stores.qdrant.ids().tolist()
+        assert doctor._clear_predictions(ctx.stores) == len(ids) == sum(sizes)
+        assert max(sizes) == 4  # never every point in one call (a million payloads at once at scale)
+        for payloads in (ctx.stores.qdrant.get_payloads(ids), ctx.stores.faiss.get_payloads(ids)):
+            assert all(p.get(f) is None for p in payloads for f in doctor.PREDICTION_FIELDS)

@@ -81,7 +81,7 @@ class ApiState:
         with self._lock:
             cached = self._trained
             if cached is None or cached[0] != run_id:
-                models = self.ctx.trained()
+                models = self.ctx.trained(lazy=True)  # the forest only when /v1/classify asks for it
                 self._trained = (None if models is None else models.run_id, models)
                 cached = self._trained
         return cached[1]

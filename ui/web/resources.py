@@ -89,7 +89,9 @@ def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
     """Models of training run `run_id`; a new run id (new training) misses the cache and loads the new set."""
     if run_id is None:
         return None
-    return loaded_context(key).trained()
+    trained = loaded_context(key).trained(lazy=True)  # the app never reads the forest's large file
+    trained.models["svm"]  # noqa: B018 - every query uses it: read it here, under the cache's spinner
+    return trained
 
 
 def sidebar_context() -> Context | None:
