@@ -1,5 +1,10 @@
 """The vector stores at 10k-1M points: `python benchmarks/bench_scale.py [--sizes 10000 100000] [--dim 1280]`.
 
+`--edge-modes exact hnsw int8` measures Qdrant Edge's search modes instead (Settings.qdrant_exact_search,
+qdrant_quantization): one bulk load under today's exact settings, then each mode on a copy of that shard, opened
+with the mode's settings as an existing store would be (optimize = HNSW / int8 build), timed for the label filter
+and a wide filter (confidence >= 0.5, most points) against exact ground truth.
+
 Synthetic data, no images: clustered unit vectors (100 labels, 5 sub-clusters each, in a 128-d latent space
 projected to `dim` with a little isotropic noise, so neighbours are structured as in a CNN's embeddings rather
 than uniformly random) and payloads like the real ones. For each size, in a fresh folder: bulk-load both stores
@@ -29,6 +34,7 @@ from imgsearch.search import faiss_ann  # noqa: E402
 from imgsearch.search.faiss_index import FaissIndex  # noqa: E402
 from imgsearch.search.index import Filter  # noqa: E402
 from imgsearch.search.qdrant_edge import EdgeIndex  # noqa: E402
+from imgsearch.search.qdrant_server import ServerCollectionConfig  # noqa: E402
 
 LABELS, SUBS, LATENT = 100, 5, 128
 BATCH = 256
@@ -266,6 +272,75 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     return res
 
 
+EDGE_FILTERS = {
+    "label": FILTERS["label"],
+    "wide": (Filter(min_confidence=0.5), lambda pred, conf: conf >= 0.5),  # exact search scans most of the shard
+}
+EDGE_MODES = {
+    "exact": ServerCollectionConfig(),
+    "hnsw": ServerCollectionConfig(exact=False),
+    "int8": ServerCollectionConfig(exact=False, quantization="int8"),
+}
+
+
+def run_edge_modes(n: int, dim: int, n_queries: int, root: Path, gen: Generator, modes: list[str]) -> dict:
+    info = BackboneId("synthetic", dim, "0" * 64)
+    folder = root / f"modes{n}"
+    xq, _ = gen.vectors(10**9, n_queries, seed_offset=1)
+    truth = Truth(xq, list(EDGE_FILTERS))
+    matching = dict.fromkeys(EDGE_FILTERS, 0)
+    base = EdgeIndex(folder / "exact", info)
+    t = time.perf_counter()
+    for start in range(0, n, 2048):
+        m = min(2048, n - start)
+        x, lab = gen.vectors(start, m)
+        p = gen.payloads(start, lab)
+        pred = np.array([q["predicted_label"] for q in p])
+        conf = np.array([q["predicted_prob"] for q in p])
+        masks = {name: f(pred, conf) for name, (_, f) in EDGE_FILTERS.items()}
+        for name, mask in masks.items():
+            matching[name] += int(mask.sum())
+        truth.add(np.arange(start, start + m), x, masks)
+        base.upsert(list(range(start, start + m)), x, p)
+    base.close()
+    res: dict = {"n": n, "load_s": time.perf_counter() - t, "matching": matching, "modes": {}}
+    for mode in modes:
+        where = folder / mode
+        if mode != "exact":
+            # cp keeps the shard's holes (copytree would fill them and inflate the disk figure)
+            subprocess.run(["cp", "-r", "--sparse=always", str(folder / "exact"), str(where)], check=True)
+        store = EdgeIndex(where, info, config=EDGE_MODES[mode], linger_s=600)
+        build = store.optimize() if mode != "exact" else 0.0
+        store.close()
+        t = time.perf_counter()  # an existing store opened again: the load, and the first query
+        store = EdgeIndex(where, info, config=EDGE_MODES[mode], linger_s=600)
+        store.search(xq[0], K, EDGE_FILTERS["label"][0])
+        out = {"build_s": build, "reopen_s": time.perf_counter() - t, "disk_mib": 0.0}
+        for name, (flt, _) in EDGE_FILTERS.items():
+            store.search(xq[0], K, flt)
+            ts, found = timed_queries(store, xq, flt)
+            out[name] = {"p50_p95_ms": pct(ts), "recall": recall(found, truth.top(name))}
+        store.close()
+        out["reopen_optimize_s"] = store.optimize_s  # the first release re-checks the segments: ~free if built
+        out["disk_mib"] = allocated(where) / 2**20
+        res["modes"][mode] = out
+    shutil.rmtree(folder)
+    return res
+
+
+def report_edge_modes(r: dict) -> None:
+    print(f"\n== Qdrant Edge search modes, {r['n']:,} points (bulk load under exact settings {r['load_s']:.1f} s; "
+          + ", ".join(f"{name} filter matches {c:,}" for name, c in r["matching"].items()) + ") ==")
+    for mode, o in r["modes"].items():
+        line = (f"{mode}: build {o['build_s']:.1f} s, reopen + 1st query {o['reopen_s']:.2f} s "
+                f"(+ {o['reopen_optimize_s']:.2f} s optimizer check at close), disk {o['disk_mib']:.0f} MiB")
+        for name in EDGE_FILTERS:
+            q = o[name]
+            line += (f"; {name} p50 {q['p50_p95_ms'][0]:.1f} ms p95 {q['p50_p95_ms'][1]:.1f} ms "
+                     f"recall@10 {q['recall']:.3f}")
+        print(line, flush=True)
+
+
 def report(r: dict) -> None:
     f, e = r["append_s"]["faiss"], r["append_s"]["edge"]
     print(f"\n== {r['n']:,} points (+{len(f) * BATCH} appended) ==")
@@ -305,6 +380,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--appends", type=int, default=9, help="256-vector batches appended after the bulk load")
     ap.add_argument("--dir", type=Path, default=None, help="where the stores go (default: a temp folder)")
+    ap.add_argument("--edge-modes", nargs="+", choices=list(EDGE_MODES), default=None,
+                    help="measure these Qdrant Edge search modes instead of the store comparison")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
     print(f"dim {args.dim}, {args.queries} queries, auto exact threshold {faiss_ann.EXACT_MAX_POINTS:,}, "
@@ -312,6 +389,9 @@ def main() -> None:
     gen = Generator(args.dim)
     try:
         for n in sorted(args.sizes):
+            if args.edge_modes:
+                report_edge_modes(run_edge_modes(n, args.dim, args.queries, root, gen, args.edge_modes))
+                continue
             report(run_size(n, args.dim, args.queries, root, gen, args.appends))
             shutil.rmtree(root / f"n{n}")
     finally:

@@ -35,7 +35,7 @@ def open_index(
     `images_<tag>`. `role` names this process ("ingest", "worker", "app") in StoreBusyError
     messages other processes get; `lock_timeout_s` bounds the wait for the embedded stores' lock. `faiss_index`
     is the FAISS mirror's index type (search/faiss_ann.py: `auto` or a FAISS factory string). `qdrant_config`: the
-    server collection's settings (search/qdrant_server.py ServerCollectionConfig; None = the defaults).
+    collection's settings, server or Edge (search/qdrant_server.py ServerCollectionConfig; None = the defaults).
     """
     if kind == "faiss":
         from imgsearch.search.faiss_index import FaissIndex
@@ -46,7 +46,7 @@ def open_index(
         from imgsearch.search.qdrant_edge import EdgeIndex
 
         folder = index_root(data_dir) / "qdrant_edge" / backbone.tag
-        return EdgeIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role)
+        return EdgeIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role, config=qdrant_config)
     if kind == "qdrant":
         from qdrant_client import QdrantClient
 

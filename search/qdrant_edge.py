@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from imgsearch.search.index import (
 )
 from imgsearch.search.locking import StoreLock
 from imgsearch.search.qdrant_common import SCROLL_PAGE, filter_conditions, grouped_updates, indexed_fields
+from imgsearch.search.qdrant_server import ServerCollectionConfig
 
 META_NAME = "store.json"
 VERSION_NAME = "version"
@@ -56,6 +58,41 @@ SCHEMA_TYPES = {
     "float": qe.PayloadSchemaType.Float,
     "datetime": qe.PayloadSchemaType.Datetime,
 }
+
+
+def edge_config(cfg: ServerCollectionConfig, dim: int) -> qe.EdgeConfig:
+    """The shard's layout from the collection settings the server uses too (Settings.qdrant_*)."""
+    quantization = None
+    if cfg.quantization == "int8":
+        quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=cfg.quantization_always_ram)
+    optimizers = None if cfg.indexing_threshold is None else qe.EdgeOptimizersConfig(
+        indexing_threshold=cfg.indexing_threshold)
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, on_disk=cfg.on_disk_vectors),
+        on_disk_payload=cfg.on_disk_payload,
+        hnsw_config=qe.HnswIndexConfig(m=cfg.hnsw_m, ef_construct=cfg.hnsw_ef_construct,
+                                       full_scan_threshold=cfg.full_scan_threshold),
+        quantization_config=quantization,
+        optimizers=optimizers,
+    )
+
+
+def edge_search_params(cfg: ServerCollectionConfig) -> qe.SearchParams:
+    # Without int8 the quantised copy is always ignored: an EdgeConfig can set quantisation but not remove it (None
+    # keeps the shard's), so a shard once opened with int8 keeps the copy after the setting goes back to none.
+    if cfg.exact or cfg.quantization == "none":
+        # exact: every original vector, ignoring the lossy copy, so cosine scores match FAISS exactly
+        return qe.SearchParams(exact=cfg.exact, hnsw_ef=None if cfg.exact else cfg.hnsw_ef,
+                               quantization=qe.QuantizationSearchParams(ignore=True))
+    rescore = qe.QuantizationSearchParams(rescore=True, oversampling=cfg.oversampling)
+    return qe.SearchParams(exact=False, hnsw_ef=cfg.hnsw_ef, quantization=rescore)
+
+
+def needs_optimizer(cfg: ServerCollectionConfig) -> bool:
+    """Whether segments must be rebuilt for the settings to take effect: an HNSW graph, a quantised copy, vectors
+    moved to disk. Edge runs no background optimizer; `EdgeShard.optimize()` does it, blocking. The default
+    (exact, no quantisation, vectors in RAM) needs none, so today's stores never pay it."""
+    return not cfg.exact or cfg.quantization != "none" or cfg.on_disk_vectors
 
 
 def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filter | None:
@@ -84,6 +121,11 @@ class EdgeIndex:
     was slow to load lingers longer (LINGER_PER_LOAD_S times its load time). Each write bumps
     `folder/version`, which readers can poll to invalidate caches. A process that cannot get the
     store within `lock_timeout_s` gets StoreBusyError naming the holder.
+
+    `config` (Settings.qdrant_*, shared with the server) lays the shard out: HNSW, int8 quantisation, vectors on
+    disk. Edge has no background optimizer, so when those ask for built segments, a lease that wrote (or the
+    first in a process) runs `EdgeShard.optimize()` before it closes the shard, holding the lock meanwhile: at
+    100k x 1280 a whole-shard HNSW build took ~2 min (README "Scale"). The defaults (exact) never optimise.
     """
 
     def __init__(
@@ -93,14 +135,22 @@ class EdgeIndex:
         lock_timeout_s: float = 30.0,
         role: str | None = None,
         linger_s: float = 5.0,
-        exact: bool = True,
+        exact: bool | None = None,
+        config: ServerCollectionConfig | None = None,
     ):
         self.folder = Path(folder)
         self._info = info
         self.lock_timeout_s = lock_timeout_s
         self.linger_s = linger_s
-        # Exact (flat) search matches FAISS IndexFlatIP; HNSW only pays off far beyond this project's size.
-        self._params = qe.SearchParams(exact=exact)
+        # Exact (flat) search by default: it matches FAISS IndexFlatIP, and the payload indexes keep filtered
+        # search fast (README "Scale"); `config` (Settings.qdrant_*) can ask for HNSW and int8 instead.
+        self.config = config or ServerCollectionConfig()
+        if exact is not None and exact != self.config.exact:
+            self.config = replace(self.config, exact=exact)
+        self._params = edge_search_params(self.config)
+        self._optimize = needs_optimizer(self.config)
+        self._dirty = False  # written since the segments were last optimised (only tracked when _optimize)
+        self.optimize_s = 0.0  # how long the last optimisation (HNSW / quantisation build) took
         self._lock = StoreLock(self.folder, role=role, what="Qdrant Edge store")
         self._mutex = threading.RLock()
         self._shard: qe.EdgeShard | None = None
@@ -124,7 +174,7 @@ class EdgeIndex:
     # ---- store lifecycle --------------------------------------------------------------------------
 
     def _config(self) -> qe.EdgeConfig:
-        return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=self._info.dim, distance=qe.Distance.Cosine))
+        return edge_config(self.config, self._info.dim)
 
     def _create(self) -> None:
         shard_path = self.folder / SHARD_DIR
@@ -174,8 +224,13 @@ class EdgeIndex:
         self._lock.acquire(self.lock_timeout_s)
         try:
             t = time.perf_counter()
-            self._shard = self._load(self.folder / SHARD_DIR, with_config=self._generation == 0)
+            first = self._generation == 0
+            self._shard = self._load(self.folder / SHARD_DIR, with_config=first)
             self.load_s = time.perf_counter() - t
+            # The first load in a process writes this process's settings into the shard's config; segments
+            # built under other settings (an exact store opened with HNSW or int8 asked for) are rebuilt when
+            # this lease ends (a shard already built that way: ~no cost, the optimizer finds nothing to do).
+            self._dirty = self._dirty or (first and self._optimize)
         except BaseException:
             self._lock.release()
             raise
@@ -183,20 +238,39 @@ class EdgeIndex:
         if self.linger_s > 0:
             threading.Thread(target=self._reap, args=(self._generation,), daemon=True).start()
 
-    def _release(self) -> None:
+    def _release(self, optimize: bool = True) -> None:
         shard, self._shard = self._shard, None
         try:
             if shard is not None:
-                shard.close()
+                try:
+                    if optimize and self._dirty:
+                        self._run_optimizer(shard)
+                finally:
+                    shard.close()
         finally:
             self._lock.release()
+
+    def _run_optimizer(self, shard: qe.EdgeShard) -> None:
+        """Build what the settings ask for (HNSW graphs, int8 copies, on-disk vectors) for the segments written
+        since, once per lease rather than per write: Edge has no background optimizer. Until it runs, new points
+        sit in the appendable segment, which is searched by full scan, so results are complete either way."""
+        t = time.perf_counter()
+        shard.optimize()
+        self.optimize_s = time.perf_counter() - t
+        self._dirty = False
+
+    def optimize(self) -> float:
+        """Run the optimizer now (e.g. after a bulk load, before timing searches); returns the seconds it took."""
+        with self._lease() as shard:
+            self._run_optimizer(shard)
+        return self.optimize_s
 
     def _release_for_fork(self) -> None:
         # Skip if another thread is mid-operation; that thread is not the one forking.
         if self._mutex.acquire(blocking=False):
             try:
                 if self._shard is not None:
-                    self._release()
+                    self._release(optimize=False)  # a child is being forked now: optimise at the next release
             finally:
                 self._mutex.release()
 
@@ -226,6 +300,7 @@ class EdgeIndex:
                 # end of the lease, before anyone else can open the shard) flushes segments once per
                 # lease instead of once per call; a flush costs ~0.1 s of fsyncs.
                 if write:
+                    self._dirty = self._dirty or self._optimize
                     self._bump_version()
             finally:
                 self._last_use = time.monotonic()

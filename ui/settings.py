@@ -54,8 +54,10 @@ class Settings(BaseSettings):
     )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
     qdrant_api_key: str | None = None
-    # The Qdrant server's collection (search/qdrant_server.py ServerCollectionConfig; README "Running on several
-    # machines"). Read when the collection is created; an existing collection keeps what it was created with.
+    # The Qdrant collection (search/qdrant_server.py ServerCollectionConfig; README "Running on several machines",
+    # "Scale"). The HNSW, quantisation, on-disk, indexing and search settings apply to the server's collection and
+    # to the embedded Qdrant Edge shard alike; shards, replication and write ordering are server-only. A server
+    # collection keeps what it was created with; an Edge shard takes changed settings when a process next opens it.
     qdrant_shard_number: int | None = Field(None, ge=1, description="Shards of a new collection; unset = "
                                             "the server's default (one per node in a cluster).")
     qdrant_replication_factor: int | None = Field(None, ge=1, description="Copies of each shard (cluster).")
@@ -72,8 +74,16 @@ class Settings(BaseSettings):
     qdrant_quantization: str = Field("none", description="none, or int8 (scalar quantisation).")
     qdrant_quantization_always_ram: bool = Field(True, description="Keep the quantised vectors in RAM.")
     qdrant_exact_search: bool = Field(
-        True, description="Exact (full-scan) searches on the server: cosine scores identical to every other "
+        True, description="Exact (full-scan) searches, server and Edge: cosine scores identical to every other "
         "store; false = HNSW (and the quantised vectors, re-scored), for collections too large to scan."
+    )
+    qdrant_hnsw_ef: int | None = Field(None, ge=1, description="HNSW search beam width; unset = Qdrant's default.")
+    qdrant_quantization_oversampling: float = Field(
+        2.0, ge=1.0, description="With int8: candidates fetched from the quantised vectors per result, re-scored."
+    )
+    qdrant_indexing_threshold: int | None = Field(
+        None, ge=0, description="KB of vectors past which a segment gets its HNSW graph; unset = Qdrant's default "
+        "(10,000 KB)."
     )
     qdrant_write_ordering: str = Field(
         "strong", description="Qdrant write ordering: weak, medium or strong (every write through the shard's "
@@ -179,7 +189,7 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_collection(self):
-        """The server collection's settings (search/qdrant_server.py)."""
+        """The Qdrant collection's settings, server and Edge (search/qdrant_server.py)."""
         from imgsearch.search.qdrant_server import ServerCollectionConfig
 
         return ServerCollectionConfig(
@@ -188,5 +198,7 @@ class Settings(BaseSettings):
             on_disk_vectors=self.qdrant_on_disk_vectors, hnsw_m=self.qdrant_hnsw_m,
             hnsw_ef_construct=self.qdrant_hnsw_ef_construct, full_scan_threshold=self.qdrant_full_scan_threshold,
             quantization=self.qdrant_quantization, quantization_always_ram=self.qdrant_quantization_always_ram,
-            exact=self.qdrant_exact_search, write_ordering=self.qdrant_write_ordering,
+            exact=self.qdrant_exact_search, hnsw_ef=self.qdrant_hnsw_ef,
+            oversampling=self.qdrant_quantization_oversampling, indexing_threshold=self.qdrant_indexing_threshold,
+            write_ordering=self.qdrant_write_ordering,
         )

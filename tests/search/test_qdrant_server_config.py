@@ -86,7 +86,7 @@ def test_defaults_leave_cluster_layout_to_the_server():
 
 def test_search_params_follow_exactness_and_quantisation(env_config):
     assert env_config.search_params() == models.SearchParams(
-        exact=False, quantization=models.QuantizationSearchParams(rescore=True))
+        exact=False, quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
     exact = ServerCollectionConfig(quantization="int8")  # exact scans ignore the lossy copy: cosine stays exact
     assert exact.search_params().quantization == models.QuantizationSearchParams(ignore=True)
 
