@@ -48,7 +48,7 @@ GRID_DONE_JS = """() => {
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   const head = Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stHeading"]'))
     .filter(e => !e.closest('[data-stale="true"]')).map(e => e.innerText.trim())
-    .find(t => /^Top \\d+ neighbours$/.test(t));
+    .find(t => /^Top \\d+ neighbours( \\(.*\\))?$/.test(t));
   if (!head) return false;
   const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .filter(i => !i.closest('[data-stale="true"]'));
@@ -166,7 +166,7 @@ def page_switches(page, n: int, warmup: int, timeout: float) -> list[float]:
     for i in range(2 * (n + warmup)):
         title, heading, results = targets[i % 2]
         t = _until(page, lambda title=title: _nav(page, title), PAGE_DONE_JS,
-                   [results or r"^Top \d+ neighbours$", None], timeout)
+                   [results or r"^Top \d+ neighbours( \(.*\))?$", None], timeout)
         page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=timeout * MS)
         if i >= 2 * warmup:
             out.append(t)

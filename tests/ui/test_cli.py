@@ -107,3 +107,19 @@ def test_a_faiss_index_faiss_cannot_build_is_one_clear_line(tmp_path, capsys, mo
     code, out = run_cli(["doctor"], tmp_path / "data", capsys, monkeypatch, IMGSEARCH_FAISS_INDEX="IVFx,SQ8")
     assert code == 2 and "IMGSEARCH_FAISS_INDEX='IVFx,SQ8' is not a FAISS index factory string" in out, out
     assert "IMGSEARCH_* settings" in out
+
+
+def test_app_serves_with_streamlits_development_aids_off(tmp_path, monkeypatch):
+    """`imgsearch app` execs Streamlit with its serving flags: without them each rerun paid a full gc.collect(2)
+    (~0.4 s with torch loaded) and a thread polled every module file (README "Benchmarks", the app)."""
+    import imgsearch.ui.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli.os, "execve", lambda exe, cmd, env: seen.update(cmd=cmd, env=env))
+    result = runner.invoke(app, ["app", "--port", "8599", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    flags = dict(zip(seen["cmd"][::2], seen["cmd"][1::2], strict=False)) | dict(
+        zip(seen["cmd"][1::2], seen["cmd"][2::2], strict=False))
+    assert flags["--runner.postScriptGC"] == "false" and flags["--server.fileWatcherType"] == "none"
+    assert flags["--runner.magicEnabled"] == "false" and flags["--server.port"] == "8599"
+    assert seen["env"]["IMGSEARCH_DATA_DIR"] == str(tmp_path.resolve())
