@@ -57,7 +57,7 @@ def shoot_search(page, server, query: Path, timeout: float) -> None:
     harness.open_page(page, server, "search", "Search by image", timeout)
     harness.clear_upload(page, timeout)
     harness.upload(page, query)
-    harness.wait_text(page, re.compile(r"^Top \d+ neighbours$"), timeout)
+    harness.wait_text(page, re.compile(r"^Top \d+ neighbours( \(.*\))?$"), timeout)
     _finish(page, timeout)
 
 

@@ -175,7 +175,10 @@ def _picked_row(state: AppState, parsed: tuple[str, str] | None):
 
 
 def k_slider() -> int:
-    return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, qs.K_DEFAULT, key=qs.K)
+    # A default only for a session without k yet: the key is kept across pages (query_state.keep), and a default
+    # beside a set key makes Streamlit log a warning on every run.
+    default = {} if qs.K in st.session_state else {"value": qs.K_DEFAULT}
+    return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, key=qs.K, **default)
 
 
 def show_query(query: Query) -> None:
