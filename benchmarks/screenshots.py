@@ -142,7 +142,7 @@ def shoot_map(page, server, timeout: float) -> Path | None:
     chart = page.locator(f'{MAIN} [data-testid="stPlotlyChart"]').last
     chart.scroll_into_view_if_needed()
     _plots_drawn(page, timeout)
-    point = chart.locator(".scatterlayer .trace").first.locator("path.point").nth(40)
+    point = chart.locator(".scatterlayer .trace path.point").nth(40)  # any trace: one cluster may have fewer
     box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.locator(DIALOG).first.get_by_text("resolution", exact=True).wait_for(timeout=timeout * MS)
