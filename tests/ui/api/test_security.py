@@ -120,11 +120,11 @@ def test_models_reloaded_when_a_new_run_is_current(empty_dir, backbone, monkeypa
 
     run = {"id": 1}
     monkeypatch.setattr(state.ctx, "trained_run_id", lambda: run["id"])
-    monkeypatch.setattr(state.ctx, "trained", lambda: loads.append(run["id"]) or Fake(run["id"]))
+    monkeypatch.setattr(state.ctx, "trained", lambda lazy=False: loads.append((run["id"], lazy)) or Fake(run["id"]))
     assert state.trained().run_id == 1 and state.trained().run_id == 1
     run["id"] = 2
     assert state.trained().run_id == 2
-    assert loads == [1, 2]  # loaded once per run
+    assert loads == [(1, True), (2, True)]  # loaded once per run, each model on first use (the forest is large)
 
 
 def test_context_closed_on_shutdown(empty_dir, backbone, monkeypatch):
