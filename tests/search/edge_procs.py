@@ -29,7 +29,9 @@ def writer(folder: str, batches: int, batch_size: int) -> dict:
     for b in range(batches):
         ids = list(range(b * batch_size, (b + 1) * batch_size))
         store.upsert(ids, unit_rows(rng, batch_size), [{"kmeans_cluster": b % 4} for _ in ids])
-        time.sleep(0.01)  # an ingest batch is seconds of decoding and embedding; keep a short gap
+        # An ingest batch is seconds of decoding and embedding. The gap must be long enough for a waiting reader to
+        # get the store between batches on a loaded machine: with 10 ms a CI run once saw the writer finish first.
+        time.sleep(0.3)
     store.set_payload([0, 1], [{"label": "done"}, {"label": "done"}])
     store.close()
     return {"batches": batches}
