@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
+from imgsearch.ingest import payload_sync
 from imgsearch.ingest.quality import file_quality
 from imgsearch.models.duplicates import (
     DEFAULT_THRESHOLD,
@@ -95,7 +96,9 @@ def annotate_batch(
         stored = set(stores.qdrant.ids().tolist())
         in_store = [i for i in changed if i in stored]
         if in_store:
-            stores.set_payload(in_store, [{"duplicate_group": changed[i]} for i in in_store])
+            written = {i: {"duplicate_group": changed[i]} for i in in_store}
+            stores.set_payload(in_store, [written[i] for i in in_store])
+            payload_sync.settle(Session, stores, written)  # another batch may have regrouped them meanwhile
     t = time.perf_counter()
     with Session() as s:
         images = repo.images_by_ids(s, ids_a.tolist())
@@ -151,8 +154,9 @@ def find_duplicates(
     updates = [u for u in updates if u["id"] in in_qdrant]  # a point missing there is `doctor --repair`'s job
     if updates:
         # Each point's payload gets exactly what its catalogue row now holds.
-        stores.set_payload([u["id"] for u in updates],
-                           [{"duplicate_group": u["duplicate_group"], "uniqueness": u["uniqueness"]} for u in updates])
+        written = {u["id"]: {"duplicate_group": u["duplicate_group"], "uniqueness": u["uniqueness"]} for u in updates}
+        stores.set_payload(list(written), list(written.values()))
+        payload_sync.settle(Session, stores, written)
     return DuplicateScan(group_members(groups), pairs, len(all_ids), len(updates),
                          {"search_s": t_search, "catalogue_s": t_db - t0 - t_search,
                           "payloads_s": time.perf_counter() - t_db, "total_s": time.perf_counter() - t0})
@@ -166,7 +170,9 @@ def _write_groups(Session: sessionmaker[Session], stores: Stores, groups: dict[i
         repo.update_images(s, [{"id": i, "duplicate_group": g} for i, g in groups.items()])
     in_store = [i for i in groups if i in set(stores.qdrant.ids().tolist())]
     if in_store:
-        stores.set_payload(in_store, [{"duplicate_group": groups[i]} for i in in_store])
+        written = {i: {"duplicate_group": groups[i]} for i in in_store}
+        stores.set_payload(in_store, [written[i] for i in in_store])
+        payload_sync.settle(Session, stores, written)
 
 
 def regroup_after_removal(
@@ -212,7 +218,8 @@ def backfill_quality(Session: sessionmaker[Session], stores: Stores, chunk: int 
             repo.update_images(s, rows)
         stored = [r for r in rows if r["id"] in in_qdrant]
         if stored:
-            stores.set_payload([r["id"] for r in stored],
-                               [{"quality": r["quality"], "quality_flags": r["quality_flags"]} for r in stored])
+            written = {r["id"]: {"quality": r["quality"], "quality_flags": r["quality_flags"]} for r in stored}
+            stores.set_payload(list(written), list(written.values()))
+            payload_sync.settle(Session, stores, written)
         n += len(rows)
     return n

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image, utcnow
+from imgsearch.ingest import payload_sync
 from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.curation import annotate_batch, regroup_after_removal
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
@@ -123,8 +124,11 @@ def _write_batch(
     # A concurrent `remove` may have deleted some of these since they were catalogued: they stay out.
     keep = [k for k, i in enumerate(ids) if i in images]
     if keep:
-        stores.upsert([ids[k] for k in keep], xb[keep],
-                      store_payloads(images, [ids[k] for k in keep], [predictions[k] for k in keep]))
+        kept = [ids[k] for k in keep]
+        payloads = store_payloads(images, kept, [predictions[k] for k in keep])
+        stores.upsert(kept, xb[keep], payloads)
+        # Another writer may have annotated these rows again since they were read (ingest/payload_sync.py).
+        payload_sync.settle(Session, stores, dict(zip(kept, payloads, strict=True)))
     with Session.begin() as s:
         jobs.close_batch(s, batch_id)
         present = repo.images_by_ids(s, ids)  # once: asked per id, this was 256 queries of 256 rows a batch
@@ -138,16 +142,7 @@ def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]
 
     The predictions stay: they belong to the stores' backbone, not to the catalogue row (see store_payloads).
     """
-    if not ids:
-        return 0
-    stored = set(stores.qdrant.ids().tolist())
-    with Session() as s:
-        images = repo.images_by_ids(s, ids)
-    ids = [i for i in dict.fromkeys(ids) if i in images and i in stored]
-    if ids:
-        stores.set_payload(ids, [{k: v for k, v in payload_for(images[i]).items() if k not in PREDICTION_FIELDS}
-                                 for i in ids])
-    return len(ids)
+    return payload_sync.sync(Session, stores, ids)
 
 
 def close_dead_runs(Session: sessionmaker[Session]) -> int:
@@ -204,7 +199,9 @@ def recover(
         replay = [i for i in ids if i in images and images[i].content_hash in cache]
         if replay:
             xb = cache.get([images[i].content_hash for i in replay])
-            stores.upsert(replay, xb, store_payloads(images, replay, predict(trained, xb)))
+            payloads = store_payloads(images, replay, predict(trained, xb))
+            stores.upsert(replay, xb, payloads)
+            payload_sync.settle(Session, stores, dict(zip(replay, payloads, strict=True)))
         with Session.begin() as s:
             jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
             # ... except those whose vectors could not be replayed: the next ingest of their folder embeds them.
@@ -423,6 +420,7 @@ def refresh_payloads(
         # Payloads first, the catalogue second: a crash in between leaves the catalogue behind, where
         # `stale_predictions` sees it and the next `train` (or `doctor --repair`) finishes the job.
         stores.set_payload(part, [{**u, "label": images[i].label} for i, u in zip(part, updates, strict=True)])
+        payload_sync.settle(Session, stores, {i: {"label": images[i].label} for i in part})
         with Session.begin() as s:
             repo.update_images(s, [{"id": i, **u} for i, u in zip(part, updates, strict=True)])
         n += len(part)

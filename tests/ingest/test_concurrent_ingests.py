@@ -79,6 +79,34 @@ def test_an_ingest_skips_images_a_concurrent_ingest_indexed_meanwhile(tmp_path, 
         assert set(ctx.stores.qdrant.ids().tolist()) == set(ctx.stores.faiss.ids().tolist()) == ids
 
 
+def test_a_batch_written_twice_at_once_leaves_every_payload_as_the_catalogue_says(tmp_path, monkeypatch):
+    """Two ingests write the same images at once, each after annotating them (near-duplicate group, uniqueness)
+    in the catalogue. Here the first one reads its rows, then the second runs to the end (in other chunks, so its
+    uniqueness differs), then the first writes its now stale payloads: they must not be what stays."""
+    photos = write_dataset(tmp_path / "photos")
+    first = Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0, store_batch=STORE_BATCH)
+    second = first.model_copy(update={"store_batch": N_IMAGES})  # one chunk: other batch neighbours
+    real = pipeline.Stores.upsert
+    done = []
+
+    def upsert(self, ids, xb, payloads):
+        if not done:  # the first ingest's first batch, rows read, nothing stored yet: the other one runs now
+            done.append(True)
+            with Context(second, role="second ingest") as other:
+                assert _ingest(other, photos).n_indexed == N_IMAGES
+                with other.Session() as s:  # what the second wrote is what the catalogue holds now
+                    now = repo.images_by_ids(s, list(ids))
+            assert any(now[i].uniqueness != p["uniqueness"] for i, p in zip(ids, payloads, strict=True))
+        return real(self, ids, xb, payloads)
+
+    monkeypatch.setattr(pipeline.Stores, "upsert", upsert)
+    with Context(first, role="first ingest") as ctx:
+        assert _ingest(ctx, photos).outcome == "ok"
+        report = doctor.check(ctx.Session, ctx.stores)
+        assert report.consistent, report.lines()
+        assert report.n_qdrant == report.n_faiss == N_IMAGES
+
+
 # `imgsearch ingest FOLDER` as the console entry point runs it, once the start line (a file) appears: the imports
 # (torch, the stores) take seconds and vary, which would otherwise decide who goes first.
 RACER = """
