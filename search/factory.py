@@ -26,6 +26,8 @@ def open_index(
     role: str | None = None,
     faiss_index: str = "auto",
     qdrant_config=None,
+    edge_owner: str = "never",
+    edge_owner_idle_s: float = 900.0,
 ) -> VectorIndex:
     """Open (or create) the index for one backbone; its folder and collection are named by `backbone.tag`.
 
@@ -36,6 +38,8 @@ def open_index(
     messages other processes get; `lock_timeout_s` bounds the wait for the embedded stores' lock. `faiss_index`
     is the FAISS mirror's index type (search/faiss_ann.py: `auto` or a FAISS factory string). `qdrant_config`: the
     collection's settings, server or Edge (search/qdrant_server.py ServerCollectionConfig; None = the defaults).
+    `edge_owner`: reach Qdrant Edge through one process that keeps it loaded (always / never / auto by size;
+    search/edge_owner.py), which stops after `edge_owner_idle_s` without a request.
     """
     if kind == "faiss":
         from imgsearch.search.faiss_index import FaissIndex
@@ -43,9 +47,13 @@ def open_index(
         folder = index_root(data_dir) / "faiss" / backbone.tag
         return FaissIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role, index_type=faiss_index)
     if kind == "qdrant" and qdrant_url is None:
+        from imgsearch.search.edge_owner import OwnedEdgeIndex, wants_owner
         from imgsearch.search.qdrant_edge import EdgeIndex
 
         folder = index_root(data_dir) / "qdrant_edge" / backbone.tag
+        if wants_owner(edge_owner, folder):
+            return OwnedEdgeIndex(folder, backbone, lock_timeout_s=lock_timeout_s, config=qdrant_config,
+                                  idle_s=edge_owner_idle_s)
         return EdgeIndex(folder, backbone, lock_timeout_s=lock_timeout_s, role=role, config=qdrant_config)
     if kind == "qdrant":
         from qdrant_client import QdrantClient

@@ -33,11 +33,15 @@ class StoreDamagedError(RuntimeError):
 
     def __init__(self, what: str, folder: Path, damaged: Path | str, problem: str):
         self.folder = Path(folder)
+        self._parts = (what, folder, damaged, problem)
         super().__init__(
             f"The {what} at {folder} is damaged: {damaged}: {problem}. Run `imgsearch doctor --repair`: it moves "
             f"the damaged store aside and rebuilds it from the other copies (the feature cache, the other "
             f"vector store, the catalogue)."
         )
+
+    def __reduce__(self):  # so it crosses a process boundary (search/edge_owner.py) as itself
+        return (type(self), self._parts)
 
 
 def require_backbone(expected: BackboneId, stored: BackboneId, where: str) -> None:

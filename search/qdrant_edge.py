@@ -109,6 +109,19 @@ def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filte
     return qe.Filter(must=must or None, must_not=must_not)
 
 
+def check_meta(folder: Path, info: BackboneId) -> None:
+    """StoreDamagedError for an unreadable store.json, StoreMismatchError for another format or backbone."""
+    try:
+        meta = json.loads((folder / META_NAME).read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise StoreDamagedError("Qdrant Edge store", folder, folder / META_NAME, f"unreadable ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise StoreMismatchError(f"{folder} is not an imgsearch Qdrant Edge store ({meta.get('format')})")
+    require_backbone(info, BackboneId.from_dict(meta), f"Qdrant Edge store {folder}")
+
+
 class EdgeIndex:
     """`VectorIndex` over an embedded Qdrant Edge shard in `folder/shard`, cosine distance.
 
@@ -195,16 +208,7 @@ class EdgeIndex:
         atomic_write(self.folder / META_NAME, json.dumps(meta, indent=1))
 
     def _check_meta(self) -> None:
-        try:
-            meta = json.loads((self.folder / META_NAME).read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            raise StoreDamagedError("Qdrant Edge store", self.folder, self.folder / META_NAME,
-                                    f"unreadable ({exc})") from exc
-        if meta.get("format") != FORMAT:
-            raise StoreMismatchError(f"{self.folder} is not an imgsearch Qdrant Edge store ({meta.get('format')})")
-        require_backbone(self._info, BackboneId.from_dict(meta), f"Qdrant Edge store {self.folder}")
+        check_meta(self.folder, self._info)
 
     def _load(self, shard_path: Path, with_config: bool = False) -> qe.EdgeShard:
         try:

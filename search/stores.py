@@ -120,6 +120,8 @@ def open_stores(
     role: str | None = None,
     faiss_index: str = "auto",
     qdrant_config=None,
+    edge_owner: str = "never",
+    edge_owner_idle_s: float = 900.0,
 ) -> Stores:
     """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
 
@@ -128,7 +130,8 @@ def open_stores(
     """
     ensure_room_to_open(data_dir, backbone, qdrant_url)
     qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
-                        lock_timeout_s=lock_timeout_s, role=role, qdrant_config=qdrant_config)
+                        lock_timeout_s=lock_timeout_s, role=role, qdrant_config=qdrant_config,
+                        edge_owner=edge_owner, edge_owner_idle_s=edge_owner_idle_s)
     try:
         faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role,
                            faiss_index=faiss_index)

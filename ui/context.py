@@ -85,7 +85,8 @@ class Context:
         s = self.settings
         return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
                            s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
-                           qdrant_config=s.qdrant_collection)
+                           qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
+                           edge_owner_idle_s=s.qdrant_edge_owner_idle_s)
 
     def require_intact(self) -> None:
         """StoreMissingError when a store is empty but this backbone has indexed images in the catalogue, or

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
         "strong", description="Qdrant write ordering: weak, medium or strong (every write through the shard's "
         "leader, so replicas apply writes in one order)."
     )
+    qdrant_edge_owner: str = Field(
+        "auto", description="Share the embedded Qdrant Edge store through one owner process that keeps it loaded "
+        "(search/edge_owner.py): always, never, or auto (once the store takes 512 MiB on disk, ~100k points at "
+        "1280-d, where loading it takes half a second and more; README \"Scale\")."
+    )
+    qdrant_edge_owner_idle_s: float = Field(900.0, gt=0, description="The owner process stops after this long "
+                                            "without a request (the next client starts another).")
     mirror_overlap_s: float = Field(
         300.0, ge=0, description="`imgsearch mirror sync` re-reads points written this long before the newest "
         "it saw: covers writes in flight and clock skew between writer hosts."
@@ -133,13 +140,14 @@ class Settings(BaseSettings):
         # Any backbone's width: 1920 divides by the sub-vector counts factory strings use (the store checks its own).
         return check_setting(value, 1920)
 
-    @field_validator("runtime", "precision", "qdrant_quantization", "qdrant_write_ordering")
+    @field_validator("runtime", "precision", "qdrant_quantization", "qdrant_write_ordering", "qdrant_edge_owner")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:
         from imgsearch.search.qdrant_server import ORDERINGS, QUANTIZATIONS
 
         choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "qdrant_quantization": QUANTIZATIONS,
-                   "qdrant_write_ordering": ORDERINGS}[info.field_name]
+                   "qdrant_write_ordering": ORDERINGS,
+                   "qdrant_edge_owner": ("auto", "always", "never")}[info.field_name]
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
         return value

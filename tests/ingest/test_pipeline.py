@@ -6,13 +6,16 @@ import shutil
 import socket
 
 import numpy as np
+import pytest
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
 from imgsearch.ui import doctor
+from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import train
-from tests.conftest import write_dataset
+from tests.conftest import TEST_BACKBONE, write_dataset
 
 
 def _ingest(ctx, folder, **kw):
@@ -228,3 +231,21 @@ def test_payload_refresh_streams_in_small_batches_and_updates_every_point(ctx, t
     with ctx.Session() as s:
         assert repo.stale_predictions(s, s.get(repo.Run, run_id)) == 0
         assert all(i.model_run_id == run_id for i in repo.images_by_ids(s, ids).values())
+
+
+@pytest.mark.slow
+def test_ingest_and_doctor_through_an_edge_owner_process(tmp_path, backbone, tiny_dataset):
+    from imgsearch.search.edge_owner import OwnedEdgeIndex
+
+    settings = Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0, store_batch=4,
+                        qdrant_edge_owner="always")
+    with Context(settings, role="test", _backbone=backbone) as c:
+        assert isinstance(c.stores.qdrant, OwnedEdgeIndex)
+        report = _ingest(c, tiny_dataset)
+        assert (report.outcome, report.n_indexed) == ("ok", 18)
+        check = doctor.check(c.Session, c.stores)
+        assert check.consistent and check.n_qdrant == check.n_faiss == 18, check.lines()
+        owner = c.stores.qdrant.owner_pid()
+    with Context(settings, role="test", _backbone=backbone) as again:  # another process would find it the same
+        assert again.stores.qdrant.owner_pid() == owner and again.stores.qdrant.count() == 18
+        again.stores.qdrant.stop_owner()

@@ -14,12 +14,14 @@ import pytest
 from qdrant_client import QdrantClient
 
 from imgsearch.models.identity import BackboneId
+from imgsearch.search.edge_owner import OwnedEdgeIndex
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
 from imgsearch.search.payload import FILTER_FIELDS, PayloadField
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
 from tests.conftest import copy_store
+from tests.search.owners import owner_thread
 
 DIM = 32
 N = 300
@@ -99,7 +101,7 @@ class Backend:
     folder: Path
 
 
-BACKENDS = ["faiss", "edge", "qdrant_memory"]
+BACKENDS = ["faiss", "edge", "edge_owner", "qdrant_memory"]
 SERVER_URL = os.environ.get("IMGSEARCH_QDRANT_URL")
 if SERVER_URL:  # a real Qdrant server (docker compose up qdrant): the same suite runs against it
     BACKENDS.append("qdrant_server")
@@ -109,6 +111,7 @@ if SERVER_URL:  # a real Qdrant server (docker compose up qdrant): the same suit
 def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
     """A Backend whose stores live in `folder` (or one in-memory client); closes what it opened."""
     opened: list[VectorIndex] = []
+    owners: list = []
     client = QdrantClient(":memory:")
     server_collection = f"imgsearch_contract_{uuid.uuid4().hex[:10]}"  # one per test: no leftovers shared
 
@@ -117,6 +120,10 @@ def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
             store = FaissIndex(folder / "faiss", info, lock_timeout_s=5)
         elif kind == "edge":
             store = EdgeIndex(folder / "edge", info, lock_timeout_s=5)
+        elif kind == "edge_owner":  # through an owner serving from a thread (its own process: test_edge_owner.py)
+            if not owners:  # one owner per store, however many clients open it
+                owners.append(owner_thread(folder / "edge", info))
+            store = OwnedEdgeIndex(folder / "edge", info, lock_timeout_s=5)
         elif kind == "qdrant_server":  # a client of its own per open, like another process
             store = QdrantClientIndex(QdrantClient(url=SERVER_URL), info, collection=server_collection)
         else:
@@ -129,6 +136,8 @@ def backend_at(kind: str, folder: Path) -> Iterator[Backend]:
     finally:
         for store in opened:
             store.close()
+        for stop in owners:
+            stop()
         client.close()
         if kind == "qdrant_server":
             with QdrantClient(url=SERVER_URL) as admin:
@@ -152,7 +161,7 @@ def filled_edge(tmp_path_factory) -> Path:
 @pytest.fixture
 def store(backend: Backend, filled_edge: Path) -> VectorIndex:
     """A filled store the test may change."""
-    if backend.name == "edge":
+    if backend.name in ("edge", "edge_owner"):
         # Copying a closed shard is ~5x faster than creating and filling one (payload indexes, fsyncs).
         backend.folder.mkdir(parents=True, exist_ok=True)
         copy_store(filled_edge, backend.folder / "edge")
