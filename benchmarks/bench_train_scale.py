@@ -79,30 +79,51 @@ class PeakRSS:
         return peak
 
 
-def refresh_through_stores(trained, X: np.ndarray, y: np.ndarray, batch: int = 1024) -> float:
-    """Bulk-load both real stores (untimed), then time the payload refresh's store half batch by batch."""
+def refresh_through_stores(trained, X: np.ndarray, y: np.ndarray, rss: PeakRSS, batch: int = 1024) -> dict:
+    """Bulk-load both real stores (untimed), then time the payload refresh's store half batch by batch.
+
+    Qdrant Edge is reached as `imgsearch train` reaches it (`qdrant_edge_owner=auto`): through an owner process
+    once the store is large (search/edge_owner.py), so the shard's memory is the owner's, reported apart."""
     from imgsearch.models.identity import BackboneId
+    from imgsearch.search.edge_owner import OwnedEdgeIndex
+    from imgsearch.search.factory import open_index
     from imgsearch.search.faiss_index import FaissIndex
-    from imgsearch.search.qdrant_edge import EdgeIndex
     from imgsearch.search.stores import Stores
 
     folder = Path(tempfile.mkdtemp(prefix="bench_train_scale_", dir="/tmp"))
+    info = BackboneId("synthetic", X.shape[1], "0" * 64)
+    # Loaded through an owner too, so the shard's memory never lands in this process (the features are here).
+    edge = open_index("qdrant", folder, info, edge_owner="always")
     try:
-        info = BackboneId("synthetic", X.shape[1], "0" * 64)
-        stores = Stores(qdrant=EdgeIndex(folder / "edge", info), faiss=FaissIndex(folder / "faiss", info))
+        stores = Stores(qdrant=edge, faiss=FaissIndex(folder / "index" / "faiss", info))
         ids = np.arange(1, len(X) + 1)
         for s in range(0, len(X), 16_384):
             stores.upsert(ids[s : s + 16_384].tolist(), X[s : s + 16_384],
                           [{"label": str(label)} for label in y[s : s + 16_384]])
+        edge.stop_owner()
+        stores.close()
+        # Reopened as `train` would find them: a store this large goes to an owner under `auto`.
+        edge = open_index("qdrant", folder, info, edge_owner="auto")
+        stores = Stores(qdrant=edge, faiss=FaissIndex(folder / "index" / "faiss", info))
+        rss.piece()  # the bulk load is not the refresh's
         t = time.perf_counter()
         for s in range(0, len(X), batch):
             part = ids[s : s + batch].tolist()
             stores.set_payload(part, trained.predict(X[s : s + batch]))
-        elapsed = time.perf_counter() - t
+        out = {"time": time.perf_counter() - t, "owner": isinstance(edge, OwnedEdgeIndex)}
+        if out["owner"]:
+            out["owner_peak_rss"] = _peak_rss_of(edge.owner_pid())
         stores.close()
-        return elapsed
+        return out
     finally:
+        if isinstance(edge, OwnedEdgeIndex):
+            edge.stop_owner()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _peak_rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def one_size(n: int, refresh_upto: int) -> dict:
@@ -130,8 +151,10 @@ def one_size(n: int, refresh_upto: int) -> dict:
         trained.predict(X[s : s + 1024])
     step("payload_refresh")
     if n <= refresh_upto:
-        row["time"]["payload_refresh"] = refresh_through_stores(trained, X, y)
+        refresh = refresh_through_stores(trained, X, y, rss)
+        row["time"]["payload_refresh"] = refresh["time"]
         row["rss"]["payload_refresh"] = rss.piece()
+        row["refresh_owner_peak_rss"] = refresh.get("owner_peak_rss")
     row["total_s"] = sum(v for k, v in row["time"].items() if k != "payload_refresh")
     row["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     m = res.metrics

@@ -22,6 +22,7 @@ process loads the shard once and answers the others over a local socket: no clie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -141,8 +142,11 @@ class Owner:
         self._state = threading.Lock()
 
     def serve(self) -> None:
-        self.index.count()  # load the shard now, not on the first client's query
-        log.info("serving %s (%d points, loaded in %.2f s)", self.folder, self.index.count(), self.index.load_s)
+        try:
+            n = self.index.count()  # load the shard now, not on the first client's query
+            log.info("serving %s (%d points, loaded in %.2f s)", self.folder, n, self.index.load_s)
+        except Exception as exc:  # a damaged or busy store: each call says so to its client, as EdgeIndex would
+            log.warning("serving %s, which cannot be loaded now: %s", self.folder, exc)
         threading.Thread(target=self._accept, daemon=True).start()
         try:
             while not self._done():
@@ -189,9 +193,13 @@ class Owner:
                 except (EOFError, OSError):
                     return
                 with self._state:
-                    if self._stopping:
-                        return
-                    self._busy += 1
+                    stopping = self._stopping
+                    if not stopping:
+                        self._busy += 1
+                if stopping:  # the client goes to the next owner (starting one)
+                    with contextlib.suppress(OSError):
+                        conn.send(("retry", None))
+                    return
                 try:
                     if method == "owner_pid":
                         reply = ("ok", os.getpid())
@@ -265,14 +273,14 @@ class OwnedEdgeIndex:
         key = _key(self.folder)
         try:
             return Client(address(self.folder), family="AF_UNIX", authkey=key)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (ConnectionError, EOFError, FileNotFoundError):  # none, or one stopping as we connected
             pass
         proc = self._start()
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             try:
                 return Client(address(self.folder), family="AF_UNIX", authkey=key)
-            except (FileNotFoundError, ConnectionRefusedError):
+            except (ConnectionError, EOFError, FileNotFoundError):
                 if proc.poll() not in (None, 0) or time.monotonic() > deadline:
                     tail = self._log_tail()
                     raise StoreBusyError(
@@ -298,18 +306,32 @@ class OwnedEdgeIndex:
         return lines[-1] if lines else "no output"
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.start_timeout_s
+        lost = 0
         with self._mutex:
-            for attempt in range(2):
+            while True:
                 if self._conn is None or self._pid != os.getpid():  # a forked child gets its own connection
                     self._conn, self._pid = self._connect(), os.getpid()
                 try:
                     self._conn.send((method, args, kwargs))
                     status, value = self._conn.recv()
+                except (EOFError, OSError) as exc:
+                    # The owner died mid-call (killed, out of memory): every call is idempotent, so once more,
+                    # through the owner that _connect starts.
+                    self._conn = None
+                    lost += 1
+                    if lost > 1:
+                        raise StoreBusyError(f"the Qdrant Edge owner process for {self.folder} stopped answering "
+                                             f"twice ({exc!r}); its log is {self.folder / LOG_NAME}") from exc
+                    continue
+                if status != "retry":
                     break
-                except (EOFError, OSError):
-                    self._conn = None  # the owner went away mid-call: every call is idempotent, so once more
-                    if attempt:
-                        raise
+                self._conn.close()  # an owner on its way out: the next one takes over
+                self._conn = None
+                if time.monotonic() > deadline:
+                    raise StoreBusyError(f"the Qdrant Edge owner process for {self.folder} is stopping and "
+                                         f"no other took over; its log is {self.folder / LOG_NAME}")
+                time.sleep(0.05)
         if status == "error":
             raise value
         return value

@@ -4,6 +4,7 @@ killed, stepping aside for a process that opens the store itself, stopping when 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,3 +139,14 @@ def test_auto_hands_a_store_to_an_owner_once_it_is_large(tmp_path, monkeypatch):
         large.stop_owner()
     with pytest.raises(ValueError, match="qdrant_edge_owner"):
         open_index("qdrant", data, INFO, edge_owner="sometimes")
+
+
+def test_a_damaged_store_is_reported_through_the_owner_as_it_would_be_directly(tmp_path, client):
+    from imgsearch.search.index import StoreDamagedError
+
+    client.upsert(*_points(8, 10))
+    client.stop_owner()
+    shutil.rmtree(tmp_path / "edge" / "shard")  # its files lost
+    with pytest.raises(StoreDamagedError) as err:
+        client.count()
+    assert err.value.folder == tmp_path / "edge" and "doctor --repair" in str(err.value)
