@@ -94,17 +94,23 @@ def address(folder: Path) -> str:
 
 
 def _key(folder: Path) -> bytes:
+    """The store's owner key, made once: written to a private file, then linked into place (link fails if a
+    concurrent process linked its own first), so nobody ever reads a half-written key."""
     path = folder / KEY_NAME
     try:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it meanwhile
-        return path.read_bytes()
+    tmp = folder / f".{KEY_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(secrets.token_bytes(32))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
     return path.read_bytes()
 
 
@@ -153,8 +159,15 @@ class Owner:
                 time.sleep(0.1)
         finally:
             self.listener.close()
-            with self._state:  # no request is mid-way once the shard closes
-                self.index.close()
+            with self._state:
+                self._stopping = True  # from here every request is sent on to the next owner
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:  # let the calls under way finish before the shard closes
+                with self._state:
+                    if self._busy == 0:
+                        break
+                time.sleep(0.01)
+            self.index.close()
 
     def _done(self) -> bool:
         with self._state:

@@ -150,3 +150,39 @@ def test_a_damaged_store_is_reported_through_the_owner_as_it_would_be_directly(t
     with pytest.raises(StoreDamagedError) as err:
         client.count()
     assert err.value.folder == tmp_path / "edge" and "doctor --repair" in str(err.value)
+
+
+def test_clients_busy_in_threads_go_on_through_the_next_owner_when_one_stops(tmp_path, client):
+    import threading
+
+    ids, xb, payloads = _points(9, 60)
+    client.upsert(ids, xb, payloads)
+    errors, done = [], threading.Event()
+
+    def work(seed: int) -> None:
+        mine = OwnedEdgeIndex(tmp_path / "edge", INFO, lock_timeout_s=20, idle_s=120)
+        rng = np.random.default_rng(seed)
+        try:
+            while not done.is_set():
+                i = int(rng.integers(0, 60))
+                mine.set_payload([i], [{"label": f"t{seed}"}])
+                assert mine.search(xb[i], 1)[0].id == i
+        except Exception as exc:  # reported below: an error here must fail the test
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    pids = set()
+    for _ in range(3):  # stop whichever owner serves them, three times over
+        time.sleep(0.5)
+        pids.add(client.owner_pid())
+        client.stop_owner()
+    time.sleep(0.5)
+    done.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(pids) == 3 and client.count() == 60
