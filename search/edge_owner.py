@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from imgsearch.search.index import BackboneId, Filter, Hit, StoreBusyError
-from imgsearch.search.qdrant_edge import META_NAME, VERSION_NAME, EdgeIndex, check_meta
+from imgsearch.search.qdrant_edge import META_NAME, EdgeIndex, check_meta, read_version
 from imgsearch.search.qdrant_server import ServerCollectionConfig
 
 log = logging.getLogger(__name__)
@@ -385,10 +385,7 @@ class OwnedEdgeIndex:
 
     def version(self) -> int:
         """Write counter (the owner bumps it on each write, as any holder does). Read without the owner."""
-        try:
-            return int((self.folder / VERSION_NAME).read_text())
-        except (OSError, ValueError):
-            return 0
+        return read_version(self.folder)
 
     def owner_pid(self) -> int:
         return self._call("owner_pid")

@@ -109,6 +109,14 @@ def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filte
     return qe.Filter(must=must or None, must_not=must_not)
 
 
+def read_version(folder: Path) -> int:
+    """A store's write counter; changes whenever any process writes. Read without the lock."""
+    try:
+        return int((folder / VERSION_NAME).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def check_meta(folder: Path, info: BackboneId) -> None:
     """StoreDamagedError for an unreadable store.json, StoreMismatchError for another format or backbone."""
     try:
@@ -315,11 +323,7 @@ class EdgeIndex:
         atomic_write(self.folder / VERSION_NAME, str(self.version() + 1))
 
     def version(self) -> int:
-        """Write counter; changes whenever any process writes. Read without the lock."""
-        try:
-            return int((self.folder / VERSION_NAME).read_text())
-        except (OSError, ValueError):
-            return 0
+        return read_version(self.folder)
 
     def close(self) -> None:
         with self._mutex:
