@@ -96,9 +96,8 @@ def annotate_batch(
         stored = set(stores.qdrant.ids().tolist())
         in_store = [i for i in changed if i in stored]
         if in_store:
-            written = {i: {"duplicate_group": changed[i]} for i in in_store}
-            stores.set_payload(in_store, [written[i] for i in in_store])
-            payload_sync.settle(Session, stores, written)  # another batch may have regrouped them meanwhile
+            # settled: another batch may have regrouped them meanwhile
+            payload_sync.write(Session, stores, {i: {"duplicate_group": changed[i]} for i in in_store})
     t = time.perf_counter()
     with Session() as s:
         images = repo.images_by_ids(s, ids_a.tolist())
@@ -154,9 +153,8 @@ def find_duplicates(
     updates = [u for u in updates if u["id"] in in_qdrant]  # a point missing there is `doctor --repair`'s job
     if updates:
         # Each point's payload gets exactly what its catalogue row now holds.
-        written = {u["id"]: {"duplicate_group": u["duplicate_group"], "uniqueness": u["uniqueness"]} for u in updates}
-        stores.set_payload(list(written), list(written.values()))
-        payload_sync.settle(Session, stores, written)
+        payload_sync.write(Session, stores, {u["id"]: {"duplicate_group": u["duplicate_group"],
+                                                       "uniqueness": u["uniqueness"]} for u in updates})
     return DuplicateScan(group_members(groups), pairs, len(all_ids), len(updates),
                          {"search_s": t_search, "catalogue_s": t_db - t0 - t_search,
                           "payloads_s": time.perf_counter() - t_db, "total_s": time.perf_counter() - t0})
@@ -169,10 +167,7 @@ def _write_groups(Session: sessionmaker[Session], stores: Stores, groups: dict[i
     with Session.begin() as s:
         repo.update_images(s, [{"id": i, "duplicate_group": g} for i, g in groups.items()])
     in_store = [i for i in groups if i in set(stores.qdrant.ids().tolist())]
-    if in_store:
-        written = {i: {"duplicate_group": groups[i]} for i in in_store}
-        stores.set_payload(in_store, [written[i] for i in in_store])
-        payload_sync.settle(Session, stores, written)
+    payload_sync.write(Session, stores, {i: {"duplicate_group": groups[i]} for i in in_store})
 
 
 def regroup_after_removal(
@@ -217,9 +212,7 @@ def backfill_quality(Session: sessionmaker[Session], stores: Stores, chunk: int 
         with Session.begin() as s:
             repo.update_images(s, rows)
         stored = [r for r in rows if r["id"] in in_qdrant]
-        if stored:
-            written = {r["id"]: {"quality": r["quality"], "quality_flags": r["quality_flags"]} for r in stored}
-            stores.set_payload(list(written), list(written.values()))
-            payload_sync.settle(Session, stores, written)
+        payload_sync.write(Session, stores, {r["id"]: {"quality": r["quality"], "quality_flags": r["quality_flags"]}
+                                             for r in stored})
         n += len(rows)
     return n

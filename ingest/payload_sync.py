@@ -71,6 +71,14 @@ def settle(Session: sessionmaker[Session], stores: Stores, written: Mapping[int,
     return n
 
 
+def write(Session: sessionmaker[Session], stores: Stores, written: Mapping[int, Mapping[str, Any]]) -> None:
+    """Merge `written` (id -> payload fields) into the stored points, then settle."""
+    if written:
+        ids = list(written)
+        stores.set_payload(ids, [written[i] for i in ids])
+        settle(Session, stores, written)
+
+
 def sync(Session: sessionmaker[Session], stores: Stores, ids: Iterable[int]) -> int:
     """Rewrite the catalogue fields of the stored points `ids` from their rows (after a path, label or group
     changed), then settle. Returns how many points were written."""
@@ -81,8 +89,5 @@ def sync(Session: sessionmaker[Session], stores: Stores, ids: Iterable[int]) -> 
     with Session() as s:
         rows = repo.images_by_ids(s, ids)
     ids = [i for i in ids if i in rows and i in stored]
-    if ids:
-        written = {i: catalogue_payload(rows[i]) for i in ids}
-        stores.set_payload(ids, [written[i] for i in ids])
-        settle(Session, stores, written)
+    write(Session, stores, {i: catalogue_payload(rows[i]) for i in ids})
     return len(ids)
