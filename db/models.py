@@ -256,6 +256,29 @@ class Job(Base):
         return f"Job(id={self.id!r}, folder={self.folder!r}, status={self.status!r})"
 
 
+class Removal(Base):
+    """The removal journal: one row per image removed from the catalogue, written in the same transaction as the
+    delete. Every backbone's stores apply these (ingest/removals.py) and record how far in `RemovalMark`, so a
+    removal interrupted before its vectors were deleted is finished, not undone by a repair that would catalogue
+    the orphan points again. Ids are never reused (images.id is AUTOINCREMENT), so a row can stay for good."""
+
+    __tablename__ = "removals"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    removed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RemovalMark(Base):
+    """How far one backbone's stores have applied the removal journal (its largest applied `Removal.seq`)."""
+
+    __tablename__ = "removal_marks"
+
+    store: Mapped[str] = mapped_column(String(128), primary_key=True)  # the backbone's tag (BackboneId.tag)
+    applied_seq: Mapped[int] = mapped_column(default=0)
+
+
 class Batch(Base):
     """Crash-safety journal: written before a batch of vectors goes to the stores, closed once all hold it."""
 

@@ -14,6 +14,7 @@ journal row.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image, utcnow
-from imgsearch.ingest import payload_sync
+from imgsearch.ingest import payload_sync, removals
 from imgsearch.ingest.catalogue import catalogue_scan
 from imgsearch.ingest.curation import annotate_batch, regroup_after_removal
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
@@ -204,8 +205,11 @@ def recover(
             payload_sync.settle(Session, stores, dict(zip(replay, payloads, strict=True)))
         with Session.begin() as s:
             jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
-            # ... except those whose vectors could not be replayed: the next ingest of their folder embeds them.
-            repo.set_image_status(s, [i for i in ids if i in images and i not in replay], "pending")
+            # ... except those never indexed whose vectors could not be replayed: the next ingest of their folder
+            # embeds them. One indexed before (by another backbone) stays so: the status is shared by every
+            # backbone's stores, and those stores have it.
+            repo.set_image_status(s, [i for i in ids if i in images and i not in replay
+                                      and images[i].status == "pending"], "pending")
         n += len(replay)
         log.info("recovered journal batch %d: %d images replayed into the stores", batch_id, len(replay))
     return n
@@ -264,6 +268,7 @@ def _ingest_run(
     report = IngestReport(run_id=run_id, folder=str(folder))
     bar = None
     try:
+        removals.finish(Session, stores)  # removals another process or backbone journalled
         report.n_recovered = recover(Session, stores, cache, trained)
         t = time.perf_counter()
         scan = scan_folder(folder, opts.labels_from_folders, opts.include_background, opts.max_pixels,
@@ -433,17 +438,20 @@ def remove_paths(
 ) -> dict[str, int]:
     """Remove images by file path or folder from all three stores.
 
-    SQLite goes first: a crash afterwards leaves vectors with no catalogue row, which `doctor --repair`
-    deletes. The other order could bring a removed image back on repair. Content that survives under another
-    path gets that path, in SQLite and in the stored payloads. The near-duplicate groups the removed images
-    were in stay whole (ingest/curation.py, regroup_after_removal; `duplicate_threshold` for a regroup).
+    The catalogue goes first, its rows deleted and the removal journalled in one transaction; then the stores
+    delete (ingest/removals.py). A crash in between leaves vectors with no catalogue row whose removal is
+    journalled: the next command that opens the stores, or `doctor --repair`, deletes them. Content that
+    survives under another path gets that path, in SQLite and in the stored payloads. The near-duplicate groups
+    the removed images were in stay whole (ingest/curation.py, regroup_after_removal; `duplicate_threshold` for
+    a regroup).
     """
+    # `okapi/..` means the folder above: normalised by its text, as a shell user means it.
+    wanted = [str(found_path(os.path.normpath(Path(p).expanduser().absolute()))) for p in paths]
     with Session.begin() as s:
-        ids, promoted, detached = repo.resolve_removal(s, [str(found_path(p)) for p in paths])
+        ids, promoted, detached = repo.resolve_removal(s, wanted)
         groups = {im.duplicate_group for im in repo.images_by_ids(s, ids).values() if im.duplicate_group is not None}
-        repo.delete_images(s, ids)
-    if ids:
-        stores.delete(ids)
+        repo.delete_images(s, ids)  # journalled with the delete: a crash after this is finished, not undone
+    removals.finish(Session, stores)
     sync_payloads(Session, stores, promoted)
     if groups:
         regroup_after_removal(Session, stores, groups, duplicate_threshold)

@@ -392,7 +392,8 @@ def doctor_cmd(
                                       backbone=ctx.backbone, models_dir=ctx.settings.models_dir):
                 console.print(f"repair: {line}", highlight=False)
             trained, problem = models()  # runs restored from their model files may have made some current
-            report = doctor.check(ctx.Session, stores, trained, problem, current_run_id=ctx.trained_run_id())
+            report = doctor.check(ctx.Session, stores, trained, problem, cache=ctx.cache,
+                                  current_run_id=ctx.trained_run_id())
             console.print(report.lines()[-1])
     if not report.consistent:
         raise typer.Exit(1)

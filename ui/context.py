@@ -82,11 +82,21 @@ class Context:
 
     @cached_property
     def stores(self) -> Stores:
+        from imgsearch.ingest import removals
+
         s = self.settings
-        return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
+        stores = open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
                            s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
                            qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
                            edge_owner_idle_s=s.qdrant_edge_owner_idle_s)
+        try:
+            # Removals journalled since these stores last looked (by another backbone's command, or a `remove`
+            # killed before its deletes) are finished before anything reads them.
+            removals.finish(self.Session, stores)
+        except BaseException:
+            stores.close()
+            raise
+        return stores
 
     def require_intact(self) -> None:
         """StoreMissingError when a store is empty but this backbone has indexed images in the catalogue, or

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
+from imgsearch.ingest import removals
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.pipeline import (
     close_dead_runs,
@@ -38,6 +39,7 @@ CATALOGUE_FIELDS = ("path", "file_name", "label", "content_hash", "source_folder
                     "quality", "quality_flags")
 SAMPLE = 256  # points whose vectors and predictions are compared; a full comparison reads every vector twice
 DEEP_SAMPLE = 64  # --deep: files re-read and re-embedded
+PAYLOAD_SLICE = 4096  # --deep compares every payload, this many points at a time
 
 
 @dataclass
@@ -61,6 +63,16 @@ class DoctorReport:
     changed_files: list[int] = field(default_factory=list)  # --deep: file bytes differ from the catalogued hash
     # sampled points whose catalogue-derived payload fields (label, path, curation fields...) differ from the row
     payload_mismatches: list[int] = field(default_factory=list)
+    # sampled (with --deep: all) mirror points whose payload differs from the catalogue row or from Qdrant's
+    mirror_payload_mismatches: list[int] = field(default_factory=list)
+    payloads_compared: int = 0
+    # points of removed images (the removal journal names them) still in a store: a removal cut short
+    removed_still_stored: list[int] = field(default_factory=list)
+    # catalogued, but with no vector for this backbone anywhere (store, mirror, feature cache): embedded only
+    # with another backbone, or lost. Pending for this backbone; the next ingest of their folder embeds them.
+    not_embedded: list[int] = field(default_factory=list)
+    deep_files_missing: int = 0  # --deep: sampled files that no longer exist where the catalogue says
+    deep_sampled: int = 0
     deep_checked: int = 0
     backbone: str = ""
 
@@ -69,7 +81,29 @@ class DoctorReport:
         return not (self.missing_in_qdrant or self.missing_in_faiss or self.orphans_in_qdrant
                     or self.orphans_in_faiss or self.vector_mismatches or self.open_batches
                     or self.stale_payloads or self.stale_catalogue or self.cache_mismatches or self.damaged_shards
-                    or self.payload_mismatches)
+                    or self.payload_mismatches or self.mirror_payload_mismatches or self.removed_still_stored)
+
+    def _problems(self) -> list[tuple[str, list[int], str]]:
+        """(what is wrong, ids, what `--repair` does about it) for each id-level check."""
+        return [
+            ("in the catalogue but missing from Qdrant", self.missing_in_qdrant,
+             "pushes them again from the feature cache or the FAISS mirror"),
+            ("in the catalogue but missing from FAISS", self.missing_in_faiss, "copies them from Qdrant"),
+            ("of removed images still in the stores (a removal was cut short)", self.removed_still_stored,
+             "deletes them, finishing the removal"),
+            ("in Qdrant with no catalogue row", self.orphans_in_qdrant,
+             "catalogues them again from their payloads (--delete-orphans deletes them instead)"),
+            ("in FAISS with no catalogue row", self.orphans_in_faiss,
+             "catalogues them again from their payloads (--delete-orphans deletes them instead)"),
+            ("with different vectors in Qdrant and FAISS", self.vector_mismatches, "copies Qdrant's into FAISS"),
+            ("(of a sample) whose stored prediction or clusters are not the current models'", self.stale_payloads,
+             "rewrites them with the current models"),
+            ("whose cached feature vector is not their file's", self.cache_mismatches, "embeds their files again"),
+            ("whose Qdrant payload fields (label, path, near-duplicate group, uniqueness, quality) differ from their "
+             "catalogue row", self.payload_mismatches, "rewrites them from the catalogue in both stores"),
+            ("whose FAISS mirror payload differs from the catalogue row or from Qdrant", self.mirror_payload_mismatches,
+             "rewrites the mirror's from the catalogue and Qdrant"),
+        ]
 
     def lines(self) -> list[str]:
         models = (f"current models: training run {self.model_run_id}" if self.model_run_id is not None
@@ -84,29 +118,32 @@ class DoctorReport:
             models,
         ]
         if self.models_problem:
-            out.append(f"PROBLEM: the current models cannot be loaded: {self.models_problem}")
-        for name, ids in (("in the catalogue but missing from Qdrant", self.missing_in_qdrant),
-                          ("in the catalogue but missing from FAISS", self.missing_in_faiss),
-                          ("in Qdrant with no catalogue row", self.orphans_in_qdrant),
-                          ("in FAISS with no catalogue row", self.orphans_in_faiss),
-                          ("with different vectors in Qdrant and FAISS", self.vector_mismatches),
-                          ("(of a sample) whose stored prediction or clusters are not the current models'",
-                           self.stale_payloads),
-                          ("whose cached feature vector is not their file's", self.cache_mismatches),
-                          ("(of a sample) whose payload fields (label, path, near-duplicate group, uniqueness, "
-                           "quality) differ from their catalogue row", self.payload_mismatches)):
+            out.append(f"PROBLEM: the current models cannot be loaded: {self.models_problem}. --repair fits them "
+                       "again from the cached features with the same parameters")
+        for name, ids, fix in self._problems():
             if ids:
                 shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
-                out.append(f"PROBLEM: {len(ids)} ids {name}: {shown}")
+                out.append(f"PROBLEM: {len(ids)} ids {name}: {shown}. --repair {fix}")
         for shard in self.damaged_shards:
             out.append(f"PROBLEM: feature cache shard {shard} cannot be read: its images are embedded again when "
-                       "they are next needed (a rebuild, a re-ingest)")
+                       "they are next needed (a rebuild, a re-ingest). --repair moves it aside")
         if self.stale_catalogue:
             out.append(f"PROBLEM: {self.stale_catalogue} catalogue rows hold predictions from other models than "
-                       "the current ones")
-        if self.deep_checked:
-            out.append(f"deep check: {self.deep_checked} files re-read and re-embedded; {len(self.changed_files)} "
-                       "changed since they were ingested (ingest their folder again to index the new content)")
+                       "the current ones. --repair rewrites them with the current models")
+        if self.not_embedded:
+            out.append(f"note: {len(self.not_embedded)} catalogued images have no vector for this backbone yet "
+                       "(embedded with another backbone only, or their vectors were lost): ingest their folder "
+                       "with this backbone to embed them")
+        if self.payloads_compared:
+            out.append(f"payloads compared with the catalogue in both stores: {self.payloads_compared} points")
+        if self.deep_sampled:
+            present = self.deep_sampled - self.deep_files_missing
+            out.append(f"deep check: {present} of {self.deep_sampled} sampled files still exist where the catalogue "
+                       f"says; {self.deep_checked} re-read and re-embedded; {len(self.changed_files)} changed since "
+                       "they were ingested (ingest their folder again to index the new content)")
+            if present == 0:
+                out.append("deep check: no sampled file exists any more: were the source folders moved? Nothing "
+                           "could be compared with the files")
         out.append("all three stores agree" if self.consistent else "stores disagree: run `imgsearch doctor --repair`")
         return out
 
@@ -138,11 +175,19 @@ def check(
         current = s.get(repo.Run, trained.run_id) if trained is not None else None
         stale_catalogue = repo.stale_predictions(s, current) if current is not None else 0
     catalogued = indexed | pending
+    with Session() as s:
+        removed = repo.removed_ids(s, (q_ids | f_ids) - catalogued)
+    # Indexed (by some backbone) but in neither of this backbone's stores nor its feature cache: nothing to
+    # repair them from. Pending here, not missing: the status is per image, the stores are per backbone.
+    absent = indexed - q_ids - f_ids
+    not_embedded = sorted(absent - _cached(Session, cache, absent)) if cache is not None else []
+    expected = indexed - set(not_embedded)
     report = DoctorReport(
         n_indexed=len(indexed), n_pending=len(pending), n_qdrant=len(q_ids), n_faiss=len(f_ids),
         open_batches=open_batches,
-        missing_in_qdrant=sorted(indexed - q_ids), missing_in_faiss=sorted(indexed - f_ids),
-        orphans_in_qdrant=sorted(q_ids - catalogued), orphans_in_faiss=sorted(f_ids - catalogued),
+        missing_in_qdrant=sorted(expected - q_ids), missing_in_faiss=sorted(expected - f_ids),
+        orphans_in_qdrant=sorted(q_ids - catalogued - removed), orphans_in_faiss=sorted(f_ids - catalogued - removed),
+        removed_still_stored=sorted(removed), not_embedded=not_embedded,
         model_run_id=trained.run_id if trained is not None else current_run_id, models_problem=models_problem,
         stale_catalogue=stale_catalogue, backbone=stores.qdrant.info.tag,
     )
@@ -155,7 +200,17 @@ def check(
         report.vector_mismatches = [sample[i] for i in np.flatnonzero(bad)]
         payloads = stores.qdrant.get_payloads(sample)
         report.stale_payloads = _stale_payloads(sample, xq, payloads, trained)
-        report.payload_mismatches = _payload_mismatches(Session, sample, payloads)
+        # Payload fields in both stores: the sample, or every point with --deep (in slices: bounded memory).
+        parts = ([(both[k : k + PAYLOAD_SLICE], None) for k in range(0, len(both), PAYLOAD_SLICE)] if deep
+                 else [(sample, payloads)])
+        for part, in_qdrant in parts:
+            in_qdrant = in_qdrant if in_qdrant is not None else stores.qdrant.get_payloads(part)
+            in_mirror = stores.faiss.get_payloads(part)
+            rows = _catalogue_rows(Session, part)
+            report.payload_mismatches += _payload_mismatches(rows, part, in_qdrant)
+            report.mirror_payload_mismatches += sorted(
+                set(_payload_mismatches(rows, part, in_mirror)) | set(_mirror_behind(part, in_qdrant, in_mirror)))
+            report.payloads_compared += len(part)
     if cache is not None:
         cache.refresh()
         report.damaged_shards = [p for p in cache.unreadable if p.exists()]
@@ -181,18 +236,33 @@ def _stale_payloads(ids: list[int], xb: np.ndarray, payloads: list[dict], traine
     return [i for i, p, e in zip(ids, payloads, expected, strict=True) if not _same_prediction(p, e)]
 
 
-def _payload_mismatches(Session, ids: list[int], payloads: list[dict]) -> list[int]:
-    """Points whose payload disagrees with payload_for(catalogue row) on a catalogue-derived field (the
-    predictions are checked against the models instead: they belong to the stores' backbone)."""
+def _cached(Session, cache: FeatureCache, ids: set[int]) -> set[int]:
+    """Which of `ids` have their features in this backbone's feature cache."""
+    if not ids:
+        return set()
+    with Session() as s:
+        rows = repo.images_by_ids(s, ids)
+    cache.refresh()
+    return {i for i, row in rows.items() if row.content_hash in cache}
+
+
+def _catalogue_rows(Session, ids: list[int]) -> dict[int, Any] | None:
+    """Catalogue rows by id, or None when they cannot be read (a damaged catalogue: its damage is the integrity
+    check's to report, and --repair's to rebuild; the payload comparison waits)."""
     from sqlalchemy.exc import DatabaseError
 
     try:
         with Session() as s:
-            rows = repo.images_by_ids(s, ids)
+            return repo.images_by_ids(s, ids)
     except DatabaseError as exc:
-        # Whole rows live on pages the id-only checks never read: a damaged catalogue can fail here first.
-        # Its damage is the integrity check's to report (and --repair's to rebuild); this comparison waits.
         log.warning("payload fields not compared: catalogue rows cannot be read (%s)", exc.orig)
+        return None
+
+
+def _payload_mismatches(rows: dict[int, Any] | None, ids: list[int], payloads: list[dict]) -> list[int]:
+    """Points whose payload disagrees with payload_for(catalogue row) on a catalogue-derived field (the
+    predictions are checked against the models instead: they belong to the stores' backbone)."""
+    if rows is None:
         return []
     bad = []
     for i, p in zip(ids, payloads, strict=True):
@@ -207,6 +277,11 @@ def _payload_mismatches(Session, ids: list[int], payloads: list[dict]) -> list[i
     return bad
 
 
+def _mirror_behind(ids: list[int], in_qdrant: list[dict], in_mirror: list[dict]) -> list[int]:
+    """Mirror points whose predictions differ from Qdrant's: the mirror follows Qdrant, the store of record."""
+    return [i for i, q, f in zip(ids, in_qdrant, in_mirror, strict=True) if not _same_prediction(f, q)]
+
+
 def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int], rng, report: DoctorReport) -> None:
     """Re-read a sample of files: unchanged ones are re-embedded and compared with their cached vector."""
     from imgsearch.ingest.decode import ImageRejected, load_rgb
@@ -218,12 +293,16 @@ def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int]
     cache.refresh()
     for i in sample:
         image = images.get(i)
-        if image is None or image.content_hash not in cache:
+        if image is None:
             continue
+        report.deep_sampled += 1
         try:
             data = Path(image.path).read_bytes()
         except OSError:
-            continue  # moved or deleted since: nothing to compare with
+            report.deep_files_missing += 1  # moved or deleted since: nothing to compare with
+            continue
+        if image.content_hash not in cache:
+            continue
         report.deep_checked += 1
         if bytes_sha256(data) != image.content_hash:
             report.changed_files.append(i)
@@ -257,6 +336,12 @@ def repair(
     done = []
     for shard in report.damaged_shards:
         done.append(f"moved the unreadable feature cache shard {shard} to {quarantine(shard)}")
+    finished = removals.finish(Session, stores)
+    if report.removed_still_stored:  # journalled removals whose mark moved on although a point stayed (or came back)
+        stores.delete(report.removed_still_stored)
+    if finished or report.removed_still_stored:
+        done.append(f"deleted {max(finished, len(report.removed_still_stored))} removed images' points from both "
+                    "stores, finishing their removal")
     replayed = recover(Session, stores, cache, trained)
     if replayed:
         done.append(f"replayed {replayed} images from open journal batches")
@@ -264,6 +349,10 @@ def repair(
                                  ("FAISS", stores.faiss, report.orphans_in_faiss)):
         with Session() as s:  # catalogued since the check (a concurrent ingest)? then not an orphan
             orphans = [i for i in orphans if i not in repo.images_by_ids(s, orphans)]
+            gone = repo.removed_ids(s, orphans)  # removed since the check: finish, never catalogue again
+        if gone:
+            index.delete(sorted(gone))
+            orphans = [i for i in orphans if i not in gone]
         if not orphans:
             continue
         if delete_orphans:
@@ -293,8 +382,8 @@ def repair(
         pushed, requeued = _repush(Session, stores, cache, now.missing_in_qdrant, trained)
         done.append(f"re-pushed {pushed} points to Qdrant")
         if requeued:
-            done.append(f"{requeued} images had no vector anywhere: marked pending, the next ingest of their "
-                        "folder embeds them")
+            done.append(f"{requeued} images had no vector anywhere for this backbone: the next ingest of their "
+                        "folder with this backbone embeds them")
     in_qdrant = set(stores.qdrant.ids().tolist())
     mirror_fix = sorted((set(now.missing_in_faiss) | set(now.vector_mismatches)) & in_qdrant)
     if mirror_fix:
@@ -307,12 +396,18 @@ def repair(
         done.append(f"compacted the FAISS mirror's {stores.faiss.compact()} segment files into one")
     if report.cache_mismatches and backbone is not None:
         done.append(_fix_cache(Session, stores, cache, backbone, report.cache_mismatches, trained))
-    if report.payload_mismatches:
-        # The catalogue is the record for these fields (a relabel, a duplicates pass interrupted between the two).
+    if report.payload_mismatches or report.mirror_payload_mismatches:
+        # The catalogue is the record for these fields (a relabel, a duplicates pass interrupted between the two);
+        # both stores are rewritten, since a write cut short between them leaves the mirror behind.
         n = sync_payloads(Session, stores, sorted(stores.qdrant.ids().tolist()))
-        done.append(f"rewrote the catalogue fields of {n} payloads from the catalogue (label, path, near-duplicate "
-                    "group, uniqueness, quality)")
-    after = check(Session, stores, trained)
+        done.append(f"rewrote the catalogue fields of {n} payloads in both stores from the catalogue (label, path, "
+                    "near-duplicate group, uniqueness, quality)")
+    if report.mirror_payload_mismatches:
+        n = _mirror_predictions_from_qdrant(stores, sorted(set(stores.qdrant.ids().tolist())
+                                                           & set(stores.faiss.ids().tolist())))
+        if n:
+            done.append(f"copied the predictions and clusters of {n} FAISS mirror points from Qdrant")
+    after = check(Session, stores, trained, cache=cache)
     if report.models_problem:
         done.append(f"predictions left as they are: the current models cannot be loaded ({report.models_problem})")
     elif after.stale_payloads or after.stale_catalogue or report.stale_payloads or report.stale_catalogue:
@@ -324,6 +419,21 @@ def repair(
             n = _clear_predictions(stores)
             done.append(f"cleared predictions from {n} points: no current models for this backbone made them")
     return done or ["nothing to repair"]
+
+
+def _mirror_predictions_from_qdrant(stores: Stores, ids: list[int]) -> int:
+    """Mirror points whose predictions differ from Qdrant's get Qdrant's (in slices: bounded memory)."""
+    n = 0
+    for start in range(0, len(ids), PAYLOAD_SLICE):
+        part = ids[start : start + PAYLOAD_SLICE]
+        in_qdrant = stores.qdrant.get_payloads(part)
+        behind = set(_mirror_behind(part, in_qdrant, stores.faiss.get_payloads(part)))
+        fix = [(i, {k: q.get(k) for k in PREDICTION_FIELDS}) for i, q in zip(part, in_qdrant, strict=True)
+               if i in behind]
+        if fix:
+            stores.faiss.set_payload([i for i, _ in fix], [u for _, u in fix])
+            n += len(fix)
+    return n
 
 
 def _recatalogue(Session, ids: Sequence[int], payloads: Sequence[dict], stores: Stores) -> tuple[int, int, int]:
@@ -411,9 +521,8 @@ def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int], traine
         xb = stores.faiss.get_vectors(from_mirror)
         stores.qdrant.upsert(from_mirror, xb, store_payloads(images, from_mirror, predict(trained, xb)))
     lost = [i for i in ids if i not in set(from_cache) and i not in in_faiss]
-    if lost:
-        with Session.begin() as s:
-            repo.set_image_status(s, lost, "pending")
+    # Those with no vector anywhere stay as they are: the status is shared by every backbone's stores, so marking
+    # them 'pending' here would hide them from another backbone that has them. The next ingest embeds them.
     return len(from_cache) + len(from_mirror), len(lost)
 
 
