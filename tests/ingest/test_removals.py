@@ -153,3 +153,45 @@ def test_one_backbones_repair_leaves_the_other_backbones_images_indexed(tmp_path
         assert len(report.not_embedded) == 6 and report.consistent, report.lines()
         _ingest(ctx, extra)
         assert _check(ctx).not_embedded == []
+
+
+def test_a_relabel_killed_between_the_two_stores_is_seen_by_doctor_and_repaired(tmp_path, backbone, tiny_dataset,
+                                                                                 monkeypatch):
+    """Issue 20, item 3: doctor compared Qdrant's payloads with the catalogue, never the mirror's."""
+    from imgsearch.search.faiss_index import FaissIndex
+    from imgsearch.ui.label_review import relabel
+
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        _ingest(ctx, tiny_dataset)
+        ids = _state(ctx)[0][:4]
+
+        def die(*_a, **_kw):
+            raise _Killed
+
+        with monkeypatch.context() as m:
+            m.setattr(FaissIndex, "set_payload", die)
+            with pytest.raises(_Killed):
+                relabel(ctx, ids, "pears")
+        assert [p["label"] for p in ctx.stores.faiss.get_payloads(ids)] != ["pears"] * 4
+        report = _check(ctx)
+        assert report.mirror_payload_mismatches == ids and not report.consistent
+        assert any("FAISS mirror payload" in line and "--repair" in line for line in report.lines())
+        _repair(ctx, report)
+        assert [p["label"] for p in ctx.stores.faiss.get_payloads(ids)] == ["pears"] * 4
+        assert _check(ctx).consistent
+        # --deep compares every point's payloads, not a sample
+        assert _check_deep(ctx).payloads_compared == 18
+
+
+def _check_deep(ctx):
+    return doctor.check(ctx.Session, ctx.stores, ctx.trained(), cache=ctx.cache, deep=True, backbone=ctx.backbone)
+
+
+def test_deep_check_says_when_no_sampled_file_exists_any_more(tmp_path, backbone, tiny_dataset):
+    """Issue 20, item 13: after the source folders moved, --deep said all agree and silently checked 0 files."""
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        _ingest(ctx, tiny_dataset)
+        tiny_dataset.rename(tmp_path / "moved")
+        report = _check_deep(ctx)
+        assert report.deep_sampled == 18 and report.deep_files_missing == 18 and report.deep_checked == 0
+        assert any("0 of 18 sampled files still exist" in line for line in report.lines())
