@@ -199,7 +199,12 @@ def train_cmd(
                       "parameters): its models and results are current. Use --force to refit anyway.")
         console.print(f"whole run {outcome.total_s:.1f} s")
         return
-    console.print(f"models of run {outcome.run_id} are now current; predictions and clusters refreshed in the stores")
+    if outcome.superseded_by is not None:
+        console.print(f"training run {outcome.run_id} finished, but training run {outcome.superseded_by} (started "
+                      "later, by another process) is newer: its models are the current ones, not these")
+    else:
+        console.print(f"models of run {outcome.run_id} are now current; predictions and clusters refreshed in the "
+                      "stores")
     console.print(f"whole run {outcome.total_s:.1f} s (fitting and evaluation {outcome.fit_s:.1f} s)")
 
 

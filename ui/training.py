@@ -26,6 +26,7 @@ from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
+from imgsearch.search.index import StoreBusyError
 from imgsearch.ui import embedding_maps
 from imgsearch.ui.context import Context
 from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
@@ -144,6 +145,32 @@ def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: 
 # ---- the lifecycle ----------------------------------------------------------------------------------------
 
 
+class IngestInProgress(StoreBusyError):
+    """An ingest run of another process is still going (its lease alive): training now would fit on part of
+    the collection, with stores still being written. A busy error, so a worker's train job waits and retries."""
+
+
+def live_ingests(Session: sessionmaker[Session]) -> list[repo.Run]:
+    """Ingest runs still 'running' whose lease has not expired: another process is writing (or was killed less
+    than a lease ago, which cannot be told apart until the lease expires)."""
+    close_dead_runs(Session)
+    with Session() as s:
+        return [r for r in repo.list_runs(s, kind="ingest") if r.outcome == "running"]
+
+
+def _refuse_during_ingest(Session: sessionmaker[Session]) -> None:
+    running = live_ingests(Session)
+    if running:
+        run = running[0]
+        until = f"{run.lease_expires_at:%H:%M:%S} UTC" if run.lease_expires_at is not None else "its process ends"
+        holder = run.worker_id or "another process"
+        raise IngestInProgress(
+            f"ingest run {run.id} of {run.dataset_path} is still in progress (held by {holder} until {until}): "
+            "training now would fit on part of the collection. Wait for it to finish "
+            "(or, if its process was killed, until its lease expires), then train again; `imgsearch train --queue` "
+            "hands the run to the worker, which waits by itself.")
+
+
 class IngestIncomplete(RuntimeError):
     """The ingest that training starts with did not finish; `report` says what it did."""
 
@@ -157,6 +184,8 @@ class TrainingOutcome:
     run_id: int
     metrics: dict[str, float]
     reused: bool  # nothing changed since run_id: its models and results are current, nothing was refitted
+    # A newer training run (another process's, started after this one) finished too: its models are current.
+    superseded_by: int | None = None
     ingest: IngestReport | None = None
     total_s: float = 0.0
     fit_s: float = 0.0
@@ -229,6 +258,7 @@ def run_training(
             on_ingested(report)
         if report.outcome != "ok":
             raise IngestIncomplete(report)
+    _refuse_during_ingest(ctx.Session)
     params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
@@ -260,7 +290,11 @@ def run_training(
                 repo.finish_run(s, run, outcome, message=f"{type(exc).__name__}: {exc}")
         raise
     fit_s = time.perf_counter() - t_fit
-    sync_predictions(ctx, trained, force=True)
+    current = ctx.trained_run_id()
+    superseded_by = current if current is not None and current != run_id else None
+    if superseded_by is None:
+        sync_predictions(ctx, trained, force=True)
+    # else: the newer run's own process writes its predictions; writing this run's over them would make them stale
     embedding_maps.record(ctx, run_id)  # the Clusters page's PCA/UMAP map, computed once per run
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
-                           total_s=time.perf_counter() - t0, fit_s=fit_s)
+                           total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by)

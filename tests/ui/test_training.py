@@ -57,3 +57,53 @@ def test_ctrl_c_during_ingest_says_what_was_kept_and_how_to_resume(settings, tmp
     with Context(settings) as ctx, ctx.Session() as s:
         (run,) = repo.list_runs(s, kind="ingest")
         assert run.outcome == "interrupted" and run.n_images == 12
+
+
+def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(settings, tmp_path, backbone):
+    """Issue 20, item 12: `train` within the lease of a killed first ingest trained on empty stores and said ok."""
+    from imgsearch.db import leases
+    from imgsearch.ui.training import IngestInProgress
+
+    photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
+    with Context(settings, _backbone=backbone) as ctx:
+        with ctx.Session.begin() as s:  # an ingest another process holds (its lease alive: killed just now, say)
+            run = repo.start_run(s, "ingest", backbone.name, backbone.dim, backbone.weights_sha256,
+                                 dataset_path=str(photos))
+            leases.hold_run(s, run.id, "other-host:4242", 600)
+            run_id = run.id
+        with pytest.raises(IngestInProgress, match=f"ingest run {run_id} of .* is still in progress"):
+            run_training(ctx, data=None, progress=False)
+        with ctx.Session() as s:
+            assert repo.list_runs(s, kind="train") == []  # nothing recorded as trained
+    result = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--data-dir", str(settings.data_dir)])
+    # a busy error: `imgsearch` (ui.cli.run) prints it as one line, and a worker's train job waits and retries
+    assert isinstance(result.exception, IngestInProgress)
+    from imgsearch.ingest.worker import is_transient
+
+    assert is_transient(result.exception)
+
+
+def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(settings, tmp_path, backbone,
+                                                                              monkeypatch):
+    """Issue 20, item 12: two `train --force` at once both printed "models of run N are now current"."""
+    import imgsearch.ui.training as training
+
+    photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
+    with Context(settings, _backbone=backbone) as ctx:
+        run_training(ctx, photos, progress=False)
+        real, nested = training.train, {}
+
+        def train_while_another_process_trains(*args, **kwargs):
+            if not nested:  # the other process starts later and finishes first
+                nested["outcome"] = None
+                nested["outcome"] = run_training(ctx, data=None, force=True, progress=False)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(training, "train", train_while_another_process_trains)
+        first = run_training(ctx, data=None, force=True, progress=False)
+        newer = nested["outcome"]
+        assert newer.run_id > first.run_id and newer.superseded_by is None
+        assert first.superseded_by == newer.run_id
+        assert ctx.trained_run_id() == newer.run_id
+        with ctx.Session() as s:  # the stored predictions are the current (newer) models', not the older run's
+            assert repo.stale_predictions(s, s.get(repo.Run, newer.run_id)) == 0
