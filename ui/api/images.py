@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from imgsearch.ui.api import deps
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
-from imgsearch.ui.api.schemas import ImageInfo
+from imgsearch.ui.api.schemas import Id, ImageInfo
 from imgsearch.ui.api.state import ApiState
 from imgsearch.ui.thumbnails import thumbnail_jpeg
 
@@ -24,7 +24,7 @@ State = Annotated[ApiState, Depends(get_state)]
 
 
 @router.get("/images/{image_id}", response_model=ImageInfo, summary="An image's catalogue record")
-def image_info(state: State, image_id: int) -> ImageInfo:
+def image_info(state: State, image_id: Id) -> ImageInfo:
     from imgsearch.db.models import Image
 
     with state.Session() as s:
@@ -44,7 +44,7 @@ def _existing_file(state: ApiState, image_id: int) -> str:
 
 @router.get("/images/{image_id}/file", summary="The image file as catalogued",
             response_class=FileResponse, responses={200: {"content": {"image/*": {}}}})
-def image_file(state: State, image_id: int) -> FileResponse:
+def image_file(state: State, image_id: Id) -> FileResponse:
     path = _existing_file(state, image_id)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, filename=os.path.basename(path))
@@ -58,7 +58,7 @@ def _thumbnail(path: str, mtime_ns: int, max_pixels: int) -> bytes | None:
 
 @router.get("/images/{image_id}/thumbnail", summary="A JPEG thumbnail (at most 256 px)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def image_thumbnail(state: State, image_id: int) -> Response:
+def image_thumbnail(state: State, image_id: Id) -> Response:
     path = _existing_file(state, image_id)
     try:
         mtime = os.stat(path).st_mtime_ns

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+
+# The catalogue, Qdrant and FAISS store integers as int64: a larger value cannot name anything, and would fail deep
+# in a driver (OverflowError). One type for every id in a path, a query or a body: out of range is a 422.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Int64 = Annotated[int, Field(ge=-(2**63), le=MAX_ID)]  # other stored integers (cluster numbers)
 
 
 class ErrorDetail(BaseModel):
@@ -83,8 +89,8 @@ class ImageInfo(BaseModel):
 
 
 class RecommendRequest(BaseModel):
-    positive: list[int] = Field(min_length=1, max_length=100, description="Ids of images like the ones wanted.")
-    negative: list[int] = Field(default_factory=list, max_length=100, description="Ids of images unlike them.")
+    positive: list[Id] = Field(min_length=1, max_length=100, description="Ids of images like the ones wanted.")
+    negative: list[Id] = Field(default_factory=list, max_length=100, description="Ids of images unlike them.")
     k: int = Field(10, ge=1, le=1000)
 
 
