@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-# The catalogue, Qdrant and FAISS store integers as int64: a larger value cannot name anything, and would fail deep
-# in a driver (OverflowError). One type for every id in a path, a query or a body: out of range is a 422.
-MAX_ID = 2**63 - 1
+# One type for every id in a path, a query or a body: a value no row can have is a 422, never an overflow deep in a
+# driver (a 500). The catalogue's id columns are INTEGER: 32 bits on PostgreSQL ("integer out of range" past it),
+# 64 on SQLite (OverflowError past it); the bound is the smaller. The stores' other integers (cluster numbers,
+# duplicate groups) are int64 in Qdrant.
+MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Int64 = Annotated[int, Field(ge=-(2**63), le=MAX_ID)]  # other stored integers (cluster numbers)
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class ErrorDetail(BaseModel):

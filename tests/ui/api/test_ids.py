@@ -76,8 +76,11 @@ def test_every_integer_input_of_every_route_refuses_values_past_int64(client):
                                  "/v1/images/{}/neighbours", "/v1/images/{}/neighbours/filtered", "/v1/runs/{}",
                                  "/v1/jobs/{}"])
 def test_the_largest_id_is_a_plain_not_found(client, url):
-    error_of(client.get(url.format(2**63 - 1)), 404, "not_found")
-    error_of(client.get(url.format(0)), 422, "invalid_request")  # ids start at 1
+    from imgsearch.ui.api.schemas import MAX_ID
+
+    error_of(client.get(url.format(MAX_ID)), 404, "not_found")
+    for beyond in (MAX_ID + 1, 2**63 - 1, 0):  # ids start at 1
+        error_of(client.get(url.format(beyond)), 422, "invalid_request")
 
 
 def test_large_filter_values_within_int64_are_searched(client):
