@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +125,16 @@ class Worker:
         max_attempts: int = jobs.DEFAULT_MAX_ATTEMPTS,
         inbox_settle_s: float = INBOX_SETTLE_S,
         worker_id: str | None = None,
+        confine_to: Sequence[Path] | None = None,
     ):
+        """`confine_to`: the folders inbox jobs must really lie in (the application's allowed roots; by default the
+        inbox itself). A sub-folder linked out of them is not queued, and a file linked out of them is skipped."""
         self.Session = Session
         self.handlers = dict(handlers)
         self.inbox = Path(inbox).expanduser().resolve() if inbox else None
+        roots = confine_to if confine_to is not None else [self.inbox] if self.inbox else []
+        self.confine_to = [Path(r).expanduser().resolve() for r in roots]
+        self._refused: set[Path] = set()  # inbox sub-folders linked out of confine_to, said once
         self.poll_s = poll_s
         self.on_stop = on_stop
         self.heartbeat = heartbeat
@@ -167,13 +173,25 @@ class Worker:
             known = {j.folder for j in jobs.list_jobs(s)}
         now = time.monotonic()
         ready = [d for d in sorted(self.inbox.iterdir()) if d.is_dir() and str(d) not in known
-                 and not d.name.startswith(".") and self._settled(d, now)]
+                 and not d.name.startswith(".") and self._confined(d) and self._settled(d, now)]
+        options = {"labels_from_folders": True, "confine_to": [str(r) for r in self.confine_to]}
         queued = 0
         for d in ready:
             self._settling.pop(d, None)
             with self.Session.begin() as s:  # another worker watching the same inbox may have queued it first
-                queued += jobs.enqueue_once(s, str(d), {"labels_from_folders": True}) is not None
+                queued += jobs.enqueue_once(s, str(d), options) is not None
         return queued
+
+    def _confined(self, folder: Path) -> bool:
+        """Whether `folder` really lies in confine_to (a linked sub-folder may point anywhere)."""
+        target = folder.resolve()
+        if any(target == root or target.is_relative_to(root) for root in self.confine_to):
+            return True
+        if folder not in self._refused:
+            self._refused.add(folder)
+            log.warning("inbox: %s links to %s, outside the allowed folders (%s); not queued", folder, target,
+                        ", ".join(map(str, self.confine_to)))
+        return False
 
     def run_one(self) -> bool:
         """Claim and run one job; False when no job is due."""

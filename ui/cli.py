@@ -428,12 +428,19 @@ def worker_cmd(
     """Run queued jobs (ingest, train) until SIGTERM/SIGINT (the batch in hand is finished first)."""
     from imgsearch.ingest.heartbeat import Heartbeat
     from imgsearch.ingest.worker import Worker
-    from imgsearch.ui.jobs import job_handlers
+    from imgsearch.ui.jobs import inbox_confinement, job_handlers
+    from imgsearch.ui.web.inputs import FolderRejected
 
     ctx = _context("worker", data_dir=data_dir)
+    try:
+        confine_to = inbox_confinement(ctx.settings, inbox) if inbox else None
+    except FolderRejected as exc:
+        ctx.close()
+        _fail(f"--inbox: {exc}")
     worker = Worker(ctx.Session, job_handlers(ctx), inbox=inbox, poll_s=poll, on_stop=ctx.close,
                     heartbeat=Heartbeat(ctx.settings.data_dir, "worker"), lease_s=ctx.settings.lease_s,
-                    max_attempts=ctx.settings.job_max_attempts, inbox_settle_s=ctx.settings.inbox_settle_s)
+                    max_attempts=ctx.settings.job_max_attempts, inbox_settle_s=ctx.settings.inbox_settle_s,
+                    confine_to=confine_to)
     worker.install_signal_handlers()
     worker.run(once=once)
 

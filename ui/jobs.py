@@ -8,7 +8,20 @@ from pathlib import Path
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ingest.worker import JobHandler, JobRequest, JobResult, ProgressFn
 from imgsearch.ui.context import Context
+from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import IngestIncomplete, run_training
+from imgsearch.ui.web import inputs
+
+
+def inbox_confinement(settings: Settings, inbox: Path) -> list[Path]:
+    """The folders `worker --inbox` jobs are confined to: the allowed roots, as the app's and the API's ingests are.
+
+    inputs.FolderRejected, whose message says what to set, when the inbox itself is not an existing folder inside
+    them (its images could be neither ingested nor served).
+    """
+    roots = inputs.allowed_roots(settings.allowed_roots, settings.data_dir, settings.dataset_dir)
+    inputs.validate_folder(str(inbox), roots)
+    return roots
 
 
 def job_handlers(ctx: Context) -> dict[str, JobHandler]:

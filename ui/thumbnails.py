@@ -1,4 +1,7 @@
-"""JPEG thumbnails of catalogued files, for the app and the HTTP API (each caches them its own way)."""
+"""JPEG thumbnails of catalogued files, for the app and the HTTP API (each caches them its own way).
+
+Made from bytes that ui/image_files.py checked, never from a path: a thumbnail shows the file as catalogued.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,11 @@ from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
 THUMB_SIZE = (256, 256)
 
 
-def thumbnail_jpeg(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
-    """JPEG bytes of a ≤256 px thumbnail of the file at `path`; None when it is missing or cannot be decoded."""
+def thumbnail_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
+    """JPEG bytes of a ≤256 px thumbnail of the image `data`; None when it cannot be decoded."""
     try:
-        with open(path, "rb") as f:
-            img = load_rgb(f.read(), max_pixels)
-    except (OSError, ImageRejected):
+        img = load_rgb(data, max_pixels)
+    except ImageRejected:
         return None
     img.thumbnail(THUMB_SIZE)
     out = io.BytesIO()

@@ -12,7 +12,7 @@ from imgsearch.db.models import RUN_KINDS, Run
 from imgsearch.search.payload import list_filter_columns
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError, not_found
-from imgsearch.ui.api.schemas import ClusterRow, LabelCount, RunInfo, Stats
+from imgsearch.ui.api.schemas import ClusterRow, Id, LabelCount, RunInfo, Stats
 from imgsearch.ui.api.state import ApiState
 
 router = APIRouter(tags=["collection"])
@@ -37,7 +37,7 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunInfo, summary="One run with its metrics")
-def get_run(state: State, run_id: int) -> RunInfo:
+def get_run(state: State, run_id: Id) -> RunInfo:
     with state.Session() as s:
         run = s.get(Run, run_id)
         if run is None:

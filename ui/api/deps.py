@@ -13,7 +13,7 @@ from imgsearch.db import repository as repo
 from imgsearch.search.payload import FILTER_FIELDS, Filter, PayloadField
 from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
-from imgsearch.ui.api.schemas import SearchHit, SearchResults
+from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults
 from imgsearch.ui.api.security import decode_upload
 from imgsearch.ui.api.state import ApiState
 
@@ -91,12 +91,14 @@ def _param_name(f: PayloadField) -> str:
 
 
 def _annotation(f: PayloadField):
+    # An integer field holds what the stores hold (int64): a value past it is a 422, not an overflow in a store.
+    value_type = Int64 if f.python_type is int else f.python_type
     if f.match == "min":
         low, high = f.bounds or (None, None)
-        return Annotated[f.python_type | None, Query(alias=_param_name(f), ge=low, le=high,
-                                                     description=f"Only images whose {f.noun} is at least this.")]
-    return Annotated[list[f.python_type] | None, Query(alias=_param_name(f),
-                                                       description=f"Only this {f.noun} (repeatable).")]
+        return Annotated[value_type | None, Query(alias=_param_name(f), ge=low, le=high,
+                                                  description=f"Only images whose {f.noun} is at least this.")]
+    return Annotated[list[value_type] | None, Query(alias=_param_name(f),
+                                                    description=f"Only this {f.noun} (repeatable).")]
 
 
 def _filter_from_params(**values: Any) -> Filter:

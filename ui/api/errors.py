@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -80,7 +81,30 @@ def known_error(exc: Exception) -> tuple[int, str, str] | None:
         return 503, "database_schema", str(exc)
     if isinstance(exc, OperationalError):
         return 503, "database_unavailable", "The catalogue database cannot be reached."
+    server = unreachable_qdrant(exc)
+    if server is not None:
+        return 503, "store_unreachable", (f"The Qdrant server at {server} cannot be reached; check that it is running "
+                                          "and that IMGSEARCH_QDRANT_URL names it.")
     return None
+
+
+def unreachable_qdrant(exc: BaseException) -> str | None:
+    """The Qdrant server's address when `exc` is qdrant-client failing to reach it (refused, timed out, name
+    unknown); None for anything else. qdrant-client is only looked at if it was imported: it takes a second to
+    import, and an error from it means it was."""
+    import httpx
+
+    client_errors = sys.modules.get("qdrant_client.http.exceptions")
+    if client_errors is None or not isinstance(exc, client_errors.ResponseHandlingException):
+        return None
+    source = getattr(exc, "source", None)
+    if not isinstance(source, httpx.TransportError):
+        return None
+    try:
+        url = source.request.url
+    except RuntimeError:  # an error raised before its request was attached
+        return "IMGSEARCH_QDRANT_URL"
+    return f"{url.scheme}://{url.netloc.decode()}"
 
 
 def _known_classes() -> tuple[type[Exception], ...]:
@@ -119,19 +143,49 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message, details=details)
 
     async def _known_error(request: Request, exc: Exception) -> JSONResponse:
-        known = known_error(exc)
-        if known is None:  # a DatabaseError that is not a damaged file or an unreachable database
-            return await _unexpected(request, exc)
-        status, code, message = known
-        log.warning("%s %s: %s: %s", request.method, request.url.path, code, exc)
-        return error_response(status, code, message)
+        return failure_response(request.method, request.url.path, exc)
 
-    # Handlers per class run inside the app (ExceptionMiddleware); the one for Exception runs in Starlette's
-    # outermost middleware, which answers and then re-raises for the server to log.
+    # Handlers per class run inside the app (ExceptionMiddleware). Anything else is answered by AnswerErrors, just
+    # outside it; the handler for Exception, in Starlette's outermost middleware, is left for errors in the
+    # middleware itself (it answers, then re-raises for the server to log).
     for cls in _known_classes():
         app.add_exception_handler(cls, _known_error)
+    app.add_exception_handler(Exception, _known_error)
+    app.add_middleware(AnswerErrors)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "Internal server error; the server log has the details.")
+
+def failure_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """The answer to an exception no handler took: its known status (503 ...) or a 500 that hides the details."""
+    known = known_error(exc)
+    if known is not None:
+        log.warning("%s %s: %s: %s", method, path, known[1], exc)
+        return error_response(*known)
+    log.exception("unhandled error in %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal_error", "Internal server error; the server log has the details.")
+
+
+class AnswerErrors:
+    """Answer an exception no handler took here, inside the app. Starlette's outermost handler (for Exception)
+    answers too, but then re-raises for the server to log, and the server closes the client's keep-alive
+    connection. Also the one place for errors that have no class of their own to register (qdrant-client's)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:
+            if started:  # part of a response is out: only closing the connection can tell the client
+                raise
+            response = failure_response(scope.get("method", ""), scope.get("path", ""), exc)
+            await response(scope, receive, send)

@@ -11,7 +11,7 @@ from imgsearch.db import jobs
 from imgsearch.db.models import JOB_STATUSES, Job
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError, not_found
-from imgsearch.ui.api.schemas import IngestRequest, JobInfo, TrainRequest
+from imgsearch.ui.api.schemas import Id, IngestRequest, JobInfo, TrainRequest
 from imgsearch.ui.api.state import ApiState
 from imgsearch.ui.web import inputs
 
@@ -59,7 +59,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobInfo, summary="One job")
-def get_job(state: State, job_id: int) -> JobInfo:
+def get_job(state: State, job_id: Id) -> JobInfo:
     with state.Session() as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -68,7 +68,7 @@ def get_job(state: State, job_id: int) -> JobInfo:
 
 
 @router.post("/{job_id}/cancel", response_model=JobInfo, summary="Cancel a job no worker has claimed yet")
-def cancel(state: State, job_id: int) -> JobInfo:
+def cancel(state: State, job_id: Id) -> JobInfo:
     with state.Session.begin() as session:
         job = session.get(Job, job_id)
         if job is None:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+
+# One type for every id in a path, a query or a body: a value no row can have is a 422, never an overflow deep in a
+# driver (a 500). The catalogue's id columns are INTEGER: 32 bits on PostgreSQL ("integer out of range" past it),
+# 64 on SQLite (OverflowError past it); the bound is the smaller. The stores' other integers (cluster numbers,
+# duplicate groups) are int64 in Qdrant.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class ErrorDetail(BaseModel):
@@ -83,8 +91,8 @@ class ImageInfo(BaseModel):
 
 
 class RecommendRequest(BaseModel):
-    positive: list[int] = Field(min_length=1, max_length=100, description="Ids of images like the ones wanted.")
-    negative: list[int] = Field(default_factory=list, max_length=100, description="Ids of images unlike them.")
+    positive: list[Id] = Field(min_length=1, max_length=100, description="Ids of images like the ones wanted.")
+    negative: list[Id] = Field(default_factory=list, max_length=100, description="Ids of images unlike them.")
     k: int = Field(10, ge=1, le=1000)
 
 

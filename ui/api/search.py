@@ -13,7 +13,7 @@ from imgsearch.search.service import Ranking
 from imgsearch.ui.api import deps
 from imgsearch.ui.api.deps import K_DEFAULT, KParam, OffsetParam, get_state
 from imgsearch.ui.api.errors import ApiError, not_found
-from imgsearch.ui.api.schemas import RecommendRequest, SearchResults
+from imgsearch.ui.api.schemas import Id, RecommendRequest, SearchResults
 from imgsearch.ui.api.security import read_upload
 from imgsearch.ui.api.state import ApiState
 
@@ -74,14 +74,14 @@ async def search_upload_filtered(state: State, file: Upload, flt: FilterDep, k: 
 
 @router.get("/images/{image_id}/neighbours", response_model=SearchResults,
             summary="Neighbours of a catalogued image (FAISS), itself left out")
-def search_image(state: State, image_id: int, k: KParam = K_DEFAULT, offset: OffsetParam = 0,
+def search_image(state: State, image_id: Id, k: KParam = K_DEFAULT, offset: OffsetParam = 0,
                  class_aware: ClassAware = False, collapse_duplicates: Collapse = False) -> SearchResults:
     return _neighbours(state, None, image_id, k, offset, class_aware, collapse_duplicates)
 
 
 @router.get("/images/{image_id}/neighbours/filtered", response_model=SearchResults,
             summary="Neighbours of a catalogued image among those matching the filters (Qdrant)")
-def search_image_filtered(state: State, image_id: int, flt: FilterDep, k: KParam = K_DEFAULT,
+def search_image_filtered(state: State, image_id: Id, flt: FilterDep, k: KParam = K_DEFAULT,
                           offset: OffsetParam = 0) -> SearchResults:
     return _filtered(state, None, image_id, k, offset, flt)
 

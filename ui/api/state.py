@@ -13,6 +13,7 @@ from imgsearch.search.service import SearchService
 from imgsearch.search.stores import Stores
 from imgsearch.ui.api.security import MAX_UPLOAD_BYTES
 from imgsearch.ui.context import Context
+from imgsearch.ui.image_files import readable_roots
 from imgsearch.ui.settings import Settings
 
 
@@ -28,6 +29,7 @@ class ApiState:
         self._lock = threading.RLock()
         self._service: SearchService | None = None
         self._trained: tuple[int | None, TrainedModels | None] | None = None
+        self.read_roots = tuple(readable_roots(settings))  # where catalogued files may be served from
 
     @property
     def Session(self) -> sessionmaker[Session]:

@@ -2,15 +2,18 @@
 the Image page (/image?id=N) for a link of its own.
 
 The image is always looked up by its catalogue id; the file shown is the catalogue's path for that id, never a
-path that came with the request.
+path that came with the request, and only while it still holds the catalogued bytes (ui/image_files.py).
 """
 
 from __future__ import annotations
+
+import io
 
 import streamlit as st
 from PIL import Image
 
 from imgsearch.db import repository as repo
+from imgsearch.ui.image_files import FileUnavailable, read_catalogued, readable_roots
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views
 
@@ -41,7 +44,7 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
         return
     left, right = st.columns([3, 2])
     with left:
-        _original(row)
+        _original(row, readable_roots(state.settings))
     with right:
         st.markdown(f"**{views.display_label(row.label)}** · `{row.file_name}`")
         names = resources.cluster_names(state.key, state.version)
@@ -58,11 +61,14 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
         st.link_button("Open on its own page", f"/image?id={image_id}", width="stretch")
 
 
-def _original(row) -> None:
+def _original(row, roots) -> None:
+    try:  # the bytes of the file as catalogued, or nothing (a link pointed elsewhere since: ui/image_files.py)
+        raw = read_catalogued(row.path, row.content_hash, roots, row.size_bytes)
+    except FileUnavailable as exc:
+        st.warning(f"The image file {row.path} {exc.message}.")
+        return
     try:
-        with open(row.path, "rb") as f:
-            raw = f.read()
-        image = Image.open(row.path)
+        image = Image.open(io.BytesIO(raw))
         size = image.size
     except (OSError, Image.DecompressionBombError) as exc:
         st.warning(f"The image file cannot be read: {row.path} ({exc})")

@@ -63,10 +63,14 @@ def validate_folder(text: str, roots: Sequence[Path]) -> Path:
             f"{resolved} is outside the folders the app may ingest from: {listed}. "
             "Set IMGSEARCH_ALLOWED_ROOTS to allow more."
         )
-    if not resolved.exists():
-        raise FolderRejected(f"{resolved} does not exist.")
-    if not resolved.is_dir():
-        raise FolderRejected(f"{resolved} is not a directory.")
+    try:
+        if not resolved.exists():
+            raise FolderRejected(f"{resolved} does not exist.")
+        if not resolved.is_dir():
+            raise FolderRejected(f"{resolved} is not a directory.")
+    except OSError as exc:  # a name the OS refuses (ENAMETOOLONG), a folder it cannot look into (EACCES)
+        shown = text if len(text) <= 120 else f"{text[:117]}..."
+        raise FolderRejected(f"Cannot use {shown!r}: {exc.strerror or exc}.") from exc
     if not os.access(resolved, os.R_OK | os.X_OK):
         raise FolderRejected(f"{resolved} is not readable by the app.")
     return resolved

@@ -13,9 +13,10 @@ import base64
 import hashlib
 import io
 import logging
-import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -23,10 +24,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from imgsearch.db import collection as data
+from imgsearch.db import repository as repo
 from imgsearch.models.trained import TrainedModels
 from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
 from imgsearch.ui.context import Context
+from imgsearch.ui.image_files import FileUnavailable, read_catalogued, readable_roots, signature
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.thumbnails import THUMB_SIZE, thumbnail_jpeg
 
@@ -49,6 +52,16 @@ class AppState:
 
 def settings_key(settings: Settings) -> str:
     return settings.model_dump_json()
+
+
+# The session's settings key, recorded by load_state at the start of each page run: thumbnails, drawn after it, need
+# the catalogue and the readable folders of those settings, and building Settings again takes milliseconds each.
+PAGE_KEY = "_settings_key"
+
+
+def _page_key() -> str:
+    key = st.session_state.get(PAGE_KEY)
+    return key if key is not None else settings_key(Settings())
 
 
 @st.cache_resource(show_spinner=False)
@@ -122,6 +135,7 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
     except ValidationError as exc:
         _stop_with("error", f"The IMGSEARCH_* settings are invalid:\n\n```\n{exc}\n```")
     key = settings_key(settings)
+    st.session_state[PAGE_KEY] = key
     try:
         ctx = context(key)
         with ctx.Session() as s:
@@ -222,28 +236,43 @@ def digest(data_: bytes) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _thumbnail(path: str, mtime_ns: int) -> bytes | None:
-    return thumbnail_jpeg(path)
+def _thumbnail(key: str, path: str, identity: tuple) -> bytes | None:
+    """Made from the file's checked bytes (image_files.read_catalogued), cached by the file's identity: a cached
+    thumbnail is one of the catalogued content. A failed check raises FileUnavailable, which is not cached."""
+    with context(key).Session() as s:
+        row = repo.image_by_path(s, path)
+        if row is None:
+            raise FileUnavailable("file_missing", "is not in the catalogue")
+        expected = row.content_hash, row.size_bytes
+    return thumbnail_jpeg(read_catalogued(path, expected[0], _read_roots(key), expected[1]))
+
+
+@lru_cache(maxsize=8)
+def _read_roots(key: str) -> tuple[Path, ...]:
+    return tuple(readable_roots(Settings.model_validate_json(key)))
 
 
 def thumbnail(path: str, boxed: bool = False) -> bytes | None:
-    """JPEG bytes of a ≤256 px thumbnail, cached by path and mtime; None when the file is missing or unreadable.
+    """JPEG bytes of a ≤256 px thumbnail of a catalogued file; None when the file is missing, unreadable or no longer
+    what was catalogued (a link pointed elsewhere, an edit: see ui/image_files.py).
 
     boxed: centred on a 256 px square, so every card of a grid has a thumbnail of the same height.
     """
+    key = _page_key()
     try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
+        identity = signature(path, _read_roots(key))
+        return _boxed(key, path, identity) if boxed else _thumbnail(key, path, identity)
+    except FileUnavailable as exc:
+        log.info("no thumbnail: %s %s", path, exc.message)
         return None
-    return _boxed(path, mtime) if boxed else _thumbnail(path, mtime)
 
 
 BOX_BACKGROUND = (240, 242, 246)  # Streamlit's light theme's secondary background: the box reads as a frame
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _boxed(path: str, mtime_ns: int) -> bytes | None:
-    raw = _thumbnail(path, mtime_ns)
+def _boxed(key: str, path: str, identity: tuple) -> bytes | None:
+    raw = _thumbnail(key, path, identity)
     if raw is None:
         return None
     thumb = Image.open(io.BytesIO(raw))
@@ -286,7 +315,6 @@ def cluster_names(key: str, version: tuple) -> dict[str, dict[int, str]]:
 @st.cache_data(show_spinner="Loading the feature map…", max_entries=4)
 def map_points(key: str, version: tuple):
     """(frame of views.map_frame, the stored map) of the current training run, or None when it has no map."""
-    from imgsearch.db import repository as repo
     from imgsearch.ui import embedding_maps
     from imgsearch.ui.web.views import map_frame
 
