@@ -376,6 +376,12 @@ def list_runs(session: Session, kind: str | None = None, limit: int | None = Non
     return list(session.scalars(query))
 
 
+def ingest_folders(session: Session) -> list[str]:
+    """Every folder an ingest run was asked to read, as recorded (the operator's own, or inside the allowed roots)."""
+    query = select(Run.dataset_path).where(Run.kind == "ingest", Run.dataset_path.is_not(None)).distinct()
+    return sorted(session.scalars(query))
+
+
 def current_model_run(session: Session, backbone: str, weights_sha256: str) -> Run | None:
     """The newest training run that finished for this backbone: its models are the current ones.
 

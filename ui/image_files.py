@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from imgsearch.db import repository as repo
 from imgsearch.ui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,10 +35,15 @@ class FileUnavailable(Exception):
         self.message = message
 
 
-def readable_roots(settings: Settings) -> list[Path]:
-    """Folders catalogued files are read from: the allowed ingest roots (IMGSEARCH_ALLOWED_ROOTS), the data dir and
-    the dataset folder, resolved."""
-    roots = [*settings.allowed_roots, settings.data_dir, settings.dataset_dir]
+def readable_roots(settings: Settings, Session: sessionmaker[Session] | None = None) -> list[Path]:
+    """Folders catalogued files are read from, resolved: the allowed ingest roots (IMGSEARCH_ALLOWED_ROOTS), the data
+    dir, the dataset folder and, given the catalogue, every folder an ingest run read. The last are the operator's
+    (`imgsearch ingest ~/Pictures` from the command line) or lie inside the allowed roots (the app's and the API's
+    ingests are confined to them): without them, a library ingested from the command line could not be shown."""
+    roots: list[Path | str | None] = [*settings.allowed_roots, settings.data_dir, settings.dataset_dir]
+    if Session is not None:
+        with Session() as s:
+            roots += repo.ingest_folders(s)
     return list(dict.fromkeys(Path(r).expanduser().resolve() for r in roots if r is not None))
 
 

@@ -4,6 +4,8 @@ models of the current run, each loaded once, under a lock, and the models reload
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +17,8 @@ from imgsearch.ui.api.security import MAX_UPLOAD_BYTES
 from imgsearch.ui.context import Context
 from imgsearch.ui.image_files import readable_roots
 from imgsearch.ui.settings import Settings
+
+ROOTS_TTL_S = 5.0
 
 
 class ApiState:
@@ -29,7 +33,16 @@ class ApiState:
         self._lock = threading.RLock()
         self._service: SearchService | None = None
         self._trained: tuple[int | None, TrainedModels | None] | None = None
-        self.read_roots = tuple(readable_roots(settings))  # where catalogued files may be served from
+        self._roots: tuple[float, tuple[Path, ...]] | None = None
+
+    @property
+    def read_roots(self) -> tuple[Path, ...]:
+        """Where catalogued files may be served from (image_files.readable_roots), read again every few seconds: an
+        ingest from the command line adds its folder while the server runs."""
+        now = time.monotonic()
+        if self._roots is None or now - self._roots[0] > ROOTS_TTL_S:
+            self._roots = now, tuple(readable_roots(self.settings, self.Session))
+        return self._roots[1]
 
     @property
     def Session(self) -> sessionmaker[Session]:

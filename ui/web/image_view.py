@@ -44,7 +44,7 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
         return
     left, right = st.columns([3, 2])
     with left:
-        _original(row, readable_roots(state.settings))
+        _original(row, readable_roots(state.settings, state.ctx.Session))
     with right:
         st.markdown(f"**{views.display_label(row.label)}** · `{row.file_name}`")
         names = resources.cluster_names(state.key, state.version)

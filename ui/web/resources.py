@@ -247,9 +247,14 @@ def _thumbnail(key: str, path: str, identity: tuple) -> bytes | None:
     return thumbnail_jpeg(read_catalogued(path, expected[0], _read_roots(key), expected[1]))
 
 
-@lru_cache(maxsize=8)
 def _read_roots(key: str) -> tuple[Path, ...]:
-    return tuple(readable_roots(Settings.model_validate_json(key)))
+    # Read again every few seconds: an ingest from the command line adds its folder while the app runs.
+    return _roots_at(key, int(time.monotonic() // 5))
+
+
+@lru_cache(maxsize=8)
+def _roots_at(key: str, _period: int) -> tuple[Path, ...]:
+    return tuple(readable_roots(Settings.model_validate_json(key), context(key).Session))
 
 
 def thumbnail(path: str, boxed: bool = False) -> bytes | None:
