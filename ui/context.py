@@ -43,6 +43,42 @@ def default_workers(settings: Settings) -> int:
     return max(1, min(4, cores // 2))
 
 
+class QdrantUnreachableError(RuntimeError):
+    """The Qdrant server of IMGSEARCH_QDRANT_URL does not answer: one line saying what to do."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"The Qdrant server IMGSEARCH_QDRANT_URL={url} cannot be reached ({reason}): start it, or "
+                         "point IMGSEARCH_QDRANT_URL at a running one (unset, the embedded store is used), and run "
+                         "the command again.")
+
+
+QDRANT_DEFAULT_PORT = 6333  # qdrant-client's, for a URL without one
+QDRANT_CONNECT_TIMEOUT_S = 3.0
+
+
+def check_qdrant(url: str | None, timeout_s: float = QDRANT_CONNECT_TIMEOUT_S) -> None:
+    """QdrantUnreachableError unless something listens at the Qdrant server `url` (None or ":memory:": no server).
+
+    A TCP connection only, before the client is made: qdrant-client would report a closed port as three chained
+    tracebacks, and only once the command had loaded everything else.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if url is None or url == ":memory:":
+        return
+    parts = urlsplit(f"//{url}" if url.startswith("localhost") else url)
+    port = parts.port or QDRANT_DEFAULT_PORT
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except socket.gaierror as exc:
+        raise QdrantUnreachableError(url, f"host {parts.hostname!r} not found: {exc.strerror or exc}") from None
+    except TimeoutError:
+        raise QdrantUnreachableError(url, f"no answer within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise QdrantUnreachableError(url, exc.strerror or str(exc)) from None
+
+
 class StoreMissingError(RuntimeError):
     """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
     round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
@@ -83,6 +119,7 @@ class Context:
     @cached_property
     def stores(self) -> Stores:
         s = self.settings
+        check_qdrant(s.qdrant_url)
         return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
                            s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
                            qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
