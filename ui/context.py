@@ -79,6 +79,11 @@ def check_qdrant(url: str | None, timeout_s: float = QDRANT_CONNECT_TIMEOUT_S) -
         raise QdrantUnreachableError(url, exc.strerror or str(exc)) from None
 
 
+# Roles (commands) that read the stores or remove from them: they open an existing store on a disk too full to
+# grow it (search/stores.py LIGHT_MARGIN_BYTES), and any write they make checks its room first.
+LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "duplicates", "app", "api"})
+
+
 class StoreMissingError(RuntimeError):
     """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
     round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
@@ -123,7 +128,7 @@ class Context:
         return open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
                            s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
                            qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
-                           edge_owner_idle_s=s.qdrant_edge_owner_idle_s)
+                           edge_owner_idle_s=s.qdrant_edge_owner_idle_s, light=self.role in LIGHT_ROLES)
 
     def require_intact(self) -> None:
         """StoreMissingError when a store is empty but this backbone has indexed images in the catalogue, or
