@@ -338,7 +338,7 @@ def metrics_cmd(
     from imgsearch.ui.report import runs_table
 
     settings = _settings(data_dir=data_dir)
-    Session = open_database(settings)
+    Session = open_database(settings, read_only_ok=True)
     with Session() as s:
         runs = repo.list_runs(s, limit=limit)
         metrics = {r.id: repo.run_metrics(s, r.id) for r in runs}
@@ -542,6 +542,29 @@ def _unreachable_catalogue(exc: BaseException) -> str | None:
     return str(DatabaseUnavailableError(url, getattr(exc, "orig", exc)))
 
 
+def _read_only(exc: BaseException) -> str | None:
+    """The message for a write refused because a folder is read-only (a read-only mount, another user's folder)."""
+    import errno
+
+    from imgsearch.db.session import ReadOnlyDatabaseError, read_only_sqlite, sqlite_error_name
+
+    if isinstance(exc, ReadOnlyDatabaseError):
+        return str(exc)
+    try:
+        settings = Settings()
+    except Exception:  # invalid settings: the message can still say what happened
+        settings = None
+    if sqlite_error_name(exc).startswith("SQLITE_READONLY"):
+        path = read_only_sqlite(settings.db_url) if settings is not None else None
+        return str(ReadOnlyDatabaseError(path or "imgsearch.db", "so this command, which writes, cannot run"))
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
+        where = f" (the data directory is {settings.data_dir})" if settings is not None else ""
+        return (f"cannot write {exc.filename}: {exc.strerror}{where}. Make that folder writable, or copy the data "
+                "directory somewhere writable and point IMGSEARCH_DATA_DIR there; `imgsearch metrics` and other "
+                "commands that only read the catalogue work on a read-only one.")
+    return None
+
+
 def _lost_qdrant(exc: BaseException) -> str | None:
     """The message for a Qdrant server that stopped answering in the middle of a command."""
     from imgsearch.ui.context import QdrantUnreachableError
@@ -564,7 +587,7 @@ def run() -> None:
         _say_interrupted(exc)
         sys.exit(130)
     except Exception as exc:
-        damaged = _damaged_catalogue(exc) or _unreachable_catalogue(exc) or _lost_qdrant(exc)
+        damaged = _damaged_catalogue(exc) or _unreachable_catalogue(exc) or _lost_qdrant(exc) or _read_only(exc)
         if damaged is not None:
             console.print(f"[bold red]error:[/] {damaged}", highlight=False, soft_wrap=True)
             sys.exit(2)

@@ -23,10 +23,15 @@ from imgsearch.ui.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings) -> sessionmaker[Session]:
-    from imgsearch.db.session import init_db, make_engine, session_factory
+def open_database(settings: Settings, read_only_ok: bool = False) -> sessionmaker[Session]:
+    """Sessions on the catalogue, migrated to the newest schema. An SQLite catalogue in a folder this process
+    cannot write is ReadOnlyDatabaseError, or with `read_only_ok` (commands that only read) opened read-only."""
+    from imgsearch.db.session import ReadOnlyDatabaseError, init_db, make_engine, read_only_sqlite, session_factory
 
-    engine = make_engine(settings.db_url)
+    read_only = read_only_sqlite(settings.db_url)
+    if read_only is not None and not read_only_ok:
+        raise ReadOnlyDatabaseError(read_only)
+    engine = make_engine(settings.db_url, read_only=read_only is not None)
     init_db(engine)
     return session_factory(engine)
 
@@ -84,6 +89,10 @@ def check_qdrant(url: str | None, timeout_s: float = QDRANT_CONNECT_TIMEOUT_S) -
 LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "duplicates", "app", "api"})
 
 
+# Roles that only read the catalogue: they open it read-only where its folder cannot be written.
+READ_ONLY_ROLES = frozenset({"search", "export", "doctor", "app", "api"})
+
+
 class StoreMissingError(RuntimeError):
     """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
     round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
@@ -97,7 +106,7 @@ class Context:
 
     @cached_property
     def Session(self) -> sessionmaker[Session]:
-        return open_database(self.settings)
+        return open_database(self.settings, read_only_ok=self.role in READ_ONLY_ROLES)
 
     @property
     def backbone(self) -> Backbone:
