@@ -150,7 +150,12 @@ def ingest_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Add a folder of images to the catalogue, Qdrant and the FAISS mirror (only what is new is embedded)."""
+    from imgsearch.ingest.scan import printable
+
     folder = folder.expanduser().resolve()
+    if printable(folder) != str(folder):
+        _fail(f"the folder name {printable(folder)} is not valid UTF-8, and the catalogue keeps paths as text: "
+              "rename it (e.g. `convmv -f latin1 -t utf8 --notest FOLDER`) and ingest again")
     if queue:
         job_id = _enqueue(data_dir, str(folder), {"labels_from_folders": labels_from_folders})
         console.print(f"queued job {job_id} for {folder}; `imgsearch worker` will ingest it")

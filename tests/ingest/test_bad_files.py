@@ -119,3 +119,15 @@ def test_a_large_image_is_hashed_without_being_held_whole(tiny_dataset):
     found = json.loads(out.stdout)
     assert found["n"] == 18
     assert found["grew_kib"] < 20 * 1024, found
+
+
+def test_ingesting_a_folder_whose_own_name_is_not_utf8_is_one_line(tmp_path, capsys, monkeypatch):
+    from tests.conftest import run_cli
+
+    folder = _bytes_path(tmp_path, b"caf\xe9")
+    os.mkdir(folder)
+    make_image(np.random.default_rng(0), (10, 10, 200), "h").save(tmp_path / "x.jpg")
+    shutil.move(tmp_path / "x.jpg", os.path.join(folder, b"x.jpg"))
+    for queue in ([], ["--queue"]):
+        code, out = run_cli(["ingest", os.fsdecode(folder), *queue], tmp_path / "data", capsys, monkeypatch)
+        assert code == 2 and "UTF-8" in out and "Traceback" not in out, out
