@@ -313,7 +313,8 @@ def settings_problem(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error.get("loc") else ""
-        name = f"IMGSEARCH_{field.upper()}" if field else "settings"
+        name = f"IMGSEARCH_{field.upper()}"
         message = str(error.get("msg", "")).removeprefix("Value error, ")
-        parts.append(message if name in message else f"{name}: {message}")
+        # The setting may have come from a command-line option as well as from the variable: both are named.
+        parts.append(message if name in message or not field else f"setting {field} ({name}): {message}")
     return "; ".join(parts) + " (check your IMGSEARCH_* settings or .env)"
