@@ -187,8 +187,10 @@ class Settings(BaseSettings):
     @field_validator("api_key", "qdrant_api_key")
     @classmethod
     def _header_safe(cls, key: str | None, info: ValidationInfo) -> str | None:
+        if not key:  # unset, or set empty (docker compose's ${IMGSEARCH_API_KEY:-}): no key
+            return None
         # Sent in an HTTP header, which carries printable ASCII only: any other key could never match.
-        if key is not None and not (key.isascii() and key.isprintable() and key.strip() == key and key):
+        if not (key.isascii() and key.isprintable() and key.strip() == key):
             raise ValueError(f"IMGSEARCH_{info.field_name.upper()} holds characters an HTTP header cannot carry "
                              "(non-ASCII, control characters or surrounding spaces), so no client could send it: "
                              "use printable ASCII, e.g. the output of `openssl rand -hex 32`")

@@ -75,6 +75,7 @@ def test_good_urls_are_accepted(tmp_path):
     assert Settings(database_url="postgresql+psycopg://u:p@[::1]:5432/db").database_url
     assert Settings(allowed_roots=[tmp_path]).allowed_roots == [tmp_path]
     assert Settings(api_key="s3cr3t-key_ASCII.only").api_key
+    assert Settings(api_key="").api_key is None  # docker compose passes an unset key as ""
 
 
 def test_allowed_roots_from_the_environment_is_a_json_list(tmp_path, monkeypatch):
