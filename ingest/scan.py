@@ -81,11 +81,8 @@ def printable(path: Path | str) -> str:
 
 
 def _utf8(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:  # Python keeps undecodable bytes of file names as lone surrogates
-        return False
-    return True
+    # Python keeps the bytes of a name that are not UTF-8 as lone surrogates, which no UTF-8 text can hold.
+    return printable(path) == str(path)
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:

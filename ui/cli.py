@@ -562,11 +562,14 @@ def _read_only(exc: BaseException) -> str | None:
     if sqlite_error_name(exc).startswith("SQLITE_READONLY"):
         path = read_only_sqlite(settings.db_url) if settings is not None else None
         return str(ReadOnlyDatabaseError(path or "imgsearch.db", "so this command, which writes, cannot run"))
-    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
-        where = f" (the data directory is {settings.data_dir})" if settings is not None else ""
-        return (f"cannot write {exc.filename}: {exc.strerror}{where}. Make that folder writable, or copy the data "
-                "directory somewhere writable and point IMGSEARCH_DATA_DIR there; `imgsearch metrics` and other "
-                "commands that only read the catalogue work on a read-only one.")
+    if not isinstance(exc, OSError) or not exc.filename or settings is None:
+        return None
+    inside = Path(os.fsdecode(exc.filename)).absolute().is_relative_to(settings.data_dir)
+    # EROFS is only ever a write; a permission error is about the data directory only when it is in there.
+    if exc.errno == errno.EROFS or (exc.errno in (errno.EACCES, errno.EPERM) and inside):
+        return (f"cannot use {exc.filename}: {exc.strerror}. The data directory {settings.data_dir} must be "
+                "writable by this user: make it so, or copy it somewhere writable and point IMGSEARCH_DATA_DIR "
+                "there (`imgsearch metrics` and exports of the catalogue work on a read-only one).")
     return None
 
 
