@@ -25,7 +25,7 @@ SPLITS = ("train", "val")
 RUN_KINDS = ("train", "ingest", "benchmark")
 RUN_OUTCOMES = ("running", "ok", "failed", "interrupted")
 SKIP_REASONS = ("corrupt", "truncated", "empty", "not_image", "too_large", "unreadable", "duplicate", "changed",
-                "outside_roots")
+                "outside_roots", "bad_name", "video")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("ingest", "train")
 BATCH_STATUSES = ("pending", "done")

@@ -6,6 +6,7 @@ Two backends: the SQLite file in the data directory (the default) and PostgreSQL
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,62 @@ class DatabaseUnavailableError(OperationalError):
         return (self.__class__, (self.url, self.orig))
 
 
+class ReadOnlyDatabaseError(OperationalError):
+    """The SQLite catalogue's folder cannot be written by this process: one line naming it and what to do."""
+
+    def __init__(self, path: str, why: str | None = None) -> None:
+        super().__init__(None, None, None)  # type: ignore[arg-type]
+        self.path = path
+        self.why = why
+        folder = Path(path).parent
+        self.message = (
+            f"The folder {folder}, which holds the catalogue {Path(path).name}, is read-only to this process"
+            f"{f' ({why})' if why else ''}: make it writable (chmod, or remount it read-write), or copy the data "
+            "directory somewhere writable and point IMGSEARCH_DATA_DIR there. Commands that only read (metrics, "
+            "export of a cluster) work on a read-only catalogue."
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return (self.__class__, (self.path, self.why))
+
+
+def read_only_sqlite(url: str) -> str | None:
+    """The SQLite file behind `url` when this process cannot write its folder (where SQLite keeps the -wal and
+    -shm files it writes even to read), else None; None for server databases and in-memory ones."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().absolute()
+    folder = path.parent
+    if not folder.is_dir() or os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)):
+        return None
+    return str(path)
+
+
+def _read_only_url(path: str) -> str:
+    from urllib.parse import quote
+
+    # With a -wal file a writer elsewhere has the file open (or did not checkpoint): SQLite reads through it
+    # read-only. Without one the whole catalogue is in the file, which nothing here can change: immutable.
+    immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+    return f"sqlite:///file:{quote(path)}?mode=ro{immutable}&uri=true"
+
+
+def opened_read_only(engine: Engine) -> str | None:
+    """The SQLite file `engine` reads without writing (made with read_only), else None."""
+    from urllib.parse import unquote
+
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.query.get("mode") != "ro" or not (url.database or "").startswith(
+            "file:"):
+        return None
+    return unquote(url.database[len("file:"):])
+
+
 def safe_url(url: str) -> str:
     """`url` fit for messages and logs: the password, if any, as ***."""
     return make_url(url).render_as_string(hide_password=True)
@@ -105,11 +162,17 @@ def _sqlite_file(engine: Engine) -> str | None:
     return url.database
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
     """Create the engine for ``url``; for SQLite also its folder, WAL, foreign keys and a busy wait.
 
+    ``read_only``: an SQLite file opened for reading only (see read_only_sqlite; init_db then migrates nothing).
     Extra keyword arguments go to ``sqlalchemy.create_engine``.
     """
+    read_only_path = read_only_sqlite(url) if read_only else None
+    if read_only_path is not None:
+        engine = create_engine(_read_only_url(read_only_path), **kwargs)
+        event.listen(engine, "connect", _set_read_only_pragmas)
+        return engine
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     database = parsed.database or ""
@@ -137,6 +200,15 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         # WAL: readers (the app) are never blocked by the writer (the worker), and a crash cannot tear a page.
         cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _set_read_only_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
 
@@ -289,8 +361,17 @@ def init_db(engine: Engine) -> None:
     """Bring the schema to the newest revision with Alembic; safe to call at every start, data is kept.
 
     Raises CorruptDatabaseError if the SQLite file is damaged or not a database, and SchemaVersionError
-    if a newer release already migrated it.
+    if a newer release already migrated it. An engine made read_only migrates nothing: ReadOnlyDatabaseError
+    unless its catalogue exists and is at the newest revision.
     """
+    read_only_path = opened_read_only(engine)
+    if read_only_path is not None:
+        if not Path(read_only_path).exists():
+            raise ReadOnlyDatabaseError(read_only_path, "and there is no catalogue in it yet")
+        _check_readable(engine)
+        if schema_revision(engine) != head_revision():
+            raise ReadOnlyDatabaseError(read_only_path, "and the catalogue needs a schema upgrade written to it")
+        return
     _check_readable(engine)
     script = ScriptDirectory.from_config(alembic_config())
     with migration_connection(engine) as connection:

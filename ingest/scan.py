@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_header
+from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_file_header
+from imgsearch.models.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ def found_path(path: Path | str) -> Path:
     return path.parent.resolve() / path.name
 
 
+def printable(path: Path | str) -> str:
+    """`path` as text that can be stored and printed: bytes that are not UTF-8 written as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8(path: Path) -> bool:
+    # Python keeps the bytes of a name that are not UTF-8 as lone surrogates, which no UTF-8 text can hold.
+    return printable(path) == str(path)
+
+
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
     target = path.resolve()
     return any(target == root or target.is_relative_to(root) for root in roots)
@@ -110,23 +121,31 @@ def scan_folder(
         if path.name.startswith(".") or path.name in IGNORED_NAMES:
             result.n_ignored += 1
             continue
+        if not _utf8(path):
+            # The catalogue, the stores' payloads and every message hold names as UTF-8 text.
+            where = "file" if _utf8(path.parent) else "folder"
+            _skip(result, Path(printable(path)), "bad_name",
+                  f"the {where} name is not valid UTF-8: rename it (e.g. `convmv -f latin1 -t utf8 -r --notest "
+                  f"FOLDER`) and ingest again")
+            continue
         if path.is_symlink() and not path.exists():
             _skip(result, path, "unreadable", "broken symbolic link")
             continue
         if confine_to is not None and not _inside(path, confine_to):
             _skip(result, path, "outside_roots", f"links to {path.resolve()}, outside the allowed folders")
             continue
+        # The header first, from the file's first bytes: a video next to the photos is never read whole. Then
+        # the hash, streamed. The embedder checks the bytes it decodes against this hash ("changed").
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            _skip(result, path, "unreadable", f"cannot read the file: {exc.strerror or exc}")
-            continue
-        try:
-            header = read_header(data, max_pixels=max_pixels)
+            header = read_file_header(path, max_pixels=max_pixels)
         except ImageRejected as exc:
             _skip(result, path, exc.reason, exc.message)
             continue
-        digest = hashlib.sha256(data).hexdigest()
+        try:
+            digest, size = file_sha256(path), path.stat().st_size
+        except OSError as exc:
+            _skip(result, path, "unreadable", f"cannot read the file: {exc.strerror or exc}")
+            continue
         if digest in seen:
             dup = SkippedFile(path, "duplicate", f"same content as {seen[digest]}", digest)
             result.duplicates.append(dup)
@@ -140,7 +159,7 @@ def scan_folder(
                 content_hash=digest,
                 width=header.width,
                 height=header.height,
-                size_bytes=len(data),
+                size_bytes=size,
                 source_folder=str(found_path(path).parent),
             )
         )

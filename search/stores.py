@@ -37,6 +37,10 @@ FAISS_POINT_BYTES = 512
 # new holes), and SQLite's journal, the stores' small metadata files and other processes (the app, the
 # worker, another ingest) write too. Two such units.
 STORE_MARGIN_BYTES = 64 * MiB
+# A command that only reads an existing store or deletes from it fills none of its holes: what it writes (a WAL
+# record, a deletion flag, SQLite's journal) fits in one 32 MiB unit. Such a command must work on a disk too
+# full to grow the stores, where the space is being freed; a write through stores it opened is checked first.
+LIGHT_MARGIN_BYTES = 32 * MiB
 
 
 def sparse_bytes(folder: Path) -> int:
@@ -58,18 +62,23 @@ def sparse_bytes(folder: Path) -> int:
 class Stores:
     qdrant: VectorIndex
     faiss: VectorIndex
+    light: bool = False  # opened with the reader's margin only: every write checks the room first
 
     @property
     def all(self) -> tuple[tuple[str, VectorIndex], ...]:
         return (("qdrant", self.qdrant), ("faiss", self.faiss))
 
     def upsert(self, ids: Sequence[int], xb: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        if self.light:
+            self.ensure_room(len(ids))
         # Qdrant first: it is the store of record for payloads; the mirror follows. Both writes are idempotent,
         # so replaying a journalled batch after a crash is always safe.
         for _, index in self.all:
             index.upsert(ids, xb, payloads)
 
     def set_payload(self, ids: Sequence[int], updates: Sequence[Mapping[str, Any]]) -> None:
+        if self.light:
+            self.ensure_room(len(ids))
         for _, index in self.all:
             index.set_payload(ids, updates)
 
@@ -122,13 +131,15 @@ def open_stores(
     qdrant_config=None,
     edge_owner: str = "never",
     edge_owner_idle_s: float = 900.0,
+    light: bool = False,
 ) -> Stores:
     """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
 
     A store that does not exist yet is created. DiskFullError first if the disk has no room for it, or for the
-    holes of the Qdrant Edge store that exists (see ensure_room_to_open).
+    holes of the Qdrant Edge store that exists (see ensure_room_to_open). `light`, for commands that read and
+    remove: an existing store needs only LIGHT_MARGIN_BYTES, and each write through these stores checks its room.
     """
-    ensure_room_to_open(data_dir, backbone, qdrant_url)
+    ensure_room_to_open(data_dir, backbone, qdrant_url, light=light)
     qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
                         lock_timeout_s=lock_timeout_s, role=role, qdrant_config=qdrant_config,
                         edge_owner=edge_owner, edge_owner_idle_s=edge_owner_idle_s)
@@ -138,27 +149,33 @@ def open_stores(
     except BaseException:
         qdrant.close()  # or the embedded store stays locked until this process ends
         raise
-    return Stores(qdrant=qdrant, faiss=faiss)
+    return Stores(qdrant=qdrant, faiss=faiss, light=light)
 
 
-def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | None = None) -> None:
+def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | None = None,
+                        light: bool = False) -> None:
     """DiskFullError, before anything is opened or created, unless the disk has room for the stores that do
     not exist yet and for every hole of the Qdrant Edge store (see EDGE_FRESH_BYTES), plus STORE_MARGIN_BYTES.
-    With a Qdrant server and an existing mirror there is nothing to check: the mirror only reads until a write."""
+    With a Qdrant server and an existing mirror there is nothing to check: the mirror only reads until a write.
+    `light`: existing stores need LIGHT_MARGIN_BYTES only (see that)."""
     from imgsearch.search.faiss_index import META_NAME as FAISS_META
 
     root = index_root(data_dir)  # the folders below are the ones open_index uses
-    need, create = 0, False
+    need, create, edge_exists = 0, False, False
     if qdrant_url is None:
         from imgsearch.search.qdrant_edge import META_NAME as EDGE_META
 
         edge = root / "qdrant_edge" / backbone.tag
-        if (edge / EDGE_META).exists():
-            need += sparse_bytes(edge)
-        else:
+        edge_exists = (edge / EDGE_META).exists()
+        if not edge_exists:
             need, create = need + EDGE_FRESH_BYTES, True
+        elif not light:
+            need += sparse_bytes(edge)
     if not (root / "faiss" / backbone.tag / FAISS_META).exists():
         need, create = need + FAISS_FRESH_BYTES, True
     if need:
         ensure_free_space(root, need + STORE_MARGIN_BYTES,
                           f"{'create' if create else 'open'} the vector stores for backbone {backbone.name}")
+    elif light and edge_exists:
+        ensure_free_space(root, LIGHT_MARGIN_BYTES,
+                          f"open the vector stores for backbone {backbone.name} even to read or remove")

@@ -73,9 +73,10 @@ def _fail(message: str) -> None:
 
 def _context(role: str, **overrides):
     from imgsearch.models.backbones import BackboneUnavailable
-    from imgsearch.ui.context import Context
+    from imgsearch.ui.context import Context, check_qdrant
 
     ctx = Context(_settings(**overrides), role=role)
+    check_qdrant(ctx.settings.qdrant_url)  # in a second, before the backbone loads
     try:
         bb = ctx.backbone
     except (BackboneUnavailable, ValueError) as exc:
@@ -149,7 +150,12 @@ def ingest_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Add a folder of images to the catalogue, Qdrant and the FAISS mirror (only what is new is embedded)."""
+    from imgsearch.ingest.scan import printable
+
     folder = folder.expanduser().resolve()
+    if printable(folder) != str(folder):
+        _fail(f"the folder name {printable(folder)} is not valid UTF-8, and the catalogue keeps paths as text: "
+              "rename it (e.g. `convmv -f latin1 -t utf8 --notest FOLDER`) and ingest again")
     if queue:
         job_id = _enqueue(data_dir, str(folder), {"labels_from_folders": labels_from_folders})
         console.print(f"queued job {job_id} for {folder}; `imgsearch worker` will ingest it")
@@ -342,7 +348,7 @@ def metrics_cmd(
     from imgsearch.ui.report import runs_table
 
     settings = _settings(data_dir=data_dir)
-    Session = open_database(settings)
+    Session = open_database(settings, read_only_ok=True)
     with Session() as s:
         runs = repo.list_runs(s, limit=limit)
         metrics = {r.id: repo.run_metrics(s, r.id) for r in runs}
@@ -459,7 +465,7 @@ def _loopback(host: str) -> bool:
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The HTTP API for other programs (FastAPI under uvicorn): /v1/..., OpenAPI at /openapi.json, docs at /docs."""
@@ -508,6 +514,7 @@ def app_cmd(
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
     from sqlalchemy.exc import OperationalError
 
     from imgsearch.db.session import CorruptDatabaseError, SchemaVersionError
@@ -515,10 +522,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from imgsearch.models.files import DiskFullError
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import StoreMissingError
+    from imgsearch.ui.context import QdrantUnreachableError, StoreMissingError
     from imgsearch.ui.dataset import DatasetUnavailable
 
-    return (ValidationError, OperationalError, CorruptDatabaseError, SchemaVersionError, DatasetUnavailable,
+    return (ValidationError, SettingsError, QdrantUnreachableError, OperationalError, CorruptDatabaseError,
+            SchemaVersionError, DatasetUnavailable,
             BackboneUnavailable, ModelLoadError, StoreBusyError, StoreMismatchError, StoreDamagedError,
             StoreMissingError, FileNotFoundError, NotADirectoryError, PermissionError, DiskFullError)
 
@@ -552,6 +560,46 @@ def _unreachable_catalogue(exc: BaseException) -> str | None:
     return str(DatabaseUnavailableError(url, getattr(exc, "orig", exc)))
 
 
+def _read_only(exc: BaseException) -> str | None:
+    """The message for a write refused because a folder is read-only (a read-only mount, another user's folder)."""
+    import errno
+
+    from imgsearch.db.session import ReadOnlyDatabaseError, read_only_sqlite, sqlite_error_name
+
+    if isinstance(exc, ReadOnlyDatabaseError):
+        return str(exc)
+    try:
+        settings = Settings()
+    except Exception:  # invalid settings: the message can still say what happened
+        settings = None
+    if sqlite_error_name(exc).startswith("SQLITE_READONLY"):
+        path = read_only_sqlite(settings.db_url) if settings is not None else None
+        return str(ReadOnlyDatabaseError(path or "imgsearch.db", "so this command, which writes, cannot run"))
+    if not isinstance(exc, OSError) or not exc.filename or settings is None:
+        return None
+    inside = Path(os.fsdecode(exc.filename)).absolute().is_relative_to(settings.data_dir)
+    # EROFS is only ever a write; a permission error is about the data directory only when it is in there.
+    if exc.errno == errno.EROFS or (exc.errno in (errno.EACCES, errno.EPERM) and inside):
+        return (f"cannot use {exc.filename}: {exc.strerror}. The data directory {settings.data_dir} must be "
+                "writable by this user: make it so, or copy it somewhere writable and point IMGSEARCH_DATA_DIR "
+                "there (`imgsearch metrics` and exports of the catalogue work on a read-only one).")
+    return None
+
+
+def _lost_qdrant(exc: BaseException) -> str | None:
+    """The message for a Qdrant server that stopped answering in the middle of a command."""
+    from imgsearch.ui.context import QdrantUnreachableError
+
+    # qdrant-client wraps the connection error it got: recognised by name, as importing it takes a second.
+    if type(exc).__name__ != "ResponseHandlingException" or not type(exc).__module__.startswith("qdrant_client"):
+        return None
+    try:
+        url = Settings().qdrant_url or "?"
+    except Exception:  # invalid settings: the message can still say what happened
+        url = "?"
+    return str(QdrantUnreachableError(url, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+
 def run() -> None:
     """Console entry point: known failures become one clear line and exit code 2, never a stack trace."""
     try:
@@ -560,14 +608,24 @@ def run() -> None:
         _say_interrupted(exc)
         sys.exit(130)
     except Exception as exc:
-        damaged = _damaged_catalogue(exc) or _unreachable_catalogue(exc)
+        damaged = _damaged_catalogue(exc) or _unreachable_catalogue(exc) or _lost_qdrant(exc) or _read_only(exc)
         if damaged is not None:
-            console.print(f"[bold red]error:[/] {damaged}", highlight=False)
+            console.print(f"[bold red]error:[/] {damaged}", highlight=False, soft_wrap=True)
             sys.exit(2)
         if not isinstance(exc, _known_errors()):
             raise
-        hint = " (check your IMGSEARCH_* settings or .env)" if type(exc).__name__ == "ValidationError" else ""
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}{hint}", highlight=False)
+        from pydantic import ValidationError
+
+        from imgsearch.ui.context import QdrantUnreachableError
+        from imgsearch.ui.settings import settings_problem
+
+        if isinstance(exc, ValidationError):
+            message = settings_problem(exc)
+        elif isinstance(exc, QdrantUnreachableError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -23,10 +23,15 @@ from imgsearch.ui.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings) -> sessionmaker[Session]:
-    from imgsearch.db.session import init_db, make_engine, session_factory
+def open_database(settings: Settings, read_only_ok: bool = False) -> sessionmaker[Session]:
+    """Sessions on the catalogue, migrated to the newest schema. An SQLite catalogue in a folder this process
+    cannot write is ReadOnlyDatabaseError, or with `read_only_ok` (commands that only read) opened read-only."""
+    from imgsearch.db.session import ReadOnlyDatabaseError, init_db, make_engine, read_only_sqlite, session_factory
 
-    engine = make_engine(settings.db_url)
+    read_only = read_only_sqlite(settings.db_url)
+    if read_only is not None and not read_only_ok:
+        raise ReadOnlyDatabaseError(read_only)
+    engine = make_engine(settings.db_url, read_only=read_only is not None)
     init_db(engine)
     return session_factory(engine)
 
@@ -43,6 +48,51 @@ def default_workers(settings: Settings) -> int:
     return max(1, min(4, cores // 2))
 
 
+class QdrantUnreachableError(RuntimeError):
+    """The Qdrant server of IMGSEARCH_QDRANT_URL does not answer: one line saying what to do."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"The Qdrant server IMGSEARCH_QDRANT_URL={url} cannot be reached ({reason}): start it, or "
+                         "point IMGSEARCH_QDRANT_URL at a running one (unset, the embedded store is used), and run "
+                         "the command again.")
+
+
+QDRANT_DEFAULT_PORT = 6333  # qdrant-client's, for a URL without one
+QDRANT_CONNECT_TIMEOUT_S = 3.0
+
+
+def check_qdrant(url: str | None, timeout_s: float = QDRANT_CONNECT_TIMEOUT_S) -> None:
+    """QdrantUnreachableError unless something listens at the Qdrant server `url` (None or ":memory:": no server).
+
+    A TCP connection only, before the client is made: qdrant-client would report a closed port as three chained
+    tracebacks, and only once the command had loaded everything else.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if url is None or url == ":memory:":
+        return
+    parts = urlsplit(f"//{url}" if url.startswith("localhost") else url)
+    port = parts.port or QDRANT_DEFAULT_PORT
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except socket.gaierror as exc:
+        raise QdrantUnreachableError(url, f"host {parts.hostname!r} not found: {exc.strerror or exc}") from None
+    except TimeoutError:
+        raise QdrantUnreachableError(url, f"no answer within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise QdrantUnreachableError(url, exc.strerror or str(exc)) from None
+
+
+# Roles (commands) that read the stores or remove from them: they open an existing store on a disk too full to
+# grow it (search/stores.py LIGHT_MARGIN_BYTES), and any write they make checks its room first.
+LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "duplicates", "app", "api"})
+
+
+# Roles that only read the catalogue: they open it read-only where its folder cannot be written.
+READ_ONLY_ROLES = frozenset({"search", "export", "doctor", "app", "api"})
+
+
 class StoreMissingError(RuntimeError):
     """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
     round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
@@ -56,7 +106,7 @@ class Context:
 
     @cached_property
     def Session(self) -> sessionmaker[Session]:
-        return open_database(self.settings)
+        return open_database(self.settings, read_only_ok=self.role in READ_ONLY_ROLES)
 
     @property
     def backbone(self) -> Backbone:
@@ -85,10 +135,11 @@ class Context:
         from imgsearch.ingest import removals
 
         s = self.settings
+        check_qdrant(s.qdrant_url)
         stores = open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
-                           s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
-                           qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
-                           edge_owner_idle_s=s.qdrant_edge_owner_idle_s)
+                             s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
+                             qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
+                             edge_owner_idle_s=s.qdrant_edge_owner_idle_s, light=self.role in LIGHT_ROLES)
         try:
             # Removals journalled since these stores last looked (by another backbone's command, or a `remove`
             # killed before its deletes) are finished before anything reads them.

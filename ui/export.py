@@ -17,6 +17,12 @@ FORMATS = ("csv", "json")
 IMAGE_FIELDS = ("id", "path", "file_name", "label", "predicted_label", "predicted_prob", "kmeans_cluster",
                 "agglo_cluster", "duplicate_group", "source_folder")
 SUSPECT_FIELDS = ("suggested_label", "label_score")
+# Bytes in one file name, and in a whole path, on Linux's file systems (and most others).
+NAME_MAX = 255
+PATH_MAX = 4096
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in a label or a file
+# name would): OWASP's CSV injection advice is to make it text with a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportError(Exception):
@@ -42,15 +48,30 @@ def to_text(rows: Sequence[dict], fmt: str) -> str:
         return json.dumps(list(rows), indent=1, ensure_ascii=False) + "\n"
     out = io.StringIO()
     if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        # Every text cell quoted: a carriage return inside one would otherwise end the row for a reader.
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
     return out.getvalue()
 
 
+def _inert(value):
+    """A CSV cell a spreadsheet shows rather than runs (numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return "" if value is None else value
+
+
 def exported_name(row: dict) -> str:
-    """The file's name in the export folder: its id first, as file names repeat across class folders."""
-    return f"{row['id']}_{row['file_name'] or Path(row['path']).name}"
+    """The file's name in the export folder: its id first, as file names repeat across class folders; shortened
+    (the id and the extension kept) where that makes it longer than a file name may be."""
+    name = f"{row['id']}_{row['file_name'] or Path(row['path']).name}"
+    if len(name.encode()) <= NAME_MAX:
+        return name
+    _, dot, ext = name.rpartition(".")
+    ext = f".{ext}" if dot and len(ext.encode()) <= 16 else ""
+    stem = name[: len(name) - len(ext)]  # holds the id: shortened names stay distinct
+    return stem.encode()[: NAME_MAX - len(ext.encode())].decode("utf-8", "ignore") + ext
 
 
 @dataclass
@@ -78,6 +99,10 @@ def export_to_folder(rows: Sequence[dict], folder: Path, link: bool = False, fmt
     present = [r for r in rows if Path(r["path"]).is_file()]
     missing = [r["path"] for r in rows if not Path(r["path"]).is_file()]
     targets = [folder / exported_name(r) for r in present]
+    too_long = [p for p in targets if len(os.fsencode(p.absolute())) >= PATH_MAX]
+    if too_long:
+        raise ExportError(f"{len(too_long)} file(s) would get a path longer than {PATH_MAX} bytes in {folder} "
+                          f"(first: {too_long[0].name}). Nothing was written; choose a folder with a shorter path")
     taken = [p for p in [*targets, manifest] if p.exists() or p.is_symlink()]
     if taken:
         shown = ", ".join(str(p) for p in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgsearch.models.backbones import check_name
 from imgsearch.models.duplicates import DEFAULT_THRESHOLD
@@ -105,7 +107,7 @@ class Settings(BaseSettings):
         "auto", description="The FAISS mirror's index: auto (exact up to 150,000 points, IVF<nlist>,SQ8 with an "
         "exact re-rank above; README \"Scale\"), Flat (always exact), or any FAISS factory string."
     )
-    allowed_roots: list[Path] = Field(
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
     )
     api_key: str | None = Field(
@@ -151,6 +153,48 @@ class Settings(BaseSettings):
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
         return value
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _qdrant_url(cls, url: str | None) -> str | None:
+        if url is None or url == ":memory:":  # ":memory:": qdrant-client's in-process store (tests)
+            return url
+        problem = qdrant_url_problem(url)
+        if problem:
+            raise ValueError(f"IMGSEARCH_QDRANT_URL={url!r} is not a Qdrant server URL ({problem}): give e.g. "
+                             "http://localhost:6333 or https://qdrant.example.com, or unset it for the embedded store")
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_database_url(url)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _roots_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        example = 'e.g. IMGSEARCH_ALLOWED_ROOTS=\'["/srv/photos", "/mnt/camera"]\''
+        try:
+            roots = json.loads(value)
+        except ValueError:
+            raise ValueError(f"IMGSEARCH_ALLOWED_ROOTS is not a JSON list of folders: {example}") from None
+        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+            raise ValueError(f"IMGSEARCH_ALLOWED_ROOTS must be a JSON list of folder names: {example}")
+        return roots
+
+    @field_validator("api_key", "qdrant_api_key")
+    @classmethod
+    def _header_safe(cls, key: str | None, info: ValidationInfo) -> str | None:
+        if not key:  # unset, or set empty (docker compose's ${IMGSEARCH_API_KEY:-}): no key
+            return None
+        # Sent in an HTTP header, which carries printable ASCII only: any other key could never match.
+        if not (key.isascii() and key.isprintable() and key.strip() == key):
+            raise ValueError(f"IMGSEARCH_{info.field_name.upper()} holds characters an HTTP header cannot carry "
+                             "(non-ASCII, control characters or surrounding spaces), so no client could send it: "
+                             "use printable ASCII, e.g. the output of `openssl rand -hex 32`")
+        return key
 
     @field_validator("data_dir", "dataset_dir", "resnet50_weights", mode="after")
     @classmethod
@@ -210,3 +254,69 @@ class Settings(BaseSettings):
             oversampling=self.qdrant_quantization_oversampling, indexing_threshold=self.qdrant_indexing_threshold,
             write_ordering=self.qdrant_write_ordering,
         )
+
+
+def qdrant_url_problem(url: str) -> str | None:
+    """What is wrong with a Qdrant server URL, as qdrant-client reads it; None if nothing."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(f"//{url}" if url.startswith("localhost") else url)  # qdrant-client's own special case
+    if parts.scheme not in ("http", "https", ""):
+        return f"unknown scheme {parts.scheme!r}"
+    if not parts.scheme and not url.startswith("localhost"):
+        return "no http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when asked
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    return None
+
+
+def check_database_url(url: str) -> str:
+    """`url` if the catalogue can be opened there (SQLite or PostgreSQL through psycopg, an SQLite file's folder
+    existing), else ValueError with a message that names IMGSEARCH_DATABASE_URL and gives an example."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    example = ("e.g. postgresql+psycopg://user:password@host:5432/imgsearch or sqlite:////srv/imgsearch/imgsearch.db "
+               "(or unset it for imgsearch.db in IMGSEARCH_DATA_DIR)")
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - a malformed host (an unclosed [) shows here
+        shown = parsed.render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"IMGSEARCH_DATABASE_URL is not a database URL: {example}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"IMGSEARCH_DATABASE_URL={shown} names a {backend} database; imgsearch keeps its "
+                         f"catalogue in SQLite or PostgreSQL: {example}")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError):
+        raise ValueError(f"IMGSEARCH_DATABASE_URL={shown} asks for the driver {parsed.drivername!r}, which is not "
+                         f"installed: PostgreSQL is reached through psycopg 3, {example}") from None
+    database = parsed.database or ""
+    if backend == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
+        folder = Path(database).expanduser().absolute().parent
+        if not folder.is_dir():
+            # Made silently, a typo would start a new, empty catalogue somewhere unexpected.
+            raise ValueError(f"IMGSEARCH_DATABASE_URL={shown}: the folder {folder} does not exist; create it "
+                             "first, or fix the path (e.g. sqlite:////srv/imgsearch/imgsearch.db)")
+    return url
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line for invalid settings: each bad IMGSEARCH_* variable (or option) and what is wrong with it.
+
+    Values are not repeated (they may be keys or passwords); the validators above say what is needed.
+    """
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error.get("loc") else ""
+        name = f"IMGSEARCH_{field.upper()}"
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        # The setting may have come from a command-line option as well as from the variable: both are named.
+        parts.append(message if name in message or not field else f"setting {field} ({name}): {message}")
+    return "; ".join(parts) + " (check your IMGSEARCH_* settings or .env)"
