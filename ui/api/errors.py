@@ -59,8 +59,10 @@ def known_error(exc: Exception) -> tuple[int, str, str] | None:
     from imgsearch.models.backbones import BackboneUnavailable
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import StoreMissingError
+    from imgsearch.ui.context import QdrantUnreachableError, StoreMissingError
 
+    if isinstance(exc, QdrantUnreachableError):  # found before the client is even made (ui/context.check_qdrant)
+        return 503, "store_unreachable", str(exc)
     if isinstance(exc, StoreBusyError):
         return 503, "store_busy", f"The vector store is busy (an ingest may be running); try again shortly. {exc}"
     if isinstance(exc, StoreDamagedError | StoreMissingError):
