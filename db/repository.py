@@ -307,6 +307,12 @@ def resolve_removal(session: Session, paths: Sequence[str]) -> tuple[list[int], 
     return doomed, promoted_ids, detached
 
 
+def catalogued_images(session: Session) -> list[tuple[int, str, str | None]]:
+    """``(id, content_hash, label or None)`` of every catalogued image, by id: what training fits on."""
+    query = select(Image.id, Image.content_hash, Image.label).order_by(Image.id)
+    return [(image_id, content_hash, label) for image_id, content_hash, label in session.execute(query)]
+
+
 def labelled_images(session: Session) -> list[tuple[int, str, str]]:
     """``(id, content_hash, label)`` of every labelled image, by id."""
     query = select(Image.id, Image.content_hash, Image.label).where(Image.label.is_not(None)).order_by(Image.id)

@@ -88,7 +88,8 @@ def _counts() -> list[Metric]:
 
     return [count("n_images", "images"), count("n_classes", "classes"), count("n_train", "training images"),
             count("n_val", "validation images"), count("k", "clusters asked for (K)"),
-            count("n_classes_left_out", "classes too small for the classifiers")]
+            count("n_classes_left_out", "classes too small for the classifiers"),
+            Metric("n_labelled", "labelled images", COUNTS, fmt="d", optional=True)]
 
 
 def _classifier(g: Group) -> list[Metric]:

@@ -20,6 +20,8 @@ from imgsearch.models.identity import backbone_folder as _tagged
 from imgsearch.models.persistence import BackboneMismatchError, ModelLoadError, load_model, read_metadata, save_model
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
+CLASSIFIERS = ("svm", "random_forest")  # only when the collection's labels allow them (models/experiment.py)
+CLUSTERERS = ("kmeans", "agglomerative")  # always
 # What `predict` gives each image; `model_run_id` lets anyone check a stored prediction came from these models.
 PREDICTION_FIELDS = ("predicted_label", "predicted_prob", "kmeans_cluster", "agglo_cluster", "model_run_id")
 
@@ -34,27 +36,36 @@ class TrainedModels:
     folder: Path
 
     @property
+    def has_classifier(self) -> bool:
+        """False for a collection whose labels did not allow classifiers (few or none): clusters only."""
+        return "svm" in self.models
+
+    @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.models["svm"].classes_]
+        return [str(c) for c in self.models["svm"].classes_] if self.has_classifier else []
 
     def predict(self, X: np.ndarray) -> list[dict[str, Any]]:
         """X: (n, d) unit rows -> one update per row: PREDICTION_FIELDS (label, probability, both clusters, run)."""
         if len(X) == 0:
             return []
-        proba = self.models["svm"].predict_proba(X)
-        best = proba.argmax(axis=1)
-        classes = np.asarray(self.models["svm"].classes_)
         kmeans = self.models["kmeans"].predict(X)
         agglo = self.models["agglomerative"].predict(X)
+        if self.has_classifier:
+            proba = self.models["svm"].predict_proba(X)
+            best = proba.argmax(axis=1)
+            classes = np.asarray(self.models["svm"].classes_)
+            labels = [(str(classes[b]), float(proba[i, b])) for i, b in enumerate(best)]
+        else:
+            labels = [(None, None)] * len(X)
         return [
             {
-                "predicted_label": str(classes[b]),
-                "predicted_prob": float(proba[i, b]),
+                "predicted_label": labels[i][0],
+                "predicted_prob": labels[i][1],
                 "kmeans_cluster": int(kmeans[i]),
                 "agglo_cluster": int(agglo[i]),
                 "model_run_id": self.run_id,
             }
-            for i, b in enumerate(best)
+            for i in range(len(X))
         ]
 
 
@@ -71,13 +82,20 @@ def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: di
     folder = _run_folder(models_dir, backbone, run_id)
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
     for name in MODEL_NAMES:
-        save_model(models[name], folder / f"{name}.skops", ident)
+        if name in models:  # the classifiers are absent when the labels did not allow them
+            save_model(models[name], folder / f"{name}.skops", ident)
     return TrainedModels(run_id=run_id, backbone=backbone, models=dict(models), folder=folder)
+
+
+def saved_names(folder: Path) -> list[str]:
+    """The models a run saved: the clusterers, and both classifiers or neither (one alone is a lost file)."""
+    present = [name for name in CLASSIFIERS if (folder / f"{name}.skops").is_file()]
+    return (list(CLASSIFIERS) if present else []) + list(CLUSTERERS)
 
 
 def has_models(models_dir: Path, backbone: BackboneId, run_id: int) -> bool:
     folder = _run_folder(models_dir, backbone, run_id)
-    return all((folder / f"{name}.skops").is_file() for name in MODEL_NAMES)
+    return all((folder / f"{name}.skops").is_file() for name in saved_names(folder))
 
 
 class LazyModels(Mapping[str, Any]):
@@ -94,7 +112,8 @@ class LazyModels(Mapping[str, Any]):
         self._folder, self._ident = folder, ident
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
-        for name in MODEL_NAMES:
+        self._names = saved_names(folder)
+        for name in self._names:
             path = folder / f"{name}.skops"
             meta = read_metadata(path)
             if meta.backbone != ident:
@@ -104,7 +123,7 @@ class LazyModels(Mapping[str, Any]):
                 raise ModelLoadError(f"model file {path} is missing")
 
     def __getitem__(self, name: str) -> Any:
-        if name not in MODEL_NAMES:
+        if name not in self._names:
             raise KeyError(name)
         with self._lock:
             if name not in self._loaded:
@@ -112,14 +131,17 @@ class LazyModels(Mapping[str, Any]):
             return self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(MODEL_NAMES)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(MODEL_NAMES)
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:  # without reading the model (Mapping's would)
+        return name in self._names
 
     def loaded(self) -> list[str]:
         """The names read so far."""
-        return [n for n in MODEL_NAMES if n in self._loaded]
+        return [n for n in self._names if n in self._loaded]
 
 
 def load_trained(models_dir: Path, backbone: BackboneId, run_id: int, lazy: bool = False) -> TrainedModels:
@@ -137,5 +159,5 @@ def load_trained(models_dir: Path, backbone: BackboneId, run_id: int, lazy: bool
     if lazy:
         models: Mapping[str, Any] = LazyModels(folder, ident)
     else:
-        models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in MODEL_NAMES}
+        models = {name: load_model(folder / f"{name}.skops", expect_backbone=ident) for name in saved_names(folder)}
     return TrainedModels(run_id=run_id, backbone=backbone, models=models, folder=folder)

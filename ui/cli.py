@@ -178,10 +178,11 @@ def train_cmd(
     queue: Annotated[bool, typer.Option("--queue", help="Hand the training run to `imgsearch worker`.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Fit SVM, random forest, K-Means and agglomerative on the labelled catalogue and record the metrics.
+    """Fit K-Means and agglomerative on every image, SVM and random forest on the labelled ones (when at least
+    2 labels have enough images), and record the metrics.
 
-    With --data the folder is ingested first. With no --data and an empty catalogue, a Caltech-101 copy is
-    looked for (and downloaded when none is found) and ingested.
+    With --data the folder is ingested first. With no --data and an empty catalogue (only then), a Caltech-101
+    copy is looked for (and downloaded when none is found) and ingested.
     """
     from imgsearch.ui.dataset import DatasetUnavailable
     from imgsearch.ui.report import print_summary
@@ -200,6 +201,8 @@ def train_cmd(
         except (IngestIncomplete, DatasetUnavailable, ValueError) as exc:  # ValueError: too few images for K
             _fail(str(exc))
     print_summary(console, outcome.run_id, ctx.backbone.name, outcome.metrics)
+    for note in outcome.notes:
+        console.print(note, highlight=False)
     if outcome.reused:
         console.print(f"nothing changed since training run {outcome.run_id} (same images, labels, backbone and "
                       "parameters): its models and results are current. Use --force to refit anyway.")
@@ -304,7 +307,7 @@ def search_cmd(
                           "that are gone; `imgsearch doctor` checks them.", highlight=False)
         if flt is not None and not flt.is_empty():
             response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
-        elif class_aware and trained is not None:
+        elif class_aware and trained is not None and trained.has_classifier:
             from imgsearch.search.class_aware import query_distribution
 
             proba = query_distribution(trained.models["svm"], xq)
@@ -314,7 +317,7 @@ def search_cmd(
             response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
         if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
             how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
-        if trained is not None:
+        if trained is not None and trained.has_classifier:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
         if collapse:
@@ -324,7 +327,7 @@ def search_cmd(
             more = k * 3
             if flt is not None and not flt.is_empty():
                 response = service.filtered(xq, more, flt, exclude_id=own_id)
-            elif class_aware and trained is not None:
+            elif class_aware and trained is not None and trained.has_classifier:
                 response = service.neighbours_class_aware(xq, more, proba, exclude_id=own_id)
             else:
                 response = service.neighbours(xq, more, exclude_id=own_id)

@@ -44,7 +44,7 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
     xq = service.embed(query)
     proba = None
     trained = ctx.trained() if class_aware else None
-    if trained is not None:
+    if trained is not None and trained.has_classifier:
         proba = query_distribution(trained.models["svm"], xq)
     response = service.ranked(xq, k, Ranking(proba, collapse), exclude_id=known.id if known is not None else None)
     return result_rows(response.results)

@@ -34,21 +34,31 @@ from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
 log = logging.getLogger(__name__)
 
 
-def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, X, y) for every labelled catalogue image whose features are cached for this backbone."""
+def collection_features(Session: sessionmaker[Session], cache: FeatureCache
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, X, y) for every catalogue image whose features are cached for this backbone; y is None where the
+    image has no label (clusters and the map use every image, the classifiers the labelled ones)."""
     with Session() as s:
-        rows = repo.labelled_images(s)
+        rows = repo.catalogued_images(s)
     rows = [r for r in rows if r[1] in cache]
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     X = cache.get([r[1] for r in rows])
-    y = np.array([r[2] for r in rows], dtype=str)
+    y = np.array([r[2] for r in rows], dtype=object)
     return ids, X, y
+
+
+def labelled_features(Session: sessionmaker[Session], cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, X, y) for the labelled images among collection_features (y: str labels)."""
+    ids, X, y = collection_features(Session, cache)
+    keep = np.array([v is not None for v in y], dtype=bool)
+    return ids[keep], X[keep], y[keep].astype(str)
 
 
 # Bump when the experiment itself changes (models, metrics), so stored results stop counting as up to date.
 # 2: the model classes moved under `imgsearch.models`; files saved before name the old modules and cannot load.
 # 3: k-means on FAISS, Ward on micro-clusters above 20k images, the Nystroem least-squares SVM, sampled evaluation.
-EXPERIMENT_VERSION = 3
+# 4: clusters fit on every image, labelled or not; classifiers only when the labels allow them.
+EXPERIMENT_VERSION = 4
 
 
 def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, params: dict) -> str:
@@ -56,7 +66,7 @@ def training_fingerprint(Session: sessionmaker[Session], cache: FeatureCache, pa
     import sklearn
 
     with Session() as s:
-        rows = [(h, label) for _, h, label in repo.labelled_images(s) if h in cache]
+        rows = [(h, label or "") for _, h, label in repo.catalogued_images(s) if h in cache]
     digest = hashlib.sha256()
     head = {"params": params, "backbone": cache.backbone.tag, "version": EXPERIMENT_VERSION,
             "sklearn": sklearn.__version__}
@@ -85,7 +95,8 @@ def record_experiment(s: Session, run_id: int, ids: np.ndarray, result: Experime
         repo.record_class_metrics(s, run_id, model, rows)
     for model, cm in result.confusion.items():
         repo.record_artifact(s, run_id, f"confusion.{model}", cm)
-    split = np.full(len(ids), "train", dtype=object)
+    split = np.full(len(ids), None, dtype=object)  # unlabelled images are in neither split
+    split[result.train_idx] = "train"
     split[result.val_idx] = "val"
     for start in range(0, len(ids), 10_000):  # in slices, so a million images never become a million dicts at once
         part = zip(ids[start : start + 10_000].tolist(), split[start : start + 10_000], strict=True)
@@ -103,7 +114,8 @@ def train(
     seed: int = 0,
     started: float | None = None,
 ) -> tuple[ExperimentResult, TrainedModels, np.ndarray]:
-    """Fit and evaluate on every labelled image in the catalogue, save the models, and make them current.
+    """Fit and evaluate on the catalogue (clusters on every image, classifiers on the labelled ones when there are
+    enough), save the models, and make them current.
 
     The switch is one transaction: the run's results and its 'ok' outcome are committed together, after the
     model files are saved, and the current models are those of the newest 'ok' run. A crash before it
@@ -113,10 +125,11 @@ def train(
     `started`: time.perf_counter() when the whole run began, for its recorded total time.
     """
     t_fit = time.perf_counter()
-    ids, X, y = labelled_features(Session, cache)
+    ids, X, y = collection_features(Session, cache)
     if len(ids) == 0:
-        raise ValueError("no labelled images with features for this backbone: run with --data FOLDER first")
-    log.info("training on %d labelled images in %d classes", len(ids), np.unique(y).size)
+        raise ValueError("no images with features for this backbone: ingest a folder first (or train with "
+                         "--data FOLDER)")
+    log.info("training on %d images, %d of them labelled", len(ids), sum(v is not None for v in y))
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
     trained = save_trained(models_dir, backbone.identity, run_id, result.models)
     now = time.perf_counter()
@@ -211,8 +224,9 @@ def training_folder(ctx: Context, data: Path | None) -> Path | None:
     """The folder to ingest before training, or None to train on the catalogue as it is.
 
     `data`, else IMGSEARCH_DATASET_DIR, else the folder of an ingest that was interrupted (training on what
-    it had reached would quietly leave classes out), else — on an empty catalogue — a Caltech-101 copy
-    (downloaded when none is at hand).
+    it had reached would quietly leave classes out), else — on an empty catalogue only — a Caltech-101 copy
+    (downloaded when none is at hand). A collection, labelled or not, is never given the demo dataset: `train`
+    on it trains on it.
     """
     folder = data or ctx.settings.dataset_dir
     if folder is None:
@@ -221,7 +235,7 @@ def training_folder(ctx: Context, data: Path | None) -> Path | None:
             log.warning("the last ingest of %s did not finish: finishing it before training", folder)
     if folder is None:
         with ctx.Session() as s:
-            empty = not repo.labelled_images(s)
+            empty = repo.count_images(s) == 0
         if empty:
             folder = find_dataset(None, ctx.settings.data_dir)
     if folder is None:
@@ -297,4 +311,5 @@ def run_training(
     # else: the newer run's own process writes its predictions; writing this run's over them would make them stale
     embedding_maps.record(ctx, run_id)  # the Clusters page's PCA/UMAP map, computed once per run
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
-                           total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by)
+                           total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by,
+                           notes=list(result.notes))

@@ -107,3 +107,53 @@ def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(se
         assert ctx.trained_run_id() == newer.run_id
         with ctx.Session() as s:  # the stored predictions are the current (newer) models', not the older run's
             assert repo.stale_predictions(s, s.get(repo.Run, newer.run_id)) == 0
+
+
+def test_train_on_an_unlabelled_collection_fits_the_clusters_and_leaves_the_collection_as_it_was(
+        settings, tmp_path, backbone, monkeypatch):
+    """Issue 23, item 1: `train` on a --no-labels collection pulled Caltech-101 into it and trained on that."""
+    import imgsearch.ui.training as training
+
+    def no_demo_dataset(*_a, **_kw):
+        raise AssertionError("train looked for the demo dataset on a collection that is not empty")
+
+    monkeypatch.setattr(training, "find_dataset", no_demo_dataset)
+    photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
+    with Context(settings, _backbone=backbone) as ctx:
+        opts = ctx.ingest_options(labels_from_folders=False)
+        ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, opts, progress=False)
+        with ctx.Session() as s:
+            before = sorted((im.id, im.path, im.label, im.content_hash)
+                            for im in repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed")).values())
+        outcome = run_training(ctx, data=None, progress=False)
+        assert any("no classifiers: the collection has no labels" in n for n in outcome.notes)
+        with ctx.Session() as s:
+            rows = repo.images_by_ids(s, repo.image_ids_with_status(s, "indexed"))
+            after = sorted((im.id, im.path, im.label, im.content_hash) for im in rows.values())
+            assert after == before and len(after) == 18  # nothing added, nothing labelled
+            assert {im.kmeans_cluster for im in rows.values()} == {0, 1, 2}  # K=3: one cluster per generated class
+            assert all(im.predicted_label is None and im.model_run_id == outcome.run_id for im in rows.values())
+        trained = ctx.trained()
+        assert not trained.has_classifier and trained.classes == []
+        payloads = ctx.stores.faiss.get_payloads([i for i, *_ in after])
+        assert {p["kmeans_cluster"] for p in payloads} == {0, 1, 2}
+        from imgsearch.ui import doctor
+
+        assert doctor.check(ctx.Session, ctx.stores, trained, cache=ctx.cache).consistent
+    assert outcome.metrics["n_images"] == 18 and outcome.metrics["n_labelled"] == 0
+    assert "kmeans.silhouette" in outcome.metrics and "svm.accuracy" not in outcome.metrics
+    with Context(settings, _backbone=backbone) as ctx:  # the lazy loader (the app's, the API's) agrees
+        assert not ctx.trained(lazy=True).has_classifier
+
+
+def test_classifiers_are_fitted_only_for_labels_with_enough_images(settings, tmp_path, backbone):
+    photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
+    with Context(settings, _backbone=backbone) as ctx:
+        ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None,
+                      ctx.ingest_options(labels_from_folders=False), progress=False)
+        with ctx.Session.begin() as s:  # one label with 4 images: not enough for two classes
+            ids = repo.image_ids_with_status(s, "indexed")[:4]
+            repo.update_images(s, [{"id": i, "label": "apples"} for i in ids])
+        outcome = run_training(ctx, data=None, progress=False)
+        assert any("only 1 label(s) have 4+ images" in n for n in outcome.notes)
+        assert not ctx.trained().has_classifier

@@ -23,6 +23,10 @@ def _classify(state: ApiState, data: bytes, k: int, model: str) -> Classificatio
     if trained is None:
         raise ApiError(409, "no_models", f"No trained models for the backbone {state.backbone.name} yet: queue a "
                                          "training run (POST /v1/jobs/train or `imgsearch train`).")
+    if not trained.has_classifier:
+        raise ApiError(409, "no_classifier", "The current models have no classifier: the collection has too few "
+                                             "labels (at least 2 labels with 4+ images each). Label images, then "
+                                             "train again.")
     xq = state.backbone.embed_images([image])[0]  # as the app embeds a query (the stores are not needed)
     top = top_k_probabilities(trained.models[model], xq[None, :], k=k)[0]
     return Classification(model=model, run_id=trained.run_id,

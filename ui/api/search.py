@@ -39,7 +39,7 @@ def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: in
         xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
     proba = None
     trained = state.trained() if class_aware else None
-    if trained is not None:
+    if trained is not None and trained.has_classifier:
         proba = query_distribution(trained.models["svm"], xq)
     ranking = Ranking(proba, collapse)
     response = state.service().ranked(xq, offset + k, ranking, exclude_id=exclude)

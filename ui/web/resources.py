@@ -103,7 +103,8 @@ def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
     if run_id is None:
         return None
     trained = loaded_context(key).trained(lazy=True)  # the app never reads the forest's large file
-    trained.models["svm"]  # noqa: B018 - every query uses it: read it here, under the cache's spinner
+    if trained.has_classifier:
+        trained.models["svm"]  # noqa: B018 - every query uses it: read it here, under the cache's spinner
     return trained
 
 

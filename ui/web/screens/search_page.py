@@ -23,8 +23,12 @@ CLASS_AWARE_HELP = ("Re-rank the 100 nearest neighbours by how likely they share
                     "the training images. Scores shown stay cosine similarities.")
 
 
+NO_CLASSIFIER = ("No classifier: the collection has too few labels for one (it needs at least 2 labels with 4 or "
+                 "more images each). Search, clusters and the map work without it.")
+
+
 def query_proba(state: resources.AppState, query: widgets.Query) -> dict[str, float] | None:
-    if state.trained is None:
+    if state.trained is None or not state.trained.has_classifier:
         return None
     return query_distribution(state.trained.models["svm"], query.vector)
 
@@ -32,7 +36,10 @@ def query_proba(state: resources.AppState, query: widgets.Query) -> dict[str, fl
 def prediction(state: resources.AppState, proba: dict[str, float] | None) -> None:
     st.subheader("Predicted class")
     if proba is None:
-        st.info(f"No trained classifier yet: run `{resources.TRAIN_HINT}` to see predictions.")
+        if state.trained is not None:  # trained, on too few labels for a classifier: training again will not help
+            st.info(NO_CLASSIFIER)
+        else:
+            st.info(f"No trained classifier yet: run `{resources.TRAIN_HINT}` to see predictions.")
         return
     top = views.top_classes(list(proba.values()), list(proba), n=5)
     st.markdown(f"**{top.label.iloc[0]}** ({top.probability.iloc[0]:.1%}, SVM)",

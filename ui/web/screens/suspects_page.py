@@ -29,7 +29,7 @@ def review(state: resources.AppState, image) -> None:
         st.markdown(f"`{image.file_name}`  \nlabel **{image.label}** · suggested **{image.suggested_label}**  \n"
                     f"p(label) {image.label_score:.3f}")
     with right:
-        if state.trained is not None:
+        if state.trained is not None and state.trained.has_classifier:
             svm = state.trained.models["svm"]
             top = views.top_classes(svm.predict_proba(vector[None, :])[0], [str(c) for c in svm.classes_], n=5)
             st.markdown("**Classifier's top 5** (current models)")
