@@ -423,6 +423,11 @@ def remove_cmd(
 
     with _context("remove", data_dir=data_dir) as ctx:
         result = remove_paths(ctx.Session, _stores(ctx), paths, ctx.settings.duplicate_threshold)
+    if not result["removed"] and not result["paths_detached"]:
+        shown = ", ".join(str(p) for p in paths)
+        console.print(f"removed nothing: no catalogued image is at or under {shown} (paths are matched exactly, "
+                      "case included)", highlight=False)
+        return
     console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
                   "promoted (content still present elsewhere stays)")
 

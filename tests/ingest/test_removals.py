@@ -195,3 +195,17 @@ def test_deep_check_says_when_no_sampled_file_exists_any_more(tmp_path, backbone
         report = _check_deep(ctx)
         assert report.deep_sampled == 18 and report.deep_files_missing == 18 and report.deep_checked == 0
         assert any("0 of 18 sampled files still exist" in line for line in report.lines())
+
+
+def test_the_remove_command_says_when_it_removed_nothing(tmp_path, tiny_dataset):
+    from typer.testing import CliRunner
+
+    from imgsearch.ui.cli import app
+
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    assert runner.invoke(app, ["ingest", str(tiny_dataset), "--backbone", TEST_BACKBONE, "--data-dir", data]
+                         ).exit_code == 0
+    result = runner.invoke(app, ["remove", str(tiny_dataset / "APPLES"), "--data-dir", data],
+                           env={"IMGSEARCH_BACKBONE": TEST_BACKBONE})
+    assert result.exit_code == 0 and "removed nothing" in result.output
