@@ -18,6 +18,7 @@ fails (a full disk is checked for first): the target never holds half a backup.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -121,6 +122,21 @@ def _disk_full(what: str, folder: Path, needed: int | None, free: int, advice: s
     need = f"needs about {human_bytes(needed)}" if needed else "the disk filled up"
     return DiskFullError(f"not enough disk space to {what} in {folder}: {need}, {human_bytes(free)} free. "
                          f"Nothing was left half-written. {advice}", folder)
+
+
+@contextmanager
+def disk_full_said(what: str, folder: Path, advice: str) -> Iterator[None]:
+    """A write that hits a full disk (ENOSPC from Python, "disk is full" from SQLite) as one DiskFullError line."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+                or isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+        if not full:
+            raise
+        raise _disk_full(what, folder, None, free_bytes(folder), advice) from exc
 
 
 BACKUP_ADVICE = "Free some space on that disk, or back up to another one, then run the command again."
@@ -266,8 +282,13 @@ def backup(settings: Settings, backbone: BackboneId, out: Path, qdrant: Any | No
     work = _partial(out)
     work.mkdir()
     try:
-        manifest = _write_backup(settings, backbone, work, folders, qdrant)
-        os.rename(work, out)  # onto an absent or empty folder: the target holds a whole backup or nothing
+        with disk_full_said("write the backup", out.parent, BACKUP_ADVICE):
+            manifest = _write_backup(settings, backbone, work, folders, qdrant)
+        try:
+            os.rename(work, out)  # onto an absent or empty folder: the target holds a whole backup or nothing
+        except OSError as exc:
+            raise BackupError(f"{out} was filled by something else while the backup was written ({exc}): back up "
+                              "into a new or empty folder") from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -43,6 +43,7 @@ from imgsearch.ui.backup import (
     _libpq_url,
     _run_pg,
     _sqlite_path,
+    disk_full_said,
     store_folders,
 )
 from imgsearch.ui.settings import Settings
@@ -206,34 +207,41 @@ def _stage(settings: Settings, folder: Path, manifest: dict[str, Any]) -> dict[s
     data_dir = settings.data_dir
     staging = data_dir / swap.STAGING
     staged_db = _staged_catalogue(settings)
-    catalogue = manifest["catalogue"]
     staging.mkdir()
     try:
-        moves: list[list[str | None]] = []
-        journal: dict[str, Any] = {"backup": str(folder), "created_at": manifest["created_at"], "moves": moves}
-        if staged_db is not None:
-            target = _sqlite_path(settings.db_url)
-            _stage_sqlite(folder / catalogue["file"], staged_db, catalogue["images"])
-            # a WAL beside the restored file would be replayed into it: the old one's go aside with it
-            moves += [[None, f"{target}-wal"], [None, f"{target}-shm"], [str(staged_db), str(target)]]
-        else:
-            _copy_tree(folder / catalogue["file"], staging / catalogue["file"], "stage the restore", RESTORE_ADVICE)
-            journal.update(pg_dump=str(staging / catalogue["file"]), catalogue_done=False)
-        for name in ("index", "models", BACKBONE_RECORD):  # absent from the backup: the old one goes aside all the same
-            staged = None
-            if (folder / name).exists():
-                staged = staging / name
-                _copy_tree(folder / name, staged, "stage the restore", RESTORE_ADVICE)
-            moves.append([None if staged is None else str(staged), str(data_dir / name)])
-        counts = _count_copies(staging)
-        expected = {k: v for k, v in manifest["stores"].items() if not k.startswith(SERVER_EXPORT + "/")}
-        if counts != expected:
-            raise BackupError(f"the staged copy of the backup does not hold what its manifest says ({counts} points, "
-                              f"not {expected}). Nothing was restored.")
-        swap.write_journal(data_dir, journal)
+        with disk_full_said("stage the restore", data_dir, RESTORE_ADVICE):
+            return _stage_into(settings, folder, manifest, staging, staged_db)
     except BaseException:
         swap.clean(data_dir, [staged_db] if staged_db is not None else [])
         raise
+
+
+def _stage_into(settings: Settings, folder: Path, manifest: dict[str, Any], staging: Path,
+                staged_db: Path | None) -> dict[str, Any]:
+    data_dir = settings.data_dir
+    catalogue = manifest["catalogue"]
+    moves: list[list[str | None]] = []
+    journal: dict[str, Any] = {"backup": str(folder), "created_at": manifest["created_at"], "moves": moves}
+    if staged_db is not None:
+        target = _sqlite_path(settings.db_url)
+        _stage_sqlite(folder / catalogue["file"], staged_db, catalogue["images"])
+        # the old file's WAL would be replayed into the restored one: it goes aside too
+        moves += [[None, f"{target}-wal"], [None, f"{target}-shm"], [str(staged_db), str(target)]]
+    else:
+        _copy_tree(folder / catalogue["file"], staging / catalogue["file"], "stage the restore", RESTORE_ADVICE)
+        journal.update(pg_dump=str(staging / catalogue["file"]), catalogue_done=False)
+    for name in ("index", "models", BACKBONE_RECORD):  # absent from the backup: the old one goes aside all the same
+        staged = None
+        if (folder / name).exists():
+            staged = staging / name
+            _copy_tree(folder / name, staged, "stage the restore", RESTORE_ADVICE)
+        moves.append([None if staged is None else str(staged), str(data_dir / name)])
+    counts = _count_copies(staging)
+    expected = {k: v for k, v in manifest["stores"].items() if not k.startswith(SERVER_EXPORT + "/")}
+    if counts != expected:
+        raise BackupError(f"the staged copy of the backup does not hold what its manifest says ({counts} points, "
+                          f"not {expected}). Nothing was restored.")
+    swap.write_journal(data_dir, journal)
     return journal
 
 

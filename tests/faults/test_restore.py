@@ -220,3 +220,35 @@ def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, b
     assert not [p.name for p in target.iterdir() if "restore" in p.name]  # staging / aside cleaned up
     code, out = run_cli(["restore", str(backups["new"]), "--force"], target, capsys, monkeypatch)
     assert code == 0 and f"catalogue: {NEW} indexed images" in out and "all three stores agree" in out, out
+
+
+# ---- a full disk ---------------------------------------------------------------------------------------------
+
+
+def test_restore_onto_a_nearly_full_disk_changes_nothing(backups, target, capsys, monkeypatch):
+    """The old data stays until the new is staged, so the backup's size must be free first."""
+    from tests.faults.test_disk_full import nearly_full
+
+    before = _snapshot(target)
+    with monkeypatch.context() as m:
+        nearly_full(m, free=256 * 1024)
+        code, out = _restore_force(backups["new"], target, capsys, m)
+    assert code == 2 and "Traceback" not in out, out
+    assert "not enough disk space to stage the restore" in out and "256.0 KiB free" in out, out
+    assert _snapshot(target) == before
+
+
+def test_restore_that_fills_the_disk_while_staging_changes_nothing(backups, target, capsys, monkeypatch):
+    real_run = subprocess.run
+
+    def cp_fills_the_disk(args, *a, **kw):
+        if args[0] == "cp" and args[-1].endswith("models"):
+            return subprocess.CompletedProcess(args, 1, "", "cp: error writing 'x': No space left on device\n")
+        return real_run(args, *a, **kw)
+
+    before = _snapshot(target)
+    monkeypatch.setattr(subprocess, "run", cp_fills_the_disk)
+    code, out = _restore_force(backups["new"], target, capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in out, out
+    assert "not enough disk space to stage the restore" in out and "free" in out, out
+    assert _snapshot(target) == before  # the staged copy is gone too

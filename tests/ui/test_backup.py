@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from imgsearch.models.files import DiskFullError
 from imgsearch.search.index import Filter
 from imgsearch.search.qdrant_server import QdrantClientIndex
 from imgsearch.search.service import SearchService
@@ -264,3 +265,16 @@ def test_backup_that_fills_the_disk_half_way_leaves_nothing(collection, tmp_path
     assert code == 2 and "Traceback" not in out, out
     assert "not enough disk space to write the backup" in out and "free" in out, out
     assert _leftovers(out_dir) == []
+
+
+def test_a_backup_write_that_finds_the_disk_full_is_one_line_and_leaves_nothing(collection, tmp_path, monkeypatch):
+    """SQLite says "database or disk is full" where Python raises ENOSPC: both are the same one line."""
+    import sqlite3
+
+    def full(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(backup_mod, "_backup_catalogue", full)
+    with pytest.raises(DiskFullError, match="not enough disk space to write the backup"):
+        backup(_settings(collection), _identity(), tmp_path / "bk")
+    assert list(tmp_path.iterdir()) == []
