@@ -27,7 +27,7 @@ from imgsearch.ui.restore import restore
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
-from tests.databases import database_env
+from tests.databases import database_env, on_postgresql
 from tests.ui.api_server import ApiServer
 
 pytestmark = pytest.mark.slow  # trained collections, subprocesses and kills
@@ -187,11 +187,9 @@ finally:
 """
 
 
-@pytest.mark.parametrize("at", range(1, 13))  # every step of SQLite and PostgreSQL restores, and past the end
-def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, backups, target, tmp_path, capsys,
-                                                                          monkeypatch):
+def _kill_restore_at(at: int, bk: Path, target: Path, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(ready), str(at), str(backups["new"]), str(target)],
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(ready), str(at), str(bk), str(target)],
                             cwd=ROOT, env=_env(target))
     try:
         deadline = time.monotonic() + 120
@@ -208,8 +206,15 @@ def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, b
             proc.kill()
             proc.wait(30)
 
+
+@pytest.mark.parametrize("at", range(1, 13))  # every step of SQLite and PostgreSQL restores, and past the end
+def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, backups, target, tmp_path, capsys,
+                                                                          monkeypatch):
+    _kill_restore_at(at, backups["new"], target, tmp_path)
+    left = [p.name for p in target.iterdir() if "restor" in p.name]
     code, out = run_cli(["doctor"], target, capsys, monkeypatch)
     assert code == 0 and "all three stores agree" in out, out
+    assert ("restore: " in out) == bool(left), (left, out)  # doctor says what it finished or removed
     models = _model_files(target)
     if f"catalogue: {OLD} indexed images" in out:
         assert models == _manifest_models(backups["old"])
@@ -217,9 +222,22 @@ def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, b
         assert f"catalogue: {NEW} indexed images" in out, out
         assert models == _manifest_models(backups["new"])
     assert "current models: training run" in out and "PROBLEM" not in out, out
-    assert not [p.name for p in target.iterdir() if "restore" in p.name]  # staging / aside cleaned up
+    assert not [p.name for p in target.iterdir() if "restor" in p.name]  # staging / aside cleaned up
     code, out = run_cli(["restore", str(backups["new"]), "--force"], target, capsys, monkeypatch)
     assert code == 0 and f"catalogue: {NEW} indexed images" in out and "all three stores agree" in out, out
+
+
+def test_any_process_opening_the_data_dir_finishes_a_restore_killed_mid_swap(backups, target, tmp_path, backbone):
+    """Not only doctor: the app, serve or a worker starting first must not run on a mix of old and new."""
+    from imgsearch.ui import doctor
+
+    _kill_restore_at(8 if on_postgresql() else 6, backups["new"], target, tmp_path)  # some files renamed, not all
+    assert (target / ".restore-staging" / "SWAP.json").exists()
+    with Context(_settings(target), _backbone=backbone) as ctx:
+        report = doctor.check(ctx.Session, ctx.stores, ctx.trained(), current_run_id=ctx.trained_run_id())
+        assert report.consistent and report.n_indexed == NEW, report.lines()
+    assert _model_files(target) == _manifest_models(backups["new"])
+    assert not [p.name for p in target.iterdir() if "restor" in p.name]
 
 
 # ---- a full disk ---------------------------------------------------------------------------------------------
