@@ -105,9 +105,10 @@ def _target_contents(settings: Settings) -> list[Path]:
 def _staged_catalogue(settings: Settings) -> Path | None:
     """Where a SQLite catalogue is staged: beside its target (which may be outside the data dir), so that the
     swap is a rename on one file system."""
-    if not _is_sqlite(settings.db_url):
+    url = settings.db_url
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         return None
-    target = _sqlite_path(settings.db_url)
+    target = _sqlite_path(url)
     return target.with_name(f".{target.name}.restoring")
 
 
@@ -222,7 +223,10 @@ def _stage_into(settings: Settings, folder: Path, manifest: dict[str, Any], stag
     catalogue = manifest["catalogue"]
     moves: list[list[str | None]] = []
     journal: dict[str, Any] = {"backup": str(folder), "created_at": manifest["created_at"], "moves": moves}
-    if staged_db is not None:
+    if catalogue["kind"] == "sqlite":
+        if staged_db is None:
+            raise BackupError(f"{settings.db_url} is not a catalogue file to restore into: set IMGSEARCH_DATABASE_URL "
+                              "to a file (or unset it for the data directory's)")
         target = _sqlite_path(settings.db_url)
         _stage_sqlite(folder / catalogue["file"], staged_db, catalogue["images"])
         # the old file's WAL would be replayed into the restored one: it goes aside too
