@@ -294,7 +294,7 @@ def finish_interrupted(settings: Settings) -> str | None:
         journal = swap.read_journal(data_dir)
         if journal is None:
             swap.clean(data_dir, extra)
-            return ("removed what an interrupted restore had staged (it had not changed the data directory)")
+            return "removed what an interrupted restore had staged (it had not changed the data directory)"
         _finish(settings, journal)
     return (f"finished the restore of the backup of {journal['created_at']} ({journal['backup']}) that was "
             "interrupted while it was being swapped in")
