@@ -78,7 +78,7 @@ class Heartbeat:
             log.warning("cannot write the heartbeat %s: %s", self.path, exc)
 
     @contextmanager
-    def during(self, job_id: int) -> Iterator[None]:
+    def during(self, job_id: int | None) -> Iterator[None]:
         """Beat from a background thread while a job runs: training reports no progress for minutes."""
         self.beat(job_id, force=True)
         done = threading.Event()
@@ -95,6 +95,16 @@ class Heartbeat:
             done.set()
             thread.join()
             self.beat(None, force=True)
+
+    @contextmanager
+    def alive(self) -> Iterator[None]:
+        """Beat for as long as a long-lived process (`serve`) runs, and remove the file when it stops: restore
+        refuses to replace a data dir that a live process still has open."""
+        try:
+            with self.during(None):
+                yield
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Remove the file: a process that stops cleanly is gone at once, not after ALIVE_WITHIN_S."""

@@ -65,6 +65,7 @@ class StoreLock:
         self._fd: int | None = None
         self._probe_fd: int | None = None
         self._mutex = threading.Lock()
+        self.previous: dict[str, Any] | None = None  # who held the lock before this object took it
 
     def _open(self, name: str) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,7 @@ class StoreLock:
                     raise StoreBusyError(self._busy_message(timeout_s))
             finally:
                 os.close(queue_fd)  # closing drops our place in the queue, held or not
+            self.previous = self.holder()  # restore asks whether that process still runs
             holder = {"role": self.role, **process_marker(), "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)

@@ -1,4 +1,4 @@
-"""`imgsearch backup DIR` / `restore DIR`: a consistent copy of a data directory's catalogue, vectors, FAISS mirror
+"""`imgsearch backup DIR`: a consistent copy of a data directory's catalogue, vectors, FAISS mirror
 and trained models, with a manifest written last.
 
 Consistency: every vector store folder's lock (search/locking.py) is held while the catalogue and the stores are
@@ -10,13 +10,17 @@ cluster would need one snapshot per node and the same topology to restore onto, 
 any server or cluster. The copies are then opened and counted.
 
 MANIFEST.json (format, versions, backbone identity, counts, every file's size and SHA-256) is written last,
-atomically: a backup without one was interrupted, and restore refuses it, as it refuses a file whose checksum
-differs, a backbone other than the configured one, and a non-empty data directory (unless --force).
+atomically: a backup without one was interrupted, and restore (ui/restore.py) refuses it.
+
+A backup is written into a hidden folder beside its target, renamed into place once complete, and removed if it
+fails (a full disk is checked for first): the target never holds half a backup.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -28,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
-from imgsearch.models.files import atomic_write, file_sha256
+from imgsearch.models.files import DiskFullError, atomic_write, file_sha256, free_bytes, human_bytes
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import index_root
 from imgsearch.search.locking import StoreLock
@@ -40,6 +45,7 @@ MANIFEST_NAME = "MANIFEST.json"
 FORMAT = 1
 CATALOGUE_SQLITE = "catalogue.sqlite"
 CATALOGUE_PG = "catalogue.pgdump"
+PARTIAL = ".partial-"  # a backup being written: .<target name>.partial-<pid>, beside the target
 SERVER_EXPORT = "qdrant_server"  # folder of the server collection's export: vectors.npy, ids.npy, payloads.jsonl
 STORE_KINDS = ("qdrant_edge", "faiss")
 
@@ -92,20 +98,60 @@ def store_folders(data_dir: Path) -> list[Path]:
 
 
 @contextmanager
-def _stores_locked(folders: list[Path], timeout_s: float) -> Iterator[None]:
+def _stores_locked(folders: list[Path], timeout_s: float, role: str = "backup") -> Iterator[list[StoreLock]]:
     """Hold every store's lock: processes using the stores finish their operation and let go (they see a waiter)."""
     with ExitStack() as stack:
+        locks = []
         for folder in folders:
-            lock = StoreLock(folder, role="backup", what="vector store")
-            stack.enter_context(lock.hold(timeout_s))
+            lock = StoreLock(folder, role=role, what="vector store")
             stack.callback(lock.close)
+            stack.enter_context(lock.hold(timeout_s))
+            locks.append(lock)
+        yield locks
+
+
+def _allocated(path: Path) -> int:
+    """Bytes `path` (a file or a tree) takes on disk: what `cp --sparse=always` writes (holes stay holes)."""
+    if not path.exists():
+        return 0
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_blocks * 512 for p in files)
+
+
+def _disk_full(what: str, folder: Path, needed: int | None, free: int, advice: str) -> DiskFullError:
+    need = f"needs about {human_bytes(needed)}" if needed else "the disk filled up"
+    return DiskFullError(f"not enough disk space to {what} in {folder}: {need}, {human_bytes(free)} free. "
+                         f"Nothing was left half-written. {advice}", folder)
+
+
+@contextmanager
+def disk_full_said(what: str, folder: Path, advice: str) -> Iterator[None]:
+    """A write that hits a full disk (ENOSPC from Python, "disk is full" from SQLite) as one DiskFullError line."""
+    try:
         yield
+    except DiskFullError:
+        raise
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+                or isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+        if not full:
+            raise
+        raise _disk_full(what, folder, None, free_bytes(folder), advice) from exc
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+BACKUP_ADVICE = "Free some space on that disk, or back up to another one, then run the command again."
+RESTORE_ADVICE = "Free some space on that disk, then run the command again; the data directory is unchanged."
+
+
+def _copy_tree(src: Path, dst: Path, what: str = "write the backup", advice: str = BACKUP_ADVICE) -> None:
     """cp -a --sparse=always: a Qdrant Edge store is ~160 MiB of sparse files that take ~0.3 MiB on disk."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], check=True)
+    done = subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], capture_output=True, text=True)
+    if done.returncode != 0:
+        error = (done.stderr or "").strip()
+        if "No space left" in error or "Disk quota exceeded" in error:
+            raise _disk_full(what, dst.parent, None, free_bytes(dst.parent), advice)
+        raise BackupError(f"copying {src} failed: {error[-500:]}")
 
 
 def _backup_catalogue(settings: Settings, out: Path) -> dict[str, Any]:
@@ -195,15 +241,63 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=1))
 
 
+def _backup_bytes(settings: Settings, folders: list[Path], qdrant: Any | None) -> int:
+    """What a backup will take on disk, about (a little more: a check, not a quota)."""
+    n = sum(_allocated(f) for f in folders) + _allocated(settings.models_dir) + (1 << 20)
+    if _is_sqlite(settings.db_url):
+        db = _sqlite_path(settings.db_url)
+        n += sum(_allocated(Path(f"{db}{suffix}")) for suffix in ("", "-wal"))
+    if qdrant is not None:
+        n += qdrant.count() * (4 * qdrant.info.dim + 512)
+    return n
+
+
+def _partial(out: Path) -> Path:
+    return out.parent / f".{out.name}{PARTIAL}{os.getpid()}"
+
+
+def _stale_partials(out: Path) -> list[Path]:
+    """Folders of backups into `out` that were killed (their process is gone)."""
+    found = []
+    for p in out.parent.glob(f".{out.name}{PARTIAL}*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not psutil.pid_exists(int(pid)) or int(pid) == os.getpid():
+            found.append(p)
+    return found
+
+
 def backup(settings: Settings, backbone: BackboneId, out: Path, qdrant: Any | None = None) -> BackupReport:
     """Back up the data dir of `settings` into `out` (absent or empty). `qdrant`: the open server index, when
     IMGSEARCH_QDRANT_URL is set (its collection is exported); the embedded stores are copied from disk."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BackupError(f"{out} is not empty: back up into a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_partials(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    folders = store_folders(settings.data_dir)
+    needed, free = _backup_bytes(settings, folders, qdrant), free_bytes(out.parent)
+    if free < needed:
+        raise _disk_full("write the backup", out.parent, needed, free, BACKUP_ADVICE)
+    work = _partial(out)
+    work.mkdir()
+    try:
+        with disk_full_said("write the backup", out.parent, BACKUP_ADVICE):
+            manifest = _write_backup(settings, backbone, work, folders, qdrant)
+        try:
+            os.rename(work, out)  # onto an absent or empty folder: the target holds a whole backup or nothing
+        except OSError as exc:
+            raise BackupError(f"{out} was filled by something else while the backup was written ({exc}): back up "
+                              "into a new or empty folder") from exc
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return BackupReport(out, manifest)
+
+
+def _write_backup(settings: Settings, backbone: BackboneId, out: Path, folders: list[Path],
+                  qdrant: Any | None) -> dict[str, Any]:
     data_dir = settings.data_dir
-    folders = store_folders(data_dir)
     with _stores_locked(folders, settings.store_lock_timeout_s):
         catalogue = _backup_catalogue(settings, out)
         for folder in folders:
@@ -226,142 +320,4 @@ def backup(settings: Settings, backbone: BackboneId, out: Path, qdrant: Any | No
         "files": _file_table(out),
     }
     write_manifest(out, manifest)
-    return BackupReport(out, manifest)
-
-
-# ---- restore -------------------------------------------------------------------------------------------------
-
-
-def read_verified(folder: Path) -> dict[str, Any]:
-    """The manifest of a complete, intact backup; BackupError naming the problem otherwise."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BackupError(f"{folder} is not a folder")
-    try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    except FileNotFoundError:
-        raise BackupError(f"{folder} is not a complete backup: it has no {MANIFEST_NAME}, which a backup writes "
-                          "last, so this one was interrupted (or the folder is not a backup). Nothing was "
-                          "restored; make a new backup.") from None
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"{folder / MANIFEST_NAME} cannot be read ({exc}): the backup is damaged") from exc
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"{folder} is a backup of format {manifest.get('format')!r}; this imgsearch reads "
-                          f"format {FORMAT}")
-    listed = manifest["files"]
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
-    missing = sorted(set(listed) - present)
-    extra = sorted(present - set(listed))
-    if missing:
-        raise BackupError(f"the backup in {folder} is incomplete: {len(missing)} files of its manifest are "
-                          f"missing ({', '.join(missing[:3])}...). Nothing was restored.")
-    if extra:
-        raise BackupError(f"the backup in {folder} holds files its manifest does not list ({', '.join(extra[:3])}): "
-                          "it was changed after it was made. Nothing was restored.")
-    for name, entry in listed.items():
-        path = folder / name
-        if path.stat().st_size != entry["size"] or file_sha256(path) != entry["sha256"]:
-            raise BackupError(f"the backup in {folder} is damaged: {name} does not match its checksum in the "
-                              "manifest. Nothing was restored.")
     return manifest
-
-
-def _check_backbone(manifest: dict[str, Any], configured: BackboneId | None) -> None:
-    if configured is None:
-        return
-    saved = BackboneId.from_dict(manifest["backbone"])
-    message = configured.mismatch(saved, "The backup")
-    if message is not None:
-        raise BackupError(f"{message} Set IMGSEARCH_BACKBONE={saved.name} (or auto) to restore it.")
-
-
-def _target_contents(settings: Settings) -> list[Path]:
-    """What in the target data dir a restore would overwrite or mix with."""
-    d = settings.data_dir
-    return sorted(p for p in d.iterdir()) if d.is_dir() else []
-
-
-def restore(settings: Settings, folder: Path, configured: BackboneId | None, force: bool = False,
-            qdrant_factory: Any = None) -> dict[str, Any]:
-    """Restore the backup in `folder` into the data dir (and catalogue URL) of `settings`.
-
-    `configured`: the backbone the settings name (None for `auto`: the backup's own record decides). `force`:
-    replace a non-empty data dir's catalogue, stores and models. `qdrant_factory`: () -> a server index to
-    import the exported collection into (IMGSEARCH_QDRANT_URL), else None.
-    """
-    folder = Path(folder)
-    manifest = read_verified(folder)
-    _check_backbone(manifest, configured)
-    data_dir = settings.data_dir
-    present = _target_contents(settings)
-    if present and not force:
-        raise BackupError(f"{data_dir} is not empty ({', '.join(p.name for p in present[:4])}): restore goes into "
-                          "an empty data directory; pass --force to replace its catalogue, stores and models")
-    has_server = any(k.startswith(SERVER_EXPORT + "/") for k in manifest["stores"])
-    if has_server and qdrant_factory is None:
-        raise BackupError("this backup holds a Qdrant server collection: set IMGSEARCH_QDRANT_URL to the server to "
-                          "restore it into")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _restore_catalogue(settings, folder, manifest["catalogue"], force)
-    for name in ("index", "models"):
-        if (folder / name).is_dir():
-            if force:
-                shutil.rmtree(data_dir / name, ignore_errors=True)
-            _copy_tree(folder / name, data_dir / name)
-    if (folder / BACKBONE_RECORD).exists():
-        shutil.copy2(folder / BACKBONE_RECORD, data_dir / BACKBONE_RECORD)
-    if has_server:
-        _import_server(qdrant_factory(), folder / SERVER_EXPORT, force)
-    return manifest
-
-
-def _restore_catalogue(settings: Settings, folder: Path, catalogue: dict[str, Any], force: bool) -> None:
-    url = settings.db_url
-    if catalogue["kind"] == "sqlite":
-        if not _is_sqlite(url):
-            raise BackupError("this backup's catalogue is SQLite but IMGSEARCH_DATABASE_URL names a server database; "
-                              "unset it to restore into the data directory")
-        target = _sqlite_path(url)
-        if target.exists() and not force:
-            raise BackupError(f"{target} exists: restore refuses to replace a catalogue without --force")
-        for suffix in ("", "-wal", "-shm"):  # (--force) a stale WAL beside the restored file would be replayed into it
-            Path(f"{target}{suffix}").unlink(missing_ok=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = sqlite3.connect(folder / catalogue["file"])
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        return
-    if _is_sqlite(url):
-        raise BackupError("this backup's catalogue is PostgreSQL: set IMGSEARCH_DATABASE_URL to the (empty) "
-                          "database to restore it into")
-    from sqlalchemy import create_engine, inspect
-
-    engine = create_engine(url)
-    try:
-        tables = inspect(engine).get_table_names()
-    finally:
-        engine.dispose()
-    if tables and not force:
-        raise BackupError(f"the PostgreSQL database holds tables ({', '.join(sorted(tables)[:4])}): restore goes "
-                          "into an empty database; pass --force to replace them")
-    _run_pg(["pg_restore", "--no-owner", "--clean", "--if-exists", f"--dbname={_libpq_url(url)}",
-             str(folder / catalogue["file"])], "restore the PostgreSQL catalogue")
-
-
-def _import_server(qdrant: Any, export: Path, force: bool) -> None:
-    with qdrant:
-        if qdrant.count() and not force:
-            raise BackupError(f"the Qdrant collection {qdrant.collection!r} already holds {qdrant.count():,} points: "
-                              "restore refuses to mix; pass --force to replace it")
-        if qdrant.count():
-            qdrant.delete(qdrant.ids().tolist())
-        ids = np.load(export / "ids.npy")
-        vectors = np.load(export / "vectors.npy")
-        with open(export / "payloads.jsonl") as f:
-            payloads = [json.loads(line) for line in f]
-        for s in range(0, len(ids), 1024):
-            qdrant.upsert(ids[s:s + 1024].tolist(), vectors[s:s + 1024], payloads[s:s + 1024])

@@ -1,4 +1,4 @@
-"""`imgsearch backup DIR` and `imgsearch restore DIR` (ui/backup.py); registered on the CLI app by ui/cli.py."""
+"""`imgsearch backup DIR` and `imgsearch restore DIR` (ui/backup.py, ui/restore.py); registered by ui/cli.py."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def restore_cmd(
     """Restore a backup into an empty data directory (checksums, completeness and backbone checked first), then
     check with `doctor` that the catalogue and the stores agree."""
     from imgsearch.models.backbones import BackboneUnavailable, load_backbone
-    from imgsearch.ui.backup import BackupError, restore
+    from imgsearch.ui.backup import BackupError
+    from imgsearch.ui.restore import restore
 
     settings = _settings(data_dir=data_dir)
     configured = None
@@ -68,7 +69,7 @@ def restore_cmd(
     if settings.qdrant_url:
         from imgsearch.models.identity import BackboneId
         from imgsearch.search.factory import open_index
-        from imgsearch.ui.backup import read_verified
+        from imgsearch.ui.restore import read_verified
 
         def factory():
             identity = configured or BackboneId.from_dict(read_verified(folder)["backbone"])
@@ -94,3 +95,16 @@ def _check_restored(data_dir: Path | None) -> None:
             console.print(line, highlight=False)
     if not report.consistent:
         raise typer.Exit(1)
+
+
+def finish_interrupted_restore(data_dir: Path | None) -> None:
+    """Finish (or clean up after) a restore that was killed, saying so; `doctor` calls it before its check."""
+    from imgsearch.ui.backup import BackupError
+    from imgsearch.ui.restore import finish_interrupted
+
+    try:
+        done = finish_interrupted(_settings(data_dir=data_dir))
+    except BackupError as exc:
+        _fail(str(exc))
+    if done:
+        console.print(f"restore: {done}", highlight=False)

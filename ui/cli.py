@@ -376,7 +376,9 @@ def doctor_cmd(
     """Check that SQLite, Qdrant and the FAISS mirror hold the same ids, vectors and current predictions."""
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.ui import doctor
+    from imgsearch.ui.backup_commands import finish_interrupted_restore
 
+    finish_interrupted_restore(data_dir)  # a killed restore: its data dir is checked once whole again
     with _context("doctor", data_dir=data_dir) as ctx:
         if repair:
             for line in doctor.open_for_repair(ctx):
@@ -479,13 +481,15 @@ def serve_cmd(
     """The HTTP API for other programs (FastAPI under uvicorn): /v1/..., OpenAPI at /openapi.json, docs at /docs."""
     import uvicorn
 
+    from imgsearch.ingest.heartbeat import Heartbeat
     from imgsearch.ui.api.app import create_app
 
     settings = _settings(data_dir=data_dir)
     if not _loopback(host) and not settings.api_key:
         _fail(f"listening on {host} would open the API to other machines without a key: set IMGSEARCH_API_KEY "
               "(clients send it in the X-API-Key header), or listen on 127.0.0.1")
-    uvicorn.run(create_app(settings, api_key=settings.api_key), host=host, port=port, log_level="info")
+    with Heartbeat(settings.data_dir, "serve").alive():  # restore --force refuses while it runs
+        uvicorn.run(create_app(settings, api_key=settings.api_key), host=host, port=port, log_level="info")
 
 
 # Streamlit flags for serving, not developing, the app.

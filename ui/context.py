@@ -104,6 +104,19 @@ class Context:
     role: str = "cli"
     _backbone: Backbone | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
+        from imgsearch.search.index import StoreBusyError
+        from imgsearch.ui.backup import BackupError
+        from imgsearch.ui.restore import finish_interrupted
+
+        try:
+            done = finish_interrupted(self.settings)
+        except BackupError as exc:
+            raise StoreBusyError(str(exc)) from exc
+        if done:
+            log.warning("%s", done)
+
     @cached_property
     def Session(self) -> sessionmaker[Session]:
         return open_database(self.settings, read_only_ok=self.role in READ_ONLY_ROLES)

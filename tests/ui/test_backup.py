@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from imgsearch.models.files import DiskFullError
 from imgsearch.search.index import Filter
 from imgsearch.search.qdrant_server import QdrantClientIndex
 from imgsearch.search.service import SearchService
 from imgsearch.ui import backup as backup_mod
-from imgsearch.ui.backup import MANIFEST_NAME, BackupError, backup, restore
+from imgsearch.ui.backup import MANIFEST_NAME, BackupError, backup
 from imgsearch.ui.context import Context
+from imgsearch.ui.restore import restore
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
@@ -114,10 +116,15 @@ def test_a_killed_backup_is_refused_on_restore(collection, tmp_path, capsys, mon
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert (tmp_path / "bk" / _catalogue_file()).exists()  # much was written, but no manifest
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".bk.partial-")]
+    assert len(partial) == 1 and (partial[0] / _catalogue_file()).exists()  # much was written, beside the target
+    assert not (tmp_path / "bk").exists()
     code, out = run_cli(["restore", str(tmp_path / "bk")], tmp_path / "restored", capsys, monkeypatch)
     assert code == 2 and "is not a complete backup" in out and "interrupted" in out, out
     assert not (tmp_path / "restored").exists()  # nothing was restored
+    code, out = run_cli(["backup", str(tmp_path / "bk")], collection, capsys, monkeypatch)
+    assert code == 0, out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bk.partial-")]  # the next backup cleaned up
 
 
 def test_a_failed_backup_leaves_no_manifest(collection, tmp_path, monkeypatch):
@@ -127,8 +134,7 @@ def test_a_failed_backup_leaves_no_manifest(collection, tmp_path, monkeypatch):
     monkeypatch.setattr(backup_mod, "_count_copies", fails)
     with pytest.raises(OSError):
         backup(_settings(collection), _identity(), tmp_path / "bk")
-    with pytest.raises(BackupError, match="not a complete backup"):
-        restore(_settings(tmp_path / "restored"), tmp_path / "bk", None)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor its partial copy
 
 
 def _identity():
@@ -207,3 +213,68 @@ def test_a_server_collection_is_exported_and_imported(tmp_path, backbone):
         with pytest.raises(BackupError, match="already holds 9 points"):
             restore(_settings(tmp_path / "again", qdrant_url=":memory:"), tmp_path / "bk", backbone.identity,
                     qdrant_factory=lambda: again)
+
+
+# ---- a full disk (issue 20, item 11) ---------------------------------------------------------------------------
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_backup_onto_a_nearly_full_disk_says_what_it_needs_and_writes_nothing(collection, tmp_path, capsys,
+                                                                             monkeypatch):
+    from tests.faults.test_disk_full import nearly_full
+
+    out_dir = tmp_path / "disk"
+    out_dir.mkdir()
+    with monkeypatch.context() as m:
+        nearly_full(m, free=64 * 1024)
+        code, out = run_cli(["backup", str(out_dir / "bk")], collection, capsys, m)
+    assert code == 2 and "Traceback" not in out, out
+    assert "not enough disk space to write the backup" in out and "needs about" in out and "64.0 KiB free" in out
+    assert _leftovers(out_dir) == []  # no partial folder
+    code, out = run_cli(["backup", str(out_dir / "bk")], collection, capsys, monkeypatch)  # room again
+    assert code == 0 and "backup complete" in out, out
+    assert _leftovers(out_dir) == ["bk"]
+
+
+def test_backup_that_fills_the_disk_half_way_leaves_nothing(collection, tmp_path, capsys, monkeypatch):
+    """The space check passed, then the disk filled up under `cp` (another writer): one line, no partial folder."""
+    real_run = subprocess.run
+    copies = []
+
+    def cp_fills_the_disk(args, *a, **kw):
+        if args[0] != "cp":
+            return real_run(args, *a, **kw)
+        copies.append(args)
+        if len(copies) == 1:
+            return real_run(args, *a, **kw)
+        Path(args[-1]).mkdir(parents=True)
+        (Path(args[-1]) / "half").write_bytes(b"x" * 1000)
+        error = f"cp: error writing '{args[-1]}/half': No space left on device\n"
+        if kw.get("check"):
+            raise subprocess.CalledProcessError(1, args, "", error)
+        return subprocess.CompletedProcess(args, 1, "", error)
+
+    out_dir = tmp_path / "disk"
+    out_dir.mkdir()
+    monkeypatch.setattr(backup_mod.subprocess, "run", cp_fills_the_disk)
+    code, out = run_cli(["backup", str(out_dir / "bk")], collection, capsys, monkeypatch)
+    assert len(copies) == 2, copies
+    assert code == 2 and "Traceback" not in out, out
+    assert "not enough disk space to write the backup" in out and "free" in out, out
+    assert _leftovers(out_dir) == []
+
+
+def test_a_backup_write_that_finds_the_disk_full_is_one_line_and_leaves_nothing(collection, tmp_path, monkeypatch):
+    """SQLite says "database or disk is full" where Python raises ENOSPC: both are the same one line."""
+    import sqlite3
+
+    def full(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(backup_mod, "_backup_catalogue", full)
+    with pytest.raises(DiskFullError, match="not enough disk space to write the backup"):
+        backup(_settings(collection), _identity(), tmp_path / "bk")
+    assert list(tmp_path.iterdir()) == []
