@@ -90,7 +90,8 @@ def _check_restored(data_dir: Path | None) -> None:
     with _context("restore", data_dir=data_dir) as ctx:
         ctx.require_intact()
         stores = ctx.stores
-        report = doctor.check(ctx.Session, stores, ctx.trained(), current_run_id=ctx.trained_run_id())
+        report = doctor.check(ctx.Session, stores, ctx.trained(), cache=ctx.cache,
+                              current_run_id=ctx.trained_run_id())
         for line in report.lines():
             console.print(line, highlight=False)
     if not report.consistent:
