@@ -1,4 +1,5 @@
-"""Review a near-duplicate group in a real Chromium: the group side by side, tick one more to keep, remove the rest."""
+"""Review a near-duplicate group in a real Chromium: the group side by side, all kept by default; untick four,
+confirm, and they are removed."""
 
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ def test_review_a_duplicate_group_in_the_browser(browser_available, browser_page
         main = page.locator('[data-testid="stMain"]')
         boxes = main.get_by_role("checkbox", name="keep")
         assert boxes.count() == len(members) == 6
-        assert sum(boxes.nth(i).is_checked() for i in range(6)) == 1
+        assert sum(boxes.nth(i).is_checked() for i in range(6)) == 6  # every member kept until unticked
         assert main.get_by_text("48×40").count() == 6  # each member's resolution is shown
-        unticked = next(i for i in range(6) if not boxes.nth(i).is_checked())
-        boxes.nth(unticked).locator("xpath=ancestor::label[1]").click()  # the input itself is hidden by its label
-        harness.wait_settled(page)
+        for i in range(2, 6):  # untick four
+            boxes.nth(i).locator("xpath=ancestor::label[1]").click()  # the input itself is hidden by its label
+            harness.wait_settled(page)
         assert sum(boxes.nth(i).is_checked() for i in range(6)) == 2
-        page.get_by_role("button", name="Remove 4 unticked image(s) from the collection").click()
+        page.get_by_role("button", name="Remove 4 unticked image(s) from the collection…").click()
+        harness.wait_text(page, "Remove 4 image(s) from the collection")
+        page.get_by_role("button", name="Yes, remove 4").click()
         harness.wait_text(page, "Removed 4 images from the collection; the files are still on disk.")
         assert not harness.app_errors(page) and not errors
     with Session() as s:

@@ -55,13 +55,21 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
     _ok(at)
     assert [b.proto.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
     keep = [cb for cb in at.checkbox if cb.key.startswith(f"dups_keep_{group}_")]
-    assert len(keep) == 6 and sum(cb.value for cb in keep) == 1  # one ticked to keep by default
+    assert len(keep) == 6 and all(cb.value for cb in keep)  # issue 21, item 5: every member kept by default
+    assert not [b for b in at.button if b.key == f"dups_remove_{group}"]  # nothing to remove until one is unticked
     assert any("48×40" in m.value for m in at.markdown)  # resolution shown
-    # Keep two: tick one more, then remove the other four (files stay).
-    extra = next(cb for cb in keep if not cb.value)
-    extra.check().run()
+    assert any("same picture (resized or re-encoded)" in m.value or "not a copy" in m.value for m in at.markdown)
+    # Keep two: untick four, ask to remove them, confirm (files stay).
+    for cb in keep[2:]:
+        cb.uncheck()
+    at.run()
     _ok(at)
     at.button(key=f"dups_remove_{group}").click().run()
+    _ok(at)
+    with Session() as s:  # asking is not removing
+        assert len(repo.images_by_ids(s, [im.id for im in members])) == 6
+    assert any("Remove 4 image(s) from the collection" in w.value for w in at.warning)
+    at.button(key=f"dups_confirm_yes_{group}").click().run()
     _ok(at)
     assert any("Removed 4 images from the collection; the files are still on disk" in s.value for s in at.success)
     with Session() as s:

@@ -1,5 +1,9 @@
-"""Duplicates page: near-duplicate groups side by side (resolution, file size); tick what to keep, remove the rest
-from the collection (every store, through `remove`). Files stay on disk unless the user explicitly asks."""
+"""Duplicates page: near-duplicate groups side by side (resolution, file size, how alike each member is to the
+largest); every member is kept until the user unticks it, and a removal asks for confirmation first (every store,
+through `remove`). Files stay on disk unless the user explicitly asks.
+
+Why keep-all by default: "near-duplicate" is a cosine threshold, and on a uniform class (airliners, say) a group
+can be ten different photos; a default that removes all but one would remove nine photos with one click."""
 
 from __future__ import annotations
 
@@ -19,9 +23,35 @@ def _size(n: int) -> str:
     return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
 
 
-def default_keep(members) -> int:
-    """The member to keep by default: the most pixels, then the largest file (least compressed), then oldest id."""
+def reference(members) -> int:
+    """The member the others are compared with: the most pixels, then the largest file (least compressed), then the
+    oldest id."""
     return max(members, key=lambda im: (im.width * im.height, im.size_bytes, -im.id)).id
+
+
+def _dhash(jpeg: bytes | None) -> np.ndarray | None:
+    """A 64-bit difference hash of a thumbnail: which of neighbouring pixels is brighter, on a 9×8 grey image."""
+    if jpeg is None:
+        return None
+    import io
+
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L").resize((9, 8), Image.Resampling.LANCZOS), np.int16)
+    return (grey[:, 1:] > grey[:, :-1]).ravel()
+
+
+# Hamming distance (of 64 bits) at or below which two thumbnails show the same picture: a resize, a crop of a few
+# pixels or a re-encode flips a handful of bits; a different photo of the same subject flips many more.
+SAME_PICTURE_BITS = 6
+
+
+def likeness(reference_hash: np.ndarray | None, member_hash: np.ndarray | None, cosine: float) -> str:
+    """How alike a member is to the reference: "same picture (resized or re-encoded)" or "similar, not a copy"."""
+    if reference_hash is not None and member_hash is not None \
+            and int((reference_hash != member_hash).sum()) <= SAME_PICTURE_BITS:
+        return "same picture (resized or re-encoded)"
+    return f"similar (cos {cosine:.3f}), not a copy"
 
 
 def remove_members(state: resources.AppState, paths: list[str], delete_files: bool) -> str:
@@ -45,30 +75,46 @@ def remove_members(state: resources.AppState, paths: list[str], delete_files: bo
 def group_view(state: resources.AppState, group: int, members) -> None:
     ids = [im.id for im in members]
     xb = state.ctx.stores.faiss.get_vectors(ids)
-    keep_id = default_keep(members)
-    sims = xb @ xb[ids.index(keep_id)]
-    st.caption(f"Group {group}: {len(members)} images. Similarity is cosine to the image kept by default (the "
-               "largest). Tick the images to keep.")
+    ref_id = reference(members)
+    sims = xb @ xb[ids.index(ref_id)]
+    hashes = {im.id: _dhash(resources.thumbnail(im.path)) for im in members}
+    st.caption(f"Group {group}: {len(members)} images, compared with the largest. Every image is kept until you "
+               "untick it; nothing is removed without a confirmation.")
     export_widgets.download_buttons(image_rows(members), f"duplicate_group_{group}", f"{PREFIX}_{group}")
     keep = {}
     for col, im, sim in zip(st.columns(min(len(members), 5)) * ((len(members) + 4) // 5), members, sims,
                             strict=False):
         with col:
             widgets.show_thumbnail(im.path)
+            alike = "the largest" if im.id == ref_id else likeness(hashes[ref_id], hashes[im.id], float(sim))
             st.markdown(f"**{im.width}×{im.height}** · {_size(im.size_bytes)}  \n`{im.file_name}` · "
-                        f"{im.label or 'unlabelled'} · cos {float(sim):.3f}")
-            keep[im.id] = st.checkbox("keep", value=im.id == keep_id, key=f"{PREFIX}_keep_{group}_{im.id}")
+                        f"{im.label or 'unlabelled'}  \n{alike}")
+            keep[im.id] = st.checkbox("keep", value=True, key=f"{PREFIX}_keep_{group}_{im.id}")
     doomed = [im for im in members if not keep[im.id]]
+    confirm_key = f"{PREFIX}_confirm_{group}"
     if not doomed:
-        st.info("Every image is ticked: nothing to remove.")
+        st.session_state.pop(confirm_key, None)
+        st.info("Every image is kept. Untick the ones to remove from the collection.")
         return
     if len(doomed) == len(members):
         st.warning("No image is ticked to keep: the whole group would be removed.")
     delete_files = st.checkbox("Also delete these files from disk (cannot be undone)", value=False,
                                key=f"{PREFIX}_delete_{group}")
-    if st.button(f"Remove {len(doomed)} unticked image(s) from the collection", key=f"{PREFIX}_remove_{group}",
-                 type="primary"):
+    if st.session_state.get(confirm_key) != [im.id for im in doomed]:
+        if st.button(f"Remove {len(doomed)} unticked image(s) from the collection…", key=f"{PREFIX}_remove_{group}"):
+            st.session_state[confirm_key] = [im.id for im in doomed]
+            st.rerun()
+        return
+    names = ", ".join(im.file_name for im in doomed[:5]) + (" …" if len(doomed) > 5 else "")
+    st.warning(f"Remove {len(doomed)} image(s) from the collection ({names})?"
+               + (" Their files are deleted from disk too." if delete_files else " Their files stay on disk."))
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, remove {len(doomed)}", key=f"{PREFIX}_confirm_yes_{group}", type="primary"):
+        st.session_state.pop(confirm_key, None)
         st.session_state[f"{PREFIX}_message"] = remove_members(state, [im.path for im in doomed], delete_files)
+        st.rerun()
+    if no.button("Cancel", key=f"{PREFIX}_confirm_no_{group}"):
+        st.session_state.pop(confirm_key, None)
         st.rerun()
 
 
