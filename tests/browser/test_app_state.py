@@ -246,3 +246,15 @@ def test_search_with_this_brings_the_new_query_into_view(setup, page):
     assert last.file_name in _query_caption(page)
     box = page.locator('[data-testid="stMain"] [data-testid="stImage"]').first.bounding_box()
     assert box is not None and box["y"] < 900, box  # the new query is on screen
+
+
+@pytest.mark.parametrize("missing", ["99999999", "0", "9223372036854775808"])
+def test_a_link_to_a_missing_image_says_so_and_shows_no_other_image(setup, page, missing):
+    """Issue 21, item 1: /search?q=id:99999999 silently became q=id:1 and showed another image's neighbours."""
+    page.goto(f"{setup.server.base_url}/search?q=id:{missing}&k=5", wait_until="domcontentloaded")
+    harness.wait_text(page, f"Image {missing} is not in the collection (removed?)")
+    harness.wait_settled(page)
+    assert harness.result_captions(page) == []
+    assert "Top 5 neighbours" not in _main_text(page)
+    assert f"q=id%3A{missing}" in page.url or f"q=id:{missing}" in page.url, page.url
+    assert not harness.app_errors(page)

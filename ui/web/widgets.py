@@ -134,18 +134,23 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
         st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
         return None
 
-    row = _picked_row(state, parsed)
-    if row is None:
+    row, missing = _picked_row(state, parsed)
+    if row is None and missing is None:
         st.info("No indexed image to pick.")
         return None
     left, mid, right = st.columns([4, 1, 1], vertical_alignment="bottom")
-    left.markdown(f"**Picked:** `{row.file_name}` · label: {views.display_label(row.label)} · folder: "
-                  f"{views.short_path(row.source_folder)}", help=f"raw label: {row.label}")
+    if row is None:  # the link names an image that is gone: say so, show nothing in its place
+        left.warning(f"Image {missing} is not in the collection (removed?). Browse or pick a random one instead.")
+    else:
+        left.markdown(f"**Picked:** `{row.file_name}` · label: {views.display_label(row.label)} · folder: "
+                      f"{views.short_path(row.source_folder)}", help=f"raw label: {row.label}")
     if mid.button("Browse…", key=f"{prefix}_browse", width="stretch",
                   help="Browse the collection by label, folder or cluster, and click an image"):
         collection_browser.browse_dialog(state)
     right.button("Random", key=f"{prefix}_random", on_click=_random_pick, args=(state.ctx.Session,),
                  width="stretch")
+    if row is None:
+        return None
     try:
         with store_errors():
             xq = state.ctx.stores.faiss.get_vectors([row.id])[0]
@@ -155,14 +160,24 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
     return Query(xq, 0.0, row.id, row.file_name, path=row.path, label=row.label)
 
 
+# Catalogue ids are INTEGER on PostgreSQL: a link's id outside this range cannot name an image (and would overflow).
+MAX_ID = 2**31 - 1
+
+
 def _picked_row(state: AppState, parsed: tuple[str, str] | None):
-    """The catalogue row of the picked query (from the URL, the session, else the first image by file name)."""
-    wanted = [int(parsed[1])] if parsed and parsed[0] == "id" else []
-    if st.session_state.get(qs.PICK) is not None:
+    """(the catalogue row of the picked query, None) — or (None, id) when the link names an image that is not
+    indexed (removed, or never there): that is said, never silently replaced by another image. With no id in the
+    link: the session's pick, else the first image by file name."""
+    asked = int(parsed[1]) if parsed and parsed[0] == "id" and parsed[1].lstrip("-").isdigit() else None
+    wanted = [asked] if asked is not None else []
+    if asked is None and st.session_state.get(qs.PICK) is not None:
         wanted.append(int(st.session_state[qs.PICK]))
     with state.ctx.Session() as s:
-        found = repo.images_by_ids(s, wanted)
+        found = repo.images_by_ids(s, [i for i in wanted if 0 < i <= MAX_ID])
         row = next((found[i] for i in wanted if i in found and found[i].status == "indexed"), None)
+        if row is None and asked is not None:
+            st.session_state.pop(qs.PICK, None)
+            return None, asked
         if row is None:
             first = data.first_indexed_id(s)
             row = None if first is None else repo.images_by_ids(s, [first]).get(first)
@@ -171,7 +186,7 @@ def _picked_row(state: AppState, parsed: tuple[str, str] | None):
     if row is not None:
         st.session_state[qs.PICK] = row.id
         st.session_state[qs.Q] = f"id:{row.id}"
-    return row
+    return row, None
 
 
 def k_slider() -> int:
