@@ -174,7 +174,10 @@ def test_loose_images_are_flagged_labelled_by_the_folder_and_retraining_is_offer
     box.fill(str(setup.flat))
     box.press("Enter")
     harness.wait_text(page, "6 image file(s) sit directly in")
-    assert page.get_by_text("Label them “flat” (the folder's own name)").count() == 1
+    own = page.get_by_role("checkbox", name="Label them “flat” (the folder's own name)")
+    assert own.count() == 1 and not own.is_checked()  # not by default
+    own.locator("xpath=ancestor::label[1]").click()
+    harness.wait_settled(page)
     page.get_by_role("button", name="Ingest", exact=True).click()
     _wait_job(setup, _started_job(page))
     with _db(setup)() as s:

@@ -123,3 +123,18 @@ def test_pages_without_anything_recorded_say_what_to_run(own_collection):
     at.run()
     _ok(at)
     assert "imgsearch duplicates" in at.info[0].value
+
+
+def test_ingest_page_says_a_label_has_too_few_images_instead_of_asking_to_retrain(own_collection):
+    """Issue 21, item 4: a one-image class kept the page asking to retrain, and never said a class needs more."""
+    engine, Session = _session(own_collection)
+    with Session.begin() as s:
+        ids = sorted(repo.images_by_ids(s, range(1, 100)))[:2]
+        repo.update_images(s, [{"id": i, "label": "rare"} for i in ids])
+    at = page("ingest")
+    at.run()
+    _ok(at)
+    assert not any("Retrain to predict" in w.value for w in at.warning)
+    assert any("too few images for the classifier to learn: rare (2)" in i.value and "needs 4 or more" in i.value
+               for i in at.info)
+    engine.dispose()

@@ -57,7 +57,10 @@ def test_files_directly_in_the_folder_are_flagged_and_can_take_its_name(fresh_en
     at.text_input(key="ingest_folder").set_value(str(fresh_env.photos / "apples")).run()
     assert not at.exception
     assert "4 image file(s) sit directly in" in at.warning[0].value
-    assert at.checkbox(key="ingest_own_label").label == "Label them “apples” (the folder's own name)"
+    own = at.checkbox(key="ingest_own_label")
+    assert own.label == "Label them “apples” (the folder's own name)"
+    assert own.value is False  # issue 21, item 4: not by default (one loose file would become a class)
+    own.check().run()
     at.button(key="ingest_go").click().run()
     wait_for_jobs()
     with open_database(Settings())() as s:

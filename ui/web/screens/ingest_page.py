@@ -53,7 +53,8 @@ def ingest_form(state: resources.AppState, roots: list[Path]) -> None:
         if n_loose:
             st.warning(f"{n_loose:,} image file(s) sit directly in `{folder}`, not in a sub-folder: with sub-folder "
                        "names as labels they would get no label.")
-            if st.checkbox(f"Label them “{folder.name}” (the folder's own name)", value=True,
+            # Unticked by default: one loose file would otherwise become a one-image class nobody asked for.
+            if st.checkbox(f"Label them “{folder.name}” (the folder's own name)", value=False,
                            key=f"{PREFIX}_own_label"):
                 own_label = folder.name
     mode = st.radio("How", MODES, index=1 if s.qdrant_url else 0, horizontal=True, key=f"{PREFIX}_mode",
@@ -110,26 +111,40 @@ def show_run(state: resources.AppState, job: JobView) -> None:
         st.caption("Every file was usable.")
 
 
-def unknown_labels(state: resources.AppState) -> list[str]:
-    """Labels in the catalogue that the newest finished training run never saw: it cannot predict them."""
+def unknown_labels(state: resources.AppState) -> tuple[list[str], dict[str, int]]:
+    """Labels in the catalogue that the newest finished training run's classifier cannot predict: (those a retrain
+    would learn, {label: images} of those with too few images for any retrain to learn)."""
+    from imgsearch.db import collection as data
+    from imgsearch.models.experiment import MIN_TRAIN
+
     with state.ctx.Session() as s:
         trained = repo.latest_run(s, "train")
         if trained is None:
-            return []
+            return [], {}
         known = {m.label for m in repo.run_class_metrics(s, trained.id, "svm")}
-        from imgsearch.db import collection as data
-
-        labels = [label for label, _ in data.label_counts(s) if label is not None]
-    return sorted(set(labels) - known) if known else []
+        counts = {label: n for label, n in data.label_counts(s) if label is not None}
+    unknown = {label: n for label, n in counts.items() if label not in known}
+    learnable = sorted(label for label, n in unknown.items() if n >= MIN_TRAIN + 1)
+    # A classifier needs two learnable labels: without one, the run had none and a retrain only helps once two do.
+    if not known and len(learnable) < 2:
+        learnable = []
+    return learnable, {label: n for label, n in sorted(unknown.items()) if n < MIN_TRAIN + 1}
 
 
 def training_section(state: resources.AppState, busy: bool) -> None:
     """Training takes minutes, longer than a page should block: it runs as a job, here or on the worker."""
     st.subheader("Train")
-    new = unknown_labels(state)
+    from imgsearch.models.experiment import MIN_TRAIN
+
+    new, too_small = unknown_labels(state)
     if new:
         shown = ", ".join(views.display_label(x) for x in new[:10]) + (" …" if len(new) > 10 else "")
         st.warning(f"The classifier does not know {len(new)} label(s) yet: {shown}. Retrain to predict them.")
+    if too_small:
+        shown = ", ".join(f"{views.display_label(x)} ({n})" for x, n in list(too_small.items())[:10])
+        st.info(f"{len(too_small)} label(s) have too few images for the classifier to learn: {shown}"
+                f"{' …' if len(too_small) > 10 else ''}. A label needs {MIN_TRAIN + 1} or more images; retraining "
+                "before then changes nothing for them.")
     st.caption("Refit the classifiers and clusterings on every labelled image in the catalogue "
                "(nothing is refitted when nothing changed since the last training run).")
     left, right = st.columns(2)
