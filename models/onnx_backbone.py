@@ -1,9 +1,10 @@
 """The CPU runtime: a backbone exported once to ONNX (cached under its weights checksum) and run by ONNX Runtime.
 
-Same features as torch (each export is checked: cosine >= 0.9999 per image against the torch forward pass, on
-every load as well as after the export), so vectors from either runtime share the backbone's identity, its
-feature cache and its stores. Measured on a 2-core CPU (benchmarks/bench_embed.py), ONNX Runtime runs the
-backbones several times faster than torch at the pipeline's batch size.
+Same features as torch (each exported file is checked once: cosine >= 0.9999 per image against the torch forward
+pass, recorded in the file's sidecar with its size and modification time; a changed file is checked again), so
+vectors from either runtime share the backbone's identity, its feature cache and its stores. Measured on a 2-core
+CPU (benchmarks/bench_embed.py), ONNX Runtime runs the backbones several times faster than torch at the
+pipeline's batch size.
 """
 
 from __future__ import annotations
@@ -148,7 +149,41 @@ class OnnxBackbone(Backbone):
         self.path = onnx_file(cache_dir, source)
         self.session, self.cosine = self._load()
 
+    def _sidecar(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def _recorded_check(self) -> float | None:
+        """The cosine recorded when this very file (same size and modification time) was checked against torch
+        with this ONNX Runtime, or None: then it is checked again."""
+        try:
+            st = self.path.stat()
+            record = json.loads(self._sidecar().read_text())
+        except (OSError, ValueError):
+            return None
+        checked = record.get("checked") or {}
+        if (checked.get("size"), checked.get("mtime_ns")) != (st.st_size, st.st_mtime_ns) \
+                or record.get("onnxruntime") != ort_version() or record.get("opset") != OPSET \
+                or record.get("backbone") != self.source.identity.as_dict():
+            return None
+        cosine = record.get("min_cosine")
+        return float(cosine) if isinstance(cosine, int | float) and cosine >= MIN_COSINE else None
+
+    def _record_check(self, cosine: float) -> None:
+        st = self.path.stat()
+        atomic_write(self._sidecar(), json.dumps(
+            {"backbone": self.source.identity.as_dict(), "opset": OPSET, "min_cosine": cosine,
+             "torch": torch_version(), "onnxruntime": ort_version(),
+             "checked": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}, indent=2))
+
     def _load(self):
+        # Checked against torch once per exported file and recorded beside it: a later start (a CLI search)
+        # needs no torch forward pass. A changed file or another ONNX Runtime is checked again.
+        recorded = self._recorded_check() if self.path.is_file() else None
+        if recorded is not None:
+            try:
+                return _session(self.path, self.threads), recorded
+            except Exception as exc:  # damaged since: the full check below exports it again
+                log.warning("the cached ONNX file %s cannot be run (%s); checking it again", self.path, exc)
         check = sample_batch(self.source, 2, seed=1)
         expected = _torch_features(self.source, check)
         for attempt in ("cached", "fresh"):
@@ -165,10 +200,7 @@ class OnnxBackbone(Backbone):
                 continue
             cosine = min_cosine(got, expected)
             if cosine >= MIN_COSINE:
-                if attempt == "fresh":
-                    atomic_write(self.path.with_suffix(".json"), json.dumps(
-                        {"backbone": self.source.identity.as_dict(), "opset": OPSET, "min_cosine": cosine,
-                         "torch": torch_version(), "onnxruntime": ort_version()}, indent=2))
+                self._record_check(cosine)
                 return session, cosine
             if attempt == "fresh":
                 raise OnnxUnavailable(

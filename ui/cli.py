@@ -300,7 +300,10 @@ def search_cmd(
         service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
         xq = service.embed(query)
         try:
-            trained = ctx.trained()
+            # Lazily: a search reads the SVM (the small file) and never the random forest (the largest by far).
+            trained = ctx.trained(lazy=True)
+            if trained is not None and trained.has_classifier:
+                trained.models["svm"]  # noqa: B018 - read now, so a damaged file is reported here
         except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
             trained = None
             console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import numpy as np
@@ -105,3 +106,18 @@ def test_the_export_does_not_flood_an_info_log(backbone, tmp_path, caplog):
         with_runtime(backbone, "onnx", tmp_path)
     chatter = [r for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir", "torch.onnx"))]
     assert chatter == []
+
+
+def test_an_exported_file_is_checked_against_torch_once_not_on_every_load(backbone, tmp_path, monkeypatch):
+    """Issue 25, item 1: the check ran torch's forward pass on every start (a cold CLI search paid for it)."""
+    with_runtime(backbone, "onnx", tmp_path)
+    calls = []
+    real = ob._torch_features
+    monkeypatch.setattr(ob, "_torch_features", lambda bb, x: calls.append(1) or real(bb, x))
+    again = with_runtime(backbone, "onnx", tmp_path)
+    assert calls == [] and again.cosine > 0.99999  # the recorded check
+    # A file changed since it was checked (same size, another time) is checked again.
+    path = onnx_file(tmp_path, backbone)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    with_runtime(backbone, "onnx", tmp_path)
+    assert calls == [1]
