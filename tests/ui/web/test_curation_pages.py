@@ -138,3 +138,20 @@ def test_ingest_page_says_a_label_has_too_few_images_instead_of_asking_to_retrai
     assert any("too few images for the classifier to learn: rare (2)" in i.value and "needs 4 or more" in i.value
                for i in at.info)
     engine.dispose()
+
+
+def test_suspects_page_never_offers_a_relabel_the_evidence_does_not_support(own_collection):
+    """Issue 21, item 6: a correctly labelled ant was offered "Relabel as sea_horse" at p = 0.00."""
+    engine, Session = _session(own_collection)
+    with Session.begin() as s:  # a correct apple, suspected of being sky (as a bad out-of-fold score could say)
+        apple = min(i for i, im in repo.images_by_ids(s, range(1, 19)).items() if im.label == "apples")
+        repo.update_images(s, [{"id": apple, "label_score": 0.04, "suggested_label": "sky"}])
+    engine.dispose()
+    at = page("suspects")
+    at.run()
+    _ok(at)
+    assert not [b for b in at.button if b.key == "suspects_accept"]  # no one-click "Relabel as sky"
+    keep = at.button(key="suspects_keep")
+    assert keep.proto.type == "primary" and keep.label == "Keep the label apples (reviewed)"
+    assert any("out-of-fold" in c.value and "current model: apples" in c.value and "neighbours" in c.value
+               for c in at.caption)

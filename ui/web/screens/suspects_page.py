@@ -1,5 +1,6 @@
 """Suspects page: images whose label the features disagree with (from `imgsearch suspects`), with their nearest
-labelled neighbours and the classifier's top-5; accept the suggested label, pick another, or keep the label."""
+labelled neighbours and the classifier's top-5, and where the suspicion comes from; the suggested label is offered
+as the first action only when the current model and the neighbours support it, else keeping the label is."""
 
 from __future__ import annotations
 
@@ -19,6 +20,28 @@ def relabel(state: resources.AppState, image_id: int, label: str) -> None:
         do_relabel(state.ctx, [image_id], label)
     st.session_state[f"{PREFIX}_message"] = (f"Image {image_id} is now labelled {label!r}; the next training run "
                                              "uses it.")
+
+
+def evidence(state: resources.AppState, image, vector, neighbours) -> tuple[bool, str]:
+    """(whether the evidence supports the suggested label, one line saying where the suspicion comes from).
+
+    The suggestion comes from out-of-fold probabilities (`imgsearch suspects`); the current model and the nearest
+    labelled neighbours are asked again here. It is supported only when both prefer it to the given label."""
+    votes = [r.label for r in neighbours if r.label is not None]
+    n_given, n_suggested = votes.count(image.label), votes.count(image.suggested_label)
+    p = {}
+    if state.trained is not None and state.trained.has_classifier:
+        svm = state.trained.models["svm"]
+        proba = dict(zip([str(c) for c in svm.classes_], svm.predict_proba(vector[None, :])[0], strict=True))
+        p = {name: float(proba.get(name, 0.0)) for name in (image.label, image.suggested_label)}
+    model_agrees = bool(p) and p[image.suggested_label] > p[image.label] and p[image.suggested_label] >= 0.5
+    supported = image.suggested_label is not None and model_agrees and n_suggested > n_given
+    model = (f"current model: {image.label} {p[image.label]:.1%}, {image.suggested_label} "
+             f"{p[image.suggested_label]:.1%}" if p else "no current classifier")
+    line = (f"Suspected from out-of-fold probabilities (p({image.label}) = {image.label_score:.2f}); {model}; "
+            f"nearest {len(votes)} labelled neighbours: {n_given} {image.label}, {n_suggested} "
+            f"{image.suggested_label}.")
+    return supported, line
 
 
 def review(state: resources.AppState, image) -> None:
@@ -42,10 +65,20 @@ def review(state: resources.AppState, image) -> None:
     for j, r in enumerate(response.results):
         with cols[j % 4]:
             widgets.show_thumbnail(r.path, caption=f"{r.label or 'unlabelled'} · {r.score:.3f}")
+    supported, line = evidence(state, image, vector, response.results)
+    st.caption(line)
     a, b, c = st.columns(3)
-    if a.button(f"Relabel as {image.suggested_label}", key=f"{PREFIX}_accept", type="primary"):
-        relabel(state, image.id, image.suggested_label)
-        st.rerun()
+    # The first action is the one the evidence supports: the suggestion only when the current model and the
+    # neighbours both prefer it; otherwise keeping the label, and the suggestion is left to a review.
+    if supported:
+        if a.button(f"Relabel as {image.suggested_label}", key=f"{PREFIX}_accept", type="primary"):
+            relabel(state, image.id, image.suggested_label)
+            st.rerun()
+        keep_in, keep_type = c, "secondary"
+    else:
+        a.info(f"The evidence is split: review the image and its neighbours; {image.suggested_label} is not "
+               "offered as a one-click fix.")
+        keep_in, keep_type = a, "primary"
     with state.ctx.Session() as s:
         labels = [lab for lab, _ in data.label_counts(s) if lab is not None]
     other = b.selectbox("Another label", labels, key=f"{PREFIX}_other",
@@ -53,7 +86,7 @@ def review(state: resources.AppState, image) -> None:
     if b.button("Relabel as this", key=f"{PREFIX}_other_apply"):
         relabel(state, image.id, other)
         st.rerun()
-    if c.button("Keep the label (reviewed)", key=f"{PREFIX}_keep"):
+    if keep_in.button(f"Keep the label {image.label} (reviewed)", key=f"{PREFIX}_keep", type=keep_type):
         relabel(state, image.id, image.label)
         st.rerun()
 
