@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import case, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.chunks import chunks
@@ -525,6 +525,15 @@ def duplicate_members(session: Session, groups: Iterable[int]) -> dict[int, int]
         query = select(Image.id, Image.duplicate_group).where(Image.duplicate_group.in_(chunk))
         out.update({i: g for i, g in session.execute(query)})
     return out
+
+
+def dangling_duplicate_groups(session: Session) -> list[int]:
+    """Near-duplicate groups left half-done by a removal cut short: named after an image no longer among their
+    members (their representative, the smallest id, was removed), or down to one member."""
+    is_rep = func.sum(case((Image.id == Image.duplicate_group, 1), else_=0))
+    query = (select(Image.duplicate_group).where(Image.duplicate_group.is_not(None)).group_by(Image.duplicate_group)
+             .having(or_(func.count() < 2, is_rep == 0)).order_by(Image.duplicate_group))
+    return [int(g) for g in session.scalars(query)]
 
 
 def curation_state(session: Session) -> dict[int, tuple[int | None, float | None]]:

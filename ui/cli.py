@@ -408,7 +408,8 @@ def doctor_cmd(
             trained, problem = models()
         if repair and not report.consistent:
             for line in doctor.repair(ctx.Session, stores, ctx.cache, report, trained, delete_orphans=delete_orphans,
-                                      backbone=ctx.backbone, models_dir=ctx.settings.models_dir):
+                                      backbone=ctx.backbone, models_dir=ctx.settings.models_dir,
+                                      duplicate_threshold=ctx.settings.duplicate_threshold):
                 console.print(f"repair: {line}", highlight=False)
             trained, problem = models()  # runs restored from their model files may have made some current
             report = doctor.check(ctx.Session, stores, trained, problem, cache=ctx.cache,

@@ -28,6 +28,7 @@ from imgsearch.ingest.pipeline import (
     sync_payloads,
 )
 from imgsearch.models.backbones import Backbone
+from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels, has_models, load_trained
 from imgsearch.search.payload import payload_for
 from imgsearch.search.stores import Stores
@@ -71,6 +72,9 @@ class DoctorReport:
     # catalogued, but with no vector for this backbone anywhere (store, mirror, feature cache): embedded only
     # with another backbone, or lost. Pending for this backbone; the next ingest of their folder embeds them.
     not_embedded: list[int] = field(default_factory=list)
+    # near-duplicate groups named after a removed image, or down to one member: a removal cut short before it
+    # regrouped them (catalogue and payloads agree, so no payload check sees it)
+    dangling_groups: list[int] = field(default_factory=list)
     deep_files_missing: int = 0  # --deep: sampled files that no longer exist where the catalogue says
     deep_sampled: int = 0
     deep_checked: int = 0
@@ -81,7 +85,8 @@ class DoctorReport:
         return not (self.missing_in_qdrant or self.missing_in_faiss or self.orphans_in_qdrant
                     or self.orphans_in_faiss or self.vector_mismatches or self.open_batches
                     or self.stale_payloads or self.stale_catalogue or self.cache_mismatches or self.damaged_shards
-                    or self.payload_mismatches or self.mirror_payload_mismatches or self.removed_still_stored)
+                    or self.payload_mismatches or self.mirror_payload_mismatches or self.removed_still_stored
+                    or self.dangling_groups)
 
     def _problems(self) -> list[tuple[str, list[int], str]]:
         """(what is wrong, ids, what `--repair` does about it) for each id-level check."""
@@ -103,6 +108,8 @@ class DoctorReport:
              "catalogue row", self.payload_mismatches, "rewrites them from the catalogue in both stores"),
             ("whose FAISS mirror payload differs from the catalogue row or from Qdrant", self.mirror_payload_mismatches,
              "rewrites the mirror's from the catalogue and Qdrant"),
+            ("naming near-duplicate groups left half-done by a removal (named after a removed image, or down to one "
+             "member)", self.dangling_groups, "regroups their remaining members"),
         ]
 
     def lines(self) -> list[str]:
@@ -174,6 +181,7 @@ def check(
         open_batches = sum(1 for b in jobs.pending_batches(s) if s.get(repo.Run, b.run_id).outcome != "running")
         current = s.get(repo.Run, trained.run_id) if trained is not None else None
         stale_catalogue = repo.stale_predictions(s, current) if current is not None else 0
+        dangling_groups = repo.dangling_duplicate_groups(s)
     catalogued = indexed | pending
     with Session() as s:
         removed = repo.removed_ids(s, (q_ids | f_ids) - catalogued)
@@ -187,7 +195,7 @@ def check(
         open_batches=open_batches,
         missing_in_qdrant=sorted(expected - q_ids), missing_in_faiss=sorted(expected - f_ids),
         orphans_in_qdrant=sorted(q_ids - catalogued - removed), orphans_in_faiss=sorted(f_ids - catalogued - removed),
-        removed_still_stored=sorted(removed), not_embedded=not_embedded,
+        removed_still_stored=sorted(removed), not_embedded=not_embedded, dangling_groups=dangling_groups,
         model_run_id=trained.run_id if trained is not None else current_run_id, models_problem=models_problem,
         stale_catalogue=stale_catalogue, backbone=stores.qdrant.info.tag,
     )
@@ -324,6 +332,7 @@ def repair(
     delete_orphans: bool = False,
     backbone: Backbone | None = None,
     models_dir: Path | None = None,
+    duplicate_threshold: float = DEFAULT_THRESHOLD,
 ) -> list[str]:
     """Make the catalogue and both stores agree, rebuilding each from whatever still holds its data.
 
@@ -394,6 +403,12 @@ def repair(
     if needs_compaction is not None and needs_compaction():
         # Many small segments (or a store in the single-file format): one segment, approximate index rebuilt.
         done.append(f"compacted the FAISS mirror's {stores.faiss.compact()} segment files into one")
+    if report.dangling_groups:
+        from imgsearch.ingest.curation import regroup_after_removal
+
+        n = regroup_after_removal(Session, stores, set(report.dangling_groups), duplicate_threshold)
+        done.append(f"regrouped {n} images of {len(report.dangling_groups)} near-duplicate groups a removal had left "
+                    "half-done")
     if report.cache_mismatches and backbone is not None:
         done.append(_fix_cache(Session, stores, cache, backbone, report.cache_mismatches, trained))
     if report.payload_mismatches or report.mirror_payload_mismatches:
@@ -639,6 +654,11 @@ def refit_models(ctx) -> str:
         params = dict((s.get(repo.Run, run_id).params or {}) if run_id is not None else {})
     same = {"k_clusters": params.get("k"), "seed": params.get("seed"), "val_fraction": params.get("val_fraction")}
     ctx.settings = ctx.settings.model_copy(update={k: v for k, v in same.items() if v is not None})
-    outcome = run_training(ctx, data=None, force=True, progress=False)
+    try:
+        outcome = run_training(ctx, data=None, force=True, progress=False)
+    except ValueError as exc:  # no cached features to fit on (a restored backup has no feature cache), K too big
+        return (f"the models of training run {run_id} could not be loaded, and cannot be fitted again here ({exc}); "
+                "ingest the collection's folders again (their features are embedded and cached), then run "
+                "`imgsearch train --force`")
     return (f"the models of training run {run_id} could not be loaded: fitted them again from the cached features "
             f"with the same parameters, as training run {outcome.run_id} (now current)")

@@ -209,3 +209,34 @@ def test_the_remove_command_says_when_it_removed_nothing(tmp_path, tiny_dataset)
     result = runner.invoke(app, ["remove", str(tiny_dataset / "APPLES"), "--data-dir", data],
                            env={"IMGSEARCH_BACKBONE": TEST_BACKBONE})
     assert result.exit_code == 0 and "removed nothing" in result.output
+
+
+def test_a_removal_cut_short_before_it_regrouped_is_seen_and_finished(tmp_path, backbone, tiny_dataset,
+                                                                      monkeypatch):
+    """The crash-point harness's cause 3: the surviving members of a group whose representative was removed kept
+    the removed id as their group, and doctor said all agree."""
+    import imgsearch.ingest.pipeline as pipeline
+
+    with Context(_settings(tmp_path), _backbone=backbone) as ctx:
+        _ingest(ctx, tiny_dataset)  # the tiny backbone: each generated class is one near-duplicate group
+        with ctx.Session() as s:
+            rows = repo.images_by_ids(s, _state(ctx)[0])
+        grass = sorted(i for i, im in rows.items() if im.label == "grass")
+        (rep,) = {rows[i].duplicate_group for i in grass}  # the group is named after one of its members
+        rest = [i for i in grass if i != rep]
+
+        def die(*_a, **_kw):
+            raise _Killed
+
+        with monkeypatch.context() as m:
+            m.setattr(pipeline, "regroup_after_removal", die)
+            with pytest.raises(_Killed):
+                remove_paths(ctx.Session, ctx.stores, [rows[rep].path])
+        report = _check(ctx)
+        assert report.dangling_groups == [rep] and not report.consistent
+        _repair(ctx, report)
+        with ctx.Session() as s:
+            groups = {im.duplicate_group for im in repo.images_by_ids(s, rest).values()}
+        assert len(groups) == 1 and groups <= set(rest)  # one group again, named after a member still there
+        assert {p["duplicate_group"] for p in ctx.stores.faiss.get_payloads(rest)} == groups
+        assert _check(ctx).consistent
