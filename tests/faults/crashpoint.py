@@ -301,6 +301,11 @@ def comparable(state: dict[str, Any], keys: Sequence[str] = ("rows", "models", "
     return {k: state.get(k) for k in keys}
 
 
+def _short(value: Any) -> str:
+    """Paths by their file name: enough to read a difference by."""
+    return repr(Path(value).name) if isinstance(value, str) and value.startswith("/") else repr(value)
+
+
 def diff_states(a: dict[str, Any], b: dict[str, Any], keys: Sequence[str]) -> list[str]:
     """A few lines saying where two states differ (for a failing cell's message)."""
     out = []
@@ -316,9 +321,9 @@ def diff_states(a: dict[str, Any], b: dict[str, Any], keys: Sequence[str]) -> li
                 if isinstance(x[k], dict) and isinstance(y[k], dict):
                     fields = sorted(f for f in x[k].keys() | y[k].keys() if x[k].get(f) != y[k].get(f))
                     detail.append(f"{Path(str(k)).name}: " + ", ".join(
-                        f"{f} {x[k].get(f)!r}->{y[k].get(f)!r}" for f in fields[:3]))
+                        f"{f} {_short(x[k].get(f))}->{_short(y[k].get(f))}" for f in fields[:3]))
                 else:
-                    detail.append(f"{Path(str(k)).name}: {x[k]!r}->{y[k]!r}")
+                    detail.append(f"{Path(str(k)).name}: {_short(x[k])}->{_short(y[k])}")
             out.append(f"{key}: only before {[Path(str(k)).name for k in only_x][:4]}, only after "
                        f"{[Path(str(k)).name for k in only_y][:4]}, changed {len(changed)} ({'; '.join(detail)})")
         else:
@@ -384,28 +389,44 @@ def _child(request: dict[str, Any]) -> None:
     os._exit(code)
 
 
+STEP_TIMEOUT_S = 300.0  # one step of a cell; a child still running then is killed and reported, not waited on
+
+
 def serve() -> None:
     """Read one JSON request a line on stdin, fork a child for it, answer one JSON line on stdout."""
+    # The answers get their own copy of stdout; whatever else prints (the warm-up's libraries) goes to stderr.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     _warm_up()
-    out = sys.stdout
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
     for line in sys.stdin:
         request = json.loads(line)
         t = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             _child(request)
-        _, status = os.waitpid(pid, 0)
-        reply: dict[str, Any] = {"seconds": round(time.perf_counter() - t, 2)}
-        if os.WIFSIGNALED(status):
+        reply: dict[str, Any] = {}
+        deadline = t + request.get("timeout", STEP_TIMEOUT_S)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.perf_counter() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+                reply["timeout"] = True
+                break
+            time.sleep(0.01)
+        reply["seconds"] = round(time.perf_counter() - t, 2)
+        if os.WIFSIGNALED(status) and not reply.get("timeout"):
             reply["signal"] = os.WTERMSIG(status)
-        else:
+        elif not os.WIFSIGNALED(status):
             reply["code"] = os.WEXITSTATUS(status)
             with contextlib.suppress(OSError, ValueError):
                 reply.update(json.loads(Path(request["result"]).read_text()))
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+        answers.write(json.dumps(reply) + "\n")
+        answers.flush()
 
 
 class Server:
@@ -417,9 +438,10 @@ class Server:
         self.env = env or {}
         self.n = 0
         root = Path(__file__).resolve().parents[2]
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.faults.crashpoint", "--serve"], cwd=root,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, **base_env()})
+        with open(self.workdir / "server.log", "ab") as log:  # the warm-up's noise, and any crash of the server
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.faults.crashpoint", "--serve"], cwd=root,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                         env={**os.environ, **base_env()})
         ready = self.proc.stdout.readline()
         if not ready:
             raise RuntimeError("the crash-point fork server did not start")
@@ -652,6 +674,8 @@ class Harness:
 
 
 def _verdict(reply: dict[str, Any]) -> str:
+    if reply.get("timeout"):
+        return f"hung (killed after {STEP_TIMEOUT_S:.0f} s)"
     code = reply.get("code")
     return {0: "agree", 1: "problem"}.get(code, f"error {code if code is not None else reply.get('signal')}")
 

@@ -47,10 +47,12 @@ def _cells():
             yield pytest.param(command, "commit", "last", True, id=f"{command}-after-last-commit")
 
 
-def _nth(count: int, which: str) -> int | None:
-    """The call to kill at; None where `which` is the same call as another cell's (a point called once or twice)."""
+def _nth(count: int, which: str, whiches: tuple[str, ...]) -> int | None:
+    """The call to kill at; None where another of the point's cells (`whiches`) kills at the same call."""
     n = {"first": 1, "middle": (count + 1) // 2, "last": count}[which]
-    if (which == "middle" and n in (1, count)) or (which == "last" and count == 1):
+    same = {"first": 1, "middle": (count + 1) // 2, "last": count}
+    if any(same[w] == n for w in whiches[: whiches.index(which)]) or (which == "middle" and n in (1, count)
+                                                                     and "last" in whiches):
         return None
     return n
 
@@ -90,7 +92,7 @@ def test_crash_point(command, point, which, after, harness, prepared):
     counts = prepared(command)
     count = counts.get(point, 0)
     assert count, f"{command} never calls {point} ({cp.KILL_POINTS[point]}) any more: the crash table is stale"
-    n = _nth(count, which)
+    n = _nth(count, which, POINTS[command][point] if not after else ("last",))
     if n is None:
         pytest.skip(f"{command} calls {point} {count} times: {which} is the same call as another cell")
     cell = harness.run_cell(command, point, n, after)
