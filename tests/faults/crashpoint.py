@@ -108,6 +108,7 @@ class Counter:
     kill_at: int | None = None  # None: count only
     after: bool = False
     calls: int = 0
+    labels: list[str] = field(default_factory=list)  # per counted call: the file it writes, where it names one
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -115,6 +116,7 @@ class Counter:
             if threading.current_thread() is threading.main_thread() and (
                     self.predicate is None or self.predicate(*args, **kwargs)):
                 self.calls += 1
+                self.labels.append(_describe(args))
                 hit = self.calls == self.kill_at
             if hit and not self.after:
                 self._die()
@@ -132,6 +134,12 @@ class Counter:
               file=sys.stderr, flush=True)
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _describe(args: tuple[Any, ...]) -> str:
+    """The file a call writes (its last path argument: the target of a copy or a rename), by name, for the table."""
+    paths = [a for a in args if isinstance(a, (str, Path)) and os.sep in str(a)]
+    return Path(paths[-1]).name if paths else ""
 
 
 def install(counter: Counter) -> None:
@@ -234,33 +242,40 @@ def snapshot(data_dir: str, stores: bool = True) -> dict[str, Any]:
             vectors[name] = index.get_vectors(ids) if ids else np.zeros((0, bb.dim), np.float32)
             out[name] = {path_of.get(i, f"#{i}"): norm(p) for i, p in points[name].items()}
         indexed = {i for i, im in rows.items() if im.status == "indexed"}
-        pending = sorted(path_of[i] for i, im in rows.items() if im.status != "indexed")
-        if pending:
-            problems.append(f"catalogue rows not indexed: {pending}")
+        by_point: dict[str, list[int]] = {}  # problem -> the points that have it, reported once for all of them
+
+        def point_problem(i: int, what: str) -> None:
+            by_point.setdefault(what, []).append(i)
+
+        for i, im in rows.items():
+            if im.status != "indexed":
+                point_problem(i, f"catalogue row {im.status}, not indexed")
         for name in ("qdrant", "faiss"):
             ids = set(points[name])
-            if ids - set(rows):
-                problems.append(f"{name} points with no catalogue row: {sorted(ids - set(rows))}")
-            if indexed - ids:
-                problems.append(f"indexed rows missing from {name}: {sorted(path_of[i] for i in indexed - ids)}")
-        common = sorted(set(points["qdrant"]) & set(points["faiss"]))
+            for i in ids - set(rows):
+                point_problem(i, f"in {name} with no catalogue row")
+            for i in indexed - ids:
+                point_problem(i, f"indexed in the catalogue, missing from {name}")
         q_row = {i: k for k, i in enumerate(points["qdrant"])}
         f_row = {i: k for k, i in enumerate(points["faiss"])}
-        for i in common:
+        for i in sorted(set(points["qdrant"]) & set(points["faiss"])):
             q, f = norm(points["qdrant"][i], local=True), norm(points["faiss"][i], local=True)
             if q != f:
-                diff = sorted(k for k in q.keys() | f.keys() if q.get(k) != f.get(k))
-                problems.append(f"point {path_of.get(i, i)}: Qdrant and FAISS payloads differ in {diff}")
+                differ = sorted(k for k in q.keys() | f.keys() if q.get(k) != f.get(k))
+                point_problem(i, f"Qdrant and FAISS payloads differ in {differ}")
             if float(vectors["qdrant"][q_row[i]] @ vectors["faiss"][f_row[i]]) < 0.9999:
-                problems.append(f"point {path_of.get(i, i)}: Qdrant and FAISS vectors differ")
+                point_problem(i, "Qdrant and FAISS vectors differ")
         for i in sorted(set(points["qdrant"]) & set(rows)):
             stored = norm(points["qdrant"][i])
             expected = norm({**catalogue_payload(rows[i]), **{k: getattr(rows[i], k) for k in PREDICTION_FIELDS}})
             diff = sorted(k for k in expected if k not in RUN_LOCAL and stored.get(k) != expected[k])
             if diff:
-                problems.append(f"point {path_of[i]}: payload differs from its catalogue row in {diff}")
+                point_problem(i, f"Qdrant payload differs from the catalogue row in {diff}")
             if current_id is not None and stored.get("model_run_id") != "current":
-                problems.append(f"point {path_of[i]}: predictions are not the current models'")
+                point_problem(i, "predictions are not the current models'")
+        for what, ids in by_point.items():
+            names = [Path(path_of[i]).name if i in path_of else f"#{i}" for i in sorted(ids)]
+            problems.append(f"{len(ids)} points ({', '.join(names[:3])}{', ...' if len(ids) > 3 else ''}): {what}")
         if current is not None and not out["models"]["files"]:
             problems.append(f"the current training run {current_id} has no model files")
         # What a search returns: FAISS (the search service's store) queried with each cached vector. An image
@@ -370,7 +385,8 @@ def _child(request: dict[str, Any]) -> None:
                 target, predicate = resolve(kill["name"])
                 counters.append(Counter(kill["name"], target, predicate, kill["nth"], kill.get("after", False)))
             code = run_cli(request["args"], counters)
-            result = {"counts": {c.name: c.calls for c in counters}}
+            result = {"counts": {c.name: c.calls for c in counters},
+                      "labels": {c.name: c.labels for c in counters if any(c.labels)}}
         elif request["op"] == "snapshot":
             result = snapshot(request["data_dir"], request.get("stores", True))
         elif request["op"] == "expire_leases":
@@ -522,6 +538,7 @@ class Cell:
     nth: int
     of: int
     after: bool = False
+    label: str = ""  # the file that call writes, if any
     outcome: str = ""
     doctor: str = ""  # doctor's verdict right after the kill
     steps: list[str] = field(default_factory=list)
@@ -533,7 +550,8 @@ class Cell:
 
     @property
     def where(self) -> str:
-        return f"{'after' if self.after else 'before'} {self.point} #{self.nth}/{self.of}"
+        label = f" ({self.label})" if self.label else ""
+        return f"{'after' if self.after else 'before'} {self.point} #{self.nth}/{self.of}{label}"
 
 
 @dataclass
@@ -549,6 +567,7 @@ class Harness:
     before: dict[str, dict] = field(default_factory=dict)
     after: dict[str, dict] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    labels: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     n: int = 0
 
     def cell_dir(self, name: str) -> Path:
@@ -584,6 +603,7 @@ class Harness:
         if reply.get("code") != 0:
             raise RuntimeError(f"{name} failed without a kill ({reply}): {(cell / 'command.log').read_text()[-3000:]}")
         self.counts[name] = {k: v for k, v in reply["result"]["counts"].items() if v}
+        self.labels[name] = reply["result"]["labels"]
         self.after[name] = self.judged_state(scenario, data, cell)
         return self.counts[name]
 
@@ -600,6 +620,8 @@ class Harness:
     def run_cell(self, command: str, point: str, nth: int, after: bool = False) -> Cell:
         scenario = SCENARIOS[command]
         cell_info = Cell(command, point, nth, self.counts[command].get(point, 0), after)
+        names = self.labels[command].get(point, [])
+        cell_info.label = names[nth - 1] if 0 < nth <= len(names) else ""
         cell = self.cell_dir(f"{command}-{point}-{nth}{'-after' if after else ''}")
         data = self.base(scenario, cell)
         killed = self.cli(scenario.args(self.paths, cell), data, cell, "command",
@@ -677,7 +699,9 @@ def _verdict(reply: dict[str, Any]) -> str:
     if reply.get("timeout"):
         return f"hung (killed after {STEP_TIMEOUT_S:.0f} s)"
     code = reply.get("code")
-    return {0: "agree", 1: "problem"}.get(code, f"error {code if code is not None else reply.get('signal')}")
+    if code == 99:  # _child's own code: an exception escaped the entry point
+        return "traceback"
+    return {0: "agree", 1: "problem"}.get(code, f"exit {code if code is not None else reply.get('signal')}")
 
 
 def pick(count: int, all_n: bool = False) -> list[int]:
@@ -687,12 +711,18 @@ def pick(count: int, all_n: bool = False) -> list[int]:
     return sorted({1, (count + 1) // 2, count}) if count else []
 
 
+def last_write(counts: dict[str, int]) -> str | None:
+    """The point whose last call is the command's last write: its last commit, else (backup) its last file write."""
+    return next((p for p in ("commit", "atomic_write") if counts.get(p)), None)
+
+
 def cells_of(counts: dict[str, int], all_n: bool = False) -> list[tuple[str, int, bool]]:
-    """(kill point, n, after) for one command: before every counted call chosen by `pick`, and after the last
-    commit (the command is done but for what follows its last catalogue write)."""
+    """(kill point, n, after) for one command: before every counted call chosen by `pick`, and right after its
+    last write (the command is done but for what follows it)."""
     out = [(point, n, False) for point in KILL_POINTS if point in counts for n in pick(counts[point], all_n)]
-    if counts.get("commit"):
-        out.append(("commit", counts["commit"], True))
+    last = last_write(counts)
+    if last is not None:
+        out.append((last, counts[last], True))
     return out
 
 
@@ -722,7 +752,9 @@ def table(cells: Sequence[Cell]) -> str:
     for c in cells:
         outcome = f"**{c.outcome}**" if not c.ok else c.outcome
         if c.detail and not c.ok:
-            outcome += ": " + "; ".join(c.detail[:2]).replace("|", "/")
+            detail = c.detail[0] if len(c.detail[0]) <= 200 else c.detail[0][:197] + "..."
+            outcome += f" ({len(c.detail) - 1} more lines)" if len(c.detail) > 1 else ""
+            outcome += ": " + detail.replace("|", "/")
         lines.append(f"| {c.command} | {c.where} | {c.doctor or '—'} | {', '.join(c.steps) or '—'} | {outcome} |")
     return "\n".join(lines)
 

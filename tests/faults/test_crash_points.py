@@ -34,6 +34,7 @@ POINTS: dict[str, dict[str, tuple[str, ...]]] = {
               "atomic_write": ("first", "middle", "last")},
     # atomic_write: the manifest, the last thing a backup writes.
     "backup": {"backup_catalogue": ("first",), "copy_tree": FIRST_LAST, "atomic_write": ("last",)},
+    # (and right after it: the backup is complete, the process killed before it says so)
     "restore": {"restore_catalogue": ("first",), "copy_tree": FIRST_LAST},
 }
 
@@ -43,12 +44,14 @@ def _cells():
         for point, whiches in points.items():
             for which in whiches:
                 yield pytest.param(command, point, which, False, id=f"{command}-{point}-{which}")
-        if "commit" in points:
-            yield pytest.param(command, "commit", "last", True, id=f"{command}-after-last-commit")
+        last = cp.last_write(dict.fromkeys(points, 1))
+        if last is not None:
+            yield pytest.param(command, last, "last", True, id=f"{command}-after-last-{last}")
 
 
 def _nth(count: int, which: str, whiches: tuple[str, ...]) -> int | None:
-    """The call to kill at; None where another of the point's cells (`whiches`) kills at the same call."""
+    """The call to kill at; None where another of the point's cells (`whiches`) kills at the same call, and for a
+    middle commit that is the first (the schema check every command starts with)."""
     n = {"first": 1, "middle": (count + 1) // 2, "last": count}[which]
     same = {"first": 1, "middle": (count + 1) // 2, "last": count}
     if any(same[w] == n for w in whiches[: whiches.index(which)]) or (which == "middle" and n in (1, count)
