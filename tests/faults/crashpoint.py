@@ -6,16 +6,18 @@ returns). A name is `module:attribute` or `module:Class.method`, or one of the s
 
     python -m tests.faults.crashpoint --kill-at faiss.delete --nth 1 -- remove /photos/apples/apples_005.jpg
     python -m tests.faults.crashpoint --count qdrant.delete --count commit -- remove /photos/apples/apples_005.jpg
-    python -m tests.faults.crashpoint --table [--all-n] > docs/crash_points.md
+    python -m tests.faults.crashpoint --table [--all-n] [--commands remove,relabel]   # docs/crash_points.md
 
 Only calls made on the main thread count: the lease-renewal thread commits at moments that depend on timing, and
 a kill point must be the same call in the counting run and in the run that is killed.
 
-After a kill each cell is judged the same way (`run_cell`): `imgsearch doctor`; `doctor --repair` when doctor
-reports a problem, and doctor again; for the commands whose job is to be run again (ingest, train, restore) that
-command once more; then the catalogue, Qdrant and the FAISS mirror are read directly (`snapshot`: ids, payloads,
-vectors, what a search returns) and compared with each other, with the state before the command, and with the
-state a run that was not killed leaves. The outcome is one of
+After a kill each cell is judged the same way (`Harness.run_cell`): `imgsearch doctor`, whose exit code is its
+verdict (0: the stores agree, 1: they do not; it has no --json); `doctor --repair` when it exits 1 (repair checks
+again at its end, and exits 1 if the stores still disagree); for the commands whose job is to be run again (ingest,
+train, restore --force) that command once more, and doctor. Then the catalogue, Qdrant and the FAISS mirror are
+read directly (`snapshot`: rows, ids, payloads, vectors, what a search returns) and compared with each other, with
+the state before the command, and with the state a run that was not killed leaves. A backup is judged by the data
+dir it was made from (untouched) and by what `imgsearch restore` makes of it. The outcome is one of
     finished               the command's effect is complete, and the three stores agree;
     rolled back            the state is exactly as before the command (only where the kill came before the
                            catalogue, the store of record, had the effect: else this is "undone");
@@ -29,7 +31,8 @@ state a run that was not killed leaves. The outcome is one of
 Only the first two are acceptable.
 
 `--table` and tests/faults/test_crash_points.py run the cells through a fork server (`Server`): one process that
-imports imgsearch, torch and scikit-learn once (~5 s here) and forks a child for every step of every cell.
+imports imgsearch, torch and scikit-learn and compiles UMAP's numba code once (20-30 s on a busy 2-core machine),
+then forks a child for every step of every cell (each is then a fraction of a second to a few seconds).
 """
 
 from __future__ import annotations
