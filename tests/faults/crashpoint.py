@@ -141,7 +141,7 @@ class Counter:
 
 def _describe(args: tuple[Any, ...]) -> str:
     """The file a call writes (its last path argument: the target of a copy or a rename), by name, for the table."""
-    paths = [a for a in args if isinstance(a, (str, Path)) and os.sep in str(a)]
+    paths = [a for a in args if isinstance(a, Path) or (isinstance(a, str) and a.startswith("/") and "\n" not in a)]
     return Path(paths[-1]).name if paths else ""
 
 
@@ -756,7 +756,7 @@ def table(cells: Sequence[Cell]) -> str:
         outcome = f"**{c.outcome}**" if not c.ok else c.outcome
         if c.detail and not c.ok:
             detail = c.detail[0] if len(c.detail[0]) <= 200 else c.detail[0][:197] + "..."
-            outcome += f" ({len(c.detail) - 1} more lines)" if len(c.detail) > 1 else ""
+            outcome += f" (+{len(c.detail) - 1} more)" if len(c.detail) > 1 else ""
             outcome += ": " + detail.replace("|", "/")
         lines.append(f"| {c.command} | {c.where} | {c.doctor or '—'} | {', '.join(c.steps) or '—'} | {outcome} |")
     return "\n".join(lines)
