@@ -66,10 +66,14 @@ KILL_POINTS: dict[str, str] = {
     "commit": "sqlalchemy.engine.default:DefaultDialect.do_commit",
     "atomic_write": "imgsearch.models.files:atomic_write",  # model files, FAISS manifest, backup manifest
     "os.replace": "os:replace",  # the rename inside atomic_write: its temp file is complete, not yet in place
-    "copy_tree": "imgsearch.ui.backup:_copy_tree",  # backup/restore: a store folder or the models, cp -a
+    "copy_tree": "imgsearch.ui.backup:_copy_tree",  # backup: a store folder or the models, cp -a
     "copy2": "shutil:copy2",
     "backup_catalogue": "imgsearch.ui.backup:_backup_catalogue",
-    "restore_catalogue": "imgsearch.ui.backup:_restore_catalogue",
+    # restore: everything is copied into a staging folder, a journal written, then swapped in by renames
+    "stage_copy": "imgsearch.ui.restore:_copy_tree",
+    "restore_catalogue": "imgsearch.ui.restore:_stage_sqlite",
+    "swap_journal": "imgsearch.ui.restore_swap:write_journal",
+    "os.rename": "os:rename",
 }
 OUTCOMES_OK = ("finished", "rolled back")
 TEST_BACKBONE = "tiny"
@@ -353,7 +357,7 @@ def diff_states(a: dict[str, Any], b: dict[str, Any], keys: Sequence[str]) -> li
 
 # Imported once in the server so that each forked step starts in milliseconds, not in the ~5 s these take.
 WARM = ("imgsearch.ui.cli", "imgsearch.ui.doctor", "imgsearch.ui.training", "imgsearch.ui.backup",
-        "imgsearch.ui.label_review", "imgsearch.ingest.pipeline", "imgsearch.ingest.curation",
+        "imgsearch.ui.restore", "imgsearch.ui.label_review", "imgsearch.ingest.pipeline", "imgsearch.ingest.curation",
         "imgsearch.models.persistence", "imgsearch.models.experiment", "imgsearch.search.faiss_index",
         "imgsearch.search.qdrant_edge", "imgsearch.search.edge_owner", "imgsearch.models.backbones",
         "imgsearch.ui.report", "imgsearch.models.embedding_map", "sklearn.svm", "sklearn.ensemble", "torchvision",

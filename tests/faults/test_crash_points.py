@@ -35,7 +35,8 @@ POINTS: dict[str, dict[str, tuple[str, ...]]] = {
     # atomic_write: the manifest, the last thing a backup writes.
     "backup": {"backup_catalogue": ("first",), "copy_tree": FIRST_LAST, "atomic_write": ("last",)},
     # (and right after it: the backup is complete, the process killed before it says so)
-    "restore": {"restore_catalogue": ("first",), "copy_tree": FIRST_LAST},
+    "restore": {"restore_catalogue": ("first",), "stage_copy": FIRST_LAST, "swap_journal": ("first",),
+                "os.rename": ("first", "middle", "last")},
 }
 
 
