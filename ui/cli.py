@@ -273,7 +273,7 @@ def search_cmd(
     import hashlib
 
     from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb
     from imgsearch.models.classifiers import top_k_probabilities
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.service import SearchService
@@ -282,7 +282,8 @@ def search_cmd(
     with _context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, _fail included
         try:
             data = image.expanduser().read_bytes()
-            query = load_rgb(data, ctx.settings.max_image_pixels)
+            # decoded as the ingest decoded the collection, so a stored image finds itself at 1.0000
+            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
         except OSError as exc:
             _fail(f"cannot read {image}: {exc.strerror or exc}")
         except ImageRejected as exc:
