@@ -78,6 +78,15 @@ def test_heic_pixels_match_the_picture():
     assert np.abs(out - np.asarray(img, dtype=np.float32)).mean() < 12  # lossy, but the same picture
 
 
+def test_heic_decodes_from_its_embedded_thumbnail_only_when_that_is_large_enough():
+    buf = io.BytesIO()
+    _photo((1200, 900)).save(buf, "HEIF", quality=50, thumbnails=[400, 160])
+    data = buf.getvalue()
+    assert decode(data, min_side=292).image.size == (400, 300)  # the smallest thumbnail still >= 292
+    assert decode(data, min_side=301).image.size == (1200, 900)  # none large enough: the image itself
+    assert decode(data).image.size == (1200, 900)
+
+
 def test_avif_decodes():
     img = _photo((40, 30))
     buf = io.BytesIO()
