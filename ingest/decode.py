@@ -50,6 +50,12 @@ RAW_PREVIEW_MIN_SIDE = 300
 _RAW_MAGIC = {b"IIRO": "ORF", b"IIRS": "ORF", b"MMOR": "ORF", b"IIU\x00": "RW2", b"FUJIFILMCCD-RAW": "RAF"}
 _DNG_VERSION_TAG = 50706
 
+# A reduced decode keeps at least this many times the side the backbone's resize scales to, so the resize still
+# does most of the filtering (Pillow's `reducing_gap` idea): libjpeg's coarsest scale straight down to near the
+# target moved features several times more than one step finer, which costs about the same (measured in
+# docs/benchmarks_photos.md).
+REDUCING_GAP = 2
+
 # Longer side, px, of the grayscale picture the quality flags are measured on (ingest/quality.py): sharpness is
 # measured at one scale so images of any size compare. Decodes shared with the flags keep at least this.
 ANALYSIS_SIDE = 256
@@ -274,10 +280,11 @@ def decode(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
 
 def decode_side(backbone) -> int | None:
     """The `min_side` every path decodes at for `backbone` (ingest, CLI, app and API queries, doctor), so a stored
-    image searched for finds itself: its own need (`Backbone.decode_side`), but never under the quality flags'
-    analysis scale, which the ingest computes from the same decode. None: full resolution."""
+    image searched for finds itself: REDUCING_GAP times what its resize scales to (`Backbone.decode_side`), and
+    never under the quality flags' analysis scale, which the ingest computes from the same decode. None: full
+    resolution."""
     side = backbone.decode_side
-    return None if side is None else max(side, ANALYSIS_SIDE)
+    return None if side is None else max(REDUCING_GAP * side, ANALYSIS_SIDE)
 
 
 def load_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:

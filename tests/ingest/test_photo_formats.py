@@ -140,6 +140,9 @@ def test_decode_side_follows_the_backbones_own_resize(backbone):
     assert backbone.decode_side == 8
     # The quality flags are measured on the same decode, at their own scale.
     assert decode_side(backbone) == ANALYSIS_SIDE
+    # A network resizing to 292 px gets twice that, so its resize still does most of the filtering.
+    assert decode_side(types.SimpleNamespace(decode_side=292)) == 2 * 292
+    assert decode_side(types.SimpleNamespace(decode_side=None)) is None
 
 
 def test_ingest_and_query_decode_alike_and_share_the_decode_with_quality(tmp_path, backbone):
