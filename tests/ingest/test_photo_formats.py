@@ -28,6 +28,7 @@ from imgsearch.ui.web.inputs import UPLOAD_TYPES
 pillow_heif = pytest.importorskip("pillow_heif")
 
 DATE, ORIENTATION, EXIF_IFD, GPS_IFD = 0x9003, 0x0112, 0x8769, 0x8825
+FAST = {"preset": "ultrafast"}  # x265's default preset takes seconds for one small picture
 
 
 def _photo(size=(64, 48), seed=0) -> Image.Image:
@@ -56,7 +57,7 @@ def _jpeg(img: Image.Image, exif: Image.Exif | None = None, quality=92) -> bytes
 
 def _heic(img: Image.Image, exif: Image.Exif | None = None) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "HEIF", quality=80, **({"exif": exif.tobytes()} if exif is not None else {}))
+    img.save(buf, "HEIF", quality=80, enc_params=FAST, **({"exif": exif.tobytes()} if exif is not None else {}))
     return buf.getvalue()
 
 
@@ -80,11 +81,11 @@ def test_heic_pixels_match_the_picture():
 
 def test_heic_decodes_from_its_embedded_thumbnail_only_when_that_is_large_enough():
     buf = io.BytesIO()
-    _photo((1200, 900)).save(buf, "HEIF", quality=50, thumbnails=[400, 160])
+    _photo((640, 480)).save(buf, "HEIF", quality=50, thumbnails=[320, 80], enc_params=FAST)
     data = buf.getvalue()
-    assert decode(data, min_side=292).image.size == (400, 300)  # the smallest thumbnail still >= 292
-    assert decode(data, min_side=301).image.size == (1200, 900)  # none large enough: the image itself
-    assert decode(data).image.size == (1200, 900)
+    assert decode(data, min_side=200).image.size == (320, 240)  # the smallest thumbnail still >= 200
+    assert decode(data, min_side=241).image.size == (640, 480)  # none large enough: the image itself
+    assert decode(data).image.size == (640, 480)
 
 
 def test_avif_decodes():
@@ -102,13 +103,14 @@ def test_jpeg_exif_date_camera_and_place_come_with_the_decode():
 
 
 def test_large_jpeg_decodes_at_the_smallest_scale_still_above_min_side():
-    data = _jpeg(_photo((2400, 1800)))
-    assert decode(data).image.size == (2400, 1800)  # no min_side: full resolution
+    data = _jpeg(_photo((1600, 1200)))
+    assert decode(data).image.size == (1600, 1200)  # no min_side: full resolution
     reduced = decode(data, min_side=292)
-    assert reduced.image.size == (600, 450)  # 1/4; 1/8 would be 225 px < 292
-    assert (reduced.width, reduced.height) == (2400, 1800)  # the header's size, as the scan catalogues it
-    assert decode(data, min_side=200).image.size == (300, 225)  # 1/8
-    assert decode(data, min_side=1000).image.size == (2400, 1800)  # 1/2 would be 900 px < 1000
+    assert reduced.image.size == (400, 300)  # 1/4; 1/8 would be 150 px < 292
+    assert (reduced.width, reduced.height) == (1600, 1200)  # the header's size, as the scan catalogues it
+    assert decode(data, min_side=150).image.size == (200, 150)  # 1/8
+    assert decode(data, min_side=600).image.size == (800, 600)  # 1/2
+    assert decode(data, min_side=601).image.size == (1600, 1200)  # 1/2 would be 600 px < 601
 
 
 def test_reduced_decode_keeps_orientation():
@@ -119,7 +121,7 @@ def test_reduced_decode_keeps_orientation():
 
 def test_reduced_decode_gives_nearly_the_pixels_the_network_sees():
     # What preprocess does first (resize the shorter side to 292): from a 1/4 decode or from the full one.
-    data = _jpeg(_photo((2400, 1800), seed=5))
+    data = _jpeg(_photo((1600, 1200), seed=5))
     full = np.asarray(decode(data).image.resize((389, 292), Image.Resampling.BICUBIC, reducing_gap=None), float)
     small = np.asarray(decode(data, min_side=292).image.resize((389, 292), Image.Resampling.BICUBIC), float)
     assert np.abs(full - small).mean() < 3
