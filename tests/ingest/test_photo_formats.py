@@ -292,3 +292,19 @@ def test_without_rawpy_a_raw_file_is_skipped_with_one_clear_line(tmp_path, monke
     with pytest.raises(ImageRejected) as info:
         decode(path)
     assert info.value.reason == "raw_unsupported" and "rawpy" in info.value.message
+
+
+def test_a_dng_is_told_by_its_dng_version_tag_whatever_its_name(fake_rawpy):
+    from PIL import TiffTags
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[50706] = b"\x01\x04\x00\x00"  # DNGVersion 1.4
+    ifd.tagtype[50706] = TiffTags.BYTE
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12)).save(buf, "TIFF", tiffinfo=ifd)  # IFD0: the tiny thumbnail a DNG starts with
+    fake_rawpy.preview = _jpeg(_photo((640, 480)))
+    decoded = decode(buf.getvalue())  # an upload: bytes without a name
+    assert (decoded.format, decoded.image.size) == ("DNG preview", (640, 480))
+    plain = io.BytesIO()
+    Image.new("RGB", (16, 12)).save(plain, "TIFF")
+    assert decode(plain.getvalue()).format == "TIFF"
