@@ -199,7 +199,9 @@ def _raw_preview(fp: BinaryIO, fmt: str, max_pixels: int) -> tuple[Image.Image, 
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError) as exc:
         raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) without a usable embedded preview") from exc
     except (rawpy.LibRawError, ValueError) as exc:
-        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) LibRaw cannot read: {exc}") from exc
+        why = exc.args[0] if exc.args else exc
+        why = why.decode(errors="replace") if isinstance(why, bytes) else why  # LibRaw's messages come as bytes
+        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) LibRaw cannot read: {why}") from exc
     finally:
         raw.close()
     if thumb.format == rawpy.ThumbFormat.JPEG:
