@@ -248,6 +248,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite2")
     ap.add_argument("--source-sample", type=int, default=300, help="source images checked for decode changes")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of ingests; each configuration keeps its fastest")
     ap.add_argument("--child", choices=("ingest", "agree"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -268,19 +269,25 @@ def main() -> None:
         agree = _child(["--child", "agree", "--out", str(args.out), "--source", str(args.source), "--data-dir",
                         str(warm), "--backbone", args.backbone, "--source-sample", str(args.source_sample),
                         "--seed", str(args.seed)])
-        rows = []
-        for label, kind, full in (("small originals", "small", False), ("12 MP JPEG, full decode (before)", "jpeg",
-                                  True), ("12 MP JPEG, reduced decode (after)", "jpeg", False),
-                                  ("12 MP HEIC", "heic", False)):
-            data_dir = Path(tempfile.mkdtemp(prefix="bench-photos-"))
-            shutil.copytree(warm / "onnx", data_dir / "onnx")  # the export once, not in every timing
-            r = _child(["--child", "ingest", "--folder", str(args.out / kind), "--data-dir", str(data_dir),
-                        "--backbone", args.backbone] + (["--full-decode"] if full else []))
-            shutil.rmtree(data_dir, ignore_errors=True)
-            work = r["embed_s"] + r["store_s"]
-            rows.append((label, r["n"], r["n"] / work, r["n"] / r["wall_s"], r["rss_mib"], r["workers_rss_mib"]))
-            if r["skipped"]:
-                print(f"  {label}: skipped {r['skipped']}")
+        configs = (("small originals", "small", False), ("12 MP JPEG, full decode (before)", "jpeg", True),
+                   ("12 MP JPEG, reduced decode (after)", "jpeg", False), ("12 MP HEIC", "heic", False))
+        best: dict[str, tuple] = {}
+        # Rounds interleave the configurations, so a burst of load elsewhere does not fall on one of them only;
+        # each keeps its fastest round.
+        for _ in range(args.repeat):
+            for label, kind, full in configs:
+                data_dir = Path(tempfile.mkdtemp(prefix="bench-photos-"))
+                shutil.copytree(warm / "onnx", data_dir / "onnx")  # the export once, not in every timing
+                r = _child(["--child", "ingest", "--folder", str(args.out / kind), "--data-dir", str(data_dir),
+                            "--backbone", args.backbone] + (["--full-decode"] if full else []))
+                shutil.rmtree(data_dir, ignore_errors=True)
+                row = (label, r["n"], r["n"] / (r["embed_s"] + r["store_s"]), r["n"] / r["wall_s"], r["rss_mib"],
+                       r["workers_rss_mib"])
+                if label not in best or row[2] > best[label][2]:
+                    best[label] = row
+                if r["skipped"]:
+                    print(f"  {label}: skipped {r['skipped']}")
+        rows = [best[label] for label, _, _ in configs]
     finally:
         shutil.rmtree(warm, ignore_errors=True)
     small_rate = rows[0][2]
