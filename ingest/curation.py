@@ -70,10 +70,12 @@ def annotate_batch(
     xb: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
     k: int = NEIGHBOURS,
+    quality: dict[int, tuple[str, str]] | None = None,
 ) -> dict[str, float]:
     """Before a batch is written: its images' near-duplicate groups, uniqueness and quality flags, into the
     catalogue (its payloads are built from there). Stored images that join a group get the group in their
-    catalogue row and payloads here. Returns timings {"neighbours_s", "quality_s"}."""
+    catalogue row and payloads here. `quality`: (quality, flags) by id already measured on the embedding's
+    decode; the other images' files are read for them. Returns timings {"neighbours_s", "quality_s"}."""
     t = time.perf_counter()
     ids_a = np.asarray(ids, dtype=np.int64)
     xb = np.asarray(xb, dtype=np.float32)
@@ -101,10 +103,12 @@ def annotate_batch(
     t = time.perf_counter()
     with Session() as s:
         images = repo.images_by_ids(s, ids_a.tolist())
-    quality = [{"id": i, **dict(zip(("quality", "quality_flags"), file_quality(im.path, im.width, im.height),
-                                     strict=True))} for i, im in images.items()]
+    known = quality or {}
+    rows = [{"id": i, **dict(zip(("quality", "quality_flags"),
+                                 known[i] if i in known else file_quality(im.path, im.width, im.height), strict=True))}
+            for i, im in images.items()]
     with Session.begin() as s:
-        repo.update_images(s, quality)
+        repo.update_images(s, rows)
     return {"neighbours_s": neighbours_s, "quality_s": time.perf_counter() - t}
 
 

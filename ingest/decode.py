@@ -11,6 +11,14 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+try:  # HEIC/HEIF (every iPhone's default since 2017); AVIF is Pillow's own. Registered here, in the one decoder
+    # every path uses (ingest, thumbnails, the app's and the API's uploads, CLI queries).
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - a dependency; without it HEIC files are skipped as not_image
+    pillow_heif = None
+
 # Pillow's own bomb check warns at MAX_IMAGE_PIXELS and raises at twice that; we check the header
 # ourselves against a configurable limit, before any pixel is decoded, so its global is only a backstop.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -29,6 +37,29 @@ _MAGIC = {
     b"MM\x00*": "TIFF",
 }
 
+# What the app's and the API's uploads accept and the ingest page counts as photos: every format this decoder
+# reads (by content: the scan never trusts an extension, these only filter file pickers). The one list.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif")
+# Camera RAW files are indexed through the JPEG preview the camera embedded, when it is large enough.
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw")
+ACCEPTED_EXTENSIONS = IMAGE_EXTENSIONS + RAW_EXTENSIONS
+# A RAW preview smaller than this on its shorter side would be upscaled for the network (whose inputs are resized
+# to at most 292 px first): the file is skipped as raw_unsupported instead of indexed blurred.
+RAW_PREVIEW_MIN_SIDE = 300
+# RAW containers with a signature of their own; DNG, NEF, ARW, PEF and SRW are plain TIFF (told by tags or name).
+_RAW_MAGIC = {b"IIRO": "ORF", b"IIRS": "ORF", b"MMOR": "ORF", b"IIU\x00": "RW2", b"FUJIFILMCCD-RAW": "RAF"}
+_DNG_VERSION_TAG = 50706
+
+# A reduced decode keeps at least this many times the side the backbone's resize scales to, so the resize still
+# does most of the filtering (Pillow's `reducing_gap` idea): libjpeg's coarsest scale straight down to near the
+# target moved features several times more than one step finer, which costs about the same (measured in
+# docs/benchmarks_photos.md).
+REDUCING_GAP = 2
+
+# Longer side, px, of the grayscale picture the quality flags are measured on (ingest/quality.py): sharpness is
+# measured at one scale so images of any size compare. Decodes shared with the flags keep at least this.
+ANALYSIS_SIDE = 256
+
 # Enough of a file's start to tell a video from an image (an MPEG transport stream shows at its third packet).
 SNIFF_BYTES = 512
 # ISO-BMFF (`ftyp`) brands of still images and image sequences: HEIF/HEIC, AVIF, Canon's CR3 raw files. They share
@@ -41,7 +72,8 @@ _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 class ImageRejected(Exception):
     """A file that cannot be used as an image.
 
-    `reason`: empty, not_image, video, too_large (a decompression bomb), truncated, corrupt or unreadable.
+    `reason`: empty, not_image, video, raw_unsupported (a camera RAW file without a usable preview), too_large
+    (a decompression bomb), truncated, corrupt or unreadable.
     """
 
     def __init__(self, reason: str, message: str):
@@ -55,21 +87,6 @@ class ImageHeader:
     format: str
     width: int
     height: int
-
-
-def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
-    if isinstance(source, bytes | bytearray):
-        if not source:
-            raise ImageRejected("empty", "the file is empty (0 bytes)")
-        fp = io.BytesIO(source)
-    else:
-        try:
-            if source.stat().st_size == 0:
-                raise ImageRejected("empty", "the file is empty (0 bytes)")
-            fp = io.BytesIO(source.read_bytes())
-        except OSError as exc:
-            raise ImageRejected("unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
-    return _identify(fp, max_pixels)
 
 
 def _identify(fp: BinaryIO, max_pixels: int) -> Image.Image:
@@ -86,6 +103,8 @@ def _identify(fp: BinaryIO, max_pixels: int) -> Image.Image:
         looks_like = next((fmt for magic, fmt in _MAGIC.items() if head.startswith(magic)), None)
         if looks_like is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
             looks_like = "WebP"
+        if looks_like is None and head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
+            looks_like = "HEIF/AVIF"
         if looks_like:
             raise ImageRejected("corrupt", f"starts like a {looks_like} file but cannot be parsed") from exc
         raise ImageRejected("not_image", "not an image Pillow can read (unknown or unsupported format)") from exc
@@ -134,6 +153,158 @@ def video_container(head: bytes) -> str | None:
     return None
 
 
+def _sniff(fp: BinaryIO, name: str | None) -> str | None:
+    """Refuse a video from the first bytes of `fp` (left at its start); the RAW format it is in, if any."""
+    head = fp.read(SNIFF_BYTES)
+    fp.seek(0)
+    container = video_container(head)
+    if container is not None:
+        raise ImageRejected("video", f"a video ({container}), not an image")
+    return raw_format(head, name)
+
+
+def raw_format(head: bytes, name: str | None = None) -> str | None:
+    """The camera RAW format of a file starting with `head` (named `name`), or None. DNG files without a RAW
+    extension are told later, by their DNGVersion tag, once Pillow has read the TIFF header."""
+    for magic, fmt in _RAW_MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"II*\x00" and head[8:10] == b"CR":
+        return "CR2"
+    if head[4:8] == b"ftyp" and head[8:12] == b"crx ":
+        return "CR3"
+    suffix = Path(name).suffix.lower() if name else ""
+    if suffix in RAW_EXTENSIONS and head[:4] in (b"II*\x00", b"MM\x00*"):
+        return suffix[1:].upper()
+    return None
+
+
+def _raw_preview(fp: BinaryIO, fmt: str, max_pixels: int) -> tuple[Image.Image, int]:
+    """The embedded preview of a RAW file (not decoded yet) and LibRaw's orientation code for it."""
+    try:
+        import rawpy
+    except ImportError as exc:
+        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}); reading its preview needs rawpy "
+                                               "(pip install rawpy)") from exc
+    fp.seek(0)
+    raw = rawpy.RawPy()
+    try:
+        name = getattr(fp, "name", None)
+        if isinstance(name, str):
+            raw.open_file(name)  # LibRaw reads what it needs from the file, never the whole of it
+        else:
+            raw.open_buffer(fp)
+        thumb = raw.extract_thumb()
+        flip = raw.sizes.flip
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError) as exc:
+        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) without a usable embedded preview") from exc
+    except (rawpy.LibRawError, ValueError) as exc:
+        why = exc.args[0] if exc.args else exc
+        why = why.decode(errors="replace") if isinstance(why, bytes) else why  # LibRaw's messages come as bytes
+        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) LibRaw cannot read: {why}") from exc
+    finally:
+        raw.close()
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        img = _identify(io.BytesIO(thumb.data), max_pixels)
+    else:
+        img = Image.fromarray(thumb.data)
+    if min(img.size) < RAW_PREVIEW_MIN_SIDE:
+        raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) whose embedded preview is only "
+                                               f"{img.size[0]}x{img.size[1]}")
+    return img, flip
+
+
+# LibRaw's `flip` codes: how to turn the sensor's picture upright (RAW previews rarely carry an orientation).
+_RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decode of a file, shared by everything that needs its pixels (the embedding, the quality flags)."""
+
+    image: Image.Image  # RGB, EXIF orientation applied; reduced while decoding when `min_side` allowed it
+    width: int  # the full-resolution size the header gives (before orientation), as the scan catalogues it
+    height: int
+    format: str  # "JPEG", "HEIF", ...; "CR2 preview" etc. for camera RAW files
+    exif: Image.Exif  # as the file holds it (dates, camera, GPS): read once, here, for whoever needs it
+
+
+def _decode_opened(fp: BinaryIO, name: str | None, max_pixels: int, min_side: int | None) -> DecodedImage:
+    raw = _sniff(fp, name)
+    flip = 0
+    img = None if raw else _identify(fp, max_pixels)
+    if img is not None and img.format == "TIFF" and _DNG_VERSION_TAG in getattr(img, "tag_v2", {}):
+        raw = "DNG"
+    if raw:
+        img, flip = _raw_preview(fp, raw, max_pixels)
+    width, height = img.size
+    fmt = f"{raw} preview" if raw else (img.format or "unknown")
+    try:
+        exif = img.getexif()
+        if min_side:
+            # JPEG: libjpeg decodes at 1/2, 1/4 or 1/8 scale in the DCT domain, the largest reduction that keeps
+            # both sides >= min_side; HEIF: pillow-heif picks an embedded thumbnail at least that large. Other
+            # formats decode in full.
+            img.draft("RGB", (min_side, min_side))
+        img.load()
+        img = to_rgb(ImageOps.exif_transpose(img))
+    except OSError as exc:
+        text = str(exc)
+        if "runcated" in text:
+            raise ImageRejected("truncated", f"truncated image data: {text}") from exc
+        raise ImageRejected("corrupt", f"cannot decode image data: {text}") from exc
+    except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageRejected("corrupt", f"cannot decode image data: {exc}") from exc
+    if flip in _RAW_FLIP and exif.get(0x0112, 1) == 1:
+        img = img.transpose(_RAW_FLIP[flip])
+    return DecodedImage(img, width, height, fmt, exif)
+
+
+def decode(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> DecodedImage:
+    """Decode an image to RGB with EXIF orientation applied (first frame of animations), or ImageRejected.
+
+    `min_side`: the shorter side the caller needs (a backbone's `decode_side`); formats that can decode at a
+    reduced size do, down to no less than it. None decodes at full resolution. A file on disk is identified from
+    its first bytes (a video is refused unread) and read only as far as its decoder needs.
+    """
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise ImageRejected("empty", "the file is empty (0 bytes)")
+        return _decode_opened(io.BytesIO(source), None, max_pixels, min_side)
+    try:
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ImageRejected("empty", "the file is empty (0 bytes)")
+            return _decode_opened(f, str(source), max_pixels, min_side)
+    except OSError as exc:
+        raise ImageRejected("unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
+
+
+def decode_side(backbone) -> int | None:
+    """The `min_side` every path decodes at for `backbone` (ingest, CLI, app and API queries, doctor), so a stored
+    image searched for finds itself: REDUCING_GAP times what its resize scales to (`Backbone.decode_side`), and
+    never under the quality flags' analysis scale, which the ingest computes from the same decode. None: full
+    resolution."""
+    side = backbone.decode_side
+    return None if side is None else max(REDUCING_GAP * side, ANALYSIS_SIDE)
+
+
+def load_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+    """`decode`'s RGB image: what every query path embeds (with the backbone's `decode_side`, as ingest does)."""
+    return decode(source, max_pixels, min_side).image
+
+
+def _header_opened(fp: BinaryIO, name: str | None, max_pixels: int) -> ImageHeader:
+    raw = _sniff(fp, name)
+    img = None if raw else _identify(fp, max_pixels)
+    if img is not None and img.format == "TIFF" and _DNG_VERSION_TAG in getattr(img, "tag_v2", {}):
+        raw = "DNG"
+    if raw:
+        img, _ = _raw_preview(fp, raw, max_pixels)
+        return ImageHeader(format=f"{raw} preview", width=img.size[0], height=img.size[1])
+    return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1])
+
+
 def read_file_header(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     """read_header for a file on disk that reads only its first bytes, whatever its size: a video (by its
     signature) is refused with reason "video" unread, and Pillow stops at an image's header."""
@@ -141,20 +312,18 @@ def read_file_header(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageH
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise ImageRejected("empty", "the file is empty (0 bytes)")
-            container = video_container(f.read(SNIFF_BYTES))
-            if container is not None:
-                raise ImageRejected("video", f"a video ({container}), not an image")
-            f.seek(0)
-            img = _identify(f, max_pixels)
-            return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1])
+            return _header_opened(f, str(path), max_pixels)
     except OSError as exc:
         raise ImageRejected("unreadable", f"cannot read the file: {exc.strerror or exc}") from exc
 
 
 def read_header(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     """Identify an image by its content (not its extension) without decoding its pixels."""
-    img = _open(source, max_pixels)
-    return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1])
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise ImageRejected("empty", "the file is empty (0 bytes)")
+        return _header_opened(io.BytesIO(source), None, max_pixels)
+    return read_file_header(Path(source), max_pixels)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -174,19 +343,3 @@ def to_rgb(img: Image.Image) -> Image.Image:
     elif img.mode == "F":
         img = img.convert("L")
     return img.convert("RGB")
-
-
-def load_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Fully decode an image to RGB with EXIF orientation applied (first frame of animations)."""
-    img = _open(source, max_pixels)
-    try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
-    except OSError as exc:
-        text = str(exc)
-        if "runcated" in text:
-            raise ImageRejected("truncated", f"truncated image data: {text}") from exc
-        raise ImageRejected("corrupt", f"cannot decode image data: {text}") from exc
-    except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageRejected("corrupt", f"cannot decode image data: {exc}") from exc

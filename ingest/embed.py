@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
+from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, decode, decode_side
 from imgsearch.ingest.feature_cache import FeatureCache
+from imgsearch.ingest.quality import decoded_quality
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.files import bytes_sha256
 
@@ -37,6 +38,8 @@ class EmbedResult:
     ok: list[int]  # input positions of the rows of `vectors`
     failures: list[DecodeFailure] = field(default_factory=list)
     n_embedded: int = 0  # how many were actually run through the network (the rest came from the cache)
+    # (quality, flags) by input position, for the images decoded here: the flags come from the embedding's decode
+    quality: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 CHANGED = "changed"  # skip reason: the file's bytes are no longer those that were scanned and catalogued
@@ -48,14 +51,17 @@ class _DecodeDataset(Dataset):
     With `hashes`, each file is read once, and its bytes are decoded only if they still have the hash the
     scan catalogued them under: a file rewritten meanwhile must not leave the new picture's vector cached
     under the old content's hash, where every later ingest of the old content would reuse it.
+
+    Each file is decoded once, at `min_side` (see decode.decode), for both the network and the quality flags.
     """
 
     def __init__(self, paths: Sequence[Path], preprocess: Callable, max_pixels: int,
-                 hashes: Sequence[str] | None = None):
+                 hashes: Sequence[str] | None = None, min_side: int | None = None):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.max_pixels = max_pixels
         self.hashes = list(hashes) if hashes is not None else None
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,14 +70,15 @@ class _DecodeDataset(Dataset):
         try:
             data = self.paths[i].read_bytes()
         except OSError as exc:
-            return i, None, ("unreadable", f"cannot read the file: {exc.strerror or exc}")
+            return i, None, ("unreadable", f"cannot read the file: {exc.strerror or exc}"), None
         if self.hashes is not None and bytes_sha256(data) != self.hashes[i]:
             return i, None, (CHANGED, "the file changed after it was scanned; ingest its folder again to index the "
-                                      "new content")
+                                      "new content"), None
         try:
-            return i, self.preprocess(load_rgb(data, self.max_pixels)), None
+            decoded = decode(data, self.max_pixels, self.min_side)
+            return i, self.preprocess(decoded.image), None, decoded_quality(decoded)
         except ImageRejected as exc:
-            return i, None, (exc.reason, exc.message)
+            return i, None, (exc.reason, exc.message), None
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -81,10 +88,11 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 
 def _collate(items):
-    ok = [(i, t) for i, t, err in items if err is None]
-    failed = [(i, err) for i, t, err in items if err is not None]
+    ok = [(i, t) for i, t, err, _ in items if err is None]
+    failed = [(i, err) for i, t, err, _ in items if err is not None]
+    quality = {i: q for i, _, err, q in items if err is None}
     tensors = torch.stack([t for _, t in ok]) if ok else None
-    return [i for i, _ in ok], tensors, failed
+    return [i for i, _ in ok], tensors, failed, quality
 
 
 def embed_paths(
@@ -98,8 +106,12 @@ def embed_paths(
     desc: str = "embedding",
     bar: tqdm | None = None,
     hashes: Sequence[str] | None = None,
+    full_decode: bool = False,
 ) -> EmbedResult:
     """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves).
+
+    Files are decoded at the backbone's `decode_side` (JPEGs at 1/2..1/8 scale when large), as every query path
+    decodes; `full_decode` decodes them at full resolution instead (the benchmarks' before).
 
     `hashes`: the content hash each file was catalogued under; a file whose bytes differ now is not embedded
     but reported as a failure with reason "changed".
@@ -112,7 +124,7 @@ def embed_paths(
     if not paths:
         return EmbedResult(np.zeros((0, dim), np.float32), [])
     loader = DataLoader(
-        _DecodeDataset(paths, backbone.preprocess, max_pixels, hashes),
+        _DecodeDataset(paths, backbone.preprocess, max_pixels, hashes, None if full_decode else decode_side(backbone)),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -123,11 +135,13 @@ def embed_paths(
     out = np.zeros((len(paths), dim), dtype=np.float32)
     done = np.zeros(len(paths), dtype=bool)
     failures: list[DecodeFailure] = []
+    quality: dict[int, tuple[str, str]] = {}
     own_bar = bar is None
     if own_bar:
         bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     try:
-        for positions, batch, failed in loader:
+        for positions, batch, failed, batch_quality in loader:
+            quality.update(batch_quality)
             for i, (reason, message) in failed:
                 failures.append(DecodeFailure(i, paths[i], reason, message))
                 log.warning("skipped %s: %s (%s)", paths[i], message, reason)
@@ -142,7 +156,8 @@ def embed_paths(
         if own_bar:
             bar.close()
     ok = np.flatnonzero(done).tolist()
-    return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok))
+    return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok),
+                       quality={i: quality[i] for i in ok if i in quality})
 
 
 def embed_with_cache(
@@ -156,6 +171,7 @@ def embed_with_cache(
     flush_every: int = 512,
     progress: bool = True,
     bar: tqdm | None = None,
+    full_decode: bool = False,
 ) -> EmbedResult:
     """Like `embed_paths` for (path, content hash) pairs, but only files whose hash is not cached are decoded.
 
@@ -194,9 +210,11 @@ def embed_with_cache(
         progress=progress,
         bar=bar,
         hashes=[hashes[i] for i in todo],
+        full_decode=full_decode,
     )
     flush()
     failed = {todo[f.index] for f in fresh.failures}
     ok = [i for i in range(len(hashes)) if i not in failed]
     failures = [DecodeFailure(todo[f.index], f.path, f.reason, f.message) for f in fresh.failures]
-    return EmbedResult(cache.get([hashes[i] for i in ok]), ok, failures, n_embedded=fresh.n_embedded)
+    quality = {todo[p]: q for p, q in fresh.quality.items()}
+    return EmbedResult(cache.get([hashes[i] for i in ok]), ok, failures, n_embedded=fresh.n_embedded, quality=quality)

@@ -62,6 +62,7 @@ class IngestOptions:
     root_label: str | None = None  # with labels_from_folders: the label of files directly in the folder
     lease_s: float = leases.DEFAULT_LEASE_S  # the run's lease: how long after a crash its batches are replayed
     duplicate_threshold: float = DEFAULT_THRESHOLD  # cosine at or above which images are near-duplicates
+    full_decode: bool = False  # decode every file at full resolution, not at the backbone's need (benchmarks' before)
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -108,13 +109,14 @@ def _write_batch(
     xb: np.ndarray,
     trained: TrainedModels | None,
     duplicate_threshold: float = DEFAULT_THRESHOLD,
+    quality: dict[int, tuple[str, str]] | None = None,
 ) -> None:
     # A full disk stops the ingest here, with a message saying what to do, before the journal row: nothing of
     # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
     # features cached, and the same command writes them once there is room.
     stores.ensure_room(len(ids))
     # Near-duplicate groups, uniqueness, quality flags: into the catalogue.
-    annotate_batch(Session, stores, ids, xb, duplicate_threshold)
+    annotate_batch(Session, stores, ids, xb, duplicate_threshold, quality=quality)
     predictions = predict(trained, xb)
     with Session.begin() as s:
         if trained is not None:
@@ -338,6 +340,7 @@ def _ingest_run(
                 opts.max_pixels,
                 progress=progress,
                 bar=bar,
+                full_decode=opts.full_decode,
             )
             # Images already cached are never decoded, so the embedder never counted them on the bar.
             bar.update(len(chunk) - emb.n_embedded - len(emb.failures))
@@ -352,7 +355,9 @@ def _ingest_run(
             ids = [chunk[k][0] for k in emb.ok]
             t = time.perf_counter()
             if ids:
-                _write_batch(Session, stores, run_id, ids, emb.vectors, trained, opts.duplicate_threshold)
+                # Quality flags from the embedding's decode; images whose features were cached are read again.
+                quality = {chunk[k][0]: emb.quality[k] for k in emb.ok if k in emb.quality}
+                _write_batch(Session, stores, run_id, ids, emb.vectors, trained, opts.duplicate_threshold, quality)
             report.timings["store_s"] += time.perf_counter() - t
             report.n_indexed += len(ids)
             state["done"] += len(chunk)

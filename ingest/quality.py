@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from imgsearch.ingest.decode import ANALYSIS_SIDE, DEFAULT_MAX_PIXELS, DecodedImage, ImageRejected, decode
 
 # Most severe first: `quality` (the payload's filter field) is the first flag that applies, "ok" when none.
 FLAGS = ("tiny", "dark", "bright", "low_contrast", "blurry")
@@ -18,18 +19,19 @@ LOW_CONTRAST_STD = 0.06  # standard deviation of luminance in [0, 1]
 # Variance of the 4-neighbour Laplacian of the luminance in [0, 1], on the image scaled to ANALYSIS_SIDE.
 # On Caltech-101 35 of 8,677 images (0.4%) fall below it: soft portraits, blurred crabs and crayfish (README).
 BLURRY_LAPLACIAN_VAR = 0.0012
-ANALYSIS_SIDE = 256  # px, longer side: sharpness is measured at one scale so images of any size compare
+# ANALYSIS_SIDE (px, longer side of the analysed picture) is defined with the decoder, which keeps it.
 
 
-def luminance(path: str | Path, side: int = ANALYSIS_SIDE) -> np.ndarray:
+def gray(image: Image.Image, side: int = ANALYSIS_SIDE) -> np.ndarray:
+    """A decoded image as grayscale float32 in [0, 1], longer side at most `side`."""
+    im = image.convert("L")
+    im.thumbnail((side, side))
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def luminance(path: str | Path, side: int = ANALYSIS_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The file as grayscale float32 in [0, 1], longer side at most `side` (JPEGs decode at reduced size)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # EXIF and palette warnings: the ingest already vetted this file
-        with Image.open(path) as im:
-            im.draft("L", (side, side))  # JPEG: decode at 1/2..1/8 scale, the expensive part skipped
-            im = ImageOps.exif_transpose(im).convert("L")
-            im.thumbnail((side, side))
-            return np.asarray(im, dtype=np.float32) / 255.0
+    return gray(decode(Path(path), max_pixels, min_side=side).image, side)
 
 
 def quality_flags(gray: np.ndarray, width: int, height: int) -> list[str]:
@@ -51,6 +53,16 @@ def quality_flags(gray: np.ndarray, width: int, height: int) -> list[str]:
     return flags
 
 
+def summarise(flags: list[str]) -> tuple[str, str]:
+    """(quality, flags) for the catalogue: the most severe flag or "ok", and all flags comma-separated."""
+    return (flags[0] if flags else "ok"), ",".join(flags)
+
+
+def decoded_quality(decoded: DecodedImage) -> tuple[str, str]:
+    """`file_quality` from a decode already made (the embedding's), so the file is not decoded twice."""
+    return summarise(quality_flags(gray(decoded.image), decoded.width, decoded.height))
+
+
 def file_quality(path: str | Path, width: int, height: int) -> tuple[str, str]:
     """(quality, flags) for the catalogue: the most severe flag or "ok", and all flags comma-separated.
 
@@ -58,6 +70,6 @@ def file_quality(path: str | Path, width: int, height: int) -> tuple[str, str]:
     """
     try:
         flags = quality_flags(luminance(path), width, height)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except ImageRejected:
         return "unknown", ""
-    return (flags[0] if flags else "ok"), ",".join(flags)
+    return summarise(flags)

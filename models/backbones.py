@@ -68,6 +68,13 @@ class Backbone(ABC):
     def identity(self) -> BackboneId:
         return BackboneId(self.name, self.dim, self.weights_sha256)
 
+    @property
+    def decode_side(self) -> int | None:
+        """The shorter side an image must keep when decoded at a reduced size, so `preprocess` sees nearly the
+        pixels of a full decode: the side its first resize scales to (the crop margin included, e.g. 292 px for
+        a 260 px crop); None (decode in full) when the pipeline does not start with a resize."""
+        return resize_side(self.preprocess)
+
     @abstractmethod
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features of shape (n, dim) before normalisation."""
@@ -88,6 +95,19 @@ class Backbone(ABC):
         import torch
 
         return self.embed_batch(torch.stack([self.preprocess(im) for im in images]))
+
+
+def resize_side(preprocess) -> int | None:
+    """The smallest shorter side an input of `preprocess` needs before its first step, a Resize, loses detail:
+    Resize(n) scales the shorter side to n; Resize((h, w)) needs both sides at least max(h, w)."""
+    steps = getattr(preprocess, "transforms", None)
+    first = steps[0] if steps else None
+    if type(first).__name__ != "Resize":  # by name: decoder workers need not import torchvision for this
+        return None
+    size = first.size
+    if isinstance(size, int):
+        return size
+    return max(size) if size else None
 
 
 class ResNet50Backbone(Backbone):

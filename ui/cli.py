@@ -276,7 +276,7 @@ def search_cmd(
     import hashlib
 
     from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
     from imgsearch.models.classifiers import top_k_probabilities
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.service import SearchService
@@ -284,8 +284,10 @@ def search_cmd(
 
     with _context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, _fail included
         try:
+            read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
             data = image.expanduser().read_bytes()
-            query = load_rgb(data, ctx.settings.max_image_pixels)
+            # decoded as the ingest decoded the collection, so a stored image finds itself at 1.0000
+            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
         except OSError as exc:
             _fail(f"cannot read {image}: {exc.strerror or exc}")
         except ImageRejected as exc:

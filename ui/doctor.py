@@ -292,7 +292,7 @@ def _mirror_behind(ids: list[int], in_qdrant: list[dict], in_mirror: list[dict])
 
 def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int], rng, report: DoctorReport) -> None:
     """Re-read a sample of files: unchanged ones are re-embedded and compared with their cached vector."""
-    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb
     from imgsearch.models.files import bytes_sha256
 
     sample = sorted(rng.choice(ids, size=min(DEEP_SAMPLE, len(ids)), replace=False).tolist()) if ids else []
@@ -316,7 +316,7 @@ def _deep_check(Session, cache: FeatureCache, backbone: Backbone, ids: list[int]
             report.changed_files.append(i)
             continue
         try:
-            fresh = backbone.embed_images([load_rgb(data)])[0]
+            fresh = backbone.embed_images([load_rgb(data, min_side=decode_side(backbone))])[0]
         except ImageRejected:
             continue
         if float(np.dot(fresh, cache.get([image.content_hash])[0])) < 0.999:
@@ -544,12 +544,13 @@ def _repush(Session, stores: Stores, cache: FeatureCache, ids: list[int], traine
 def _fix_cache(Session, stores: Stores, cache: FeatureCache, backbone: Backbone, ids: list[int],
                trained: TrainedModels | None) -> str:
     """Re-embed files whose cached vector is wrong; the new shard overrides the old entry."""
-    from imgsearch.ingest.decode import load_rgb
+    from imgsearch.ingest.decode import decode_side, load_rgb
 
     with Session() as s:
         images = repo.images_by_ids(s, ids)
     ids = [i for i in ids if i in images]
-    xb = np.stack([backbone.embed_images([load_rgb(Path(images[i].path).read_bytes())])[0] for i in ids])
+    side = decode_side(backbone)
+    xb = np.stack([backbone.embed_images([load_rgb(Path(images[i].path).read_bytes(), min_side=side)])[0] for i in ids])
     cache.add([images[i].content_hash for i in ids], xb)
     stores.upsert(ids, xb, store_payloads(images, ids, predict(trained, xb)))
     return f"re-embedded {len(ids)} images whose cached vectors did not match their files"

@@ -23,13 +23,14 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
     import hashlib
 
     from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, load_rgb
+    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
     from imgsearch.search.class_aware import query_distribution
     from imgsearch.search.service import Ranking, SearchService
 
     try:
+        read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
         data = image.expanduser().read_bytes()
-        query = load_rgb(data, ctx.settings.max_image_pixels)
+        query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
     except OSError as exc:
         _refuse(f"cannot read {image}: {exc.strerror or exc}")
     except ImageRejected as exc:

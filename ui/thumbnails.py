@@ -15,7 +15,7 @@ THUMB_SIZE = (256, 256)
 def thumbnail_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
     """JPEG bytes of a ≤256 px thumbnail of the image `data`; None when it cannot be decoded."""
     try:
-        img = load_rgb(data, max_pixels)
+        img = load_rgb(data, max_pixels, min_side=max(THUMB_SIZE))  # large JPEGs decode at 1/2..1/8 scale
     except ImageRejected:
         return None
     img.thumbnail(THUMB_SIZE)

@@ -31,7 +31,7 @@ class Expected:
 
 
 def _expected(collection, backbone) -> dict[str, Expected]:
-    from imgsearch.ingest.decode import load_rgb
+    from imgsearch.ingest.decode import decode_side, load_rgb
     from imgsearch.search.index import Filter
     from imgsearch.search.service import SearchService
     from imgsearch.ui.context import Context
@@ -44,7 +44,8 @@ def _expected(collection, backbone) -> dict[str, Expected]:
         service = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant)
 
         def embed(rel: str) -> np.ndarray:
-            return service.embed(load_rgb((collection.photos / rel).read_bytes(), settings.max_image_pixels))
+            return service.embed(load_rgb((collection.photos / rel).read_bytes(), settings.max_image_pixels,
+                                          decode_side(ctx.backbone)))
 
         xq = embed(SEARCH_QUERY)
         svm = ctx.trained().models["svm"]

@@ -65,14 +65,14 @@ def test_a_video_is_skipped_as_video(tiny_dataset):
     (folder / "clip.avi").write_bytes(b"RIFF\x00\x10\x00\x00AVI LIST" + bytes(800))
     (folder / "clip.webm").write_bytes(b"\x1a\x45\xdf\xa3" + bytes(800))
     (folder / "clip.ts").write_bytes((b"\x47" + bytes(187)) * 4)
-    # HEIC/AVIF share the ISO-BMFF box: they are images, classed as before (Pillow cannot read them here).
+    # HEIC/AVIF share the ISO-BMFF box: they are images, and these, a header and nothing more, are corrupt ones.
     (folder / "photo.heic").write_bytes(_mp4_header(b"heic", (b"mif1", b"heic")) + bytes(800))
     (folder / "photo.avif").write_bytes(_mp4_header(b"avif", (b"avif", b"mif1")) + bytes(800))
     (folder / "seq.heic").write_bytes(_mp4_header(b"msf1", (b"msf1", b"iso8")) + bytes(800))
     reasons = {f.path.name: f.reason for f in scan_folder(tiny_dataset).skipped}
     assert reasons == {"clip.mp4": "video", "clip.mov": "video", "clip.avi": "video", "clip.webm": "video",
-                       "clip.ts": "video", "photo.heic": "not_image", "photo.avif": "not_image",
-                       "seq.heic": "not_image"}
+                       "clip.ts": "video", "photo.heic": "corrupt", "photo.avif": "corrupt",
+                       "seq.heic": "corrupt"}
 
 
 # The peak resident set of the scanning process, from /proc: a child's ru_maxrss starts at its parent's (Linux

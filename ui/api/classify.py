@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from imgsearch.ingest.decode import decode_side
 from imgsearch.models.classifiers import top_k_probabilities
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
@@ -18,7 +19,7 @@ router = APIRouter(tags=["classify"])
 
 
 def _classify(state: ApiState, data: bytes, k: int, model: str) -> Classification:
-    image = decode_upload(data, state.settings.max_image_pixels)
+    image = decode_upload(data, state.settings.max_image_pixels, decode_side(state.backbone))
     trained = state.trained()
     if trained is None:
         raise ApiError(409, "no_models", f"No trained models for the backbone {state.backbone.name} yet: queue a "

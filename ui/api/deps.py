@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import Query, Request
 
 from imgsearch.db import repository as repo
+from imgsearch.ingest.decode import decode_side
 from imgsearch.search.payload import FILTER_FIELDS, Filter, PayloadField
 from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
@@ -42,7 +43,7 @@ def ready_service(state: ApiState):
 def upload_query(state: ApiState, data: bytes) -> tuple[np.ndarray, int | None]:
     """(query vector, the upload's own catalogue id if its content is catalogued) for uploaded bytes: the
     CLI's `search`: decoded in memory with the bomb check, embedded, its own entry left out of the results."""
-    image = decode_upload(data, state.settings.max_image_pixels)
+    image = decode_upload(data, state.settings.max_image_pixels, decode_side(state.backbone))
     service = ready_service(state)
     with state.Session() as s:
         known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())

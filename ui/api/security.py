@@ -94,9 +94,10 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """The app's decoding (in memory, bombs refused from the header): 422 with the reason as the code."""
+def decode_upload(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """The app's decoding (in memory, bombs refused from the header, at the backbone's `decode_side`): 422 with
+    the reason as the code."""
     try:
-        return inputs.handle_upload(data, max_pixels)
+        return inputs.handle_upload(data, max_pixels, min_side)
     except ImageRejected as exc:
         raise ApiError(422, exc.reason, inputs.upload_error(exc)) from exc

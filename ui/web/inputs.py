@@ -8,21 +8,23 @@ from pathlib import Path
 
 from PIL import Image
 
-from imgsearch.ingest.decode import ImageRejected, load_rgb
+from imgsearch.ingest.decode import ACCEPTED_EXTENSIONS, ImageRejected, load_rgb
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+# The decoder's own list: a format it reads can be uploaded.
+UPLOAD_TYPES = [suffix.removeprefix(".") for suffix in ACCEPTED_EXTENSIONS]
 
 
 class FolderRejected(ValueError):
     """A folder the app refuses to ingest; the message says why."""
 
 
-def handle_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode uploaded bytes to RGB, in memory (the upload's name is never used as a path).
+def handle_upload(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """Decode uploaded bytes to RGB, in memory (the upload's name is never used as a path). `min_side`: the
+    backbone's `decode.decode_side`, so a query decodes as the ingest decoded the collection.
 
     Raises ImageRejected (reason: empty / not_image / corrupt / truncated / too_large) with a message to show.
     """
-    return load_rgb(bytes(data), max_pixels)
+    return load_rgb(bytes(data), max_pixels, min_side)
 
 
 def upload_error(exc: ImageRejected) -> str:
@@ -32,6 +34,8 @@ def upload_error(exc: ImageRejected) -> str:
         "corrupt": "The uploaded image is corrupt",
         "truncated": "The uploaded image is truncated",
         "too_large": "The uploaded image is too large",
+        "video": "The uploaded file is a video",
+        "raw_unsupported": "The uploaded RAW file has no usable preview",
     }
     return f"{titles.get(exc.reason, 'The uploaded file cannot be used')}: {exc.message}"
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.ingest.decode import ImageRejected
+from imgsearch.ingest.decode import ImageRejected, decode_side
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.thumbnails import THUMB_SIZE
@@ -78,7 +78,8 @@ def _hold_upload(state: AppState, raw: bytes) -> tuple[str, qs.HeldUpload]:
     store = resources.upload_store(state.key)
     held = store.get(digest)
     if held is None:
-        image = inputs.handle_upload(raw, state.settings.max_image_pixels)
+        image = inputs.handle_upload(raw, state.settings.max_image_pixels,
+                                     decode_side(resources.loaded_context(state.key).backbone))
         xq, embed_ms = resources.embed_query(state.key, digest, image)
         thumb = image.copy()
         thumb.thumbnail(THUMB_SIZE)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
+from imgsearch.ingest.decode import ACCEPTED_EXTENSIONS
 from imgsearch.ingest.heartbeat import live_beats
 from imgsearch.ingest.scan import IGNORED_NAMES
 from imgsearch.ui.web import inputs, job_status, resources, views
@@ -18,7 +19,7 @@ from imgsearch.ui.web.job_status import JobView
 PREFIX = "ingest"
 MODES = ("Run here now", "Queue for the worker")
 ANNOUNCE = f"{PREFIX}_announce"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = set(ACCEPTED_EXTENSIONS)  # the decoder's list
 
 
 def loose_images(folder: Path) -> int:
