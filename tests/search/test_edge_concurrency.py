@@ -15,6 +15,7 @@ import pytest
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.qdrant_edge import EdgeIndex
+from tests.helpers import wait_until
 from tests.search.edge_procs import INFO, unit_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,8 +138,5 @@ def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
     assert store.load_s >= 0.1
     time.sleep(0.6)  # far past linger_s, within 20 x the load time
     assert store._shard is not None
-    deadline = time.monotonic() + 10
-    while store._shard is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store._shard is None  # closed once idle for about 20 x 0.1 s
+    wait_until(lambda: store._shard is None, 10, message="the idle shard to close")  # about 20 x 0.1 s
     store.close()
