@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,18 @@ def lite0():
     from imgsearch.models.backbones import load_backbone
 
     return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """`imgsearch worker` run in this process (run_cli) installs its SIGTERM and SIGINT handlers, which only set a
+    flag: left in place, a process forked by a later test ignores terminate() (a 30 s wait), and Ctrl-C no longer
+    stops pytest."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
