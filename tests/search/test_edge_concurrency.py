@@ -37,6 +37,7 @@ def result(proc: subprocess.Popen, timeout: float = 60) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two Python processes, the writer pausing between batches
 def test_writer_and_reader_processes_share_the_store(tmp_path):
     folder = str(tmp_path / "edge")
     EdgeIndex(folder, INFO).close()  # create up front so both start on an existing store
@@ -53,6 +54,7 @@ def test_writer_and_reader_processes_share_the_store(tmp_path):
         assert store.version() == batches + 1  # one bump per upsert batch and one for set_payload
 
 
+@pytest.mark.slow  # a Python process holds the store for 2 s
 def test_busy_store_raises_store_busy_naming_the_holder(tmp_path):
     folder = str(tmp_path / "edge")
     EdgeIndex(folder, INFO).close()
@@ -120,6 +122,7 @@ def test_faiss_writers_are_serialised(tmp_path):
     b.close()
 
 
+@pytest.mark.slow  # waits out a 2 s linger
 def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
     """A large shard takes seconds to load: an idle one stays open LINGER_PER_LOAD_S times its load time, not
     the fixed linger, so a burst of queries after a pause does not pay the load again."""
