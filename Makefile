@@ -2,10 +2,14 @@
 # `make test` runs the whole suite twice: on the SQLite catalogue, then on PostgreSQL (a throw-away cluster the
 # tests start themselves; skipped with the reason when PostgreSQL is not installed, an error in CI).
 # `make test-fast` is the inner loop while developing: lint, then every test not marked slow, browser or dataset
-# (SQLite only).
+# (SQLite only). Both run the tests on one pytest-xdist worker per core (PYTEST_WORKERS=0: all in one process);
+# a module's tests stay on one worker (--dist loadfile), so a module-scoped fixture is built once. Each worker has
+# its own PostgreSQL cluster, temp folders and free ports.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: install run test test-fast bench clean
 
@@ -27,14 +31,14 @@ test: install
 	$(BIN)/ruff check .
 	@status=0; \
 	echo "== test suite on SQLite =="; \
-	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q || status=1; \
+	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q $(XDIST) || status=1; \
 	echo "== test suite on PostgreSQL =="; \
-	IMGSEARCH_TEST_DATABASE=postgresql $(BIN)/pytest -q || status=1; \
+	IMGSEARCH_TEST_DATABASE=postgresql $(BIN)/pytest -q $(XDIST) || status=1; \
 	exit $$status
 
 test-fast: install
 	$(BIN)/ruff check .
-	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q -m "not slow and not browser and not dataset"
+	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q $(XDIST) -m "not slow and not browser and not dataset"
 
 bench: install
 	$(BIN)/python benchmarks/bench_embed.py --data $${DATA:-../shared/data/caltech101/101_ObjectCategories}

@@ -65,12 +65,6 @@ def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, s
     return [(i, name) for i, name in session.execute(query)]
 
 
-def image_paths(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
-    """id -> (path, file name)."""
-    rows = session.execute(select(Image.id, Image.path, Image.file_name).where(Image.id.in_(ids)))
-    return {i: (path, name) for i, path, name in rows}
-
-
 def cluster_summary(session: Session, algorithm: str) -> list[dict]:
     """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster."""
     column = CLUSTER_COLUMNS[algorithm]

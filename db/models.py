@@ -28,7 +28,6 @@ SKIP_REASONS = ("corrupt", "truncated", "empty", "not_image", "too_large", "unre
                 "outside_roots", "bad_name", "video")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("ingest", "train")
-BATCH_STATUSES = ("pending", "done")
 
 # Named constraints: SQLite migrations rebuild tables ("batch" mode) and can only drop what has a name.
 NAMING_CONVENTION = {

@@ -11,7 +11,6 @@ from imgsearch.ingest.decode import ANALYSIS_SIDE, DEFAULT_MAX_PIXELS, DecodedIm
 
 # Most severe first: `quality` (the payload's filter field) is the first flag that applies, "ok" when none.
 FLAGS = ("tiny", "dark", "bright", "low_contrast", "blurry")
-QUALITY_VALUES = ("ok", *FLAGS)
 
 TINY_SIDE = 64  # px: shorter side below this is a thumbnail or an icon, not a photo to learn from
 DARK_MEAN, BRIGHT_MEAN = 0.15, 0.90  # mean luminance in [0, 1]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 class IdentityMismatch(ValueError):
@@ -30,19 +26,14 @@ class BackboneId:
         """`<name>_<sha8>`: the folder name (feature cache, models, indexes) and the Qdrant collection suffix."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.name}_{self.weights_sha256[:8]}")
 
-    @property
-    def legacy_tag(self) -> str:
-        """The feature-cache and models folder name used before the tags were unified."""
-        return f"{self.name}-{self.weights_sha256[:8]}"
-
     def as_dict(self) -> dict[str, Any]:
         """As recorded in store metadata (`store.json`, Qdrant collection metadata)."""
         return {"backbone": self.name, "dim": self.dim, "weights_sha256": self.weights_sha256}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BackboneId:
-        """Reads `as_dict` output, and the feature cache's older `{"name": ...}` form."""
-        return cls(str(d.get("backbone", d.get("name"))), int(d["dim"]), str(d["weights_sha256"]))
+        """Reads `as_dict` output."""
+        return cls(str(d["backbone"]), int(d["dim"]), str(d["weights_sha256"]))
 
     def mismatch(self, stored: BackboneId, where: str) -> str | None:
         """None when `stored` is this identity, else a message naming both."""
@@ -56,13 +47,5 @@ class BackboneId:
 
 
 def backbone_folder(parent: Path, backbone: BackboneId) -> Path:
-    """`parent/<tag>`, adopting a folder left under the legacy tag by an older release (renamed once)."""
-    folder = Path(parent) / backbone.tag
-    legacy = Path(parent) / backbone.legacy_tag
-    if not folder.exists() and legacy.is_dir():
-        try:
-            os.rename(legacy, folder)
-            log.info("renamed %s to %s (one backbone tag everywhere)", legacy, folder)
-        except FileNotFoundError:  # another process renamed it first
-            pass
-    return folder
+    """`parent/<tag>`: a backbone's feature cache, models or store folder."""
+    return Path(parent) / backbone.tag

@@ -46,7 +46,7 @@ def check_setting(setting: str, dim: int) -> str:
     return setting
 
 
-def choose(setting: str, n: int, trained_on: int | None = None, current: str | None = None) -> str | None:
+def choose(setting: str, n: int) -> str | None:
     """The factory string the index should be built with for n live points; None = exact search."""
     if setting == "Flat":
         return None

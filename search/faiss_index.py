@@ -8,7 +8,6 @@ import mmap
 import os
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,6 @@ from imgsearch.search.index import (
 )
 from imgsearch.search.locking import StoreLock
 
-DATA_NAME = "data.npz"  # the single-file format of earlier releases: still read, migrated on the first write
 META_NAME = "store.json"
 FORMAT = "imgsearch-faiss-1"  # store.json's format (the identity file): unchanged since the single-file format
 log = logging.getLogger(__name__)
@@ -248,7 +246,7 @@ class FaissIndex:
         self._lock = StoreLock(self.folder, role=role, what="FAISS index")
         self._mutex = threading.RLock()
         self._rows = _Rows(info.dim)
-        self._manifest: Manifest | None = None  # None: an earlier release's data.npz is what is loaded
+        self._manifest: Manifest | None = None  # None until the first manifest is read
         self._applied = 0  # the last commit seq reflected in _rows
         self._ann: Any = None
         self._ann_file: str | None = None
@@ -264,14 +262,13 @@ class FaissIndex:
             self.folder.mkdir(parents=True, exist_ok=True)
             with self._locked():  # another process may be creating it: it writes manifest.json, then store.json
                 if not meta_path.exists():
-                    for name in (MANIFEST_NAME, DATA_NAME):
-                        if (self.folder / name).exists():
-                            # Creating the store afresh would overwrite these vectors with an empty store.
-                            raise self._damaged(META_NAME, f"the file is missing, but {name} is there")
+                    if (self.folder / MANIFEST_NAME).exists():
+                        # Creating the store afresh would overwrite these vectors with an empty store.
+                        raise self._damaged(META_NAME, f"the file is missing, but {MANIFEST_NAME} is there")
                     Manifest(version=1, generation=1).write(self.folder)
                     self._write_meta(1, 0)
         self._check_meta(meta_path)
-        if not (self.folder / MANIFEST_NAME).exists() and not (self.folder / DATA_NAME).exists():
+        if not (self.folder / MANIFEST_NAME).exists():
             raise self._damaged(MANIFEST_NAME, "the file is missing (store.json says the store exists)")
         self.reload_if_changed()
 
@@ -303,14 +300,12 @@ class FaissIndex:
         return self._lock.hold(self.lock_timeout_s)
 
     def _stat(self) -> tuple[str, int, int, int] | None:
-        for name in (MANIFEST_NAME, DATA_NAME):  # a migrated store has a manifest; data.npz is then left over
-            try:
-                st = os.stat(self.folder / name)
-            except FileNotFoundError:
-                continue
-            # os.replace gives the file a new inode, so this changes on every commit even within one mtime tick.
-            return (name, st.st_ino, st.st_mtime_ns, st.st_size)
-        return None
+        try:
+            st = os.stat(self.folder / MANIFEST_NAME)
+        except FileNotFoundError:
+            return None
+        # os.replace gives the file a new inode, so this changes on every commit even within one mtime tick.
+        return (MANIFEST_NAME, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def reload_if_changed(self) -> bool:
         """Catch up with commits made by other processes (or instances) since; True if there were any."""
@@ -320,10 +315,7 @@ class FaissIndex:
             sig = self._stat()
             if sig is None or sig == self._signature:
                 return False
-            if sig[0] == DATA_NAME:
-                self._load_legacy()
-            else:
-                self._catch_up()
+            self._catch_up()
             self._signature = sig
             return True
 
@@ -410,29 +402,6 @@ class FaissIndex:
         self._add_to_ann(index, rows[self._rows.seq[rows] > int(manifest.ann["covers"])])
         self._ann, self._ann_file = index, want
 
-    def _load_legacy(self) -> None:
-        """An earlier release's single data.npz (an IndexIDMap2 over IndexFlatIP, payloads as JSON)."""
-        try:
-            with np.load(self.folder / DATA_NAME, allow_pickle=False) as z:
-                index = faiss.deserialize_index(np.ascontiguousarray(z["index"]))
-                pairs = json.loads(z["payloads"].tobytes().decode())
-                version = int(z["version"])
-        except FileNotFoundError as exc:
-            raise self._damaged(DATA_NAME, "the file is missing") from exc
-        # A truncated or overwritten file fails in zipfile, numpy, json or FAISS, each in its own way.
-        except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
-            raise self._damaged(DATA_NAME, f"unreadable ({type(exc).__name__}: {exc})") from exc
-        if index.d != self._info.dim:
-            raise StoreMismatchError(f"{self.folder / DATA_NAME} holds dim {index.d}, expected {self._info.dim}")
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        payloads = {int(i): p for i, p in pairs}
-        xb = index.index.reconstruct_n(0, int(index.ntotal)) if index.ntotal else np.zeros((0, self._info.dim))
-        self._rows = _Rows(self._info.dim)
-        self._rows.apply(Segment.single(1, self._info.dim, (ids, xb, [payloads[int(i)] for i in ids])), 0)
-        self._manifest, self._applied, self._ann, self._ann_file, self._seen = None, 1, None, None, set()
-        self.version_ = version
-        self._sorted_ids = None
-
     def version(self) -> int:
         """Commit counter; changes whenever any process writes. Cheap enough to key UI caches on."""
         self.reload_if_changed()
@@ -440,23 +409,9 @@ class FaissIndex:
 
     # ---- writing ------------------------------------------------------------------------------------------
 
-    def _migrate_legacy(self) -> None:
-        """Write what data.npz holds as the first segment of a new manifest; data.npz goes once that commits."""
-        live = self._rows.live_rows()
-        seg = Segment(1, 1, self._rows.ids[live], np.ones(len(live), np.int64), self._rows.gather(live),
-                      [self._rows.payloads[int(i)] for i in self._rows.ids[live]],
-                      *(np.zeros(0, np.int64),) * 4, [])
-        seg.write(self.folder)
-        manifest = Manifest(self.version_, 1, [{"lo": 1, "hi": 1, "records": seg.n_records}], None)
-        manifest.write(self.folder)
-        (self.folder / DATA_NAME).unlink(missing_ok=True)
-        self._manifest, self._applied, self._seen = manifest, 1, set()
-
     def _commit(self, seg: Segment) -> None:
         """Write `seg` (the next commit's records), merge the tail if it piled up, replace the manifest (the
         commit point), then apply it here. Call with the mutex and the store lock held, after catching up."""
-        if self._manifest is None:
-            self._migrate_legacy()
         old = self._manifest
         assert old is not None
         seg.write(self.folder)
@@ -576,8 +531,7 @@ class FaissIndex:
             self.reload_if_changed()
             dim = self._info.dim
             need = n * (dim * 4 + 512) + 4096
-            if self._manifest is None:  # the first write migrates data.npz: the whole store once more
-                return need + len(self._rows.id_row) * (dim * 4 + 512)
+            assert self._manifest is not None
             segments = [*self._manifest.segments, {"lo": 0, "hi": 0, "records": n}]
             k = tail_to_merge(segments, MERGE_FANOUT, MAX_MERGE_RECORDS)
             for entry in segments[-k:-1] if k else []:
@@ -593,15 +547,14 @@ class FaissIndex:
     def needs_compaction(self) -> bool:
         with self._mutex:
             self.reload_if_changed()
-            return self._manifest is None or len(self._manifest.segments) > COMPACT_SEGMENTS
+            assert self._manifest is not None
+            return len(self._manifest.segments) > COMPACT_SEGMENTS
 
     def compact(self) -> int:
         """Rewrite the whole store as one segment (a new generation) and rebuild the approximate index; files
         no manifest names (left by a killed writer) go too. Returns the number of segments before."""
         with self._mutex, self._locked():
             self.reload_if_changed()
-            if self._manifest is None:
-                self._migrate_legacy()
             old = self._manifest
             assert old is not None
             live = self._rows.live_rows()
@@ -627,8 +580,7 @@ class FaissIndex:
                 self._rebuild_ann(background=False)
             keep = {seg.name, MANIFEST_NAME, META_NAME, *([self._manifest.ann["file"]] if self._manifest.ann else [])}
             for path in self.folder.iterdir():
-                if path.is_file() and (path.name.startswith(("seg-", "ann-")) or path.name == DATA_NAME) \
-                        and path.name not in keep:
+                if path.is_file() and path.name.startswith(("seg-", "ann-")) and path.name not in keep:
                     path.unlink(missing_ok=True)
             return len(old.segments)
 

@@ -1,58 +1,27 @@
-"""Shared fixtures: tiny labelled image folders generated with a fixed seed."""
+"""Shared fixtures. Plain helpers (generated datasets, run_cli, copy_store, wait_until) are in tests/helpers."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests import databases
 
-SHARED_CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101" / "101_ObjectCategories"
-
-# Each class gets its own base colour and stripe direction so even a small CNN separates them.
-CLASS_STYLES = {
-    "apples": ((200, 30, 30), "h"),
-    "grass": ((40, 170, 40), "v"),
-    "sky": ((40, 80, 210), "d"),
-}
-
-
-def make_image(rng: np.random.Generator, colour, stripes: str, size=(48, 40)) -> Image.Image:
-    w, h = size
-    base = np.array(colour, dtype=np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    phase = {"h": yy, "v": xx, "d": xx + yy}[stripes]
-    pattern = ((phase // 4) % 2)[..., None] * 60.0
-    noise = rng.normal(0, 12, size=(h, w, 3))
-    arr = np.clip(base * 0.8 + pattern + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr, "RGB")
-
-
-def write_dataset(root: Path, per_class: int = 6, seed: int = 0, classes=CLASS_STYLES) -> Path:
-    rng = np.random.default_rng(seed)
-    for name, (colour, stripes) in classes.items():
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            make_image(rng, colour, stripes).save(folder / f"{name}_{i:03d}.jpg", quality=92)
-    return root
-
-
-def sphere_blobs(seed: int = 0, k: int = 4, per: int = 25, d: int = 16, sigma: float = 0.03, shuffle: bool = False):
-    """k tight blobs around orthogonal unit vectors (pairwise distance sqrt(2)), rows L2-normalised: (X, y)."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array([f"c{i}" for i in range(k)]), per)
-    X = np.eye(d, dtype=np.float32)[np.repeat(np.arange(k), per)]
-    X += sigma * rng.standard_normal(X.shape).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    if shuffle:
-        perm = rng.permutation(len(y))
-        return X[perm], y[perm]
-    return X, y
+# Re-exported: tests (and branches not yet merged) import these from here.
+from tests.helpers import (  # noqa: F401
+    CLASS_STYLES,
+    SHARED_CALTECH,
+    TEST_BACKBONE,
+    copy_store,
+    make_image,
+    run_cli,
+    sphere_blobs,
+    write_dataset,
+)
 
 
 @pytest.fixture
@@ -61,15 +30,9 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "photos")
 
 
-# The backbone for everything that tests the machinery, not the network: weightless, deterministic, ~1 ms an
-# image. It separates the generated classes above (same class: cosine > 0.99, other classes: < 0), so tests of
-# clustering, classification and search on them still mean something. Subprocess tests set IMGSEARCH_BACKBONE.
-TEST_BACKBONE = "tiny"
-
-
 @pytest.fixture(scope="session")
 def backbone():
-    """The tiny weightless backbone (192-d thumbnails); see TEST_BACKBONE."""
+    """The tiny weightless backbone (192-d thumbnails); see TEST_BACKBONE in tests/helpers/stores.py."""
     from imgsearch.models.backbones import load_backbone
 
     return load_backbone(TEST_BACKBONE)
@@ -87,44 +50,24 @@ def ctx(tmp_path, backbone):
     c.close()
 
 
-def copy_store(src: Path, dst: Path) -> None:
-    """Copy a data dir or store folder keeping its holes: a Qdrant Edge store is ~160 MiB of sparse files that
-    take ~0.3 MiB on disk, and shutil.copytree would write every byte (a fault-suite run filled 20 GB).
-    On the PostgreSQL pass a data dir's database is copied with it, as its SQLite file would be."""
-    import subprocess
-
-    subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], check=True)
-    if databases.ACTIVE is not None:
-        databases.ACTIVE.clone(src, dst)
-
-
-def run_cli(args: list[str], data_dir: Path, capsys, monkeypatch, **env: str) -> tuple[int, str]:
-    """`imgsearch ARGS --data-dir DATA_DIR` through the console entry point, `run`, which turns known errors
-    into one line and exit code 2 (typer's CliRunner invokes the app without it). Returns (exit code, output
-    with whitespace collapsed). A stack trace fails the calling test: the exception is raised here."""
-    import sys
-
-    from imgsearch.ui.cli import run
-
-    monkeypatch.setattr(sys, "argv", ["imgsearch", *args, "--data-dir", str(data_dir)])
-    for name, value in {"IMGSEARCH_BACKBONE": TEST_BACKBONE, "IMGSEARCH_NUM_WORKERS": "0", **env}.items():
-        monkeypatch.setenv(name, value)
-    capsys.readouterr()
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return int(code), " ".join((out.out + out.err).split())
-
-
 @pytest.fixture(scope="session")
 def lite0():
     """Real EfficientNet-Lite0 weights, for tests about the network or real features. Such tests are `slow`."""
     from imgsearch.models.backbones import load_backbone
 
     return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """`imgsearch worker` run in this process (run_cli) installs its SIGTERM and SIGINT handlers, which only set a
+    flag: left in place, a process forked by a later test ignores terminate() (a 30 s wait), and Ctrl-C no longer
+    stops pytest."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,7 +26,7 @@ def test_the_wheel_installs_only_imgsearch(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
          str(src)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
-    wheel = next((tmp_path / "dist").glob("imgsearch-*.whl"))
+    wheel = next((tmp_path / "dist").glob("imgsearch_selfhosted-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"imgsearch", wheel.name.split("-py3")[0] + ".dist-info"}
     for expected in ("imgsearch/ui/cli.py", "imgsearch/ui/web/app.py", "imgsearch/ui/web/screens/search_page.py",
@@ -35,3 +35,10 @@ def test_the_wheel_installs_only_imgsearch(tmp_path):
                      "imgsearch/search/stores.py", "imgsearch/ingest/pipeline.py"):
         assert expected in names
     assert "imgsearch/__init__.py" not in names  # a namespace: no code of its own
+    # `imgsearch` on PyPI is another project: the distribution has its own name, the command is still `imgsearch`.
+    dist_info = wheel.name.split("-py3")[0] + ".dist-info"
+    with zipfile.ZipFile(wheel) as whl:
+        metadata = whl.read(f"{dist_info}/METADATA").decode()
+        entry_points = whl.read(f"{dist_info}/entry_points.txt").decode()
+    assert "\nName: imgsearch-selfhosted\n" in metadata
+    assert "imgsearch = imgsearch.ui.cli:run" in entry_points

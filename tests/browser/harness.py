@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests import databases
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("IMGSEARCH_CHROMIUM", "/usr/bin/chromium"))
@@ -148,16 +149,17 @@ class AppServer:
     def _wait_healthy(self) -> bool:
         # Bypass any proxy from the environment: the app is local.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
+        def answers() -> bool:
             with contextlib.suppress(OSError):
                 with opener.open(f"{self.base_url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200 and r.read().strip() == b"ok":
-                        return True
-            time.sleep(0.25)
-        return False
+                    return r.status == 200 and r.read().strip() == b"ok"
+            return False
+
+        try:  # an exited server is an answer too: start() tries again on another port
+            return wait_until(lambda: self.proc.poll() is not None or answers(), self.startup_timeout, 0.25) \
+                and self.proc.poll() is None
+        except AssertionError:
+            return False
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the whole process group, then SIGKILL whatever is left after `grace` seconds."""

@@ -7,7 +7,6 @@ One server for the module, on a tiny-backbone collection (these tests are about 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import harness
-from tests.conftest import write_dataset
+from tests.helpers import wait_until, write_dataset
 from tests.ui.web.conftest import Collection, build_collection
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -67,14 +66,15 @@ def _wait_job(setup, job_id: int, timeout: float = 180.0):
     from imgsearch.db import jobs
 
     Session = _db(setup)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished():
         with Session() as s:
             job = s.get(jobs.Job, job_id)
             if job is not None and job.status in ("done", "failed"):
                 return job.status, job.run_id, job.error
-        time.sleep(0.5)
-    pytest.fail(f"job {job_id} did not finish in {timeout:.0f} s; server log:\n{setup.server.log_tail()}")
+        return None
+
+    return wait_until(finished, timeout, 0.5, lambda: f"job {job_id}; server log:\n{setup.server.log_tail()}")
 
 
 STARTED = re.compile(r"(?:Started|Queued) (?:training )?job (\d+)")
@@ -116,14 +116,13 @@ def _newest_ingest_run(setup, timeout: float = 180.0):
     from imgsearch.db import repository as repo
 
     Session = _db(setup)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished():
         with Session() as s:
             run = repo.latest_run(s, "ingest", outcome=None)
-            if run.outcome != "running":
-                return run.id, run.outcome, run.n_images, run.message
-        time.sleep(0.5)
-    pytest.fail(f"the ingest run did not finish in {timeout:.0f} s; server log:\n{setup.server.log_tail()}")
+            return None if run.outcome == "running" else (run.id, run.outcome, run.n_images, run.message)
+
+    return wait_until(finished, timeout, 0.5, lambda: f"the ingest run; server log:\n{setup.server.log_tail()}")
 
 
 def test_an_ingest_outlives_a_reload_and_records_its_true_outcome(setup, page):
@@ -153,14 +152,15 @@ def test_progress_moves_with_images_per_second_and_time_left(setup, page):
     job_id = _started_job(page)
     line = re.compile(rf"Job {job_id} · ingest of more: ([\d,]+) of ([\d,]+) images · [\d.]+ img/s · about .+ left")
     seen = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(seen) < 3:
-        text = page.locator('[data-testid="stSidebar"]').inner_text()
-        m = line.search(text)
+
+    def moved() -> bool:
+        m = line.search(page.locator('[data-testid="stSidebar"]').inner_text())
         if m:
             seen.add(int(m.group(1).replace(",", "")))
-        time.sleep(0.2)
-    assert len(seen) >= 3, f"the progress line did not move: {seen}"  # was: "Embedded 0 of 300", then done
+        return len(seen) >= 3
+
+    # was: "Embedded 0 of 300", then done
+    wait_until(moved, 60, 0.2, lambda: f"the progress line did not move: {seen}")
     assert _wait_job(setup, job_id)[0] == "done"
 
 

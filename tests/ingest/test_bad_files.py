@@ -15,7 +15,7 @@ import pytest
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ingest.scan import scan_folder
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 def _bytes_path(folder: Path, *names: bytes) -> bytes:
@@ -81,7 +81,7 @@ PEAK_RSS = """
 import json, sys
 from pathlib import Path
 from imgsearch.ingest.scan import scan_folder
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 def peak_kib():
     status = Path("/proc/self/status").read_text()
@@ -122,7 +122,7 @@ def test_a_large_image_is_hashed_without_being_held_whole(tiny_dataset):
 
 
 def test_ingesting_a_folder_whose_own_name_is_not_utf8_is_one_line(tmp_path, capsys, monkeypatch):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     folder = _bytes_path(tmp_path, b"caf\xe9")
     os.mkdir(folder)

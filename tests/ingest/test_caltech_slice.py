@@ -8,7 +8,7 @@ import pytest
 from imgsearch.ingest.embed import embed_paths
 from imgsearch.ingest.scan import scan_folder
 from imgsearch.models.experiment import run_experiment
-from tests.conftest import SHARED_CALTECH
+from tests.helpers import SHARED_CALTECH
 
 CLASSES = ("airplanes", "Faces_easy", "Leopards", "Motorbikes", "watch", "sunflower")
 

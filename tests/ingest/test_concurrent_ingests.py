@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from tests import databases
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 
 N_IMAGES, STORE_BATCH = 18, 4  # five chunks
 
@@ -133,10 +132,11 @@ def _race(tmp_path: Path, data_dir: Path, folders: list[Path]) -> list[str]:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for r, f in zip(ready, folders, strict=True)]
     try:
-        deadline = time.monotonic() + 120
-        while not all(r.exists() for r in ready):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a racer did not start"
-            time.sleep(0.01)
+        def all_ready() -> bool:
+            assert all(p.poll() is None for p in procs), "a racer exited before it was ready"
+            return all(r.exists() for r in ready)
+
+        wait_until(all_ready, 120, 0.01, "a racer did not start")
         go.touch()
         outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     finally:

@@ -17,7 +17,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from tests import databases
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 
 pytestmark = pytest.mark.slow
 

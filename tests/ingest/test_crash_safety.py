@@ -17,7 +17,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from tests import databases
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +68,11 @@ def _count_on_server(url, sql, params):
 def _kill_when(proc, db, sql, threshold, timeout=120):
     """SIGKILL `proc` once `sql` (counting rows of runs newer than :before) reaches `threshold`."""
     before = _count(db, "SELECT MAX(id) FROM runs")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if _count(db, sql, before=before) >= threshold:
-            break
-        time.sleep(0.005)
+    try:  # polled tightly: the kill point is a moment, and the ingest moves on
+        wait_until(lambda: proc.poll() is not None or _count(db, sql, before=before) >= threshold, timeout, 0.005)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(f"the kill point {sql!r} >= {threshold} not reached in {timeout} s") from None
     alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     out = proc.communicate()[0].decode()

@@ -9,7 +9,7 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.curation import find_duplicates
 from imgsearch.ingest.pipeline import ingest_folder, remove_paths
 from imgsearch.search.payload import payload_for
-from tests.conftest import write_dataset
+from tests.helpers import write_dataset
 
 
 def _ingest(ctx, folder):

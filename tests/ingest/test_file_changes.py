@@ -13,7 +13,7 @@ import imgsearch.ingest.pipeline as pipeline
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.search.service import SearchService
-from tests.conftest import make_image, write_dataset
+from tests.helpers import make_image, write_dataset
 
 
 def _ingest(ctx, folder):

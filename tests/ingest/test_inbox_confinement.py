@@ -13,7 +13,7 @@ from imgsearch.db.models import Image, SkippedFile
 from imgsearch.ingest.worker import Worker
 from imgsearch.ui.context import open_database
 from imgsearch.ui.settings import Settings
-from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
+from tests.helpers import TEST_BACKBONE, run_cli, write_dataset
 
 
 def _inbox_with_links_out(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -15,7 +15,7 @@ from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import train
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 
 
 def _ingest(ctx, folder, **kw):

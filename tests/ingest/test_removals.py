@@ -13,7 +13,7 @@ from imgsearch.models.backbones import TinyBackbone
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
-from tests.conftest import CLASS_STYLES, TEST_BACKBONE, write_dataset
+from tests.helpers import CLASS_STYLES, TEST_BACKBONE, write_dataset
 
 
 class OtherTiny(TinyBackbone):

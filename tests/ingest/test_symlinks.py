@@ -7,7 +7,7 @@ import pytest
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, remove_paths
 from imgsearch.ingest.scan import scan_folder
-from tests.conftest import write_dataset
+from tests.helpers import write_dataset
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from imgsearch.ui.context import Context
 from imgsearch.ui.jobs import job_handlers
 from imgsearch.ui.settings import Settings
 from tests import databases
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 
 
 def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
@@ -49,13 +50,20 @@ def _job_state(ctx, job_id) -> tuple[str, int, int]:
 
 def _stop_after_first_batch(proc, ctx, job_id, timeout=120) -> tuple[int, int]:
     """Freeze the worker (SIGSTOP) as soon as it reports its first batch done: (n_done, n_total) seen then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        _, done, total = _job_state(ctx, job_id)
-        if done >= STORE_BATCH:
-            proc.send_signal(signal.SIGSTOP)
-            return _job_state(ctx, job_id)[1:]  # read again: it may have moved on before it froze
-        time.sleep(0.005)
+    frozen = []
+
+    def first_batch_or_exit() -> bool:
+        if proc.poll() is not None:
+            return True
+        if _job_state(ctx, job_id)[1] >= STORE_BATCH:
+            proc.send_signal(signal.SIGSTOP)  # at once: the worker goes on with the next batch
+            frozen.append(True)
+        return bool(frozen)
+
+    with contextlib.suppress(AssertionError):  # a timeout fails below, with the worker's output
+        wait_until(first_batch_or_exit, timeout, 0.005)
+    if frozen:
+        return _job_state(ctx, job_id)[1:]  # read again: it may have moved on before it froze
     proc.kill()
     pytest.fail(f"the worker never reported a finished batch:\n{proc.communicate()[0].decode()}")
 

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from imgsearch.db.models import Image, ImagePath
 from imgsearch.ui import doctor
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
-from tests.conftest import CLASS_STYLES, TEST_BACKBONE, make_image
 from tests.databases import database_env
+from tests.helpers import CLASS_STYLES, TEST_BACKBONE, make_image, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +59,11 @@ def _job(ctx, job_id):
 
 
 def _all_final(ctx, ids, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def final() -> bool:
         with ctx.Session() as s:
-            states = [j.status for j in jobs.list_jobs(s) if j.id in ids]
-        if all(st in jobs.FINAL_JOB_STATUSES for st in states):
-            return
-        time.sleep(0.2)
+            return all(j.status in jobs.FINAL_JOB_STATUSES for j in jobs.list_jobs(s) if j.id in ids)
+
+    wait_until(final, timeout, 0.2, message=f"jobs {sorted(ids)} to end")
 
 
 def test_workers_share_the_queue_and_a_killed_workers_job_is_retried_after_its_lease(tmp_path, backbone):
@@ -88,15 +85,13 @@ def test_workers_share_the_queue_and_a_killed_workers_job_is_retried_after_its_l
     try:
         # Kill whoever holds the first (largest) job once it has written a batch of it, and before it is done.
         big = ids[0]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def into_first_job():
             job = _job(ctx, big)
-            if job.status == "running" and job.n_done >= STORE_BATCH:
-                break
             assert job.status == "queued" or job.status == "running", (job.status, job.error, output())
-            time.sleep(0.005)
-        else:
-            pytest.fail(f"no worker got into the first job:\n{output()}")
+            return job if job.status == "running" and job.n_done >= STORE_BATCH else None
+
+        job = wait_until(into_first_job, 120, 0.005, lambda: f"no worker got into the first job:\n{output()}")
         victim_id = job.worker_id
         victim = next(p for p in procs if f":{p.pid}:" in victim_id)
         victim.send_signal(signal.SIGKILL)

@@ -17,7 +17,7 @@ from imgsearch.models.classifiers import (
     stratified_split,
     top_k_probabilities,
 )
-from tests.conftest import sphere_blobs as _blobs
+from tests.helpers import sphere_blobs as _blobs
 
 
 def sphere_blobs(seed: int, k: int = 4, per: int = 25, d: int = 16, sigma: float = 0.03):

@@ -19,7 +19,7 @@ from imgsearch.models.clustering import (
     sampled_silhouette,
     weighted_ward,
 )
-from tests.conftest import sphere_blobs as _blobs
+from tests.helpers import sphere_blobs as _blobs
 
 
 def sphere_blobs(seed: int, k: int = 5, per: int = 20, d: int = 16, sigma: float = 0.03):

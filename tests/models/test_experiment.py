@@ -6,7 +6,7 @@ import numpy as np
 
 from imgsearch.models import metric_registry as registry
 from imgsearch.models.experiment import run_experiment
-from tests.conftest import sphere_blobs
+from tests.helpers import sphere_blobs
 
 
 def _blobs(counts: dict[str, int], dim: int = 16, seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgsearch.models.label_issues import find_label_issues, neighbour_probabilities, out_of_fold_probabilities
-from tests.conftest import sphere_blobs
+from tests.helpers import sphere_blobs
 
 
 def test_flipped_labels_are_the_top_suspects_with_their_true_label_suggested():

@@ -90,7 +90,7 @@ def test_settings_validate_the_runtime(tmp_path):
 
 @pytest.mark.slow
 def test_lite0_runs_on_onnx_by_default_with_torchs_features(lite0, tmp_path):
-    from tests.conftest import write_dataset
+    from tests.helpers import write_dataset
 
     onnx = with_runtime(lite0, "auto", tmp_path)
     assert isinstance(onnx, OnnxBackbone)

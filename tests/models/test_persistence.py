@@ -20,7 +20,7 @@ from imgsearch.models.persistence import (
     read_metadata,
     save_model,
 )
-from tests.conftest import sphere_blobs as _blobs
+from tests.helpers import sphere_blobs as _blobs
 
 BACKBONE = ("resnet50", 16, "ab" * 32)
 

@@ -15,6 +15,7 @@ import pytest
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.qdrant_edge import EdgeIndex
+from tests.helpers import wait_until
 from tests.search.edge_procs import INFO, unit_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ def result(proc: subprocess.Popen, timeout: float = 60) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two Python processes, the writer pausing between batches
 def test_writer_and_reader_processes_share_the_store(tmp_path):
     folder = str(tmp_path / "edge")
     EdgeIndex(folder, INFO).close()  # create up front so both start on an existing store
@@ -52,6 +54,7 @@ def test_writer_and_reader_processes_share_the_store(tmp_path):
         assert store.version() == batches + 1  # one bump per upsert batch and one for set_payload
 
 
+@pytest.mark.slow  # a Python process holds the store for 2 s
 def test_busy_store_raises_store_busy_naming_the_holder(tmp_path):
     folder = str(tmp_path / "edge")
     EdgeIndex(folder, INFO).close()
@@ -119,6 +122,7 @@ def test_faiss_writers_are_serialised(tmp_path):
     b.close()
 
 
+@pytest.mark.slow  # waits out a 2 s linger
 def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
     """A large shard takes seconds to load: an idle one stays open LINGER_PER_LOAD_S times its load time, not
     the fixed linger, so a burst of queries after a pause does not pay the load again."""
@@ -137,8 +141,5 @@ def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
     assert store.load_s >= 0.1
     time.sleep(0.6)  # far past linger_s, within 20 x the load time
     assert store._shard is not None
-    deadline = time.monotonic() + 10
-    while store._shard is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store._shard is None  # closed once idle for about 20 x 0.1 s
+    wait_until(lambda: store._shard is None, 10, message="the idle shard to close")  # about 20 x 0.1 s
     store.close()

@@ -18,6 +18,7 @@ from imgsearch.search.edge_owner import OwnedEdgeIndex
 from imgsearch.search.factory import open_index
 from imgsearch.search.index import Filter, StoreMismatchError
 from imgsearch.search.qdrant_edge import EdgeIndex
+from tests.helpers import wait_until
 from tests.search.edge_procs import INFO, unit_rows
 
 pytestmark = pytest.mark.slow  # each test starts Python processes
@@ -29,19 +30,19 @@ def _points(seed: int, n: int, start: int = 0):
     return ids, unit_rows(rng, n), [{"label": f"l{i % 3}"} for i in ids]
 
 
-def _gone(pid: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _exited(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid  # our child: reap it
+    except ChildProcessError:
         try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
-                return True
-        except ChildProcessError:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-        time.sleep(0.05)
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
     return False
+
+
+def _gone(pid: int, timeout: float = 30.0) -> bool:
+    return wait_until(lambda: _exited(pid), timeout, message=f"process {pid} to exit")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import faiss
 import numpy as np
 import pytest
 
@@ -135,37 +134,6 @@ def test_a_segment_written_but_never_committed_is_ignored_and_overwritten(tmp_pa
     assert FaissIndex(tmp_path, INFO).ids().tolist() == [1, 2, 4]
     index.close()
     again.close()
-
-
-def write_legacy(folder, ids, xb, payloads, version=7):
-    """A store exactly as the single-file releases wrote it: data.npz (IndexIDMap2 over IndexFlatIP) + store.json."""
-    folder.mkdir(parents=True)
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
-    index.add_with_ids(xb, np.asarray(ids, np.int64))
-    np.savez(folder / "data.npz", index=faiss.serialize_index(index),
-             payloads=np.frombuffer(json.dumps([[i, p] for i, p in zip(ids, payloads, strict=True)]).encode(),
-                                    dtype=np.uint8), version=np.int64(version))
-    (folder / "store.json").write_text(json.dumps({"format": "imgsearch-faiss-1", **INFO.as_dict(),
-                                                   "version": version, "count": len(ids)}, indent=1))
-
-
-def test_a_single_file_store_opens_and_migrates_on_its_first_write(tmp_path):
-    tmp_path = tmp_path / "store"
-    rng = np.random.default_rng(4)
-    xb = unit_rows(rng, 20)
-    write_legacy(tmp_path, list(range(100, 120)), xb, [{"label": "a" if i % 2 else "b"} for i in range(20)])
-    old_reader = FaissIndex(tmp_path, INFO)
-    assert old_reader.count() == 20 and old_reader.version() == 7
-    assert [h.id for h in old_reader.search(xb[3], 1)] == [103]
-    assert not (tmp_path / MANIFEST_NAME).exists()  # reading changes nothing
-    writer = FaissIndex(tmp_path, INFO)
-    writer.upsert([500], unit_rows(rng, 1), [{"label": "c"}])
-    assert (tmp_path / MANIFEST_NAME).exists() and not (tmp_path / "data.npz").exists()
-    assert old_reader.count() == 21 and old_reader.version() > 7  # the other instance follows the migration
-    assert state(old_reader) == state(writer) == state(FaissIndex(tmp_path, INFO))
-    assert [h.id for h in writer.search(xb[3], 3, Filter(labels=["a"]))][0] == 103
-    old_reader.close()
-    writer.close()
 
 
 @pytest.mark.parametrize("name", [MANIFEST_NAME, "segment"])

@@ -20,7 +20,7 @@ from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
 from imgsearch.search.payload import FILTER_FIELDS, PayloadField
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
-from tests.conftest import copy_store
+from tests.helpers import copy_store
 from tests.search.owners import owner_thread
 
 DIM = 32

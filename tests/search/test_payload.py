@@ -150,7 +150,7 @@ def test_cli_has_one_option_per_filter_field_and_builds_the_filter(tmp_path, mon
 
 @pytest.fixture(scope="module")
 def tiny_collection(tmp_path_factory) -> tuple[Path, Path]:
-    from tests.conftest import write_dataset
+    from tests.helpers import write_dataset
 
     root = tmp_path_factory.mktemp("cli_search")
     photos = write_dataset(root / "photos", per_class=4, seed=0)

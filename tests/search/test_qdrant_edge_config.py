@@ -80,6 +80,7 @@ def recall_and_check(index: EdgeIndex, xb: np.ndarray, payloads: list[dict], xq:
     return out
 
 
+@pytest.mark.slow  # the optimizer builds HNSW graphs over 2,000 points: seconds
 @pytest.mark.parametrize("config", [HNSW, HNSW_INT8], ids=["hnsw", "hnsw+int8"])
 def test_hnsw_store_builds_its_graphs_and_finds_the_neighbours(tmp_path, config):
     index = EdgeIndex(tmp_path, INFO, config=config, linger_s=60)
@@ -101,6 +102,7 @@ def test_hnsw_store_builds_its_graphs_and_finds_the_neighbours(tmp_path, config)
         index.close()
 
 
+@pytest.mark.slow  # builds HNSW graphs
 def test_on_disk_vectors_option(tmp_path):
     config = ServerCollectionConfig(on_disk_vectors=True, indexing_threshold=20)
     index = EdgeIndex(tmp_path, INFO, config=config, linger_s=60)
@@ -115,6 +117,7 @@ def test_on_disk_vectors_option(tmp_path):
         index.close()
 
 
+@pytest.mark.slow  # builds HNSW graphs
 def test_existing_exact_store_reopens_under_new_settings_and_back(tmp_path):
     old = EdgeIndex(tmp_path, INFO, linger_s=0)  # today's defaults: exact, nothing ever optimised
     xb, payloads, xq = fill(old)

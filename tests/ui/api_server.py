@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests import databases
+from tests.helpers import wait_until
 
 
 def free_port() -> int:
@@ -39,17 +39,19 @@ class ApiServer:
         self.proc = subprocess.Popen([*cmd, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"imgsearch serve exited with {self.proc.returncode}:\n{self.stop()}")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"imgsearch serve did not answer within {self.timeout_s} s:\n{self.stop()}")
+                return False
+
+        try:
+            wait_until(healthy, self.timeout_s, 0.2)
+        except AssertionError:
+            raise RuntimeError(f"imgsearch serve did not answer within {self.timeout_s} s:\n{self.stop()}") from None
+        return self
 
     def stop(self) -> str:
         if self.proc is not None and self.proc.poll() is None:

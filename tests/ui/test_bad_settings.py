@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from imgsearch.ui.settings import Settings
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _closed_port() -> int:

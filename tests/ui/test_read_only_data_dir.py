@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import databases
-from tests.conftest import TEST_BACKBONE
+from tests.helpers import TEST_BACKBONE
 
 pytestmark = [
     pytest.mark.slow,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.ui.api_server import ApiServer
 from tests.ui.web.conftest import build_collection
 

@@ -12,7 +12,7 @@ from imgsearch.ui.cli import app
 from imgsearch.ui.context import Context
 from imgsearch.ui.settings import Settings
 from imgsearch.ui.training import run_training
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 
 runner = CliRunner()
 
@@ -71,8 +71,9 @@ def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(
                                  dataset_path=str(photos))
             leases.hold_run(s, run.id, "other-host:4242", 600)
             run_id = run.id
+        # The folder is given: with none, an empty catalogue falls back to Caltech-101 and ingests all of it.
         with pytest.raises(IngestInProgress, match=f"ingest run {run_id} of .* is still in progress"):
-            run_training(ctx, data=None, progress=False)
+            run_training(ctx, data=photos, progress=False)
         with ctx.Session() as s:
             assert repo.list_runs(s, kind="train") == []  # nothing recorded as trained
     result = runner.invoke(app, ["train", "--backbone", TEST_BACKBONE, "--data-dir", str(settings.data_dir)])

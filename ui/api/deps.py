@@ -119,4 +119,3 @@ _filter_from_params.__signature__ = inspect.Signature([
     for f in FILTER_FIELDS
 ])
 filter_params = _filter_from_params
-FILTER_PARAM_NAMES = tuple(_param_name(f) for f in FILTER_FIELDS)

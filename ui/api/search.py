@@ -94,8 +94,6 @@ def recommend(state: State, body: RecommendRequest, flt: FilterDep, offset: Offs
     for image_id in dict.fromkeys([*body.positive, *body.negative]):
         deps.require_image(state, image_id)
     service = deps.ready_service(state)
-    if not hasattr(service, "recommend"):
-        raise ApiError(501, "not_implemented", "This server's search service has no recommend yet.")
     try:
         response = service.recommend(list(body.positive), list(body.negative), offset + body.k,
                                      None if flt.is_empty() else flt)

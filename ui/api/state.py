@@ -101,11 +101,6 @@ class ApiState:
                 cached = self._trained
         return cached[1]
 
-    def models_loaded(self) -> int | None:
-        """The run id of the models in memory, without loading anything."""
-        cached = self._trained
-        return None if cached is None or cached[1] is None else cached[0]
-
     def close(self) -> None:
         with self._lock:
             self._service = None

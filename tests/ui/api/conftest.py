@@ -1,4 +1,4 @@
-"""One trained tiny collection per test module, served by the API through a TestClient."""
+"""One trained tiny collection per test module (a copy of the session's), served by the API through a TestClient."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import TEST_BACKBONE
-from tests.ui.web.conftest import build_collection
+from tests.helpers import TEST_BACKBONE
+from tests.ui.web.conftest import copy_collection
 
 
 @dataclass
@@ -37,9 +37,9 @@ def make_app(data_dir: Path, backbone, key: str | None = None, upload_limit: int
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, backbone):
+def served(tmp_path_factory, backbone, collection):
     root = tmp_path_factory.mktemp("api_collection")
-    collection = build_collection(root, backbone)
+    collection = copy_collection(collection, root)  # the module's own: its tests may change the catalogue
     inbox = root / "inbox"
     (inbox / "good").mkdir(parents=True)
     (root / "outside").mkdir()

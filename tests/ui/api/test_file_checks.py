@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 from tests.ui.api.conftest import error_of, make_app
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot for anyone\n"

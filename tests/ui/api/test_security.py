@@ -83,7 +83,7 @@ def _errors():
 
     return [
         (StoreBusyError("held by pid 1"), 503, "store_busy", "busy"),
-        (StoreDamagedError("FAISS index", "/d", "/d/data.npz", "bad zip"), 503, "store_damaged", "doctor --repair"),
+        (StoreDamagedError("FAISS index", "/d", "/d/seg.npz", "bad zip"), 503, "store_damaged", "doctor --repair"),
         (StoreMissingError("The Qdrant store is empty"), 503, "store_missing", "imgsearch doctor --repair"),
         (ModelLoadError("svm.skops is missing"), 503, "models_unavailable", "svm.skops"),
         (RuntimeError("secret internals at /srv/x"), 500, "internal_error", "Internal server error"),

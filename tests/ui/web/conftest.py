@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, copy_store, wait_until, write_dataset
 
 UI = Path(__file__).resolve().parents[3] / "ui" / "web"
 TIMEOUT = 60  # seconds per AppTest run: the first one imports torch and loads the backbone
@@ -51,9 +51,13 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
     return Collection(root, photos, settings.data_dir, backbone.name)
 
 
-@pytest.fixture(scope="session")
-def collection(tmp_path_factory, backbone) -> Collection:
-    return build_collection(tmp_path_factory.mktemp("ui_collection"), backbone)
+def copy_collection(collection: Collection, root: Path) -> Collection:
+    """A private copy of a built collection's data dir (catalogue, stores, models) in `root`: a copy takes a
+    fraction of the seconds an ingest and a training run take. The photos are not copied (the catalogue records
+    their paths): the copy shares them with `collection`, so a test of the copy must not change them."""
+    root.mkdir(parents=True, exist_ok=True)
+    copy_store(collection.data_dir, root / "data")
+    return Collection(root, collection.photos, root / "data", collection.backbone)
 
 
 @pytest.fixture
@@ -85,19 +89,17 @@ def page(name: str):
 
 def wait_for_jobs(timeout: float = 60.0) -> list:
     """Wait until no job of the current settings' queue is queued or running; the jobs, newest first."""
-    import time
-
     from imgsearch.db import jobs
     from imgsearch.ui.context import open_database
     from imgsearch.ui.settings import Settings
 
     Session = open_database(Settings())
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list = []
+
+    def all_final() -> bool:
         with Session() as s:
-            rows = jobs.list_jobs(s)
-            if not any(j.status in ("queued", "running") for j in rows):
-                return rows
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs still active after {timeout:.0f} s: {rows}")
-        time.sleep(0.1)
+            seen[:] = jobs.list_jobs(s)
+        return not any(j.status in ("queued", "running") for j in seen)
+
+    wait_until(all_final, timeout, 0.1, lambda: f"jobs still active: {seen}")
+    return seen

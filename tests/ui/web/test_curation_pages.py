@@ -10,7 +10,7 @@ from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
 from imgsearch.ui.settings import Settings
-from tests.ui.web.conftest import Collection, build_collection, page
+from tests.ui.web.conftest import Collection, copy_collection, page
 
 
 def _ok(at) -> None:
@@ -18,9 +18,9 @@ def _ok(at) -> None:
 
 
 @pytest.fixture
-def own_collection(tmp_path, backbone, monkeypatch) -> Collection:
+def own_collection(tmp_path, collection, monkeypatch) -> Collection:
     """A collection these tests may change (remove, relabel): the session-wide one is shared."""
-    col = build_collection(tmp_path, backbone)
+    col = copy_collection(collection, tmp_path)
     for name, value in col.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)

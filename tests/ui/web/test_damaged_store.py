@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from tests.ui.web.conftest import build_collection, page
+from tests.ui.web.conftest import copy_collection, page
 
 
-def test_deleted_qdrant_store_is_an_error_naming_the_repair(tmp_path, backbone, monkeypatch):
-    collection = build_collection(tmp_path, backbone)
+def test_deleted_qdrant_store_is_an_error_naming_the_repair(tmp_path, collection, monkeypatch):
+    collection = copy_collection(collection, tmp_path)
     for name, value in collection.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_BACKBONE, write_dataset
+from tests.helpers import TEST_BACKBONE, write_dataset
 from tests.ui.web.conftest import page
 
 
