@@ -228,7 +228,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package in ("imgsearch", "qdrant-client", "qdrant-edge-py", "faiss-cpu"):
+    for package in ("imgsearch-selfhosted", "qdrant-client", "qdrant-edge-py", "faiss-cpu"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
