@@ -34,6 +34,9 @@ def image_dialog(image_id: int, switch_to_search: bool = True) -> None:
 
 def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_search: bool = True) -> None:
     """The original image, its details, "Search with this" (on the Search page when `switch_to_search`)."""
+    if not 0 < image_id <= qs.MAX_ID:  # a link's id past what the catalogue can number names no image
+        st.warning(f"There is no image with id {image_id} in the catalogue (it may have been removed).")
+        return
     with state.ctx.Session() as s:
         row = repo.images_by_ids(s, [image_id]).get(image_id)
         extra = [p.path for p in row.extra_paths] if row is not None else []

@@ -41,6 +41,10 @@ def keep() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+# Catalogue ids are INTEGER on PostgreSQL: a link's id outside this range cannot name an image (and would overflow).
+MAX_ID = 2**31 - 1
+
+
 def parse_q(q: str | None) -> tuple[str, str] | None:
     """("id", "42") or ("up", digest), or None for anything else (a mangled link is ignored, not an error)."""
     if not q or ":" not in q:

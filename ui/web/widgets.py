@@ -161,10 +161,6 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
     return Query(xq, 0.0, row.id, row.file_name, path=row.path, label=row.label)
 
 
-# Catalogue ids are INTEGER on PostgreSQL: a link's id outside this range cannot name an image (and would overflow).
-MAX_ID = 2**31 - 1
-
-
 def _picked_row(state: AppState, parsed: tuple[str, str] | None):
     """(the catalogue row of the picked query, None) — or (None, id) when the link names an image that is not
     indexed (removed, or never there): that is said, never silently replaced by another image. With no id in the
@@ -174,7 +170,7 @@ def _picked_row(state: AppState, parsed: tuple[str, str] | None):
     if asked is None and st.session_state.get(qs.PICK) is not None:
         wanted.append(int(st.session_state[qs.PICK]))
     with state.ctx.Session() as s:
-        found = repo.images_by_ids(s, [i for i in wanted if 0 < i <= MAX_ID])
+        found = repo.images_by_ids(s, [i for i in wanted if 0 < i <= qs.MAX_ID])
         row = next((found[i] for i in wanted if i in found and found[i].status == "indexed"), None)
         if row is None and asked is not None:
             st.session_state.pop(qs.PICK, None)
