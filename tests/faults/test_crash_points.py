@@ -93,6 +93,9 @@ def prepared(harness):
 
 @pytest.mark.parametrize(("command", "point", "which", "after"), list(_cells()))
 def test_crash_point(command, point, which, after, harness, prepared):
+    if point == "restore_catalogue" and databases.backend() == "postgresql":
+        pytest.skip("the SQLite file's staging: a PostgreSQL catalogue is staged as a dump (the stage_copy cells) "
+                    "and restored after the swap journal (the swap_journal and os.rename cells)")
     counts = prepared(command)
     count = counts.get(point, 0)
     assert count, f"{command} never calls {point} ({cp.KILL_POINTS[point]}) any more: the crash table is stale"
