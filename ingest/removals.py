@@ -25,13 +25,6 @@ def store_key(stores: Stores) -> str:
     return stores.qdrant.info.tag
 
 
-def outstanding(Session: sessionmaker[Session], stores: Stores) -> list[int]:
-    """Ids removed from the catalogue whose deletion these stores have not recorded yet."""
-    with Session() as s:
-        ids, _ = repo.outstanding_removals(s, store_key(stores))
-    return ids
-
-
 def finish(Session: sessionmaker[Session], stores: Stores) -> int:
     """Delete from both stores every journalled removal they have not applied; returns how many ids that was.
 
