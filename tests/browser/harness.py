@@ -54,8 +54,10 @@ COUNT_RESULTS_JS = """() => Array.from(document.querySelectorAll(
         '[data-testid="stMain"] [data-testid="stMarkdownContainer"]'))
     .filter(e => !e.closest('[data-stale="true"]') && e.offsetParent !== null
                  && /^similarity -?\\d+\\.\\d{3} · .+\\nlabel: /.test(e.innerText.trim())).length"""
-_IMAGES_LOADED_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
-    .filter(i => !i.closest('[data-stale="true"]')).every(i => i.complete && i.naturalWidth > 0)"""
+_IMAGES_LOADED_JS = """(atLeast) => {
+    const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
+        .filter(i => !i.closest('[data-stale="true"]'));
+    return imgs.length >= atLeast && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
 HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
     ...['stMain', 'stAppViewContainer', 'stMainBlockContainer', 'stSidebarContent']
         .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(e => e).map(e => e.scrollHeight))"""
@@ -250,8 +252,13 @@ def open_page(page, server: AppServer, name: str, heading: str, timeout: float =
     wait_settled(page, timeout)
 
 
-def wait_images_loaded(page, timeout: float = 30.0) -> None:
-    page.wait_for_function(_IMAGES_LOADED_JS, timeout=timeout * MS)
+def wait_images_loaded(page, timeout: float = 30.0, at_least: int = 0) -> None:
+    """Wait until at least `at_least` images are on the page and every one of them has been decoded.
+
+    Streamlit loads its image component's code on first use: until that chunk arrives, an image element renders
+    no <img> at all, so "every image is loaded" alone holds on an empty page.
+    """
+    page.wait_for_function(_IMAGES_LOADED_JS, arg=at_least, timeout=timeout * MS)
 
 
 def wait_text(page, text: str | re.Pattern, timeout: float = 60.0) -> None:

@@ -113,7 +113,7 @@ def test_search_upload_shows_nearest_neighbours_and_prediction(app_server, brows
     harness.upload(page, app_server.data_dir.parent / "photos" / SEARCH_QUERY)
     harness.wait_text(page, f"Top {K} neighbours")
     harness.wait_settled(page)
-    harness.wait_images_loaded(page)
+    harness.wait_images_loaded(page, at_least=K + 1)  # query thumbnail + one per result, decoded by the browser
     _check_clean(page, errors, app_server)
 
     shown = harness.result_captions(page)
@@ -128,7 +128,6 @@ def test_search_upload_shows_nearest_neighbours_and_prediction(app_server, brows
     assert percent == pytest.approx(want_percent, abs=0.2)
     embed_ms, search_ms = harness.app_timings(page)
     assert embed_ms is not None and embed_ms > 0 and search_ms is not None
-    # query thumbnail + one per result, all decoded by the browser
     assert page.locator('[data-testid="stMain"] [data-testid="stImage"] img').count() >= K + 1
 
     shot = harness.screenshot_full(page, tmp_path / "search.png", width=1400)

@@ -255,7 +255,7 @@ def test_search_with_this_brings_the_new_query_into_view(setup, page):
     page.goto(f"{setup.server.base_url}/search?q=id:{image_id}&k=20", wait_until="domcontentloaded")
     harness.wait_text(page, "Top 20 neighbours")
     harness.wait_settled(page)
-    harness.wait_images_loaded(page)
+    harness.wait_images_loaded(page, at_least=21)  # the query and its 20 neighbours
     last = harness.result_captions(page)[-1]
     button = page.get_by_role("button", name="Search with this").last
     button.scroll_into_view_if_needed()

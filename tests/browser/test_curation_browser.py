@@ -29,7 +29,7 @@ def test_review_a_duplicate_group_in_the_browser(browser_available, browser_page
         page.goto(f"{server.base_url}/duplicates", wait_until="domcontentloaded", timeout=120_000)
         page.get_by_role("heading", name="Near-duplicates", exact=True).first.wait_for(timeout=120_000)
         harness.wait_settled(page)
-        harness.wait_images_loaded(page)
+        harness.wait_images_loaded(page, at_least=len(members))
         assert not harness.app_errors(page), harness.app_errors(page)
         main = page.locator('[data-testid="stMain"]')
         boxes = main.get_by_role("checkbox", name="keep")
