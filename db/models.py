@@ -110,6 +110,11 @@ class Image(Base):
     extra_paths: Mapped[list[ImagePath]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True, order_by="ImagePath.id"
     )
+    # Automatic tags (migration 0008_tags), most probable first; loaded with the rows (payloads read them).
+    tags: Mapped[list[ImageTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
+        order_by="(ImageTag.prob.desc(), ImageTag.tag)",
+    )
 
     def __repr__(self) -> str:
         return f"Image(id={self.id!r}, path={self.path!r}, label={self.label!r}, status={self.status!r})"
@@ -125,6 +130,20 @@ class ImagePath(Base):
     path: Mapped[str] = mapped_column(unique=True)
 
     image: Mapped[Image] = relationship(back_populates="extra_paths")
+
+
+class ImageTag(Base):
+    """One automatic tag of an image: an ImageNet-1k class its backbone's head saw (models/tags.py names them),
+    with the class probability. Only the image's top classes above a threshold are kept."""
+
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    prob: Mapped[float] = mapped_column(Float)
+
+    def __repr__(self) -> str:
+        return f"ImageTag({self.image_id!r}, {self.tag!r}, {self.prob:.3f})"
 
 
 class Run(Base):
