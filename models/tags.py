@@ -21,9 +21,10 @@ import numpy as np
 VOCABULARY_FILE = Path(__file__).with_name("data") / "imagenet_vocabulary.json"
 N_CLASSES = 1000
 # Tags kept per image: at most TOP_K, each with probability >= MIN_PROB. MIN_PROB was chosen on Caltech-101
-# with EfficientNet-Lite0 (benchmarks/bench_tags.py; docs/TAGS.md has the figures).
+# with EfficientNet-Lite2: the best F1 of tag precision and recall on the mapped classes, with the best mean
+# P@10 and AP@50 of the search by words (benchmarks/bench_text_search.py; docs/tags.md has the figures).
 TOP_K = 5
-MIN_PROB = 0.1
+MIN_PROB = 0.05
 MAX_PHRASE = 4  # the longest lemma, in words, a query is matched against ("great white shark")
 
 
