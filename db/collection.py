@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from imgsearch.db.models import Image, Run
+from imgsearch.db.models import Image, ImageTag, Run
 
 CLUSTER_COLUMNS = {"kmeans": Image.kmeans_cluster, "agglomerative": Image.agglo_cluster}
 
@@ -52,8 +52,26 @@ def label_examples(session: Session) -> dict[str, str]:
 
 def filter_choices(session: Session, columns: Mapping[str, str]) -> FilterChoices:
     """Distinct values of catalogue columns among indexed images: `columns` maps a payload key to the
-    `Image` attribute it comes from (`imgsearch.search.payload.list_filter_columns()` gives the schema's)."""
-    return {key: _distinct(session, getattr(Image, attribute)) for key, attribute in columns.items()}
+    `Image` attribute it comes from (`imgsearch.search.payload.list_filter_columns()` gives the schema's).
+    For `tags`, the tags the images have (their broader terms filter too, but are not listed)."""
+    return {key: distinct_tags(session) if attribute == "tags" else _distinct(session, getattr(Image, attribute))
+            for key, attribute in columns.items()}
+
+
+def distinct_tags(session: Session) -> list[str]:
+    query = (select(ImageTag.tag).join(Image, Image.id == ImageTag.image_id).where(Image.status == "indexed")
+             .distinct().order_by(ImageTag.tag))
+    return list(session.scalars(query))
+
+
+def image_tag_rows(session: Session) -> tuple[list[int], list[str], list[float]]:
+    """(image ids, tags, probabilities), one entry per tag of every indexed image, by image id: what a tag search
+    index is built from (search/text_query.py)."""
+    rows = session.execute(
+        select(ImageTag.image_id, ImageTag.tag, ImageTag.prob).join(Image, Image.id == ImageTag.image_id)
+        .where(Image.status == "indexed").order_by(ImageTag.image_id, ImageTag.tag)
+    ).all()
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, str]]:
@@ -65,8 +83,10 @@ def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, s
     return [(i, name) for i, name in session.execute(query)]
 
 
-def cluster_summary(session: Session, algorithm: str) -> list[dict]:
-    """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster."""
+def cluster_summary(session: Session, algorithm: str, n_tags: int = 3) -> list[dict]:
+    """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster;
+    `top_tags`: its `n_tags` most frequent automatic tags (by how many members have each), which name a cluster
+    without labels (`cluster_title`)."""
     column = CLUSTER_COLUMNS[algorithm]
     # Counted by the database, one row per (cluster, label): the collection's size never comes into Python.
     n = func.count(Image.id)
@@ -74,6 +94,7 @@ def cluster_summary(session: Session, algorithm: str) -> list[dict]:
         select(column, Image.label, n).where(Image.status == "indexed", column.is_not(None))
         .group_by(column, Image.label).order_by(column, Image.label)
     )
+    tags = _top_tags(session, column, n_tags)
     sizes: Counter[int] = Counter()
     labels: dict[int, Counter[str]] = defaultdict(Counter)
     for cluster, label, count in rows:
@@ -86,8 +107,29 @@ def cluster_summary(session: Session, algorithm: str) -> list[dict]:
         labelled = sum(counts.values())
         dominant, top = counts.most_common(1)[0] if counts else (None, 0)
         out.append({"cluster": cluster, "size": sizes[cluster], "labelled": labelled, "dominant_label": dominant,
-                    "purity": top / labelled if labelled else None})
+                    "purity": top / labelled if labelled else None, "top_tags": tags.get(cluster, [])})
     return out
+
+
+def _top_tags(session: Session, column, n_tags: int) -> dict[int, list[str]]:
+    """cluster -> its n_tags most frequent tags, most frequent first (ties by name)."""
+    n = func.count(ImageTag.image_id)
+    rows = session.execute(
+        select(column, ImageTag.tag, n).join(ImageTag, ImageTag.image_id == Image.id)
+        .where(Image.status == "indexed", column.is_not(None)).group_by(column, ImageTag.tag)
+    )
+    counts: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for cluster, tag, count in rows:
+        counts[cluster].append((-count, tag))
+    return {cluster: [tag for _, tag in sorted(c)[:n_tags]] for cluster, c in counts.items()}
+
+
+def cluster_title(row: Mapping) -> str | None:
+    """What to call a `cluster_summary` row: its dominant label, else its most frequent tags ("tabby, tiger cat,
+    Egyptian cat"), else None (the caller numbers it)."""
+    if row.get("dominant_label") is not None:
+        return row["dominant_label"]
+    return ", ".join(row.get("top_tags") or []) or None
 
 
 def cluster_members(
@@ -119,6 +161,9 @@ def browse(
     """
     where = [Image.status == "indexed"]
     for attribute, (match, value) in conditions.items():
+        if attribute == "tags":  # any of these tags (class names: search.text_query.tag_classes expands terms)
+            where.append(Image.id.in_(select(ImageTag.image_id).where(ImageTag.tag.in_(list(value)))))
+            continue
         column = getattr(Image, attribute)
         where.append(column.in_(list(value)) if match == "any" else column >= value)
     total = session.scalar(select(func.count()).select_from(Image).where(*where)) or 0

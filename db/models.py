@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -106,10 +106,42 @@ class Image(Base):
     backbone: Mapped[str | None] = mapped_column(String(64))
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Photo metadata (migration 0007_photo_meta; ingest/photo_meta.py), NULL for rows catalogued before it.
+    # taken_at: the UTC instant; when taken_at_offset (minutes east of UTC) is NULL the camera wrote a local time
+    # without a zone, and taken_at holds that wall-clock time read as UTC. taken_at_source: "exif" or "file".
+    taken_at: Mapped[datetime | None] = mapped_column(index=True)
+    taken_at_offset: Mapped[int | None]
+    taken_at_source: Mapped[str | None] = mapped_column(String(8))
+    camera_make: Mapped[str | None]
+    camera_model: Mapped[str | None]
+    camera: Mapped[str | None] = mapped_column(index=True)
+    lens: Mapped[str | None]
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    altitude: Mapped[float | None] = mapped_column(Float)
 
     extra_paths: Mapped[list[ImagePath]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True, order_by="ImagePath.id"
     )
+    # Automatic tags (migration 0008_tags), most probable first; loaded with the rows (payloads read them).
+    tags: Mapped[list[ImageTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
+        order_by="(ImageTag.prob.desc(), ImageTag.tag)",
+    )
+
+    @property
+    def taken_local(self) -> datetime | None:
+        """The wall-clock time the photo was taken where it was taken (naive): the day a person files it under."""
+        if self.taken_at is None:
+            return None
+        return (self.taken_at + timedelta(minutes=self.taken_at_offset or 0)).replace(tzinfo=None)
+
+    @property
+    def location(self) -> dict[str, float] | None:
+        """Where it was taken, as a geo point {"lat", "lon"}; None without a GPS position."""
+        if self.latitude is None or self.longitude is None:
+            return None
+        return {"lat": self.latitude, "lon": self.longitude}
 
     def __repr__(self) -> str:
         return f"Image(id={self.id!r}, path={self.path!r}, label={self.label!r}, status={self.status!r})"
@@ -125,6 +157,20 @@ class ImagePath(Base):
     path: Mapped[str] = mapped_column(unique=True)
 
     image: Mapped[Image] = relationship(back_populates="extra_paths")
+
+
+class ImageTag(Base):
+    """One automatic tag of an image: an ImageNet-1k class its backbone's head saw (models/tags.py names them),
+    with the class probability. Only the image's top classes above a threshold are kept."""
+
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    prob: Mapped[float] = mapped_column(Float)
+
+    def __repr__(self) -> str:
+        return f"ImageTag({self.image_id!r}, {self.tag!r}, {self.prob:.3f})"
 
 
 class Run(Base):

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, text, update
+from sqlalchemy import case, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.chunks import chunks
@@ -23,6 +23,7 @@ from imgsearch.db.models import (
     ClassMetric,
     Image,
     ImagePath,
+    ImageTag,
     Metric,
     Removal,
     RemovalMark,
@@ -326,6 +327,24 @@ def update_images(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     rows = sorted(({name: _plain(value) for name, value in row.items()} for row in rows), key=lambda row: row["id"])
     if rows:
         session.execute(update(Image), rows)
+
+
+def set_image_tags(session: Session, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+    """Replace the automatic tags of each image in `tags` (image id -> [(tag, probability)]); an empty list
+    clears them. Images deleted meanwhile are skipped."""
+    ids = sorted(int(i) for i in tags)
+    for chunk in chunks(ids):
+        present = set(session.scalars(select(Image.id).where(Image.id.in_(chunk))))
+        session.execute(delete(ImageTag).where(ImageTag.image_id.in_(chunk)))
+        rows = [{"image_id": i, "tag": str(tag), "prob": _finite("prob", float(prob))}
+                for i in chunk if i in present for tag, prob in dict(tags[i]).items()]
+        if rows:
+            session.execute(insert(ImageTag), rows)
+    session.flush()
+    # Rows already loaded keep their old tags until refreshed: payloads built next must see these.
+    for image in session.identity_map.values():
+        if isinstance(image, Image) and image.id in tags:
+            session.expire(image, ["tags"])
 
 
 # --- runs ---------------------------------------------------------------------------------------------------

@@ -59,6 +59,12 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
             if image.label is None and im.label is not None:
                 image.label = im.label
                 out.changed_ids.append(image_id)
+            if image.taken_at_source is None and im.meta is not None:
+                # Catalogued before photo metadata was read (migration 0007): ingesting its folder fills it in.
+                for key, value in _meta_columns(im).items():
+                    setattr(image, key, value)
+                if image_id not in out.changed_ids:
+                    out.changed_ids.append(image_id)
         known[im.content_hash] = image_id
         out.ids.append(image_id)
     for dup in scan.duplicates:
@@ -90,12 +96,16 @@ def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str |
         content_hash=im.content_hash,
         path=str(im.path),
         file_name=im.path.name,
-        width=im.width,
-        height=im.height,
         size_bytes=im.size_bytes,
         source_folder=im.source_folder,
         label=im.label,
         backbone=backbone,
         ingest_run_id=run_id,
+        **_meta_columns(im),
     )
     return image.id, added
+
+
+def _meta_columns(im: ScannedImage) -> dict:
+    """The photo metadata columns (ingest/photo_meta.py) and the upright size, for a scanned image."""
+    return {"width": im.width, "height": im.height, **(im.meta.columns() if im.meta is not None else {})}

@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from imgsearch.ingest.photo_meta import header_exif, header_xmp
+
 try:  # HEIC/HEIF (every iPhone's default since 2017); AVIF is Pillow's own. Registered here, in the one decoder
     # every path uses (ingest, thumbnails, the app's and the API's uploads, CLI queries).
     import pillow_heif
@@ -85,8 +87,12 @@ class ImageRejected(Exception):
 @dataclass(frozen=True)
 class ImageHeader:
     format: str
-    width: int
+    width: int  # as stored, before EXIF orientation
     height: int
+    # The photo metadata the header holds, parsed while it was read (ingest/photo_meta.py reads it), so no file is
+    # opened again for it. None for camera RAW files, whose previews the scan reads instead of their headers.
+    exif: Image.Exif | None = None
+    xmp: bytes | str | None = None
 
 
 def _identify(fp: BinaryIO, max_pixels: int) -> Image.Image:
@@ -302,7 +308,8 @@ def _header_opened(fp: BinaryIO, name: str | None, max_pixels: int) -> ImageHead
     if raw:
         img, _ = _raw_preview(fp, raw, max_pixels)
         return ImageHeader(format=f"{raw} preview", width=img.size[0], height=img.size[1])
-    return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1])
+    return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1],
+                       exif=header_exif(img), xmp=header_xmp(img))
 
 
 def read_file_header(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:

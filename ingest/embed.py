@@ -18,6 +18,9 @@ from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.quality import decoded_quality
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.files import bytes_sha256
+from imgsearch.models.tags import TagPolicy
+
+Tags = list[tuple[str, float]]  # an image's automatic tags: (ImageNet class name, probability), most probable first
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,10 @@ class EmbedResult:
     n_embedded: int = 0  # how many were actually run through the network (the rest came from the cache)
     # (quality, flags) by input position, for the images decoded here: the flags come from the embedding's decode
     quality: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # Automatic tags by input position, for the images run through a backbone with an ImageNet head here (the
+    # same forward pass as their vectors); images whose vectors came from the cache have none here.
+    tags: dict[int, Tags] = field(default_factory=dict)
+    probs: np.ndarray | None = None  # with keep_probs: (n_ok, 1000) class probabilities, rows as `vectors`
 
 
 CHANGED = "changed"  # skip reason: the file's bytes are no longer those that were scanned and catalogued
@@ -107,6 +114,8 @@ def embed_paths(
     bar: tqdm | None = None,
     hashes: Sequence[str] | None = None,
     full_decode: bool = False,
+    tag_policy: TagPolicy | None = None,
+    keep_probs: bool = False,
 ) -> EmbedResult:
     """Embed images from disk. `on_batch(positions, vectors)` sees every finished batch (for incremental saves).
 
@@ -118,8 +127,13 @@ def embed_paths(
 
     `bar`: an outer progress bar to advance instead of drawing one (a caller embedding in chunks keeps one
     bar, so images/s and the ETA are for the whole job).
+
+    A backbone with an ImageNet head also tags each image from the same forward pass (`tag_policy`, by default
+    models/tags.py's: the top classes above its threshold); `keep_probs` keeps all 1000 probabilities too.
     """
     paths = [Path(p) for p in paths]
+    policy = tag_policy or TagPolicy()
+    classify = backbone.head is not None
     dim = backbone.dim
     if not paths:
         return EmbedResult(np.zeros((0, dim), np.float32), [])
@@ -136,6 +150,8 @@ def embed_paths(
     done = np.zeros(len(paths), dtype=bool)
     failures: list[DecodeFailure] = []
     quality: dict[int, tuple[str, str]] = {}
+    tags: dict[int, Tags] = {}
+    probs = np.zeros((len(paths), len(backbone.tag_names or ())), np.float32) if keep_probs and classify else None
     own_bar = bar is None
     if own_bar:
         bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
@@ -146,7 +162,13 @@ def embed_paths(
                 failures.append(DecodeFailure(i, paths[i], reason, message))
                 log.warning("skipped %s: %s (%s)", paths[i], message, reason)
             if batch is not None:
-                xb = backbone.embed_batch(batch)
+                if classify:
+                    xb, pb = backbone.embed_and_classify(batch)
+                    tags.update(zip(positions, policy.select(pb, backbone.tag_names), strict=True))
+                    if probs is not None:
+                        probs[positions] = pb
+                else:
+                    xb = backbone.embed_batch(batch)
                 out[positions] = xb
                 done[positions] = True
                 if on_batch is not None:
@@ -157,7 +179,8 @@ def embed_paths(
             bar.close()
     ok = np.flatnonzero(done).tolist()
     return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok),
-                       quality={i: quality[i] for i in ok if i in quality})
+                       quality={i: quality[i] for i in ok if i in quality}, tags=tags,
+                       probs=None if probs is None else probs[ok])
 
 
 def embed_with_cache(
@@ -172,6 +195,7 @@ def embed_with_cache(
     progress: bool = True,
     bar: tqdm | None = None,
     full_decode: bool = False,
+    tag_policy: TagPolicy | None = None,
 ) -> EmbedResult:
     """Like `embed_paths` for (path, content hash) pairs, but only files whose hash is not cached are decoded.
 
@@ -211,10 +235,13 @@ def embed_with_cache(
         bar=bar,
         hashes=[hashes[i] for i in todo],
         full_decode=full_decode,
+        tag_policy=tag_policy,
     )
     flush()
     failed = {todo[f.index] for f in fresh.failures}
     ok = [i for i in range(len(hashes)) if i not in failed]
     failures = [DecodeFailure(todo[f.index], f.path, f.reason, f.message) for f in fresh.failures]
     quality = {todo[p]: q for p, q in fresh.quality.items()}
-    return EmbedResult(cache.get([hashes[i] for i in ok]), ok, failures, n_embedded=fresh.n_embedded, quality=quality)
+    tags = {todo[p]: t for p, t in fresh.tags.items()}
+    return EmbedResult(cache.get([hashes[i] for i in ok]), ok, failures, n_embedded=fresh.n_embedded, quality=quality,
+                       tags=tags)

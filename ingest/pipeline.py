@@ -110,6 +110,7 @@ def _write_batch(
     trained: TrainedModels | None,
     duplicate_threshold: float = DEFAULT_THRESHOLD,
     quality: dict[int, tuple[str, str]] | None = None,
+    tags: Mapping[int, Sequence[tuple[str, float]]] | None = None,
 ) -> None:
     # A full disk stops the ingest here, with a message saying what to do, before the journal row: nothing of
     # this batch is written (Qdrant Edge would die of SIGBUS mid-write), its images stay 'pending' with their
@@ -121,6 +122,8 @@ def _write_batch(
     with Session.begin() as s:
         if trained is not None:
             repo.update_images(s, [{"id": i, **p} for i, p in zip(ids, predictions, strict=True)])
+        if tags:  # automatic tags from the embedding's forward pass, before the payloads are made from the rows
+            repo.set_image_tags(s, tags)
         batch_id = jobs.open_batch(s, run_id, ids).id
     with Session() as s:
         images = repo.images_by_ids(s, ids)
@@ -357,7 +360,10 @@ def _ingest_run(
             if ids:
                 # Quality flags from the embedding's decode; images whose features were cached are read again.
                 quality = {chunk[k][0]: emb.quality[k] for k in emb.ok if k in emb.quality}
-                _write_batch(Session, stores, run_id, ids, emb.vectors, trained, opts.duplicate_threshold, quality)
+                # Tags for the images embedded now; those whose features were cached keep the tags they have.
+                tags = {chunk[k][0]: emb.tags[k] for k in emb.ok if k in emb.tags}
+                _write_batch(Session, stores, run_id, ids, emb.vectors, trained, opts.duplicate_threshold, quality,
+                             tags)
             report.timings["store_s"] += time.perf_counter() - t
             report.n_indexed += len(ids)
             state["done"] += len(chunk)

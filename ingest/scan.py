@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS, ImageRejected, read_file_header
+from imgsearch.ingest.photo_meta import PhotoMeta, read_meta
 from imgsearch.models.files import file_sha256
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,11 @@ class ScannedImage:
     path: Path
     label: str | None
     content_hash: str
-    width: int
+    width: int  # upright (EXIF orientation applied), as `meta` has it
     height: int
     size_bytes: int
     source_folder: str
+    meta: PhotoMeta | None = None  # date taken, camera, place: read from the header the scan already parsed
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def scan_folder(
             _skip(result, path, exc.reason, exc.message)
             continue
         try:
-            digest, size = file_sha256(path), path.stat().st_size
+            digest, stat = file_sha256(path), path.stat()
         except OSError as exc:
             _skip(result, path, "unreadable", f"cannot read the file: {exc.strerror or exc}")
             continue
@@ -152,15 +154,17 @@ def scan_folder(
             log.info("duplicate: %s (same content as %s)", path, seen[digest])
             continue
         seen[digest] = path
+        meta = read_meta(header.exif, header.width, header.height, stat.st_mtime, header.xmp)
         result.images.append(
             ScannedImage(
                 path=found_path(path),
                 label=(top or root_label) if labels_from_folders else None,
                 content_hash=digest,
-                width=header.width,
-                height=header.height,
-                size_bytes=size,
+                width=meta.width,
+                height=meta.height,
+                size_bytes=stat.st_size,
                 source_folder=str(found_path(path).parent),
+                meta=meta,
             )
         )
     return result

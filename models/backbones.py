@@ -42,6 +42,10 @@ class BackboneUnavailable(RuntimeError):
 class Backbone(ABC):
     """Contract: `embed_batch` returns float32 of shape (n, dim), each row with unit L2 norm.
 
+    A backbone with its ImageNet-1k classification head (`head`, a Linear of the pooled feature) also gives the
+    1000 class probabilities from the same forward pass (`embed_and_classify`); `tag_names` names its outputs
+    (models/tags.py). Without a head both are None and images get no tags.
+
     `preprocess` runs in decoder worker processes, so it must be picklable and torch-light.
     """
 
@@ -53,8 +57,11 @@ class Backbone(ABC):
     precision = "fp32"
     autocast_dtype = None  # set by models/precision.with_precision after checking the features
     onnx_default = True  # `auto` runs it with ONNX Runtime on the CPU (see models/onnx_backbone.py)
+    head: nn.Linear | None = None
+    tag_names: tuple[str, ...] | None = None
 
-    def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu"):
+    def __init__(self, model: nn.Module, preprocess: transforms.Compose, device: str = "cpu",
+                 head: nn.Linear | None = None):
         import torch
 
         self.device = torch.device(device)
@@ -63,6 +70,15 @@ class Backbone(ABC):
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.preprocess = preprocess
+        if head is not None:
+            from imgsearch.models.tags import imagenet_vocabulary
+
+            for p in head.parameters():
+                p.requires_grad_(False)
+            self.head = head.eval().to(self.device)
+            self.tag_names = tuple(imagenet_vocabulary().classes)
+            if head.out_features != len(self.tag_names):
+                raise ValueError(f"{self.name}'s head has {head.out_features} outputs, not the ImageNet-1k classes")
 
     @property
     def identity(self) -> BackboneId:
@@ -81,14 +97,24 @@ class Backbone(ABC):
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         """batch: float32 tensor (n, 3, H, W) made by `preprocess`. Returns (n, dim) unit rows."""
+        return self._run(batch, classify=False)[0]
+
+    def embed_and_classify(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """One forward pass: (n, dim) unit rows as `embed_batch`, and (n, 1000) float32 ImageNet class
+        probabilities from the pooled feature before normalisation (None without a head)."""
+        return self._run(batch, classify=self.head is not None)
+
+    def _run(self, batch: torch.Tensor, classify: bool) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                                     enabled=self.autocast_dtype is not None):
             x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
-            feats = self._forward(x).float()
-            feats = torch.nn.functional.normalize(feats, dim=1)
-        return feats.cpu().numpy().astype(np.float32, copy=False)
+            pooled = self._forward(x).float()
+            feats = torch.nn.functional.normalize(pooled, dim=1)
+            probs = torch.softmax(self.head(pooled).float(), dim=1) if classify else None
+        return (feats.cpu().numpy().astype(np.float32, copy=False),
+                None if probs is None else probs.cpu().numpy().astype(np.float32, copy=False))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """Convenience for a handful of already-decoded RGB images (e.g. an upload)."""
@@ -138,6 +164,7 @@ class ResNet50Backbone(Backbone):
         else:
             # Random weights are only for timing benchmarks; the id makes sure they never mix with real ones.
             self.weights_sha256 = "random-init-seed0"
+        head = model.fc  # ImageNet-1k classes, from the pooled feature: tags (models/tags.py)
         model.fc = nn.Identity()
         preprocess = transforms.Compose(
             [
@@ -147,7 +174,7 @@ class ResNet50Backbone(Backbone):
                 transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             ]
         )
-        super().__init__(model, preprocess, device)
+        super().__init__(model, preprocess, device, head=head if pretrained else None)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -228,7 +255,8 @@ class EfficientNetLiteBackbone(Backbone):
                 transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
             ]
         )
-        super().__init__(model, preprocess, device)
+        # `_fc`, the ImageNet-1k classifier, reads the pooled feature (its dropout is off in eval): tags.
+        super().__init__(model, preprocess, device, head=model._fc)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model._avg_pooling(self.model.extract_features(x)).flatten(1)
@@ -238,7 +266,9 @@ class TinyBackbone(Backbone):
     """No weights at all: an 8x8 colour thumbnail, 192-d. Deterministic and ~1000x faster than a CNN.
 
     For tests and smoke runs of the machinery (its features tell colours and layouts apart, not objects);
-    `auto` never picks it.
+    `auto` never picks it. It has no head (no tags) unless `tagged`: then a fixed colour head stands in for an
+    ImageNet one, so tests run the tag path end to end (`TINY_TAGS`: a saturated red, green or blue picture is
+    tagged with that class at p ~ 0.9; a grey one gets no tag).
     """
 
     name = "tiny"
@@ -247,7 +277,7 @@ class TinyBackbone(Backbone):
     onnx_default = False  # a reshape: torch runs it in microseconds, an export would only cost time
     weights_sha256 = hashlib.sha256(b"imgsearch tiny backbone v1: 8x8 thumbnail, mean/std 0.5").hexdigest()
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", tagged: bool = False):
         from torch import nn
         from torchvision import transforms
 
@@ -258,11 +288,30 @@ class TinyBackbone(Backbone):
                 transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
             ]
         )
-        super().__init__(nn.Flatten(), preprocess, device)
+        super().__init__(nn.Flatten(), preprocess, device, head=_tiny_head() if tagged else None)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         # reshape, not the Flatten module: channels-last memory makes .view() invalid
         return x.reshape(x.shape[0], -1)
+
+
+# The tagged tiny backbone's classes by channel: red, green, blue (ImageNet-1k class indexes).
+TINY_TAGS = ((213, "Irish setter"), (46, "green lizard"), (14, "indigo bunting"))
+
+
+def _tiny_head() -> nn.Linear:
+    """logit(class of channel c) = 6 * (mean of c - mean of the other two), on the [-1, 1] thumbnail."""
+    import torch
+    from torch import nn
+
+    head = nn.Linear(TinyBackbone.dim, 1000)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for c, (index, _) in enumerate(TINY_TAGS):
+            for other in range(3):
+                head.weight[index, other * 64 : (other + 1) * 64] = 6 / 64 if other == c else -3 / 64
+    return head
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The CPU runtime: a backbone exported once to ONNX (cached under its weights checksum) and run by ONNX Runtime.
 
 Same features as torch (each exported file is checked once: cosine >= 0.9999 per image against the torch forward
-pass, recorded in the file's sidecar with its size and modification time; a changed file is checked again), so
+pass, and for a backbone with an ImageNet head its class probabilities, a second output, within MAX_PROB_DIFF;
+recorded in the file's sidecar with its size and modification time; a changed file is checked again), so
 vectors from either runtime share the backbone's identity, its feature cache and its stores. Measured on a 2-core
 CPU (benchmarks/bench_embed.py), ONNX Runtime runs the backbones several times faster than torch at the
 pipeline's batch size.
@@ -20,6 +21,7 @@ import numpy as np
 
 from imgsearch.models.backbones import Backbone, BackboneUnavailable
 from imgsearch.models.files import atomic_write
+from imgsearch.models.tags import softmax
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "onnx", "torch")
 MIN_COSINE = 0.9999  # per image, ONNX Runtime against torch; below this the export is refused
+MAX_PROB_DIFF = 1e-3  # largest class probability difference, ONNX Runtime against torch (tags)
 OPSET = 18
 
 
@@ -36,7 +39,13 @@ class OnnxUnavailable(RuntimeError):
 
 
 def onnx_file(cache_dir: Path, backbone: Backbone) -> Path:
-    return Path(cache_dir) / f"{backbone.identity.tag}.opset{OPSET}.onnx"
+    # A file with the head's logits as second output has its own name: one exported before has features only.
+    tags = ".tags" if backbone.head is not None else ""
+    return Path(cache_dir) / f"{backbone.identity.tag}.opset{OPSET}{tags}.onnx"
+
+
+def output_names(backbone: Backbone) -> list[str]:
+    return ["features", "logits"] if backbone.head is not None else ["features"]
 
 
 def physical_cores() -> int:
@@ -46,7 +55,8 @@ def physical_cores() -> int:
 
 
 class _Features:
-    """The module exported: the backbone's pooled features, before normalisation (done in numpy after)."""
+    """The module exported: the backbone's pooled features, before normalisation (done in numpy after), and with
+    a head, its logits from the same pooled features (softmax in numpy after)."""
 
     @staticmethod
     def module(backbone: Backbone):
@@ -56,9 +66,11 @@ class _Features:
             def __init__(self):
                 super().__init__()
                 self.model = backbone.model  # registered, so its weights are exported as initialisers
+                self.head = backbone.head
 
             def forward(self, x):
-                return backbone._forward(x)
+                pooled = backbone._forward(x)
+                return pooled if self.head is None else (pooled, self.head(pooled))
 
         return Features().eval()
 
@@ -82,6 +94,20 @@ def _torch_features(backbone: Backbone, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         t = torch.from_numpy(x).to(memory_format=torch.channels_last)
         return backbone._forward(t).float().numpy()
+
+
+def _torch_probs(backbone: Backbone, x: np.ndarray) -> np.ndarray | None:
+    import torch
+
+    return None if backbone.head is None else backbone.embed_and_classify(torch.from_numpy(x))[1]
+
+
+def max_prob_diff(got_logits: np.ndarray | None, expected: np.ndarray | None) -> float:
+    if expected is None:
+        return 0.0
+    if got_logits is None:
+        return float("inf")
+    return float(np.abs(softmax(got_logits.astype(np.float32)) - expected).max())
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -119,7 +145,7 @@ def _export(backbone: Backbone, path: Path) -> None:
         try:
             program = torch.onnx.export(
                 _Features.module(backbone), (x,), dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=["pixels"], output_names=["features"],
+                input_names=["pixels"], output_names=output_names(backbone),
                 dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
             )
             program.save(str(out), external_data=False)
@@ -144,6 +170,7 @@ class OnnxBackbone(Backbone):
         self.name, self.dim, self.weights_sha256 = source.name, source.dim, source.weights_sha256
         self.input_size = source.input_size
         self.preprocess = source.preprocess
+        self.head, self.tag_names = source.head, source.tag_names
         self.device = torch.device("cpu")
         self.threads = threads or physical_cores()
         self.path = onnx_file(cache_dir, source)
@@ -163,7 +190,8 @@ class OnnxBackbone(Backbone):
         checked = record.get("checked") or {}
         if (checked.get("size"), checked.get("mtime_ns")) != (st.st_size, st.st_mtime_ns) \
                 or record.get("onnxruntime") != ort_version() or record.get("opset") != OPSET \
-                or record.get("backbone") != self.source.identity.as_dict():
+                or record.get("backbone") != self.source.identity.as_dict() \
+                or record.get("outputs", ["features"]) != output_names(self.source):
             return None
         cosine = record.get("min_cosine")
         return float(cosine) if isinstance(cosine, int | float) and cosine >= MIN_COSINE else None
@@ -172,6 +200,7 @@ class OnnxBackbone(Backbone):
         st = self.path.stat()
         atomic_write(self._sidecar(), json.dumps(
             {"backbone": self.source.identity.as_dict(), "opset": OPSET, "min_cosine": cosine,
+             "outputs": output_names(self.source),
              "torch": torch_version(), "onnxruntime": ort_version(),
              "checked": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}, indent=2))
 
@@ -186,25 +215,31 @@ class OnnxBackbone(Backbone):
                 log.warning("the cached ONNX file %s cannot be run (%s); checking it again", self.path, exc)
         check = sample_batch(self.source, 2, seed=1)
         expected = _torch_features(self.source, check)
+        expected_probs = _torch_probs(self.source, check)
         for attempt in ("cached", "fresh"):
             if attempt == "fresh" or not self.path.is_file():
                 log.info("exporting %s to ONNX (once per backbone): %s", self.name, self.path)
                 _export(self.source, self.path)
             try:
                 session = _session(self.path, self.threads)
-                got = session.run(None, {"pixels": check})[0]
+                outputs = session.run(None, {"pixels": check})
+                got = outputs[0]
+                prob_diff = max_prob_diff(outputs[1] if len(outputs) > 1 else None, expected_probs)
             except Exception as exc:  # a damaged or foreign file: export again, once
                 if attempt == "fresh":
                     raise OnnxUnavailable(f"ONNX Runtime cannot run {self.path}: {exc}") from exc
                 log.warning("the cached ONNX file %s cannot be run (%s); exporting it again", self.path, exc)
                 continue
             cosine = min_cosine(got, expected)
-            if cosine >= MIN_COSINE:
+            if cosine >= MIN_COSINE and prob_diff <= MAX_PROB_DIFF:
                 self._record_check(cosine)
                 return session, cosine
             if attempt == "fresh":
                 raise OnnxUnavailable(
                     f"ONNX Runtime's {self.name} features differ from torch's (cosine {cosine:.6f} < {MIN_COSINE})"
+                    if cosine < MIN_COSINE else
+                    f"ONNX Runtime's {self.name} class probabilities differ from torch's by {prob_diff:.2g} "
+                    f"(> {MAX_PROB_DIFF})"
                 )
             log.warning("the cached ONNX file %s gives other features (cosine %.6f); exporting it again",
                         self.path, cosine)
@@ -220,9 +255,14 @@ class OnnxBackbone(Backbone):
         return torch.from_numpy(self.session.run(None, {"pixels": x.contiguous().numpy()})[0])
 
     def embed_batch(self, batch) -> np.ndarray:
+        return self.embed_and_classify(batch)[0]
+
+    def embed_and_classify(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
         x = batch.contiguous().numpy() if hasattr(batch, "numpy") else np.ascontiguousarray(batch)
-        feats = self.session.run(None, {"pixels": x.astype(np.float32, copy=False)})[0]
-        return _unit(feats.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+        outputs = self.session.run(None, {"pixels": x.astype(np.float32, copy=False)})
+        feats = _unit(outputs[0].astype(np.float32, copy=False)).astype(np.float32, copy=False)
+        probs = softmax(outputs[1].astype(np.float32, copy=False)) if len(outputs) > 1 else None
+        return feats, probs
 
 
 def torch_version() -> str:

@@ -24,6 +24,15 @@ def _isoformat(value: Any) -> str:
     return value.isoformat()
 
 
+def _tag_terms(tags: Any) -> list[str]:
+    """An image's tags (catalogue rows with `.tag`, or names) -> every term that finds it: each tag and all its
+    broader WordNet terms ("Pekinese" -> ... "dog", "mammal", "animal"), sorted. Stored expanded, so a filter on
+    "dog" is one indexed keyword match on every backend."""
+    from imgsearch.models.tags import imagenet_vocabulary  # numpy and a JSON file: not at the CLI's start
+
+    return imagenet_vocabulary().expand(getattr(t, "tag", t) for t in tags)
+
+
 def _absolute_path(text: str) -> str:
     """Payloads hold resolved absolute folders; a person types relative or `~` paths."""
     return str(Path(text).expanduser().resolve())
@@ -36,6 +45,7 @@ class PayloadField:
     match="any": a condition is a list of accepted values (keyword or integer fields).
     match="min": a condition is a lower bound, value >= bound (integer or float fields); `bounds` is its range.
     match=None: stored and shown, never filtered on (and not indexed in Qdrant).
+    many: the value is a list of `type` values; an "any" condition holds when one of them is accepted.
     """
 
     key: str
@@ -48,6 +58,7 @@ class PayloadField:
     bounds: tuple[float, float] | None = None
     to_payload: Callable[[Any], Any] | None = None  # catalogue value -> stored value (None stays None)
     parse: Callable[[str], Any] | None = None  # what a person types on the command line -> stored value
+    many: bool = False
 
     @property
     def title(self) -> str:
@@ -94,6 +105,8 @@ FIELDS: tuple[PayloadField, ...] = (
                  bounds=(0.0, 1.0)),
     PayloadField("quality", "keyword", "quality", "any", "qualities", "image quality", "quality"),
     PayloadField("quality_flags", "keyword", "quality_flags"),
+    # Automatic tags (models/tags.py): the image's top ImageNet classes and all their broader terms.
+    PayloadField("tags", "keyword", "tags", "any", "tags", "tag", "tag", to_payload=_tag_terms, many=True),
 )
 BY_KEY: dict[str, PayloadField] = {f.key: f for f in FIELDS}
 FILTER_FIELDS: tuple[PayloadField, ...] = tuple(f for f in FIELDS if f.match is not None)
@@ -162,7 +175,10 @@ class Filter:
         """Reference semantics, used by backends without native filtering (FAISS)."""
         for f, accepted in self.conditions():
             value = payload.get(f.key)
-            if f.match == "any" and value not in accepted:
+            if f.match == "any" and f.many:
+                if not any(v in accepted for v in value or ()):
+                    return False
+            elif f.match == "any" and value not in accepted:
                 return False
             if f.match == "min" and (value is None or not value >= accepted):
                 return False

@@ -262,7 +262,10 @@ def _with_filter_options(command):
 @app.command("search")
 @_with_filter_options
 def search_cmd(
-    image: Annotated[Path, typer.Argument(help="Query image file.")],
+    image: Annotated[Path | None, typer.Argument(help="Query image file (or --text).")] = None,
+    text: Annotated[str | None, typer.Option("--text", help=(
+        "Search by words instead of by image: images whose automatic tags (ImageNet classes and their broader "
+        "WordNet terms: 'dog' finds every breed) match every word, most probable first."))] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     flt: Filter | None = None,  # the schema's filter options: --label, --predicted, --min-confidence, ...
     class_aware: Annotated[bool, typer.Option("--class-aware/--plain", help=(
@@ -272,8 +275,15 @@ def search_cmd(
         "Show one image per near-duplicate group (the best ranked)."))] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
+    """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given; or with --text,
+    the images tagged with those words."""
     import hashlib
+
+    if (image is None) == (text is None):
+        _fail("give a query image or --text WORDS (one of the two)")
+    if text is not None:
+        with _context("search", data_dir=data_dir) as ctx:
+            return _search_text(ctx, text, k, flt, collapse)
 
     from imgsearch.db import repository as repo
     from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
@@ -343,6 +353,45 @@ def search_cmd(
         else:
             title = f"{how} for {image.name} (search {response.search_ms:.1f} ms)"
             console.print(results_table(title, response.results))
+
+
+def _search_text(ctx, text: str, k: int, flt: Filter | None, collapse: bool) -> None:
+    """`search --text`: search/text_query.py ranks the catalogue's tags; the filters read this backbone's payloads."""
+    from imgsearch.db.collection import image_tag_rows
+    from imgsearch.search.index import Hit
+    from imgsearch.search.service import SearchResult, collapse_duplicates
+    from imgsearch.search.text_query import TagIndex, parse_query
+    from imgsearch.ui.report import results_table
+
+    try:
+        query = parse_query(text)  # UnknownWords (a ValueError) names the close known words
+    except ValueError as exc:
+        _fail(str(exc))
+    stores = _stores(ctx)
+    ctx.require_intact()
+    t = time.perf_counter()
+    with ctx.Session() as s:
+        index = TagIndex(*image_tag_rows(s))
+    stored = set(stores.faiss.ids().tolist())
+    payloads: dict[int, dict] = {}
+
+    def accept(ids: list[int]) -> list[bool]:
+        present = [i for i in ids if i in stored]
+        payloads.update(zip(present, stores.faiss.get_payloads(present), strict=True))
+        return [i in payloads and (flt is None or flt.matches(payloads[i])) for i in ids]
+
+    hits = index.search(query, k * 3 if collapse else k, accept)
+    results = [SearchResult.from_hit(Hit(h.id, h.score, payloads[h.id])) for h in hits]
+    if collapse:
+        results = collapse_duplicates(results)[:k]
+    ms = (time.perf_counter() - t) * 1000
+    console.print(f"words: {query.describe()}", highlight=False)
+    if not results:
+        console.print("no image is tagged with these words" + ("" if flt is None or flt.is_empty()
+                                                                else " and matches these filters"))
+        return
+    title = f"images tagged {text!r}, by tag probability ({ms:.1f} ms)"
+    console.print(results_table(title, results))
 
 
 @app.command("metrics")

@@ -49,8 +49,10 @@ def test_filter_choices_follow_the_fields_given(session):
 
 
 def test_every_filter_field_comes_from_a_catalogue_column():
+    """A column of images, or for a list field a relationship (`tags`: the image_tags rows)."""
     columns = set(Image.__table__.columns.keys())
-    assert all(f.source in columns for f in FILTER_FIELDS)
+    relationships = set(Image.__mapper__.relationships.keys())
+    assert all(f.source in (relationships if f.many else columns) for f in FILTER_FIELDS)
 
 
 def test_browse_filters_without_a_query_sorted_and_paged(session):
@@ -100,7 +102,23 @@ def test_cluster_summary_is_counted_by_the_database(session):
     assert first["purity"] == 1.0
     assert (result[1]["size"], result[1]["labelled"], result[1]["dominant_label"], result[1]["purity"]) == \
         (2, 1, "cat", 1.0)
-    assert len(fetched) == 1 and "GROUP BY" in fetched[0].upper()
+    # one grouped query for the sizes and labels, one for the most frequent tags
+    assert len(fetched) == 2 and all("GROUP BY" in f.upper() for f in fetched)
+    assert first["top_tags"] == [] and collection.cluster_title(first) == "dog"
+
+
+def test_a_cluster_without_labels_is_named_by_its_most_frequent_tags(session):
+    _catalogue(session)
+    repo.update_images(session, [{"id": i, "label": None} for i in (1, 2, 3)])
+    repo.set_image_tags(session, {1: [("tabby", 0.8), ("tiger cat", 0.1)], 3: [("tabby", 0.5), ("Persian cat", 0.3)],
+                                  2: [("umbrella", 0.9)], 4: [("zebra", 0.9)]})
+    session.commit()
+    rows = {r["cluster"]: r for r in collection.cluster_summary(session, "kmeans", n_tags=2)}
+    assert rows[2]["top_tags"] == ["tabby", "Persian cat"]  # on 2 images, then 1 (ties by name)
+    assert collection.cluster_title(rows[2]) == "tabby, Persian cat" and collection.cluster_title(rows[0]) == "umbrella"
+    assert collection.distinct_tags(session) == ["Persian cat", "tabby", "tiger cat", "umbrella"]  # 4 is pending
+    total, rows = collection.browse(session, {"tags": ("any", ["tiger cat", "umbrella"])})
+    assert total == 2 and {r.id for r in rows} == {1, 2}
 
 
 def test_collection_browser_reads_counts_and_single_ids_not_lists(session):

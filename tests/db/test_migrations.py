@@ -72,3 +72,63 @@ def test_0005_adds_leases_and_a_job_left_running_before_them_goes_back_to_the_qu
         assert connection.execute(text("SELECT folder, status FROM jobs")).one() == ("/photos/a", "running")
         assert connection.execute(text("SELECT outcome FROM runs")).scalar() == "ok"
     engine.dispose()
+
+
+def test_0007_adds_empty_photo_metadata_and_keeps_images(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from imgsearch.db import repository as repo
+
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0006")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
+            "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
+    init_db(engine)
+    Session = session_factory(engine)
+    with Session.begin() as s:
+        (image,) = repo.images_by_ids(s, [1]).values()
+        assert (image.taken_at, image.taken_at_source, image.camera, image.latitude, image.location) == (
+            None, None, None, None, None)
+        image.taken_at, image.taken_at_offset = datetime(2021, 5, 6, 5, 8, 9, tzinfo=UTC), 120
+        image.camera, image.latitude, image.longitude = "Apple iPhone 12", 48.8567, -2.5
+    with Session() as s:
+        (image,) = repo.images_by_ids(s, [1]).values()
+        assert image.taken_at == datetime(2021, 5, 6, 5, 8, 9, tzinfo=UTC)  # aware UTC on both databases
+        assert image.taken_local == datetime(2021, 5, 6, 7, 8, 9)
+        assert image.location == {"lat": 48.8567, "lon": -2.5}
+    with migration_connection(engine) as connection:  # and back down, keeping the row
+        command.downgrade(alembic_config(connection), "0006")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT path FROM images")).scalar() == "/p/a.jpg"
+    engine.dispose()
+
+
+def test_0008_adds_an_empty_image_tags_table_to_an_existing_catalogue(db_url: str) -> None:
+    from imgsearch.db import collection
+    from imgsearch.db import repository as repo
+
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0007")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
+            "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
+    init_db(engine)
+    Session = session_factory(engine)
+    with Session.begin() as s:
+        (image,) = repo.images_by_ids(s, [1]).values()
+        assert image.path == "/p/a.jpg" and image.tags == []  # tagged when its folder is ingested again
+        repo.set_image_tags(s, {1: [("Pekinese", 0.9), ("umbrella", 0.06)]})
+    with Session() as s:
+        (image,) = repo.images_by_ids(s, [1]).values()
+        assert [(t.tag, t.prob) for t in image.tags] == [("Pekinese", 0.9), ("umbrella", 0.06)]
+        assert collection.image_tag_rows(s) == ([1, 1], ["Pekinese", "umbrella"], [0.9, 0.06])
+    with migration_connection(engine) as connection:  # and back down, keeping the image
+        command.downgrade(alembic_config(connection), "0007")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT path FROM images")).scalar() == "/p/a.jpg"
+    engine.dispose()

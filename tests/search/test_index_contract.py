@@ -65,6 +65,9 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict], np.nda
                 payload[f.key] = float(np.round(rng.random(), 6))
             elif f.key == "label" and rng.random() <= 0.2:
                 payload[f.key] = None  # unlabelled
+            elif f.many:  # a list of 0 to 3 values
+                values = rng.choice(vocabulary(f), size=rng.integers(0, 4), replace=False).tolist()
+                payload[f.key] = [int(v) if f.type == "integer" else str(v) for v in values]
             else:
                 value = rng.choice(vocabulary(f))
                 payload[f.key] = int(value) if f.type == "integer" else str(value)
@@ -223,7 +226,12 @@ def field_filter(f: PayloadField) -> tuple[Filter, Callable[[dict], bool]]:
     if f.match == "min":
         return Filter.on({f.key: 0.8}), lambda p: p[f.key] >= 0.8
     accepted = vocabulary(f)[1:3]
-    return Filter.on({f.key: accepted}), lambda p: p[f.key] in accepted
+    return Filter.on({f.key: accepted}), lambda p: has(p, f, accepted)
+
+
+def has(p: dict, f: PayloadField, accepted: list) -> bool:
+    """Whether the payload meets an "any" condition: its value, or for a list field one of its values."""
+    return any(v in accepted for v in p[f.key]) if f.many else p[f.key] in accepted
 
 
 FILTERS = {f.key: field_filter(f) for f in FILTER_FIELDS} | {
@@ -240,7 +248,7 @@ FILTERS = {f.key: field_filter(f) for f in FILTER_FIELDS} | {
     ),
     "every_field": (
         Filter.on({f.key: (0.3 if f.match == "min" else vocabulary(f)[:4]) for f in FILTER_FIELDS}),
-        lambda p: all(p[f.key] >= 0.3 if f.match == "min" else p[f.key] in vocabulary(f)[:4] for f in FILTER_FIELDS),
+        lambda p: all(p[f.key] >= 0.3 if f.match == "min" else has(p, f, vocabulary(f)[:4]) for f in FILTER_FIELDS),
     ),
     "empty_filter": (Filter(), lambda p: True),
 }

@@ -43,13 +43,16 @@ def test_payload_for_reads_the_catalogue_row():
                           kmeans_cluster=3, agglo_cluster=None, content_hash="f" * 64, width=4, height=3,
                           size_bytes=123, source_folder="/p/a", ingest_run_id=7, model_run_id=2,
                           created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed",
-                          duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry")
+                          duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry",
+                          tags=[SimpleNamespace(tag="Pekinese", prob=0.9)])
     assert payload_for(row) == {
         "path": "/p/a/x.jpg", "file_name": "x.jpg", "label": "a", "predicted_label": "b", "predicted_prob": 0.25,
         "kmeans_cluster": 3, "agglo_cluster": None, "content_hash": "f" * 64, "width": 4, "height": 3,
         "size_bytes": 123, "source_folder": "/p/a", "ingest_run_id": 7, "model_run_id": 2,
         "time": "2024-05-06T07:08:09", "duplicate_group": 5, "uniqueness": 0.25, "quality": "dark",
         "quality_flags": "dark,blurry",
+        "tags": ["Pekinese", "animal", "canine", "carnivore", "chordate", "dog", "domestic animal", "mammal",
+                 "organism", "placental", "toy dog", "vertebrate"],
     }
     assert list(payload_for(row)) == [f.key for f in FIELDS]
 
@@ -63,6 +66,13 @@ def test_filter_reference_semantics():
     assert not Filter(min_confidence=0.1).matches({"label": "cat"})  # no prediction, no match
     assert not Filter(agglo_clusters=[1]).matches(p)  # missing key never matches a condition
     assert Filter(folders=[]).matches_nothing() and not Filter(folders=[]).matches(p)
+
+
+def test_a_list_field_matches_when_any_of_its_values_is_accepted():
+    p = {"tags": ["Pekinese", "dog", "animal"]}
+    assert Filter(tags=["dog"]).matches(p) and Filter(tags=["cat", "animal"]).matches(p)
+    assert not Filter(tags=["cat"]).matches(p)
+    assert not Filter(tags=["dog"]).matches({"tags": []}) and not Filter(tags=["dog"]).matches({})
 
 
 def test_filter_by_name_or_by_key():
