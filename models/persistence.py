@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import skops
-import skops.io as sio
 
 from imgsearch.models.files import atomic_write, file_sha256
 
@@ -117,6 +114,10 @@ def save_model(
         kind = KINDS[model_class]
     if classes is None:
         classes = [str(c) for c in np.asarray(getattr(model, "classes_", []))]
+    import sklearn
+    import skops
+    import skops.io as sio
+
     data = sio.dumps(model)
     # Refuse to write what load_model would refuse to read.
     _check_trusted(sio.get_untrusted_types(data=data), f"model of class {model_class}")
@@ -178,6 +179,11 @@ def load_model(path: str | Path, expect_backbone: Sequence[Any] | None = None) -
         raise ModelLoadError(f"model file {path} is missing")
     if file_sha256(path) != meta.model_sha256:
         raise ModelLoadError(f"{path} does not match the checksum in its metadata: modified or corrupt")
+    # Imported here, not at the top: importing skops imports every scikit-learn estimator (seconds), and
+    # reading metadata, or a command that uses the SVM's numpy head (models.query_head), needs none of it.
+    import sklearn
+    import skops.io as sio
+
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises several types for a non-zip or broken schema

@@ -18,6 +18,7 @@ import numpy as np
 from imgsearch.models.identity import BackboneId
 from imgsearch.models.identity import backbone_folder as _tagged
 from imgsearch.models.persistence import BackboneMismatchError, ModelLoadError, load_model, read_metadata, save_model
+from imgsearch.models.query_head import HEAD_FILE, SvmHead, write_head
 
 MODEL_NAMES = ("svm", "random_forest", "kmeans", "agglomerative")
 CLASSIFIERS = ("svm", "random_forest")  # only when the collection's labels allow them (models/experiment.py)
@@ -39,6 +40,21 @@ class TrainedModels:
     def has_classifier(self) -> bool:
         """False for a collection whose labels did not allow classifiers (few or none): clusters only."""
         return "svm" in self.models
+
+    def query_classifier(self) -> Any:
+        """Something with `classes_` and `predict_proba` for classifying a few queries: the SVM if it is already
+        read, else its numpy head when the run wrote one for this very SVM (no skops or scikit-learn import),
+        else the SVM read now. Raises KeyError without a classifier, ModelLoadError for a bad file."""
+        if not self.has_classifier:
+            raise KeyError("svm")
+        loaded = self.models.loaded() if isinstance(self.models, LazyModels) else list(self.models)
+        if "svm" not in loaded:
+            path = self.folder / "svm.skops"
+            meta = read_metadata(path)
+            head = SvmHead.load(self.folder / HEAD_FILE, meta.model_sha256, meta.backbone)
+            if head is not None and path.is_file():
+                return head
+        return self.models["svm"]
 
     @property
     def classes(self) -> list[str]:
@@ -77,13 +93,20 @@ def _run_folder(models_dir: Path, backbone: BackboneId, run_id: int) -> Path:
     return backbone_folder(models_dir, backbone) / f"run-{run_id:05d}"
 
 
-def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any]) -> TrainedModels:
-    """Write every model of a run into its own folder; they become current when the run is recorded as finished."""
+def save_trained(models_dir: Path, backbone: BackboneId, run_id: int, models: dict[str, Any],
+                 rows: np.ndarray | None = None) -> TrainedModels:
+    """Write every model of a run into its own folder; they become current when the run is recorded as finished.
+
+    rows: features the SVM was fitted on; with them the SVM's numpy head (models.query_head) is written too,
+    when it reproduces the SVM's probabilities on them.
+    """
     folder = _run_folder(models_dir, backbone, run_id)
     ident = (backbone.name, backbone.dim, backbone.weights_sha256)
     for name in MODEL_NAMES:
         if name in models:  # the classifiers are absent when the labels did not allow them
-            save_model(models[name], folder / f"{name}.skops", ident)
+            meta = save_model(models[name], folder / f"{name}.skops", ident)
+            if name == "svm" and rows is not None:
+                write_head(models[name], rows, folder / HEAD_FILE, meta.model_sha256, ident)
     return TrainedModels(run_id=run_id, backbone=backbone, models=dict(models), folder=folder)
 
 

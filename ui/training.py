@@ -131,7 +131,7 @@ def train(
                          "--data FOLDER)")
     log.info("training on %d images, %d of them labelled", len(ids), sum(v is not None for v in y))
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
-    trained = save_trained(models_dir, backbone.identity, run_id, result.models)
+    trained = save_trained(models_dir, backbone.identity, run_id, result.models, rows=X)
     now = time.perf_counter()
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result)
