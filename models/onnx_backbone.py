@@ -21,6 +21,7 @@ import numpy as np
 
 from imgsearch.models.backbones import Backbone, BackboneUnavailable
 from imgsearch.models.files import atomic_write
+from imgsearch.models.onnx_query import NumpyPreprocess
 from imgsearch.models.tags import softmax
 
 if TYPE_CHECKING:
@@ -110,15 +111,15 @@ def max_prob_diff(got_logits: np.ndarray | None, expected: np.ndarray | None) ->
     return float(np.abs(softmax(got_logits.astype(np.float32)) - expected).max())
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float((_unit(a) * _unit(b)).sum(axis=1).min())
+    return float((unit_rows(a) * unit_rows(b)).sum(axis=1).min())
 
 
-def _session(path: Path, threads: int):
+def ort_session(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -191,8 +192,9 @@ class OnnxBackbone(Backbone):
         if (checked.get("size"), checked.get("mtime_ns")) != (st.st_size, st.st_mtime_ns) \
                 or record.get("onnxruntime") != ort_version() or record.get("opset") != OPSET \
                 or record.get("backbone") != self.source.identity.as_dict() \
-                or record.get("outputs", ["features"]) != output_names(self.source):
-            return None
+                or record.get("outputs", ["features"]) != output_names(self.source) \
+                or record.get("preprocess", False) != NumpyPreprocess.describe(self.source.preprocess):
+            return None  # a record without "preprocess" predates models/onnx_query.py: checked once more
         cosine = record.get("min_cosine")
         return float(cosine) if isinstance(cosine, int | float) and cosine >= MIN_COSINE else None
 
@@ -201,6 +203,8 @@ class OnnxBackbone(Backbone):
         atomic_write(self._sidecar(), json.dumps(
             {"backbone": self.source.identity.as_dict(), "opset": OPSET, "min_cosine": cosine,
              "outputs": output_names(self.source),
+             # what models/onnx_query.py needs to run this file for a query without torch (None: it cannot)
+             "preprocess": NumpyPreprocess.describe(self.source.preprocess),
              "torch": torch_version(), "onnxruntime": ort_version(),
              "checked": {"size": st.st_size, "mtime_ns": st.st_mtime_ns}}, indent=2))
 
@@ -210,7 +214,7 @@ class OnnxBackbone(Backbone):
         recorded = self._recorded_check() if self.path.is_file() else None
         if recorded is not None:
             try:
-                return _session(self.path, self.threads), recorded
+                return ort_session(self.path, self.threads), recorded
             except Exception as exc:  # damaged since: the full check below exports it again
                 log.warning("the cached ONNX file %s cannot be run (%s); checking it again", self.path, exc)
         check = sample_batch(self.source, 2, seed=1)
@@ -221,7 +225,7 @@ class OnnxBackbone(Backbone):
                 log.info("exporting %s to ONNX (once per backbone): %s", self.name, self.path)
                 _export(self.source, self.path)
             try:
-                session = _session(self.path, self.threads)
+                session = ort_session(self.path, self.threads)
                 outputs = session.run(None, {"pixels": check})
                 got = outputs[0]
                 prob_diff = max_prob_diff(outputs[1] if len(outputs) > 1 else None, expected_probs)
@@ -260,7 +264,7 @@ class OnnxBackbone(Backbone):
     def embed_and_classify(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
         x = batch.contiguous().numpy() if hasattr(batch, "numpy") else np.ascontiguousarray(batch)
         outputs = self.session.run(None, {"pixels": x.astype(np.float32, copy=False)})
-        feats = _unit(outputs[0].astype(np.float32, copy=False)).astype(np.float32, copy=False)
+        feats = unit_rows(outputs[0].astype(np.float32, copy=False)).astype(np.float32, copy=False)
         probs = softmax(outputs[1].astype(np.float32, copy=False)) if len(outputs) > 1 else None
         return feats, probs
 

@@ -78,7 +78,8 @@ def _context(role: str, **overrides):
     ctx = Context(_settings(**overrides), role=role)
     check_qdrant(ctx.settings.qdrant_url)  # in a second, before the backbone loads
     try:
-        bb = ctx.backbone
+        # a search embeds one query: the torch-free query path when it can vouch for the same features
+        bb = ctx.query_backbone if role == "search" else ctx.backbone
     except (BackboneUnavailable, ValueError) as exc:
         _fail(str(exc))
     console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")
@@ -287,8 +288,8 @@ def search_cmd(
 
     from imgsearch.db import repository as repo
     from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
-    from imgsearch.models.classifiers import top_k_probabilities
     from imgsearch.models.persistence import ModelLoadError
+    from imgsearch.models.query_head import top_k
     from imgsearch.search.service import SearchService
     from imgsearch.ui.report import results_table
 
@@ -297,7 +298,7 @@ def search_cmd(
             read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
             data = image.expanduser().read_bytes()
             # decoded as the ingest decoded the collection, so a stored image finds itself at 1.0000
-            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
+            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.query_backbone))
         except OSError as exc:
             _fail(f"cannot read {image}: {exc.strerror or exc}")
         except ImageRejected as exc:
@@ -309,13 +310,13 @@ def search_cmd(
         ctx.require_intact()
         if stores.faiss.count() == 0:
             _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
-        service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
+        service = SearchService(ctx.query_backbone, stores.faiss, stores.qdrant)
         xq = service.embed(query)
         try:
             # Lazily: a search reads the SVM (the small file) and never the random forest (the largest by far).
+            # The SVM's numpy head when the run wrote one (models/query_head.py): no skops or scikit-learn import.
             trained = ctx.trained(lazy=True)
-            if trained is not None and trained.has_classifier:
-                trained.models["svm"]  # noqa: B018 - read now, so a damaged file is reported here
+            svm = trained.query_classifier() if trained is not None and trained.has_classifier else None
         except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
             trained = None
             console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
@@ -325,7 +326,7 @@ def search_cmd(
         elif class_aware and trained is not None and trained.has_classifier:
             from imgsearch.search.class_aware import query_distribution
 
-            proba = query_distribution(trained.models["svm"], xq)
+            proba = query_distribution(svm, xq)
             response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
             how = "FAISS neighbours, class-aware"
         else:
@@ -333,7 +334,7 @@ def search_cmd(
         if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
             how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
         if trained is not None and trained.has_classifier:
-            top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
+            top = top_k(svm.predict_proba(xq[None, :]), svm.classes_, k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
         if collapse:
             from imgsearch.search.service import collapse_duplicates

@@ -6,12 +6,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
-from imgsearch.ingest.pipeline import IngestOptions
 from imgsearch.models.backbones import Backbone, BackboneUnavailable, load_backbone
 from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
@@ -19,6 +19,9 @@ from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui import backbone_choice
 from imgsearch.ui.settings import Settings
+
+if TYPE_CHECKING:
+    from imgsearch.ingest.pipeline import IngestOptions
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class Context:
     settings: Settings
     role: str = "cli"
     _backbone: Backbone | None = field(default=None, repr=False)
+    _query: object = field(default=None, repr=False)  # OnnxQueryBackbone, False once it is known there is none
 
     def __post_init__(self) -> None:
         # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
@@ -139,9 +143,40 @@ class Context:
                 self._backbone = with_precision(network, s.precision)
         return self._backbone
 
+    def _query_backbone(self):
+        """The torch-free OnnxQueryBackbone (models/onnx_query.py) when the settings run the network with ONNX
+        Runtime in fp32 on the CPU and a checked export of this data dir's backbone is there; else None."""
+        if self._query is None:
+            self._query = False
+            s = self.settings
+            if s.precision == "fp32" and s.runtime in ("auto", "onnx") and s.device == "cpu":
+                from imgsearch.models.onnx_backbone import physical_cores
+                from imgsearch.models.onnx_query import OnnxQueryBackbone, light_weights_identity
+
+                name, _ = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
+                identity = light_weights_identity(name, s.resnet50_weights) if name else None
+                if identity is not None:
+                    threads = s.embed_threads or physical_cores()
+                    self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
+        return self._query or None
+
+    @property
+    def query_backbone(self):
+        """What a command that embeds a query or two and exits should embed with: the full backbone when it is
+        built, else the torch-free query path when it can vouch for the same features, else the full backbone.
+        It has `identity`, `decode_side` and `embed_images`."""
+        if self._backbone is not None:
+            return self._backbone
+        return self._query_backbone() or self.backbone
+
+    @property
+    def identity(self):
+        """This data dir's backbone identity, without building the network when the query path knows it."""
+        return self.query_backbone.identity
+
     @cached_property
     def cache(self) -> FeatureCache:
-        return FeatureCache(self.settings.features_dir, self.backbone.identity)
+        return FeatureCache(self.settings.features_dir, self.identity)
 
     @cached_property
     def stores(self) -> Stores:
@@ -149,7 +184,7 @@ class Context:
 
         s = self.settings
         check_qdrant(s.qdrant_url)
-        stores = open_stores(s.data_dir, self.backbone.identity, s.qdrant_url, s.qdrant_api_key,
+        stores = open_stores(s.data_dir, self.identity, s.qdrant_url, s.qdrant_api_key,
                              s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
                              qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
                              edge_owner_idle_s=s.qdrant_edge_owner_idle_s, light=self.role in LIGHT_ROLES)
@@ -170,7 +205,7 @@ class Context:
         "nothing matches" without a word, and an ingest would catalogue everything again under new ids. So
         search, ingest and the app check first.
         """
-        bb = self.backbone
+        bb = self.identity
         with self.Session() as s:
             n = repo.indexed_with(s, bb.name, bb.weights_sha256)
             catalogued = repo.count_images(s)
@@ -179,7 +214,7 @@ class Context:
             for name, index in stores:
                 if index.count() == 0:
                     raise StoreMissingError(
-                        f"The {name} store for backbone {bb.identity.tag} is empty, but the catalogue has {n} "
+                        f"The {name} store for backbone {bb.tag} is empty, but the catalogue has {n} "
                         "indexed images: it was deleted or replaced. Run `imgsearch doctor --repair` to rebuild it "
                         "from the feature cache and the other store."
                     )
@@ -201,17 +236,19 @@ class Context:
         run_id = self.trained_run_id()
         if run_id is None:
             return None
-        return load_trained(self.settings.models_dir, self.backbone.identity, run_id, lazy=lazy)
+        return load_trained(self.settings.models_dir, self.identity, run_id, lazy=lazy)
 
     def trained_run_id(self) -> int | None:
         """The training run whose models are current for this backbone (see repository.current_model_run)."""
-        bb = self.backbone
+        bb = self.identity
         with self.Session() as s:
             run = repo.current_model_run(s, bb.name, bb.weights_sha256)
             return None if run is None else run.id
 
     def ingest_options(self, labels_from_folders: bool = True, confine_to=None) -> IngestOptions:
         """`confine_to`: folders every ingested file must really lie in (the app passes its allowed roots)."""
+        from imgsearch.ingest.pipeline import IngestOptions  # here: it imports torch, which a search never needs
+
         s = self.settings
         return IngestOptions(labels_from_folders=labels_from_folders, include_background=s.include_background,
                              batch_size=s.effective_batch_size, num_workers=default_workers(s),
