@@ -4,22 +4,23 @@ schema, and grouped payload updates. Each backend turns these plain tuples into 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from imgsearch.search.payload import FILTER_FIELDS, FieldType, Filter
+from imgsearch.search.payload import CONDITION_FIELDS, FieldType, Filter, Match
 
 SCROLL_PAGE = 10_000
 
-Condition = tuple[str, Literal["any", "min"], Any]
+Condition = tuple[str, Match, Any]
 
 
 def indexed_fields() -> list[tuple[str, FieldType]]:
     """(payload key, value type) of every field a filter can read: each gets a Qdrant payload index."""
-    return [(f.key, f.type) for f in FILTER_FIELDS]
+    return [(f.key, f.type) for f in CONDITION_FIELDS]
 
 
 def filter_conditions(flt: Filter | None) -> list[Condition] | None:
-    """(key, "any", accepted values) / (key, "min", lower bound) per condition, ANDed; None = no filter."""
+    """(key, "any", accepted values) / (key, "min", lower bound) / (key, "range", (low, high)) / (key, "near",
+    Near) per condition, ANDed; None = no filter."""
     if flt is None or flt.is_empty():
         return None
     out: list[Condition] = []

@@ -57,6 +57,7 @@ SCHEMA_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
     "datetime": qe.PayloadSchemaType.Datetime,
+    "geo": qe.PayloadSchemaType.Geo,
 }
 
 
@@ -100,13 +101,20 @@ def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filte
     conditions = filter_conditions(f)
     if conditions is None and not exclude:
         return None
-    must = [
-        qe.FieldCondition(key, match=qe.MatchAny(value)) if how == "any"
-        else qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
-        for key, how, value in conditions or []
-    ]
+    must = [_edge_condition(key, how, value) for key, how, value in conditions or []]
     must_not = [qe.HasIdCondition(set(exclude))] if exclude else None
     return qe.Filter(must=must or None, must_not=must_not)
+
+
+def _edge_condition(key: str, how: str, value) -> qe.FieldCondition:
+    if how == "any":
+        return qe.FieldCondition(key, match=qe.MatchAny(value))
+    if how == "min":
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
+    if how == "range":
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=value[0], lt=value[1]))
+    return qe.FieldCondition(key, geo_radius=qe.GeoRadius(qe.GeoPoint(lon=value.lon, lat=value.lat),
+                                                          value.radius_km * 1000.0))
 
 
 def read_version(folder: Path) -> int:

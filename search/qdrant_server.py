@@ -142,13 +142,22 @@ def _client_filter(f: Filter | None, exclude: list[int] | None = None) -> models
     conditions = filter_conditions(f)
     if conditions is None and not exclude:
         return None
-    must: list[Any] = [
-        models.FieldCondition(key=key, match=models.MatchAny(any=value)) if how == "any"
-        else models.FieldCondition(key=key, range=models.Range(gte=float(value)))
-        for key, how, value in conditions or []
-    ]
+    must: list[Any] = [_client_condition(key, how, value) for key, how, value in conditions or []]
     must_not: list[Any] | None = [models.HasIdCondition(has_id=list(exclude))] if exclude else None
     return models.Filter(must=must or None, must_not=must_not)
+
+
+def _client_condition(key: str, how: str, value) -> models.FieldCondition:
+    from qdrant_client import models
+
+    if how == "any":
+        return models.FieldCondition(key=key, match=models.MatchAny(any=value))
+    if how == "min":
+        return models.FieldCondition(key=key, range=models.Range(gte=float(value)))
+    if how == "range":
+        return models.FieldCondition(key=key, range=models.Range(gte=value[0], lt=value[1]))
+    center = models.GeoPoint(lon=value.lon, lat=value.lat)
+    return models.FieldCondition(key=key, geo_radius=models.GeoRadius(center=center, radius=value.radius_km * 1000.0))
 
 
 def _client_schema(kind: str) -> models.PayloadSchemaType:
@@ -159,6 +168,7 @@ def _client_schema(kind: str) -> models.PayloadSchemaType:
         "integer": models.PayloadSchemaType.INTEGER,
         "float": models.PayloadSchemaType.FLOAT,
         "datetime": models.PayloadSchemaType.DATETIME,
+        "geo": models.PayloadSchemaType.GEO,
     }[kind]
 
 

@@ -15,7 +15,17 @@ from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from imgsearch.models.identity import BackboneId
-from imgsearch.search.payload import BY_KEY, FIELDS, FILTER_FIELDS, Filter, payload_for
+from imgsearch.search.payload import (
+    BY_KEY,
+    CONDITION_FIELDS,
+    FIELDS,
+    FILTER_FIELDS,
+    Filter,
+    Near,
+    day_start,
+    haversine_km,
+    payload_for,
+)
 from imgsearch.search.qdrant_edge import SCHEMA_TYPES, EdgeIndex
 from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, _client_schema
 from imgsearch.ui.cli import _with_filter_options
@@ -33,8 +43,14 @@ def test_schema_is_consistent():
             assert f.type in ("keyword", "integer"), f.key  # what Qdrant's MatchAny and the widgets handle
         else:
             assert f.match == "min" and f.type in ("integer", "float") and f.bounds is not None, f.key
+    for f in CONDITION_FIELDS:
+        assert f.name and f.noun and f.flag, f.key
+        if f.match == "range":
+            assert f.type == "float", f.key  # a number, so Qdrant's float range index serves it
+        elif f.match == "near":
+            assert f.type == "geo", f.key
     for attr in ("name", "flag"):
-        names = [getattr(f, attr) for f in FILTER_FIELDS]
+        names = [getattr(f, attr) for f in CONDITION_FIELDS]
         assert len(set(names)) == len(names), attr
 
 
@@ -43,13 +59,16 @@ def test_payload_for_reads_the_catalogue_row():
                           kmeans_cluster=3, agglo_cluster=None, content_hash="f" * 64, width=4, height=3,
                           size_bytes=123, source_folder="/p/a", ingest_run_id=7, model_run_id=2,
                           created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed",
-                          duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry")
+                          duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry",
+                          taken_local=datetime(2021, 5, 6, 7, 8, 9), camera="Apple iPhone 12", lens=None,
+                          location={"lat": 48.5, "lon": -2.25})
     assert payload_for(row) == {
         "path": "/p/a/x.jpg", "file_name": "x.jpg", "label": "a", "predicted_label": "b", "predicted_prob": 0.25,
         "kmeans_cluster": 3, "agglo_cluster": None, "content_hash": "f" * 64, "width": 4, "height": 3,
         "size_bytes": 123, "source_folder": "/p/a", "ingest_run_id": 7, "model_run_id": 2,
         "time": "2024-05-06T07:08:09", "duplicate_group": 5, "uniqueness": 0.25, "quality": "dark",
-        "quality_flags": "dark,blurry",
+        "quality_flags": "dark,blurry", "taken_at": 1620284889.0, "camera": "Apple iPhone 12", "lens": None,
+        "location": {"lat": 48.5, "lon": -2.25},
     }
     assert list(payload_for(row)) == [f.key for f in FIELDS]
 
@@ -63,6 +82,31 @@ def test_filter_reference_semantics():
     assert not Filter(min_confidence=0.1).matches({"label": "cat"})  # no prediction, no match
     assert not Filter(agglo_clusters=[1]).matches(p)  # missing key never matches a condition
     assert Filter(folders=[]).matches_nothing() and not Filter(folders=[]).matches(p)
+
+
+def test_photo_filters_reference_semantics():
+    from datetime import date
+
+    flt = Filter(taken_after="2021-05-01", taken_before=date(2021, 5, 31), cameras=["Apple iPhone 12"],
+                 near=(48.86, 2.35, 10))
+    assert flt == Filter.on({"taken_at": (day_start("2021-05-01"), day_start("2021-06-01")),
+                             "camera": ["Apple iPhone 12"], "location": Near(48.86, 2.35, 10.0)})
+    assert (flt.taken_after, flt.taken_before, flt.near) == (date(2021, 5, 1), date(2021, 5, 31),
+                                                             Near(48.86, 2.35, 10.0))
+    assert flt.describe() == ["date taken from 2021-05-01 to 2021-05-31", "camera is one of: Apple iPhone 12",
+                              "place within 10 km of 48.86, 2.35"]
+    assert repr(Filter(taken_before="2021-01-02")) == "Filter(taken_before=datetime.date(2021, 1, 2))"
+    p = {"taken_at": day_start("2021-05-31") + 86_399, "camera": "Apple iPhone 12",
+         "location": {"lat": 48.85, "lon": 2.35}}
+    assert flt.matches(p)
+    assert not flt.matches({**p, "taken_at": day_start("2021-06-01")})  # the day after the last
+    assert not flt.matches({**p, "taken_at": None}) and not flt.matches({**p, "location": None})
+    assert not flt.matches({**p, "camera": "Apple iPhone 13"})
+    assert not flt.matches({**p, "location": {"lat": 48.86, "lon": 2.5}})  # 11 km east
+    assert Filter(taken_after="2021-05-01").matches(p) and Filter(taken_before="2021-05-31").matches(p)
+    assert haversine_km(48.86, 2.35, 48.86, 2.5) == pytest.approx(10.98, abs=0.01)
+    with pytest.raises(ValueError, match="near"):
+        Filter(near=(91, 0, 1))
 
 
 def test_filter_by_name_or_by_key():
@@ -85,8 +129,9 @@ def test_every_filter_field_has_a_payload_index_in_qdrant_edge(tmp_path):
     with EdgeIndex(tmp_path / "edge", INFO) as index, index._lease() as shard:
         schema = shard.info().payload_schema
     assert {key: str(info.data_type) for key, info in schema.items()} == {
-        f.key: str(SCHEMA_TYPES[f.type]) for f in FILTER_FIELDS
+        f.key: str(SCHEMA_TYPES[f.type]) for f in CONDITION_FIELDS
     }
+    assert str(schema["location"].data_type) == "PayloadSchemaType.Geo"
     assert str(schema["kmeans_cluster"].data_type) == "PayloadSchemaType.Integer"
 
 
@@ -111,7 +156,7 @@ def test_every_filter_field_has_a_payload_index_on_a_qdrant_server():
     index = QdrantClientIndex(client, INFO, collection="images_test")  # type: ignore[arg-type]
     assert not index.is_local
     # ... and the write stamp `imgsearch mirror sync` orders and filters by (search/mirror_sync.py).
-    assert client.created == [(f.key, _client_schema(f.type)) for f in FILTER_FIELDS] + [
+    assert client.created == [(f.key, _client_schema(f.type)) for f in CONDITION_FIELDS] + [
         (WRITTEN_KEY, _client_schema("integer"))]
     index.close()
 
