@@ -7,7 +7,8 @@ here (plus its catalogue column if the catalogue does not have it yet). Stdlib o
 
 Conditions come in four kinds (`PayloadField.match`): "any" and "min" (FILTER_FIELDS: the front ends draw their
 options and widgets from the schema alone), "range" (the date taken: `taken_after` / `taken_before`) and "near"
-(the place: `near=(lat, lon, radius_km)`), which every store filters on but whose options each front end draws.
+(the place: `near=(lat, lon, radius_km)`, or `has_location=True/False` for whether a photo has a place at all),
+which every store filters on but whose options each front end draws.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class PayloadField:
     match="any": a condition is a list of accepted values (keyword or integer fields).
     match="min": a condition is a lower bound, value >= bound (integer or float fields); `bounds` is its range.
     match="range": a condition is (low, high): low <= value < high, either None for no bound (float fields).
-    match="near": a condition is a `Near`: the point lies within its radius (geo fields: {"lat", "lon"}).
+    match="near": a condition is a `Near`: the point lies within its radius (geo fields: {"lat", "lon"}); or a bool,
+        `has_<key>`: whether the point has a position at all.
     match=None: stored and shown, never filtered on (and not indexed in Qdrant).
     """
 
@@ -155,6 +157,8 @@ _BY_NAME: dict[str, PayloadField] = {f.name: f for f in CONDITION_FIELDS if f.na
 _RANGE_ENDS: dict[str, tuple[PayloadField, int]] = {
     f"{f.name}_{end}": (f, side) for f in CONDITION_FIELDS if f.match == "range" for side, end in
     enumerate(("after", "before"))}
+# Whether a geo field is set at all: Filter(has_location=True) (False: photos without a place).
+_PRESENCE: dict[str, PayloadField] = {f"has_{f.key}": f for f in CONDITION_FIELDS if f.match == "near"}
 
 
 def list_filter_columns(fields: tuple[PayloadField, ...] = FILTER_FIELDS) -> dict[str, str]:
@@ -191,9 +195,10 @@ class Filter:
     __slots__ = ("_conditions",)
 
     def __init__(self, **conditions: Any):
-        unknown = [n for n in conditions if n not in _BY_NAME and n not in _RANGE_ENDS]
+        unknown = [n for n in conditions if n not in _BY_NAME and n not in _RANGE_ENDS and n not in _PRESENCE]
         if unknown:
-            raise TypeError(f"Filter has no condition {unknown[0]!r}; it has {', '.join([*_BY_NAME, *_RANGE_ENDS])}")
+            known = ", ".join([*_BY_NAME, *_RANGE_ENDS, *_PRESENCE])
+            raise TypeError(f"Filter has no condition {unknown[0]!r}; it has {known}")
         by_key = {_BY_NAME[n].key: v for n, v in conditions.items() if n in _BY_NAME}
         for n, value in conditions.items():
             if n in _RANGE_ENDS and value is not None:
@@ -202,6 +207,14 @@ class Filter:
                 # A day's last second is the next day's first, excluded: "before" is inclusive of its day.
                 bounds[side] = day_start(value) + side * _DAY_S
                 by_key[f.key] = tuple(bounds)
+        for n, value in conditions.items():
+            if n in _PRESENCE and value is not None:
+                f = _PRESENCE[n]
+                if by_key.get(f.key) is None:
+                    by_key[f.key] = bool(value)
+                elif not value:  # near a place and without a place: a contradiction, not an empty result
+                    raise ValueError(f"{f.name} and {n}=False contradict each other")
+                # near a place implies having one
         self._conditions = _typed_conditions(by_key)
 
     @classmethod
@@ -257,6 +270,8 @@ class Filter:
                 shown = (f"from {days[0]} to {days[1]}" if None not in days else
                          f"on or after {days[0]}" if days[0] is not None else f"on or before {days[1]}")
                 out.append(f"{f.noun} {shown}")
+            elif f.match == "near" and isinstance(value, bool):
+                out.append(f"has a {f.noun}" if value else f"has no {f.noun}")
             elif f.match == "near":
                 out.append(f"{f.noun} within {value.radius_km:g} km of {value.lat:.5g}, {value.lon:.5g}")
             elif f.bounds == (0.0, 1.0):
@@ -272,10 +287,15 @@ class Filter:
             f, side = _RANGE_ENDS[name]
             bound = (self._conditions.get(f.key) or (None, None))[side]
             return None if bound is None else _day(bound - side * _DAY_S)
+        if not name.startswith("_") and name in _PRESENCE:
+            value = self._conditions.get(_PRESENCE[name].key)
+            return None if value is None else value is not False
         field = _BY_NAME.get(name) if not name.startswith("_") else None
         if field is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         value = self._conditions.get(field.key)
+        if field.match == "near" and isinstance(value, bool):
+            return None  # has_location alone
         return list(value) if field.match == "any" and value is not None else value
 
     def __eq__(self, other: object) -> bool:
@@ -290,6 +310,8 @@ class Filter:
             if f.match == "range":
                 args += [f"{n}={getattr(self, n)!r}" for n, (rf, _) in _RANGE_ENDS.items() if rf is f
                          and getattr(self, n) is not None]
+            elif f.match == "near" and isinstance(v, bool):
+                args.append(f"has_{f.key}={v!r}")
             else:
                 args.append(f"{f.name}={v!r}")
         return f"Filter({', '.join(args)})"
@@ -302,15 +324,18 @@ def _in_range(value: Any, bounds: tuple[float | None, float | None]) -> bool:
     return (low is None or value >= low) and (high is None or value < high)
 
 
-def _is_near(value: Any, near: Near) -> bool:
-    if not isinstance(value, Mapping) or value.get("lat") is None or value.get("lon") is None:
+def _is_near(value: Any, near: Near | bool) -> bool:
+    placed = isinstance(value, Mapping) and value.get("lat") is not None and value.get("lon") is not None
+    if isinstance(near, bool):
+        return placed is near
+    if not placed:
         return False
     return haversine_km(near.lat, near.lon, value["lat"], value["lon"]) <= near.radius_km
 
 
-def _typed_conditions(by_key: Mapping[str, Any]) -> dict[str, tuple | float | int]:
+def _typed_conditions(by_key: Mapping[str, Any]) -> dict[str, tuple | float | int | bool]:
     """Drop None, store values typed as the payload holds them, and keep the schema's order."""
-    out: dict[str, tuple | float | int] = {}
+    out: dict[str, tuple | float | int | bool] = {}
     for f in CONDITION_FIELDS:
         value = by_key.get(f.key)
         if value is None:
@@ -318,6 +343,8 @@ def _typed_conditions(by_key: Mapping[str, Any]) -> dict[str, tuple | float | in
         if f.match == "range":
             low, high = value
             out[f.key] = (None if low is None else float(low), None if high is None else float(high))
+        elif f.match == "near" and isinstance(value, bool):
+            out[f.key] = value
         elif f.match == "near":
             near = Near(*(float(v) for v in value))
             if not (-90 <= near.lat <= 90 and -180 <= near.lon <= 180 and near.radius_km >= 0):

@@ -265,6 +265,9 @@ FILTERS = {f.key: field_filter(f) for f in FILTER_FIELDS} | {
     "cameras": (Filter(cameras=["camera-2", "camera-4"]), lambda p: p["camera"] in ("camera-2", "camera-4")),
     "near": (Filter(near=(*PARIS, 60)), lambda p: p["location"] is not None
              and haversine_km(*PARIS, p["location"]["lat"], p["location"]["lon"]) <= 60),
+    "has_location": (Filter(has_location=True), lambda p: p["location"] is not None),
+    "no_location": (Filter(has_location=False, labels=["cat", "dog"]),
+                    lambda p: p["location"] is None and p["label"] in ("cat", "dog")),
     "photo_combined": (
         Filter(taken_after="2021-06-01", near=(48.5, 2.0, 90), labels=["cat", "dog", "car"]),
         lambda p: p["taken_at"] is not None and p["taken_at"] >= day_start("2021-06-01")
@@ -297,7 +300,8 @@ def test_each_filter_returns_exactly_the_matching_points(ro_store, name):
         assert all(flt.matches(h.payload) for h in row)
 
 
-@pytest.mark.parametrize("name", ["taken_between", "cameras", "near", "photo_combined"])
+@pytest.mark.parametrize("name", ["taken_between", "cameras", "near", "has_location", "no_location",
+                                  "photo_combined"])
 def test_photo_filters_return_every_match_when_k_is_large(ro_store, name):
     flt, keep = FILTERS[name]
     assert {h.id for h in ro_store.search(XQ[0], N, filter=flt)} == {int(IDS[j]) for j, p in enumerate(PAYLOADS)
@@ -484,7 +488,7 @@ def test_recommend_scores_every_point_and_excludes_the_examples(ro_store, case):
 
 
 @pytest.mark.parametrize("name", ["labels", "min_confidence", "combined", "kmeans_clusters", "empty_filter",
-                                  "taken_between", "cameras", "near"])
+                                  "taken_between", "cameras", "near", "has_location"])
 def test_recommend_respects_filter(ro_store, name):
     flt, keep = FILTERS[name]
     positive, negative = RECOMMEND_CASES["positives_and_a_negative"]

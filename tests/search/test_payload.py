@@ -109,6 +109,22 @@ def test_photo_filters_reference_semantics():
         Filter(near=(91, 0, 1))
 
 
+def test_has_location_reference_semantics():
+    placed, unplaced = {"location": {"lat": 1.0, "lon": 2.0}}, {"location": None}
+    assert Filter(has_location=True).matches(placed) and not Filter(has_location=True).matches(unplaced)
+    assert Filter(has_location=False).matches(unplaced) and not Filter(has_location=False).matches(placed)
+    assert not Filter(has_location=True).matches({})
+    assert Filter(has_location=True) == Filter.on({"location": True})
+    assert Filter(has_location=True).has_location is True and Filter(has_location=True).near is None
+    assert Filter(has_location=False).describe() == ["has no place"]
+    assert repr(Filter(has_location=True)) == "Filter(has_location=True)"
+    near = Filter(near=(1, 2, 5), has_location=True)  # near a place implies having one
+    assert near == Filter(near=(1, 2, 5)) and near.has_location is True
+    assert Filter(has_location=None).is_empty()
+    with pytest.raises(ValueError, match="contradict"):
+        Filter(near=(1, 2, 5), has_location=False)
+
+
 def test_filter_by_name_or_by_key():
     flt = Filter(labels=["cat"], min_confidence=0.5, kmeans_clusters=[np.int64(2), "3"], agglo_clusters=None)
     assert flt == Filter.on({"label": ["cat"], "predicted_prob": 0.5, "kmeans_cluster": [2, 3]})
