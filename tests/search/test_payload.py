@@ -18,6 +18,8 @@ from imgsearch.models.identity import BackboneId
 from imgsearch.search.payload import (
     BY_KEY,
     CONDITION_FIELDS,
+    CONDITION_PARAMS,
+    DEFAULT_RADIUS_KM,
     FIELDS,
     FILTER_FIELDS,
     Filter,
@@ -207,6 +209,41 @@ def test_cli_has_one_option_per_filter_field_and_builds_the_filter(tmp_path, mon
     for f in FILTER_FIELDS:
         assert f"--{f.flag}" in help_text
     assert "--data-dir" in help_text and "--k" in help_text
+    for c in CONDITION_PARAMS:
+        assert f"--{c.flag}" in help_text
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--taken-after", "2024-01-01", "--taken-before", "2024-12-31", "--camera", "Apple iPhone 13", "--near",
+      "38.72,-9.14", "--radius-km", "25"],
+     Filter(taken_after="2024-01-01", taken_before="2024-12-31", cameras=["Apple iPhone 13"], near=(38.72, -9.14, 25))),
+    (["--near", "-33.87,151.21,2.5km"], Filter(near=(-33.87, 151.21, 2.5))),  # a value may start with "-"
+    (["--near", "38.72, -9.14"], Filter(near=(38.72, -9.14, DEFAULT_RADIUS_KM))),
+    (["--near", "38.72,-9.14,25", "--radius-km", "25"], Filter(near=(38.72, -9.14, 25))),
+    (["--has-location"], Filter(has_location=True)),
+    (["--no-location", "--taken-before", "2019-07-31"], Filter(has_location=False, taken_before="2019-07-31")),
+])
+def test_cli_date_range_and_place_options(args, expected):
+    app, seen = _capture_app()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["flt"] == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--taken-after", "2024-02-30"], "does not match"),
+    (["--taken-after", "2024-03-01", "--taken-before", "2024-02-01"], "later than"),
+    (["--near", "38.72"], "LAT,LON"),
+    (["--near", "91,0"], "latitude"),
+    (["--near", "1,2,0km"], "more than 0"),
+    (["--near", "1,2,5km", "--radius-km", "6"], "two radii"),
+    (["--radius-km", "5"], "needs a place"),
+    (["--near", "1,2", "--no-location"], "contradict"),
+])
+def test_cli_rejects_malformed_dates_and_places(args, message):
+    app, _ = _capture_app()
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), result.output
 
 
 @pytest.fixture(scope="module")
