@@ -33,6 +33,7 @@ from imgsearch.models.identity import BackboneId  # noqa: E402
 from imgsearch.search import faiss_ann  # noqa: E402
 from imgsearch.search.faiss_index import FaissIndex  # noqa: E402
 from imgsearch.search.index import Filter  # noqa: E402
+from imgsearch.search.payload import EARTH_RADIUS_KM, day_start  # noqa: E402
 from imgsearch.search.qdrant_edge import EdgeIndex  # noqa: E402
 from imgsearch.search.qdrant_server import ServerCollectionConfig  # noqa: E402
 
@@ -75,8 +76,41 @@ class Generator:
                 "predicted_label": f"c{lab if right else (lab + 1) % LABELS:03d}",
                 "predicted_prob": round(float(rng.beta(5, 1.5) if right else rng.beta(2, 3)), 4),
                 "kmeans_cluster": int(lab % 50), "agglo_cluster": int(lab % 50), "quality": 1.0,
+                **photo_meta(rng),
             })
         return out
+
+
+# Photo metadata like a phone library's (search/payload.py: taken_at, camera, location): dates spread over ten
+# years, 100 camera models, and 80% of photos placed around one of 40 cities (a ~15 km spread), so each photo
+# filter below keeps about as many points as the label filter (~1%).
+TAKEN_FROM, TAKEN_YEARS = day_start("2015-01-01"), 10
+CAMERAS = [f"Camera model {c:03d}" for c in range(100)]
+CITIES = np.random.default_rng(42).uniform((36.0, -10.0), (60.0, 30.0), (40, 2))  # Europe-ish, lat/lon
+
+
+def photo_meta(rng: np.random.Generator) -> dict:
+    city = CITIES[rng.integers(len(CITIES))]
+    lat, lon = city + rng.normal(0, 0.12, 2) * (1.0, 1.6)
+    return {"taken_at": float(TAKEN_FROM + rng.integers(0, TAKEN_YEARS * 365 * 86_400)),
+            "camera": CAMERAS[rng.integers(len(CAMERAS))], "lens": None,
+            "location": {"lat": round(float(lat), 6), "lon": round(float(lon), 6)} if rng.random() < 0.8 else None}
+
+
+def haversine_km_np(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
+    p1, p2 = np.radians(lat0), np.radians(lat)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon - lon0) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
+def columns(payloads: list[dict]) -> dict[str, np.ndarray]:
+    """The payload fields the filters' exact masks read, as arrays (NaN: no date / no place)."""
+    loc = [p["location"] or {"lat": np.nan, "lon": np.nan} for p in payloads]
+    return {"pred": np.array([p["predicted_label"] for p in payloads]),
+            "conf": np.array([p["predicted_prob"] for p in payloads]),
+            "taken": np.array([p["taken_at"] for p in payloads]),
+            "camera": np.array([p["camera"] for p in payloads]),
+            "lat": np.array([x["lat"] for x in loc]), "lon": np.array([x["lon"] for x in loc])}
 
 
 def pct(ts: list[float]) -> tuple[float, float]:
@@ -135,10 +169,20 @@ class Truth:
         return [i[np.isfinite(s)] for s, i in zip(bs, bi, strict=True)]
 
 
+NEAR = (*CITIES[7].round(4).tolist(), 25.0)  # 25 km around one of the cities
 FILTERS = {
-    "label": (Filter(predicted_labels=["c007"]), lambda pred, conf: pred == "c007"),
+    "label": (Filter(predicted_labels=["c007"]), lambda c: c["pred"] == "c007"),
     "label+conf": (Filter(predicted_labels=["c007"], min_confidence=0.8),
-                   lambda pred, conf: (pred == "c007") & (conf >= 0.8)),
+                   lambda c: (c["pred"] == "c007") & (c["conf"] >= 0.8)),
+    # photo metadata: a month, a camera, a place (each about 1% of the points), and all three with a label
+    "date range": (Filter(taken_after="2019-07-01", taken_before="2019-07-31"),
+                   lambda c: (c["taken"] >= day_start("2019-07-01")) & (c["taken"] < day_start("2019-08-01"))),
+    "camera": (Filter(cameras=[CAMERAS[7]]), lambda c: c["camera"] == CAMERAS[7]),
+    "near": (Filter(near=NEAR), lambda c: haversine_km_np(c["lat"], c["lon"], NEAR[0], NEAR[1]) <= NEAR[2]),
+    "date+camera+near": (
+        Filter(taken_after="2016-01-01", cameras=CAMERAS[:50], near=NEAR),
+        lambda c: (c["taken"] >= day_start("2016-01-01")) & np.isin(c["camera"], CAMERAS[:50])
+        & (haversine_km_np(c["lat"], c["lon"], NEAR[0], NEAR[1]) <= NEAR[2])),
 }
 FAISS_FILTERED_MAX = 200_000  # the mirror filters in Python over every payload (O(n) a query): not past this
 
@@ -190,9 +234,8 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     def batch(start: int, m: int):
         x, lab = gen.vectors(start, m)
         p = gen.payloads(start, lab)
-        pred = np.array([q["predicted_label"] for q in p])
-        conf = np.array([q["predicted_prob"] for q in p])
-        masks = {"all": None, **{name: f(pred, conf) for name, (_, f) in FILTERS.items()}}
+        cols = columns(p)
+        masks = {"all": None, **{name: f(cols) for name, (_, f) in FILTERS.items()}}
         for name in FILTERS:
             matching[name] += int(masks[name].sum())
         truth.add(np.arange(start, start + m), x, masks)
@@ -234,7 +277,7 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     res["faiss_auto"] = {"index": (faiss_store._manifest.ann or {}).get("factory", "exact"),
                          "p50_p95_ms": pct(ts), "recall": recall(found, truth.top("all"))}
 
-    # Filtered top-10 through Qdrant Edge: a label (1%), and a label + min confidence.
+    # Filtered top-10 through Qdrant Edge: a label (1%), a label + min confidence, and the photo filters.
     for name, (flt, _) in FILTERS.items():
         edge.search(xq[0], K, flt)
         ts, found = timed_queries(edge, xq, flt)
@@ -274,7 +317,7 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
 
 EDGE_FILTERS = {
     "label": FILTERS["label"],
-    "wide": (Filter(min_confidence=0.5), lambda pred, conf: conf >= 0.5),  # exact search scans most of the shard
+    "wide": (Filter(min_confidence=0.5), lambda c: c["conf"] >= 0.5),  # exact search scans most of the shard
 }
 EDGE_MODES = {
     "exact": ServerCollectionConfig(),
@@ -295,9 +338,8 @@ def run_edge_modes(n: int, dim: int, n_queries: int, root: Path, gen: Generator,
         m = min(2048, n - start)
         x, lab = gen.vectors(start, m)
         p = gen.payloads(start, lab)
-        pred = np.array([q["predicted_label"] for q in p])
-        conf = np.array([q["predicted_prob"] for q in p])
-        masks = {name: f(pred, conf) for name, (_, f) in EDGE_FILTERS.items()}
+        cols = columns(p)
+        masks = {name: f(cols) for name, (_, f) in EDGE_FILTERS.items()}
         for name, mask in masks.items():
             matching[name] += int(mask.sum())
         truth.add(np.arange(start, start + m), x, masks)
@@ -379,6 +421,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--appends", type=int, default=9, help="256-vector batches appended after the bulk load")
+    ap.add_argument("--filters", nargs="+", choices=list(FILTERS), default=None,
+                    help="time only these filters (default: all)")
     ap.add_argument("--dir", type=Path, default=None, help="where the stores go (default: a temp folder)")
     ap.add_argument("--edge-modes", nargs="+", choices=list(EDGE_MODES), default=None,
                     help="measure these Qdrant Edge search modes instead of the store comparison")
@@ -387,6 +431,9 @@ def main() -> None:
     print(f"dim {args.dim}, {args.queries} queries, auto exact threshold {faiss_ann.EXACT_MAX_POINTS:,}, "
           f"{os.cpu_count()} cores")
     gen = Generator(args.dim)
+    if args.filters:
+        for name in set(FILTERS) - set(args.filters):
+            del FILTERS[name]
     try:
         for n in sorted(args.sizes):
             if args.edge_modes:

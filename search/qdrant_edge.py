@@ -57,6 +57,7 @@ SCHEMA_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
     "datetime": qe.PayloadSchemaType.Datetime,
+    "geo": qe.PayloadSchemaType.Geo,
 }
 
 
@@ -100,13 +101,26 @@ def _edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filte
     conditions = filter_conditions(f)
     if conditions is None and not exclude:
         return None
-    must = [
-        qe.FieldCondition(key, match=qe.MatchAny(value)) if how == "any"
-        else qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
-        for key, how, value in conditions or []
-    ]
-    must_not = [qe.HasIdCondition(set(exclude))] if exclude else None
-    return qe.Filter(must=must or None, must_not=must_not)
+    conditions = conditions or []
+    # has_location=True: not empty; False: empty (Qdrant's IsEmpty: missing, null or []).
+    must = [_edge_condition(key, how, value) for key, how, value in conditions if not (how == "present" and value)]
+    must_not: list[Any] = [qe.IsEmptyCondition(key) for key, how, value in conditions if how == "present" and value]
+    if exclude:
+        must_not.append(qe.HasIdCondition(set(exclude)))
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _edge_condition(key: str, how: str, value) -> qe.FieldCondition | qe.IsEmptyCondition:
+    if how == "any":
+        return qe.FieldCondition(key, match=qe.MatchAny(value))
+    if how == "min":
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=float(value)))
+    if how == "range":
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=value[0], lt=value[1]))
+    if how == "present":  # has_location=False (True is a must_not of this)
+        return qe.IsEmptyCondition(key)
+    return qe.FieldCondition(key, geo_radius=qe.GeoRadius(qe.GeoPoint(lon=value.lon, lat=value.lat),
+                                                          value.radius_km * 1000.0))
 
 
 def read_version(folder: Path) -> int:

@@ -142,13 +142,30 @@ def _client_filter(f: Filter | None, exclude: list[int] | None = None) -> models
     conditions = filter_conditions(f)
     if conditions is None and not exclude:
         return None
-    must: list[Any] = [
-        models.FieldCondition(key=key, match=models.MatchAny(any=value)) if how == "any"
-        else models.FieldCondition(key=key, range=models.Range(gte=float(value)))
-        for key, how, value in conditions or []
-    ]
-    must_not: list[Any] | None = [models.HasIdCondition(has_id=list(exclude))] if exclude else None
-    return models.Filter(must=must or None, must_not=must_not)
+    conditions = conditions or []
+    # has_location=True: not empty; False: empty (Qdrant's IsEmpty: missing, null or []).
+    must: list[Any] = [_client_condition(key, how, value) for key, how, value in conditions
+                       if not (how == "present" and value)]
+    must_not: list[Any] = [models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+                           for key, how, value in conditions if how == "present" and value]
+    if exclude:
+        must_not.append(models.HasIdCondition(has_id=list(exclude)))
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _client_condition(key: str, how: str, value) -> models.FieldCondition | models.IsEmptyCondition:
+    from qdrant_client import models
+
+    if how == "any":
+        return models.FieldCondition(key=key, match=models.MatchAny(any=value))
+    if how == "min":
+        return models.FieldCondition(key=key, range=models.Range(gte=float(value)))
+    if how == "range":
+        return models.FieldCondition(key=key, range=models.Range(gte=value[0], lt=value[1]))
+    if how == "present":  # has_location=False (True is a must_not of this)
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+    center = models.GeoPoint(lon=value.lon, lat=value.lat)
+    return models.FieldCondition(key=key, geo_radius=models.GeoRadius(center=center, radius=value.radius_km * 1000.0))
 
 
 def _client_schema(kind: str) -> models.PayloadSchemaType:
@@ -159,6 +176,7 @@ def _client_schema(kind: str) -> models.PayloadSchemaType:
         "integer": models.PayloadSchemaType.INTEGER,
         "float": models.PayloadSchemaType.FLOAT,
         "datetime": models.PayloadSchemaType.DATETIME,
+        "geo": models.PayloadSchemaType.GEO,
     }[kind]
 
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from imgsearch.models.backbones import CHOICES as BACKBONE_CHOICES
-from imgsearch.search.payload import FILTER_FIELDS, Filter
+from imgsearch.search.payload import CONDITION_PARAMS, FILTER_FIELDS, Filter, conditions_from_params
 from imgsearch.ui.settings import Settings
 
 app = typer.Typer(
@@ -219,8 +219,9 @@ def train_cmd(
 
 
 def _with_filter_options(command):
-    """One option per filterable payload field (imgsearch.search.payload.FILTER_FIELDS), in place of `command`'s
-    `flt` parameter, which receives them gathered into one Filter.
+    """One option per filterable payload field (imgsearch.search.payload.FILTER_FIELDS), and the date range's and
+    the place's (CONDITION_PARAMS: --taken-after, --near, ...), in place of `command`'s `flt` parameter, which
+    receives them gathered into one Filter.
 
     typer builds a command's options from `inspect.signature`, so the wrapper carries a generated signature:
     the command's own parameters with the schema's options where `flt` was. A new filterable field in the
@@ -237,6 +238,18 @@ def _with_filter_options(command):
         info = typer.Option(f"--{f.flag}", help=f"Only this {f.noun} (repeatable).")
         return Annotated[list[f.python_type] | None, info]
 
+    def photo_option(p):  # the date range and the place (search.payload.CONDITION_PARAMS)
+        if p.kind == "date":
+            from datetime import datetime
+
+            return Annotated[datetime | None, typer.Option(f"--{p.flag}", formats=["%Y-%m-%d"], help=p.help)]
+        if p.kind == "bool":
+            return Annotated[bool | None, typer.Option(f"--{p.flag}/--no-{p.flag.removeprefix('has-')}",
+                                                       help=p.help, show_default=False)]
+        if p.kind == "km":
+            return Annotated[float | None, typer.Option(f"--{p.flag}", min=0.0, help=p.help)]
+        return Annotated[str | None, typer.Option(f"--{p.flag}", metavar="LAT,LON[,RADIUSkm]", help=p.help)]
+
     def parsed(f, value):
         if value is None or f.parse is None:
             return value
@@ -249,10 +262,17 @@ def _with_filter_options(command):
             params.append(p)
             continue
         params += [inspect.Parameter(f.name, p.kind, default=None, annotation=option(f)) for f in FILTER_FIELDS]
+        params += [inspect.Parameter(c.name, p.kind, default=None, annotation=photo_option(c))
+                   for c in CONDITION_PARAMS]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
-        flt = Filter(**{f.name: parsed(f, kwargs.pop(f.name)) for f in FILTER_FIELDS})
+        photo = {c.name: kwargs.pop(c.name) for c in CONDITION_PARAMS}
+        try:
+            flt = Filter(**{f.name: parsed(f, kwargs.pop(f.name)) for f in FILTER_FIELDS},
+                         **conditions_from_params(photo))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         return command(flt=flt, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)

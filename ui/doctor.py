@@ -36,8 +36,10 @@ from imgsearch.search.stores import Stores
 log = logging.getLogger(__name__)
 
 # Payload fields copied from the catalogue row (time is left out: it is the row's, rewritten in its own format).
+# The photo metadata too: points written before it was read (migration 0007) lack it, as their rows do, until an
+# ingest of their folder fills both in.
 CATALOGUE_FIELDS = ("path", "file_name", "label", "content_hash", "source_folder", "duplicate_group", "uniqueness",
-                    "quality", "quality_flags")
+                    "quality", "quality_flags", "taken_at", "camera", "lens", "location")
 SAMPLE = 256  # points whose vectors and predictions are compared; a full comparison reads every vector twice
 DEEP_SAMPLE = 64  # --deep: files re-read and re-embedded
 PAYLOAD_SLICE = 4096  # --deep compares every payload, this many points at a time
@@ -277,12 +279,19 @@ def _payload_mismatches(rows: dict[int, Any] | None, ids: list[int], payloads: l
         if i not in rows:
             continue
         expected = payload_for(rows[i])
-        for key in CATALOGUE_FIELDS:
-            a, b = p.get(key), expected[key]
-            if a != b and not (isinstance(a, float) and isinstance(b, float) and np.isclose(a, b, atol=1e-6)):
-                bad.append(i)
-                break
+        if not all(_same_value(p.get(key), expected[key]) for key in CATALOGUE_FIELDS):
+            bad.append(i)
     return bad
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal, floats within what a store's JSON round trip may change (a geo point compares its coordinates).
+    Relative closeness is kept tight: taken_at is ~1.6e9 seconds, and an hour's difference is a real one."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return bool(np.isclose(a, b, rtol=1e-12, atol=1e-6))
+    return a == b
 
 
 def _mirror_behind(ids: list[int], in_qdrant: list[dict], in_mirror: list[dict]) -> list[int]:
@@ -481,11 +490,36 @@ def _recatalogue(Session, ids: Sequence[int], payloads: Sequence[dict], stores: 
                 duplicate_group=p.get("duplicate_group"), uniqueness=p.get("uniqueness"), quality=p.get("quality"),
                 quality_flags=p.get("quality_flags"),
                 **({"created_at": t} if (t := _parse_time(p.get("time"))) is not None else {}),
+                **_photo_meta(p),
             )
             restored += 1
     if duplicates or useless:
         stores.delete(duplicates + useless)
     return restored, len(duplicates), len(useless)
+
+
+def _photo_meta(p: dict) -> dict[str, Any]:
+    """The photo metadata columns for a row rebuilt from a payload: read from the file again when it is there (as
+    the ingest read it, with the camera's make and model apart and the date's offset), else what the payload
+    kept; taken_at_source then stays None, so the next ingest of its folder reads the file's own."""
+    from imgsearch.ingest.decode import ImageRejected, read_file_header
+    from imgsearch.ingest.photo_meta import read_meta
+
+    path = Path(p["path"])
+    try:
+        header = read_file_header(path)
+        meta = read_meta(header.exif, header.width, header.height, path.stat().st_mtime, header.xmp).columns()
+    except (OSError, ImageRejected):
+        pass
+    else:
+        meta.pop("width"), meta.pop("height")  # the payload's, as the rest of the row
+        return meta
+    location = p.get("location") or {}
+    taken = p.get("taken_at")
+    return {"camera": p.get("camera"), "lens": p.get("lens"), "latitude": location.get("lat"),
+            "longitude": location.get("lon"),
+            # the photo's own clock, as a camera without a zone writes it (offset None: see db.models.Image)
+            "taken_at": None if taken is None else datetime.fromtimestamp(taken, UTC)}
 
 
 def _size(path: str) -> int:

@@ -17,7 +17,7 @@ from imgsearch.models.identity import BackboneId
 from imgsearch.search.edge_owner import OwnedEdgeIndex
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
-from imgsearch.search.payload import FILTER_FIELDS, PayloadField
+from imgsearch.search.payload import CONDITION_FIELDS, FILTER_FIELDS, PayloadField, day_start, haversine_km
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
 from tests.helpers import copy_store
@@ -41,6 +41,9 @@ def vocabulary(field: PayloadField) -> list:
 
 
 M = 8  # queries
+# Photo metadata: dates through 2021, positions within a degree or so of Paris; some photos have neither.
+YEAR_START = day_start("2021-01-01")
+PARIS = (48.8566, 2.3522)
 
 
 def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict], np.ndarray]:
@@ -72,7 +75,16 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict], np.nda
                 value = rng.choice(vocabulary(f))
                 payload[f.key] = int(value) if f.type == "integer" else str(value)
         payload["agglo_cluster"] = np.int64(payload["agglo_cluster"])  # numpy scalars must be accepted
+        dated, placed = rng.random() > 0.1, rng.random() > 0.2
+        payload["taken_at"] = float(YEAR_START + rng.integers(0, 365 * 86_400)) if dated else None
+        payload["location"] = ({"lat": round(PARIS[0] + rng.uniform(-1.5, 1.5), 6),
+                                "lon": round(PARIS[1] + rng.uniform(-2, 2), 6)} if placed else None)
         payloads.append(payload)
+    # The ends of the date range filtered below: its first second and its last day's last, both in; the next
+    # day's first, out.
+    for j, when in enumerate((day_start("2021-03-01"), day_start("2021-04-01") - 1, day_start("2021-04-01"))):
+        payloads[j]["taken_at"] = when
+    assert {f.key for f in CONDITION_FIELDS} <= set(payloads[0])  # every field a condition can be on is filtered
     return ids, xb, payloads, xq
 
 
@@ -251,7 +263,38 @@ FILTERS = {f.key: field_filter(f) for f in FILTER_FIELDS} | {
         lambda p: all(p[f.key] >= 0.3 if f.match == "min" else has(p, f, vocabulary(f)[:4]) for f in FILTER_FIELDS),
     ),
     "empty_filter": (Filter(), lambda p: True),
+    "taken_between": (Filter(taken_after="2021-03-01", taken_before="2021-03-31"),
+                      lambda p: p["taken_at"] is not None
+                      and day_start("2021-03-01") <= p["taken_at"] < day_start("2021-04-01")),
+    "taken_after": (Filter(taken_after="2021-10-01"),
+                    lambda p: p["taken_at"] is not None and p["taken_at"] >= day_start("2021-10-01")),
+    "taken_before": (Filter(taken_before="2021-02-14"),
+                     lambda p: p["taken_at"] is not None and p["taken_at"] < day_start("2021-02-15")),
+    "cameras": (Filter(cameras=["camera-2", "camera-4"]), lambda p: p["camera"] in ("camera-2", "camera-4")),
+    "near": (Filter(near=(*PARIS, 60)), lambda p: p["location"] is not None
+             and haversine_km(*PARIS, p["location"]["lat"], p["location"]["lon"]) <= 60),
+    "has_location": (Filter(has_location=True), lambda p: p["location"] is not None),
+    "no_location": (Filter(has_location=False, labels=["cat", "dog"]),
+                    lambda p: p["location"] is None and p["label"] in ("cat", "dog")),
+    "photo_combined": (
+        Filter(taken_after="2021-06-01", near=(48.5, 2.0, 90), labels=["cat", "dog", "car"]),
+        lambda p: p["taken_at"] is not None and p["taken_at"] >= day_start("2021-06-01")
+        and p["location"] is not None and haversine_km(48.5, 2.0, p["location"]["lat"], p["location"]["lon"]) <= 90
+        and p["label"] in ("cat", "dog", "car"),
+    ),
 }
+
+
+def test_date_range_ends_are_inclusive_days():
+    inside = FILTERS["taken_between"][1]
+    assert [inside(PAYLOADS[j]) for j in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(("center", "radius"), [((*PARIS,), 60), ((48.5, 2.0), 90)])
+def test_no_position_lies_on_a_near_circle(center, radius):
+    # Backends round differently; a point a metre from the circle would make them disagree legitimately.
+    d = [haversine_km(*center, p["location"]["lat"], p["location"]["lon"]) for p in PAYLOADS if p["location"]]
+    assert min(abs(x - radius) for x in d) > 0.05
 
 
 @pytest.mark.parametrize("name", list(FILTERS))
@@ -263,6 +306,14 @@ def test_each_filter_returns_exactly_the_matching_points(ro_store, name):
     assert [hit_ids(r) for r in got] == expected
     for row in got:
         assert all(flt.matches(h.payload) for h in row)
+
+
+@pytest.mark.parametrize("name", ["taken_between", "cameras", "near", "has_location", "no_location",
+                                  "photo_combined"])
+def test_photo_filters_return_every_match_when_k_is_large(ro_store, name):
+    flt, keep = FILTERS[name]
+    assert {h.id for h in ro_store.search(XQ[0], N, filter=flt)} == {int(IDS[j]) for j, p in enumerate(PAYLOADS)
+                                                                       if keep(p)}
 
 
 def test_filter_with_few_matches_returns_all_of_them(ro_store):
@@ -444,7 +495,8 @@ def test_recommend_scores_every_point_and_excludes_the_examples(ro_store, case):
         assert all(0 < s < 1 for s in scores)
 
 
-@pytest.mark.parametrize("name", ["labels", "min_confidence", "combined", "kmeans_clusters", "empty_filter"])
+@pytest.mark.parametrize("name", ["labels", "min_confidence", "combined", "kmeans_clusters", "empty_filter",
+                                  "taken_between", "cameras", "near", "has_location"])
 def test_recommend_respects_filter(ro_store, name):
     flt, keep = FILTERS[name]
     positive, negative = RECOMMEND_CASES["positives_and_a_negative"]

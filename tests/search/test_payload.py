@@ -15,7 +15,19 @@ from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from imgsearch.models.identity import BackboneId
-from imgsearch.search.payload import BY_KEY, FIELDS, FILTER_FIELDS, Filter, payload_for
+from imgsearch.search.payload import (
+    BY_KEY,
+    CONDITION_FIELDS,
+    CONDITION_PARAMS,
+    DEFAULT_RADIUS_KM,
+    FIELDS,
+    FILTER_FIELDS,
+    Filter,
+    Near,
+    day_start,
+    haversine_km,
+    payload_for,
+)
 from imgsearch.search.qdrant_edge import SCHEMA_TYPES, EdgeIndex
 from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, _client_schema
 from imgsearch.ui.cli import _with_filter_options
@@ -33,8 +45,14 @@ def test_schema_is_consistent():
             assert f.type in ("keyword", "integer"), f.key  # what Qdrant's MatchAny and the widgets handle
         else:
             assert f.match == "min" and f.type in ("integer", "float") and f.bounds is not None, f.key
+    for f in CONDITION_FIELDS:
+        assert f.name and f.noun and f.flag, f.key
+        if f.match == "range":
+            assert f.type == "float", f.key  # a number, so Qdrant's float range index serves it
+        elif f.match == "near":
+            assert f.type == "geo", f.key
     for attr in ("name", "flag"):
-        names = [getattr(f, attr) for f in FILTER_FIELDS]
+        names = [getattr(f, attr) for f in CONDITION_FIELDS]
         assert len(set(names)) == len(names), attr
 
 
@@ -44,7 +62,9 @@ def test_payload_for_reads_the_catalogue_row():
                           size_bytes=123, source_folder="/p/a", ingest_run_id=7, model_run_id=2,
                           created_at=datetime(2024, 5, 6, 7, 8, 9), split="train", status="indexed",
                           duplicate_group=5, uniqueness=0.25, quality="dark", quality_flags="dark,blurry",
-                          tags=[SimpleNamespace(tag="Pekinese", prob=0.9)])
+                          tags=[SimpleNamespace(tag="Pekinese", prob=0.9)],
+                          taken_local=datetime(2021, 5, 6, 7, 8, 9), camera="Apple iPhone 12", lens=None,
+                          location={"lat": 48.5, "lon": -2.25})
     assert payload_for(row) == {
         "path": "/p/a/x.jpg", "file_name": "x.jpg", "label": "a", "predicted_label": "b", "predicted_prob": 0.25,
         "kmeans_cluster": 3, "agglo_cluster": None, "content_hash": "f" * 64, "width": 4, "height": 3,
@@ -53,6 +73,8 @@ def test_payload_for_reads_the_catalogue_row():
         "quality_flags": "dark,blurry",
         "tags": ["Pekinese", "animal", "canine", "carnivore", "chordate", "dog", "domestic animal", "mammal",
                  "organism", "placental", "toy dog", "vertebrate"],
+        "taken_at": 1620284889.0, "camera": "Apple iPhone 12", "lens": None,
+        "location": {"lat": 48.5, "lon": -2.25},
     }
     assert list(payload_for(row)) == [f.key for f in FIELDS]
 
@@ -75,6 +97,47 @@ def test_a_list_field_matches_when_any_of_its_values_is_accepted():
     assert not Filter(tags=["dog"]).matches({"tags": []}) and not Filter(tags=["dog"]).matches({})
 
 
+def test_photo_filters_reference_semantics():
+    from datetime import date
+
+    flt = Filter(taken_after="2021-05-01", taken_before=date(2021, 5, 31), cameras=["Apple iPhone 12"],
+                 near=(48.86, 2.35, 10))
+    assert flt == Filter.on({"taken_at": (day_start("2021-05-01"), day_start("2021-06-01")),
+                             "camera": ["Apple iPhone 12"], "location": Near(48.86, 2.35, 10.0)})
+    assert (flt.taken_after, flt.taken_before, flt.near) == (date(2021, 5, 1), date(2021, 5, 31),
+                                                             Near(48.86, 2.35, 10.0))
+    assert flt.describe() == ["date taken from 2021-05-01 to 2021-05-31", "camera is one of: Apple iPhone 12",
+                              "place within 10 km of 48.86, 2.35"]
+    assert repr(Filter(taken_before="2021-01-02")) == "Filter(taken_before=datetime.date(2021, 1, 2))"
+    p = {"taken_at": day_start("2021-05-31") + 86_399, "camera": "Apple iPhone 12",
+         "location": {"lat": 48.85, "lon": 2.35}}
+    assert flt.matches(p)
+    assert not flt.matches({**p, "taken_at": day_start("2021-06-01")})  # the day after the last
+    assert not flt.matches({**p, "taken_at": None}) and not flt.matches({**p, "location": None})
+    assert not flt.matches({**p, "camera": "Apple iPhone 13"})
+    assert not flt.matches({**p, "location": {"lat": 48.86, "lon": 2.5}})  # 11 km east
+    assert Filter(taken_after="2021-05-01").matches(p) and Filter(taken_before="2021-05-31").matches(p)
+    assert haversine_km(48.86, 2.35, 48.86, 2.5) == pytest.approx(10.98, abs=0.01)
+    with pytest.raises(ValueError, match="near"):
+        Filter(near=(91, 0, 1))
+
+
+def test_has_location_reference_semantics():
+    placed, unplaced = {"location": {"lat": 1.0, "lon": 2.0}}, {"location": None}
+    assert Filter(has_location=True).matches(placed) and not Filter(has_location=True).matches(unplaced)
+    assert Filter(has_location=False).matches(unplaced) and not Filter(has_location=False).matches(placed)
+    assert not Filter(has_location=True).matches({})
+    assert Filter(has_location=True) == Filter.on({"location": True})
+    assert Filter(has_location=True).has_location is True and Filter(has_location=True).near is None
+    assert Filter(has_location=False).describe() == ["has no place"]
+    assert repr(Filter(has_location=True)) == "Filter(has_location=True)"
+    near = Filter(near=(1, 2, 5), has_location=True)  # near a place implies having one
+    assert near == Filter(near=(1, 2, 5)) and near.has_location is True
+    assert Filter(has_location=None).is_empty()
+    with pytest.raises(ValueError, match="contradict"):
+        Filter(near=(1, 2, 5), has_location=False)
+
+
 def test_filter_by_name_or_by_key():
     flt = Filter(labels=["cat"], min_confidence=0.5, kmeans_clusters=[np.int64(2), "3"], agglo_clusters=None)
     assert flt == Filter.on({"label": ["cat"], "predicted_prob": 0.5, "kmeans_cluster": [2, 3]})
@@ -95,8 +158,9 @@ def test_every_filter_field_has_a_payload_index_in_qdrant_edge(tmp_path):
     with EdgeIndex(tmp_path / "edge", INFO) as index, index._lease() as shard:
         schema = shard.info().payload_schema
     assert {key: str(info.data_type) for key, info in schema.items()} == {
-        f.key: str(SCHEMA_TYPES[f.type]) for f in FILTER_FIELDS
+        f.key: str(SCHEMA_TYPES[f.type]) for f in CONDITION_FIELDS
     }
+    assert str(schema["location"].data_type) == "PayloadSchemaType.Geo"
     assert str(schema["kmeans_cluster"].data_type) == "PayloadSchemaType.Integer"
 
 
@@ -121,7 +185,7 @@ def test_every_filter_field_has_a_payload_index_on_a_qdrant_server():
     index = QdrantClientIndex(client, INFO, collection="images_test")  # type: ignore[arg-type]
     assert not index.is_local
     # ... and the write stamp `imgsearch mirror sync` orders and filters by (search/mirror_sync.py).
-    assert client.created == [(f.key, _client_schema(f.type)) for f in FILTER_FIELDS] + [
+    assert client.created == [(f.key, _client_schema(f.type)) for f in CONDITION_FIELDS] + [
         (WRITTEN_KEY, _client_schema("integer"))]
     index.close()
 
@@ -156,6 +220,41 @@ def test_cli_has_one_option_per_filter_field_and_builds_the_filter(tmp_path, mon
     for f in FILTER_FIELDS:
         assert f"--{f.flag}" in help_text
     assert "--data-dir" in help_text and "--k" in help_text
+    for c in CONDITION_PARAMS:
+        assert f"--{c.flag}" in help_text
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--taken-after", "2024-01-01", "--taken-before", "2024-12-31", "--camera", "Apple iPhone 13", "--near",
+      "38.72,-9.14", "--radius-km", "25"],
+     Filter(taken_after="2024-01-01", taken_before="2024-12-31", cameras=["Apple iPhone 13"], near=(38.72, -9.14, 25))),
+    (["--near", "-33.87,151.21,2.5km"], Filter(near=(-33.87, 151.21, 2.5))),  # a value may start with "-"
+    (["--near", "38.72, -9.14"], Filter(near=(38.72, -9.14, DEFAULT_RADIUS_KM))),
+    (["--near", "38.72,-9.14,25", "--radius-km", "25"], Filter(near=(38.72, -9.14, 25))),
+    (["--has-location"], Filter(has_location=True)),
+    (["--no-location", "--taken-before", "2019-07-31"], Filter(has_location=False, taken_before="2019-07-31")),
+])
+def test_cli_date_range_and_place_options(args, expected):
+    app, seen = _capture_app()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["flt"] == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--taken-after", "2024-02-30"], "does not match"),
+    (["--taken-after", "2024-03-01", "--taken-before", "2024-02-01"], "later than"),
+    (["--near", "38.72"], "LAT,LON"),
+    (["--near", "91,0"], "latitude"),
+    (["--near", "1,2,0km"], "more than 0"),
+    (["--near", "1,2,5km", "--radius-km", "6"], "two radii"),
+    (["--radius-km", "5"], "needs a place"),
+    (["--near", "1,2", "--no-location"], "contradict"),
+])
+def test_cli_rejects_malformed_dates_and_places(args, message):
+    app, _ = _capture_app()
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), result.output
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from datetime import date
 from typing import Annotated, Any
 
 import numpy as np
@@ -11,7 +12,14 @@ from fastapi import Query, Request
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import decode_side
-from imgsearch.search.payload import FILTER_FIELDS, Filter, PayloadField
+from imgsearch.search.payload import (
+    CONDITION_PARAMS,
+    FILTER_FIELDS,
+    ConditionParam,
+    Filter,
+    PayloadField,
+    conditions_from_params,
+)
 from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults
@@ -102,6 +110,13 @@ def _annotation(f: PayloadField):
                                                     description=f"Only this {f.noun} (repeatable).")]
 
 
+def _condition_annotation(p: ConditionParam):
+    """The date range's and the place's parameters (taken_after=2021-05-01, near=38.72,-9.14,25km, ...)."""
+    value_type = {"date": date, "point": str, "km": float, "bool": bool}[p.kind]
+    extra = {"gt": 0} if p.kind == "km" else {}
+    return Annotated[value_type | None, Query(alias=p.name, description=p.help, **extra)]
+
+
 def _filter_from_params(**values: Any) -> Filter:
     conditions = {}
     for f in FILTER_FIELDS:
@@ -109,7 +124,11 @@ def _filter_from_params(**values: Any) -> Filter:
         if value is not None and f.parse is not None:  # as the CLI parses what a person typed
             value = [f.parse(v) for v in value] if f.match == "any" else f.parse(value)
         conditions[f.key] = value
-    return Filter.on(conditions)
+    try:
+        photo = conditions_from_params({p.name: values.get(p.name) for p in CONDITION_PARAMS})
+        return Filter(**{f.name: conditions[f.key] for f in FILTER_FIELDS}, **photo)
+    except ValueError as exc:  # a malformed place, a radius without one, a range that ends before it starts
+        raise ApiError(422, "invalid_request", str(exc)) from None
 
 
 # FastAPI reads a dependency's parameters from its signature: a new filterable field in the schema is a new
@@ -117,5 +136,8 @@ def _filter_from_params(**values: Any) -> Filter:
 _filter_from_params.__signature__ = inspect.Signature([
     inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_annotation(f))
     for f in FILTER_FIELDS
+] + [
+    inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_condition_annotation(p))
+    for p in CONDITION_PARAMS
 ])
 filter_params = _filter_from_params

@@ -150,6 +150,25 @@ def test_every_filter_field_is_a_query_parameter(client):
     params = {p["name"]: p for p in spec["paths"]["/v1/images/{image_id}/neighbours/filtered"]["get"]["parameters"]}
     assert expected <= set(params)
     assert params["label"]["schema"]["anyOf"][0]["type"] == "array"
+    assert {"taken_after", "taken_before", "camera", "near", "radius_km", "has_location"} <= set(params)
+
+
+def test_date_camera_and_place_query_parameters(client):
+    image_id = ids_by_label(client)["sky"][0]
+    url = f"/v1/images/{image_id}/neighbours/filtered"
+    # The test collection's images carry no EXIF: dated by their files (today, or so), without camera or place.
+    r = client.get(f"{url}?taken_after=2000-01-01&has_location=false")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["results"] and body["filters"] == ["date taken on or after 2000-01-01", "has no place"]
+    for query in ("taken_before=2000-01-01", "camera=Apple%20iPhone%2013", "near=38.72,-9.14,25km",
+                  "near=38.72,-9.14&radius_km=25", "has_location=true"):
+        r = client.get(f"{url}?{query}")
+        assert r.status_code == 200 and r.json()["results"] == [], (query, r.text)
+    for query, message in [("near=38.72", "LAT,LON"), ("radius_km=3", "needs a place"),
+                           ("taken_after=2020-02-30", "taken_after"),
+                           ("taken_after=2021-01-01&taken_before=2020-01-01", "later than")]:
+        assert message in error_of(client.get(f"{url}?{query}"), 422, "invalid_request"), query
 
 
 # ---- recommend ---------------------------------------------------------------------------------------------------
