@@ -13,7 +13,7 @@ import secrets
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.models import Job, Run, utcnow
@@ -66,6 +66,12 @@ def renew_run(session: Session, run_id: int, holder: str, lease_s: float) -> boo
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def run_closed_by(session: Session, run_id: int, holder: str) -> bool:
+    """Whether run `run_id` was closed (any outcome but running) while `holder` held it: by that holder itself."""
+    return session.scalar(select(Run.id).where(Run.id == run_id, Run.worker_id == holder,
+                                               Run.outcome != "running")) is not None
 
 
 def expired(lease_expires_at: datetime | None, now: datetime | None = None) -> bool:

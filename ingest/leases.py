@@ -23,7 +23,7 @@ class LeaseKeeper:
     database is unreachable for a moment) is retried at the next tick; the lease only lapses if that lasts.
     """
 
-    def __init__(self, renew: Callable[[], bool], every_s: float, what: str):
+    def __init__(self, renew: Callable[[], bool | None], every_s: float, what: str):
         self.renew = renew
         self.every_s = every_s
         self.what = what
@@ -34,7 +34,10 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while not self._done.wait(self.every_s):
             try:
-                if not self.renew():
+                held = self.renew()
+                if held is None:  # closed by its own holder, between its last step and leaving the keeper
+                    return
+                if not held:
                     log.warning("the lease on %s was taken over: another process holds it now", self.what)
                     self.lost.set()
                     return
@@ -56,8 +59,9 @@ def renew_every(lease_s: float) -> float:
 
 
 def _keep(Session: sessionmaker[Session], renew_in, what: str, lease_s: float) -> LeaseKeeper:
-    """A keeper that renews one lease in its own short transaction: `renew_in(session) -> still held`."""
-    def renew() -> bool:
+    """A keeper that renews one lease in its own short transaction: `renew_in(session)` -> True while held,
+    False once taken over, None once closed by its own holder."""
+    def renew() -> bool | None:
         with Session.begin() as s:
             return renew_in(s)
 
@@ -73,5 +77,11 @@ def keep_job(Session: sessionmaker[Session], job_id: int, holder: str, lease_s: 
 @contextmanager
 def keep_run(Session: sessionmaker[Session], run_id: int, holder: str, lease_s: float) -> Iterator[LeaseKeeper]:
     """Renew the lease of run `run_id`, stamped by leases.hold_run when the run was started."""
-    with _keep(Session, lambda s: leases.renew_run(s, run_id, holder, lease_s), f"run {run_id}", lease_s) as keeper:
+    def renew_in(s: Session) -> bool | None:
+        # A run this holder has just closed is not a lost lease: the keeper can tick between the run's last
+        # commit and the end of the `with` block (a training run warned "taken over" as it finished).
+        return True if leases.renew_run(s, run_id, holder, lease_s) else \
+            None if leases.run_closed_by(s, run_id, holder) else False
+
+    with _keep(Session, renew_in, f"run {run_id}", lease_s) as keeper:
         yield keeper

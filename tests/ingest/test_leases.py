@@ -112,3 +112,27 @@ def test_a_lease_keeper_renews_and_notices_when_the_job_was_taken(ctx):
         assert keeper.lost.wait(2.0)
     with ctx.Session() as s:
         assert s.get(Job, job_id).lease_expires_at - utcnow() < timedelta(seconds=0.4)
+
+
+def test_a_run_closed_by_its_own_holder_is_not_a_lost_lease(ctx, caplog):
+    # The keeper can tick between the run's last commit and the end of its `with` block; a training run
+    # warned "taken over" as it finished. A run another process closed is still a lost lease.
+    import logging
+
+    from imgsearch.ingest.leases import keep_run
+
+    holder = f"{socket.gethostname()}:1:0a0b0c"
+    with ctx.Session.begin() as s:
+        mine, theirs = (repo.start_run(s, "train", "tiny", 192, "0" * 64) for _ in range(2))
+        leases.hold_run(s, mine.id, holder, LEASE_S)
+        leases.hold_run(s, theirs.id, holder, LEASE_S)
+        mine_id, theirs_id = mine.id, theirs.id
+    with caplog.at_level(logging.WARNING), keep_run(ctx.Session, mine_id, holder, LEASE_S) as keeper:
+        with ctx.Session.begin() as s:
+            repo.finish_run(s, s.get(repo.Run, mine_id), "ok")
+        time.sleep(LEASE_S / 4 * 2.5)  # two ticks after the close
+    assert not keeper.lost.is_set() and "taken over" not in caplog.text
+    with keep_run(ctx.Session, theirs_id, holder, LEASE_S) as keeper:
+        with ctx.Session.begin() as s:  # taken by another process
+            s.get(repo.Run, theirs_id).worker_id = "elsewhere:2:0d0e0f"
+        assert keeper.lost.wait(LEASE_S)
