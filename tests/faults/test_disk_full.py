@@ -26,9 +26,9 @@ from imgsearch.models.identity import BackboneId
 from imgsearch.search import stores as stores_mod
 from imgsearch.search.factory import index_root
 from imgsearch.search.stores import open_stores
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 
 MiB = 1 << 20

@@ -59,7 +59,7 @@ def known_error(exc: Exception) -> tuple[int, str, str] | None:
     from imgsearch.models.backbones import BackboneUnavailable
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import QdrantUnreachableError, StoreMissingError
+    from imgsearch.ui.services.context import QdrantUnreachableError, StoreMissingError
 
     if isinstance(exc, QdrantUnreachableError):  # found before the client is even made (ui/context.check_qdrant)
         return 503, "store_unreachable", str(exc)
@@ -116,7 +116,7 @@ def _known_classes() -> tuple[type[Exception], ...]:
     from imgsearch.models.backbones import BackboneUnavailable
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import StoreMissingError
+    from imgsearch.ui.services.context import StoreMissingError
 
     return (StoreBusyError, StoreDamagedError, StoreMissingError, StoreMismatchError, ModelLoadError,
             BackboneUnavailable, DatabaseError, SchemaVersionError)

@@ -14,9 +14,9 @@ from imgsearch.models.trained import TrainedModels
 from imgsearch.search.service import SearchService
 from imgsearch.search.stores import Stores
 from imgsearch.ui.api.security import MAX_UPLOAD_BYTES
-from imgsearch.ui.context import Context
-from imgsearch.ui.image_files import readable_roots
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.image_files import readable_roots
+from imgsearch.ui.services.settings import Settings
 
 ROOTS_TTL_S = 5.0
 

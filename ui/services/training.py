@@ -27,9 +27,9 @@ from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
 from imgsearch.search.index import StoreBusyError
-from imgsearch.ui import embedding_maps
-from imgsearch.ui.context import Context
-from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
+from imgsearch.ui.services import embedding_maps
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.dataset import DatasetUnavailable, find_dataset
 
 log = logging.getLogger(__name__)
 

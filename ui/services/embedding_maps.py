@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from imgsearch.db import repository as repo
 from imgsearch.models import embedding_map
 from imgsearch.models.embedding_map import EmbeddingMap
-from imgsearch.ui.context import Context
+from imgsearch.ui.services.context import Context
 
 log = logging.getLogger(__name__)
 

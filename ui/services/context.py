@@ -17,8 +17,8 @@ from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
-from imgsearch.ui import backbone_choice
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import backbone_choice
+from imgsearch.ui.services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ class Context:
     def __post_init__(self) -> None:
         # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
         from imgsearch.search.index import StoreBusyError
-        from imgsearch.ui.backup import BackupError
-        from imgsearch.ui.restore import finish_interrupted
+        from imgsearch.ui.services.backup import BackupError
+        from imgsearch.ui.services.restore import finish_interrupted
 
         try:
             done = finish_interrupted(self.settings)
@@ -125,8 +125,8 @@ class Context:
     def backbone(self) -> Backbone:
         if self._backbone is None:
             s = self.settings
-            # `auto` is resolved once per data dir and recorded (ui/backbone_choice.py): no download attempt per
-            # start, and never a silent switch to another backbone than the one the stores were built with.
+            # `auto` is resolved once per data dir and recorded (ui/services/backbone_choice.py): no download attempt
+            # per start, and never a silent switch to another backbone than the one the stores were built with.
             name, may_record = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
             network = load_backbone(name or s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
             if may_record:

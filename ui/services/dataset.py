@@ -17,7 +17,7 @@ class DatasetUnavailable(RuntimeError):
 def candidate_dirs(data_dir: Path, cwd: Path | None = None) -> list[Path]:
     """Where a Caltech-101 copy may already be, most specific first."""
     cwd = cwd or Path.cwd()
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     return [
         data_dir / CALTECH_SUBPATH,
         # A copy laid beside the checkout (as on the team's machines and CI); optional for users.

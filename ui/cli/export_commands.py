@@ -1,5 +1,5 @@
 """`imgsearch export`: search results, a cluster, a near-duplicate group or the suspects list as CSV/JSON on
-stdout, or the files copied (or linked) into a folder with the list beside them (registered by ui/cli.py)."""
+stdout, or the files copied (or linked) into a folder with the list beside them (registered by ui/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.ui.cli import DataDirOpt, _context, _fail, _stores, app, console
-from imgsearch.ui.curation_commands import _quiet
-from imgsearch.ui.export import FORMATS, SUSPECT_FIELDS, ExportError, export_to_folder, image_rows, result_rows, to_text
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, open_stores, quiet
+from imgsearch.ui.services.export import (
+    FORMATS,
+    SUSPECT_FIELDS,
+    ExportError,
+    export_to_folder,
+    image_rows,
+    result_rows,
+    to_text,
+)
 
 
 def _refuse(message: str) -> None:
-    """_fail, heard even while the progress lines are silenced (the list alone goes to stdout)."""
+    """fail, heard even while the progress lines are silenced (the list alone goes to stdout)."""
     console.quiet = False
-    _fail(message)
+    fail(message)
 
 
 def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) -> list[dict]:
@@ -37,7 +44,7 @@ def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) ->
         _refuse(f"{image}: {exc.message}")
     with ctx.Session() as s:
         known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-    stores = _stores(ctx)
+    stores = open_stores(ctx)
     ctx.require_intact()
     if stores.faiss.count() == 0:
         _refuse("the collection is empty: run `imgsearch ingest FOLDER` first")
@@ -74,7 +81,6 @@ def _catalogue_rows(ctx, cluster: int | None, algorithm: str, group: int | None,
         return image_rows([rows[i] for i in ids if i in rows])
 
 
-@app.command("export")
 def export_cmd(
     query: Annotated[Path | None, typer.Option("--query", help="Export the search results of this image file.")] = None,
     cluster: Annotated[int | None, typer.Option("--cluster", help="Export the images of this cluster.")] = None,
@@ -106,7 +112,7 @@ def export_cmd(
         _refuse(f"unknown --algorithm {algorithm!r}; choose kmeans or agglomerative")
     if link and to is None:
         _refuse("--link needs --to DIR")
-    with _quiet(to is None), _context("export", data_dir=data_dir) as ctx:
+    with quiet(to is None), open_context("export", data_dir=data_dir) as ctx:
         if query is not None:
             rows = _search_rows(ctx, query, k, class_aware, collapse)
         else:
@@ -123,3 +129,7 @@ def export_cmd(
     if done.missing:
         console.print(f"[yellow]warning:[/] {len(done.missing)} catalogued files are no longer on disk and were left "
                       f"out (first: {done.missing[0]}); `imgsearch doctor` checks the catalogue", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)

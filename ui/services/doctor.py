@@ -648,7 +648,7 @@ def refit_models(ctx) -> str:
     The features are cached, so this is the experiment alone (minutes at Caltech-101 size); it is recorded
     as a new training run, which becomes current.
     """
-    from imgsearch.ui.training import run_training
+    from imgsearch.ui.services.training import run_training
 
     run_id = ctx.trained_run_id()
     with ctx.Session() as s:

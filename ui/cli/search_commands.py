@@ -1,0 +1,163 @@
+"""`imgsearch search` (with one option per filterable payload field) and `imgsearch metrics`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgsearch.search.payload import FILTER_FIELDS, Filter
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, load_settings, open_context, open_stores
+
+
+def with_filter_options(command):
+    """One option per filterable payload field (imgsearch.search.payload.FILTER_FIELDS), in place of `command`'s
+    `flt` parameter, which receives them gathered into one Filter.
+
+    typer builds a command's options from `inspect.signature`, so the wrapper carries a generated signature:
+    the command's own parameters with the schema's options where `flt` was. A new filterable field in the
+    schema thus gets its `--flag` here with no edit to this file.
+    """
+    import functools
+    import inspect
+
+    def option(f):
+        if f.match == "min":
+            low, high = f.bounds or (None, None)
+            info = typer.Option(f"--{f.flag}", min=low, max=high, help=f"Only images whose {f.noun} is at least this.")
+            return Annotated[f.python_type | None, info]
+        info = typer.Option(f"--{f.flag}", help=f"Only this {f.noun} (repeatable).")
+        return Annotated[list[f.python_type] | None, info]
+
+    def parsed(f, value):
+        if value is None or f.parse is None:
+            return value
+        return [f.parse(v) for v in value] if f.match == "any" else f.parse(value)
+
+    signature = inspect.signature(command, eval_str=True)
+    params = []
+    for p in signature.parameters.values():
+        if p.name != "flt":
+            params.append(p)
+            continue
+        params += [inspect.Parameter(f.name, p.kind, default=None, annotation=option(f)) for f in FILTER_FIELDS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        flt = Filter(**{f.name: parsed(f, kwargs.pop(f.name)) for f in FILTER_FIELDS})
+        return command(flt=flt, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}  # already evaluated, for get_type_hints
+    return wrapper
+
+
+@with_filter_options
+def search_cmd(
+    image: Annotated[Path, typer.Argument(help="Query image file.")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+    flt: Filter | None = None,  # the schema's filter options: --label, --predicted, --min-confidence, ...
+    class_aware: Annotated[bool, typer.Option("--class-aware/--plain", help=(
+        "Re-rank the nearest neighbours by agreement of the classifier's predictions with the query's (when "
+        "models are trained; measured in the README), or rank by cosine similarity alone."))] = True,
+    collapse: Annotated[bool, typer.Option("--collapse-duplicates", help=(
+        "Show one image per near-duplicate group (the best ranked)."))] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
+    import hashlib
+
+    from imgsearch.db import repository as repo
+    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
+    from imgsearch.models.classifiers import top_k_probabilities
+    from imgsearch.models.persistence import ModelLoadError
+    from imgsearch.search.service import SearchService
+    from imgsearch.ui.services.report import results_table
+
+    with open_context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, fail included
+        try:
+            read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
+            data = image.expanduser().read_bytes()
+            # decoded as the ingest decoded the collection, so a stored image finds itself at 1.0000
+            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
+        except OSError as exc:
+            fail(f"cannot read {image}: {exc.strerror or exc}")
+        except ImageRejected as exc:
+            fail(f"{image}: {exc.message}")
+        with ctx.Session() as s:
+            known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
+            own_id = known.id if known is not None else None
+        stores = open_stores(ctx)
+        ctx.require_intact()
+        if stores.faiss.count() == 0:
+            fail("the collection is empty: run `imgsearch ingest FOLDER` first")
+        service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
+        xq = service.embed(query)
+        try:
+            # Lazily: a search reads the SVM (the small file) and never the random forest (the largest by far).
+            trained = ctx.trained(lazy=True)
+            if trained is not None and trained.has_classifier:
+                trained.models["svm"]  # noqa: B018 - read now, so a damaged file is reported here
+        except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
+            trained = None
+            console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
+                          "that are gone; `imgsearch doctor` checks them.", highlight=False)
+        if flt is not None and not flt.is_empty():
+            response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
+        elif class_aware and trained is not None and trained.has_classifier:
+            from imgsearch.search.class_aware import query_distribution
+
+            proba = query_distribution(trained.models["svm"], xq)
+            response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
+            how = "FAISS neighbours, class-aware"
+        else:
+            response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+        if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
+            how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
+        if trained is not None and trained.has_classifier:
+            top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
+            console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
+        if collapse:
+            from imgsearch.search.service import collapse_duplicates
+
+            # Ask for more, so that k remain once the near-duplicates are folded away.
+            more = k * 3
+            if flt is not None and not flt.is_empty():
+                response = service.filtered(xq, more, flt, exclude_id=own_id)
+            elif class_aware and trained is not None and trained.has_classifier:
+                response = service.neighbours_class_aware(xq, more, proba, exclude_id=own_id)
+            else:
+                response = service.neighbours(xq, more, exclude_id=own_id)
+            response.results = collapse_duplicates(response.results)[:k]
+            how += ", near-duplicates collapsed"
+        if not response.results:
+            console.print("no image matches these filters")
+        else:
+            title = f"{how} for {image.name} (search {response.search_ms:.1f} ms)"
+            console.print(results_table(title, response.results))
+
+
+def metrics_cmd(
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print the recorded runs with their headline metrics."""
+    from imgsearch.db import repository as repo
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.report import runs_table
+
+    settings = load_settings(data_dir=data_dir)
+    Session = open_database(settings, read_only_ok=True)
+    with Session() as s:
+        runs = repo.list_runs(s, limit=limit)
+        metrics = {r.id: repo.run_metrics(s, r.id) for r in runs}
+    if not runs:
+        console.print("no runs recorded yet: run `imgsearch train` first")
+        return
+    console.print(runs_table(f"Runs in {settings.db_display}", runs, metrics))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_cmd)
+    app.command("metrics")(metrics_cmd)
