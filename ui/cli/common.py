@@ -115,6 +115,39 @@ def open_stores(ctx):
         fail(str(exc))
 
 
+def search_query(ctx, image: Path, refuse=fail):
+    """(the search service, the query) for the image file `image` (ui/services/query.py): read, decoded, looked up
+    and embedded after the stores are checked. A file that cannot be used, or an empty collection, is one line
+    through `refuse` (fail, or a command's own that is heard while the console is quiet)."""
+    from imgsearch.ingest.decode import ImageRejected
+    from imgsearch.search.service import SearchService
+    from imgsearch.ui.services.query import (
+        EmptyCollectionError,
+        QueryFileError,
+        check_searchable,
+        query_vector,
+        read_query_file,
+    )
+
+    opened = []
+
+    def ready() -> SearchService:
+        stores = open_stores(ctx)
+        service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
+        check_searchable(service, ctx.require_intact)
+        opened.append(service)
+        return service
+
+    try:
+        data = read_query_file(image, ctx.settings.max_image_pixels)
+        query = query_vector(data, ctx.backbone, ctx.Session, ready, ctx.settings.max_image_pixels)
+    except ImageRejected as exc:
+        refuse(f"{image}: {exc.message}")
+    except (QueryFileError, EmptyCollectionError) as exc:
+        refuse(exc.text())
+    return opened[0], query
+
+
 def enqueue(data_dir: Path | None, folder: str, options: dict, kind: str = "ingest") -> int:
     """Queue a job for `imgsearch worker`; its id."""
     from imgsearch.db import jobs

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, open_stores, quiet
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, quiet, search_query
 from imgsearch.ui.services.export import (
     FORMATS,
     SUSPECT_FIELDS,
@@ -27,34 +27,15 @@ def _refuse(message: str) -> None:
 
 
 def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) -> list[dict]:
-    import hashlib
-
-    from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
     from imgsearch.search.class_aware import query_distribution
-    from imgsearch.search.service import Ranking, SearchService
+    from imgsearch.search.service import Ranking
 
-    try:
-        read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
-        data = image.expanduser().read_bytes()
-        query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
-    except OSError as exc:
-        _refuse(f"cannot read {image}: {exc.strerror or exc}")
-    except ImageRejected as exc:
-        _refuse(f"{image}: {exc.message}")
-    with ctx.Session() as s:
-        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-    stores = open_stores(ctx)
-    ctx.require_intact()
-    if stores.faiss.count() == 0:
-        _refuse("the collection is empty: run `imgsearch ingest FOLDER` first")
-    service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
-    xq = service.embed(query)
+    service, query = search_query(ctx, image, refuse=_refuse)
     proba = None
     trained = ctx.trained() if class_aware else None
     if trained is not None and trained.has_classifier:
-        proba = query_distribution(trained.models["svm"], xq)
-    response = service.ranked(xq, k, Ranking(proba, collapse), exclude_id=known.id if known is not None else None)
+        proba = query_distribution(trained.models["svm"], query.vector)
+    response = service.ranked(query.vector, k, Ranking(proba, collapse), exclude_id=query.own_id)
     return result_rows(response.results)
 
 

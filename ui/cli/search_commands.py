@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imgsearch.search.payload import FILTER_FIELDS, Filter
-from imgsearch.ui.cli.common import DataDirOpt, console, fail, load_settings, open_context, open_stores
+from imgsearch.ui.cli.common import DataDirOpt, console, load_settings, open_context, search_query
 
 
 def with_filter_options(command):
@@ -66,34 +66,14 @@ def search_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Most similar images: FAISS ranking, or a Qdrant filtered search when any filter is given."""
-    import hashlib
-
-    from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
     from imgsearch.models.classifiers import top_k_probabilities
     from imgsearch.models.persistence import ModelLoadError
-    from imgsearch.search.service import SearchService
+    from imgsearch.search.service import Ranking
     from imgsearch.ui.services.report import results_table
 
     with open_context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, fail included
-        try:
-            read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
-            data = image.expanduser().read_bytes()
-            # decoded as the ingest decoded the collection, so a stored image finds itself at 1.0000
-            query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
-        except OSError as exc:
-            fail(f"cannot read {image}: {exc.strerror or exc}")
-        except ImageRejected as exc:
-            fail(f"{image}: {exc.message}")
-        with ctx.Session() as s:
-            known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-            own_id = known.id if known is not None else None
-        stores = open_stores(ctx)
-        ctx.require_intact()
-        if stores.faiss.count() == 0:
-            fail("the collection is empty: run `imgsearch ingest FOLDER` first")
-        service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
-        xq = service.embed(query)
+        service, query = search_query(ctx, image)
+        xq = query.vector
         try:
             # Lazily: a search reads the SVM (the small file) and never the random forest (the largest by far).
             trained = ctx.trained(lazy=True)
@@ -103,33 +83,22 @@ def search_cmd(
             trained = None
             console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
                           "that are gone; `imgsearch doctor` checks them.", highlight=False)
-        if flt is not None and not flt.is_empty():
-            response, how = service.filtered(xq, k, flt, exclude_id=own_id), "Qdrant filtered search"
-        elif class_aware and trained is not None and trained.has_classifier:
+        has_classifier = trained is not None and trained.has_classifier
+        filtered = flt is not None and not flt.is_empty()
+        proba = None
+        if class_aware and has_classifier and not filtered:
             from imgsearch.search.class_aware import query_distribution
 
             proba = query_distribution(trained.models["svm"], xq)
-            response = service.neighbours_class_aware(xq, k, proba, exclude_id=own_id)
-            how = "FAISS neighbours, class-aware"
-        else:
-            response, how = service.neighbours(xq, k, exclude_id=own_id), "FAISS neighbours"
+        response = service.ranked(xq, k, Ranking(proba, collapse), exclude_id=query.own_id, flt=flt)
+        how = ("Qdrant filtered search" if filtered
+               else "FAISS neighbours, class-aware" if proba is not None else "FAISS neighbours")
         if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
             how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
-        if trained is not None and trained.has_classifier:
+        if has_classifier:
             top = top_k_probabilities(trained.models["svm"], xq[None, :], k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
         if collapse:
-            from imgsearch.search.service import collapse_duplicates
-
-            # Ask for more, so that k remain once the near-duplicates are folded away.
-            more = k * 3
-            if flt is not None and not flt.is_empty():
-                response = service.filtered(xq, more, flt, exclude_id=own_id)
-            elif class_aware and trained is not None and trained.has_classifier:
-                response = service.neighbours_class_aware(xq, more, proba, exclude_id=own_id)
-            else:
-                response = service.neighbours(xq, more, exclude_id=own_id)
-            response.results = collapse_duplicates(response.results)[:k]
             how += ", near-duplicates collapsed"
         if not response.results:
             console.print("no image matches these filters")

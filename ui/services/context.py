@@ -18,6 +18,7 @@ from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui.services import backbone_choice
+from imgsearch.ui.services.errors import QdrantUnreachableError, StoreMissingError
 from imgsearch.ui.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ def default_workers(settings: Settings) -> int:
         return max(1, cores - 1)
     # On the CPU the forward pass wants the cores itself; one decoder process beside it was fastest on 2 cores.
     return max(1, min(4, cores // 2))
-
-
-class QdrantUnreachableError(RuntimeError):
-    """The Qdrant server of IMGSEARCH_QDRANT_URL does not answer: one line saying what to do."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"The Qdrant server IMGSEARCH_QDRANT_URL={url} cannot be reached ({reason}): start it, or "
-                         "point IMGSEARCH_QDRANT_URL at a running one (unset, the embedded store is used), and run "
-                         "the command again.")
 
 
 QDRANT_DEFAULT_PORT = 6333  # qdrant-client's, for a URL without one
@@ -91,11 +83,6 @@ LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "du
 
 # Roles that only read the catalogue: they open it read-only where its folder cannot be written.
 READ_ONLY_ROLES = frozenset({"search", "export", "doctor", "app", "api"})
-
-
-class StoreMissingError(RuntimeError):
-    """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
-    round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
 
 
 @dataclass

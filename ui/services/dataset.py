@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from imgsearch.ui.services.errors import AppError
+
 log = logging.getLogger(__name__)
 
 CALTECH_SUBPATH = Path("caltech101") / "101_ObjectCategories"
 
 
-class DatasetUnavailable(RuntimeError):
-    pass
+class DatasetUnavailable(AppError, RuntimeError):
+    """No folder to train on (none given, none found, the download failed): the message says which."""
+
+    code = "dataset_unavailable"
+    status = 404
 
 
 def candidate_dirs(data_dir: Path, cwd: Path | None = None) -> list[Path]:

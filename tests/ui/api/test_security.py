@@ -79,7 +79,7 @@ def _raising(exc):
 def _errors():
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError
-    from imgsearch.ui.services.context import StoreMissingError
+    from imgsearch.ui.services.errors import StoreMissingError
 
     return [
         (StoreBusyError("held by pid 1"), 503, "store_busy", "busy"),
