@@ -46,21 +46,21 @@ class ApiState:
 
     @property
     def Session(self) -> sessionmaker[Session]:
-        if "Session" not in self.ctx.__dict__:
+        if not self.ctx.is_loaded("Session"):
             with self._lock:
                 return self.ctx.Session  # opens (and migrates) the database once
         return self.ctx.Session
 
     @property
     def backbone(self) -> Backbone:
-        if self.ctx._backbone is None:
+        if not self.ctx.is_loaded("backbone"):
             with self._lock:
                 return self.ctx.backbone
         return self.ctx.backbone
 
     @property
     def stores(self) -> Stores:
-        if "stores" not in self.ctx.__dict__:
+        if not self.ctx.is_loaded("stores"):
             with self._lock:
                 return self.ctx.stores
         return self.ctx.stores

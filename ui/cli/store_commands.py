@@ -22,45 +22,20 @@ def doctor_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Check that SQLite, Qdrant and the FAISS mirror hold the same ids, vectors and current predictions."""
-    from imgsearch.models.persistence import ModelLoadError
+    from imgsearch.search.index import StoreBusyError, StoreMismatchError
     from imgsearch.ui.cli.backup_commands import finish_interrupted_restore
     from imgsearch.ui.services import doctor
 
     finish_interrupted_restore(data_dir)  # a killed restore: its data dir is checked once whole again
     with open_context("doctor", data_dir=data_dir) as ctx:
-        if repair:
-            for line in doctor.open_for_repair(ctx):
-                console.print(f"repair: {line}", highlight=False)
-        else:
-            problem = doctor.catalogue_problem(ctx)
-            if problem:
-                fail(problem)
-        stores = open_stores(ctx)
-
-        def models():
-            try:
-                return ctx.trained(), None
-            except ModelLoadError as exc:
-                return None, str(exc)
-
-        trained, problem = models()
-        report = doctor.check(ctx.Session, stores, trained, problem, deep=deep, cache=ctx.cache,
-                              backbone=ctx.backbone, current_run_id=ctx.trained_run_id())
-        for line in report.lines():
-            console.print(line, highlight=False)
-        if repair and problem:
-            console.print(f"repair: {doctor.refit_models(ctx)}", highlight=False)
-            trained, problem = models()
-        if repair and not report.consistent:
-            for line in doctor.repair(ctx.Session, stores, ctx.cache, report, trained, delete_orphans=delete_orphans,
-                                      backbone=ctx.backbone, models_dir=ctx.settings.models_dir,
-                                      duplicate_threshold=ctx.settings.duplicate_threshold):
-                console.print(f"repair: {line}", highlight=False)
-            trained, problem = models()  # runs restored from their model files may have made some current
-            report = doctor.check(ctx.Session, stores, trained, problem, cache=ctx.cache,
-                                  current_run_id=ctx.trained_run_id())
-            console.print(report.lines()[-1])
-    if not report.consistent:
+        try:
+            result = doctor.run(ctx, repair=repair, delete_orphans=delete_orphans, deep=deep,
+                                say=lambda line: console.print(line, highlight=False))
+        except (StoreBusyError, StoreMismatchError) as exc:
+            fail(str(exc))
+    if result.refused:
+        fail(result.refused)
+    if not result.consistent:
         raise typer.Exit(1)
 
 

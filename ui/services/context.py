@@ -206,6 +206,16 @@ class Context:
                              duplicate_threshold=s.duplicate_threshold,
                              confine_to=None if confine_to is None else tuple(str(p) for p in confine_to))
 
+    def is_loaded(self, part: str) -> bool:
+        """Whether "Session", "backbone" or "stores" is built already (the API builds each once, under a lock)."""
+        if part == "backbone":
+            return self._backbone is not None
+        return part in self.__dict__
+
+    def reopen_catalogue(self) -> None:
+        """Forget the catalogue's sessions: the next use opens (and migrates) the database again."""
+        self.__dict__.pop("Session", None)
+
     def close(self) -> None:
         """Close the stores (releasing the embedded store's lock); a later use opens them again."""
         stores = self.__dict__.pop("stores", None)
