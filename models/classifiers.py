@@ -6,14 +6,17 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.kernel_approximation import Nystroem
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
+from sklearn.utils import check_random_state
 
 # The classifiers fit on a capped, stratified sample (capped_sample) so their cost stops growing with the
 # collection: at Caltech-101 size (6,941 training images) both caps are above the whole training set. The forest's
@@ -137,6 +140,28 @@ def capped_sample(y: np.ndarray, max_total: int | None, random_state: int = 0, m
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
+def fit_nystroem(ny: Nystroem, X: np.ndarray) -> Nystroem:
+    """Nystroem.fit with the landmark kernel's inverse square root from a symmetric eigendecomposition.
+
+    sklearn takes it from a full SVD, which for 4,096 landmarks was most of a training run's SVM fit and of
+    the label review's; the kernel is symmetric, so eigh gives the same matrix (singular values |w|, and
+    U diag(1/sqrt(s)) V' = Q diag(sign(w) / sqrt(|w|)) Q', with sklearn's 1e-12 floor) several times faster
+    (docs/benchmarks.md). Same landmarks as Nystroem.fit for the same random_state, so saved models and
+    figures do not move; the fitted object is a plain Nystroem, so model files load as before.
+    """
+    n = X.shape[0]
+    basis_inds = check_random_state(ny.random_state).permutation(n)[: min(ny.n_components, n)]
+    basis = X[basis_inds]
+    kernel = rbf_kernel(basis, gamma=ny.gamma).astype(np.float64)
+    w, Q = scipy.linalg.eigh(kernel, overwrite_a=True, check_finite=False)
+    ny.normalization_ = (Q * (np.sign(w) / np.sqrt(np.maximum(np.abs(w), 1e-12)))) @ Q.T
+    ny.components_ = basis
+    ny.component_indices_ = basis_inds
+    ny._n_features_out = len(basis_inds)
+    ny.n_features_in_ = X.shape[1]
+    return ny
+
+
 class RBFFeatures(TransformerMixin, BaseEstimator):
     """A Nystroem map of the RBF kernel: rows -> (n, m) float32 features whose dot products approximate it.
 
@@ -155,8 +180,9 @@ class RBFFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: Any = None) -> RBFFeatures:
         X = np.asarray(X, dtype=np.float32)
         self.gamma_ = 1.0 / (X.shape[1] * float(X.var())) if self.gamma == "scale" else float(self.gamma)
-        self.nystroem_ = Nystroem(kernel="rbf", gamma=self.gamma_, n_components=min(self.n_components, X.shape[0]),
-                                  random_state=self.random_state).fit(X)
+        self.nystroem_ = fit_nystroem(Nystroem(kernel="rbf", gamma=self.gamma_,
+                                                n_components=min(self.n_components, X.shape[0]),
+                                                random_state=self.random_state), X)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -165,6 +191,23 @@ class RBFFeatures(TransformerMixin, BaseEstimator):
         for i in range(0, X.shape[0], _BLOCK):  # Nystroem works in float64: one block at a time
             out[i : i + _BLOCK] = self.nystroem_.transform(X[i : i + _BLOCK])
         return out
+
+
+def normal_equations(F: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(F1'F1, F1'T) in float64, with F1 = [F, 1] and T the ±1 one-vs-rest targets of the class codes.
+
+    Sums over rows, block by block: the least-squares SVM's whole dependence on its training rows.
+    """
+    m = F.shape[1]
+    gram = np.zeros((m + 1, m + 1))
+    rhs = np.zeros((m + 1, n_classes))
+    for i in range(0, F.shape[0], _BLOCK):
+        block = np.hstack([F[i : i + _BLOCK], np.ones((min(_BLOCK, F.shape[0] - i), 1), np.float32)])
+        targets = -np.ones((block.shape[0], n_classes), dtype=np.float32)
+        targets[np.arange(block.shape[0]), codes[i : i + _BLOCK]] = 1.0
+        gram += (block.T @ block).astype(np.float64)
+        rhs += (block.T @ targets).astype(np.float64)
+    return gram, rhs
 
 
 class LeastSquaresSVC(ClassifierMixin, BaseEstimator):
@@ -183,14 +226,7 @@ class LeastSquaresSVC(ClassifierMixin, BaseEstimator):
         F = np.asarray(F, dtype=np.float32)
         self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
         m = F.shape[1]
-        gram = np.zeros((m + 1, m + 1))
-        rhs = np.zeros((m + 1, self.classes_.size))
-        for i in range(0, F.shape[0], _BLOCK):
-            block = np.hstack([F[i : i + _BLOCK], np.ones((min(_BLOCK, F.shape[0] - i), 1), np.float32)])
-            targets = -np.ones((block.shape[0], self.classes_.size), dtype=np.float32)
-            targets[np.arange(block.shape[0]), codes[i : i + _BLOCK]] = 1.0
-            gram += (block.T @ block).astype(np.float64)
-            rhs += (block.T @ targets).astype(np.float64)
+        gram, rhs = normal_equations(F, codes, self.classes_.size)
         gram[np.diag_indices(m + 1)] += self.alpha
         W = np.linalg.solve(gram, rhs)
         self.coef_ = np.ascontiguousarray(W[:m].T, dtype=np.float32)

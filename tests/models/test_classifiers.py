@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.kernel_approximation import Nystroem
 
 from imgsearch.models.classifiers import (
     LeastSquaresSVC,
@@ -12,6 +13,7 @@ from imgsearch.models.classifiers import (
     check_class_sizes,
     classification_metrics,
     fit_classifier,
+    fit_nystroem,
     make_random_forest,
     make_svm,
     stratified_split,
@@ -190,3 +192,17 @@ def test_rbf_features_approximate_the_kernel_and_map_in_blocks(monkeypatch):
     np.testing.assert_allclose(F @ F.T, rbf_kernel(X, gamma=rbf.gamma_), atol=1e-4)
     monkeypatch.setattr(classifiers, "_BLOCK", 7)
     np.testing.assert_allclose(rbf.transform(X), F, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_components", [50, 300])
+def test_fit_nystroem_by_eigh_is_sklearns_fit(n_components):
+    # Same landmarks and the same inverse square root as Nystroem.fit's SVD, up to float rounding; 300
+    # landmarks from 300 rows makes the kernel nearly singular, where the 1e-12 floor decides.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    gamma = 1.0 / (16 * float(X.var()))
+    ours = fit_nystroem(Nystroem(kernel="rbf", gamma=gamma, n_components=n_components, random_state=0), X)
+    theirs = Nystroem(kernel="rbf", gamma=gamma, n_components=n_components, random_state=0).fit(X)
+    assert (ours.component_indices_ == theirs.component_indices_).all()
+    np.testing.assert_allclose(ours.transform(X[:40]), theirs.transform(X[:40]), atol=1e-4)

@@ -47,15 +47,22 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(
         None, ge=1, description="Threads for one forward pass; default: the machine's physical cores."
     )
-    seed: int = 0
-    k_clusters: int = Field(50, ge=2)
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    include_background: bool = False
+    seed: int = Field(0, description="Random seed of the train/validation split, the clusterings and the samples "
+                      "training measures on.")
+    k_clusters: int = Field(50, ge=2, description="Clusters K-Means and Agglomerative Ward make.")
+    val_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of the labelled images held out (stratified) to validate the "
+        "classifiers and query the retrieval evaluation."
+    )
+    include_background: bool = Field(
+        False, description="Ingest Caltech-101's BACKGROUND_Google folder too (skipped by default; also "
+        "--include-background)."
+    )
     max_image_pixels: int = Field(
         89_478_485, ge=1, description="Images larger than this are refused as decompression bombs."
     )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = Field(None, description="API key sent to the Qdrant server (printable ASCII).")
     # The Qdrant collection (search/qdrant_server.py ServerCollectionConfig; README "Running on several machines",
     # "Scale"). The HNSW, quantisation, on-disk, indexing and search settings apply to the server's collection and
     # to the embedded Qdrant Edge shard alike; shards, replication and write ordering are server-only. A server
@@ -94,7 +101,7 @@ class Settings(BaseSettings):
     qdrant_edge_owner: str = Field(
         "auto", description="Share the embedded Qdrant Edge store through one owner process that keeps it loaded "
         "(search/edge_owner.py): always, never, or auto (once the store takes 512 MiB on disk, ~100k points at "
-        "1280-d, where loading it takes half a second and more; README \"Scale\")."
+        "1280-d, where loading it takes half a second and more; docs/benchmarks.md \"Scale\")."
     )
     qdrant_edge_owner_idle_s: float = Field(900.0, gt=0, description="The owner process stops after this long "
                                             "without a request (the next client starts another).")
@@ -102,13 +109,17 @@ class Settings(BaseSettings):
         300.0, ge=0, description="`imgsearch mirror sync` re-reads points written this long before the newest "
         "it saw: covers writes in flight and clock skew between writer hosts."
     )
-    store_lock_timeout_s: float = Field(30.0, gt=0)
+    store_lock_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a process waits for the vector stores' lock before it says which process "
+        "holds it."
+    )
     faiss_index: str = Field(
-        "auto", description="The FAISS mirror's index: auto (exact up to 150,000 points, IVF<nlist>,SQ8 with an "
-        "exact re-rank above; README \"Scale\"), Flat (always exact), or any FAISS factory string."
+        "auto", description="The FAISS mirror's index: auto (exact up to 150,000 points, IVF<nlist>_HNSW32,SQ8 "
+        "with an exact re-rank above; docs/benchmarks.md \"Scale\"), Flat (always exact), or any FAISS factory string."
     )
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="Folders the app may ingest from; empty = data_dir and the dataset."
+        default_factory=list, description="Folders the app and the HTTP API may ingest from; empty = "
+        "data_dir and the dataset."
     )
     api_key: str | None = Field(
         None, description="Key the HTTP API requires in the X-API-Key header; `imgsearch serve` insists on one "
@@ -117,7 +128,7 @@ class Settings(BaseSettings):
     duplicate_threshold: float = Field(
         DEFAULT_THRESHOLD, gt=0.0, le=1.0, description="Cosine similarity at or above which two images are "
         "near-duplicates (at ingest, in `imgsearch duplicates` and when a removal regroups); the default was "
-        "measured for EfficientNet-Lite2 (README, \"Near-duplicates\")."
+        "measured for EfficientNet-Lite2 (docs/benchmarks.md, \"Near-duplicate threshold\")."
     )
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest upload the HTTP API accepts.")
     lease_s: float = Field(
