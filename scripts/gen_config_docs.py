@@ -104,7 +104,8 @@ def render() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
         if not field.description:
-            raise SystemExit(f"Settings.{name} has no description: add Field(description=...) in ui/services/settings.py")
+            raise SystemExit(f"Settings.{name} has no description: add Field(description=...) in "
+                             "ui/services/settings.py")
         kind = ", ".join(filter(None, (type_name(field.annotation), bounds(field))))
         rows.append(f"| `{env_name(name, field)}` | {kind} | {default_text(name, field)} | {cell(field.description)} |")
     prefix = Settings.model_config.get("env_prefix", "")
