@@ -14,8 +14,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imgsearch.db.collection import labelled_split  # noqa: E402
-from imgsearch.ui.context import Context  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
+from imgsearch.ui.services.context import Context  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
 
 
 def main() -> None:

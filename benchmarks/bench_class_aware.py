@@ -28,9 +28,9 @@ from imgsearch.models.classifiers import fit_classifier, make_svm, stratified_sp
 from imgsearch.models.label_issues import out_of_fold_probabilities  # noqa: E402
 from imgsearch.models.retrieval_eval import average_precision_at_k, precision_at_k  # noqa: E402
 from imgsearch.search.class_aware import POOL, class_aware_scores  # noqa: E402
-from imgsearch.ui.context import Context  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
-from imgsearch.ui.training import labelled_features  # noqa: E402
+from imgsearch.ui.services.context import Context  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
+from imgsearch.ui.services.training import labelled_features  # noqa: E402
 
 LAMBDAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 100.0)
 K = 10

@@ -75,8 +75,8 @@ def query_latencies(data_dir: Path, env: dict, images) -> list[float]:
 def time_queries(data_dir: Path, paths: list[Path]) -> None:
     from PIL import Image
 
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     bb = Context(Settings(data_dir=data_dir), role="bench").backbone  # runtime, backbone: from the environment
     bb.embed_images([Image.open(paths[0]).convert("RGB")])  # warm-up

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imgsearch.db import repository as repo  # noqa: E402
 from imgsearch.ingest.curation import annotate_batch  # noqa: E402
-from imgsearch.ui.context import Context  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
+from imgsearch.ui.services.context import Context  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ from imgsearch.ingest.embed import embed_paths  # noqa: E402
 from imgsearch.ingest.scan import scan_folder  # noqa: E402
 from imgsearch.models.backbones import Backbone, ResNet50Backbone, load_backbone  # noqa: E402
 from imgsearch.models.onnx_backbone import OnnxBackbone, min_cosine, physical_cores, with_runtime  # noqa: E402
-from imgsearch.ui.context import default_workers  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
+from imgsearch.ui.services.context import default_workers  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
 
 
 def forward_rate(bb: Backbone, x: torch.Tensor, batch: int, repeats: int = 2) -> float:

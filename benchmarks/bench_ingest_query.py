@@ -27,8 +27,8 @@ from imgsearch.db import repository as repo  # noqa: E402
 from imgsearch.ingest.decode import load_rgb  # noqa: E402
 from imgsearch.ingest.pipeline import ingest_folder  # noqa: E402
 from imgsearch.search.index import Filter  # noqa: E402
-from imgsearch.ui.context import Context, default_workers  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
+from imgsearch.ui.services.context import Context, default_workers  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
 
 
 def stats(ts: list[float]) -> str:

@@ -132,7 +132,7 @@ def generate(source: Path, out: Path, n: int, n_heic: int, seed: int) -> dict:
 
 
 def _settings(data_dir: Path, backbone: str):
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     return Settings(data_dir=data_dir, backbone=backbone, qdrant_url=None, runtime="auto")
 
@@ -157,7 +157,7 @@ class _PeakRss(threading.Thread):
 
 def _child_ingest(folder: Path, data_dir: Path, backbone: str, full_decode: bool) -> None:
     from imgsearch.ingest.pipeline import ingest_folder
-    from imgsearch.ui.context import Context
+    from imgsearch.ui.services.context import Context
 
     ctx = Context(_settings(data_dir, backbone), role="ingest")
     peak = _PeakRss()
@@ -189,7 +189,7 @@ def _top10(x: np.ndarray) -> list[set[int]]:
 
 def _child_agree(out: Path, source: Path, data_dir: Path, backbone: str, n_source: int, seed: int) -> None:
     from imgsearch.ingest.decode import decode, decode_side
-    from imgsearch.ui.context import Context
+    from imgsearch.ui.services.context import Context
 
     manifest = json.loads((out / "manifest.json").read_text())
     ctx = Context(_settings(data_dir, backbone), role="search")

@@ -61,9 +61,9 @@ def score(X: np.ndarray, y_noisy: np.ndarray, changed: np.ndarray, method: str) 
 
 
 def store_features(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
-    from imgsearch.ui.training import labelled_features
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
+    from imgsearch.ui.services.training import labelled_features
 
     ctx = Context(Settings(data_dir=data_dir), role="bench")
     _, X, y = labelled_features(ctx.Session, ctx.cache)

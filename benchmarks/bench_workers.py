@@ -31,8 +31,8 @@ from sqlalchemy import select  # noqa: E402
 
 from imgsearch.db import jobs  # noqa: E402
 from imgsearch.db.models import Run  # noqa: E402
-from imgsearch.ui.context import open_database  # noqa: E402
-from imgsearch.ui.settings import Settings  # noqa: E402
+from imgsearch.ui.services.context import open_database  # noqa: E402
+from imgsearch.ui.services.settings import Settings  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 

@@ -1,7 +1,7 @@
 """`imgsearch worker`: take jobs from the queue (and an optional inbox folder) until told to stop.
 
 The worker knows the queue, not the jobs: each job kind ("ingest", "train") is run by a handler it is
-given, so the application layer decides how (imgsearch.ui.jobs) and tests can hand it fakes.
+given, so the application layer decides how (imgsearch.ui.services.jobs) and tests can hand it fakes.
 
 Any number of workers, on any hosts, can share one catalogue: a job is leased to one of them (db/jobs.py) and
 the lease renewed while it runs; a worker that dies is noticed when its lease expires and its job retried by

@@ -1,6 +1,6 @@
 """2-D maps of the image features for the app's Clusters page: PCA and UMAP of one seeded sample.
 
-Computed once per training run (ui/embedding_maps.py stores the result with the run), so the app draws and
+Computed once per training run (ui/services/embedding_maps.py stores the result with the run), so the app draws and
 recolours the map without recomputing anything.
 """
 

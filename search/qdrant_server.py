@@ -377,7 +377,7 @@ class QdrantClientIndex:
         ]
         self.client.batch_update_points(self.collection, operations, wait=True, ordering=self._ordering)
 
-    # ---- what `imgsearch mirror sync` and backups read (search/mirror_sync.py, ui/backup.py) --------------
+    # ---- what `imgsearch mirror sync` and backups read (search/mirror_sync.py, ui/services/backup.py) --------------
 
     def newest_write(self) -> int | None:
         """The newest WRITTEN_KEY stamp in the collection (None: no stamped point)."""

@@ -158,7 +158,7 @@ class SearchService:
         if ranking.mmr_lambda is not None and len(results) > 1:
             vectors = self.faiss.get_vectors([r.id for r in results])
             results = [results[i] for i in mmr(np.array([r.score for r in results]), vectors, k, ranking.mmr_lambda)]
-        return SearchResponse(results[:k], response.search_ms)
+        return SearchResponse(results[:k], response.search_ms, response.source)
 
     def ranked(self, query: np.ndarray, k: int, ranking: Ranking, exclude_id: int | None = None,
                flt: Filter | None = None) -> SearchResponse:

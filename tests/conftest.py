@@ -41,8 +41,8 @@ def backbone():
 @pytest.fixture
 def ctx(tmp_path, backbone):
     """A Context on an empty data dir in tmp_path, with the tiny backbone; closed after the test."""
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     c = Context(Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0), role="test",
                 _backbone=backbone)
@@ -84,7 +84,7 @@ def catalogue_database():
         if os.environ.get("IMGSEARCH_REQUIRE_POSTGRESQL") == "1":
             pytest.fail(f"IMGSEARCH_REQUIRE_POSTGRESQL=1 but {reason.split(': ')[0]}", pytrace=False)
         pytest.skip(reason)
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     cluster = databases.Cluster(bindir).start()
     databases.ACTIVE = databases.Databases(cluster)

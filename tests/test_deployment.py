@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE_NODE = ("worker", "app", "api")

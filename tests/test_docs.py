@@ -45,10 +45,10 @@ def test_configuration_md_is_generated_from_settings():
 
 
 def test_every_setting_has_a_description_and_a_row():
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     missing = [name for name, field in Settings.model_fields.items() if not field.description]
-    assert not missing, f"add Field(description=...) in ui/settings.py for: {', '.join(missing)}"
+    assert not missing, f"add Field(description=...) in ui/services/settings.py for: {', '.join(missing)}"
     page = _generator().render()
     for name in Settings.model_fields:
         assert f"| `IMGSEARCH_{name.upper()}` |" in page

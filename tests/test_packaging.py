@@ -29,7 +29,8 @@ def test_the_wheel_installs_only_imgsearch(tmp_path):
     wheel = next((tmp_path / "dist").glob("imgsearch_selfhosted-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"imgsearch", wheel.name.split("-py3")[0] + ".dist-info"}
-    for expected in ("imgsearch/ui/cli.py", "imgsearch/ui/web/app.py", "imgsearch/ui/web/screens/search_page.py",
+    for expected in ("imgsearch/ui/cli/main.py", "imgsearch/ui/services/context.py", "imgsearch/ui/web/app.py",
+                     "imgsearch/ui/web/screens/search_page.py",
                      "imgsearch/db/alembic.ini", "imgsearch/db/migrations/env.py",
                      "imgsearch/db/migrations/versions/0002_job_kind.py", "imgsearch/models/backbones.py",
                      "imgsearch/search/stores.py", "imgsearch/ingest/pipeline.py"):

@@ -1,5 +1,5 @@
-"""The application layer: settings, the per-process context, the training and doctor services, and the entry
-points that use them (the CLI here, the Streamlit app in web/)."""
+"""The application layer: the services (services/: settings, the per-process context, training, doctor, ...) and
+the three front ends that use them (cli/, the Streamlit app in web/, the HTTP API in api/)."""
 
 import os
 

@@ -375,8 +375,8 @@ def catalogue_images(data_dir: Path) -> list[tuple[str, str | None]]:
     from sqlalchemy import select
 
     from imgsearch.db.models import Image
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     Session = open_database(Settings(data_dir=Path(data_dir)))
     with Session() as s:

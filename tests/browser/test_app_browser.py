@@ -34,8 +34,8 @@ def _expected(collection, backbone) -> dict[str, Expected]:
     from imgsearch.ingest.decode import decode_side, load_rgb
     from imgsearch.search.index import Filter
     from imgsearch.search.service import SearchService
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     settings = Settings(data_dir=collection.data_dir, backbone="efficientnet_lite0", num_workers=0,
                         dataset_dir=collection.photos, qdrant_url=None)

@@ -56,8 +56,8 @@ def page(setup, browser_page):
 
 
 def _db(setup):
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     return open_database(Settings(data_dir=setup.collection.data_dir))
 

@@ -50,8 +50,8 @@ def _catalogue(collection: Collection) -> dict[str, tuple[int, str | None]]:
     from sqlalchemy import select
 
     from imgsearch.db.models import Image
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     with open_database(Settings(data_dir=collection.data_dir))() as s:
         return {n: (i, label) for i, n, label in s.execute(select(Image.id, Image.file_name, Image.label))}

@@ -17,7 +17,7 @@ def test_review_a_duplicate_group_in_the_browser(browser_available, browser_page
     from imgsearch.db import collection as data
     from imgsearch.db import repository as repo
     from imgsearch.db.session import make_engine, session_factory
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     col = build_collection(tmp_path, backbone)  # tiny backbone: each generated class is one group of six
     engine = make_engine(Settings(data_dir=col.data_dir).db_url)

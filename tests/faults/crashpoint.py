@@ -66,13 +66,13 @@ KILL_POINTS: dict[str, str] = {
     "commit": "sqlalchemy.engine.default:DefaultDialect.do_commit",
     "atomic_write": "imgsearch.models.files:atomic_write",  # model files, FAISS manifest, backup manifest
     "os.replace": "os:replace",  # the rename inside atomic_write: its temp file is complete, not yet in place
-    "copy_tree": "imgsearch.ui.backup:_copy_tree",  # backup: a store folder or the models, cp -a
+    "copy_tree": "imgsearch.ui.services.backup:copy_tree",  # backup: a store folder or the models, cp -a
     "copy2": "shutil:copy2",
-    "backup_catalogue": "imgsearch.ui.backup:_backup_catalogue",
+    "backup_catalogue": "imgsearch.ui.services.backup:_backup_catalogue",
     # restore: everything is copied into a staging folder, a journal written, then swapped in by renames
-    "stage_copy": "imgsearch.ui.restore:_copy_tree",
-    "restore_catalogue": "imgsearch.ui.restore:_stage_sqlite",
-    "swap_journal": "imgsearch.ui.restore_swap:write_journal",
+    "stage_copy": "imgsearch.ui.services.restore:copy_tree",
+    "restore_catalogue": "imgsearch.ui.services.restore:_stage_sqlite",
+    "swap_journal": "imgsearch.ui.services.restore_swap:write_journal",
     "os.rename": "os:rename",
 }
 OUTCOMES_OK = ("finished", "rolled back")
@@ -206,8 +206,8 @@ def snapshot(data_dir: str, stores: bool = True) -> dict[str, Any]:
     from imgsearch.ingest.payload_sync import catalogue_payload
     from imgsearch.models.trained import PREDICTION_FIELDS, has_models
     from imgsearch.search.payload import payload_for
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     settings = Settings(data_dir=Path(data_dir), backbone=TEST_BACKBONE)
     out: dict[str, Any] = {"problems": []}
@@ -309,8 +309,8 @@ def expire_leases(data_dir: str) -> int:
     from sqlalchemy import update
 
     from imgsearch.db.models import Run, utcnow
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     Session = open_database(Settings(data_dir=Path(data_dir), backbone=TEST_BACKBONE))
     with Session.begin() as s:
@@ -356,12 +356,12 @@ def diff_states(a: dict[str, Any], b: dict[str, Any], keys: Sequence[str]) -> li
 # ---- the fork server -----------------------------------------------------------------------------------------------
 
 # Imported once in the server so that each forked step starts in milliseconds, not in the ~5 s these take.
-WARM = ("imgsearch.ui.cli", "imgsearch.ui.doctor", "imgsearch.ui.training", "imgsearch.ui.backup",
-        "imgsearch.ui.restore", "imgsearch.ui.label_review", "imgsearch.ingest.pipeline", "imgsearch.ingest.curation",
-        "imgsearch.models.persistence", "imgsearch.models.experiment", "imgsearch.search.faiss_index",
-        "imgsearch.search.qdrant_edge", "imgsearch.search.edge_owner", "imgsearch.models.backbones",
-        "imgsearch.ui.report", "imgsearch.models.embedding_map", "sklearn.svm", "sklearn.ensemble", "torchvision",
-        "umap", "pynndescent")
+WARM = ("imgsearch.ui.cli", "imgsearch.ui.services.doctor", "imgsearch.ui.services.training",
+        "imgsearch.ui.services.backup", "imgsearch.ui.services.restore", "imgsearch.ui.services.label_review",
+        "imgsearch.ingest.pipeline", "imgsearch.ingest.curation", "imgsearch.models.persistence",
+        "imgsearch.models.experiment", "imgsearch.search.faiss_index", "imgsearch.search.qdrant_edge",
+        "imgsearch.search.edge_owner", "imgsearch.models.backbones", "imgsearch.ui.services.report",
+        "imgsearch.models.embedding_map", "sklearn.svm", "sklearn.ensemble", "torchvision", "umap", "pynndescent")
 
 
 def _warm_up() -> None:

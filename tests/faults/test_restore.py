@@ -21,11 +21,11 @@ import pytest
 
 from imgsearch.models.files import file_sha256
 from imgsearch.search.factory import index_root
-from imgsearch.ui.backup import MANIFEST_NAME, backup
-from imgsearch.ui.context import Context
-from imgsearch.ui.restore import restore
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import run_training
+from imgsearch.ui.services.backup import MANIFEST_NAME, backup
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.restore import restore
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 from tests.databases import database_env, on_postgresql
 from tests.ui.api_server import ApiServer
@@ -229,7 +229,7 @@ def test_a_restore_killed_at_any_step_leaves_the_old_or_the_new_collection(at, b
 
 def test_any_process_opening_the_data_dir_finishes_a_restore_killed_mid_swap(backups, target, tmp_path, backbone):
     """Not only doctor: the app, serve or a worker starting first must not run on a mix of old and new."""
-    from imgsearch.ui import doctor
+    from imgsearch.ui.services import doctor
 
     _kill_restore_at(8 if on_postgresql() else 6, backups["new"], target, tmp_path)  # some files renamed, not all
     assert (target / ".restore-staging" / "SWAP.json").exists()

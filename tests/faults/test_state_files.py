@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import run_training
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import run_training
 from tests.conftest import TEST_BACKBONE, copy_store, run_cli, write_dataset
 
 pytestmark = pytest.mark.slow

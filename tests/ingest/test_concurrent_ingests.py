@@ -22,9 +22,9 @@ from imgsearch.db import repository as repo
 from imgsearch.db.models import Image, ImagePath
 from imgsearch.ingest import pipeline
 from imgsearch.ingest.pipeline import ingest_folder
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests import databases
 from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 
@@ -111,7 +111,7 @@ def test_a_batch_written_twice_at_once_leaves_every_payload_as_the_catalogue_say
 RACER = """
 import sys, time
 from pathlib import Path
-import imgsearch.ingest.pipeline, imgsearch.ui.context
+import imgsearch.ingest.pipeline, imgsearch.ui.services.context
 from imgsearch.ui.cli import run
 ready, go, folder = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 ready.touch()

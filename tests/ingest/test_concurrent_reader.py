@@ -13,9 +13,9 @@ import pytest
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.search.index import Filter
 from imgsearch.search.service import SearchService
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests import databases
 from tests.helpers import TEST_BACKBONE, write_dataset
 

@@ -13,9 +13,9 @@ from contextlib import closing
 import pytest
 
 from imgsearch.db import repository as repo
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests import databases
 from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 

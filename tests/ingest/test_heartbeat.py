@@ -8,7 +8,7 @@ import time
 from imgsearch.db import jobs
 from imgsearch.ingest.heartbeat import Heartbeat, live_beats
 from imgsearch.ingest.worker import Worker
-from imgsearch.ui.jobs import job_handlers
+from imgsearch.ui.services.jobs import job_handlers
 
 
 def test_a_beat_is_live_until_it_is_stale_or_stopped(tmp_path):

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from imgsearch.db import jobs
 from imgsearch.db.models import Image, SkippedFile
 from imgsearch.ingest.worker import Worker
-from imgsearch.ui.context import open_database
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import open_database
+from imgsearch.ui.services.settings import Settings
 from tests.helpers import TEST_BACKBONE, run_cli, write_dataset
 
 

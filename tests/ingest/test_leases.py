@@ -14,7 +14,7 @@ from imgsearch.db import repository as repo
 from imgsearch.db.models import Job, utcnow
 from imgsearch.ingest.leases import keep_job
 from imgsearch.ingest.pipeline import ingest_folder, recover
-from imgsearch.ui import doctor
+from imgsearch.ui.services import doctor
 
 LEASE_S = 2.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from imgsearch.db import repository as repo
 from imgsearch.ingest import payload_sync
 from imgsearch.ingest.pipeline import ingest_folder
-from imgsearch.ui import doctor
+from imgsearch.ui.services import doctor
 
 
 def _ingest(ctx, folder):

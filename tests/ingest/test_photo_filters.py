@@ -14,7 +14,7 @@ import pytest
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.search.payload import Filter, day_start
 from imgsearch.search.service import SearchService
-from imgsearch.ui import doctor
+from imgsearch.ui.services import doctor
 from tests.helpers import run_cli
 from tests.helpers.photos import camera_exif, heic_bytes, jpeg_bytes, photo
 

@@ -23,7 +23,7 @@ from imgsearch.ingest.embed import embed_paths
 from imgsearch.ingest.quality import file_quality
 from imgsearch.ingest.scan import scan_folder
 from imgsearch.models.backbones import resize_side
-from imgsearch.ui.web.inputs import UPLOAD_TYPES
+from imgsearch.ui.services.inputs import UPLOAD_TYPES
 
 pillow_heif = pytest.importorskip("pillow_heif")
 

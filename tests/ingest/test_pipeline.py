@@ -11,10 +11,10 @@ import pytest
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import train
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import train
 from tests.helpers import TEST_BACKBONE, write_dataset
 
 

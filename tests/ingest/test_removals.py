@@ -10,9 +10,9 @@ import pytest
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder, remove_paths
 from imgsearch.models.backbones import TinyBackbone
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests.helpers import CLASS_STYLES, TEST_BACKBONE, write_dataset
 
 
@@ -159,7 +159,7 @@ def test_a_relabel_killed_between_the_two_stores_is_seen_by_doctor_and_repaired(
                                                                                  monkeypatch):
     """Issue 20, item 3: doctor compared Qdrant's payloads with the catalogue, never the mirror's."""
     from imgsearch.search.faiss_index import FaissIndex
-    from imgsearch.ui.label_review import relabel
+    from imgsearch.ui.services.label_review import relabel
 
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         _ingest(ctx, tiny_dataset)

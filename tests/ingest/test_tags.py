@@ -10,8 +10,8 @@ from imgsearch.db import collection
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.models.backbones import TinyBackbone
 from imgsearch.search.payload import Filter
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests.helpers import TEST_BACKBONE, run_cli
 
 

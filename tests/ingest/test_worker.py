@@ -15,10 +15,10 @@ from sqlalchemy import update
 from imgsearch.db import jobs
 from imgsearch.db.models import Job, utcnow
 from imgsearch.ingest.worker import JobResult, Worker
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.jobs import job_handlers
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.jobs import job_handlers
+from imgsearch.ui.services.settings import Settings
 from tests import databases
 from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 

@@ -17,9 +17,9 @@ import pytest
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image, ImagePath
-from imgsearch.ui import doctor
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests.databases import database_env
 from tests.helpers import CLASS_STYLES, TEST_BACKBONE, make_image, wait_until
 

@@ -81,7 +81,7 @@ def test_runtime_choices(backbone, tmp_path):
 def test_settings_validate_the_runtime(tmp_path):
     from pydantic import ValidationError
 
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     assert Settings(data_dir=tmp_path, runtime="onnx").onnx_dir == (tmp_path / "onnx").resolve()
     with pytest.raises(ValidationError, match="unknown runtime 'cuda'"):

@@ -42,8 +42,8 @@ def test_unknown_precision(fresh_tiny):
 
 
 def test_context_refuses_mixed_precision_on_onnx(tmp_path):
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     ctx = Context(Settings(data_dir=tmp_path, backbone="tiny", runtime="onnx", precision="bf16"))
     with pytest.raises(BackboneUnavailable, match="needs the torch runtime"):

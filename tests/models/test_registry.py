@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from imgsearch.models.backbones import CHOICES, REGISTRY, BackboneOptions, ResNet50Backbone, load_backbone
 from imgsearch.ui.cli import app
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:

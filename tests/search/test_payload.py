@@ -30,8 +30,8 @@ from imgsearch.search.payload import (
 )
 from imgsearch.search.qdrant_edge import SCHEMA_TYPES, EdgeIndex
 from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, _client_schema
-from imgsearch.ui.cli import _with_filter_options
 from imgsearch.ui.cli import app as cli_app
+from imgsearch.ui.cli.search_commands import with_filter_options
 
 INFO = BackboneId("schemanet", 4, "ab" * 32)
 runner = CliRunner()
@@ -196,7 +196,7 @@ def _capture_app():
     app = typer.Typer()
 
     @app.command()
-    @_with_filter_options
+    @with_filter_options
     def probe(k: int = 1, flt: Filter | None = None, tail: str = "") -> None:
         seen.update(k=k, flt=flt, tail=tail)
 

@@ -17,7 +17,7 @@ from imgsearch.search.factory import open_index
 from imgsearch.search.index import Filter
 from imgsearch.search.qdrant_edge import SHARD_DIR, EdgeIndex
 from imgsearch.search.qdrant_server import ServerCollectionConfig
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 DIM, N, K = 32, 2000, 10
 INFO = BackboneId("testnet", DIM, "ab" * 32)

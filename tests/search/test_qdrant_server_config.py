@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient, models
 
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, ServerCollectionConfig
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 INFO = BackboneId("testnet", 8, "ab" * 32)
 ENV = {

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from imgsearch.db import repository as repo
-from imgsearch.ui import backbone_choice
-from imgsearch.ui.context import Context, open_database
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import backbone_choice
+from imgsearch.ui.services.context import Context, open_database
+from imgsearch.ui.services.settings import Settings
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def build_calls(monkeypatch, backbone):
         calls.append(name)
         return backbone
 
-    monkeypatch.setattr("imgsearch.ui.context.load_backbone", fake_load)
+    monkeypatch.setattr("imgsearch.ui.services.context.load_backbone", fake_load)
     return calls
 
 

@@ -20,12 +20,12 @@ from imgsearch.models.files import DiskFullError
 from imgsearch.search.index import Filter
 from imgsearch.search.qdrant_server import QdrantClientIndex
 from imgsearch.search.service import SearchService
-from imgsearch.ui import backup as backup_mod
-from imgsearch.ui.backup import MANIFEST_NAME, BackupError, backup
-from imgsearch.ui.context import Context
-from imgsearch.ui.restore import restore
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import run_training
+from imgsearch.ui.services import backup as backup_mod
+from imgsearch.ui.services.backup import MANIFEST_NAME, BackupError, backup
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.restore import restore
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 from tests.databases import database_env, on_postgresql
 
@@ -93,7 +93,7 @@ def test_a_killed_backup_is_refused_on_restore(collection, tmp_path, capsys, mon
     ready = tmp_path / "ready"
     script = (
         "import sys, time, pathlib\n"
-        "import imgsearch.ui.backup as b\n"
+        "import imgsearch.ui.services.backup as b\n"
         "def stall(out, manifest):\n"
         f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
         "    time.sleep(120)\n"
@@ -131,7 +131,7 @@ def test_a_failed_backup_leaves_no_manifest(collection, tmp_path, monkeypatch):
     def fails(*args):
         raise OSError("disk went away")
 
-    monkeypatch.setattr(backup_mod, "_count_copies", fails)
+    monkeypatch.setattr(backup_mod, "count_copies", fails)
     with pytest.raises(OSError):
         backup(_settings(collection), _identity(), tmp_path / "bk")
     assert list(tmp_path.iterdir()) == []  # neither the target nor its partial copy

@@ -7,7 +7,7 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 from tests.helpers import run_cli
 
 
@@ -29,7 +29,7 @@ BAD_ENV = [
 
 @pytest.mark.parametrize(("name", "value"), BAD_ENV)
 def test_a_bad_setting_is_one_line_naming_it(name, value, monkeypatch):
-    from imgsearch.ui.settings import settings_problem
+    from imgsearch.ui.services.settings import settings_problem
 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError) as err:
@@ -55,7 +55,7 @@ def test_a_bad_setting_stops_the_cli_with_exit_2(name, value, tmp_path, capsys, 
 
 
 def test_a_sqlite_url_in_a_missing_folder_is_refused_not_created(tmp_path, capsys, monkeypatch):
-    from imgsearch.ui.settings import settings_problem
+    from imgsearch.ui.services.settings import settings_problem
 
     missing = tmp_path / "nowhere" / "sub"
     with pytest.raises(ValidationError) as err:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from imgsearch.db import repository as repo
 from imgsearch.db.session import init_db, make_engine, session_factory
 from imgsearch.ui.cli import app
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 from tests.helpers import TEST_BACKBONE
 
 runner = CliRunner()
@@ -112,7 +112,7 @@ def test_a_faiss_index_faiss_cannot_build_is_one_clear_line(tmp_path, capsys, mo
 def test_app_serves_with_streamlits_development_aids_off(tmp_path, monkeypatch):
     """`imgsearch app` execs Streamlit with its serving flags: without them each rerun paid a full gc.collect(2)
     (~0.4 s with torch loaded) and a thread polled every module file (README "Benchmarks", the app)."""
-    import imgsearch.ui.cli as cli
+    import imgsearch.ui.cli.server_commands as cli
 
     seen = {}
     monkeypatch.setattr(cli.os, "execve", lambda exe, cmd, env: seen.update(cmd=cmd, env=env))

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from imgsearch.search.stores import Stores
-from imgsearch.ui import doctor
 from imgsearch.ui.cli import app
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 
 runner = CliRunner()
 
@@ -76,8 +76,8 @@ def tmp_dataset_image(tiny_dataset):
 
 
 def test_decoder_workers_scale_with_the_cores_when_a_gpu_embeds(monkeypatch, tmp_path):
-    from imgsearch.ui.context import default_workers
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import default_workers
+    from imgsearch.ui.services.settings import Settings
 
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_workers(Settings(data_dir=tmp_path)) == 4  # the CPU embeds: the cores are the forward pass's

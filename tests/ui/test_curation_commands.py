@@ -107,7 +107,7 @@ def test_suspects_finds_the_mislabelled_image_and_relabel_fixes_it(labelled, cap
     assert (row.label, row.label_score, row.suggested_label) == ("apples", None, None)
     for _, index in ctx.stores.all:
         assert index.get_payloads([apple])[0]["label"] == "apples"
-    from imgsearch.ui.training import labelled_features
+    from imgsearch.ui.services.training import labelled_features
 
     ids, _, y = labelled_features(ctx.Session, ctx.cache)  # what the next `train` fits on
     assert y[list(ids).index(apple)] == "apples"

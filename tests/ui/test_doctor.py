@@ -9,16 +9,16 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-import imgsearch.ui.training as training
+import imgsearch.ui.services.training as training
 from imgsearch.db import repository as repo
 from imgsearch.models.backbones import TinyBackbone
 from imgsearch.search.index import Filter
 from imgsearch.search.service import SearchService
-from imgsearch.ui import doctor
 from imgsearch.ui.cli import app
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import run_training
+from imgsearch.ui.services import doctor
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import run_training
 from tests import databases
 from tests.helpers import TEST_BACKBONE, write_dataset
 

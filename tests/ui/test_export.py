@@ -10,7 +10,7 @@ import pytest
 
 from imgsearch.ingest.curation import find_duplicates
 from imgsearch.ingest.pipeline import ingest_folder
-from imgsearch.ui.export import ExportError, export_to_folder, to_text
+from imgsearch.ui.services.export import ExportError, export_to_folder, to_text
 from tests.helpers import run_cli, write_dataset
 
 

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from imgsearch.ui.export import export_to_folder, to_text
+from imgsearch.ui.services.export import export_to_folder, to_text
 
 
 def test_csv_cells_a_spreadsheet_would_run_are_quoted():

@@ -9,9 +9,9 @@ from imgsearch.db import jobs
 from imgsearch.db import repository as repo
 from imgsearch.ingest.worker import JobRequest, JobResult, Worker
 from imgsearch.ui.cli import app
-from imgsearch.ui.context import Context
-from imgsearch.ui.jobs import job_handlers
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.jobs import job_handlers
+from imgsearch.ui.services.settings import Settings
 
 runner = CliRunner()
 

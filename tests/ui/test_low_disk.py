@@ -25,8 +25,8 @@ def _labels(data_dir) -> dict[str, int]:
     from collections import Counter
 
     from imgsearch.db.models import Image
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     with open_database(Settings(data_dir=data_dir))() as s:
         return dict(Counter(label for (label,) in s.query(Image.label)))

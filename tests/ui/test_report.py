@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from imgsearch.ui.report import print_summary, runs_table
+from imgsearch.ui.services.report import print_summary, runs_table
 
 
 def complete_metrics() -> dict[str, float]:

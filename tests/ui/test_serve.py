@@ -21,7 +21,7 @@ def test_openapi_schema_is_valid(tmp_path, monkeypatch):
     from openapi_spec_validator import validate
 
     from imgsearch.ui.api.app import create_app
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     schema = create_app(Settings(data_dir=tmp_path / "data", backbone="tiny")).openapi()
     validate(schema)

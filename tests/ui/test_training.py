@@ -9,9 +9,9 @@ import imgsearch.ingest.pipeline as pipeline
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ui.cli import app
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import run_training
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import run_training
 from tests.helpers import TEST_BACKBONE, write_dataset
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_ctrl_c_during_ingest_says_what_was_kept_and_how_to_resume(settings, tmp
 def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(settings, tmp_path, backbone):
     """Issue 20, item 12: `train` within the lease of a killed first ingest trained on empty stores and said ok."""
     from imgsearch.db import leases
-    from imgsearch.ui.training import IngestInProgress
+    from imgsearch.ui.services.training import IngestInProgress
 
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
     with Context(settings, _backbone=backbone) as ctx:
@@ -87,7 +87,7 @@ def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(
 def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(settings, tmp_path, backbone,
                                                                               monkeypatch):
     """Issue 20, item 12: two `train --force` at once both printed "models of run N are now current"."""
-    import imgsearch.ui.training as training
+    import imgsearch.ui.services.training as training
 
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
     with Context(settings, _backbone=backbone) as ctx:
@@ -113,7 +113,7 @@ def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(se
 def test_train_on_an_unlabelled_collection_fits_the_clusters_and_leaves_the_collection_as_it_was(
         settings, tmp_path, backbone, monkeypatch):
     """Issue 23, item 1: `train` on a --no-labels collection pulled Caltech-101 into it and trained on that."""
-    import imgsearch.ui.training as training
+    import imgsearch.ui.services.training as training
 
     def no_demo_dataset(*_a, **_kw):
         raise AssertionError("train looked for the demo dataset on a collection that is not empty")
@@ -138,7 +138,7 @@ def test_train_on_an_unlabelled_collection_fits_the_clusters_and_leaves_the_coll
         assert not trained.has_classifier and trained.classes == []
         payloads = ctx.stores.faiss.get_payloads([i for i, *_ in after])
         assert {p["kmeans_cluster"] for p in payloads} == {0, 1, 2}
-        from imgsearch.ui import doctor
+        from imgsearch.ui.services import doctor
 
         assert doctor.check(ctx.Session, ctx.stores, trained, cache=ctx.cache).consistent
     assert outcome.metrics["n_images"] == 18 and outcome.metrics["n_labelled"] == 0

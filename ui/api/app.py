@@ -12,8 +12,8 @@ from imgsearch.ui.api import classify, collection, errors, health, images, jobs,
 from imgsearch.ui.api.schemas import ErrorBody
 from imgsearch.ui.api.security import BodyLimitMiddleware, api_key_checker, body_limit
 from imgsearch.ui.api.state import ApiState
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 
 API_VERSION = "v1"
 _ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 500, 503)}

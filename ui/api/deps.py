@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from datetime import date
 from typing import Annotated, Any
@@ -10,8 +9,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Query, Request
 
-from imgsearch.db import repository as repo
-from imgsearch.ingest.decode import decode_side
+from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.payload import (
     CONDITION_PARAMS,
     FILTER_FIELDS,
@@ -23,8 +21,9 @@ from imgsearch.search.payload import (
 from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults
-from imgsearch.ui.api.security import decode_upload
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.services import inputs
+from imgsearch.ui.services.query import check_searchable, query_vector
 
 K_DEFAULT = 10
 MAX_K = 1000
@@ -39,24 +38,23 @@ def get_state(request: Request) -> ApiState:
 
 
 def ready_service(state: ApiState):
-    """The search service, after the checks the CLI makes before searching (stores intact, collection not empty)."""
+    """The search service, after the checks the CLI makes before searching (stores intact, collection not empty:
+    EmptyCollectionError, a 409)."""
     service = state.service()
-    state.require_intact()  # a deleted store must not look like "nothing matches"
-    if service.faiss.count() == 0:
-        raise ApiError(409, "empty_collection", "The collection is empty: ingest a folder first "
-                                                "(POST /v1/jobs/ingest or `imgsearch ingest FOLDER`).")
+    check_searchable(service, state.require_intact)
     return service
 
 
 def upload_query(state: ApiState, data: bytes) -> tuple[np.ndarray, int | None]:
-    """(query vector, the upload's own catalogue id if its content is catalogued) for uploaded bytes: the
-    CLI's `search`: decoded in memory with the bomb check, embedded, its own entry left out of the results."""
-    image = decode_upload(data, state.settings.max_image_pixels, decode_side(state.backbone))
-    service = ready_service(state)
-    with state.Session() as s:
-        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-        own_id = known.id if known is not None else None
-    return service.embed(image), own_id
+    """(query vector, the upload's own catalogue id if its content is catalogued) for uploaded bytes, as the CLI's
+    `search` makes them (ui/services/query.py); an upload that is not a usable image is a 422 with the reason as
+    its code."""
+    try:
+        query = query_vector(data, state.backbone, state.Session, lambda: ready_service(state),
+                             state.settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise ApiError(422, exc.reason, inputs.upload_error(exc)) from exc
+    return query.vector, query.own_id
 
 
 def require_image(state: ApiState, image_id: int):

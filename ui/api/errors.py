@@ -1,9 +1,9 @@
-"""Every error the API returns is JSON `{"error": {"code", "message"}}`; known failures map to clear statuses."""
+"""Every error the API returns is JSON `{"error": {"code", "message"}}`: ApiError (the API's own: a route's 404, 422,
+409 ...), and the application's known failures (ui/services/errors.py AppError) with their status and code."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger(__name__)
+from imgsearch.ui.services.errors import AppError
 
-REPAIR_HINT = "Run `imgsearch doctor --repair` on the server."
+log = logging.getLogger(__name__)
 
 # Default codes for the statuses that Starlette/FastAPI raise themselves (unknown route, wrong method...).
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -21,14 +21,12 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
                  422: "invalid_request", 503: "unavailable"}
 
 
-class ApiError(Exception):
-    """An error with its HTTP status, a stable machine-readable code and a message for people."""
+class ApiError(AppError):
+    """An error of the API's own (a route's 404, 409, 422 ...): its HTTP status, a stable machine-readable code, a
+    message for people, and extra fields for the body."""
 
     def __init__(self, status: int, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code, status=status)
         self.extra = extra
 
 
@@ -52,73 +50,27 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def known_error(exc: Exception) -> tuple[int, str, str] | None:
-    """(status, code, message) for the failures the CLI also reports as one clear line (see cli._known_errors)."""
-    from sqlalchemy.exc import DatabaseError, OperationalError
+    """(status, code, message) for a known failure (ui/services/errors.py: an AppError, or an error of the layers
+    below translated to one, as the CLI reports it); None for anything else (a 500)."""
+    from imgsearch.ui.services.errors import as_app_error
 
-    from imgsearch.db.session import CORRUPT_ERRORS, CorruptDatabaseError, SchemaVersionError, sqlite_error_name
-    from imgsearch.models.backbones import BackboneUnavailable
-    from imgsearch.models.persistence import ModelLoadError
-    from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import QdrantUnreachableError, StoreMissingError
-
-    if isinstance(exc, QdrantUnreachableError):  # found before the client is even made (ui/context.check_qdrant)
-        return 503, "store_unreachable", str(exc)
-    if isinstance(exc, StoreBusyError):
-        return 503, "store_busy", f"The vector store is busy (an ingest may be running); try again shortly. {exc}"
-    if isinstance(exc, StoreDamagedError | StoreMissingError):
-        code = "store_damaged" if isinstance(exc, StoreDamagedError) else "store_missing"
-        message = str(exc)
-        return 503, code, message if "doctor --repair" in message else f"{message} {REPAIR_HINT}"
-    if isinstance(exc, StoreMismatchError):
-        return 503, "store_mismatch", str(exc)
-    if isinstance(exc, ModelLoadError):
-        return 503, "models_unavailable", f"The trained models cannot be loaded: {exc}. Run `imgsearch doctor`."
-    if isinstance(exc, BackboneUnavailable):
-        return 503, "backbone_unavailable", str(exc)
-    if isinstance(exc, CorruptDatabaseError) or (
-        isinstance(exc, DatabaseError) and sqlite_error_name(exc) in CORRUPT_ERRORS
-    ):
-        return 503, "database_damaged", f"The catalogue database is damaged. {REPAIR_HINT}"
-    if isinstance(exc, SchemaVersionError):
-        return 503, "database_schema", str(exc)
-    if isinstance(exc, OperationalError):
-        return 503, "database_unavailable", "The catalogue database cannot be reached."
-    server = unreachable_qdrant(exc)
-    if server is not None:
-        return 503, "store_unreachable", (f"The Qdrant server at {server} cannot be reached; check that it is running "
-                                          "and that IMGSEARCH_QDRANT_URL names it.")
-    return None
-
-
-def unreachable_qdrant(exc: BaseException) -> str | None:
-    """The Qdrant server's address when `exc` is qdrant-client failing to reach it (refused, timed out, name
-    unknown); None for anything else. qdrant-client is only looked at if it was imported: it takes a second to
-    import, and an error from it means it was."""
-    import httpx
-
-    client_errors = sys.modules.get("qdrant_client.http.exceptions")
-    if client_errors is None or not isinstance(exc, client_errors.ResponseHandlingException):
+    known = as_app_error(exc)
+    if known is None:
         return None
-    source = getattr(exc, "source", None)
-    if not isinstance(source, httpx.TransportError):
-        return None
-    try:
-        url = source.request.url
-    except RuntimeError:  # an error raised before its request was attached
-        return "IMGSEARCH_QDRANT_URL"
-    return f"{url.scheme}://{url.netloc.decode()}"
+    return known.status, known.code, known.text()
 
 
 def _known_classes() -> tuple[type[Exception], ...]:
+    """The classes given a handler of their own (inside the app); the rest reach AnswerErrors."""
     from sqlalchemy.exc import DatabaseError
 
     from imgsearch.db.session import SchemaVersionError
     from imgsearch.models.backbones import BackboneUnavailable
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError, StoreMismatchError
-    from imgsearch.ui.context import StoreMissingError
+    from imgsearch.ui.services.errors import AppError
 
-    return (StoreBusyError, StoreDamagedError, StoreMissingError, StoreMismatchError, ModelLoadError,
+    return (AppError, StoreBusyError, StoreDamagedError, StoreMismatchError, ModelLoadError,
             BackboneUnavailable, DatabaseError, SchemaVersionError)
 
 

@@ -1,5 +1,6 @@
 """One catalogued image by id: its metadata, its file, a JPEG thumbnail. Only catalogued ids are served: a path
-never comes from the request, and a file is served only while it is still what was catalogued (ui/image_files.py)."""
+never comes from the request, and a file is served only while it is still what was catalogued
+(ui/services/image_files.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
 from imgsearch.ui.api.schemas import Id, ImageInfo
 from imgsearch.ui.api.state import ApiState
-from imgsearch.ui.image_files import FileUnavailable, open_catalogued, read_catalogued, signature
-from imgsearch.ui.thumbnails import thumbnail_jpeg
+from imgsearch.ui.services.image_files import FileUnavailable, open_catalogued, read_catalogued, signature
+from imgsearch.ui.services.thumbnails import thumbnail_jpeg
 
 router = APIRouter(tags=["images"])
 State = Annotated[ApiState, Depends(get_state)]

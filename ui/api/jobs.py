@@ -13,7 +13,7 @@ from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Id, IngestRequest, JobInfo, TrainRequest
 from imgsearch.ui.api.state import ApiState
-from imgsearch.ui.web import inputs
+from imgsearch.ui.services import inputs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 State = Annotated[ApiState, Depends(get_state)]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.ui.api.errors import ApiError, error_response
-from imgsearch.ui.web import inputs
+from imgsearch.ui.services import inputs
 
 API_KEY_HEADER = "X-API-Key"
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # one query image; a photo is a few MiB

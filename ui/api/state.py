@@ -14,9 +14,9 @@ from imgsearch.models.trained import TrainedModels
 from imgsearch.search.service import SearchService
 from imgsearch.search.stores import Stores
 from imgsearch.ui.api.security import MAX_UPLOAD_BYTES
-from imgsearch.ui.context import Context
-from imgsearch.ui.image_files import readable_roots
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.image_files import readable_roots
+from imgsearch.ui.services.settings import Settings
 
 ROOTS_TTL_S = 5.0
 
@@ -46,21 +46,21 @@ class ApiState:
 
     @property
     def Session(self) -> sessionmaker[Session]:
-        if "Session" not in self.ctx.__dict__:
+        if not self.ctx.is_loaded("Session"):
             with self._lock:
                 return self.ctx.Session  # opens (and migrates) the database once
         return self.ctx.Session
 
     @property
     def backbone(self) -> Backbone:
-        if self.ctx._backbone is None:
+        if not self.ctx.is_loaded("backbone"):
             with self._lock:
                 return self.ctx.backbone
         return self.ctx.backbone
 
     @property
     def stores(self) -> Stores:
-        if "stores" not in self.ctx.__dict__:
+        if not self.ctx.is_loaded("stores"):
             with self._lock:
                 return self.ctx.stores
         return self.ctx.stores

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from imgsearch.ui.export import FORMATS, to_text
+from imgsearch.ui.services.export import FORMATS, to_text
 
 MIME = {"csv": "text/csv", "json": "application/json"}
 

@@ -2,7 +2,7 @@
 the Image page (/image?id=N) for a link of its own.
 
 The image is always looked up by its catalogue id; the file shown is the catalogue's path for that id, never a
-path that came with the request, and only while it still holds the catalogued bytes (ui/image_files.py).
+path that came with the request, and only while it still holds the catalogued bytes (ui/services/image_files.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from imgsearch.db import repository as repo
-from imgsearch.ui.image_files import FileUnavailable, read_catalogued, readable_roots
+from imgsearch.ui.services.image_files import FileUnavailable, read_catalogued, readable_roots
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views
 
@@ -65,7 +65,7 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
 
 
 def _original(row, roots) -> None:
-    try:  # the bytes of the file as catalogued, or nothing (a link pointed elsewhere since: ui/image_files.py)
+    try:  # the bytes of the file as catalogued, or nothing (a link pointed elsewhere since: ui/services/image_files.py)
         raw = read_catalogued(row.path, row.content_hash, roots, row.size_bytes)
     except FileUnavailable as exc:
         st.warning(f"The image file {row.path} {exc.message}.")

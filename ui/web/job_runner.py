@@ -14,8 +14,8 @@ import threading
 
 from imgsearch.ingest.heartbeat import Heartbeat
 from imgsearch.ingest.worker import Worker
-from imgsearch.ui.context import Context
-from imgsearch.ui.jobs import job_handlers
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.jobs import job_handlers
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import streamlit as st
 
 from imgsearch.db import jobs
 from imgsearch.ingest.heartbeat import live_beats
-from imgsearch.ui.web import job_status
-from imgsearch.ui.web.job_status import JobView
+from imgsearch.ui.services import job_status
+from imgsearch.ui.services.job_status import JobView
 
 RECENT = timedelta(minutes=10)  # a finished job stays in the panel this long, so its outcome is seen
 REFRESH_S = 1.0

@@ -28,10 +28,10 @@ from imgsearch.db import repository as repo
 from imgsearch.models.trained import TrainedModels
 from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
-from imgsearch.ui.context import Context
-from imgsearch.ui.image_files import FileUnavailable, read_catalogued, readable_roots, signature
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.thumbnails import THUMB_SIZE, thumbnail_jpeg
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.image_files import FileUnavailable, read_catalogued, readable_roots, signature
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.thumbnails import THUMB_SIZE, thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def _roots_at(key: str, _period: int) -> tuple[Path, ...]:
 
 def thumbnail(path: str, boxed: bool = False) -> bytes | None:
     """JPEG bytes of a ≤256 px thumbnail of a catalogued file; None when the file is missing, unreadable or no longer
-    what was catalogued (a link pointed elsewhere, an edit: see ui/image_files.py).
+    what was catalogued (a link pointed elsewhere, an edit: see ui/services/image_files.py).
 
     boxed: centred on a 256 px square, so every card of a grid has a thumbnail of the same height.
     """
@@ -321,7 +321,7 @@ def cluster_names(key: str, version: tuple) -> dict[str, dict[int, str]]:
 @st.cache_data(show_spinner="Loading the feature map…", max_entries=4)
 def map_points(key: str, version: tuple):
     """(frame of views.map_frame, the stored map) of the current training run, or None when it has no map."""
-    from imgsearch.ui import embedding_maps
+    from imgsearch.ui.services import embedding_maps
     from imgsearch.ui.web.views import map_frame
 
     run_id = version[3]

@@ -16,8 +16,9 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import ImageRejected, decode_side
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
-from imgsearch.ui.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import collection_browser, image_view, inputs, resources, views
+from imgsearch.ui.services import inputs
+from imgsearch.ui.services.thumbnails import THUMB_SIZE
+from imgsearch.ui.web import collection_browser, image_view, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 

@@ -28,8 +28,8 @@ class Served:
 def make_app(data_dir: Path, backbone, key: str | None = None, upload_limit: int | None = None, **settings):
     """An app on `data_dir` with the tiny backbone; `settings`: further Settings fields."""
     from imgsearch.ui.api import create_app
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     s = Settings(data_dir=data_dir, backbone=TEST_BACKBONE, num_workers=0, **settings)
     return create_app(s, api_key=key, ctx=Context(s, role="api", _backbone=backbone),

@@ -37,8 +37,8 @@ class Linked:
 def linked(tmp_path_factory, backbone) -> Iterator[Linked]:
     from imgsearch.db.models import Image as Row
     from imgsearch.ingest.pipeline import ingest_folder
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     root = tmp_path_factory.mktemp("linked")
     allowed = root / "allowed"

@@ -79,7 +79,7 @@ def _raising(exc):
 def _errors():
     from imgsearch.models.persistence import ModelLoadError
     from imgsearch.search.index import StoreBusyError, StoreDamagedError
-    from imgsearch.ui.context import StoreMissingError
+    from imgsearch.ui.services.errors import StoreMissingError
 
     return [
         (StoreBusyError("held by pid 1"), 503, "store_busy", "busy"),
@@ -138,7 +138,7 @@ def test_context_closed_on_shutdown(empty_dir, backbone, monkeypatch):
 
 
 def test_limits_and_key_from_the_settings(empty_dir, backbone):
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     assert {"api_key", "max_upload_bytes"} <= set(Settings.model_fields)
     with TestClient(make_app(empty_dir, backbone, api_key="from-settings", max_upload_bytes=1000)) as client:

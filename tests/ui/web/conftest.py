@@ -28,10 +28,10 @@ class Collection:
 def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
     from imgsearch.db import repository as repo
     from imgsearch.ingest.pipeline import ingest_folder, refresh_payloads
-    from imgsearch.ui import embedding_maps
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
-    from imgsearch.ui.training import train
+    from imgsearch.ui.services import embedding_maps
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
+    from imgsearch.ui.services.training import train
 
     photos = write_dataset(root / "photos", per_class=6, seed=0)
     settings = Settings(data_dir=root / "data", backbone=backbone.name, num_workers=0, dataset_dir=photos)
@@ -90,8 +90,8 @@ def page(name: str):
 def wait_for_jobs(timeout: float = 60.0) -> list:
     """Wait until no job of the current settings' queue is queued or running; the jobs, newest first."""
     from imgsearch.db import jobs
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     Session = open_database(Settings())
     seen: list = []

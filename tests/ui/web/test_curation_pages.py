@@ -9,7 +9,7 @@ import pytest
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 from tests.ui.web.conftest import Collection, copy_collection, page
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.index import Filter
-from imgsearch.ui.web import inputs, views
+from imgsearch.ui.services import inputs
+from imgsearch.ui.web import views
 
 
 def test_handle_upload_decodes_in_memory_and_names_the_problem():
@@ -104,8 +105,8 @@ def test_job_progress_lines_have_rate_and_time_left():
     from datetime import UTC, datetime, timedelta
 
     from imgsearch.ingest.heartbeat import Beat
-    from imgsearch.ui.web import job_status
-    from imgsearch.ui.web.job_status import JobView
+    from imgsearch.ui.services import job_status
+    from imgsearch.ui.services.job_status import JobView
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     job = JobView(3, "ingest", "/photos/flowers", "running", 100, 400, 0, now - timedelta(seconds=20), None, None, None)

@@ -26,8 +26,8 @@ class Linked:
 def linked(tmp_path, backbone, monkeypatch) -> Linked:
     from imgsearch.db import repository as repo
     from imgsearch.ingest.pipeline import ingest_folder
-    from imgsearch.ui.context import Context
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
 
     gen = write_dataset(tmp_path / "gen", per_class=1, seed=4)
     allowed = tmp_path / "allowed"

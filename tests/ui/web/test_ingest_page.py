@@ -28,8 +28,8 @@ def _ingest(at, folder: str, mode: str) -> None:
 
 def test_a_linked_file_outside_the_roots_is_not_ingested(fresh_env, tmp_path_factory):
     from imgsearch.db import repository as repo
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     private = tmp_path_factory.mktemp("elsewhere") / "private.jpg"
     private.write_bytes((fresh_env.photos / "grass" / "grass_000.jpg").read_bytes()[:-2] + b"\xff\xd9")
@@ -49,8 +49,8 @@ def test_files_directly_in_the_folder_are_flagged_and_can_take_its_name(fresh_en
     from sqlalchemy import select
 
     from imgsearch.db.models import Image
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     at = page("ingest")
     at.run()
@@ -84,8 +84,8 @@ def test_an_empty_folder_says_it_found_no_images(fresh_env):
 
 def test_queued_ingest_keeps_the_app_roots_for_the_worker(fresh_env):
     from imgsearch.db import jobs
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     at = page("ingest")
     at.run()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from imgsearch.ui.web import job_status
-from imgsearch.ui.web.job_status import JobView
+from imgsearch.ui.services import job_status
+from imgsearch.ui.services.job_status import JobView
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

@@ -147,7 +147,7 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
     from imgsearch.db import collection
     from imgsearch.db.session import make_engine, session_factory
     from imgsearch.search.payload import FILTER_FIELDS, list_filter_columns
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.settings import Settings
 
     engine = make_engine(Settings().db_url)
     with session_factory(engine)() as s:
@@ -345,8 +345,8 @@ def test_query_and_k_carry_from_search_to_filtered_and_into_the_url(app_env):
 
 def test_a_link_sets_query_k_and_filters(app_env):
     from imgsearch.db import collection as data
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.settings import Settings
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
 
     with open_database(Settings())() as s:
         image_id, name = data.collection_files(s)[3]

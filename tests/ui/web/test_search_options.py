@@ -4,8 +4,8 @@ by ticking results, and the results' download, on the tiny trained collection (A
 from __future__ import annotations
 
 from imgsearch.db import repository as repo
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
 from tests.ui.web.conftest import page
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
-from imgsearch.ui.export import image_rows
+from imgsearch.ui.services.export import image_rows
 from imgsearch.ui.web import export_widgets, image_view, resources, views, widgets
 
 PREFIX = "clusters"

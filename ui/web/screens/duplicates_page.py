@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.ui.export import image_rows
+from imgsearch.ui.services.export import image_rows
 from imgsearch.ui.web import export_widgets, resources, widgets
 
 PREFIX = "dups"

@@ -13,8 +13,9 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import ACCEPTED_EXTENSIONS
 from imgsearch.ingest.heartbeat import live_beats
 from imgsearch.ingest.scan import IGNORED_NAMES
-from imgsearch.ui.web import inputs, job_status, resources, views
-from imgsearch.ui.web.job_status import JobView
+from imgsearch.ui.services import inputs, job_status
+from imgsearch.ui.services.job_status import JobView
+from imgsearch.ui.web import resources, views
 
 PREFIX = "ingest"
 MODES = ("Run here now", "Queue for the worker")

@@ -9,7 +9,7 @@ import streamlit as st
 from imgsearch.search.class_aware import query_distribution
 from imgsearch.search.diversity import DEFAULT_MMR_LAMBDA, POOL_FACTOR
 from imgsearch.search.service import Ranking, SearchResponse
-from imgsearch.ui.export import result_rows
+from imgsearch.ui.services.export import result_rows
 from imgsearch.ui.web import export_widgets, resources, views, widgets
 from imgsearch.ui.web import query_state as qs
 

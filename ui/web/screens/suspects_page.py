@@ -7,14 +7,14 @@ from __future__ import annotations
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.ui.export import SUSPECT_FIELDS, image_rows
+from imgsearch.ui.services.export import SUSPECT_FIELDS, image_rows
 from imgsearch.ui.web import export_widgets, resources, views, widgets
 
 PREFIX = "suspects"
 
 
 def relabel(state: resources.AppState, image_id: int, label: str) -> None:
-    from imgsearch.ui.label_review import relabel as do_relabel
+    from imgsearch.ui.services.label_review import relabel as do_relabel
 
     with widgets.store_errors():
         do_relabel(state.ctx, [image_id], label)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from imgsearch.ingest.pipeline import ingest_folder
 from imgsearch.ingest.worker import JobHandler, JobRequest, JobResult, ProgressFn
-from imgsearch.ui.context import Context
-from imgsearch.ui.settings import Settings
-from imgsearch.ui.training import IngestIncomplete, run_training
-from imgsearch.ui.web import inputs
+from imgsearch.ui.services import inputs
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.settings import Settings
+from imgsearch.ui.services.training import IngestIncomplete, run_training
 
 
 def inbox_confinement(settings: Settings, inbox: Path) -> list[Path]:

@@ -20,7 +20,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 log = logging.getLogger(__name__)
 

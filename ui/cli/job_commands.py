@@ -1,4 +1,5 @@
-"""`imgsearch jobs`: the queue with each job's state, worker, progress, attempts and errors (registered by cli.py)."""
+"""`imgsearch jobs`: the queue with each job's state, worker, progress, attempts and errors
+(registered by ui/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imgsearch.ui.cli import DataDirOpt, _fail, _settings, app, console
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, load_settings
 
 
-@app.command("jobs")
 def jobs_cmd(
     status: Annotated[str | None, typer.Option("--status", help="Only jobs in this status "
                                                "(queued, running, done, failed, cancelled).")] = None,
@@ -22,12 +22,12 @@ def jobs_cmd(
     """List jobs, newest first: state, the worker holding it, progress, attempts and errors."""
     from imgsearch.db import jobs
     from imgsearch.db.models import JOB_STATUSES
-    from imgsearch.ui.context import open_database
-    from imgsearch.ui.web.job_status import JobView, job_row
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.job_status import JobView, job_row
 
     if status is not None and status not in JOB_STATUSES:
-        _fail(f"--status must be one of {', '.join(JOB_STATUSES)}; got {status!r}")
-    Session = open_database(_settings(data_dir=data_dir))
+        fail(f"--status must be one of {', '.join(JOB_STATUSES)}; got {status!r}")
+    Session = open_database(load_settings(data_dir=data_dir))
     with Session() as s:
         rows = [job_row(JobView.of(j)) for j in jobs.list_jobs(s, status=status, limit=limit)]
     if as_json:
@@ -42,3 +42,7 @@ def jobs_cmd(
         table.add_row(str(r["id"]), r["kind"], r["folder"], r["state"], r["worker"] or "", progress,
                       str(r["attempts"]), r["error"] or "")
     console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("jobs")(jobs_cmd)

@@ -10,7 +10,7 @@ cluster would need one snapshot per node and the same topology to restore onto, 
 any server or cluster. The copies are then opened and counted.
 
 MANIFEST.json (format, versions, backbone identity, counts, every file's size and SHA-256) is written last,
-atomically: a backup without one was interrupted, and restore (ui/restore.py) refuses it.
+atomically: a backup without one was interrupted, and restore (ui/services/restore.py) refuses it.
 
 A backup is written into a hidden folder beside its target, renamed into place once complete, and removed if it
 fails (a full disk is checked for first): the target never holds half a backup.
@@ -38,8 +38,8 @@ from imgsearch.models.files import DiskFullError, atomic_write, file_sha256, fre
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import index_root
 from imgsearch.search.locking import StoreLock
-from imgsearch.ui.backbone_choice import RECORD as BACKBONE_RECORD
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.backbone_choice import RECORD as BACKBONE_RECORD
+from imgsearch.ui.services.settings import Settings
 
 MANIFEST_NAME = "MANIFEST.json"
 FORMAT = 1
@@ -68,21 +68,21 @@ class BackupReport:
         return out
 
 
-def _is_sqlite(url: str) -> bool:
+def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
-def _sqlite_path(url: str) -> Path:
+def sqlite_path(url: str) -> Path:
     return Path(url.split("///", 1)[1])
 
 
-def _libpq_url(url: str) -> str:
+def libpq_url(url: str) -> str:
     """pg_dump / pg_restore take a libpq URL: postgresql+psycopg://... -> postgresql://..."""
     scheme, rest = url.split("://", 1)
     return f"{scheme.split('+', 1)[0]}://{rest}"
 
 
-def _run_pg(args: list[str], what: str) -> None:
+def run_pg(args: list[str], what: str) -> None:
     try:
         done = subprocess.run(args, capture_output=True, text=True)
     except FileNotFoundError as exc:
@@ -110,7 +110,7 @@ def _stores_locked(folders: list[Path], timeout_s: float, role: str = "backup") 
         yield locks
 
 
-def _allocated(path: Path) -> int:
+def allocated(path: Path) -> int:
     """Bytes `path` (a file or a tree) takes on disk: what `cp --sparse=always` writes (holes stay holes)."""
     if not path.exists():
         return 0
@@ -118,7 +118,7 @@ def _allocated(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in files)
 
 
-def _disk_full(what: str, folder: Path, needed: int | None, free: int, advice: str) -> DiskFullError:
+def disk_full(what: str, folder: Path, needed: int | None, free: int, advice: str) -> DiskFullError:
     need = f"needs about {human_bytes(needed)}" if needed else "the disk filled up"
     return DiskFullError(f"not enough disk space to {what} in {folder}: {need}, {human_bytes(free)} free. "
                          f"Nothing was left half-written. {advice}", folder)
@@ -136,28 +136,28 @@ def disk_full_said(what: str, folder: Path, advice: str) -> Iterator[None]:
                 or isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
         if not full:
             raise
-        raise _disk_full(what, folder, None, free_bytes(folder), advice) from exc
+        raise disk_full(what, folder, None, free_bytes(folder), advice) from exc
 
 
 BACKUP_ADVICE = "Free some space on that disk, or back up to another one, then run the command again."
 RESTORE_ADVICE = "Free some space on that disk, then run the command again; the data directory is unchanged."
 
 
-def _copy_tree(src: Path, dst: Path, what: str = "write the backup", advice: str = BACKUP_ADVICE) -> None:
+def copy_tree(src: Path, dst: Path, what: str = "write the backup", advice: str = BACKUP_ADVICE) -> None:
     """cp -a --sparse=always: a Qdrant Edge store is ~160 MiB of sparse files that take ~0.3 MiB on disk."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], capture_output=True, text=True)
     if done.returncode != 0:
         error = (done.stderr or "").strip()
         if "No space left" in error or "Disk quota exceeded" in error:
-            raise _disk_full(what, dst.parent, None, free_bytes(dst.parent), advice)
+            raise disk_full(what, dst.parent, None, free_bytes(dst.parent), advice)
         raise BackupError(f"copying {src} failed: {error[-500:]}")
 
 
 def _backup_catalogue(settings: Settings, out: Path) -> dict[str, Any]:
     url = settings.db_url
-    if _is_sqlite(url):
-        src_path = _sqlite_path(url)
+    if is_sqlite(url):
+        src_path = sqlite_path(url)
         if not src_path.exists():
             raise BackupError(f"no catalogue at {src_path}: nothing to back up")
         src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
@@ -179,7 +179,7 @@ def _backup_catalogue(settings: Settings, out: Path) -> dict[str, Any]:
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     finally:
         engine.dispose()
-    _run_pg(["pg_dump", "--format=custom", "--no-owner", f"--file={out / CATALOGUE_PG}", _libpq_url(url)],
+    run_pg(["pg_dump", "--format=custom", "--no-owner", f"--file={out / CATALOGUE_PG}", libpq_url(url)],
             "dump the PostgreSQL catalogue")
     return {"kind": "postgresql", "file": CATALOGUE_PG, "images": int(images), "revision": revision}
 
@@ -202,7 +202,7 @@ def _export_server(qdrant: Any, out: Path) -> int:
     return len(ids)
 
 
-def _count_copies(out: Path) -> dict[str, int]:
+def count_copies(out: Path) -> dict[str, int]:
     """Open each copied store (which also proves it opens) and count its points."""
     from imgsearch.search.faiss_index import FaissIndex
     from imgsearch.search.qdrant_edge import EdgeIndex
@@ -243,10 +243,10 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 def _backup_bytes(settings: Settings, folders: list[Path], qdrant: Any | None) -> int:
     """What a backup will take on disk, about (a little more: a check, not a quota)."""
-    n = sum(_allocated(f) for f in folders) + _allocated(settings.models_dir) + (1 << 20)
-    if _is_sqlite(settings.db_url):
-        db = _sqlite_path(settings.db_url)
-        n += sum(_allocated(Path(f"{db}{suffix}")) for suffix in ("", "-wal"))
+    n = sum(allocated(f) for f in folders) + allocated(settings.models_dir) + (1 << 20)
+    if is_sqlite(settings.db_url):
+        db = sqlite_path(settings.db_url)
+        n += sum(allocated(Path(f"{db}{suffix}")) for suffix in ("", "-wal"))
     if qdrant is not None:
         n += qdrant.count() * (4 * qdrant.info.dim + 512)
     return n
@@ -278,7 +278,7 @@ def backup(settings: Settings, backbone: BackboneId, out: Path, qdrant: Any | No
     folders = store_folders(settings.data_dir)
     needed, free = _backup_bytes(settings, folders, qdrant), free_bytes(out.parent)
     if free < needed:
-        raise _disk_full("write the backup", out.parent, needed, free, BACKUP_ADVICE)
+        raise disk_full("write the backup", out.parent, needed, free, BACKUP_ADVICE)
     work = _partial(out)
     work.mkdir()
     try:
@@ -301,13 +301,13 @@ def _write_backup(settings: Settings, backbone: BackboneId, out: Path, folders: 
     with _stores_locked(folders, settings.store_lock_timeout_s):
         catalogue = _backup_catalogue(settings, out)
         for folder in folders:
-            _copy_tree(folder, out / "index" / folder.parent.name / folder.name)
+            copy_tree(folder, out / "index" / folder.parent.name / folder.name)
         server_points = None if qdrant is None else _export_server(qdrant, out)
     if settings.models_dir.is_dir():
-        _copy_tree(settings.models_dir, out / "models")
+        copy_tree(settings.models_dir, out / "models")
     if (data_dir / BACKBONE_RECORD).exists():
         shutil.copy2(data_dir / BACKBONE_RECORD, out / BACKBONE_RECORD)
-    stores = _count_copies(out)
+    stores = count_copies(out)
     if server_points is not None:
         stores[f"{SERVER_EXPORT}/{qdrant.collection}"] = server_points
     manifest = {

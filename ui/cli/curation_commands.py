@@ -1,10 +1,9 @@
-"""Curation commands of `imgsearch`: duplicates, suspects, relabel (registered on the CLI app by ui/cli.py)."""
+"""Curation commands of `imgsearch`: duplicates, suspects, relabel (registered by ui/cli/main.py)."""
 
 from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from typing import Annotated
 
 import numpy as np
@@ -12,18 +11,7 @@ import typer
 from rich.table import Table
 
 from imgsearch.models.duplicates import DEFAULT_THRESHOLD
-from imgsearch.ui.cli import DataDirOpt, _context, _fail, _stores, app, console
-
-
-@contextmanager
-def _quiet(on: bool):
-    """With --json, stdout carries the JSON alone: the usual progress lines (the backbone...) are not printed."""
-    before = console.quiet
-    console.quiet = on or before
-    try:
-        yield
-    finally:
-        console.quiet = before
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, open_stores, quiet
 
 
 def duplicate_groups_report(ctx, scan) -> list[dict]:
@@ -56,7 +44,6 @@ def duplicate_groups_report(ctx, scan) -> list[dict]:
     return out
 
 
-@app.command("duplicates")
 def duplicates_cmd(
     threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0, help=(
         "Cosine similarity at or above which two images are near-duplicates (default: "
@@ -71,13 +58,13 @@ def duplicates_cmd(
     Each group is a representative (listed first) and images within the threshold of it."""
     from imgsearch.ingest.curation import backfill_quality, find_duplicates
 
-    with _quiet(as_json), _context("duplicates", data_dir=data_dir) as ctx:
+    with quiet(as_json), open_context("duplicates", data_dir=data_dir) as ctx:
         if threshold is None:
             threshold = ctx.settings.duplicate_threshold
-        stores = _stores(ctx)
+        stores = open_stores(ctx)
         ctx.require_intact()
         if stores.faiss.count() == 0:
-            _fail("the collection is empty: run `imgsearch ingest FOLDER` first")
+            fail("the collection is empty: run `imgsearch ingest FOLDER` first")
         scan = find_duplicates(ctx.Session, stores, threshold=threshold)
         t = time.perf_counter()
         n_quality = backfill_quality(ctx.Session, stores)  # only images ingested before quality flags existed
@@ -107,7 +94,6 @@ def duplicates_cmd(
         console.print(f"… {len(groups) - limit} more groups (--limit, or --json for all)")
 
 
-@app.command("suspects")
 def suspects_cmd(
     top: Annotated[int, typer.Option("--top", min=1, help="How many suspects to list.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the suspects as JSON.")] = False,
@@ -117,13 +103,13 @@ def suspects_cmd(
     """Labelled images whose label disagrees with what the features say: out-of-fold SVM probabilities and the
     labels of the nearest neighbours, ranked by confident learning (cleanlab). Scores are kept in the catalogue
     for the app's Suspects page; `imgsearch relabel` fixes a label."""
-    from imgsearch.ui.label_review import score_labels, suspects
+    from imgsearch.ui.services.label_review import score_labels, suspects
 
-    with _quiet(as_json), _context("suspects", data_dir=data_dir) as ctx:
+    with quiet(as_json), open_context("suspects", data_dir=data_dir) as ctx:
         try:
             ids, issues, seconds = score_labels(ctx, n_splits=folds)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         found = suspects(ctx, ids, issues, top)
     n_flagged = int(issues.is_issue.sum())
     if as_json:
@@ -141,19 +127,24 @@ def suspects_cmd(
     console.print(table)
 
 
-@app.command("relabel")
 def relabel_cmd(
     label: Annotated[str, typer.Argument(help="The new label (class name).")],
     image_ids: Annotated[list[int], typer.Argument(help="Image ids (as `suspects` and `search` print them).")],
     data_dir: DataDirOpt = None,
 ) -> None:
     """Give images a new label in the catalogue and both vector stores; the next `imgsearch train` uses it."""
-    from imgsearch.ui.label_review import relabel
+    from imgsearch.ui.services.label_review import relabel
 
-    with _context("relabel", data_dir=data_dir) as ctx:
-        _stores(ctx)
+    with open_context("relabel", data_dir=data_dir) as ctx:
+        open_stores(ctx)
         try:
             n = relabel(ctx, image_ids, label)
         except (KeyError, ValueError) as exc:
-            _fail(str(exc).strip("'\""))
+            fail(str(exc).strip("'\""))
     console.print(f"relabelled {n} images as {label!r}; run `imgsearch train` to refit on the new labels")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("duplicates")(duplicates_cmd)
+    app.command("suspects")(suspects_cmd)
+    app.command("relabel")(relabel_cmd)

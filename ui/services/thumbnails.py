@@ -1,6 +1,6 @@
 """JPEG thumbnails of catalogued files, for the app and the HTTP API (each caches them its own way).
 
-Made from bytes that ui/image_files.py checked, never from a path: a thumbnail shows the file as catalogued.
+Made from bytes that ui/services/image_files.py checked, never from a path: a thumbnail shows the file as catalogued.
 """
 
 from __future__ import annotations

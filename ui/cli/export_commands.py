@@ -1,5 +1,5 @@
 """`imgsearch export`: search results, a cluster, a near-duplicate group or the suspects list as CSV/JSON on
-stdout, or the files copied (or linked) into a folder with the list beside them (registered by ui/cli.py)."""
+stdout, or the files copied (or linked) into a folder with the list beside them (registered by ui/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,34 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.ui.cli import DataDirOpt, _context, _fail, _stores, app, console
-from imgsearch.ui.curation_commands import _quiet
-from imgsearch.ui.export import FORMATS, SUSPECT_FIELDS, ExportError, export_to_folder, image_rows, result_rows, to_text
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, quiet, search_query
+from imgsearch.ui.services.export import (
+    FORMATS,
+    SUSPECT_FIELDS,
+    ExportError,
+    export_to_folder,
+    image_rows,
+    result_rows,
+    to_text,
+)
 
 
 def _refuse(message: str) -> None:
-    """_fail, heard even while the progress lines are silenced (the list alone goes to stdout)."""
+    """fail, heard even while the progress lines are silenced (the list alone goes to stdout)."""
     console.quiet = False
-    _fail(message)
+    fail(message)
 
 
 def _search_rows(ctx, image: Path, k: int, class_aware: bool, collapse: bool) -> list[dict]:
-    import hashlib
-
-    from imgsearch.db import repository as repo
-    from imgsearch.ingest.decode import ImageRejected, decode_side, load_rgb, read_file_header
     from imgsearch.search.class_aware import query_distribution
-    from imgsearch.search.service import Ranking, SearchService
+    from imgsearch.search.service import Ranking
 
-    try:
-        read_file_header(image.expanduser(), ctx.settings.max_image_pixels)  # a video is refused unread
-        data = image.expanduser().read_bytes()
-        query = load_rgb(data, ctx.settings.max_image_pixels, decode_side(ctx.backbone))
-    except OSError as exc:
-        _refuse(f"cannot read {image}: {exc.strerror or exc}")
-    except ImageRejected as exc:
-        _refuse(f"{image}: {exc.message}")
-    with ctx.Session() as s:
-        known = repo.image_by_hash(s, hashlib.sha256(data).hexdigest())
-    stores = _stores(ctx)
-    ctx.require_intact()
-    if stores.faiss.count() == 0:
-        _refuse("the collection is empty: run `imgsearch ingest FOLDER` first")
-    service = SearchService(ctx.backbone, stores.faiss, stores.qdrant)
-    xq = service.embed(query)
+    service, query = search_query(ctx, image, refuse=_refuse)
     proba = None
     trained = ctx.trained() if class_aware else None
     if trained is not None and trained.has_classifier:
-        proba = query_distribution(trained.models["svm"], xq)
-    response = service.ranked(xq, k, Ranking(proba, collapse), exclude_id=known.id if known is not None else None)
+        proba = query_distribution(trained.models["svm"], query.vector)
+    response = service.ranked(query.vector, k, Ranking(proba, collapse), exclude_id=query.own_id)
     return result_rows(response.results)
 
 
@@ -74,7 +62,6 @@ def _catalogue_rows(ctx, cluster: int | None, algorithm: str, group: int | None,
         return image_rows([rows[i] for i in ids if i in rows])
 
 
-@app.command("export")
 def export_cmd(
     query: Annotated[Path | None, typer.Option("--query", help="Export the search results of this image file.")] = None,
     cluster: Annotated[int | None, typer.Option("--cluster", help="Export the images of this cluster.")] = None,
@@ -106,7 +93,7 @@ def export_cmd(
         _refuse(f"unknown --algorithm {algorithm!r}; choose kmeans or agglomerative")
     if link and to is None:
         _refuse("--link needs --to DIR")
-    with _quiet(to is None), _context("export", data_dir=data_dir) as ctx:
+    with quiet(to is None), open_context("export", data_dir=data_dir) as ctx:
         if query is not None:
             rows = _search_rows(ctx, query, k, class_aware, collapse)
         else:
@@ -123,3 +110,7 @@ def export_cmd(
     if done.missing:
         console.print(f"[yellow]warning:[/] {len(done.missing)} catalogued files are no longer on disk and were left "
                       f"out (first: {done.missing[0]}); `imgsearch doctor` checks the catalogue", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)

@@ -10,8 +10,8 @@ import numpy as np
 from imgsearch.db import repository as repo
 from imgsearch.ingest.pipeline import sync_payloads
 from imgsearch.models.label_issues import LabelIssues, find_label_issues
-from imgsearch.ui.context import Context
-from imgsearch.ui.training import labelled_features
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.training import labelled_features
 
 
 @dataclass

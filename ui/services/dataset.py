@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from imgsearch.ui.services.errors import AppError
+
 log = logging.getLogger(__name__)
 
 CALTECH_SUBPATH = Path("caltech101") / "101_ObjectCategories"
 
 
-class DatasetUnavailable(RuntimeError):
-    pass
+class DatasetUnavailable(AppError, RuntimeError):
+    """No folder to train on (none given, none found, the download failed): the message says which."""
+
+    code = "dataset_unavailable"
+    status = 404
 
 
 def candidate_dirs(data_dir: Path, cwd: Path | None = None) -> list[Path]:
     """Where a Caltech-101 copy may already be, most specific first."""
     cwd = cwd or Path.cwd()
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     return [
         data_dir / CALTECH_SUBPATH,
         # A copy laid beside the checkout (as on the team's machines and CI); optional for users.

@@ -27,9 +27,9 @@ from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
 from imgsearch.search.index import StoreBusyError
-from imgsearch.ui import embedding_maps
-from imgsearch.ui.context import Context
-from imgsearch.ui.dataset import DatasetUnavailable, find_dataset
+from imgsearch.ui.services import embedding_maps
+from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.dataset import DatasetUnavailable, find_dataset
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,19 @@ def training_folder(ctx: Context, data: Path | None) -> Path | None:
     return folder
 
 
+@dataclass(frozen=True)
+class TrainingParams:
+    """What a training run is fitted with: K of k-means, the seed, the validation fraction."""
+
+    k_clusters: int
+    seed: int
+    val_fraction: float
+
+    @classmethod
+    def from_settings(cls, settings) -> TrainingParams:
+        return cls(settings.k_clusters, settings.seed, settings.val_fraction)
+
+
 def run_training(
     ctx: Context,
     data: Path | None = None,
@@ -254,14 +267,17 @@ def run_training(
     on_ingest_progress: Callable[[dict[str, int]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_ingested: Callable[[IngestReport], None] | None = None,
+    params: TrainingParams | None = None,
 ) -> TrainingOutcome:
     """Ingest the training folder (if any), then fit and record a training run — unless nothing changed.
 
     Raises DatasetUnavailable (no folder to train on), IngestIncomplete, or ValueError (too few images or
-    classes); a run that fails or is interrupted is recorded as such before the exception goes on.
+    classes); a run that fails or is interrupted is recorded as such before the exception goes on. `params`:
+    the run's K, seed and validation fraction (default: the settings').
     """
     t0 = time.perf_counter()
     settings, bb = ctx.settings, ctx.backbone
+    fit = params if params is not None else TrainingParams.from_settings(settings)
     folder = training_folder(ctx, data)
     report = None
     if folder is not None:
@@ -273,29 +289,29 @@ def run_training(
         if report.outcome != "ok":
             raise IngestIncomplete(report)
     _refuse_during_ingest(ctx.Session)
-    params = {"k": settings.k_clusters, "seed": settings.seed, "val_fraction": settings.val_fraction}
-    fingerprint = training_fingerprint(ctx.Session, ctx.cache, params)
+    recorded = {"k": fit.k_clusters, "seed": fit.seed, "val_fraction": fit.val_fraction}
+    fingerprint = training_fingerprint(ctx.Session, ctx.cache, recorded)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
                                                  bb)
     if previous is not None:
         # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
         # A run interrupted after its switch may have left predictions behind: they are finished here.
         resynced = sync_predictions(ctx)
-        embedding_maps.record(ctx, previous.id)  # a run from before maps were stored gets its map once
+        embedding_maps.record(ctx, previous.id, seed=fit.seed)  # a run from before maps were stored gets its map once
         with ctx.Session() as s:
             metrics = repo.run_metrics(s, previous.id)
         notes = [f"brought {resynced} stored predictions up to the current models"] if resynced else []
         return TrainingOutcome(previous.id, metrics, reused=True, ingest=report, folder=folder,
                                total_s=time.perf_counter() - t0, notes=notes)
     with ctx.Session.begin() as s:
-        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**params, **process_marker()},
+        run_id = repo.start_run(s, "train", bb.name, bb.dim, bb.weights_sha256, {**recorded, **process_marker()},
                                 str(folder) if folder else "catalogue", dataset_fingerprint=fingerprint).id
         leases.hold_run(s, run_id, leases.worker_id(), settings.lease_s)
     t_fit = time.perf_counter()
     try:
         with keep_run(ctx.Session, run_id, leases.worker_id(), settings.lease_s):
-            result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, settings.k_clusters,
-                                       settings.val_fraction, settings.seed, started=t0)
+            result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, fit.k_clusters,
+                                       fit.val_fraction, fit.seed, started=t0)
     except BaseException as exc:
         with ctx.Session.begin() as s:
             run = s.get(repo.Run, run_id)
@@ -309,7 +325,7 @@ def run_training(
     if superseded_by is None:
         sync_predictions(ctx, trained, force=True)
     # else: the newer run's own process writes its predictions; writing this run's over them would make them stale
-    embedding_maps.record(ctx, run_id)  # the Clusters page's PCA/UMAP map, computed once per run
+    embedding_maps.record(ctx, run_id, seed=fit.seed)  # the Clusters page's PCA/UMAP map, computed once per run
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
                            total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by,
                            notes=list(result.notes))

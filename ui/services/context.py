@@ -17,8 +17,9 @@ from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
 from imgsearch.search.stores import Stores, open_stores
-from imgsearch.ui import backbone_choice
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services import backbone_choice
+from imgsearch.ui.services.errors import QdrantUnreachableError, StoreMissingError
+from imgsearch.ui.services.settings import Settings
 
 if TYPE_CHECKING:
     from imgsearch.ingest.pipeline import IngestOptions
@@ -49,15 +50,6 @@ def default_workers(settings: Settings) -> int:
         return max(1, cores - 1)
     # On the CPU the forward pass wants the cores itself; one decoder process beside it was fastest on 2 cores.
     return max(1, min(4, cores // 2))
-
-
-class QdrantUnreachableError(RuntimeError):
-    """The Qdrant server of IMGSEARCH_QDRANT_URL does not answer: one line saying what to do."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"The Qdrant server IMGSEARCH_QDRANT_URL={url} cannot be reached ({reason}): start it, or "
-                         "point IMGSEARCH_QDRANT_URL at a running one (unset, the embedded store is used), and run "
-                         "the command again.")
 
 
 QDRANT_DEFAULT_PORT = 6333  # qdrant-client's, for a URL without one
@@ -96,11 +88,6 @@ LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "du
 READ_ONLY_ROLES = frozenset({"search", "export", "doctor", "app", "api"})
 
 
-class StoreMissingError(RuntimeError):
-    """A vector store is empty although the catalogue has images indexed with its backbone, or the other way
-    round: the stores hold points the catalogue has no record of (it was deleted or replaced)."""
-
-
 @dataclass
 class Context:
     settings: Settings
@@ -111,8 +98,8 @@ class Context:
     def __post_init__(self) -> None:
         # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
         from imgsearch.search.index import StoreBusyError
-        from imgsearch.ui.backup import BackupError
-        from imgsearch.ui.restore import finish_interrupted
+        from imgsearch.ui.services.backup import BackupError
+        from imgsearch.ui.services.restore import finish_interrupted
 
         try:
             done = finish_interrupted(self.settings)
@@ -129,8 +116,8 @@ class Context:
     def backbone(self) -> Backbone:
         if self._backbone is None:
             s = self.settings
-            # `auto` is resolved once per data dir and recorded (ui/backbone_choice.py): no download attempt per
-            # start, and never a silent switch to another backbone than the one the stores were built with.
+            # `auto` is resolved once per data dir and recorded (ui/services/backbone_choice.py): no download attempt
+            # per start, and never a silent switch to another backbone than the one the stores were built with.
             name, may_record = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
             network = load_backbone(name or s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
             if may_record:
@@ -255,6 +242,16 @@ class Context:
                              max_pixels=s.max_image_pixels, store_batch=s.store_batch, lease_s=s.lease_s,
                              duplicate_threshold=s.duplicate_threshold,
                              confine_to=None if confine_to is None else tuple(str(p) for p in confine_to))
+
+    def is_loaded(self, part: str) -> bool:
+        """Whether "Session", "backbone" or "stores" is built already (the API builds each once, under a lock)."""
+        if part == "backbone":
+            return self._backbone is not None
+        return part in self.__dict__
+
+    def reopen_catalogue(self) -> None:
+        """Forget the catalogue's sessions: the next use opens (and migrates) the database again."""
+        self.__dict__.pop("Session", None)
 
     def close(self) -> None:
         """Close the stores (releasing the embedded store's lock); a later use opens them again."""

@@ -1,5 +1,5 @@
 """`imgsearch mirror sync`: bring this host's FAISS mirror up to date with the Qdrant server (search/mirror_sync.py).
-Registered on the CLI app by ui/cli.py."""
+Registered by ui/cli/main.py."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.ui.cli import DataDirOpt, _context, _fail, _stores, app, console
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, open_context, open_stores
 
 mirror_app = typer.Typer(no_args_is_help=True, help="The FAISS mirror of a Qdrant server (a per-host cache).")
-app.add_typer(mirror_app, name="mirror")
 
 
 @mirror_app.command("sync")
@@ -26,12 +25,12 @@ def sync_cmd(
     the points removed there. Search ranks with Qdrant instead while the mirror is behind."""
     from imgsearch.search.mirror_sync import sync_mirror
 
-    with _context("mirror", data_dir=data_dir) as ctx:
+    with open_context("mirror", data_dir=data_dir) as ctx:
         settings = ctx.settings
         if not settings.qdrant_url:
-            _fail("mirror sync is for a Qdrant server (IMGSEARCH_QDRANT_URL): with the embedded Qdrant Edge store the "
+            fail("mirror sync is for a Qdrant server (IMGSEARCH_QDRANT_URL): with the embedded Qdrant Edge store the "
                   "FAISS mirror is written in step with it, and `imgsearch doctor` checks that they agree")
-        stores = _stores(ctx)
+        stores = open_stores(ctx)
         overlap_us = int(settings.mirror_overlap_s * 1_000_000)
         while True:
             report = sync_mirror(stores.qdrant, stores.faiss, overlap_us=overlap_us, full=full)
@@ -40,3 +39,7 @@ def sync_cmd(
                 return
             full = False
             time.sleep(every)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(mirror_app, name="mirror")

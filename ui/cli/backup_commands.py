@@ -1,4 +1,5 @@
-"""`imgsearch backup DIR` and `imgsearch restore DIR` (ui/backup.py, ui/restore.py); registered by ui/cli.py."""
+"""`imgsearch backup DIR` and `imgsearch restore DIR` (ui/services/backup.py,
+ui/services/restore.py); registered by ui/cli/main.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.ui.cli import DataDirOpt, _context, _fail, _settings, app, console
+from imgsearch.ui.cli.common import DataDirOpt, console, fail, load_settings, open_context
 
 
 def _server_index(ctx):
@@ -21,21 +22,20 @@ def _server_index(ctx):
                       qdrant_config=s.qdrant_collection)
 
 
-@app.command("backup")
 def backup_cmd(
     folder: Annotated[Path, typer.Argument(help="New or empty folder to write the backup into.")],
     data_dir: DataDirOpt = None,
 ) -> None:
     """Copy the catalogue, the vector stores, the FAISS mirror and the trained models into FOLDER, consistently
     (writers wait meanwhile), with a manifest of checksums written last."""
-    from imgsearch.ui.backup import BackupError, backup
+    from imgsearch.ui.services.backup import BackupError, backup
 
-    with _context("backup", data_dir=data_dir) as ctx:
+    with open_context("backup", data_dir=data_dir) as ctx:
         qdrant = _server_index(ctx)
         try:
             report = backup(ctx.settings, ctx.backbone.identity, folder.expanduser().resolve(), qdrant=qdrant)
         except BackupError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         finally:
             if qdrant is not None:
                 qdrant.close()
@@ -44,7 +44,6 @@ def backup_cmd(
     console.print(f"backup complete: {report.folder / 'MANIFEST.json'}", highlight=False)
 
 
-@app.command("restore")
 def restore_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder written by `imgsearch backup`.")],
     force: Annotated[bool, typer.Option("--force", help="Replace the catalogue, stores and models of a data "
@@ -54,22 +53,22 @@ def restore_cmd(
     """Restore a backup into an empty data directory (checksums, completeness and backbone checked first), then
     check with `doctor` that the catalogue and the stores agree."""
     from imgsearch.models.backbones import BackboneUnavailable, load_backbone
-    from imgsearch.ui.backup import BackupError
-    from imgsearch.ui.restore import restore
+    from imgsearch.ui.services.backup import BackupError
+    from imgsearch.ui.services.restore import restore
 
-    settings = _settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
     configured = None
     if settings.backbone != "auto":  # `auto`: the backup's recorded choice is restored with it
         try:
             configured = load_backbone(settings.backbone, resnet50_weights=settings.resnet50_weights,
                                        device=settings.device).identity
         except BackboneUnavailable as exc:
-            _fail(str(exc))
+            fail(str(exc))
     factory = None
     if settings.qdrant_url:
         from imgsearch.models.identity import BackboneId
         from imgsearch.search.factory import open_index
-        from imgsearch.ui.restore import read_verified
+        from imgsearch.ui.services.restore import read_verified
 
         def factory():
             identity = configured or BackboneId.from_dict(read_verified(folder)["backbone"])
@@ -78,16 +77,16 @@ def restore_cmd(
     try:
         manifest = restore(settings, folder.expanduser().resolve(), configured, force=force, qdrant_factory=factory)
     except BackupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"restored the backup of {manifest['created_at']} ({manifest['catalogue']['images']:,} images, "
                   f"backbone {manifest['backbone']['backbone']}) into {settings.data_dir}", highlight=False)
     _check_restored(data_dir)
 
 
 def _check_restored(data_dir: Path | None) -> None:
-    from imgsearch.ui import doctor
+    from imgsearch.ui.services import doctor
 
-    with _context("restore", data_dir=data_dir) as ctx:
+    with open_context("restore", data_dir=data_dir) as ctx:
         ctx.require_intact()
         stores = ctx.stores
         report = doctor.check(ctx.Session, stores, ctx.trained(), cache=ctx.cache,
@@ -100,12 +99,17 @@ def _check_restored(data_dir: Path | None) -> None:
 
 def finish_interrupted_restore(data_dir: Path | None) -> None:
     """Finish (or clean up after) a restore that was killed, saying so; `doctor` calls it before its check."""
-    from imgsearch.ui.backup import BackupError
-    from imgsearch.ui.restore import finish_interrupted
+    from imgsearch.ui.services.backup import BackupError
+    from imgsearch.ui.services.restore import finish_interrupted
 
     try:
-        done = finish_interrupted(_settings(data_dir=data_dir))
+        done = finish_interrupted(load_settings(data_dir=data_dir))
     except BackupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if done:
         console.print(f"restore: {done}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)
+    app.command("restore")(restore_cmd)

@@ -1,9 +1,10 @@
-"""`imgsearch restore DIR`: a backup (ui/backup.py) checked, staged beside the data it replaces, and swapped in whole.
+"""`imgsearch restore DIR`: a backup (ui/services/backup.py) checked, staged beside the data it replaces, and
+swapped in whole.
 
 Refused: a backup without its manifest (interrupted), with a file whose checksum differs, of a backbone other than
 the configured one; a non-empty data directory (unless --force); a data directory that another process uses (a
 server, the app, a worker: they would go on with deleted files), named with its pid. The backup is staged and
-checked first, then swapped in by renames under a journal (ui/restore_swap.py): a restore killed at any point
+checked first, then swapped in by renames under a journal (ui/services/restore_swap.py): a restore killed at any point
 leaves the old data whole or, once the next restore or `doctor` has finished it, the new data whole.
 
 On PostgreSQL the catalogue is a database, restored with `pg_restore --single-transaction` (all or nothing) once
@@ -26,27 +27,27 @@ from imgsearch.models.files import file_sha256, free_bytes
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.locking import StoreLock
-from imgsearch.ui import restore_swap as swap
-from imgsearch.ui.backbone_choice import RECORD as BACKBONE_RECORD
-from imgsearch.ui.backup import (
+from imgsearch.ui.services import restore_swap as swap
+from imgsearch.ui.services.backbone_choice import RECORD as BACKBONE_RECORD
+from imgsearch.ui.services.backup import (
     FORMAT,
     MANIFEST_NAME,
     PARTIAL,
     RESTORE_ADVICE,
     SERVER_EXPORT,
     BackupError,
-    _allocated,
-    _copy_tree,
-    _count_copies,
-    _disk_full,
-    _is_sqlite,
-    _libpq_url,
-    _run_pg,
-    _sqlite_path,
+    allocated,
+    copy_tree,
+    count_copies,
+    disk_full,
     disk_full_said,
+    is_sqlite,
+    libpq_url,
+    run_pg,
+    sqlite_path,
     store_folders,
 )
-from imgsearch.ui.settings import Settings
+from imgsearch.ui.services.settings import Settings
 
 
 def read_verified(folder: Path) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def _staged_catalogue(settings: Settings) -> Path | None:
     url = settings.db_url
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         return None
-    target = _sqlite_path(url)
+    target = sqlite_path(url)
     return target.with_name(f".{target.name}.restoring")
 
 
@@ -160,9 +161,9 @@ def restore(settings: Settings, folder: Path, configured: BackboneId | None, for
         raise BackupError(f"{data_dir} is not empty ({', '.join(p.name for p in present[:4])}): restore goes into "
                           "an empty data directory; pass --force to replace its catalogue, stores and models")
     _check_catalogue_target(settings, manifest["catalogue"], force)
-    needed, free = _allocated(folder) + (1 << 20), free_bytes(data_dir)
+    needed, free = allocated(folder) + (1 << 20), free_bytes(data_dir)
     if free < needed:
-        raise _disk_full("stage the restore", data_dir, needed, free, RESTORE_ADVICE)
+        raise disk_full("stage the restore", data_dir, needed, free, RESTORE_ADVICE)
     data_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(settings):
         journal = _stage(settings, folder, manifest)
@@ -180,14 +181,14 @@ def restore(settings: Settings, folder: Path, configured: BackboneId | None, for
 def _check_catalogue_target(settings: Settings, catalogue: dict[str, Any], force: bool) -> None:
     url = settings.db_url
     if catalogue["kind"] == "sqlite":
-        if not _is_sqlite(url):
+        if not is_sqlite(url):
             raise BackupError("this backup's catalogue is SQLite but IMGSEARCH_DATABASE_URL names a server database; "
                               "unset it to restore into the data directory")
-        target = _sqlite_path(url)
+        target = sqlite_path(url)
         if target.exists() and not force:
             raise BackupError(f"{target} exists: restore refuses to replace a catalogue without --force")
         return
-    if _is_sqlite(url):
+    if is_sqlite(url):
         raise BackupError("this backup's catalogue is PostgreSQL: set IMGSEARCH_DATABASE_URL to the (empty) "
                           "database to restore it into")
     from sqlalchemy import create_engine, inspect
@@ -227,20 +228,20 @@ def _stage_into(settings: Settings, folder: Path, manifest: dict[str, Any], stag
         if staged_db is None:
             raise BackupError(f"{settings.db_url} is not a catalogue file to restore into: set IMGSEARCH_DATABASE_URL "
                               "to a file (or unset it for the data directory's)")
-        target = _sqlite_path(settings.db_url)
+        target = sqlite_path(settings.db_url)
         _stage_sqlite(folder / catalogue["file"], staged_db, catalogue["images"])
         # the old file's WAL would be replayed into the restored one: it goes aside too
         moves += [[None, f"{target}-wal"], [None, f"{target}-shm"], [str(staged_db), str(target)]]
     else:
-        _copy_tree(folder / catalogue["file"], staging / catalogue["file"], "stage the restore", RESTORE_ADVICE)
+        copy_tree(folder / catalogue["file"], staging / catalogue["file"], "stage the restore", RESTORE_ADVICE)
         journal.update(pg_dump=str(staging / catalogue["file"]), catalogue_done=False)
     for name in ("index", "models", BACKBONE_RECORD):  # absent from the backup: the old one goes aside all the same
         staged = None
         if (folder / name).exists():
             staged = staging / name
-            _copy_tree(folder / name, staged, "stage the restore", RESTORE_ADVICE)
+            copy_tree(folder / name, staged, "stage the restore", RESTORE_ADVICE)
         moves.append([None if staged is None else str(staged), str(data_dir / name)])
-    counts = _count_copies(staging)
+    counts = count_copies(staging)
     expected = {k: v for k, v in manifest["stores"].items() if not k.startswith(SERVER_EXPORT + "/")}
     if counts != expected:
         raise BackupError(f"the staged copy of the backup does not hold what its manifest says ({counts} points, "
@@ -268,11 +269,11 @@ def _finish(settings: Settings, journal: dict[str, Any]) -> None:
     recorded, so that a restore killed here is finished, not redone, by the next restore or doctor."""
     data_dir = settings.data_dir
     if journal.get("catalogue_done") is False:
-        if _is_sqlite(settings.db_url):
+        if is_sqlite(settings.db_url):
             raise BackupError(f"an interrupted restore in {data_dir} was restoring a PostgreSQL catalogue, but "
                               "IMGSEARCH_DATABASE_URL names none: set it to that database and run the command again")
-        _run_pg(["pg_restore", "--no-owner", "--clean", "--if-exists", "--single-transaction",
-                 f"--dbname={_libpq_url(settings.db_url)}", journal["pg_dump"]], "restore the PostgreSQL catalogue")
+        run_pg(["pg_restore", "--no-owner", "--clean", "--if-exists", "--single-transaction",
+                 f"--dbname={libpq_url(settings.db_url)}", journal["pg_dump"]], "restore the PostgreSQL catalogue")
         journal["catalogue_done"] = True
         swap.write_journal(data_dir, journal)
     if not journal.get("swapped"):

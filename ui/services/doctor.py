@@ -6,7 +6,7 @@ deletes what it could rebuild from (deleting orphan vectors takes an explicit `d
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -646,7 +646,7 @@ def open_for_repair(ctx) -> list[str]:
         finally:
             engine.dispose()
     if problem is not None and db_file is not None:
-        ctx.__dict__.pop("Session", None)
+        ctx.reopen_catalogue()
         moved = quarantine(Path(db_file))
         for suffix in ("-wal", "-shm"):
             Path(db_file + suffix).unlink(missing_ok=True)  # belong to the damaged file, useless without it
@@ -682,18 +682,88 @@ def refit_models(ctx) -> str:
     The features are cached, so this is the experiment alone (minutes at Caltech-101 size); it is recorded
     as a new training run, which becomes current.
     """
-    from imgsearch.ui.training import run_training
+    from imgsearch.ui.services.training import TrainingParams, run_training
 
     run_id = ctx.trained_run_id()
     with ctx.Session() as s:
         params = dict((s.get(repo.Run, run_id).params or {}) if run_id is not None else {})
-    same = {"k_clusters": params.get("k"), "seed": params.get("seed"), "val_fraction": params.get("val_fraction")}
-    ctx.settings = ctx.settings.model_copy(update={k: v for k, v in same.items() if v is not None})
+    default = TrainingParams.from_settings(ctx.settings)
+    same = TrainingParams(
+        k_clusters=params["k"] if params.get("k") is not None else default.k_clusters,
+        seed=params["seed"] if params.get("seed") is not None else default.seed,
+        val_fraction=params["val_fraction"] if params.get("val_fraction") is not None else default.val_fraction,
+    )
     try:
-        outcome = run_training(ctx, data=None, force=True, progress=False)
+        outcome = run_training(ctx, data=None, force=True, progress=False, params=same)
     except ValueError as exc:  # no cached features to fit on (a restored backup has no feature cache), K too big
         return (f"the models of training run {run_id} could not be loaded, and cannot be fitted again here ({exc}); "
                 "ingest the collection's folders again (their features are embedded and cached), then run "
                 "`imgsearch train --force`")
     return (f"the models of training run {run_id} could not be loaded: fitted them again from the cached features "
             f"with the same parameters, as training run {outcome.run_id} (now current)")
+
+
+# ---- the whole sequence, as `imgsearch doctor` runs it -------------------------------------------------------
+
+
+repair_stores = repair  # under a second name for `run`, whose flag is called repair
+
+
+@dataclass
+class DoctorRun:
+    """What `run` did, for a front end to print: `lines` in order (check's report, then `repair: ...` lines and the
+    recheck's summary), whether the stores agree at the end, and `refused`: a damaged catalogue found without
+    `repair` (nothing else was done)."""
+
+    lines: list[str] = field(default_factory=list)
+    consistent: bool = False
+    refused: str | None = None
+
+
+def run(ctx, repair: bool = False, delete_orphans: bool = False, deep: bool = False,
+        say: Callable[[str], None] | None = None) -> DoctorRun:
+    """Check; with `repair`: make the catalogue and stores openable first, fit lost models again, repair what the
+    check found, and check again. `say` hears each line as it comes (a repair takes a while); the result has them
+    all. StoreBusyError / StoreMismatchError from opening the stores go to the caller."""
+    from imgsearch.models.persistence import ModelLoadError
+
+    result = DoctorRun()
+
+    def out(line: str) -> None:
+        result.lines.append(line)
+        if say is not None:
+            say(line)
+
+    if repair:
+        for line in open_for_repair(ctx):
+            out(f"repair: {line}")
+    else:
+        result.refused = catalogue_problem(ctx)
+        if result.refused:
+            return result
+    stores = ctx.stores
+
+    def models():
+        try:
+            return ctx.trained(), None
+        except ModelLoadError as exc:
+            return None, str(exc)
+
+    trained, problem = models()
+    report = check(ctx.Session, stores, trained, problem, deep=deep, cache=ctx.cache, backbone=ctx.backbone,
+                   current_run_id=ctx.trained_run_id())
+    for line in report.lines():
+        out(line)
+    if repair and problem:
+        out(f"repair: {refit_models(ctx)}")
+        trained, problem = models()
+    if repair and not report.consistent:
+        for line in repair_stores(ctx.Session, stores, ctx.cache, report, trained, delete_orphans=delete_orphans,
+                                  backbone=ctx.backbone, models_dir=ctx.settings.models_dir,
+                                  duplicate_threshold=ctx.settings.duplicate_threshold):
+            out(f"repair: {line}")
+        trained, problem = models()  # runs restored from their model files may have made some current
+        report = check(ctx.Session, stores, trained, problem, cache=ctx.cache, current_run_id=ctx.trained_run_id())
+        out(report.lines()[-1])
+    result.consistent = report.consistent
+    return result
