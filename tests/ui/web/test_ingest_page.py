@@ -93,3 +93,40 @@ def test_queued_ingest_keeps_the_app_roots_for_the_worker(fresh_env):
     with open_database(Settings())() as s:
         (job,) = jobs.list_jobs(s)
     assert job.options["confine_to"] == [str(fresh_env.data_dir), str(fresh_env.photos)]
+
+
+def test_a_job_the_apps_runner_holds_is_not_said_to_wait_for_a_worker(fresh_env, monkeypatch):
+    # The page said "No worker is running" under a job the app itself was running (issue 21, item 3).
+    from imgsearch.ui.web import resources
+
+    class Runner:
+        def pending(self) -> set[int]:
+            return {1}
+
+    monkeypatch.setattr(resources, "job_runner", lambda key: Runner())
+    at = page("ingest")
+    at.run()
+    at.button(key="ingest_train").click().run()
+    assert not at.exception
+    assert not [w.value for w in at.warning if "No worker is running" in w.value]
+    assert any("The app is running job(s) 1" in c.value for c in at.caption)
+
+
+def test_the_jobs_table_shows_the_state_the_progress_bar_shows(fresh_env):
+    # One read of the queue draws both: a job that moved on since the page was drawn is shown as it is now.
+    from imgsearch.db import jobs
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
+
+    at = page("ingest")
+    at.run()
+    at.button(key="ingest_train").click().run()
+    Session = open_database(Settings())
+    with Session.begin() as s:
+        (job,) = jobs.list_jobs(s)
+        job.status, job.n_total, job.n_done = "running", 12, 4
+    at.run()
+    assert not at.exception
+    assert [p.proto.text for p in at.get("progress")] == ["Job 1 · training: 4 of 12 images (ingesting first)"]
+    queue = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(zip(queue["done"], queue["total"], strict=True)) == [(4, 12)]

@@ -20,6 +20,7 @@ from imgsearch.ui.web import resources, views
 PREFIX = "ingest"
 MODES = ("Run here now", "Queue for the worker")
 ANNOUNCE = f"{PREFIX}_announce"
+ACTIVE_KEY = f"{PREFIX}_active_jobs"  # ids of the queued and running jobs the page was last drawn with
 IMAGE_SUFFIXES = set(ACCEPTED_EXTENSIONS)  # the decoder's list
 
 
@@ -164,9 +165,12 @@ def jobs_section(state: resources.AppState, rows: list[JobView]) -> None:
         return
     st.subheader("Jobs")
     queued = [j for j in rows if j.status == "queued"]
+    running = [j for j in rows if j.status == "running"]
+    pending_here = resources.job_runner(state.key).pending() if queued or running else set()
     alive, line = job_status.worker_status(live_beats(state.settings.data_dir, kind="worker"), len(queued))
+    if pending_here:  # the app's own runner is a worker too: "No worker is running" would be wrong
+        alive, line = True, f"The app is running job(s) {', '.join(map(str, sorted(pending_here)))} in the background."
     (st.caption if alive or not queued else st.warning)(line)
-    pending_here = resources.job_runner(state.key).pending() if queued else set()
     for job in queued:
         if job.id in pending_here:
             st.caption(f"Job {job.id} waits for the app's job in hand.")
@@ -178,13 +182,24 @@ def jobs_section(state: resources.AppState, rows: list[JobView]) -> None:
     st.dataframe(table, hide_index=True)
 
 
-def running_jobs(state: resources.AppState) -> None:
-    """Progress of the running jobs, redrawn every second (the sidebar reruns the page when one ends)."""
+def active_jobs(rows: list[JobView]) -> set[int]:
+    return {j.id for j in rows if j.active}
+
+
+def live_jobs(state: resources.AppState) -> None:
+    """The running jobs' progress and the jobs table from one read of the queue, redrawn every second while a job
+    is queued or running: the table no longer shows a job as it was when the page was drawn while the sidebar
+    (which reads the same rows) has moved on. A job that ends reruns the whole page, so the run's outcome and the
+    training section follow."""
     with state.ctx.Session() as session:
-        running = [JobView.of(j) for j in jobs.list_jobs(session, status="running")]
-    for job in running:
-        frac, text = job_status.progress(job)
-        st.progress(frac or 0.0, text=text)
+        rows = [JobView.of(j) for j in jobs.list_jobs(session, limit=20)]
+    if st.session_state.get(ACTIVE_KEY, set()) - active_jobs(rows):  # one the page was drawn with has ended
+        st.rerun(scope="app")
+    for job in rows:
+        if job.status == "running":
+            frac, text = job_status.progress(job)
+            st.progress(frac or 0.0, text=text)
+    jobs_section(state, rows)
 
 
 def main() -> None:
@@ -199,13 +214,13 @@ def main() -> None:
     with state.ctx.Session() as session:
         rows = [JobView.of(j) for j in jobs.list_jobs(session, limit=20)]
     running = [j for j in rows if j.status == "running"]
-    if running:
-        st.fragment(running_jobs, run_every=1.0)(state)
     finished = [j for j in rows if j.kind == "ingest" and j.status in ("done", "failed") and j.run_id]
     if finished:
         show_run(state, finished[0])
     training_section(state, busy=bool(running))
-    jobs_section(state, rows)
+    st.session_state[ACTIVE_KEY] = active_jobs(rows)
+    # Only a busy queue polls: an idle page makes no reruns of its own.
+    st.fragment(live_jobs, run_every=1.0 if any(j.active for j in rows) else None)(state)
 
 
 main()
