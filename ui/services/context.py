@@ -94,6 +94,7 @@ class Context:
     role: str = "cli"
     _backbone: Backbone | None = field(default=None, repr=False)
     _query: object = field(default=None, repr=False)  # OnnxQueryBackbone, False once it is known there is none
+    _light: object = field(default=None, repr=False)  # BackboneId from the weights file, False when it cannot tell
 
     def __post_init__(self) -> None:
         # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
@@ -130,21 +131,30 @@ class Context:
                 self._backbone = with_precision(network, s.precision)
         return self._backbone
 
+    def _light_identity(self):
+        """The identity the full backbone will have, from its weights file's checksum alone (no torch), or None
+        when that cannot tell (an unresolved `auto`, the tiny backbone, weights not found this way)."""
+        if self._light is None:
+            from imgsearch.models.onnx_query import light_weights_identity
+
+            s = self.settings
+            name, _ = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
+            self._light = (light_weights_identity(name, s.resnet50_weights) if name else None) or False
+        return self._light or None
+
     def _query_backbone(self):
         """The torch-free OnnxQueryBackbone (models/onnx_query.py) when the settings run the network with ONNX
         Runtime in fp32 on the CPU and a checked export of this data dir's backbone is there; else None."""
         if self._query is None:
             self._query = False
             s = self.settings
-            if s.precision == "fp32" and s.runtime in ("auto", "onnx") and s.device == "cpu":
+            if s.precision == "fp32" and s.runtime in ("auto", "onnx") and s.device == "cpu" \
+                    and (identity := self._light_identity()) is not None:
                 from imgsearch.models.onnx_backbone import physical_cores
-                from imgsearch.models.onnx_query import OnnxQueryBackbone, light_weights_identity
+                from imgsearch.models.onnx_query import OnnxQueryBackbone
 
-                name, _ = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
-                identity = light_weights_identity(name, s.resnet50_weights) if name else None
-                if identity is not None:
-                    threads = s.embed_threads or physical_cores()
-                    self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
+                threads = s.embed_threads or physical_cores()
+                self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
         return self._query or None
 
     @property
@@ -158,8 +168,11 @@ class Context:
 
     @property
     def identity(self):
-        """This data dir's backbone identity, without building the network when the query path knows it."""
-        return self.query_backbone.identity
+        """This data dir's backbone identity: without building the network (or opening any session) when the
+        weights file tells it."""
+        if self._backbone is not None:
+            return self._backbone.identity
+        return self._light_identity() or self.backbone.identity
 
     @cached_property
     def cache(self) -> FeatureCache:
