@@ -74,20 +74,25 @@ def test_0005_adds_leases_and_a_job_left_running_before_them_goes_back_to_the_qu
     engine.dispose()
 
 
-def test_0007_adds_empty_photo_metadata_and_keeps_images(db_url: str) -> None:
-    from datetime import UTC, datetime
-
-    from imgsearch.db import repository as repo
-
+def _one_image_at(db_url: str, revision: str):
+    """(engine, Session) of a catalogue with one image written at schema `revision`, then migrated to the head."""
     engine = make_engine(db_url)
     with migration_connection(engine) as connection:
-        command.upgrade(alembic_config(connection), "0006")
+        command.upgrade(alembic_config(connection), revision)
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
             "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
     init_db(engine)
-    Session = session_factory(engine)
+    return engine, session_factory(engine)
+
+
+def test_0007_adds_empty_photo_metadata_and_keeps_images(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from imgsearch.db import repository as repo
+
+    engine, Session = _one_image_at(db_url, "0006")
     with Session.begin() as s:
         (image,) = repo.images_by_ids(s, [1]).values()
         assert (image.taken_at, image.taken_at_source, image.camera, image.latitude, image.location) == (
@@ -110,15 +115,7 @@ def test_0008_adds_an_empty_image_tags_table_to_an_existing_catalogue(db_url: st
     from imgsearch.db import collection
     from imgsearch.db import repository as repo
 
-    engine = make_engine(db_url)
-    with migration_connection(engine) as connection:
-        command.upgrade(alembic_config(connection), "0007")
-    with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
-            "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
-    init_db(engine)
-    Session = session_factory(engine)
+    engine, Session = _one_image_at(db_url, "0007")
     with Session.begin() as s:
         (image,) = repo.images_by_ids(s, [1]).values()
         assert image.path == "/p/a.jpg" and image.tags == []  # tagged when its folder is ingested again
