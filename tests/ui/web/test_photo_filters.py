@@ -135,3 +135,47 @@ def test_photo_filters_round_trip_through_the_url(photo_env):
     link.button(key="filtered_clear").click().run()
     _ok(link)
     assert not {"taken-after", "taken-before", "camera", "near", "radius-km"} & set(link.query_params)
+
+
+def _ids() -> dict[str, int]:
+    from sqlalchemy import select
+
+    from imgsearch.db.models import Image
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
+
+    with open_database(Settings())() as s:
+        return {name: i for name, i in s.execute(select(Image.file_name, Image.id))}
+
+
+def test_the_image_view_shows_the_date_camera_place_and_links_to_photos_taken_nearby(photo_env):
+    ids = _ids()
+    at = _app()
+    at.run()
+    at.query_params["id"] = str(ids["lisbon_1.jpg"])
+    at.switch_page("screens/image_page.py").run()
+    _ok(at)
+    assert "2024-07-10 10:00 · Apple iPhone 13 · 38.722, -9.139" in [c.value for c in at.caption]
+    details = dict(zip(*at.table[0].value.to_dict("list").values(), strict=True))
+    assert details["taken"] == "2024-07-10 10:00 (UTC+01:00), from EXIF" and details["camera"] == "Apple iPhone 13"
+    assert details["place"].startswith("38.722, -9.139")
+    at.button(key=f"page_image_nearby_{ids['lisbon_1.jpg']}").click().run()
+    _ok(at)
+    # On the Filtered page: this photo the query, only the photos within 1 km of its place (itself left out).
+    assert at.text_input(key="filtered_near").value == "38.72230, -9.13930"
+    assert at.number_input(key="filtered_radius_km").value == 1
+    assert [r[2] for r in at.session_state["filtered_results"]] == ["lisbon_2.jpg"]  # 0.8 km away; Porto is not
+    assert _param(at, "near") == ["38.7223,-9.1393"] and _param(at, "radius-km") == ["1"]
+    assert _param(at, "q") == [f"id:{ids['lisbon_1.jpg']}"]
+    (card,) = _cards(at)  # a search result's card: the date, camera and place from the store's payload
+    assert "lisbon_2.jpg" in card and "2024-07-11 18:30 · Apple iPhone 13 · 38.716, -9.136" in card
+    # A photo without a place has no such link; the one dated by its file says so.
+    other = _app()
+    other.run()
+    other.query_params["id"] = str(ids["scan.jpg"])
+    other.switch_page("screens/image_page.py").run()
+    _ok(other)
+    assert not [b for b in other.button if "nearby" in b.key]
+    details = dict(zip(*other.table[0].value.to_dict("list").values(), strict=True))
+    assert details["taken"].startswith("2010-06-01") and details["taken"].endswith("from file time")
+    assert "camera" not in details and "place" not in details
