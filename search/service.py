@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import numpy as np
 from PIL import Image
@@ -34,14 +33,6 @@ class SearchResult:
     duplicate_group: int | None = None
     uniqueness: float | None = None
     quality: str | None = None
-    taken_at: float | None = None  # seconds on the photo's own clock, as the payload keeps it (search/payload.py)
-    camera: str | None = None
-    location: dict[str, float] | None = None  # {"lat", "lon"}
-
-    @property
-    def taken_local(self) -> datetime | None:
-        """When the photo was taken on its own clock (naive), as the catalogue row's `taken_local`."""
-        return None if self.taken_at is None else datetime(1970, 1, 1) + timedelta(seconds=self.taken_at)
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -49,7 +40,7 @@ class SearchResult:
         return cls(hit.id, hit.score, p.get("path", ""), p.get("file_name", ""), p.get("label"),
                    p.get("predicted_label"), p.get("predicted_prob"), p.get("kmeans_cluster"),
                    p.get("agglo_cluster"), p.get("source_folder"), p.get("duplicate_group"), p.get("uniqueness"),
-                   p.get("quality"), p.get("taken_at"), p.get("camera"), p.get("location"))
+                   p.get("quality"))
 
 
 def collapse_duplicates(results: list[SearchResult]) -> list[SearchResult]:

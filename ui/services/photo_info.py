@@ -43,5 +43,16 @@ def place_text(row: Any) -> str | None:
 
 
 def summary(row: Any) -> str:
-    """Date, camera and place, those known, joined by " · " ("" for a picture with none of them)."""
-    return " · ".join(p for p in (taken_text(row), getattr(row, "camera", None), place_text(row)) if p)
+    """Date, camera and place, those known, joined by " · " ("" for a picture with none of them); a date from
+    the file's time, not the photo's metadata, says so."""
+    taken = taken_text(row)
+    if taken is not None and getattr(row, "taken_at_source", None) == "file":
+        taken += " (file time)"
+    return " · ".join(p for p in (taken, getattr(row, "camera", None), place_text(row)) if p)
+
+
+def card_line(row: Any) -> str:
+    """What a result card says of a photo: the date taken only when the photo records it (EXIF or XMP: a file's
+    time on every card of a downloaded dataset would be noise), camera, place; "" when none of them."""
+    taken = taken_text(row) if getattr(row, "taken_at_source", None) == "exif" else None
+    return " · ".join(p for p in (taken, getattr(row, "camera", None), place_text(row)) if p)

@@ -189,6 +189,18 @@ def taken_days(key: str, version: tuple):
         return data.taken_days(s)
 
 
+def catalogue_rows(ids: list[int]) -> dict:
+    """id -> catalogue row (detached) of these images, those still catalogued: what a result card shows beyond the
+    store's payload."""
+    if not ids:
+        return {}
+    with context(_page_key()).Session() as s:
+        rows = repo.images_by_ids(s, ids)
+        for row in rows.values():
+            s.expunge(row)
+    return rows
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def label_examples(key: str, version: tuple) -> dict[str, str]:
     with context(key).Session() as s:

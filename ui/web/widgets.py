@@ -255,9 +255,13 @@ def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: boo
         image_view.image_dialog(int(image_id), switch_to_search)
 
 
-def _photo_lines(items: Sequence) -> Callable[[object], str | None]:
-    """Each card's date / camera / place line, when any card of the grid has one (photo_info.summary)."""
-    lines = {id(item): photo_info.summary(item) for item in items}
+def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[[object], str | None]:
+    """Each card's date / camera / place line (photo_info.card_line), when any card of the grid has one. `ids`:
+    the items are search results, whose lines come from their catalogue rows (the payload does not say where a
+    date comes from)."""
+    rows = resources.catalogue_rows(list(ids)) if ids is not None else {}
+    lines = {id(item): photo_info.card_line(rows.get(i) if ids is not None else item)
+             for i, item in zip(ids if ids is not None else range(len(items)), items, strict=True)}
     shown = any(lines.values())
     return lambda item: lines[id(item)] if shown else None
 
@@ -266,7 +270,7 @@ def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra |
                 switch_to_search: bool = False) -> None:
     """Search results as cards: similarity, file name, labels (and when, with what and where a photo was taken);
     "Search with this" makes one the next query."""
-    photo = _photo_lines(results)
+    photo = _photo_lines(results, [r.id for r in results])
     _grid(results, lambda r: card(r.id, r.path, views.result_caption(r, photo(r)), r.file_name, prefix,
                                   views.RESULT_LEGEND, extra, r), switch_to_search)
 

@@ -65,8 +65,10 @@ def test_place_filters(photo_env):
     at.radio(key="filtered_has_location").set_value("without a place").run()
     _ok(at)
     assert _names(at) == {"nikon.jpg", "scan.jpg"}
-    scan = next(c for c in _cards(at) if "scan.jpg" in c)
-    assert "2010-06-01" in scan  # dated by its file
+    scan, nikon = (next(c for c in _cards(at) if name in c) for name in ("scan.jpg", "nikon.jpg"))
+    assert "2024-01-01 00:00 · NIKON D750" in nikon
+    assert "2010-06-01" not in scan and scan.endswith("&nbsp;</div>")  # a file's time is not on the card, but
+    # the line is kept: the cards of a row stay the same height
     at.text_input(key="filtered_near").set_value("91, 0").run()  # mangled: said, and left out
     _ok(at)
     assert at.sidebar.error and "latitude" in at.sidebar.error[0].value
