@@ -51,8 +51,10 @@ def summary(row: Any) -> str:
     return " · ".join(p for p in (taken, getattr(row, "camera", None), place_text(row)) if p)
 
 
-def card_line(row: Any) -> str:
-    """What a result card says of a photo: the date taken only when the photo records it (EXIF or XMP: a file's
-    time on every card of a downloaded dataset would be noise), camera, place; "" when none of them."""
+def card_lines(row: Any) -> tuple[str, str]:
+    """What a result card says of a photo, two short lines: when (the date taken, only when the photo records it:
+    EXIF or XMP; a file's time on every card of a downloaded dataset would be noise) and with what and where
+    (camera · place); "" for what is not known."""
     taken = taken_text(row) if getattr(row, "taken_at_source", None) == "exif" else None
-    return " · ".join(p for p in (taken, getattr(row, "camera", None), place_text(row)) if p)
+    where = " · ".join(p for p in (getattr(row, "camera", None), place_text(row)) if p)
+    return taken or "", where

@@ -35,7 +35,7 @@ def filter_key(field) -> str:
 # has_location): one session key each, and in the URL under the CLI's option names (taken-after=2024-07-01,
 # near=38.72,-9.14, radius-km=1, has-location=yes). Session values: a date or None; "LAT, LON" text ("" = none);
 # a radius in km; one of PLACE_CHOICES.
-PLACE_CHOICES = ("any", "with a place", "without a place")
+PLACE_CHOICES = ("any", "has a place", "no place")
 NEARBY_KM = 1.0  # "Photos taken nearby": within this radius of the photo's place
 
 

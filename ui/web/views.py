@@ -63,22 +63,22 @@ _LINE = '<div style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis"{
 
 
 def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None,
-                 photo: str | None = None) -> str:
+                 photo: Sequence[str] | None = None) -> str:
     """HTML under a thumbnail: `first` (e.g. the similarity) and the file name on one line, true and predicted
-    label (probability) on the next; the full file name and the raw labels are tooltips. `photo`: when, with what
-    and where it was taken (ui/services/photo_info.summary) on a third line; "" keeps the line empty, so the cards
-    of a grid where some photos have it stay the same height; None: no third line."""
+    label (probability) on the next; the full file name and the raw labels are tooltips. `photo`: more lines,
+    when and with what and where it was taken (ui/services/photo_info.card_lines); an empty one is kept, so the
+    cards of a grid where some photos have them stay the same height."""
     head = f"{first} · " if first else ""
     name = html.escape(file_name)
     whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
     return (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
             + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
                                                            f"{_label_html(predicted)} ({fmt_prob(prob)})")
-            + ("" if photo is None else _LINE.format(title=f' title="taken: {html.escape(photo)}"' if photo else "",
-                                                     text=html.escape(photo) if photo else "&nbsp;")))
+            + "".join(_LINE.format(title=f' title="{html.escape(line)}"' if line else "",
+                                   text=html.escape(line) if line else "&nbsp;") for line in photo or ()))
 
 
-def result_caption(r: SearchResult, photo: str | None = None) -> str:
+def result_caption(r: SearchResult, photo: Sequence[str] | None = None) -> str:
     """A search result's caption: similarity, file name, true and predicted label (probability); `photo` as in
     card_caption."""
     return card_caption(f"similarity <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,

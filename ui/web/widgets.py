@@ -133,7 +133,8 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
                 return None
             st.caption("Query: the image uploaded earlier. Upload another to replace it.")
             return _upload_query(state, held)
-        st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
+        st.caption("Upload an image (JPEG, PNG, HEIC, camera RAW and the other types above), or pick one from the "
+                   "collection.")
         return None
 
     row, missing = _picked_row(state, parsed)
@@ -255,14 +256,14 @@ def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: boo
         image_view.image_dialog(int(image_id), switch_to_search)
 
 
-def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[[object], str | None]:
-    """Each card's date / camera / place line (photo_info.card_line), when any card of the grid has one. `ids`:
-    the items are search results, whose lines come from their catalogue rows (the payload does not say where a
-    date comes from)."""
+def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[[object], tuple[str, str] | None]:
+    """Each card's date and camera / place lines (photo_info.card_lines), when any card of the grid has one.
+    `ids`: the items are search results, whose lines come from their catalogue rows (the payload does not say
+    where a date comes from)."""
     rows = resources.catalogue_rows(list(ids)) if ids is not None else {}
-    lines = {id(item): photo_info.card_line(rows.get(i) if ids is not None else item)
+    lines = {id(item): photo_info.card_lines(rows.get(i) if ids is not None else item)
              for i, item in zip(ids if ids is not None else range(len(items)), items, strict=True)}
-    shown = any(lines.values())
+    shown = any(any(v) for v in lines.values())
     return lambda item: lines[id(item)] if shown else None
 
 

@@ -46,8 +46,11 @@ def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
     sb.header("Filters")
     sb.button("Clear filters", key=f"{PREFIX}_clear", on_click=qs.clear_filters)
     conditions = {}
+    photo = None
     for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
         key = qs.filter_key(f)
+        if f.match != "any" and photo is None:  # the date and the place beside the camera, before the sliders
+            photo = photo_filters(days)
         if f.match == "any":
             options = choices.get(f.key, [])
             if key in st.session_state:  # from a link or another collection: drop values no longer offered
@@ -59,16 +62,15 @@ def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
             bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
             conditions[f.key] = bound if bound > low else None
     named = {BY_KEY[key].name: value for key, value in conditions.items()}
-    return Filter(**named, **photo_filters(days))
+    return Filter(**named, **(photo if photo is not None else photo_filters(days)))
 
 
-def _date_input(label: str, key: str, days: tuple[date, date], help_text: str) -> None:
+def _date_input(label: str, key: str, days: tuple[date, date]) -> None:
     value = st.session_state.get(key)
     if value is not None and not days[0] <= value <= days[1]:  # from a link: clamped to the collection's days
         st.session_state[key] = min(max(value, days[0]), days[1])
     default = {} if key in st.session_state else {"value": None}  # empty: no bound
-    st.date_input(label, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD", help=help_text,
-                  **default)
+    st.date_input(label, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD", **default)
 
 
 def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
@@ -78,14 +80,12 @@ def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
     params = {p.name: p for p in CONDITION_PARAMS}
     key = {name: qs.param_key(p) for name, p in params.items()}
     if days is not None:
+        # One above the other: side by side in the sidebar, a date does not fit its box.
+        sb.markdown("**Date taken**", help="On the photo's own clock (EXIF; the file's time when it has none). "
+                    f"This collection: {days[0]} to {days[1]}. Both days are included; empty: no bound.")
         with sb:
-            st.markdown("**Date taken**", help="On the photo's own clock (EXIF; the file's time when it has none). "
-                        f"This collection: {days[0]} to {days[1]}.")
-            left, right = st.columns(2)
-            with left:
-                _date_input("From", key["taken_after"], days, "The first day, included; empty: no lower bound.")
-            with right:
-                _date_input("To", key["taken_before"], days, "The last day, included; empty: no upper bound.")
+            _date_input("From", key["taken_after"], days)
+            _date_input("To", key["taken_before"], days)
     else:
         sb.caption("No image of this collection has a date taken.")
     for name in ("near", "radius_km", "has_location"):
@@ -95,8 +95,8 @@ def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
     left.text_input("Near (lat, lon)", key=key["near"], placeholder="38.72, -9.14",
                     help="Only photos taken within the radius of this point (decimal degrees, as a map gives them).")
     right.number_input("Radius km", min_value=0.1, max_value=20_000.0, step=1.0, key=key["radius_km"], format="%g")
-    sb.radio("Place", qs.PLACE_CHOICES, key=key["has_location"], horizontal=True,
-             help="Whether the photo records where it was taken (GPS).")
+    sb.selectbox("Place", qs.PLACE_CHOICES, key=key["has_location"],
+                 help="Whether the photo records where it was taken (GPS).")
     values = qs.photo_conditions()
     # An impossible value (a mangled point, "without a place" near one, From after To) is said, and that part
     # of the filter left out rather than the page failing.
