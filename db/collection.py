@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from imgsearch.db.models import Image, ImageTag, Run
@@ -160,15 +162,104 @@ def browse(
     fields define them (the caller translates; this layer knows only columns).
     """
     where = [Image.status == "indexed"]
+    circle = None
     for attribute, (match, value) in conditions.items():
         if attribute == "tags":  # any of these tags (class names: search.text_query.tag_classes expands terms)
             where.append(Image.id.in_(select(ImageTag.image_id).where(ImageTag.tag.in_(list(value)))))
-            continue
-        column = getattr(Image, attribute)
-        where.append(column.in_(list(value)) if match == "any" else column >= value)
-    total = session.scalar(select(func.count()).select_from(Image).where(*where)) or 0
-    rows = session.scalars(select(Image).where(*where).order_by(*BROWSE_ORDERS[order]).limit(limit).offset(offset))
-    return total, list(rows)
+        elif match == "range":
+            where.append(_taken_between(session, *value))
+        elif match == "near" and isinstance(value, bool):
+            placed = and_(Image.latitude.is_not(None), Image.longitude.is_not(None))
+            where.append(placed if value else not_(placed))
+        elif match == "near":
+            circle = tuple(float(v) for v in value)
+            where.append(_box_around(*circle))
+        else:
+            column = getattr(Image, attribute)
+            where.append(column.in_(list(value)) if match == "any" else column >= value)
+    ordered = select(Image.id).where(*where).order_by(*BROWSE_ORDERS[order])
+    if circle is None:
+        total = session.scalar(select(func.count()).select_from(Image).where(*where)) or 0
+        rows = session.scalars(select(Image).where(*where).order_by(*BROWSE_ORDERS[order]).limit(limit)
+                               .offset(offset))
+        return total, list(rows)
+    # Near a place: the box around the circle in SQL (portable: no trigonometry in SQLite), then the great-circle
+    # distance of each candidate's position here; only one page of ids goes back to the database.
+    lat, lon, radius = circle
+    candidates = session.execute(ordered.add_columns(Image.latitude, Image.longitude))
+    ids = [i for i, la, lo in candidates if haversine_km(lat, lon, la, lo) <= radius]
+    page = ids[offset : offset + limit]
+    found = {row.id: row for row in session.scalars(select(Image).where(Image.id.in_(page)))} if page else {}
+    return len(ids), [found[i] for i in page]
+
+
+EARTH_RADIUS_KM = 6371.0  # as search/payload.py's (and Qdrant's geo_radius): every path draws the same circle
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance between two points in decimal degrees (search/payload.py has the same; this layer
+    imports no other package)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _box_around(lat: float, lon: float, radius_km: float):
+    """A condition every position within radius_km of (lat, lon) meets: a latitude band, and a longitude band
+    where it is narrower than the whole circle of latitude (not near a pole; across the antimeridian, two)."""
+    dlat = math.degrees(radius_km / EARTH_RADIUS_KM)
+    band = and_(Image.latitude.is_not(None), Image.longitude.is_not(None),
+                Image.latitude.between(lat - dlat, lat + dlat))
+    if abs(lat) + dlat >= 89.0 or radius_km >= EARTH_RADIUS_KM:
+        return band
+    dlon = math.degrees(math.asin(min(1.0, math.sin(radius_km / EARTH_RADIUS_KM) / math.cos(math.radians(lat)))))
+    if dlon >= 180:
+        return band
+    west, east = lon - dlon, lon + dlon
+    if west < -180:
+        lons = or_(Image.longitude >= west + 360, Image.longitude <= east)
+    elif east > 180:
+        lons = or_(Image.longitude >= west, Image.longitude <= east - 360)
+    else:
+        lons = Image.longitude.between(west, east)
+    return and_(band, lons)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _taken_between(session: Session, low: float | None, high: float | None):
+    """low <= taken_local < high, in seconds of the photos' own clocks (search/payload.py's taken_at): for each
+    UTC offset in the catalogue, a range of the indexed `taken_at` column shifted by that offset."""
+    offset = func.coalesce(Image.taken_at_offset, 0)
+    offsets = session.scalars(select(offset).where(Image.taken_at.is_not(None)).distinct())
+    parts = []
+    for minutes in offsets:
+        shift = timedelta(minutes=minutes)
+        bounds = [offset == minutes]
+        if low is not None:
+            bounds.append(Image.taken_at >= _EPOCH + timedelta(seconds=low) - shift)
+        if high is not None:
+            bounds.append(Image.taken_at < _EPOCH + timedelta(seconds=high) - shift)
+        parts.append(and_(*bounds))
+    return or_(*parts) if parts else false()
+
+
+def taken_days(session: Session) -> tuple[date, date] | None:
+    """(the first, the last) day an indexed photo was taken on, on the photos' own clocks; None without dates."""
+    offset = func.coalesce(Image.taken_at_offset, 0)
+    rows = session.execute(select(offset, func.min(Image.taken_at), func.max(Image.taken_at))
+                           .where(Image.status == "indexed", Image.taken_at.is_not(None)).group_by(offset)).all()
+    if not rows:
+        return None
+    first = min(_naive(low) + timedelta(minutes=m) for m, low, _ in rows)
+    last = max(_naive(high) + timedelta(minutes=m) for m, _, high in rows)
+    return first.date(), last.date()
+
+
+def _naive(value: datetime | str) -> datetime:
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 def labelled_split(session: Session, split: str) -> list[tuple[str, str]]:

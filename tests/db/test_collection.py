@@ -131,3 +131,46 @@ def test_collection_browser_reads_counts_and_single_ids_not_lists(session):
 
 def test_first_and_random_ids_of_an_empty_catalogue_are_none(session):
     assert collection.first_indexed_id(session) is None and collection.random_indexed_id(session) is None
+
+
+def test_browse_by_date_taken_and_place_agrees_with_the_payload_filter(session):
+    """The Filtered page without a query image: date ranges on the photos' own clocks (offsets from -12 h to
+    +14 h) and circles (across the antimeridian too) keep exactly the photos Filter.matches keeps."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from imgsearch.search.payload import BY_KEY, Filter, day_start
+
+    rng = np.random.default_rng(0)
+    payloads = {}
+    for n in range(120):
+        offset = None if n % 7 == 0 else int(rng.choice([-720, -300, 0, 60, 330, 840]))
+        local = datetime(2024, 7, 1) + timedelta(minutes=int(rng.integers(0, 20 * 24 * 60)))
+        utc = (local - timedelta(minutes=offset or 0)).replace(tzinfo=UTC)
+        lat, lon = float(rng.uniform(-60, 60)), float(rng.choice([rng.uniform(179, 180), rng.uniform(-180, -179),
+                                                                    rng.uniform(-10, 10)]))
+        placed = n % 5 != 0
+        image = repo.add_image(session, content_hash=f"{n:064x}", path=f"/p/{n}.jpg", file_name=f"{n:03d}.jpg",
+                               width=4, height=4, size_bytes=10, source_folder="/p", status="indexed")
+        repo.update_images(session, [{"id": image.id, "taken_at": utc, "taken_at_offset": offset,
+                                      "latitude": lat if placed else None, "longitude": lon if placed else None}])
+        payloads[image.id] = {"taken_at": day_start(local.date()) + (local - datetime.combine(local.date(),
+                                                                                               datetime.min.time()))
+                              .total_seconds(), "location": {"lat": lat, "lon": lon} if placed else None}
+    session.commit()
+    point = next(p["location"] for p in payloads.values() if p["location"] and abs(p["location"]["lon"]) > 179)
+    filters = [Filter(taken_after="2024-07-05", taken_before="2024-07-09"), Filter(taken_before="2024-07-02"),
+               Filter(near=(point["lat"], point["lon"], 400)), Filter(near=(point["lat"], point["lon"], 3000)),
+               Filter(has_location=False), Filter(has_location=True, taken_after="2024-07-15")]
+    for flt in filters:
+        conditions = {BY_KEY[f.key].source: (f.match, v) for f, v in flt.conditions()}
+        expected = sorted(i for i, p in payloads.items() if flt.matches(p))
+        total, rows = collection.browse(session, conditions, order="file name", limit=500)
+        assert total == len(expected) and [r.id for r in rows] == expected, flt
+        total, page = collection.browse(session, conditions, order="file name", limit=3, offset=2)
+        assert total == len(expected) and [r.id for r in page] == expected[2:5], flt
+        assert 0 < len(expected) < len(payloads), flt  # each case tells something
+    first, last = collection.taken_days(session)
+    locals_ = [datetime(1970, 1, 1) + timedelta(seconds=p["taken_at"]) for p in payloads.values()]
+    assert (first, last) == (min(locals_).date(), max(locals_).date())

@@ -63,3 +63,34 @@ def heic_bytes(img: Image.Image, exif: Image.Exif | None = None) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "HEIF", quality=80, enc_params=FAST_HEIC, **({"exif": exif.tobytes()} if exif is not None else {}))
     return buf.getvalue()
+
+
+LISBON, LISBON_CASTLE, PARIS, PORTO = (38.7223, -9.1393), (38.7160, -9.1360), (48.8566, 2.3522), (41.1579, -8.6291)
+SCAN_MTIME = 1275393600.0  # 2010-06-01 12:00 UTC: the date of the picture without EXIF (its file's time)
+
+
+def write_photo_library(folder) -> dict[str, str]:
+    """Six small JPEGs with EXIF written by Pillow in two labelled folders, for the front ends' photo filters:
+    file name -> label. Lisbon twice (1 km apart, on two days), Paris, Porto; one without a place, one without
+    EXIF (dated by its file's time, 2010-06-01)."""
+    import os
+
+    photos = {
+        "trip/lisbon_1.jpg": ("2024-07-10 10:00:00", "+01:00", "Apple", "iPhone 13", LISBON),
+        "trip/lisbon_2.jpg": ("2024-07-11 18:30:00", "+01:00", "Apple", "iPhone 13", LISBON_CASTLE),
+        "trip/paris.jpg": ("2024-07-14 22:30:00", "+02:00", "Apple", "iPhone 12", PARIS),
+        "home/porto.jpg": ("2023-08-02 10:00:00", "+01:00", "NIKON CORPORATION", "NIKON D750", PORTO),
+        "home/nikon.jpg": ("2024-01-01 00:00:00", None, "NIKON CORPORATION", "NIKON D750", None),
+        "home/scan.jpg": None,
+    }
+    for seed, (name, meta) in enumerate(photos.items()):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        exif = None
+        if meta is not None:
+            when, offset, make, model, place = meta
+            lat, lon = place if place else (None, None)
+            exif = camera_exif(when.replace("-", ":", 2), offset, make, model, None, lat, lon, None)
+        path.write_bytes(jpeg_bytes(photo((64, 48), seed=20 + seed), exif))
+    os.utime(folder / "home/scan.jpg", (SCAN_MTIME, SCAN_MTIME))
+    return {name.split("/")[1]: name.split("/")[0] for name in photos}

@@ -20,6 +20,7 @@ from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
 from imgsearch.ui.api.schemas import Id, ImageInfo
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.services import photo_info
 from imgsearch.ui.services.image_files import FileUnavailable, open_catalogued, read_catalogued, signature
 from imgsearch.ui.services.thumbnails import thumbnail_jpeg
 
@@ -34,8 +35,10 @@ def image_info(state: State, image_id: Id) -> ImageInfo:
         row = s.get(Image, image_id)
         if row is None:
             raise deps.not_found("image", image_id)
-        fields = {name: getattr(row, name) for name in ImageInfo.model_fields if name != "extra_paths"}
-        return ImageInfo(**fields, extra_paths=[p.path for p in row.extra_paths])
+        computed = {"extra_paths": [p.path for p in row.extra_paths], "taken_at": photo_info.taken_iso(row),
+                    "location": photo_info.location(row)}
+        fields = {name: getattr(row, name) for name in ImageInfo.model_fields if name not in computed}
+        return ImageInfo(**fields, **computed)
 
 
 def _unavailable(image_id: int, exc: FileUnavailable) -> ApiError:

@@ -88,6 +88,16 @@ class ImageInfo(BaseModel):
     ingest_run_id: int | None
     created_at: datetime
     extra_paths: list[str]
+    taken_at: str | None = Field(None, description="When the photo was taken, ISO 8601 on its own clock: with its UTC "
+                                 "offset when known ('2024-07-14T22:30:00+02:00'), else the camera's wall-clock time.")
+    taken_at_source: str | None = Field(None, description="Where taken_at comes from: 'exif' (the photo's original "
+                                        "date, EXIF or XMP) or 'file' (the file's modification time).")
+    camera: str | None = Field(None, description="Make and model ('Apple iPhone 12'), as the camera filter takes it.")
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    location: dict[str, float] | None = Field(None, description="Where it was taken: {lat, lon} in decimal degrees, "
+                                              "and altitude in metres when known; null without a GPS position.")
 
 
 class RecommendRequest(BaseModel):

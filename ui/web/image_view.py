@@ -13,12 +13,14 @@ import streamlit as st
 from PIL import Image
 
 from imgsearch.db import repository as repo
+from imgsearch.ui.services import photo_info
 from imgsearch.ui.services.image_files import FileUnavailable, read_catalogued, readable_roots
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views
 
 MAX_SHOWN_PIXELS = 4_000_000  # larger originals are shown scaled down (the download is the original file)
 SEARCH_PAGE = "screens/search_page.py"
+FILTERED_PAGE = "screens/filtered_page.py"
 
 
 def open_button(image_id: int, key: str) -> bool:
@@ -50,6 +52,8 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
         _original(row, readable_roots(state.settings, state.ctx.Session))
     with right:
         st.markdown(f"**{views.display_label(row.label)}** · `{row.file_name}`")
+        if summary := photo_info.summary(row):
+            st.caption(summary)
         names = resources.cluster_names(state.key, state.version)
         named = {a: names[a].get(c) for a, c in (("kmeans", row.kmeans_cluster),
                                                    ("agglomerative", row.agglo_cluster)) if c in names[a]}
@@ -61,6 +65,12 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
             if switch_to_search:
                 st.switch_page(SEARCH_PAGE)
             st.rerun()
+        if row.location is not None:
+            if st.button("Photos taken nearby", key=f"{prefix}_image_nearby_{image_id}", icon=":material/near_me:",
+                         on_click=qs.search_nearby, args=(image_id, row.latitude, row.longitude), width="stretch",
+                         help=f"Filtered search: the photos taken within {qs.NEARBY_KM:g} km of this one's place, "
+                              "most alike first"):
+                st.switch_page(FILTERED_PAGE)
         st.link_button("Open on its own page", f"/image?id={image_id}", width="stretch")
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from imgsearch.search.payload import FILTER_FIELDS
+from imgsearch.search.payload import CONDITION_PARAMS, DEFAULT_RADIUS_KM, FILTER_FIELDS, ConditionParam, parse_point
 
 Q, K, SOURCE, PICK = "q", "k", "query_source", "query_pick"
 SOURCES = ("Upload an image", "Pick from the collection")
@@ -30,8 +31,61 @@ def filter_key(field) -> str:
     return f"{FILTERED}_{field.name}"
 
 
+# The date range and the place (search/payload.py's CONDITION_PARAMS: taken_after, taken_before, near, radius_km,
+# has_location): one session key each, and in the URL under the CLI's option names (taken-after=2024-07-01,
+# near=38.72,-9.14, radius-km=1, has-location=yes). Session values: a date or None; "LAT, LON" text ("" = none);
+# a radius in km; one of PLACE_CHOICES.
+PLACE_CHOICES = ("any", "has a place", "no place")
+NEARBY_KM = 1.0  # "Photos taken nearby": within this radius of the photo's place
+
+
+def param_key(p: ConditionParam) -> str:
+    return f"{FILTERED}_{p.name}"
+
+
+def param_default(p: ConditionParam) -> object:
+    return {"date": None, "point": "", "km": DEFAULT_RADIUS_KM, "bool": PLACE_CHOICES[0]}[p.kind]
+
+
 def persistent_keys() -> list[str]:
-    return [Q, K, SOURCE, PICK, *(filter_key(f) for f in FILTER_FIELDS)]
+    return [Q, K, SOURCE, PICK, *(filter_key(f) for f in FILTER_FIELDS), *(param_key(p) for p in CONDITION_PARAMS)]
+
+
+def clear_filters() -> None:
+    """Every filter back to none. Set, not popped: a popped key leaves the browser's widget holding its old values,
+    which come back with the next change of any filter."""
+    for f in FILTER_FIELDS:
+        st.session_state[filter_key(f)] = [] if f.match == "any" else f.bounds[0]
+    for p in CONDITION_PARAMS:
+        st.session_state[param_key(p)] = param_default(p)
+
+
+def point_text(lat: float, lon: float) -> str:
+    return f"{lat:.5f}, {lon:.5f}"
+
+
+def search_nearby(image_id: int, lat: float, lon: float) -> None:
+    """"Photos taken nearby": this photo the query, and only the photos within NEARBY_KM of its place."""
+    clear_filters()
+    st.session_state[param_key(_NEAR)] = point_text(lat, lon)
+    st.session_state[param_key(_RADIUS)] = NEARBY_KM
+    set_query(f"id:{image_id}", SOURCES, pick=image_id)
+
+
+def photo_conditions() -> dict[str, object]:
+    """The session's date range and place as CONDITION_PARAMS values (None: not set), for
+    payload.conditions_from_params."""
+    out: dict[str, object] = {}
+    for p in CONDITION_PARAMS:
+        value = st.session_state.get(param_key(p))
+        if p.kind == "bool":
+            value = {PLACE_CHOICES[1]: True, PLACE_CHOICES[2]: False}.get(value)
+        elif p.kind == "point":
+            value = value.strip() if isinstance(value, str) and value.strip() else None
+        elif p.kind == "km" and not st.session_state.get(param_key(_NEAR), "").strip():
+            value = None  # a radius alone is no condition
+        out[p.name] = value
+    return out
 
 
 def keep() -> None:
@@ -84,6 +138,41 @@ def load_url(sources: tuple[str, str] = SOURCES) -> None:
                 st.session_state[filter_key(f)] = float(params[f.flag])
             except ValueError:
                 pass
+    for p in CONDITION_PARAMS:
+        if p.flag in params and (value := _from_url(p, params[p.flag])) is not None:
+            st.session_state[param_key(p)] = value
+
+
+def _from_url(p: ConditionParam, text: str) -> object:
+    """A date range's or a place's URL value as its session value; None for a mangled one (ignored)."""
+    try:
+        if p.kind == "date":
+            return date.fromisoformat(text.strip())
+        if p.kind == "point":
+            lat, lon, radius = parse_point(text)
+            if radius is not None:
+                st.session_state[param_key(_RADIUS)] = radius
+            return point_text(lat, lon)
+        if p.kind == "km":
+            radius = float(text)
+            return radius if 0 < radius <= 20_000 else None
+    except ValueError:
+        return None
+    return {"yes": PLACE_CHOICES[1], "no": PLACE_CHOICES[2]}.get(text.strip().lower())
+
+
+def _to_url(p: ConditionParam, value: object) -> str | None:
+    if p.kind == "date":
+        return value.isoformat() if isinstance(value, date) else None
+    if p.kind == "point":
+        try:
+            return ",".join(f"{v:.5f}".rstrip("0").rstrip(".") for v in parse_point(str(value))[:2])
+        except ValueError:
+            return None
+    if p.kind == "km":
+        near = st.session_state.get(param_key(_NEAR))
+        return f"{value:g}" if near and isinstance(value, (int, float)) and value != DEFAULT_RADIUS_KM else None
+    return {PLACE_CHOICES[1]: "yes", PLACE_CHOICES[2]: "no"}.get(value)
 
 
 def write_url(with_filters: bool = False) -> None:
@@ -102,6 +191,9 @@ def write_url(with_filters: bool = False) -> None:
                 want[f.flag] = [str(v) for v in value]
             elif f.bounds and value > f.bounds[0]:
                 want[f.flag] = f"{value:g}"
+        for p in CONDITION_PARAMS:
+            if (text := _to_url(p, st.session_state.get(param_key(p)))) is not None:
+                want[p.flag] = text
     current = {key: (st.query_params.get_all(key) if isinstance(want.get(key), list) else st.query_params[key])
                for key in st.query_params}
     if current != want:
@@ -161,6 +253,10 @@ def use_as_query(image_id: int, name: str) -> None:
 
 def clear_query() -> None:
     st.session_state.pop(Q, None)
+
+
+_NEAR = next(p for p in CONDITION_PARAMS if p.kind == "point")
+_RADIUS = next(p for p in CONDITION_PARAMS if p.kind == "km")
 
 
 def current_filters() -> Mapping[str, object]:

@@ -182,6 +182,25 @@ def filter_choices(key: str, version: tuple) -> data.FilterChoices:
         return data.filter_choices(s, list_filter_columns())
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def taken_days(key: str, version: tuple):
+    """(first, last) day a photo of the collection was taken on; None when none has a date."""
+    with context(key).Session() as s:
+        return data.taken_days(s)
+
+
+def catalogue_rows(ids: list[int]) -> dict:
+    """id -> catalogue row (detached) of these images, those still catalogued: what a result card shows beyond the
+    store's payload."""
+    if not ids:
+        return {}
+    with context(_page_key()).Session() as s:
+        rows = repo.images_by_ids(s, ids)
+        for row in rows.values():
+            s.expunge(row)
+    return rows
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def label_examples(key: str, version: tuple) -> dict[str, str]:
     with context(key).Session() as s:

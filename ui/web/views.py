@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from imgsearch.models import metric_registry as registry
 from imgsearch.search.index import Filter
 from imgsearch.search.service import SearchResult
+from imgsearch.ui.services import photo_info
 
 # Charts across training runs, from the metric registry: title ("Davies–Bouldin (lower is better)") -> metric names.
 HISTORY_CHARTS = {title: [m.name for m in metrics] for title, metrics in registry.charts().items()}
@@ -61,21 +62,27 @@ def _label_html(label: str | None) -> str:
 _LINE = '<div style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis"{title}>{text}</div>'
 
 
-def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None) -> str:
+def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None,
+                 photo: Sequence[str] | None = None) -> str:
     """HTML under a thumbnail: `first` (e.g. the similarity) and the file name on one line, true and predicted
-    label (probability) on the next; the full file name and the raw labels are tooltips."""
+    label (probability) on the next; the full file name and the raw labels are tooltips. `photo`: more lines,
+    when and with what and where it was taken (ui/services/photo_info.card_lines); an empty one is kept, so the
+    cards of a grid where some photos have them stay the same height."""
     head = f"{first} · " if first else ""
     name = html.escape(file_name)
     whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
     return (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
             + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
-                                                           f"{_label_html(predicted)} ({fmt_prob(prob)})"))
+                                                           f"{_label_html(predicted)} ({fmt_prob(prob)})")
+            + "".join(_LINE.format(title=f' title="{html.escape(line)}"' if line else "",
+                                   text=html.escape(line) if line else "&nbsp;") for line in photo or ()))
 
 
-def result_caption(r: SearchResult) -> str:
-    """A search result's caption: similarity, file name, true and predicted label (probability)."""
+def result_caption(r: SearchResult, photo: Sequence[str] | None = None) -> str:
+    """A search result's caption: similarity, file name, true and predicted label (probability); `photo` as in
+    card_caption."""
     return card_caption(f"similarity <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,
-                        r.predicted_prob)
+                        r.predicted_prob, photo)
 
 
 def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapping[str, str] | None = None
@@ -98,12 +105,33 @@ def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapp
         ("K-Means cluster", cluster("kmeans", row.kmeans_cluster)),
         ("agglomerative cluster", cluster("agglomerative", row.agglo_cluster)),
         ("duplicate group", "none" if row.duplicate_group is None else f"group {row.duplicate_group}"),
+        *photo_details(row),
         ("ingested", "–" if created is None else f"{created:%Y-%m-%d %H:%M} UTC"),
         ("image id", str(row.id)),
     ]
     if extra_paths:
         rows.append(("also found at", "; ".join(extra_paths)))
     return rows
+
+
+def photo_details(row: Any) -> list[tuple[str, str]]:
+    """The date taken (and where that date comes from), camera, lens and place rows of an image's details; only
+    those known."""
+    out = []
+    taken = photo_info.taken_text(row)
+    if taken is not None:
+        offset = getattr(row, "taken_at_offset", None)
+        zone = "" if offset is None else f" (UTC{offset // 60:+03d}:{offset % 60:02d})"
+        source = photo_info.SOURCES.get(getattr(row, "taken_at_source", None) or "", "")
+        out.append(("taken", f"{taken}{zone}" + (f", from {source}" if source else "")))
+    for name in ("camera", "lens"):
+        if getattr(row, name, None):
+            out.append((name, str(getattr(row, name))))
+    place = photo_info.place_text(row)
+    if place is not None:
+        altitude = getattr(row, "altitude", None)
+        out.append(("place", place + ("" if altitude is None else f", {altitude:,.0f} m")))
+    return out
 
 
 def top_classes(proba: np.ndarray, classes: Sequence[str], n: int = 5) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.decode import ImageRejected, decode_side
 from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
-from imgsearch.ui.services import inputs
+from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.thumbnails import THUMB_SIZE
 from imgsearch.ui.web import collection_browser, image_view, resources, views
 from imgsearch.ui.web import query_state as qs
@@ -133,7 +133,8 @@ def query_picker(state: AppState, prefix: str) -> Query | None:
                 return None
             st.caption("Query: the image uploaded earlier. Upload another to replace it.")
             return _upload_query(state, held)
-        st.caption("Upload a JPEG, PNG, WebP, BMP or GIF image, or pick one from the collection.")
+        st.caption("Upload an image (JPEG, PNG, HEIC, camera RAW and the other types above), or pick one from the "
+                   "collection.")
         return None
 
     row, missing = _picked_row(state, parsed)
@@ -255,16 +256,30 @@ def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: boo
         image_view.image_dialog(int(image_id), switch_to_search)
 
 
+def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[[object], tuple[str, str] | None]:
+    """Each card's date and camera / place lines (photo_info.card_lines), when any card of the grid has one.
+    `ids`: the items are search results, whose lines come from their catalogue rows (the payload does not say
+    where a date comes from)."""
+    rows = resources.catalogue_rows(list(ids)) if ids is not None else {}
+    lines = {id(item): photo_info.card_lines(rows.get(i) if ids is not None else item)
+             for i, item in zip(ids if ids is not None else range(len(items)), items, strict=True)}
+    shown = any(any(v) for v in lines.values())
+    return lambda item: lines[id(item)] if shown else None
+
+
 def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra | None = None,
                 switch_to_search: bool = False) -> None:
-    """Search results as cards: similarity, file name, labels; "Search with this" makes one the next query."""
-    _grid(results, lambda r: card(r.id, r.path, views.result_caption(r), r.file_name, prefix, views.RESULT_LEGEND,
-                                  extra, r), switch_to_search)
+    """Search results as cards: similarity, file name, labels (and when, with what and where a photo was taken);
+    "Search with this" makes one the next query."""
+    photo = _photo_lines(results, [r.id for r in results])
+    _grid(results, lambda r: card(r.id, r.path, views.result_caption(r, photo(r)), r.file_name, prefix,
+                                  views.RESULT_LEGEND, extra, r), switch_to_search)
 
 
 def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, switch_to_search: bool = False) -> None:
     """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as cards, with "Search
     with this"; for browsing, where there is no query to score against."""
+    photo = _photo_lines(rows)
     _grid(rows, lambda r: card(r.id, r.path, views.card_caption("", r.file_name, r.label, r.predicted_label,
-                                                                r.predicted_prob),
+                                                                r.predicted_prob, photo(r)),
                                r.file_name, prefix, None, extra, r), switch_to_search)

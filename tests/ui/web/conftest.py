@@ -51,6 +51,27 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
     return Collection(root, photos, settings.data_dir, backbone.name)
 
 
+def build_photo_collection(root: Path, backbone) -> Collection:
+    """tests.helpers.photos.write_photo_library (six JPEGs with EXIF dates, cameras and places) ingested with the
+    tiny backbone, labels from their folders; not trained."""
+    from imgsearch.ingest.pipeline import ingest_folder
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
+    from tests.helpers.photos import write_photo_library
+
+    photos = root / "photos"
+    write_photo_library(photos)
+    settings = Settings(data_dir=root / "data", backbone=backbone.name, num_workers=0, dataset_dir=photos)
+    ctx = Context(settings, _backbone=backbone)
+    try:
+        report = ingest_folder(photos, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None,
+                               ctx.ingest_options(True), progress=False)
+        assert report.n_scanned == 6 and not report.skipped, report
+    finally:
+        ctx.close()
+    return Collection(root, photos, settings.data_dir, backbone.name)
+
+
 def copy_collection(collection: Collection, root: Path) -> Collection:
     """A private copy of a built collection's data dir (catalogue, stores, models) in `root`: a copy takes a
     fraction of the seconds an ingest and a training run take. The photos are not copied (the catalogue records
@@ -67,6 +88,16 @@ def app_env(collection, monkeypatch) -> Collection:
     monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
     monkeypatch.delenv("IMGSEARCH_ALLOWED_ROOTS", raising=False)
     return collection
+
+
+@pytest.fixture
+def photo_env(photo_collection, monkeypatch) -> Collection:
+    """The app's environment on the photo library (dates, cameras, places): tests.helpers.photos."""
+    for name, value in photo_collection.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
+    monkeypatch.delenv("IMGSEARCH_ALLOWED_ROOTS", raising=False)
+    return photo_collection
 
 
 @pytest.fixture

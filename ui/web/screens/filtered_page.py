@@ -4,24 +4,18 @@ image, the matching images themselves, sorted by confidence, date or name."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.search.payload import FILTER_FIELDS, Filter
+from imgsearch.search.payload import BY_KEY, CONDITION_PARAMS, FILTER_FIELDS, Filter, conditions_from_params
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
 PREFIX = "filtered"
 PAGE_SIZE = 20
 ORDERS = {"most confident first": "confidence", "newest first": "newest", "file name": "file name"}
-
-
-def clear_filters() -> None:
-    # Set, not popped: a popped key leaves the browser's widget holding its old values, which come back with
-    # the next change of any filter.
-    for f in FILTER_FIELDS:
-        st.session_state[qs.filter_key(f)] = [] if f.match == "any" else f.bounds[0]
 
 
 HELP = {"source_folder": "Folders shown by their last two parts; the full path is in the URL and the summary.",
@@ -40,18 +34,23 @@ def option_formats(state: resources.AppState) -> dict:
             **names}
 
 
-def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object]) -> Filter:
-    """One widget per filterable payload field (the schema's order, lists before bounds); empty = no condition.
+def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
+                   days: tuple[date, date] | None = None) -> Filter:
+    """One widget per filterable payload field (the schema's order, lists before bounds); empty = no condition;
+    then the date taken (`days`: the collection's first and last) and the place.
 
     A field filtered by a list of values is a multiselect over its distinct values in the collection; one
     filtered by a lower bound is a slider over the field's bounds, whose minimum means no condition.
     """
     sb = st.sidebar
     sb.header("Filters")
-    sb.button("Clear filters", key=f"{PREFIX}_clear", on_click=clear_filters)
+    sb.button("Clear filters", key=f"{PREFIX}_clear", on_click=qs.clear_filters)
     conditions = {}
+    photo = None
     for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
         key = qs.filter_key(f)
+        if f.match != "any" and photo is None:  # the date and the place beside the camera, before the sliders
+            photo = photo_filters(days)
         if f.match == "any":
             options = choices.get(f.key, [])
             if key in st.session_state:  # from a link or another collection: drop values no longer offered
@@ -62,7 +61,55 @@ def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object]) -
             low, high = f.bounds
             bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
             conditions[f.key] = bound if bound > low else None
-    return Filter.on(conditions)
+    named = {BY_KEY[key].name: value for key, value in conditions.items()}
+    return Filter(**named, **(photo if photo is not None else photo_filters(days)))
+
+
+def _date_input(label: str, key: str, days: tuple[date, date]) -> None:
+    value = st.session_state.get(key)
+    if value is not None and not days[0] <= value <= days[1]:  # from a link: clamped to the collection's days
+        st.session_state[key] = min(max(value, days[0]), days[1])
+    default = {} if key in st.session_state else {"value": None}  # empty: no bound
+    st.date_input(label, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD", **default)
+
+
+def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
+    """The date taken (from, to: either empty for no bound) and the place (near LAT, LON within a radius; or
+    with/without a place) in the sidebar, as Filter keywords; an impossible value is said and left out."""
+    sb = st.sidebar
+    params = {p.name: p for p in CONDITION_PARAMS}
+    key = {name: qs.param_key(p) for name, p in params.items()}
+    if days is not None:
+        # One above the other: side by side in the sidebar, a date does not fit its box.
+        sb.markdown("**Date taken**", help="On the photo's own clock (EXIF; the file's time when it has none). "
+                    f"This collection: {days[0]} to {days[1]}. Both days are included; empty: no bound.")
+        with sb:
+            _date_input("From", key["taken_after"], days)
+            _date_input("To", key["taken_before"], days)
+    else:
+        sb.caption("No image of this collection has a date taken.")
+    for name in ("near", "radius_km", "has_location"):
+        if key[name] not in st.session_state:
+            st.session_state[key[name]] = qs.param_default(params[name])
+    left, right = sb.columns([2, 1])
+    left.text_input("Near (lat, lon)", key=key["near"], placeholder="38.72, -9.14",
+                    help="Only photos taken within the radius of this point (decimal degrees, as a map gives them).")
+    right.number_input("Radius km", min_value=0.1, max_value=20_000.0, step=1.0, key=key["radius_km"], format="%g")
+    sb.selectbox("Place", qs.PLACE_CHOICES, key=key["has_location"],
+                 help="Whether the photo records where it was taken (GPS).")
+    values = qs.photo_conditions()
+    # An impossible value (a mangled point, "without a place" near one, From after To) is said, and that part
+    # of the filter left out rather than the page failing.
+    for dropped in ((), ("near", "radius_km"), ("near", "radius_km", "taken_after", "taken_before")):
+        try:
+            out = conditions_from_params({**values, **dict.fromkeys(dropped)})
+            Filter(**out)
+        except ValueError as exc:
+            if not dropped:
+                sb.error(f"Left out of the filter: {exc}")
+            continue
+        return out
+    return {}
 
 
 def browse_conditions(flt: Filter, leave_out: str | None = None) -> dict[str, tuple[str, object]]:
@@ -106,7 +153,7 @@ def main() -> None:
     st.title("Filtered search")
     state = resources.load_state()
     choices = resources.filter_choices(state.key, state.version)
-    flt = sidebar_filter(choices, option_formats(state))
+    flt = sidebar_filter(choices, option_formats(state), resources.taken_days(state.key, state.version))
     if state.trained is None:
         st.sidebar.caption(f"Predicted labels and clusters appear after `{resources.TRAIN_HINT}`.")
     k = widgets.k_slider()
