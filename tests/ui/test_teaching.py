@@ -53,7 +53,8 @@ def test_a_taught_label_is_found_reviewed_and_kept_in_catalogue_and_stores(own, 
         assert all(c.label == "sky" for c in page[:3]) and page[0].score >= page[-1].score
         others = [c.id for c in page[3:]]
         state = teaching.review(ctx, "blue", accept=rest, reject=others[:1], skip=others[1:])
-        assert (state.n_labelled, state.n_negative, state.n_skipped, state.n_reviewed) == (6, 1, 1, 8)  # examples count as reviewed
+        # the examples count as reviewed
+        assert (state.n_labelled, state.n_negative, state.n_skipped, state.n_reviewed) == (6, 1, 1, 8)
         _assert_labelled_everywhere(ctx, sky, "blue")
         report = doctor.check(ctx.Session, ctx.stores, ctx.trained())
         assert report.consistent, report
