@@ -10,7 +10,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 METHODS = ("linear", "rocchio")
-DEFAULT_METHOD = "linear"  # benchmarks/bench_teach.py: higher precision@40 and more images labelled in 3 pages
+# benchmarks/bench_teach.py on Caltech-101 (docs/teaching.md): over all 77 classes with 45+ images, the linear
+# model labels more images in 3 pages (0.969 of what they could hold against 0.963) with a higher precision of
+# the first page (0.909 against 0.903); it learns more from rejections (pages 2 and 3). It costs about 0.5 s a
+# page against Rocchio's 20 ms, small beside reviewing 40 images.
+DEFAULT_METHOD = "linear"
 MIN_POSITIVES = 3
 
 
