@@ -42,6 +42,8 @@ def test_teach_page_finds_more_like_the_examples_and_applies_a_page(own_collecti
     at.text_input(key="teach_examples").set_value(" ".join(map(str, sky[:3]))).run()
     at.button(key="teach_find").click().run()
     _ok(at)
+    assert at.text_input(key="teach_examples").value == ""  # added once: the session keeps them
+    assert "3 images labelled" in at.caption[0].value
     verdicts = [r for r in at.radio if r.key.startswith("teach_verdict_")]
     assert len(verdicts) == 15  # every image but the three examples, at most 40
     shown = [int(r.key.rsplit("_", 1)[1]) for r in verdicts]
@@ -58,6 +60,10 @@ def test_teach_page_finds_more_like_the_examples_and_applies_a_page(own_collecti
     # The next page is ranked afresh and offers none of the reviewed images.
     assert not [r for r in at.radio if r.key.startswith("teach_verdict_")]
     assert any("No candidates left" in i.value for i in at.info)
+    at.text_input(key="teach_examples").set_value("1 2 99999").run()
+    at.button(key="teach_find").click().run()
+    _ok(at)
+    assert any("no image with id 99999" in e.value for e in at.error)
     at.button(key="teach_done").click().run()
     _ok(at)
     assert any("Training job" in m.value and "queued" in m.value for m in at.success)

@@ -74,14 +74,28 @@ def examples_form(state: resources.AppState, label: str) -> None:
     with from_search:
         picked_pos, picked_neg = pick_from_neighbours(state)
     positive, negative = typed_pos + picked_pos, typed_neg + picked_neg
-    if st.button("Find more like these", key=f"{PREFIX}_find", type="primary"):
-        from imgsearch.ui.services import teaching
+    st.button("Find more like these", key=f"{PREFIX}_find", type="primary", on_click=find_more,
+              args=(state, label, positive, negative))
 
-        if positive or negative:
-            run(lambda: teaching.add_examples(state.ctx, label, positive, negative))
-        st.session_state.pop(PAGE_IDS, None)
-        st.session_state[f"{PREFIX}_show"] = True
-        st.rerun()
+
+def find_more(state: resources.AppState, label: str, positive: list[int], negative: list[int]) -> None:
+    """Record the picked examples, then empty the pickers (added once: the session keeps them) and rank afresh.
+    A callback: the pickers' values can only be reset before they are drawn again."""
+    from imgsearch.ui.services import teaching
+
+    if positive or negative:
+        try:
+            with widgets.store_errors():
+                teaching.add_examples(state.ctx, label, positive, negative)
+        except AppError as exc:
+            st.session_state[f"{PREFIX}_error"] = exc.text()
+            return
+    for key in [k for k in st.session_state if str(k).startswith(f"{PREFIX}_pick_")]:
+        del st.session_state[key]
+    st.session_state[f"{PREFIX}_examples"] = ""
+    st.session_state[f"{PREFIX}_not"] = ""
+    st.session_state.pop(PAGE_IDS, None)
+    st.session_state[f"{PREFIX}_show"] = True
 
 
 def review_page(state: resources.AppState, label: str) -> None:
@@ -128,6 +142,9 @@ def main() -> None:
     message = st.session_state.pop(f"{PREFIX}_message", None)
     if message:
         st.success(message)
+    error = st.session_state.pop(f"{PREFIX}_error", None)
+    if error:
+        st.error(error)
     with state.ctx.Session() as s:
         known = [name for name, _ in sessions.sessions(s)]
     label = st.text_input("Label", key=f"{PREFIX}_label", placeholder="my cat",
