@@ -133,5 +133,7 @@ def test_teach_command_examples_next_accept_reject(own, capsys, monkeypatch):
     assert "'green': 5 images labelled, 2 negatives" in out and "queued training job" in out
     code, out = run_cli(["teach", "green", "--examples", "x1"], own.data_dir, capsys, monkeypatch)
     assert code == 2 and "'x1' after --examples is not an image id" in out
+    code, out = run_cli(["teach", "green", "--examples", "1", "--nxt"], own.data_dir, capsys, monkeypatch)
+    assert code == 2 and "no such option '--nxt'" in out
     code, out = run_cli(["teach", "red", "--next"], own.data_dir, capsys, monkeypatch)
     assert code == 2 and "give at least 3" in out

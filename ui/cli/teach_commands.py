@@ -28,6 +28,8 @@ def parse_ids(args: list[str]) -> dict[str, list[int]]:
         if token in ID_OPTIONS:
             current = ID_OPTIONS[token]
             continue
+        if token.startswith("-"):
+            fail(f"no such option {token!r}; see `imgsearch teach --help`")
         if current is None:
             fail(f"unexpected {token!r}: ids follow --examples, --not, --accept, --reject or --skip")
         for part in token.split(","):
