@@ -28,6 +28,7 @@ SKIP_REASONS = ("corrupt", "truncated", "empty", "not_image", "too_large", "unre
                 "outside_roots", "bad_name", "video")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("ingest", "train")
+TEACH_VERDICTS = ("positive", "negative", "skipped")
 
 # Named constraints: SQLite migrations rebuild tables ("batch" mode) and can only drop what has a name.
 NAMING_CONVENTION = {
@@ -171,6 +172,19 @@ class ImageTag(Base):
 
     def __repr__(self) -> str:
         return f"ImageTag({self.image_id!r}, {self.tag!r}, {self.prob:.3f})"
+
+
+class TeachExample(Base):
+    """One reviewed image of the teaching session of a label (ui/services/teaching.py): a positive example (given,
+    or an accepted candidate: the image is labelled), a negative one (given as "not this", or a rejected
+    candidate), or skipped (not offered again). The session is these rows, so it survives a restart."""
+
+    __tablename__ = "teach_examples"
+
+    label: Mapped[str] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Run(Base):

@@ -129,3 +129,36 @@ def test_0008_adds_an_empty_image_tags_table_to_an_existing_catalogue(db_url: st
     with engine.connect() as connection:
         assert connection.execute(text("SELECT path FROM images")).scalar() == "/p/a.jpg"
     engine.dispose()
+
+
+def test_0009_adds_teach_examples_that_follow_their_images(db_url: str) -> None:
+    from imgsearch.db import repository as repo
+    from imgsearch.db import teaching
+
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0008")
+    with engine.begin() as connection:
+        for n in (1, 2):
+            connection.execute(text(
+                "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, "
+                f"status, created_at) VALUES ('h{n}', '/p/{n}.jpg', '{n}.jpg', 4, 3, 10, '/p', 'indexed', "
+                "'2026-01-01 00:00:00')"))
+    init_db(engine)
+    Session = session_factory(engine)
+    with Session.begin() as s:
+        teaching.set_verdicts(s, "pet", [1, 2], "negative")
+        teaching.set_verdicts(s, "pet", [2], "positive")  # a verdict changed
+        teaching.set_verdicts(s, "other", [1], "skipped")
+    with Session() as s:
+        assert teaching.verdicts(s, "pet") == {1: "negative", 2: "positive"}
+        assert teaching.sessions(s) == [("other", {"skipped": 1}), ("pet", {"negative": 1, "positive": 1})]
+    with Session.begin() as s:
+        repo.delete_images(s, [1])
+    with Session() as s:  # a removed image leaves every session
+        assert teaching.verdicts(s, "pet") == {2: "positive"} and teaching.verdicts(s, "other") == {}
+    with migration_connection(engine) as connection:
+        command.downgrade(alembic_config(connection), "0008")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM images")).scalar() == 1
+    engine.dispose()

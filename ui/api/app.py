@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from imgsearch.ui.api import classify, collection, errors, health, images, jobs, search
+from imgsearch.ui.api import classify, collection, errors, health, images, jobs, labels, search
 from imgsearch.ui.api.schemas import ErrorBody
 from imgsearch.ui.api.security import BodyLimitMiddleware, api_key_checker, body_limit
 from imgsearch.ui.api.state import ApiState
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, api_key: str | None = None, *, 
     v1 = APIRouter(prefix=f"/{API_VERSION}", responses=_ERRORS)
     v1.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(api_key_checker(api_key))])
-    for module in (search, classify, images, jobs, collection):
+    for module in (search, classify, images, jobs, collection, labels):
         protected.include_router(module.router)
     protected.add_api_route("/ready", health.ready, methods=["GET"], tags=["health"],
                             summary="Database and stores reachable; models and backbone",

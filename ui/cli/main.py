@@ -15,6 +15,7 @@ from imgsearch.ui.cli import (
     search_commands,
     server_commands,
     store_commands,
+    teach_commands,
     worker_commands,
 )
 from imgsearch.ui.cli.common import console, make_app, say_interrupted
@@ -22,7 +23,7 @@ from imgsearch.ui.services.errors import as_app_error
 
 # In the order `imgsearch --help` lists the commands.
 GROUPS = (ingest_commands, search_commands, store_commands, worker_commands, server_commands, backup_commands,
-          curation_commands, export_commands, job_commands, mirror_commands)
+          curation_commands, teach_commands, export_commands, job_commands, mirror_commands)
 
 app = make_app()
 for group in GROUPS:
