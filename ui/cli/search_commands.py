@@ -140,7 +140,7 @@ def search_text(ctx, text: str, k: int, flt: Filter | None, collapse: bool) -> N
     """`search --text`: ui/services/text_search.py ranks the catalogue's tags and filters on this backbone's
     payloads; this prints."""
     from imgsearch.ui.services.report import results_table
-    from imgsearch.ui.services.text_search import TextSearchError, parse_words, search_words, tags_text
+    from imgsearch.ui.services.text_search import TextSearchError, parse_words, search_words
 
     try:
         query = parse_words(text)  # names the close known words of an unknown one
@@ -155,9 +155,7 @@ def search_text(ctx, text: str, k: int, flt: Filter | None, collapse: bool) -> N
                                                                 else ""))
         return
     title = f"images tagged {text!r}, by tag probability ({response.search_ms:.1f} ms)"
-    console.print(results_table(title, response.results))
-    for r in response.results:
-        console.print(f"  {r.file_name}: {tags_text(response.tags.get(r.id, []))}", highlight=False)
+    console.print(results_table(title, response.results, score="tag p", tags=response.tags))
 
 
 def metrics_cmd(

@@ -10,7 +10,6 @@ probabilities, most probable first), from the same catalogue rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from imgsearch.search.index import Hit, VectorIndex
@@ -19,7 +18,7 @@ from imgsearch.search.service import SearchResult, collapse_duplicates
 from imgsearch.search.text_query import TagIndex, TextQuery, UnknownWords, parse_query
 from imgsearch.ui.services.errors import AppError
 
-__all__ = ["TextSearchError", "TextSearchResponse", "load_tag_index", "search_words", "top_tags"]
+__all__ = ["TextSearchError", "TextSearchResponse", "load_tag_index", "parse_words", "search_words", "top_tags"]
 
 Tags = list[tuple[str, float]]
 
@@ -103,8 +102,3 @@ def search_words(Session, faiss: VectorIndex, text: str | TextQuery, k: int = 10
     results = results[offset:]
     tags = {r.id: top_tags(index, r.id) for r in results}
     return TextSearchResponse(query, results, tags, (time.perf_counter() - t) * 1000, filtered)
-
-
-def tags_text(tags: Sequence[tuple[str, float]], n: int = 3) -> str:
-    """ "tabby 0.62, tiger cat 0.21": the first `n` tags with their probabilities ("" for none)."""
-    return ", ".join(f"{tag} {p:.2f}" for tag, p in list(tags)[:n])
