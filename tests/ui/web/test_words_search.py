@@ -46,6 +46,7 @@ def test_words_rank_by_tag_probability_with_tags_on_the_cards(tagged_env):
     assert len(captions) == 6 and all("tags: Irish setter " in c and "%" in c for c in captions)
     assert "118 classes" in "\n".join(c.value for c in at.caption)
     assert "query_source" not in [r.key for r in at.radio]  # the image query is not asked for
+    assert at.title[0].value == "Search by words" and at.toggle(key="search_class_aware").disabled
     # k and the words compose; clearing the words goes back to the search by image
     at.slider(key="k").set_value(3)
     at.text_input(key="text").input("animal").run()
@@ -54,6 +55,7 @@ def test_words_rank_by_tag_probability_with_tags_on_the_cards(tagged_env):
     at.button(key="search_words_clear").click().run()
     _ok(at)
     assert at.session_state["text"] == "" and "query_source" in [r.key for r in at.radio]
+    assert at.title[0].value == "Search by image"
 
 
 def test_an_unknown_word_offers_the_close_ones(tagged_env):

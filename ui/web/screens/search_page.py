@@ -51,19 +51,20 @@ def prediction(state: resources.AppState, proba: dict[str, float] | None) -> Non
     st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False})
 
 
-def ranking_options(trained: bool) -> tuple[bool, bool, float | None]:
-    """The sidebar's ranking choices: (class-aware, collapse near-duplicates, MMR lambda or None)."""
+def ranking_options(trained: bool, words: bool = False) -> tuple[bool, bool, float | None]:
+    """The sidebar's ranking choices: (class-aware, collapse near-duplicates, MMR lambda or None). A search by
+    `words` ranks by tag probability: only the near-duplicate choice applies to it."""
     side = st.sidebar
     side.subheader("Ranking")
-    class_aware = side.toggle("Class-aware ranking", value=True, key=CLASS_AWARE, disabled=not trained,
+    class_aware = side.toggle("Class-aware ranking", value=True, key=CLASS_AWARE, disabled=not trained or words,
                               help=CLASS_AWARE_HELP if trained else "Needs trained models.")
     collapse = side.checkbox("One image per near-duplicate group", value=False, key=COLLAPSE,
                              help="Show only the best-ranked image of each near-duplicate group.")
-    mmr = side.checkbox("Diversify (MMR)", value=False, key=MMR,
+    mmr = side.checkbox("Diversify (MMR)", value=False, key=MMR, disabled=words,
                         help="Maximal marginal relevance: each next result trades similarity to the query against "
                              "similarity to the results above it.")
     lam = side.slider("MMR: weight of similarity", 0.0, 1.0, DEFAULT_MMR_LAMBDA, 0.05, key=MMR_LAMBDA,
-                      disabled=not mmr, help="1 = the plain ranking; lower = more varied results.")
+                      disabled=not mmr or words, help="1 = the plain ranking; lower = more varied results.")
     return class_aware and trained, collapse, lam if mmr else None
 
 
@@ -172,6 +173,8 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
     conditions = views.describe_compact(flt)
     if conditions:
         st.markdown("**Filters** (from the Filtered page): " + "; ".join(conditions))
+    else:
+        st.caption("No filter: those set on the Filtered page apply here too.")
     n = len(response.results)
     st.subheader((f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”")
                  + " (by tag probability" + (", near-duplicates collapsed)" if collapse else ")"))
@@ -185,11 +188,15 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
 
 
 def main() -> None:
-    st.title("Search by image")
+    # The title says which search the page shows: by words while the box has words, else by image.
+    title = st.empty()
+    title.title("Search by image")
     state = resources.load_state()
     k = widgets.k_slider()
-    class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None)
     text = words_box()
+    if text:
+        title.title("Search by words")
+    class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None, words=bool(text))
     if text:
         qs.write_url(with_filters=True, with_text=True)
         st.caption("Clear the words to search by image.")
