@@ -164,6 +164,7 @@ SCROLL_UP = "_scroll_to_query"  # set by "Search with this": the file name of th
 def use_as_query(image_id: int, name: str) -> None:
     """"Search with this": make a stored image the query, and have the page bring the new query into view."""
     set_query(f"id:{image_id}", SOURCES, pick=image_id)
+    st.session_state[TEXT] = ""  # a search by words would hide the new query's neighbours
     st.session_state[SCROLL_UP] = name
 
 

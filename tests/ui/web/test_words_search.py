@@ -47,6 +47,13 @@ def test_words_rank_by_tag_probability_with_tags_on_the_cards(tagged_env):
     assert "118 classes" in "\n".join(c.value for c in at.caption)
     assert "query_source" not in [r.key for r in at.radio]  # the image query is not asked for
     assert at.title[0].value == "Search by words" and at.toggle(key="search_class_aware").disabled
+    # "Search with this" on a result leaves the words for the search by image
+    first = results[0][0]
+    at.button(key=f"search_use_{first}").click().run()
+    _ok(at)
+    assert at.session_state["text"] == "" and at.session_state["query_pick"] == first
+    assert at.title[0].value == "Search by image" and first not in [r[0] for r in at.session_state["search_results"]]
+    at.text_input(key="text").input("dogs").run()
     # k and the words compose; clearing the words goes back to the search by image
     at.slider(key="k").set_value(3)
     at.text_input(key="text").input("animal").run()
