@@ -2,6 +2,7 @@
 
 Starts `imgsearch app` on a free 127.0.0.1 port, then, each saved as <out>/<name>.png, 1400 px wide:
   search       Search with an uploaded query image (whole page)
+  words_search Search by words (--words, default "dog": a link with ?text=), result cards with their tags
   picker       the query picker's collection browser (a dialog: browse by label, thumbnails)
   image        a result's "Open": the original image with its details (a dialog)
   filtered     Filtered search: a label filter and the same upload
@@ -58,6 +59,15 @@ def shoot_search(page, server, query: Path, timeout: float) -> None:
     harness.clear_upload(page, timeout)
     harness.upload(page, query)
     harness.wait_text(page, re.compile(r"^Top \d+ neighbours( \(.*\))?$"), timeout)
+    _finish(page, timeout)
+
+
+def shoot_words(page, server, words: str, timeout: float) -> None:
+    from urllib.parse import urlencode
+
+    page.goto(f"{server.url('search')}?{urlencode({'text': words})}", wait_until="domcontentloaded",
+              timeout=timeout * MS)
+    harness.wait_text(page, re.compile(r"^(Top \d+ images|The one image) tagged "), timeout)
     _finish(page, timeout)
 
 
@@ -226,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--query", type=Path, help="query image to upload (default: a random image of the collection)")
     ap.add_argument("--label", help="label to filter by on Filtered search (default: the query's label)")
     ap.add_argument("--backbone", help="IMGSEARCH_BACKBONE for the app (default: from the environment)")
+    ap.add_argument("--words", default="dog", help="the words of the words_search shot")
     ap.add_argument("--width", type=int, default=1400)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each page")
     ap.add_argument("--seed", type=int, default=0)
@@ -248,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(tempfile.mkdtemp(prefix="imgsearch-shots-")) / "app-server.log"
     shots = {
         "search": lambda p, s: shoot_search(p, s, query, args.timeout),
+        "words_search": lambda p, s: shoot_words(p, s, args.words, args.timeout),
         "picker": lambda p, s: shoot_picker(p, s, label, args.timeout),
         "image": lambda p, s: shoot_image(p, s, query, args.timeout),
         "filtered": lambda p, s: shoot_filtered(p, s, query, label, args.timeout),

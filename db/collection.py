@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from imgsearch.db.chunks import chunks
 from imgsearch.db.models import Image, ImageTag, Run
 
 CLUSTER_COLUMNS = {"kmeans": Image.kmeans_cluster, "agglomerative": Image.agglo_cluster}
@@ -83,6 +84,18 @@ def collection_files(session: Session, limit: int = 20_000) -> list[tuple[int, s
         .limit(limit)
     )
     return [(i, name) for i, name in session.execute(query)]
+
+
+def tags_by_image(session: Session, ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
+    """image id -> its automatic tags (tag, probability), most probable first; images without tags are left out."""
+    out: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for chunk in chunks(sorted({int(i) for i in ids})):
+        rows = session.execute(select(ImageTag.image_id, ImageTag.tag, ImageTag.prob)
+                               .where(ImageTag.image_id.in_(chunk))
+                               .order_by(ImageTag.image_id, ImageTag.prob.desc(), ImageTag.tag))
+        for image_id, tag, prob in rows:
+            out[image_id].append((tag, prob))
+    return dict(out)
 
 
 def cluster_summary(session: Session, algorithm: str, n_tags: int = 3) -> list[dict]:

@@ -121,6 +121,11 @@ class Image(Base):
     longitude: Mapped[float | None] = mapped_column(Float)
     altitude: Mapped[float | None] = mapped_column(Float)
 
+    # When the image was last run through a backbone's ImageNet head (migration 0009): its image_tags are then
+    # what the head saw, none included. NULL: never (ingested before tags existed, or by a backbone without a
+    # head); `imgsearch train` tags these (ingest/tag_backfill.py).
+    tags_checked_at: Mapped[datetime | None] = mapped_column()
+
     extra_paths: Mapped[list[ImagePath]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True, order_by="ImagePath.id"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -329,9 +330,10 @@ def update_images(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
         session.execute(update(Image), rows)
 
 
-def set_image_tags(session: Session, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+def set_image_tags(session: Session, tags: Mapping[int, Sequence[tuple[str, float]]], checked: bool = True) -> None:
     """Replace the automatic tags of each image in `tags` (image id -> [(tag, probability)]); an empty list
-    clears them. Images deleted meanwhile are skipped."""
+    clears them. Images deleted meanwhile are skipped. `checked`: also record that these images were run through
+    the head (`Image.tags_checked_at`; the tag backfill marks them itself, after the payloads: `mark_tags_checked`)."""
     ids = sorted(int(i) for i in tags)
     for chunk in chunks(ids):
         present = set(session.scalars(select(Image.id).where(Image.id.in_(chunk))))
@@ -341,10 +343,28 @@ def set_image_tags(session: Session, tags: Mapping[int, Sequence[tuple[str, floa
         if rows:
             session.execute(insert(ImageTag), rows)
     session.flush()
+    if checked:
+        mark_tags_checked(session, ids)
     # Rows already loaded keep their old tags until refreshed: payloads built next must see these.
     for image in session.identity_map.values():
         if isinstance(image, Image) and image.id in tags:
             session.expire(image, ["tags"])
+
+
+def mark_tags_checked(session: Session, ids: Sequence[int]) -> None:
+    """Record that these images were run through an ImageNet head (their image_tags are what it saw)."""
+    now = datetime.now(UTC)
+    for chunk in chunks(sorted(int(i) for i in ids)):
+        session.execute(update(Image).where(Image.id.in_(chunk)).values(tags_checked_at=now))
+    session.flush()
+
+
+def untagged_images(session: Session) -> list[tuple[int, str, str]]:
+    """(id, path, content hash) of every indexed image never run through an ImageNet head, by id: what the tag
+    backfill has left to do."""
+    query = (select(Image.id, Image.path, Image.content_hash)
+             .where(Image.status == "indexed", Image.tags_checked_at.is_(None)).order_by(Image.id))
+    return [tuple(r) for r in session.execute(query)]
 
 
 # --- runs ---------------------------------------------------------------------------------------------------

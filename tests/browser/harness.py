@@ -36,8 +36,10 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 MS = 1000  # playwright timeouts are in milliseconds
 
 # `similarity **0.987** · `apples_003.jpg`  \nlabel: apples · predicted: apples (95%)` as rendered text
-# (ui/web/views.py result_caption).
-CAPTION_RE = re.compile(r"^similarity (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · predicted: (.*?) \((.*?)\)\s*$")
+# (ui/web/views.py result_caption), with a third line of automatic tags on the Search page (`tags: tabby 62% · ...`);
+# a search by words scores by `tag p` instead of similarity.
+CAPTION_RE = re.compile(r"^(?:similarity|tag p) (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · predicted: (.*?) "
+                        r"\((.*?)\)\s*(?:\ntags: (.*?)\s*)?$")
 PREDICTED_RE = re.compile(r"^(.+) \((\d+(?:\.\d+)?)%, SVM\)$")
 TIMES_RE = re.compile(r"Embedding: (?:(\d+(?:\.\d+)?) ms|0 ms \(stored vector\)) · (?:filtered )?search: "
                       r"(\d+(?:\.\d+)?) ms")
@@ -281,6 +283,7 @@ class Caption:
     file_name: str
     label: str
     predicted: str
+    tags: str | None = None  # "Irish setter 91% · ...", "–" for none; None where cards show no tags
 
 
 def result_captions(page) -> list[Caption]:
@@ -289,7 +292,7 @@ def result_captions(page) -> list[Caption]:
     for text in page.evaluate(_MARKDOWN_JS):
         m = CAPTION_RE.match(text)
         if m:
-            out.append(Caption(float(m.group(1)), m.group(2).strip("`"), m.group(3), m.group(4)))
+            out.append(Caption(float(m.group(1)), m.group(2).strip("`"), m.group(3), m.group(4), m.group(6)))
     return out
 
 

@@ -162,3 +162,25 @@ def test_0009_adds_teach_examples_that_follow_their_images(db_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM images")).scalar() == 1
     engine.dispose()
+
+
+def test_0010_marks_the_images_that_have_tags_as_checked(db_url: str) -> None:
+    from imgsearch.db import repository as repo
+
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0009")
+    with engine.begin() as connection:
+        for i in (1, 2):
+            connection.execute(text(
+                "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
+                f"created_at) VALUES ('h{i}', '/p/{i}.jpg', '{i}.jpg', 4, 3, 10, '/p', 'indexed', "
+                "'2026-01-01 00:00:00')"))
+        connection.execute(text("INSERT INTO image_tags (image_id, tag, prob) VALUES (1, 'umbrella', 0.5)"))
+    init_db(engine)
+    Session = session_factory(engine)
+    with Session() as s:  # the image without tags was ingested before them: the backfill's to do
+        assert repo.untagged_images(s) == [(2, "/p/2.jpg", "h2")]
+    with migration_connection(engine) as connection:
+        command.downgrade(alembic_config(connection), "0009")
+    engine.dispose()

@@ -57,6 +57,30 @@ class SearchResults(BaseModel):
     results: list[SearchHit]
 
 
+class TagProbability(BaseModel):
+    tag: str = Field(description="An ImageNet-1k class (its WordNet name) the backbone's head saw in the image.")
+    probability: float
+
+
+class TextSearchHit(SearchHit):
+    score: float = Field(description="The tag probability of the query's words: the summed probability of the "
+                         "image's tags under each word, multiplied over the words.")
+    tags: list[TagProbability] = Field(default_factory=list, description="The image's automatic tags, most "
+                                       "probable first.")
+
+
+class TextSearchResults(BaseModel):
+    query: str = Field(description="The words as given.")
+    words: str = Field(description="What the words were read as: each word's ImageNet classes.")
+    terms: list[str] = Field(description="The WordNet terms the words name.")
+    k: int
+    offset: int
+    filters: list[str] = Field(default_factory=list, description="The filter's conditions, in words.")
+    search_ms: float
+    ranking: str = Field("tag probability", description="Always 'tag probability'.")
+    results: list[TextSearchHit]
+
+
 class ClassProbability(BaseModel):
     label: str
     probability: float

@@ -1,4 +1,5 @@
-"""Search: by uploaded image or by stored id; ranked neighbours (FAISS) or filtered search (Qdrant); recommend."""
+"""Search: by uploaded image or by stored id; ranked neighbours (FAISS) or filtered search (Qdrant); recommend;
+by words (the automatic tags, ui/services/text_search.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ from imgsearch.search.service import Ranking
 from imgsearch.ui.api import deps
 from imgsearch.ui.api.deps import K_DEFAULT, KParam, OffsetParam, get_state
 from imgsearch.ui.api.errors import ApiError, not_found
-from imgsearch.ui.api.schemas import Id, RecommendRequest, SearchResults
+from imgsearch.ui.api.schemas import (
+    Id,
+    RecommendRequest,
+    SearchHit,
+    SearchResults,
+    TagProbability,
+    TextSearchHit,
+    TextSearchResults,
+)
 from imgsearch.ui.api.security import read_upload
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.services.text_search import TextSearchError, parse_words, search_words
 
 router = APIRouter(tags=["search"])
 
@@ -100,3 +110,26 @@ def recommend(state: State, body: RecommendRequest, flt: FilterDep, offset: Offs
     except KeyError as exc:  # an example id with no vector in the index
         raise not_found("indexed image", exc.args[0] if exc.args else "?") from exc
     return deps.results(response, "recommend", "qdrant", body.k, offset, flt)
+
+
+Words = Annotated[str, Query(min_length=1, max_length=500, description=(
+    "Words naming what is in the images: ImageNet classes and their broader WordNet terms ('dog' finds every "
+    "breed, 'bird' every bird); several words must all match."))]
+
+
+@router.get("/search/text", response_model=TextSearchResults,
+            summary="Images whose automatic tags match the words, by tag probability (optionally filtered)",
+            responses={422: {"description": "A word names no tag: `suggestions` lists the close known words."}})
+def search_text(state: State, q: Words, flt: FilterDep, k: KParam = K_DEFAULT, offset: OffsetParam = 0,
+                collapse_duplicates: Collapse = False) -> TextSearchResults:
+    try:
+        query = parse_words(q)
+    except TextSearchError as exc:
+        raise ApiError(422, exc.code, exc.message, suggestions=exc.suggestions) from None
+    service = deps.ready_service(state)
+    response = search_words(state.Session, service.faiss, query, k, flt, collapse_duplicates, offset)
+    hits = [TextSearchHit(**{name: getattr(r, name) for name in SearchHit.model_fields},
+                          tags=[TagProbability(tag=t, probability=p) for t, p in response.tags.get(r.id, [])])
+            for r in response.results]
+    return TextSearchResults(query=q, words=query.describe(), terms=query.terms, k=k, offset=offset,
+                             filters=flt.describe(), search_ms=response.search_ms, results=hits)

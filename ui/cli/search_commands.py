@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -138,42 +137,25 @@ def search_cmd(
 
 
 def search_text(ctx, text: str, k: int, flt: Filter | None, collapse: bool) -> None:
-    """`search --text`: search/text_query.py ranks the catalogue's tags; the filters read this backbone's payloads."""
-    from imgsearch.db.collection import image_tag_rows
-    from imgsearch.search.index import Hit
-    from imgsearch.search.service import SearchResult, collapse_duplicates
-    from imgsearch.search.text_query import TagIndex, parse_query
+    """`search --text`: ui/services/text_search.py ranks the catalogue's tags and filters on this backbone's
+    payloads; this prints."""
     from imgsearch.ui.services.report import results_table
+    from imgsearch.ui.services.text_search import TextSearchError, parse_words, search_words
 
     try:
-        query = parse_query(text)  # UnknownWords (a ValueError) names the close known words
-    except ValueError as exc:
-        fail(str(exc))
+        query = parse_words(text)  # names the close known words of an unknown one
+    except TextSearchError as exc:
+        fail(exc.message)
     stores = open_stores(ctx)
     ctx.require_intact()
-    t = time.perf_counter()
-    with ctx.Session() as s:
-        index = TagIndex(*image_tag_rows(s))
-    stored = set(stores.faiss.ids().tolist())
-    payloads: dict[int, dict] = {}
-
-    def accept(ids: list[int]) -> list[bool]:
-        present = [i for i in ids if i in stored]
-        payloads.update(zip(present, stores.faiss.get_payloads(present), strict=True))
-        return [i in payloads and (flt is None or flt.matches(payloads[i])) for i in ids]
-
-    hits = index.search(query, k * 3 if collapse else k, accept)
-    results = [SearchResult.from_hit(Hit(h.id, h.score, payloads[h.id])) for h in hits]
-    if collapse:
-        results = collapse_duplicates(results)[:k]
-    ms = (time.perf_counter() - t) * 1000
+    response = search_words(ctx.Session, stores.faiss, query, k, flt, collapse)
     console.print(f"words: {query.describe()}", highlight=False)
-    if not results:
-        console.print("no image is tagged with these words" + ("" if flt is None or flt.is_empty()
-                                                                else " and matches these filters"))
+    if not response.results:
+        console.print("no image is tagged with these words" + (" and matches these filters" if response.filtered
+                                                                else ""))
         return
-    title = f"images tagged {text!r}, by tag probability ({ms:.1f} ms)"
-    console.print(results_table(title, results))
+    title = f"images tagged {text!r}, by tag probability ({response.search_ms:.1f} ms)"
+    console.print(results_table(title, response.results, score="tag p", tags=response.tags))
 
 
 def metrics_cmd(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.table import Table
@@ -56,12 +57,14 @@ def runs_table(title: str, runs: list, metrics: dict[int, dict[str, float]]) -> 
     return table
 
 
-def results_table(title: str, results: list) -> Table:
-    """Search results: rank, similarity, name, label, prediction, path."""
+def results_table(title: str, results: list, score: str = "similarity", tags: Mapping | None = None) -> Table:
+    """Search results: rank, score (`score` names it), name, label, prediction, path; with `tags` (image id ->
+    [(tag, probability)]) each result's top 3 automatic tags after its prediction."""
     table = Table(title=title)
-    for col in ("#", "similarity", "file", "label", "predicted", "conf.", "path"):
+    for col in ("#", score, "file", "label", "predicted", "conf.", *(["tags"] if tags is not None else []), "path"):
         table.add_column(col)
     for rank, r in enumerate(results, 1):
+        shown = [", ".join(f"{t} {p:.2f}" for t, p in tags.get(r.id, [])[:3]) or "—"] if tags is not None else []
         table.add_row(str(rank), f"{r.score:.4f}", r.file_name, r.label or "—", r.predicted_label or "—",
-                      _fmt(r.predicted_prob, 2), r.path)
+                      _fmt(r.predicted_prob, 2), *shown, r.path)
     return table

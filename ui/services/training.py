@@ -22,13 +22,14 @@ from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.leases import keep_run
 from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_folder, refresh_payloads
+from imgsearch.ingest.tag_backfill import backfill_tags
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
 from imgsearch.search.index import StoreBusyError
 from imgsearch.ui.services import embedding_maps
-from imgsearch.ui.services.context import Context
+from imgsearch.ui.services.context import Context, default_workers
 from imgsearch.ui.services.dataset import DatasetUnavailable, find_dataset
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,10 @@ def run_training(
         if report.outcome != "ok":
             raise IngestIncomplete(report)
     _refuse_during_ingest(ctx.Session)
+    # Tags for images ingested before tags existed (their features were cached, so ingest did not run the head).
+    backfill = backfill_tags(ctx.Session, bb, ctx.stores, settings.effective_batch_size, default_workers(settings),
+                             settings.max_image_pixels, progress=progress, should_stop=should_stop)
+    tag_notes = [backfill.describe()] if backfill.describe() else []
     recorded = {"k": fit.k_clusters, "seed": fit.seed, "val_fraction": fit.val_fraction}
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, recorded)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
@@ -300,7 +305,7 @@ def run_training(
         embedding_maps.record(ctx, previous.id, seed=fit.seed)  # a run from before maps were stored gets its map once
         with ctx.Session() as s:
             metrics = repo.run_metrics(s, previous.id)
-        notes = [f"brought {resynced} stored predictions up to the current models"] if resynced else []
+        notes = tag_notes + ([f"brought {resynced} stored predictions up to the current models"] if resynced else [])
         return TrainingOutcome(previous.id, metrics, reused=True, ingest=report, folder=folder,
                                total_s=time.perf_counter() - t0, notes=notes)
     with ctx.Session.begin() as s:
@@ -328,4 +333,4 @@ def run_training(
     embedding_maps.record(ctx, run_id, seed=fit.seed)  # the Clusters page's PCA/UMAP map, computed once per run
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
                            total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by,
-                           notes=list(result.notes))
+                           notes=tag_notes + list(result.notes))

@@ -1,10 +1,10 @@
 """What the user is searching for, kept across pages and reloads: session state mirrored in the URL.
 
 The query is `q`: "id:<image id>" (a stored image) or "up:<sha256>" (an upload, whose vector the server keeps by
-its digest), with `k` and the Filtered page's filters. Streamlit forgets a widget's value when a page without
-that widget runs, and clears the URL's query string on a page switch; so the values live in plain session
-keys (re-asserted on every run, see `keep`), and each page writes them back to the URL. A new session (a reload,
-or a shared link) starts from the URL.
+its digest), with `k` and the Filtered page's filters; the Search page's words are `text`. Streamlit forgets a
+widget's value when a page without that widget runs, and clears the URL's query string on a page switch; so the
+values live in plain session keys (re-asserted on every run, see `keep`), and each page writes them back to the
+URL. A new session (a reload, or a shared link) starts from the URL.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from PIL import Image
 from imgsearch.search.payload import CONDITION_PARAMS, DEFAULT_RADIUS_KM, FILTER_FIELDS, ConditionParam, parse_point
 
 Q, K, SOURCE, PICK = "q", "k", "query_source", "query_pick"
+TEXT = "text"  # the Search page's words (search by automatic tags), `?text=` in the URL
+TEXT_MAX = 500
 SOURCES = ("Upload an image", "Pick from the collection")
 FILTERED = "filtered"  # the Filtered page's widget prefix
 K_DEFAULT, K_MAX = 10, 50
@@ -48,7 +50,8 @@ def param_default(p: ConditionParam) -> object:
 
 
 def persistent_keys() -> list[str]:
-    return [Q, K, SOURCE, PICK, *(filter_key(f) for f in FILTER_FIELDS), *(param_key(p) for p in CONDITION_PARAMS)]
+    return [Q, K, SOURCE, PICK, TEXT, *(filter_key(f) for f in FILTER_FIELDS),
+            *(param_key(p) for p in CONDITION_PARAMS)]
 
 
 def clear_filters() -> None:
@@ -123,6 +126,9 @@ def load_url(sources: tuple[str, str] = SOURCES) -> None:
         st.session_state[SOURCE] = sources[1] if parsed[0] == "id" else sources[0]
         if parsed[0] == "id":
             st.session_state[PICK] = int(parsed[1])
+    text = " ".join(params.get(TEXT, "").split())[:TEXT_MAX]
+    if text:
+        st.session_state[TEXT] = text
     k = params.get("k", "")
     if k.isdigit() and 1 <= int(k) <= K_MAX:
         st.session_state[K] = int(k)
@@ -175,9 +181,12 @@ def _to_url(p: ConditionParam, value: object) -> str | None:
     return {PLACE_CHOICES[1]: "yes", PLACE_CHOICES[2]: "no"}.get(value)
 
 
-def write_url(with_filters: bool = False) -> None:
-    """Mirror q, k (and on the Filtered page its filters) into the URL; unchanged values are not re-sent."""
+def write_url(with_filters: bool = False, with_text: bool = False) -> None:
+    """Mirror q, k (and on the Filtered page its filters; on the Search page its words, and the filters they are
+    searched with) into the URL; unchanged values are not re-sent."""
     want: dict[str, str | list[str]] = {}
+    if with_text and st.session_state.get(TEXT):
+        want[TEXT] = st.session_state[TEXT]
     if st.session_state.get(Q):
         want["q"] = st.session_state[Q]
     if st.session_state.get(K, K_DEFAULT) != K_DEFAULT:
@@ -248,6 +257,7 @@ SCROLL_UP = "_scroll_to_query"  # set by "Search with this": the file name of th
 def use_as_query(image_id: int, name: str) -> None:
     """"Search with this": make a stored image the query, and have the page bring the new query into view."""
     set_query(f"id:{image_id}", SOURCES, pick=image_id)
+    st.session_state[TEXT] = ""  # a search by words would hide the new query's neighbours
     st.session_state[SCROLL_UP] = name
 
 

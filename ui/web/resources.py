@@ -327,7 +327,7 @@ def browse_groups(key: str, version: tuple, attribute: str) -> list[tuple[object
         if attribute == "source_folder":
             return [(v, short_path(v), n) for v, n in data.folder_counts(s)]
         algorithm = {"kmeans_cluster": "kmeans", "agglo_cluster": "agglomerative"}[attribute]
-        return [(r["cluster"], cluster_name(r["cluster"], r["dominant_label"]), r["size"])
+        return [(r["cluster"], cluster_name(r["cluster"], r["dominant_label"], r.get("top_tags", ())), r["size"])
                 for r in data.cluster_summary(s, algorithm)]
 
 
@@ -362,3 +362,12 @@ def map_figure(key: str, version: tuple, projection: str, color: str):
     from imgsearch.ui.web.views import map_figure as figure
 
     return figure(map_points(key, version)[0], projection, color)
+
+
+@st.cache_resource(show_spinner="Reading the tags…", max_entries=4)
+def tag_index(key: str, version: tuple):
+    """Every indexed image's automatic tags, as the search by words ranks them (ui/services/text_search.py), once
+    per collection version."""
+    from imgsearch.ui.services.text_search import load_tag_index
+
+    return load_tag_index(context(key).Session)

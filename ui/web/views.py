@@ -36,9 +36,19 @@ def display_label(label: str | None) -> str:
     return shown or label
 
 
-def cluster_name(cluster: int, dominant: str | None) -> str:
-    """"7 · mostly Leopards": a cluster by its number and its most common label."""
-    return f"{cluster} · mostly {display_label(dominant)}" if dominant else f"{cluster} · unlabelled"
+def cluster_name(cluster: int, dominant: str | None, tags: Sequence[str] = ()) -> str:
+    """"7 · mostly Leopards": a cluster by its number and its most common label; without labels, by its most
+    frequent automatic tags ("7 · tagged tabby, tiger cat"); "7 · unlabelled" when it has neither."""
+    if dominant:
+        return f"{cluster} · mostly {display_label(dominant)}"
+    return f"{cluster} · tagged {', '.join(list(tags)[:3])}" if len(tags) else f"{cluster} · unlabelled"
+
+
+def tags_text(tags: Sequence[Any], n: int = 3) -> str:
+    """ "Irish setter 91% · tabby 6%": an image's first `n` automatic tags ((tag, probability) pairs or catalogue
+    rows with .tag and .prob), most probable first; "" for none."""
+    pairs = [(t.tag, t.prob) if hasattr(t, "tag") else (t[0], t[1]) for t in list(tags)[:n]]
+    return " · ".join(f"{tag} {prob:.0%}" for tag, prob in pairs)
 
 
 def short_path(path: str, parts: int = 2) -> str:
@@ -63,26 +73,32 @@ _LINE = '<div style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis"{
 
 
 def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None,
-                 photo: Sequence[str] | None = None) -> str:
+                 photo: Sequence[str] | None = None, tags: str | None = None) -> str:
     """HTML under a thumbnail: `first` (e.g. the similarity) and the file name on one line, true and predicted
     label (probability) on the next; the full file name and the raw labels are tooltips. `photo`: more lines,
     when and with what and where it was taken (ui/services/photo_info.card_lines); an empty one is kept, so the
-    cards of a grid where some photos have them stay the same height."""
+    cards of a grid where some photos have them stay the same height. With `tags` (views.tags_text), a last line
+    of automatic tags, all of them in its tooltip."""
     head = f"{first} · " if first else ""
     name = html.escape(file_name)
     whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
-    return (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
-            + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
-                                                           f"{_label_html(predicted)} ({fmt_prob(prob)})")
-            + "".join(_LINE.format(title=f' title="{html.escape(line)}"' if line else "",
-                                   text=html.escape(line) if line else "&nbsp;") for line in photo or ()))
+    out = (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
+           + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
+                                                          f"{_label_html(predicted)} ({fmt_prob(prob)})")
+           + "".join(_LINE.format(title=f' title="{html.escape(line)}"' if line else "",
+                                  text=html.escape(line) if line else "&nbsp;") for line in photo or ()))
+    if tags is not None:
+        shown = html.escape(tags) if tags else "–"
+        out += _LINE.format(title=f' title="automatic tags: {shown}"', text=f"tags: {shown}")
+    return out
 
 
-def result_caption(r: SearchResult, photo: Sequence[str] | None = None) -> str:
-    """A search result's caption: similarity, file name, true and predicted label (probability); `photo` as in
-    card_caption."""
-    return card_caption(f"similarity <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,
-                        r.predicted_prob, photo)
+def result_caption(r: SearchResult, photo: Sequence[str] | None = None, tags: Sequence[Any] | None = None,
+                   score: str = "similarity") -> str:
+    """A search result's caption: its score (`score` names it), file name, true and predicted label
+    (probability); `photo` as in card_caption; with `tags`, its top automatic tags on a last line."""
+    return card_caption(f"{score} <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,
+                        r.predicted_prob, photo, None if tags is None else tags_text(tags))
 
 
 def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapping[str, str] | None = None
@@ -106,6 +122,7 @@ def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapp
         ("agglomerative cluster", cluster("agglomerative", row.agglo_cluster)),
         ("duplicate group", "none" if row.duplicate_group is None else f"group {row.duplicate_group}"),
         *photo_details(row),
+        ("tags", tags_text(getattr(row, "tags", None) or []) or "none"),
         ("ingested", "–" if created is None else f"{created:%Y-%m-%d %H:%M} UTC"),
         ("image id", str(row.id)),
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -268,12 +268,15 @@ def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[
 
 
 def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra | None = None,
-                switch_to_search: bool = False) -> None:
-    """Search results as cards: similarity, file name, labels (and when, with what and where a photo was taken);
-    "Search with this" makes one the next query."""
+                switch_to_search: bool = False, tags: Mapping[int, Sequence] | None = None,
+                score: str = "similarity", legend: str = views.RESULT_LEGEND) -> None:
+    """Search results as cards: the score (`score` names it), file name, labels, when, with what and where a
+    photo was taken, and with `tags` (image id -> its automatic tags) a line of tags; "Search with this" makes one
+    the next query."""
     photo = _photo_lines(results, [r.id for r in results])
-    _grid(results, lambda r: card(r.id, r.path, views.result_caption(r, photo(r)), r.file_name, prefix,
-                                  views.RESULT_LEGEND, extra, r), switch_to_search)
+    _grid(results, lambda r: card(r.id, r.path, views.result_caption(
+        r, photo(r), None if tags is None else tags.get(r.id, []), score), r.file_name, prefix, legend, extra, r),
+        switch_to_search)
 
 
 def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, switch_to_search: bool = False) -> None:

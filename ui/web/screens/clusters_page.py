@@ -34,9 +34,13 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
         "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0, format="percent"),
     })
     by_id = frame.set_index("cluster")
+
+    def name(c) -> str:  # unlabelled clusters by their most frequent automatic tags
+        return f"{views.cluster_name(c, by_id.at[c, 'dominant_label'], by_id.at[c, 'top_tags'])} " \
+               f"({by_id.at[c, 'size']:,} images)"
+
     cluster = st.selectbox("Show images of cluster", frame["cluster"].tolist(), key=f"{PREFIX}_{algorithm}_pick",
-                           format_func=lambda c: f"{views.cluster_name(c, by_id.at[c, 'dominant_label'])} "
-                                                 f"({by_id.at[c, 'size']:,} images)")
+                           format_func=name)
     size = int(by_id.at[cluster, "size"])
     pages = max(1, -(-size // MEMBERS_PER_PAGE))
     number = st.number_input(f"Page (of {pages:,}, {MEMBERS_PER_PAGE} images each)", 1, pages, 1,

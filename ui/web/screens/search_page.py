@@ -1,15 +1,19 @@
 """Search page: an uploaded or indexed image -> its top-k neighbours (FAISS) and the classifier's prediction;
 class-aware ranking, near-duplicates collapsed or MMR, and "more like these / less like these" by ticking
-results (Qdrant's recommend)."""
+results (Qdrant's recommend). Or "Search by words": the images whose automatic tags match the words, ranked by
+tag probability, with the Filtered page's filters (ui/services/text_search.py)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from imgsearch.db import collection as data
 from imgsearch.search.class_aware import query_distribution
 from imgsearch.search.diversity import DEFAULT_MMR_LAMBDA, POOL_FACTOR
+from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.search.service import Ranking, SearchResponse
 from imgsearch.ui.services.export import result_rows
+from imgsearch.ui.services.text_search import TextSearchError, search_words
 from imgsearch.ui.web import export_widgets, resources, views, widgets
 from imgsearch.ui.web import query_state as qs
 
@@ -47,19 +51,20 @@ def prediction(state: resources.AppState, proba: dict[str, float] | None) -> Non
     st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False})
 
 
-def ranking_options(trained: bool) -> tuple[bool, bool, float | None]:
-    """The sidebar's ranking choices: (class-aware, collapse near-duplicates, MMR lambda or None)."""
+def ranking_options(trained: bool, words: bool = False) -> tuple[bool, bool, float | None]:
+    """The sidebar's ranking choices: (class-aware, collapse near-duplicates, MMR lambda or None). A search by
+    `words` ranks by tag probability: only the near-duplicate choice applies to it."""
     side = st.sidebar
     side.subheader("Ranking")
-    class_aware = side.toggle("Class-aware ranking", value=True, key=CLASS_AWARE, disabled=not trained,
+    class_aware = side.toggle("Class-aware ranking", value=True, key=CLASS_AWARE, disabled=not trained or words,
                               help=CLASS_AWARE_HELP if trained else "Needs trained models.")
     collapse = side.checkbox("One image per near-duplicate group", value=False, key=COLLAPSE,
                              help="Show only the best-ranked image of each near-duplicate group.")
-    mmr = side.checkbox("Diversify (MMR)", value=False, key=MMR,
+    mmr = side.checkbox("Diversify (MMR)", value=False, key=MMR, disabled=words,
                         help="Maximal marginal relevance: each next result trades similarity to the query against "
                              "similarity to the results above it.")
     lam = side.slider("MMR: weight of similarity", 0.0, 1.0, DEFAULT_MMR_LAMBDA, 0.05, key=MMR_LAMBDA,
-                      disabled=not mmr, help="1 = the plain ranking; lower = more varied results.")
+                      disabled=not mmr or words, help="1 = the plain ranking; lower = more varied results.")
     return class_aware and trained, collapse, lam if mmr else None
 
 
@@ -109,11 +114,94 @@ def tick_bar() -> None:
                  width="stretch")
 
 
+WORDS_HELP = ("Finds images by their automatic tags: the ImageNet classes the backbone's own classifier saw in "
+              "each image, with their broader WordNet terms ('dog' finds every breed, 'bird' every bird). Several "
+              "words must all match. Ranked by tag probability; the Filtered page's filters apply.")
+WORDS_LEGEND = ("tag p: the probability of the words' tags in the image (several words: multiplied). tags: the "
+                "image's top automatic tags. predicted: the classifier's (SVM) class, with its probability.")
+
+
+def session_filter() -> Filter:
+    """The Filtered page's filters, kept in the session and the URL (query_state): the words search applies them."""
+    conditions = {}
+    for f in FILTER_FIELDS:
+        value = st.session_state.get(qs.filter_key(f))
+        if f.match == "any":
+            conditions[f.key] = list(value) if value else None
+        else:
+            conditions[f.key] = value if value is not None and f.bounds and value > f.bounds[0] else None
+    return Filter.on(conditions)
+
+
+def _use_word(unknown: str, known: str) -> None:
+    words = st.session_state[qs.TEXT].split()
+    st.session_state[qs.TEXT] = " ".join(known if w.lower() == unknown else w for w in words)
+
+
+def _clear_words() -> None:
+    st.session_state[qs.TEXT] = ""
+
+
+def words_box() -> str:
+    """The "Search by words" box; its words (kept in the session and the URL as `?text=`), "" for none."""
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    text = left.text_input("Search by words", key=qs.TEXT, max_chars=qs.TEXT_MAX, help=WORDS_HELP,
+                           placeholder="dog, umbrella, golden retriever, bird on a branch … (Enter to search)")
+    right.button("Clear", key=f"{PREFIX}_words_clear", on_click=_clear_words, disabled=not text, width="stretch")
+    return " ".join((text or "").split())
+
+
+def words_results(state: resources.AppState, text: str, k: int, collapse: bool) -> None:
+    """The images tagged with the words, most probable first, composed with the Filtered page's filters."""
+    flt = session_filter()
+    try:
+        with widgets.store_errors():
+            response = search_words(state.ctx.Session, state.service.faiss, text, k, flt, collapse,
+                                    index=resources.tag_index(state.key, state.version))
+    except TextSearchError as exc:
+        st.warning(exc.message)
+        close = [(w, c) for w, words in exc.suggestions.items() for c in words[:4]]
+        if close:
+            st.caption("Did you mean:")
+            for col, (unknown, known) in zip(st.columns(len(close)), close, strict=True):
+                col.button(known, key=f"{PREFIX}_word_{unknown}_{known}", on_click=_use_word, args=(unknown, known),
+                           width="stretch")
+        return
+    st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
+    st.caption(f"Words: {response.describe()} · search: {response.search_ms:.1f} ms · "
+               f"{state.n_indexed:,} images indexed")
+    conditions = views.describe_compact(flt)
+    if conditions:
+        st.markdown("**Filters** (from the Filtered page): " + "; ".join(conditions))
+    else:
+        st.caption("No filter: those set on the Filtered page apply here too.")
+    n = len(response.results)
+    st.subheader((f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”")
+                 + " (by tag probability" + (", near-duplicates collapsed)" if collapse else ")"))
+    if not response.results:
+        st.info("No image is tagged with these words" + (" and matches these filters." if conditions else ".")
+                + " Tags are made at ingest, and by `imgsearch train` for images ingested before tags existed.")
+        return
+    st.caption(WORDS_LEGEND)
+    widgets.result_grid(response.results, PREFIX, tags=response.tags, score="tag p", legend=WORDS_LEGEND)
+    export_widgets.download_buttons(result_rows(response.results), "words_results", PREFIX)
+
+
 def main() -> None:
-    st.title("Search by image")
+    # The title says which search the page shows: by words while the box has words, else by image.
+    title = st.empty()
+    title.title("Search by image")
     state = resources.load_state()
     k = widgets.k_slider()
-    class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None)
+    text = words_box()
+    if text:
+        title.title("Search by words")
+    class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None, words=bool(text))
+    if text:
+        qs.write_url(with_filters=True, with_text=True)
+        st.caption("Clear the words to search by image.")
+        words_results(state, text, k, collapse)
+        return
     query = widgets.query_picker(state, PREFIX)
     qs.write_url()
     if query is None:
@@ -158,7 +246,9 @@ def main() -> None:
     tick_bar()
     if not response.results:
         st.info("No neighbours found.")
-    widgets.result_grid(response.results, PREFIX, extra=tick_boxes)
+    with state.ctx.Session() as s:
+        tags = data.tags_by_image(s, [r.id for r in response.results])
+    widgets.result_grid(response.results, PREFIX, extra=tick_boxes, tags=tags)
     export_widgets.download_buttons(result_rows(response.results), "search_results", PREFIX)
 
 
