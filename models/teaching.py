@@ -7,7 +7,6 @@ is the better one."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 METHODS = ("linear", "rocchio")
 # benchmarks/bench_teach.py on Caltech-101 (docs/teaching.md): over all 77 classes with 45+ images, the linear
@@ -62,6 +61,8 @@ class LabelRanker:
         w = np.r_[np.ones(len(positive) + len(negative)),
                   np.full(len(background), self.background_weight * len(positive) / max(len(background), 1))]
         w *= len(w) / w.sum()
+        from sklearn.linear_model import LogisticRegression  # here: the CLI imports this module for its choices
+
         model = LogisticRegression(C=self.C, max_iter=1000)
         model.fit(X[rows], y, sample_weight=w)
         self.coef_ = model.coef_[0].astype(np.float32)

@@ -68,8 +68,9 @@ def test_a_search_classifies_with_the_head_and_never_reads_the_svm(tmp_path):
 
 def test_what_a_cold_search_imports_leaves_torch_and_scikit_learn_out():
     # torch and skops (which imports every scikit-learn estimator) were most of a cold `imgsearch search`.
-    code = ("import sys; import imgsearch.ui.services.context, imgsearch.models.trained, imgsearch.models.query_head, "
-            "imgsearch.models.onnx_query, imgsearch.search.service; "
+    code = ("import sys; import imgsearch.ui.cli, imgsearch.ui.services.context, imgsearch.models.trained, "
+            "imgsearch.models.query_head, imgsearch.models.onnx_query, imgsearch.search.service, "
+            "imgsearch.ui.services.query; "
             "print(sorted(m for m in ('torch', 'torchvision', 'sklearn', 'skops') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
