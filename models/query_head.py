@@ -26,18 +26,16 @@ HEAD_ATOL = 1e-4  # probabilities, against the pipeline's predict_proba on the r
 class SvmHead:
     classes_: np.ndarray  # (C,) str
     components: np.ndarray  # (m, d) float32: the Nystroem landmarks
-    normalization: np.ndarray  # (m, m): the landmark kernel's inverse square root
+    weights: np.ndarray  # (m, C): the landmark kernel's inverse square root times the SVM's weights, folded
     gamma: float
-    coef: np.ndarray  # (C, m) float32, or (2, m) for two classes (scores as LeastSquaresSVC's)
-    intercept: np.ndarray  # (C,)
+    intercept: np.ndarray  # (C,), or (2,) for two classes (scores as LeastSquaresSVC's)
     beta: float  # the calibrated inverse temperature
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, dtype=np.float32))
         sq = (X * X).sum(1)[:, None] - 2.0 * (X @ self.components.T) + (self.components ** 2).sum(1)[None, :]
         kernel = np.exp(-self.gamma * np.maximum(sq, 0.0).astype(np.float64))
-        features = (kernel @ self.normalization.T).astype(np.float32)
-        scores = (features @ self.coef.T + self.intercept).astype(np.float64)
+        scores = kernel @ self.weights + self.intercept
         logits = np.stack([-(scores[:, 1] - scores[:, 0]), scores[:, 1] - scores[:, 0]], axis=1) \
             if self.classes_.size == 2 else scores
         z = self.beta * logits
@@ -53,9 +51,12 @@ class SvmHead:
             (inner,) = calibrated.calibrated_classifiers_
             svm, (scaler,) = inner.estimator, inner.calibrators
             ny = rbf.nystroem_
+            # (kernel @ N') @ coef' = kernel @ (N' @ coef'): an (m, C) matrix instead of the (m, m) N, so the
+            # file a search reads is a few MB, not 130 (4,096 landmarks in float64).
+            weights = np.asarray(ny.normalization_).T @ np.asarray(svm.coef_, np.float64).T
             return cls(classes_=np.asarray(model.classes_).astype(str), components=np.asarray(ny.components_,
-                       np.float32), normalization=np.asarray(ny.normalization_), gamma=float(ny.gamma),
-                       coef=np.asarray(svm.coef_, np.float32), intercept=np.asarray(svm.intercept_, np.float32),
+                       np.float32), weights=weights, gamma=float(ny.gamma),
+                       intercept=np.asarray(svm.intercept_, np.float64),
                        beta=float(np.asarray(scaler.beta_).reshape(())))
         except (AttributeError, KeyError, TypeError, ValueError):
             return None
@@ -64,8 +65,8 @@ class SvmHead:
         from imgsearch.models.files import atomic_write
 
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, classes=self.classes_, components=self.components, normalization=self.normalization,
-                 gamma=self.gamma, coef=self.coef, intercept=self.intercept, beta=self.beta,
+        np.savez(tmp, classes=self.classes_, components=self.components, weights=self.weights,
+                 gamma=self.gamma, intercept=self.intercept, beta=self.beta,
                  model_sha256=model_sha256, backbone=np.array([str(b) for b in backbone]))
         atomic_write(path, tmp.read_bytes())
         tmp.unlink()
@@ -78,8 +79,8 @@ class SvmHead:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["model_sha256"]) != model_sha256 or list(z["backbone"]) != [str(b) for b in backbone]:
                     return None
-                return cls(classes_=z["classes"], components=z["components"], normalization=z["normalization"],
-                           gamma=float(z["gamma"]), coef=z["coef"], intercept=z["intercept"], beta=float(z["beta"]))
+                return cls(classes_=z["classes"], components=z["components"], weights=z["weights"],
+                           gamma=float(z["gamma"]), intercept=z["intercept"], beta=float(z["beta"]))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
             return None
 
