@@ -27,6 +27,10 @@ SOURCES = ("Upload an image", "Pick from the collection")
 FILTERED = "filtered"  # the Filtered page's widget prefix
 K_DEFAULT, K_MAX = 10, 50
 LOADED = "_url_loaded"
+# "More like / less like these" on the Search page: its example ids in the URL (more=12&more=57&less=3), and the
+# pair read from a link until the page adopts it.
+MORE, LESS, RECOMMEND_FROM_URL = "more", "less", "_recommend_from_url"
+MAX_EXAMPLES = 50
 
 
 def filter_key(field) -> str:
@@ -126,6 +130,10 @@ def load_url(sources: tuple[str, str] = SOURCES) -> None:
         st.session_state[SOURCE] = sources[1] if parsed[0] == "id" else sources[0]
         if parsed[0] == "id":
             st.session_state[PICK] = int(parsed[1])
+    examples = [[int(v) for v in params.get_all(key) if v.isdigit() and 0 < int(v) <= MAX_ID][:MAX_EXAMPLES]
+                for key in (MORE, LESS)]
+    if examples[0] and parsed:
+        st.session_state[RECOMMEND_FROM_URL] = tuple(examples)
     text = " ".join(params.get(TEXT, "").split())[:TEXT_MAX]
     if text:
         st.session_state[TEXT] = text
@@ -181,10 +189,16 @@ def _to_url(p: ConditionParam, value: object) -> str | None:
     return {PLACE_CHOICES[1]: "yes", PLACE_CHOICES[2]: "no"}.get(value)
 
 
-def write_url(with_filters: bool = False, with_text: bool = False) -> None:
+def write_url(with_filters: bool = False, with_text: bool = False,
+              recommend: tuple[list[int], list[int]] | None = None) -> None:
     """Mirror q, k (and on the Filtered page its filters; on the Search page its words, and the filters they are
-    searched with) into the URL; unchanged values are not re-sent."""
+    searched with; or the examples of its "more like / less like" search) into the URL; unchanged values are not
+    re-sent."""
     want: dict[str, str | list[str]] = {}
+    if recommend is not None:
+        for key, ids in zip((MORE, LESS), recommend, strict=True):
+            if ids:
+                want[key] = [str(i) for i in ids]
     if with_text and st.session_state.get(TEXT):
         want[TEXT] = st.session_state[TEXT]
     if st.session_state.get(Q):

@@ -99,8 +99,9 @@ def test_more_like_these_searches_with_the_ticked_results(app_env):
         from imgsearch.search.service import SearchService
 
         expected = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant).recommend(
-            [first, second], [third], 10)
-    assert found == [r.id for r in expected.results]
+            [first, second], [third], 11)
+    query_id = int(at.session_state["query_pick"])  # left out too
+    assert found == [r.id for r in expected.results if r.id != query_id][:10]
     # Clearing the ticks goes back to the neighbours.
     at.button(key="search_clear_ticks").click().run()
     _ok(at)
@@ -126,3 +127,39 @@ def test_clusters_page_offers_each_whole_cluster_for_download(app_env):
     at.run()
     _ok(at)
     assert len(at.get("download_button")) == 4  # CSV and JSON in each of the two algorithms' tabs
+
+
+def test_more_like_these_leaves_the_query_out_names_its_scores_and_survives_a_reload(app_env):
+    # Issue 21, item 2: the query showed up under "the examples are left out", the cards said "similarity" for
+    # Qdrant's recommend scores, and a reload lost the view.
+    from streamlit.testing.v1 import AppTest
+
+    from tests.ui.web.conftest import TIMEOUT, UI
+
+    at = _from_collection()
+    query_id = int(at.session_state["query_pick"])
+    first, second = _ids(at)[:2]
+    at.checkbox(key=f"search_pos_{first}").check().run()
+    at.checkbox(key=f"search_pos_{second}").check().run()
+    at.button(key="search_recommend_go").click().run()
+    _ok(at)
+    found = _ids(at)
+    with Context(Settings()) as ctx:
+        from imgsearch.search.service import SearchService
+
+        raw = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant).recommend([first, second], [], 11)
+    assert query_id in [r.id for r in raw.results]  # Qdrant does offer the query: the page must leave it out
+    assert query_id not in found and len(found) == 10
+    captions = [m.value for m in at.markdown if "recommend score" in m.value]
+    assert len(captions) == len(found) and not [m.value for m in at.markdown if "similarity <b>" in m.value]
+    more = at.query_params["more"]
+    assert sorted(more if isinstance(more, list) else [more]) == sorted([str(first), str(second)])
+    # A new session from that link shows the same search.
+    link = AppTest.from_file(str(UI / "app.py"), default_timeout=TIMEOUT)
+    link.query_params["q"] = f"id:{query_id}"
+    link.query_params["more"] = [str(first), str(second)]
+    link.run()
+    link.switch_page("screens/search_page.py").run()
+    _ok(link)
+    assert "images like 2 ticked and unlike 0" in _subheaders(link)
+    assert _ids(link) == found

@@ -102,6 +102,20 @@ def _clear_ticks() -> None:
     st.session_state.pop(RECOMMEND, None)
 
 
+RECOMMEND_LEGEND = ("recommend score: Qdrant's, near a positive example (0 to 1) or nearer a negative one (below "
+                    "0), not a cosine. predicted: the classifier's (SVM) class, with its probability.")
+
+
+def adopt_url_examples() -> None:
+    """A reload or a shared link of a "more like / less like" search: its examples ticked and searched again,
+    from the query the link names."""
+    pair = st.session_state.pop(qs.RECOMMEND_FROM_URL, None)
+    if pair:
+        pos, neg = list(pair[0]), [i for i in pair[1] if i not in pair[0]]
+        st.session_state[POSITIVE], st.session_state[NEGATIVE] = pos, neg
+        st.session_state[RECOMMEND] = (pos, neg, st.session_state.get(qs.Q))
+
+
 def tick_bar() -> None:
     """The ticked examples and the button that searches with them."""
     pos, neg = _ticks(POSITIVE), _ticks(NEGATIVE)
@@ -202,24 +216,27 @@ def main() -> None:
         st.caption("Clear the words to search by image.")
         words_results(state, text, k, collapse)
         return
+    adopt_url_examples()
     query = widgets.query_picker(state, PREFIX)
-    qs.write_url()
-    if query is None:
-        return
-    proba = query_proba(state, query)
-    ranking = Ranking(proba if class_aware else None, collapse, mmr_lambda)
     recommend = st.session_state.get(RECOMMEND)
     if recommend and recommend[2] != st.session_state.get(qs.Q):
         st.session_state.pop(RECOMMEND)
         recommend = None
+    qs.write_url(recommend=recommend[:2] if recommend else None)  # a reload or a shared link keeps the view
+    if query is None:
+        return
+    proba = query_proba(state, query)
+    ranking = Ranking(proba if class_aware else None, collapse, mmr_lambda)
     with widgets.store_errors():
         if recommend:
             pos, neg, _ = recommend
             try:
-                found = state.service.recommend(pos, neg, k * POOL_FACTOR if collapse or mmr_lambda else k)
+                # one more, for the query itself: the notice says the examples and the query are left out
+                found = state.service.recommend(pos, neg, (k * POOL_FACTOR if collapse or mmr_lambda else k) + 1)
             except KeyError as exc:
                 st.warning(f"A ticked image is no longer in the collection ({exc}): clear the ticks.")
                 found = SearchResponse([])
+            found.results = [r for r in found.results if r.id != query.exclude_id]
             response = state.service.diversified(found, k, Ranking(None, collapse, mmr_lambda))
         else:
             response = state.service.ranked(query.vector, k, ranking, exclude_id=query.exclude_id)
@@ -237,7 +254,7 @@ def main() -> None:
     if recommend:
         st.subheader(f"{n} images like {len(recommend[0])} ticked and unlike {len(recommend[1])}")
         st.caption("Scores: Qdrant's recommend score (near a positive example: 0 to 1; nearer a negative one: "
-                   "below 0), not cosine similarity. The examples themselves are left out.")
+                   "below 0), not cosine similarity. The examples and the query itself are left out.")
         st.button("Back to the query's neighbours", key=f"{PREFIX}_recommend_back",
                   on_click=lambda: st.session_state.pop(RECOMMEND, None))
     else:
@@ -248,7 +265,9 @@ def main() -> None:
         st.info("No neighbours found.")
     with state.ctx.Session() as s:
         tags = data.tags_by_image(s, [r.id for r in response.results])
-    widgets.result_grid(response.results, PREFIX, extra=tick_boxes, tags=tags)
+    widgets.result_grid(response.results, PREFIX, extra=tick_boxes, tags=tags,
+                        score="recommend score" if recommend else "similarity",
+                        legend=RECOMMEND_LEGEND if recommend else views.RESULT_LEGEND)
     export_widgets.download_buttons(result_rows(response.results), "search_results", PREFIX)
 
 
