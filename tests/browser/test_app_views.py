@@ -142,3 +142,23 @@ def test_clear_filters_really_clears_the_widgets(server, page):
     harness.wait_text(page, "6 images match")  # sky and grass would be 12
     assert page.get_by_text("Filters: label is one of: grass", exact=True).count() == 1
     assert page.url.endswith("label=grass"), page.url
+
+
+def test_result_cards_stay_readable_on_a_narrow_page(server, page):
+    # Issue 21, item 7: at 800 px with the sidebar open, five cards a row left each ~75 px: the score was cut off
+    # and the "more like" / "less like" ticks read "m" and "l.". The rows now wrap to cards of at least 10rem.
+    collection, app = server
+    page.set_viewport_size({"width": 800, "height": 900})
+    image_id = next(iter(_catalogue(collection).values()))[0]
+    page.goto(app.url("search") + f"?q=id:{image_id}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Search by image", exact=True).wait_for()
+    harness.wait_text(page, "Top 10 neighbours")
+    harness.wait_settled(page)
+    captions = page.locator(f'{MAIN} [data-testid="stMarkdownContainer"]:has-text("similarity")')
+    widths = [b["width"] for b in (captions.nth(i).bounding_box() for i in range(captions.count())) if b]
+    assert len(widths) >= 10 and min(widths) >= 150, widths
+    for name in ("more like", "less like"):
+        label = page.get_by_text(name, exact=True).first
+        # the whole label is shown: its text is not clipped to a letter
+        box = label.bounding_box()
+        assert box and box["width"] > 40 and label.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), (name, box)

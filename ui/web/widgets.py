@@ -245,12 +245,29 @@ def card(image_id: int, path: str | None, caption_html: str, file_name: str, pre
 OPEN_IMAGE = "_open_image"  # the id of the image whose dialog a card's "Open" asked for, during this run
 
 
-def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: bool) -> None:
-    """Cards in rows of GRID_COLUMNS; then the dialog of the card whose "Open" was clicked, if any."""
-    for start in range(0, len(items), GRID_COLUMNS):
-        for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
-            with col:
-                draw(item)
+# A grid's rows wrap when the page is narrow (800 px with the sidebar open left a card 75 px wide: its score and
+# its "more like" ticks were cut to a letter): each card keeps at least GRID_MIN_CARD, and a card alone on its row
+# does not stretch past half of it. Streamlit cannot tell the server the page's width, so this is CSS, on the
+# grids only (their container's key ends in GRID_SUFFIX).
+GRID_SUFFIX = "-cardgrid"
+GRID_MIN_CARD = "10rem"
+GRID_CSS = f"""<style>
+div[class*="{GRID_SUFFIX}"] [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stImage"]) {{
+  flex-wrap: wrap; }}
+div[class*="{GRID_SUFFIX}"] [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stImage"])
+  > [data-testid="stColumn"] {{ min-width: {GRID_MIN_CARD}; max-width: calc(50% - 0.5rem); }}
+</style>"""
+
+
+def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: bool, prefix: str) -> None:
+    """Cards in rows of GRID_COLUMNS (fewer on a narrow page); then the dialog of the card whose "Open" was
+    clicked, if any."""
+    st.html(GRID_CSS)
+    with st.container(key=f"{prefix}{GRID_SUFFIX}"):
+        for start in range(0, len(items), GRID_COLUMNS):
+            for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
+                with col:
+                    draw(item)
     image_id = st.session_state.pop(OPEN_IMAGE, None)
     if image_id is not None:
         image_view.image_dialog(int(image_id), switch_to_search)
@@ -276,7 +293,7 @@ def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra |
     photo = _photo_lines(results, [r.id for r in results])
     _grid(results, lambda r: card(r.id, r.path, views.result_caption(
         r, photo(r), None if tags is None else tags.get(r.id, []), score), r.file_name, prefix, legend, extra, r),
-        switch_to_search)
+        switch_to_search, prefix)
 
 
 def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, switch_to_search: bool = False) -> None:
@@ -285,4 +302,4 @@ def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, swit
     photo = _photo_lines(rows)
     _grid(rows, lambda r: card(r.id, r.path, views.card_caption("", r.file_name, r.label, r.predicted_label,
                                                                 r.predicted_prob, photo(r)),
-                               r.file_name, prefix, None, extra, r), switch_to_search)
+                               r.file_name, prefix, None, extra, r), switch_to_search, prefix)

@@ -83,11 +83,11 @@ def _toggle(kind: str, other: str, image_id: int, key: str) -> None:
 
 
 def tick_boxes(r) -> None:
-    """Under a result card: "more like this" and "less like this" ticks."""
-    left, right = st.columns(2)
-    for col, kind, other, label in ((left, POSITIVE, NEGATIVE, "more like"), (right, NEGATIVE, POSITIVE, "less like")):
+    """Under a result card: "more like this" and "less like this" ticks, one under the other (side by side, a
+    narrow card cut their labels to a letter)."""
+    for kind, other, label in ((POSITIVE, NEGATIVE, "more like"), (NEGATIVE, POSITIVE, "less like")):
         key = f"{PREFIX}_{'pos' if kind == POSITIVE else 'neg'}_{r.id}"
-        col.checkbox(label, value=r.id in _ticks(kind), key=key, on_change=_toggle, args=(kind, other, r.id, key))
+        st.checkbox(label, value=r.id in _ticks(kind), key=key, on_change=_toggle, args=(kind, other, r.id, key))
 
 
 def _start_recommend() -> None:
