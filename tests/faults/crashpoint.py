@@ -223,7 +223,9 @@ def snapshot(data_dir: str, stores: bool = True) -> dict[str, Any]:
         path_of = {i: im.path for i, im in rows.items()}
 
         def norm(payload: dict[str, Any], local: bool = False) -> dict[str, Any]:
-            p = {k: _plain(v) for k, v in payload.items() if local or k not in RUN_LOCAL}
+            # A field set to None is a field without a value: Qdrant's set_payload deletes a key it is given None
+            # for, where upsert and the FAISS mirror keep it as null; filters and doctor read both the same way.
+            p = {k: _plain(v) for k, v in payload.items() if v is not None and (local or k not in RUN_LOCAL)}
             if p.get("duplicate_group") is not None:
                 p["duplicate_group"] = path_of.get(p["duplicate_group"], f"#{p['duplicate_group']}")
             if p.get("model_run_id") is not None:
