@@ -37,9 +37,9 @@ MS = 1000  # playwright timeouts are in milliseconds
 
 # `similarity **0.987** · `apples_003.jpg`  \nlabel: apples · predicted: apples (95%)` as rendered text
 # (ui/web/views.py result_caption), with a third line of automatic tags on the Search page (`tags: tabby 62% · ...`);
-# a search by words scores by `tag p` instead of similarity.
-CAPTION_RE = re.compile(r"^(?:similarity|tag p|recommend score) (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · predicted: (.*?) "
-                        r"\((.*?)\)\s*(?:\ntags: (.*?)\s*)?$")
+# a search by words scores by `tag p`, and "more like these" by Qdrant's `recommend score`, instead of similarity.
+CAPTION_RE = re.compile(r"^(?:similarity|tag p|recommend score) (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · "
+                        r"predicted: (.*?) \((.*?)\)\s*(?:\ntags: (.*?)\s*)?$")
 PREDICTED_RE = re.compile(r"^(.+) \((\d+(?:\.\d+)?)%, SVM\)$")
 TIMES_RE = re.compile(r"Embedding: (?:(\d+(?:\.\d+)?) ms|0 ms \(stored vector\)) · (?:filtered )?search: "
                       r"(\d+(?:\.\d+)?) ms")
