@@ -74,15 +74,21 @@ def test_0005_adds_leases_and_a_job_left_running_before_them_goes_back_to_the_qu
     engine.dispose()
 
 
-def _one_image_at(db_url: str, revision: str):
-    """(engine, Session) of a catalogue with one image written at schema `revision`, then migrated to the head."""
+def _images_at(db_url: str, revision: str, images: tuple[tuple[str, str], ...] = (("ab", "a"),),
+               then: tuple[str, ...] = ()):
+    """(engine, Session) of a catalogue whose `images` ((content hash, name) -> /p/<name>.jpg) and `then`
+    statements were written at schema `revision`, then migrated to the head."""
     engine = make_engine(db_url)
     with migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
-            "created_at) VALUES ('ab', '/p/a.jpg', 'a.jpg', 4, 3, 10, '/p', 'indexed', '2026-01-01 00:00:00')"))
+        for digest, name in images:
+            connection.execute(text(
+                "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, "
+                f"status, created_at) VALUES ('{digest}', '/p/{name}.jpg', '{name}.jpg', 4, 3, 10, '/p', "
+                "'indexed', '2026-01-01 00:00:00')"))
+        for statement in then:
+            connection.execute(text(statement))
     init_db(engine)
     return engine, session_factory(engine)
 
@@ -92,7 +98,7 @@ def test_0007_adds_empty_photo_metadata_and_keeps_images(db_url: str) -> None:
 
     from imgsearch.db import repository as repo
 
-    engine, Session = _one_image_at(db_url, "0006")
+    engine, Session = _images_at(db_url, "0006")
     with Session.begin() as s:
         (image,) = repo.images_by_ids(s, [1]).values()
         assert (image.taken_at, image.taken_at_source, image.camera, image.latitude, image.location) == (
@@ -115,7 +121,7 @@ def test_0008_adds_an_empty_image_tags_table_to_an_existing_catalogue(db_url: st
     from imgsearch.db import collection
     from imgsearch.db import repository as repo
 
-    engine, Session = _one_image_at(db_url, "0007")
+    engine, Session = _images_at(db_url, "0007")
     with Session.begin() as s:
         (image,) = repo.images_by_ids(s, [1]).values()
         assert image.path == "/p/a.jpg" and image.tags == []  # tagged when its folder is ingested again
@@ -135,17 +141,7 @@ def test_0009_adds_teach_examples_that_follow_their_images(db_url: str) -> None:
     from imgsearch.db import repository as repo
     from imgsearch.db import teaching
 
-    engine = make_engine(db_url)
-    with migration_connection(engine) as connection:
-        command.upgrade(alembic_config(connection), "0008")
-    with engine.begin() as connection:
-        for n in (1, 2):
-            connection.execute(text(
-                "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, "
-                f"status, created_at) VALUES ('h{n}', '/p/{n}.jpg', '{n}.jpg', 4, 3, 10, '/p', 'indexed', "
-                "'2026-01-01 00:00:00')"))
-    init_db(engine)
-    Session = session_factory(engine)
+    engine, Session = _images_at(db_url, "0008", (("h1", "1"), ("h2", "2")))
     with Session.begin() as s:
         teaching.set_verdicts(s, "pet", [1, 2], "negative")
         teaching.set_verdicts(s, "pet", [2], "positive")  # a verdict changed
@@ -167,18 +163,8 @@ def test_0009_adds_teach_examples_that_follow_their_images(db_url: str) -> None:
 def test_0010_marks_the_images_that_have_tags_as_checked(db_url: str) -> None:
     from imgsearch.db import repository as repo
 
-    engine = make_engine(db_url)
-    with migration_connection(engine) as connection:
-        command.upgrade(alembic_config(connection), "0009")
-    with engine.begin() as connection:
-        for i in (1, 2):
-            connection.execute(text(
-                "INSERT INTO images (content_hash, path, file_name, width, height, size_bytes, source_folder, status, "
-                f"created_at) VALUES ('h{i}', '/p/{i}.jpg', '{i}.jpg', 4, 3, 10, '/p', 'indexed', "
-                "'2026-01-01 00:00:00')"))
-        connection.execute(text("INSERT INTO image_tags (image_id, tag, prob) VALUES (1, 'umbrella', 0.5)"))
-    init_db(engine)
-    Session = session_factory(engine)
+    engine, Session = _images_at(db_url, "0009", (("h1", "1"), ("h2", "2")),
+                                 ("INSERT INTO image_tags (image_id, tag, prob) VALUES (1, 'umbrella', 0.5)",))
     with Session() as s:  # the image without tags was ingested before them: the backfill's to do
         assert repo.untagged_images(s) == [(2, "/p/2.jpg", "h2")]
     with migration_connection(engine) as connection:

@@ -82,6 +82,16 @@ def copy_collection(collection: Collection, root: Path) -> Collection:
 
 
 @pytest.fixture
+def own_collection(tmp_path, collection, monkeypatch) -> Collection:
+    """A collection these tests may change (remove, relabel): the session-wide one is shared."""
+    col = copy_collection(collection, tmp_path)
+    for name, value in col.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
+    return col
+
+
+@pytest.fixture
 def app_env(collection, monkeypatch) -> Collection:
     for name, value in collection.env().items():
         monkeypatch.setenv(name, value)

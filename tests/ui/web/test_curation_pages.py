@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
 from imgsearch.ui.services.settings import Settings
-from tests.ui.web.conftest import Collection, copy_collection, page
+from tests.ui.web.conftest import Collection, page
 
 
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
-
-
-@pytest.fixture
-def own_collection(tmp_path, collection, monkeypatch) -> Collection:
-    """A collection these tests may change (remove, relabel): the session-wide one is shared."""
-    col = copy_collection(collection, tmp_path)
-    for name, value in col.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
-    return col
 
 
 def _session(col: Collection):

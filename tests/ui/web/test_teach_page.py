@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
 from imgsearch.ui.services.settings import Settings
-from tests.ui.web.conftest import Collection, copy_collection, page
+from tests.ui.web.conftest import page
 
 
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
-
-
-@pytest.fixture
-def own_collection(tmp_path, collection, monkeypatch) -> Collection:
-    col = copy_collection(collection, tmp_path)
-    for name, value in col.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("IMGSEARCH_QDRANT_URL", raising=False)
-    return col
 
 
 def test_teach_page_finds_more_like_the_examples_and_applies_a_page(own_collection):
