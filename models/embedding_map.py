@@ -49,8 +49,10 @@ def sample_ids(ids: np.ndarray, n_max: int = N_MAX, seed: int = 0) -> np.ndarray
     return np.sort(np.random.default_rng(seed).choice(ids, n_max, replace=False))
 
 
-def compute(ids: np.ndarray, X: np.ndarray, n_total: int, seed: int = 0, n_neighbors: int = 15) -> EmbeddingMap:
-    """PCA and UMAP coordinates of the rows of X (one per id). UMAP is skipped below n_neighbors + 2 points."""
+def compute(ids: np.ndarray, X: np.ndarray, n_total: int, seed: int = 0, n_neighbors: int = 15,
+            umap: bool = True) -> EmbeddingMap:
+    """PCA and UMAP coordinates of the rows of X (one per id). UMAP is skipped below n_neighbors + 2 points, and
+    when `umap` is False (Settings.map_umap)."""
     from sklearn.decomposition import PCA
 
     t0 = time.perf_counter()
@@ -58,16 +60,16 @@ def compute(ids: np.ndarray, X: np.ndarray, n_total: int, seed: int = 0, n_neigh
     n = len(X)
     pca2 = np.zeros((n, 2)) if n < 2 else PCA(n_components=2, random_state=seed).fit_transform(X)
     umap_xy = None
-    if n >= n_neighbors + 2:
-        import umap  # imported here: numba's start-up is seconds, and only training needs it
+    if umap and n >= n_neighbors + 2:
+        import umap as umap_lib  # imported here: numba's start-up is seconds, and only training needs it
 
         reduced = X if X.shape[1] <= PRE_PCA else PCA(n_components=min(PRE_PCA, n), random_state=seed).fit_transform(X)
         # random_state makes UMAP deterministic (and single-threaded): the same run gives the same map. UMAP
         # warns that it says so on every call.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-            umap_xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
-                                n_components=2, n_jobs=1).fit_transform(reduced)
+            umap_xy = umap_lib.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
+                                    n_components=2, n_jobs=1).fit_transform(reduced)
     seconds = time.perf_counter() - t0
     log.info("embedding map of %d points in %.1f s", n, seconds)
     return EmbeddingMap(np.asarray(ids, dtype=np.int64), np.asarray(pca2, dtype=float),

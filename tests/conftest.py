@@ -11,6 +11,11 @@ import pytest
 
 from tests import databases
 
+# The test collections are tiny, and UMAP's first call in each process compiles numba code for about 10 s (per
+# xdist worker and per `imgsearch` subprocess): the tests draw maps with PCA only, unless a test turns UMAP on
+# (tests/models/test_embedding_map.py, tests/ui/test_embedding_maps.py). Children inherit it.
+os.environ.setdefault("IMGSEARCH_MAP_UMAP", "false")
+
 # Re-exported: tests (and branches not yet merged) import these from here.
 from tests.helpers import (  # noqa: F401
     CLASS_STYLES,

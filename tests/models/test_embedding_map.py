@@ -23,6 +23,7 @@ def test_sample_is_seeded_sorted_and_capped():
     assert np.array_equal(em.sample_ids(ids[:5], 10), np.sort(ids[:5]))  # fewer than the cap: all of them
 
 
+@pytest.mark.slow  # UMAP's first call in a process compiles its numba code: about 10 s here
 def test_umap_separates_clusters_and_is_reproducible():
     X, y = _blobs()
     ids = np.arange(len(X)) + 100
@@ -34,6 +35,13 @@ def test_umap_separates_clusters_and_is_reproducible():
     centres = np.stack([first.umap[y == c].mean(axis=0) for c in range(3)])
     nearest = np.argmin(((first.umap[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
     assert (nearest == y).mean() == 1.0
+
+
+def test_umap_off_draws_the_map_with_pca_only():
+    X, _ = _blobs()
+    out = em.compute(np.arange(len(X)), X, n_total=60, umap=False)
+    assert out.umap is None and out.pca.shape == (60, 2)
+    assert np.allclose(out.pca, em.compute(np.arange(len(X)), X, n_total=60, umap=False).pca)
 
 
 def test_json_round_trip_and_too_few_points_for_umap():

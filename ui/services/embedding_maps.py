@@ -41,7 +41,7 @@ def record(ctx: Context, run_id: int, force: bool = False, seed: int | None = No
         all_ids = faiss.ids()
         ids = embedding_map.sample_ids(all_ids, embedding_map.N_MAX, seed)
         result = embedding_map.compute(ids, faiss.get_vectors([int(i) for i in ids]), len(all_ids),
-                                       seed=seed)
+                                       seed=seed, umap=ctx.settings.map_umap)
         with ctx.Session.begin() as s:
             repo.record_artifact(s, run_id, ARTIFACT, result.to_json())
         return result

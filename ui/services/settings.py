@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Random seed of the train/validation split, the clusterings and the samples "
                       "training measures on.")
     k_clusters: int = Field(50, ge=2, description="Clusters K-Means and Agglomerative Ward make.")
+    map_umap: bool = Field(
+        True, description="Lay the Clusters page's map out with UMAP as well as PCA. UMAP compiles its code on "
+        "first use in each process (seconds on a small CPU); off: the map is drawn with PCA only.")
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="Share of the labelled images held out (stratified) to validate the "
         "classifiers and query the retrieval evaluation."
