@@ -196,10 +196,29 @@ def test_clusters_page(app_env):
     summary = tables[0].value
     assert list(summary["cluster"]) == [0, 1, 2] and summary["size"].sum() == 18
     assert len(at.get("plotly_chart")) == 1  # the feature map, stored with the training run
-    assert at.radio(key="clusters_projection").options == ["UMAP", "PCA"]
+    # The test collections draw their maps with PCA only (tests/conftest.py: UMAP compiles for seconds).
+    assert at.radio(key="clusters_projection").options == ["PCA"]
     assert at.radio(key="clusters_map_color").value == "K-Means cluster"  # clusters by default
     at.radio(key="clusters_map_color").set_value("label").run()
     _ok(at)
+    assert len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.slow  # UMAP's first call in a process compiles its numba code: about 10 s here
+def test_clusters_page_offers_the_umap_map_when_the_run_has_one(own_collection):
+    from imgsearch.db import repository as repo
+    from imgsearch.ui.services import embedding_maps
+    from imgsearch.ui.services.context import Context
+    from imgsearch.ui.services.settings import Settings
+
+    with Context(Settings(map_umap=True)) as ctx:
+        with ctx.Session() as s:
+            run_id = repo.latest_run(s, "train").id
+        assert embedding_maps.record(ctx, run_id, force=True).umap is not None
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    assert at.radio(key="clusters_projection").options == ["UMAP", "PCA"]
     at.radio(key="clusters_projection").set_value("PCA").run()
     _ok(at)
     assert len(at.get("plotly_chart")) == 1
