@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from sqlalchemy import text
 
@@ -160,6 +161,7 @@ def test_0009_adds_teach_examples_that_follow_their_images(db_url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_0010_marks_the_images_that_have_tags_as_checked(db_url: str) -> None:
     from imgsearch.db import repository as repo
 

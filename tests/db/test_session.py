@@ -160,6 +160,7 @@ def test_concurrent_init_on_fresh_file(db_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite_only
 def test_writer_waits_for_lock_instead_of_failing(engine: Engine, db_path: Path) -> None:
     other = make_engine(f"sqlite:///{db_path}")
@@ -215,6 +216,7 @@ def test_table_rebuild_under_migration_connection_keeps_child_rows(engine: Engin
             session.flush()
 
 
+@pytest.mark.slow
 def test_take_write_lock_makes_a_second_writer_wait_then_see_the_first_ones_rows(factory) -> None:
     from imgsearch.db.session import take_write_lock
 
@@ -238,6 +240,7 @@ def test_take_write_lock_makes_a_second_writer_wait_then_see_the_first_ones_rows
     assert seen == [1]  # it waited for the commit, then read what was committed
 
 
+@pytest.mark.slow
 def test_upsert_image_by_two_writers_at_once_catalogues_the_content_once(factory) -> None:
     first_row = threading.Event()
     results: list[tuple[int, bool]] = []

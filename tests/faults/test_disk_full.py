@@ -56,6 +56,7 @@ def ingest(ctx: Context, folder: Path):
 # ---- creating the stores ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_first_ingest_on_a_nearly_full_disk_refuses_before_creating_a_store(tmp_path, capsys, monkeypatch):
     """Creating a Qdrant Edge store on a full disk was SIGBUS (exit 135, no message): its files are sparse and
     filled through mmap. Now the CLI says what it needs and exits 2, and no half store is left."""
@@ -80,6 +81,7 @@ def test_first_ingest_on_a_nearly_full_disk_refuses_before_creating_a_store(tmp_
     assert "6 embedded and indexed" in out
 
 
+@pytest.mark.slow
 def test_fresh_edge_store_and_a_batch_fit_the_estimates(tmp_path, backbone):
     """The numbers behind the checks, measured: a fresh Qdrant Edge store's apparent size (its sparse files can
     all be filled) fits EDGE_FRESH_BYTES, and what a batch really adds fits Stores.write_bytes. A qdrant-edge
@@ -120,6 +122,7 @@ def test_fresh_edge_store_and_a_batch_fit_the_estimates(tmp_path, backbone):
 # ---- growing the stores -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_on_a_populated_store_stops_before_a_batch_and_resumes(tmp_path, monkeypatch, capsys):
     """On a populated store a full disk used to fail mid-write. Now the ingest stops before the first journalled
     batch: nothing reaches a store, the stores agree, and the same ingest finishes once there is room. A new

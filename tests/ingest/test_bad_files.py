@@ -44,6 +44,7 @@ def test_a_name_that_is_not_utf8_is_skipped_as_bad_name(badly_named):
     assert len(result.fingerprint()) == 64
 
 
+@pytest.mark.slow
 def test_ingest_with_a_badly_named_file_ingests_the_rest(ctx, badly_named):
     report = ingest_folder(badly_named, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.trained(),
                            ctx.ingest_options(), progress=False)

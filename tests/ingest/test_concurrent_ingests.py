@@ -36,6 +36,7 @@ def _ingest(ctx: Context, folder, on_progress=None):
                          ctx.ingest_options(), progress=False, on_progress=on_progress)
 
 
+@pytest.mark.slow
 def test_an_ingest_skips_images_a_concurrent_ingest_indexed_meanwhile(tmp_path, monkeypatch):
     photos = write_dataset(tmp_path / "photos")
     settings = Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0, store_batch=STORE_BATCH)
@@ -78,6 +79,7 @@ def test_an_ingest_skips_images_a_concurrent_ingest_indexed_meanwhile(tmp_path, 
         assert set(ctx.stores.qdrant.ids().tolist()) == set(ctx.stores.faiss.ids().tolist()) == ids
 
 
+@pytest.mark.slow
 def test_a_batch_written_twice_at_once_leaves_every_payload_as_the_catalogue_says(tmp_path, monkeypatch):
     """Two ingests write the same images at once, each after annotating them (near-duplicate group, uniqueness)
     in the catalogue. Here the first one reads its rows, then the second runs to the end (in other chunks, so its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from imgsearch.db import repository as repo
@@ -34,6 +35,7 @@ def assert_payloads_follow_catalogue(ctx) -> None:
                 assert payload.get(key) == expected[key], (name, i, key)
 
 
+@pytest.mark.slow
 def test_ingest_groups_near_duplicates_and_flags_quality(ctx, tmp_path):
     photos = write_dataset(tmp_path / "photos", per_class=3, seed=0)
     # The tiny backbone sees a class's generated images as near copies (cosine > 0.99): a class is a group.
@@ -65,6 +67,7 @@ def test_ingest_groups_near_duplicates_and_flags_quality(ctx, tmp_path):
     assert_payloads_follow_catalogue(ctx)
 
 
+@pytest.mark.slow
 def test_bulk_pass_recomputes_groups_and_writes_changes_to_both_stores(ctx, tmp_path):
     photos = write_dataset(tmp_path / "photos", per_class=3, seed=0)
     _ingest(ctx, photos)
@@ -84,6 +87,7 @@ def test_bulk_pass_recomputes_groups_and_writes_changes_to_both_stores(ctx, tmp_
     assert_payloads_follow_catalogue(ctx)
 
 
+@pytest.mark.slow
 def test_quality_backfill_fills_rows_without_flags(ctx, tmp_path):
     from imgsearch.ingest.curation import backfill_quality
 
@@ -99,6 +103,7 @@ def test_quality_backfill_fills_rows_without_flags(ctx, tmp_path):
     assert np.isfinite([im.uniqueness for im in _rows(ctx).values()]).all()
 
 
+@pytest.mark.slow
 def test_removal_keeps_groups_whole(ctx, tmp_path):
     photos = write_dataset(tmp_path / "photos", per_class=3, seed=0)
     _ingest(ctx, photos)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from imgsearch.db import jobs
 from imgsearch.ingest.heartbeat import Heartbeat, live_beats
 from imgsearch.ingest.worker import Worker
@@ -27,6 +29,7 @@ def test_a_beat_is_live_until_it_is_stale_or_stopped(tmp_path):
     assert live_beats(tmp_path) == [] and not hb.path.exists()
 
 
+@pytest.mark.slow
 def test_run_now_runs_that_job_with_per_batch_progress_and_beats(ctx, tiny_dataset, monkeypatch):
     import imgsearch.ingest.worker as worker_module
 

@@ -9,6 +9,8 @@ import sys
 import time
 from datetime import timedelta
 
+import pytest
+
 from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Job, utcnow
@@ -43,6 +45,7 @@ def _run(ctx, run_id):
         return s.get(repo.Run, run_id)
 
 
+@pytest.mark.slow
 def test_a_run_and_batch_left_on_another_host_are_recovered_once_the_lease_expired(ctx, tiny_dataset):
     ingest_folder(tiny_dataset, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, ctx.ingest_options(),
                   progress=False)
@@ -76,6 +79,7 @@ def test_a_run_and_batch_left_on_another_host_are_recovered_once_the_lease_expir
     assert report.n_indexed == report.n_qdrant == report.n_faiss == 18 and report.n_pending == 0
 
 
+@pytest.mark.slow
 def test_an_ingest_renews_its_run_lease_so_nobody_replays_it_meanwhile(ctx, tiny_dataset, monkeypatch):
     from imgsearch.ingest import pipeline
 
@@ -100,6 +104,7 @@ def test_an_ingest_renews_its_run_lease_so_nobody_replays_it_meanwhile(ctx, tiny
     assert _run(ctx, report.run_id).worker_id == leases.worker_id()
 
 
+@pytest.mark.slow
 def test_a_lease_keeper_renews_and_notices_when_the_job_was_taken(ctx):
     with ctx.Session.begin() as s:
         job_id = jobs.enqueue_job(s, "/photos").id
@@ -114,6 +119,7 @@ def test_a_lease_keeper_renews_and_notices_when_the_job_was_taken(ctx):
         assert s.get(Job, job_id).lease_expires_at - utcnow() < timedelta(seconds=0.4)
 
 
+@pytest.mark.slow
 def test_a_run_closed_by_its_own_holder_is_not_a_lost_lease(ctx, caplog):
     # The keeper can tick between the run's last commit and the end of its `with` block; a training run
     # warned "taken over" as it finished. A run another process closed is still a lost lease.

@@ -3,6 +3,8 @@ rewrites exactly the fields that changed, and keeps checking until the catalogue
 
 from __future__ import annotations
 
+import pytest
+
 from imgsearch.db import repository as repo
 from imgsearch.ingest import payload_sync
 from imgsearch.ingest.pipeline import ingest_folder
@@ -36,6 +38,7 @@ def test_settle_rewrites_only_the_fields_the_catalogue_changed_since_they_were_w
     assert doctor.check(ctx.Session, ctx.stores).consistent
 
 
+@pytest.mark.slow
 def test_settle_reads_again_until_the_catalogue_holds_still(ctx, tiny_dataset, monkeypatch):
     _ingest(ctx, tiny_dataset)
     i = int(ctx.stores.qdrant.ids()[0])
@@ -55,6 +58,7 @@ def test_settle_reads_again_until_the_catalogue_holds_still(ctx, tiny_dataset, m
     assert ctx.stores.faiss.get_payloads([i])[0]["uniqueness"] == 0.25
 
 
+@pytest.mark.slow
 def test_settle_leaves_predictions_and_removed_images_alone(ctx, tiny_dataset):
     _ingest(ctx, tiny_dataset)
     a, b = (int(i) for i in ctx.stores.qdrant.ids()[:2])

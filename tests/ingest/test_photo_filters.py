@@ -69,6 +69,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_date_camera_and_place_filters_find_the_photos_in_both_stores(ctx, library):
     report = _ingest(ctx, library)
     assert report.n_scanned == 5 and not report.skipped
@@ -143,6 +144,7 @@ def _names(out: str) -> set[str]:
     return set(re.findall(r"\b\w+\.(?:jpg|heic)\b", out)) - {"query.jpg"}
 
 
+@pytest.mark.slow
 def test_cli_search_with_date_camera_and_place_options(tmp_path, library, capsys, monkeypatch):
     data_dir = tmp_path / "data"
     code, out = run_cli(["ingest", str(library)], data_dir, capsys, monkeypatch)

@@ -102,6 +102,7 @@ def test_jpeg_exif_date_camera_and_place_come_with_the_decode():
     assert decoded.exif.get_ifd(GPS_IFD)[1] == "N"
 
 
+@pytest.mark.slow
 def test_large_jpeg_decodes_at_the_smallest_scale_still_above_min_side():
     data = _jpeg(_photo((1600, 1200)))
     assert decode(data).image.size == (1600, 1200)  # no min_side: full resolution
@@ -185,6 +186,7 @@ def test_full_decode_switch_decodes_at_full_resolution(tmp_path, backbone, monke
     assert sizes == [(600, 450), (1200, 900)]
 
 
+@pytest.mark.slow
 def test_a_folder_of_heic_and_jpeg_is_found_whole(tmp_path, ctx):
     from imgsearch.ingest.pipeline import ingest_folder
 

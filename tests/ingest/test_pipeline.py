@@ -38,6 +38,7 @@ def _all_ids(ctx):
     return sqlite, ctx.stores.qdrant.ids().tolist(), ctx.stores.faiss.ids().tolist()
 
 
+@pytest.mark.slow
 def test_ingest_then_reingest_adds_nothing(ctx, tiny_dataset):
     first = _ingest(ctx, tiny_dataset)
     assert (first.n_new, first.n_indexed, first.outcome) == (18, 18, "ok")
@@ -51,6 +52,7 @@ def test_ingest_then_reingest_adds_nothing(ctx, tiny_dataset):
     assert _all_ids(ctx)[1] == qdrant
 
 
+@pytest.mark.slow
 def test_copied_class_folder_adds_no_vectors_but_records_paths(ctx, tiny_dataset, tmp_path):
     _ingest(ctx, tiny_dataset)
     copy = tmp_path / "more"
@@ -63,6 +65,7 @@ def test_copied_class_folder_adds_no_vectors_but_records_paths(ctx, tiny_dataset
         assert image is not None and image.label == "sky"
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_the_rest_ingested(ctx, tiny_dataset):
     folder = tiny_dataset / "grass"
     (folder / "empty.jpg").write_bytes(b"")
@@ -86,6 +89,7 @@ def test_bad_files_are_reported_and_the_rest_ingested(ctx, tiny_dataset):
     assert doctor.check(ctx.Session, ctx.stores).consistent
 
 
+@pytest.mark.slow
 def test_open_journal_batch_is_replayed(ctx, tiny_dataset):
     _ingest(ctx, tiny_dataset)
     sqlite, _, _ = _all_ids(ctx)
@@ -103,6 +107,7 @@ def test_open_journal_batch_is_replayed(ctx, tiny_dataset):
     assert doctor.check(ctx.Session, ctx.stores).consistent
 
 
+@pytest.mark.slow
 def test_doctor_repairs_missing_and_orphan_vectors(ctx, tiny_dataset):
     _ingest(ctx, tiny_dataset)
     sqlite, _, _ = _all_ids(ctx)
@@ -117,6 +122,7 @@ def test_doctor_repairs_missing_and_orphan_vectors(ctx, tiny_dataset):
     assert _all_ids(ctx)[1] == sqlite
 
 
+@pytest.mark.slow
 def test_training_fills_payloads_and_new_ingests_get_predictions(ctx, tiny_dataset, tmp_path):
     _ingest(ctx, tiny_dataset)
     b = ctx.backbone
@@ -140,6 +146,7 @@ def _hash(ctx, image_id):
         return repo.images_by_ids(s, [image_id])[image_id].content_hash
 
 
+@pytest.mark.slow
 def test_remove_file_and_folder_from_every_store(ctx, tiny_dataset, tmp_path):
     _ingest(ctx, tiny_dataset)
     result = remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "apples", tiny_dataset / "sky" / "sky_001.jpg"])
@@ -160,6 +167,7 @@ def _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path):
     return other
 
 
+@pytest.mark.slow
 def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_dataset, tmp_path):
     other = _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path)
     result = remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
@@ -170,6 +178,7 @@ def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_datas
     np.testing.assert_equal(len(_all_ids(ctx)[0]), 18)
 
 
+@pytest.mark.slow
 def test_file_edited_in_place_replaces_its_old_content(ctx, tiny_dataset):
     _ingest(ctx, tiny_dataset)
     target = tiny_dataset / "sky" / "sky_002.jpg"
@@ -189,6 +198,7 @@ def test_file_edited_in_place_replaces_its_old_content(ctx, tiny_dataset):
     assert sqlite == qdrant == faiss and old_id not in qdrant and len(qdrant) == 18
 
 
+@pytest.mark.slow
 def test_moved_file_gets_its_new_path_in_every_store(ctx, tiny_dataset):
     _ingest(ctx, tiny_dataset)
     src = tiny_dataset / "apples" / "apples_004.jpg"
@@ -204,6 +214,7 @@ def test_moved_file_gets_its_new_path_in_every_store(ctx, tiny_dataset):
     assert ctx.stores.faiss.get_payloads([image_id])[0]["path"] == str(dst.resolve())
 
 
+@pytest.mark.slow
 def test_removing_the_primary_path_promotes_the_copy_in_payloads(ctx, tiny_dataset, tmp_path):
     other = _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path)
     remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
@@ -214,6 +225,7 @@ def test_removing_the_primary_path_promotes_the_copy_in_payloads(ctx, tiny_datas
     assert payload["file_name"] == "copy.jpg" and payload["source_folder"] == str(other.resolve())
 
 
+@pytest.mark.slow
 def test_payload_refresh_streams_in_small_batches_and_updates_every_point(ctx, tiny_dataset, monkeypatch):
     _ingest(ctx, tiny_dataset)
     b = ctx.backbone

@@ -47,6 +47,7 @@ def _repair(ctx, report):
                          models_dir=ctx.settings.models_dir)
 
 
+@pytest.mark.slow
 def test_removing_a_folder_leaves_its_sibling_that_differs_only_in_case(tmp_path, backbone):
     root = tmp_path / "cs"
     write_dataset(root, per_class=3, seed=1, classes={"Okapi": CLASS_STYLES["apples"]})
@@ -63,6 +64,7 @@ def test_removing_a_folder_leaves_its_sibling_that_differs_only_in_case(tmp_path
         assert remove_paths(ctx.Session, ctx.stores, [root / "OKAPI"])["removed"] == 0
 
 
+@pytest.mark.slow
 def test_a_path_with_dot_dot_is_normalised_before_it_is_matched(tmp_path, backbone, tiny_dataset):
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         _ingest(ctx, tiny_dataset)
@@ -84,6 +86,7 @@ def _remove_killed_before_store_deletes(ctx, path, monkeypatch):
             remove_paths(ctx.Session, ctx.stores, [path])
 
 
+@pytest.mark.slow
 def test_a_removal_killed_before_the_store_deletes_is_finished_not_undone(tmp_path, backbone, tiny_dataset,
                                                                            monkeypatch):
     settings = _settings(tmp_path)
@@ -112,6 +115,7 @@ def test_a_removal_killed_before_the_store_deletes_is_finished_not_undone(tmp_pa
         assert _check(ctx).consistent
 
 
+@pytest.mark.slow
 def test_a_removal_reaches_the_other_backbones_stores_and_its_repair_does_not_undo_it(tmp_path, backbone,
                                                                                       tiny_dataset):
     settings = _settings(tmp_path)
@@ -135,6 +139,7 @@ def test_a_removal_reaches_the_other_backbones_stores_and_its_repair_does_not_un
         assert not set(gone) & set(_state(ctx)[0])  # not catalogued again
 
 
+@pytest.mark.slow
 def test_one_backbones_repair_leaves_the_other_backbones_images_indexed(tmp_path, backbone, tiny_dataset):
     """Images indexed by backbone A that backbone B never embedded are B's to do, not A's to lose."""
     settings = _settings(tmp_path)
@@ -155,6 +160,7 @@ def test_one_backbones_repair_leaves_the_other_backbones_images_indexed(tmp_path
         assert _check(ctx).not_embedded == []
 
 
+@pytest.mark.slow
 def test_a_relabel_killed_between_the_two_stores_is_seen_by_doctor_and_repaired(tmp_path, backbone, tiny_dataset,
                                                                                  monkeypatch):
     """Issue 20, item 3: doctor compared Qdrant's payloads with the catalogue, never the mirror's."""
@@ -187,6 +193,7 @@ def _check_deep(ctx):
     return doctor.check(ctx.Session, ctx.stores, ctx.trained(), cache=ctx.cache, deep=True, backbone=ctx.backbone)
 
 
+@pytest.mark.slow
 def test_deep_check_says_when_no_sampled_file_exists_any_more(tmp_path, backbone, tiny_dataset):
     """Issue 20, item 13: after the source folders moved, --deep said all agree and silently checked 0 files."""
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
@@ -197,6 +204,7 @@ def test_deep_check_says_when_no_sampled_file_exists_any_more(tmp_path, backbone
         assert any("0 of 18 sampled files still exist" in line for line in report.lines())
 
 
+@pytest.mark.slow
 def test_the_remove_command_says_when_it_removed_nothing(tmp_path, tiny_dataset):
     from typer.testing import CliRunner
 
@@ -211,6 +219,7 @@ def test_the_remove_command_says_when_it_removed_nothing(tmp_path, tiny_dataset)
     assert result.exit_code == 0 and "removed nothing" in result.output
 
 
+@pytest.mark.slow
 def test_a_removal_cut_short_before_it_regrouped_is_seen_and_finished(tmp_path, backbone, tiny_dataset,
                                                                       monkeypatch):
     """The crash-point harness's cause 3: the surviving members of a group whose representative was removed kept

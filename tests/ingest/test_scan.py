@@ -23,6 +23,7 @@ def test_scan_labels_sorted_and_hashed(tiny_dataset):
     assert scan_folder(tiny_dataset).fingerprint() == result.fingerprint()
 
 
+@pytest.mark.slow
 def test_bad_files_are_skipped_one_warning_each(tiny_dataset, caplog):
     folder = tiny_dataset / "apples"
     (folder / "empty.jpg").write_bytes(b"")

@@ -32,6 +32,7 @@ def test_scan_confined_to_roots_skips_links_that_leave_them(layout):
     assert any(im.path == link for im in free.images)
 
 
+@pytest.mark.slow
 def test_linked_file_is_recorded_where_found_and_removed_with_its_folder(layout, ctx):
     allowed, inner, private, link = layout
     report = ingest_folder(inner, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None, ctx.ingest_options(),
@@ -47,6 +48,7 @@ def test_linked_file_is_recorded_where_found_and_removed_with_its_folder(layout,
     assert ctx.stores.faiss.count() == 0 and ctx.stores.qdrant.count() == 0
 
 
+@pytest.mark.slow
 def test_app_options_confine_the_ingest(layout, ctx):
     allowed, inner, private, link = layout
     report = ingest_folder(inner, ctx.Session, ctx.backbone, ctx.cache, ctx.stores, None,

@@ -100,6 +100,7 @@ def test_changed_files_are_left_for_the_next_run(untagged, tiny_dataset):
     assert "left untagged: 1 changed" in report.describe()
 
 
+@pytest.mark.slow
 def test_train_tags_the_untagged_images(tmp_path, untagged, tiny_dataset):
     untagged.close()
     ctx = Context(Settings(data_dir=untagged.settings.data_dir, backbone=TEST_BACKBONE, num_workers=0, k_clusters=3),

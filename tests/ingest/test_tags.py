@@ -41,6 +41,7 @@ def _tags_by_label(ctx) -> dict[str, set[str]]:
         return out
 
 
+@pytest.mark.slow
 def test_ingest_tags_each_image_in_the_catalogue_and_the_payloads(tagged_ctx, tiny_dataset):
     assert _ingest(tagged_ctx, tiny_dataset).n_indexed == 18
     # red apples: the red class (a dog breed); green grass: a lizard; blue sky: a bird
@@ -60,6 +61,7 @@ def test_ingest_tags_each_image_in_the_catalogue_and_the_payloads(tagged_ctx, ti
         assert len(hits) == 6 and {payloads[h.id]["label"] for h in hits} == {"apples"}
 
 
+@pytest.mark.slow
 def test_without_a_head_images_get_no_tags(ctx, tiny_dataset):
     assert ctx.backbone.head is None
     _ingest(ctx, tiny_dataset)
@@ -68,6 +70,7 @@ def test_without_a_head_images_get_no_tags(ctx, tiny_dataset):
     assert all(p["tags"] == [] for p in ctx.stores.qdrant.get_payloads(ids))
 
 
+@pytest.mark.slow
 def test_search_by_words_on_the_command_line(tagged_ctx, tiny_dataset, capsys, monkeypatch):
     _ingest(tagged_ctx, tiny_dataset)
     data_dir = tagged_ctx.settings.data_dir

@@ -23,6 +23,7 @@ from tests import databases
 from tests.helpers import TEST_BACKBONE, wait_until, write_dataset
 
 
+@pytest.mark.slow
 def test_queued_job_and_inbox_folders_are_ingested(ctx, tiny_dataset, tmp_path):
     with ctx.Session.begin() as s:
         job_id = jobs.enqueue_job(s, str(tiny_dataset), {"labels_from_folders": True}).id
@@ -201,6 +202,7 @@ def test_a_worker_that_lost_its_lease_stops_and_records_nothing(ctx):
     assert (job.status, job.worker_id, job.n_done) == ("running", "other:1:ff", 0)  # the new holder's, untouched
 
 
+@pytest.mark.slow
 def test_a_job_longer_than_its_lease_keeps_it(ctx):
     (job_id,) = _enqueue(ctx, "/photos")
     expiries = []
@@ -218,6 +220,7 @@ def test_a_job_longer_than_its_lease_keeps_it(ctx):
     assert len(set(expiries)) >= 3 and expiries == sorted(expiries)
 
 
+@pytest.mark.slow
 def test_an_inbox_folder_is_queued_once_its_files_stopped_changing(ctx, tmp_path):
     inbox = tmp_path / "inbox"
     (inbox / "empty").mkdir(parents=True)

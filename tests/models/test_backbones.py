@@ -57,6 +57,7 @@ def test_batch_result_matches_single(lite0):
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_resnet50_random_init_contract():
     bb = ResNet50Backbone(pretrained=False)
     xb = bb.embed_batch(torch.stack([bb.preprocess(im) for im in _images(2)]))
@@ -70,6 +71,7 @@ def test_resnet50_missing_weights_file_is_clear(tmp_path):
         ResNet50Backbone(tmp_path / "nope.pth")
 
 
+@pytest.mark.slow
 def test_resnet50_loads_a_local_weights_file(tmp_path):
     from torchvision.models import resnet50
 

@@ -194,6 +194,7 @@ def test_rbf_features_approximate_the_kernel_and_map_in_blocks(monkeypatch):
     np.testing.assert_allclose(rbf.transform(X), F, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_components", [50, 300])
 def test_fit_nystroem_by_eigh_is_sklearns_fit(n_components):
     # Same landmarks and the same inverse square root as Nystroem.fit's SVD, up to float rounding; 300

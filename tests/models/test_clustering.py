@@ -26,6 +26,7 @@ def sphere_blobs(seed: int, k: int = 5, per: int = 20, d: int = 16, sigma: float
     return _blobs(seed=seed, k=k, per=per, d=d, sigma=sigma, shuffle=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("fit", [fit_kmeans, fit_agglomerative], ids=["kmeans", "agglomerative"])
 def test_separated_blobs_are_recovered_exactly(seed, fit):
@@ -133,6 +134,7 @@ def test_ward_on_summary_agrees_with_exact_ward_on_separated_blobs(seed):
     np.testing.assert_array_equal(summary.predict(X), summary.labels_)
 
 
+@pytest.mark.slow
 def test_kmeans_is_seeded_and_predicts_its_own_assignment():
     X, y = sphere_blobs(3, k=5, per=30, sigma=0.2)
     a, b = KMeansClusterer(5, random_state=4).fit(X), KMeansClusterer(5, random_state=4).fit(X)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from imgsearch.models import metric_registry as registry
 from imgsearch.models.experiment import run_experiment
@@ -41,6 +42,7 @@ def test_the_experiment_records_exactly_the_registered_metrics():
     assert sorted(required - recorded) == []
 
 
+@pytest.mark.slow
 def test_capped_samples_and_evaluation_samples_are_recorded():
     X, y = _blobs({"a": 60, "b": 20, "c": 20}, seed=3)
     result = run_experiment(X, y, k=3, rf_trees=10, n_jobs=1, svm_max_train=30, rf_max_train=24, eval_sample=25)

@@ -15,6 +15,7 @@ from imgsearch.models.backbones import BackboneUnavailable
 from imgsearch.models.onnx_backbone import OnnxBackbone, onnx_file, with_runtime
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch_and_is_exported_once(backbone, tmp_path):
     first = with_runtime(backbone, "onnx", tmp_path)
     assert isinstance(first, OnnxBackbone) and first.runtime == "onnxruntime"
@@ -32,6 +33,7 @@ def test_onnx_matches_torch_and_is_exported_once(backbone, tmp_path):
     np.testing.assert_array_equal(again.embed_batch(x), got)
 
 
+@pytest.mark.slow
 def test_embed_images_goes_through_onnx(backbone, tmp_path):
     from PIL import Image
 
@@ -40,6 +42,7 @@ def test_embed_images_goes_through_onnx(backbone, tmp_path):
     assert ob.min_cosine(onnx.embed_images([im]), backbone.embed_images([im])) > 0.99999
 
 
+@pytest.mark.slow
 def test_a_damaged_cached_file_is_exported_again(backbone, tmp_path, caplog):
     path = onnx_file(tmp_path, backbone)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,7 @@ def test_a_damaged_cached_file_is_exported_again(backbone, tmp_path, caplog):
     assert onnx.cosine > 0.99999 and path.stat().st_size > 100
 
 
+@pytest.mark.slow
 def test_features_that_differ_from_torch_are_refused(backbone, tmp_path, monkeypatch, caplog):
     real = ob._torch_features
     monkeypatch.setattr(ob, "_torch_features", lambda bb, x: real(bb, x)[:, ::-1].copy())  # another network
@@ -101,6 +105,7 @@ def test_lite0_runs_on_onnx_by_default_with_torchs_features(lite0, tmp_path):
     assert ob.min_cosine(onnx.embed_images(images), lite0.embed_images(images)) >= ob.MIN_COSINE
 
 
+@pytest.mark.slow
 def test_the_export_does_not_flood_an_info_log(backbone, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         with_runtime(backbone, "onnx", tmp_path)
@@ -108,6 +113,7 @@ def test_the_export_does_not_flood_an_info_log(backbone, tmp_path, caplog):
     assert chatter == []
 
 
+@pytest.mark.slow
 def test_an_exported_file_is_checked_against_torch_once_not_on_every_load(backbone, tmp_path, monkeypatch):
     """Issue 25, item 1: the check ran torch's forward pass on every start (a cold CLI search paid for it)."""
     with_runtime(backbone, "onnx", tmp_path)

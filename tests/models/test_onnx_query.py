@@ -52,6 +52,7 @@ class _Cropped(TinyBackbone):
             transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
 
 
+@pytest.mark.slow
 def test_a_checked_export_embeds_queries_as_the_full_backbone_does(tmp_path):
     full = OnnxBackbone(_Cropped(), tmp_path, threads=1)
     query = OnnxQueryBackbone.open(tmp_path, full.identity, threads=1)
@@ -60,6 +61,7 @@ def test_a_checked_export_embeds_queries_as_the_full_backbone_does(tmp_path):
     np.testing.assert_allclose(query.embed_images(pictures), full.embed_images(pictures), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_an_export_it_cannot_vouch_for_gives_none(tmp_path):
     full = OnnxBackbone(_Cropped(), tmp_path, threads=1)
     path = onnx_file(tmp_path, full.source)

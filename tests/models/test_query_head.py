@@ -66,6 +66,7 @@ def test_a_search_classifies_with_the_head_and_never_reads_the_svm(tmp_path):
     assert fresh.query_classifier() is fresh.models["svm"]
 
 
+@pytest.mark.slow
 def test_what_a_cold_search_imports_leaves_torch_and_scikit_learn_out():
     # torch and skops (which imports every scikit-learn estimator) were most of a cold `imgsearch search`.
     code = ("import sys; import imgsearch.ui.cli, imgsearch.ui.services.context, imgsearch.models.trained, "

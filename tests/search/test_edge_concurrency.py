@@ -76,6 +76,7 @@ def test_busy_store_raises_store_busy_naming_the_holder(tmp_path):
         holder.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_lingering_holder_yields_to_a_waiter(tmp_path):
     """A handle kept open for a burst of calls is closed as soon as someone else queues."""
     first = EdgeIndex(tmp_path / "edge", INFO, linger_s=30)
@@ -90,6 +91,7 @@ def test_lingering_holder_yields_to_a_waiter(tmp_path):
     second.close()
 
 
+@pytest.mark.slow
 def test_forked_child_does_not_keep_the_store_locked(tmp_path):
     """Ingest forks DataLoader decoders between batches; they must not inherit the shard and its WAL lock."""
     first = EdgeIndex(tmp_path / "edge", INFO, linger_s=30)

@@ -76,6 +76,7 @@ def _fill(index: VectorIndex) -> None:
 
 @pytest.mark.parametrize(("kind", "folder", "old_meta"), [("faiss", "faiss", OLD_FAISS_META),
                                                             ("qdrant", "qdrant_edge", OLD_EDGE_META)])
+@pytest.mark.slow
 def test_store_json_keeps_its_format_and_old_stores_open(tmp_path, kind, folder, old_meta):
     meta_path = tmp_path / "index" / folder / OLDNET.tag / "store.json"
     with open_index(kind, tmp_path, OLDNET) as index:

@@ -51,6 +51,7 @@ def test_a_write_adds_one_segment_the_size_of_its_batch_and_leaves_the_others(tm
     index.close()
 
 
+@pytest.mark.slow
 def test_merges_keep_the_segment_count_logarithmic_and_readers_in_step(tmp_path):
     rng = np.random.default_rng(1)
     writer, reader = FaissIndex(tmp_path, INFO), FaissIndex(tmp_path, INFO)

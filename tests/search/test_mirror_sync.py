@@ -72,6 +72,7 @@ def test_removals_and_unstamped_points_reach_the_mirror(server, mirror):
     assert mirror.get_payloads([50]) == [{"label": "raw"}]
 
 
+@pytest.mark.slow
 def test_a_sync_killed_half_way_is_repeated(server, mirror, monkeypatch):
     server.upsert(list(range(1, 2501)), unit(2500, 4))
     sync_mirror(server, mirror, overlap_us=0)

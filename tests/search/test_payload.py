@@ -276,6 +276,7 @@ def _search(monkeypatch, data_dir: Path, *args: str) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_cli_search_filters_through_qdrant(tiny_collection, monkeypatch):
     photos, data_dir = tiny_collection
     query = str(photos / "sky" / "sky_000.jpg")

@@ -149,6 +149,7 @@ def test_existing_exact_store_reopens_under_new_settings_and_back(tmp_path):
         back.close()
 
 
+@pytest.mark.slow
 def test_default_store_never_runs_the_optimizer(tmp_path):
     index = EdgeIndex(tmp_path, INFO, linger_s=0)
     fill(index)

@@ -67,6 +67,7 @@ def test_train_on_missing_folder_is_a_clear_error(tmp_path):
     assert "folder not found" in result.output and "nowhere" in result.output
 
 
+@pytest.mark.slow
 def test_train_with_too_few_images_for_k_is_a_clear_error(tiny_dataset, tmp_path):
     result = runner.invoke(
         app,

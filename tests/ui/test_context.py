@@ -33,6 +33,7 @@ def closes(monkeypatch) -> list[Stores]:
     return closed
 
 
+@pytest.mark.slow
 def test_context_exit_on_error_closes_the_stores(tmp_path, closes):
     with pytest.raises(RuntimeError), Context(Settings(data_dir=tmp_path / "data", backbone="tiny")) as ctx:
         ctx.stores.qdrant.count()
@@ -40,6 +41,7 @@ def test_context_exit_on_error_closes_the_stores(tmp_path, closes):
     assert len(closes) == 1
 
 
+@pytest.mark.slow
 def test_doctor_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
     def check_then_fail(Session, stores, *args, **kwargs):
         stores.qdrant.count()
@@ -51,6 +53,7 @@ def test_doctor_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
     assert len(closes) == 1
 
 
+@pytest.mark.slow
 def test_remove_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
     import imgsearch.ingest.pipeline as pipeline
 
@@ -64,6 +67,7 @@ def test_remove_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
     assert len(closes) == 1
 
 
+@pytest.mark.slow
 def test_search_on_an_empty_collection_closes_the_stores(tmp_dataset_image, tmp_path, closes):
     result = runner.invoke(app, ["search", str(tmp_dataset_image), "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 2 and "collection is empty" in result.output

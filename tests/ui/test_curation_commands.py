@@ -21,6 +21,7 @@ def ingested(ctx, tmp_path):
     return ctx
 
 
+@pytest.mark.slow
 def test_duplicates_json_lists_groups_and_records_them(ingested, capsys, monkeypatch):
     code, _ = run_cli(["duplicates", "--threshold", "0.9", "--json"], ingested.settings.data_dir, capsys, monkeypatch)
     assert code == 0
@@ -39,6 +40,7 @@ def test_duplicates_json_lists_groups_and_records_them(ingested, capsys, monkeyp
     assert {im.duplicate_group for im in rows.values()} == {g["group"] for g in report["groups"]}
 
 
+@pytest.mark.slow
 def test_duplicates_table_and_a_threshold_nothing_reaches(ingested, capsys, monkeypatch):
     code, out = run_cli(["duplicates", "--threshold", "0.9", "--limit", "1"], ingested.settings.data_dir, capsys,
                         monkeypatch)
@@ -59,6 +61,7 @@ def test_duplicates_threshold_setting_is_the_default(ingested, capsys, monkeypat
     assert code == 2 and "duplicate_threshold" in out
 
 
+@pytest.mark.slow
 def test_duplicates_on_an_empty_collection_says_so(tmp_path, capsys, monkeypatch):
     code, out = run_cli(["duplicates"], tmp_path / "empty", capsys, monkeypatch)
     assert code == 2 and "the collection is empty" in out
@@ -82,6 +85,7 @@ def labelled(ctx, tmp_path):
     return ctx, apple
 
 
+@pytest.mark.slow
 def test_suspects_finds_the_mislabelled_image_and_relabel_fixes_it(labelled, capsys, monkeypatch):
     ctx, apple = labelled
     data_dir = ctx.settings.data_dir
@@ -129,6 +133,7 @@ def test_suspects_needs_two_classes_with_enough_images(ingested, capsys, monkeyp
     assert code == 2 and "need at least two classes with 6+ labelled images" in out
 
 
+@pytest.mark.slow
 def test_search_collapses_near_duplicates_and_ranks_plain_or_class_aware(ingested, tmp_path, capsys, monkeypatch):
     from tests.helpers import make_image
 

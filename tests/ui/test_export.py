@@ -66,6 +66,7 @@ def grouped(ctx, tmp_path):
     return ctx, photos, scan
 
 
+@pytest.mark.slow
 def test_export_command_group_query_and_errors(grouped, tmp_path, capsys, monkeypatch):
     ctx, photos, scan = grouped
     data_dir = ctx.settings.data_dir

@@ -23,6 +23,7 @@ def ctx(tmp_path):
     c.close()
 
 
+@pytest.mark.slow
 def test_queued_train_job_ingests_trains_and_a_second_one_reuses_the_run(ctx, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("IMGSEARCH_BACKBONE", "tiny")
     queued = runner.invoke(app, ["train", "--queue", "--data", str(tiny_dataset), "--data-dir", str(tmp_path / "data")])

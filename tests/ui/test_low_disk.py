@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from imgsearch.search import stores as stores_mod
 from tests.helpers import run_cli, write_dataset
 
@@ -32,6 +34,7 @@ def _labels(data_dir) -> dict[str, int]:
         return dict(Counter(label for (label,) in s.query(Image.label)))
 
 
+@pytest.mark.slow
 def test_read_only_commands_and_removals_work_on_a_nearly_full_disk(tmp_path, capsys, monkeypatch):
     photos = write_dataset(tmp_path / "photos", per_class=2)
     more = write_dataset(tmp_path / "more", per_class=2, seed=1)

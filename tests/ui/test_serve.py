@@ -17,6 +17,7 @@ def test_serve_beyond_loopback_needs_a_key(tmp_path, capsys, monkeypatch):
     assert code == 2 and "set IMGSEARCH_API_KEY" in out and "X-API-Key" in out
 
 
+@pytest.mark.slow
 def test_openapi_schema_is_valid(tmp_path, monkeypatch):
     from openapi_spec_validator import validate
 

@@ -40,6 +40,7 @@ def _assert_labelled_everywhere(ctx, ids, label) -> None:
     assert {p["label"] for p in ctx.stores.faiss.get_payloads(ids)} == {label}
 
 
+@pytest.mark.slow
 def test_a_taught_label_is_found_reviewed_and_kept_in_catalogue_and_stores(own, backbone):
     ctx = _context(own, backbone)
     try:
@@ -108,6 +109,7 @@ def test_refusals_change_nothing(own, backbone):
         ctx.close()
 
 
+@pytest.mark.slow
 def test_teach_command_examples_next_accept_reject(own, capsys, monkeypatch):
     from imgsearch.ui.services.context import Context as Ctx
 

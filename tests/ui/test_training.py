@@ -22,6 +22,7 @@ def settings(tmp_path):
     return Settings(data_dir=tmp_path / "data", backbone=TEST_BACKBONE, num_workers=0, store_batch=6, k_clusters=3)
 
 
+@pytest.mark.slow
 def test_training_finishes_an_interrupted_ingest_first(settings, tmp_path, backbone):
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
     with Context(settings, _backbone=backbone) as ctx:
@@ -34,6 +35,7 @@ def test_training_finishes_an_interrupted_ingest_first(settings, tmp_path, backb
     assert outcome.metrics["n_images"] == 18 and outcome.metrics["n_classes"] == 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_ingest_says_what_was_kept_and_how_to_resume(settings, tmp_path, monkeypatch):
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
     real = pipeline._write_batch
@@ -59,6 +61,7 @@ def test_ctrl_c_during_ingest_says_what_was_kept_and_how_to_resume(settings, tmp
         assert run.outcome == "interrupted" and run.n_images == 12
 
 
+@pytest.mark.slow
 def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(settings, tmp_path, backbone):
     """Issue 20, item 12: `train` within the lease of a killed first ingest trained on empty stores and said ok."""
     from imgsearch.db import leases
@@ -84,6 +87,7 @@ def test_train_during_another_process_ingest_refuses_instead_of_fitting_on_part(
     assert is_transient(result.exception)
 
 
+@pytest.mark.slow
 def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(settings, tmp_path, backbone,
                                                                               monkeypatch):
     """Issue 20, item 12: two `train --force` at once both printed "models of run N are now current"."""
@@ -110,6 +114,7 @@ def test_a_training_run_overtaken_by_a_newer_one_does_not_claim_to_be_current(se
             assert repo.stale_predictions(s, s.get(repo.Run, newer.run_id)) == 0
 
 
+@pytest.mark.slow
 def test_train_on_an_unlabelled_collection_fits_the_clusters_and_leaves_the_collection_as_it_was(
         settings, tmp_path, backbone, monkeypatch):
     """Issue 23, item 1: `train` on a --no-labels collection pulled Caltech-101 into it and trained on that."""
@@ -147,6 +152,7 @@ def test_train_on_an_unlabelled_collection_fits_the_clusters_and_leaves_the_coll
         assert not ctx.trained(lazy=True).has_classifier
 
 
+@pytest.mark.slow
 def test_classifiers_are_fitted_only_for_labels_with_enough_images(settings, tmp_path, backbone):
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
     with Context(settings, _backbone=backbone) as ctx:

@@ -58,6 +58,7 @@ def _request(client: TestClient, method: str, path: str, where: str, name: str, 
     return client.request(method, url, params=params, json=body, files=files)
 
 
+@pytest.mark.slow
 def test_every_integer_input_of_every_route_refuses_values_past_int64(client):
     inputs = list(_integer_inputs(client.get("/openapi.json").json()))
     ids = {(path, name) for _, path, where, name, _ in inputs if name.endswith("_id") or where == "body"}

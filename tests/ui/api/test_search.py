@@ -210,6 +210,7 @@ def test_recommend_bad_input(client):
 # ---- classify ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_classify_upload(client, served):
     path = sorted((served.photos / "grass").glob("*.jpg"))[0]
     r = client.post("/v1/classify", files=_upload(path), params={"k": 2})

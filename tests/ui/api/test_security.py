@@ -13,6 +13,7 @@ def empty_dir(tmp_path):
     return tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_api_key_required_when_set(empty_dir, backbone):
     with TestClient(make_app(empty_dir, backbone, key="s3cret")) as client:
         assert client.get("/v1/health").status_code == 200  # liveness needs no key
@@ -62,6 +63,7 @@ def test_classify_without_models(empty_dir, backbone):
         assert "train" in message
 
 
+@pytest.mark.slow
 def test_search_on_an_empty_collection(empty_dir, backbone):
     with TestClient(make_app(empty_dir, backbone)) as client:
         error_of(client.post("/v1/search", files={"file": ("q.png", png(), "image/png")}), 409, "empty_collection")
@@ -90,6 +92,7 @@ def _errors():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("exc", "status", "code", "words"), _errors(), ids=lambda v: getattr(v, "__name__", None))
 def test_known_failures_map_to_clear_json_errors(empty_dir, backbone, monkeypatch, exc, status, code, words):
     app = make_app(empty_dir, backbone)
@@ -127,6 +130,7 @@ def test_models_reloaded_when_a_new_run_is_current(empty_dir, backbone, monkeypa
     assert loads == [(1, True), (2, True)]  # loaded once per run, each model on first use (the forest is large)
 
 
+@pytest.mark.slow
 def test_context_closed_on_shutdown(empty_dir, backbone, monkeypatch):
     app = make_app(empty_dir, backbone)
     closed = []

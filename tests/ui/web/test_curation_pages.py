@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
@@ -31,6 +33,7 @@ def _stored_payloads(col: Collection, ids: list[int]) -> list[dict]:
         stores.close()
 
 
+@pytest.mark.slow
 def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
     engine, Session = _session(own_collection)
     with Session() as s:
@@ -70,6 +73,7 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_suspects_page_accepts_a_relabel_into_catalogue_and_payloads(own_collection):
     engine, Session = _session(own_collection)
     at = page("suspects")
@@ -102,6 +106,7 @@ def test_suspects_page_accepts_a_relabel_into_catalogue_and_payloads(own_collect
     assert _stored_payloads(own_collection, [apple])[0]["label"] == "apples"
 
 
+@pytest.mark.slow
 def test_pages_without_anything_recorded_say_what_to_run(own_collection):
     engine, Session = _session(own_collection)
     with Session.begin() as s:
@@ -128,6 +133,7 @@ def test_ingest_page_says_a_label_has_too_few_images_instead_of_asking_to_retrai
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_suspects_page_never_offers_a_relabel_the_evidence_does_not_support(own_collection):
     """Issue 21, item 6: a correctly labelled ant was offered "Relabel as sea_horse" at p = 0.00."""
     engine, Session = _session(own_collection)

@@ -66,6 +66,7 @@ def _image_page(image_id: int):
     return at
 
 
+@pytest.mark.slow
 def test_the_image_view_shows_a_retargeted_link_as_unavailable(linked):
     at = _image_page(linked.image_id)
     assert at.get("download_button") and not at.warning  # as catalogued: shown, with its download

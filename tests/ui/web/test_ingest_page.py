@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.web.conftest import page, wait_for_jobs
 
 
+@pytest.mark.slow
 def test_queue_a_training_run(fresh_env):
     at = page("ingest")
     at.run()
@@ -26,6 +29,7 @@ def _ingest(at, folder: str, mode: str) -> None:
     assert at.success and "job" in at.success[0].value
 
 
+@pytest.mark.slow
 def test_a_linked_file_outside_the_roots_is_not_ingested(fresh_env, tmp_path_factory):
     from imgsearch.db import repository as repo
     from imgsearch.ui.services.context import open_database
@@ -45,6 +49,7 @@ def test_a_linked_file_outside_the_roots_is_not_ingested(fresh_env, tmp_path_fac
         assert [(f.path, f.reason) for f in repo.skipped_files(s, run.id)] == [(str(link), "outside_roots")]
 
 
+@pytest.mark.slow
 def test_files_directly_in_the_folder_are_flagged_and_can_take_its_name(fresh_env):
     from sqlalchemy import select
 
@@ -70,6 +75,7 @@ def test_files_directly_in_the_folder_are_flagged_and_can_take_its_name(fresh_en
     assert not at.warning
 
 
+@pytest.mark.slow
 def test_an_empty_folder_says_it_found_no_images(fresh_env):
     empty = fresh_env.photos / "nothing_here"
     empty.mkdir()
@@ -112,6 +118,7 @@ def test_a_job_the_apps_runner_holds_is_not_said_to_wait_for_a_worker(fresh_env,
     assert any("The app is running job(s) 1" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_the_jobs_table_shows_the_state_the_progress_bar_shows(fresh_env):
     # One read of the queue draws both: a job that moved on since the page was drawn is shown as it is now.
     from imgsearch.db import jobs

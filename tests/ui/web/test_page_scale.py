@@ -41,6 +41,7 @@ def reads(monkeypatch) -> list[tuple[str, int]]:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PAGES)
 def test_no_page_reads_every_point(app_env, reads, monkeypatch, name):
     import streamlit as st

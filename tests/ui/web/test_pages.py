@@ -42,6 +42,7 @@ def _half_a_jpeg(path) -> bytes:
 # ---- search ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_from_collection_returns_k_ranked_results(app_env):
     at = page("search")
     at.run()
@@ -224,6 +225,7 @@ def test_clusters_page_offers_the_umap_map_when_the_run_has_one(own_collection):
     assert len(at.get("plotly_chart")) == 1
 
 
+@pytest.mark.slow
 def test_metrics_page(app_env):
     at = page("metrics")
     at.run()
@@ -237,6 +239,7 @@ def test_metrics_page(app_env):
     _ok(at)
 
 
+@pytest.mark.slow
 def test_app_navigation_runs_every_page(app_env):
     from streamlit.testing.v1 import AppTest
 
@@ -286,6 +289,7 @@ def test_ingest_rejects_folders_outside_roots(fresh_env, tmp_path_factory):
         assert at.error and words in at.error[0].value, (text, [e.value for e in at.error])
 
 
+@pytest.mark.slow
 def test_ingest_in_process_then_search_without_restart(fresh_env):
     apples = fresh_env.photos / "apples"
     (apples / "broken.jpg").write_bytes(_half_a_jpeg(apples / "apples_000.jpg"))
@@ -317,6 +321,7 @@ def test_ingest_in_process_then_search_without_restart(fresh_env):
     assert "imgsearch train" in clusters.info[0].value
 
 
+@pytest.mark.slow
 def test_ingest_queue_mode_enqueues_a_job(fresh_env):
     at = page("ingest")
     at.run()
@@ -343,6 +348,7 @@ def _app():
     return AppTest.from_file(str(UI / "app.py"), default_timeout=TIMEOUT)
 
 
+@pytest.mark.slow
 def test_query_and_k_carry_from_search_to_filtered_and_into_the_url(app_env):
     at = _app()
     at.run()
@@ -362,6 +368,7 @@ def test_query_and_k_carry_from_search_to_filtered_and_into_the_url(app_env):
     assert at.slider(key="k").value == 4 and at.session_state["query_pick"] == pick
 
 
+@pytest.mark.slow
 def test_a_link_sets_query_k_and_filters(app_env):
     from imgsearch.db import collection as data
     from imgsearch.ui.services.context import open_database
@@ -403,6 +410,7 @@ def test_an_upload_stays_the_query_on_another_page_and_a_known_image_says_so(app
     assert len(at.session_state["filtered_results"]) == 10
 
 
+@pytest.mark.slow
 def test_filtered_page_browses_by_filters_alone(app_env):
     at = page("filtered")
     at.run()

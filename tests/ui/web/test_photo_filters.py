@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from tests.ui.web.conftest import TIMEOUT, UI, page
 
 
@@ -28,6 +30,7 @@ def _names(at) -> set[str]:
     return {re.search(r"<code[^>]*>([^<]+)</code>", m).group(1) for m in _cards(at)}
 
 
+@pytest.mark.slow
 def test_date_range_and_camera_filter_the_photos(photo_env):
     at = page("filtered")
     at.run()
@@ -52,6 +55,7 @@ def test_date_range_and_camera_filter_the_photos(photo_env):
     assert "2024-07-10 10:00" in lisbon and "Apple iPhone 13" in lisbon and "38.722, -9.139" in lisbon
 
 
+@pytest.mark.slow
 def test_place_filters(photo_env):
     at = page("filtered")
     at.run()
@@ -107,6 +111,7 @@ def _param(at, key: str) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
+@pytest.mark.slow
 def test_photo_filters_round_trip_through_the_url(photo_env):
     at = _app()
     at.run()
@@ -151,6 +156,7 @@ def _ids() -> dict[str, int]:
         return {name: i for name, i in s.execute(select(Image.file_name, Image.id))}
 
 
+@pytest.mark.slow
 def test_the_image_view_shows_the_date_camera_place_and_links_to_photos_taken_nearby(photo_env):
     ids = _ids()
     at = _app()

@@ -3,6 +3,8 @@ by ticking results, and the results' download, on the tiny trained collection (A
 
 from __future__ import annotations
 
+import pytest
+
 from imgsearch.db import repository as repo
 from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings
@@ -36,6 +38,7 @@ def _subheaders(at) -> str:
     return "\n".join(h.value for h in at.subheader)
 
 
+@pytest.mark.slow
 def test_class_aware_ranking_is_on_by_default_and_can_be_turned_off(app_env):
     at = _from_collection()
     assert at.toggle(key="search_class_aware").value is True
@@ -48,6 +51,7 @@ def test_class_aware_ranking_is_on_by_default_and_can_be_turned_off(app_env):
     assert scores == sorted(scores, reverse=True) and len(scores) == 10
 
 
+@pytest.mark.slow
 def test_collapse_keeps_one_image_per_near_duplicate_group(app_env):
     at = _from_collection()
     plain = _ids(at)
@@ -62,6 +66,7 @@ def test_collapse_keeps_one_image_per_near_duplicate_group(app_env):
     assert "near-duplicates collapsed" in _subheaders(at)
 
 
+@pytest.mark.slow
 def test_mmr_brings_other_kinds_of_images_up(app_env):
     at = _from_collection(k=3)
     at.toggle(key="search_class_aware").set_value(False).run()
@@ -74,6 +79,7 @@ def test_mmr_brings_other_kinds_of_images_up(app_env):
     assert "MMR λ=0.3" in _subheaders(at)
 
 
+@pytest.mark.slow
 def test_more_like_these_searches_with_the_ticked_results(app_env):
     at = _from_collection()
     first, second, third = _ids(at)[:3]
@@ -129,6 +135,7 @@ def test_clusters_page_offers_each_whole_cluster_for_download(app_env):
     assert len(at.get("download_button")) == 4  # CSV and JSON in each of the two algorithms' tabs
 
 
+@pytest.mark.slow
 def test_more_like_these_leaves_the_query_out_names_its_scores_and_survives_a_reload(app_env):
     # Issue 21, item 2: the query showed up under "the examples are left out", the cards said "similarity" for
     # Qdrant's recommend scores, and a reload lost the view.

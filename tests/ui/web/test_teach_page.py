@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from imgsearch.db import repository as repo
 from imgsearch.db.session import make_engine, session_factory
 from imgsearch.ui.services.settings import Settings
@@ -12,6 +14,7 @@ def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+@pytest.mark.slow
 def test_teach_page_finds_more_like_the_examples_and_applies_a_page(own_collection):
     engine = make_engine(Settings(data_dir=own_collection.data_dir).db_url)
     Session = session_factory(engine)

@@ -32,6 +32,7 @@ def _captions(at) -> list[str]:
     return [m.value for m in at.markdown if "tag p <b>" in m.value]
 
 
+@pytest.mark.slow
 def test_words_rank_by_tag_probability_with_tags_on_the_cards(tagged_env):
     at = page("search")
     at.run()
