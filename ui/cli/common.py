@@ -91,6 +91,11 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# The commands that embed images as they go: their network is built (and checked) before they start. The others
+# read stored vectors, and build it only if they come to need it (ctx.backbone is lazy).
+EMBEDDING_ROLES = ("ingest", "train", "worker")
+
+
 def open_context(role: str, **overrides):
     """The context of a command (closed on leaving its `with`), its backbone loaded and named on the console."""
     from imgsearch.models.backbones import BackboneUnavailable
@@ -99,8 +104,12 @@ def open_context(role: str, **overrides):
     ctx = Context(load_settings(**overrides), role=role)
     check_qdrant(ctx.settings.qdrant_url)  # in a second, before the backbone loads
     try:
-        # a search embeds one query: the torch-free query path when it can vouch for the same features
-        bb = ctx.query_backbone if role == "search" else ctx.backbone
+        if role in EMBEDDING_ROLES:
+            bb = ctx.backbone
+        elif role == "search":  # one query: the torch-free query path when it can vouch for the same features
+            bb = ctx.query_backbone
+        else:  # reads stored vectors: the identity names the stores without building the network
+            bb = ctx.identity
     except (BackboneUnavailable, ValueError) as exc:
         fail(str(exc))
     console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")
