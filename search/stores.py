@@ -159,12 +159,12 @@ def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | 
     not exist yet and for every hole of the Qdrant Edge store (see EDGE_FRESH_BYTES), plus STORE_MARGIN_BYTES.
     With a Qdrant server and an existing mirror there is nothing to check: the mirror only reads until a write.
     `light`: existing stores need LIGHT_MARGIN_BYTES only (see that)."""
-    from imgsearch.search.faiss_index import META_NAME as FAISS_META
+    from imgsearch.search.faiss_store import META_NAME as FAISS_META
 
     root = index_root(data_dir)  # the folders below are the ones open_index uses
     need, create, edge_exists = 0, False, False
     if qdrant_url is None:
-        from imgsearch.search.qdrant_edge import META_NAME as EDGE_META
+        from imgsearch.search.qdrant_edge_files import META_NAME as EDGE_META
 
         edge = root / "qdrant_edge" / backbone.tag
         edge_exists = (edge / EDGE_META).exists()

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import open_index
 from imgsearch.search.index import Filter
-from imgsearch.search.qdrant_edge import SHARD_DIR, EdgeIndex
-from imgsearch.search.qdrant_server import ServerCollectionConfig
+from imgsearch.search.qdrant_config import ServerCollectionConfig
+from imgsearch.search.qdrant_edge import EdgeIndex
+from imgsearch.search.qdrant_edge_files import SHARD_DIR
 from imgsearch.ui.services.settings import Settings
 
 DIM, N, K = 32, 2000, 10
