@@ -30,6 +30,8 @@ class ConditionParam:
 def _condition_params() -> tuple[ConditionParam, ...]:
     out: list[ConditionParam] = []
     for f in CONDITION_FIELDS:
+        if f.name is None or f.flag is None:  # every "range" and "near" field has both
+            continue
         if f.match == "range":
             out += [ConditionParam(f"{f.name}_after", f"{f.flag}-after", "date",
                                    f"Only images whose {f.noun} is on or after this day (YYYY-MM-DD)."),

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, Listener
 from multiprocessing.context import AuthenticationError
 from pathlib import Path
+from typing import Any
 
 from imgsearch.search.index import BackboneId
 from imgsearch.search.qdrant_config import ServerCollectionConfig
@@ -167,6 +168,7 @@ class Owner:
                     with contextlib.suppress(OSError):
                         conn.send(("retry", None))
                     return
+                reply: tuple[str, Any]
                 try:
                     if method == "owner_pid":
                         reply = ("ok", os.getpid())

@@ -129,8 +129,10 @@ class FaissCommits(FaissStore):
             return None
         index = ann_mod.build(snap.factory, self._info.dim, snap.ids, snap.fetch)
         # Streamed to the file: serialising it in memory first would hold a second copy (1.3 GB at 1M points).
-        atomic_write(self.folder / snap.file_name,
-                     lambda f: faiss.write_index(index, faiss.PyCallbackIOWriter(f.write)))
+        # PyCallbackIOWriter comes from the SWIG module faiss's loader picks for the CPU at import (`import *`),
+        # which the type checker does not see.
+        writer = faiss.PyCallbackIOWriter  # type: ignore[attr-defined]
+        atomic_write(self.folder / snap.file_name, lambda f: faiss.write_index(index, writer(f.write)))
         return index
 
     def _install(self, snap: _Snapshot, index: Any) -> None:
@@ -143,7 +145,7 @@ class FaissCommits(FaissStore):
             if index is not None and (manifest.ann or {}).get("file") != snap.file_name:
                 (self.folder / snap.file_name).unlink(missing_ok=True)
             return
-        entry = None
+        entry: dict[str, Any] | None = None
         if index is not None:
             rows = self._rows.live_rows()
             self._add_to_ann(index, rows[self._rows.seq[rows] > snap.applied])

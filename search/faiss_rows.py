@@ -162,6 +162,7 @@ def gather_vectors(blocks: Mapping[int, np.ndarray], blk: np.ndarray, off: np.nd
         dest = dest[np.argsort(off[dest], kind="stable")]  # in file order: sequential reads of the memory map
         vectors = blocks[block]
         out[dest] = vectors[off[dest]]
-        if release and getattr(vectors, "_mmap", None) is not None:
-            vectors._mmap.madvise(mmap.MADV_DONTNEED)
+        mapped = getattr(vectors, "_mmap", None)  # np.memmap's mmap; a block read into memory has none
+        if release and mapped is not None:
+            mapped.madvise(mmap.MADV_DONTNEED)
     return out

@@ -182,11 +182,12 @@ class FaissStore:
             ann_mod.add(index, self._rows.gather(part, release=len(rows) > SCORE_CHUNK), self._rows.ids[part])
 
     def _load_ann(self, manifest: Manifest) -> None:
-        want = manifest.ann["file"] if manifest.ann else None
+        ann = manifest.ann
+        want = ann["file"] if ann else None
         if want == self._ann_file:
             return
         self._ann, self._ann_file = None, None
-        if want is None:
+        if ann is None or want is None:
             return
         if not (self.folder / want).exists():
             return  # replaced by a rebuild meanwhile: exact search answers until the next manifest is read
@@ -195,7 +196,7 @@ class FaissStore:
         except RuntimeError as exc:
             raise self._damaged(want, f"unreadable ({str(exc).strip().splitlines()[-1]})") from exc
         rows = self._rows.live_rows()
-        self._add_to_ann(index, rows[self._rows.seq[rows] > int(manifest.ann["covers"])])
+        self._add_to_ann(index, rows[self._rows.seq[rows] > int(ann["covers"])])
         self._ann, self._ann_file = index, want
 
     def version(self) -> int:

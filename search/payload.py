@@ -13,6 +13,7 @@ which every store filters on but whose options each front end draws.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class PayloadField:
         return self.noun[:1].upper() + self.noun[1:]
 
     @property
-    def python_type(self) -> type:
+    def python_type(self) -> builtins.type[Any]:  # `type` here is the field above
         return _PYTHON[self.type]
 
     def typed(self, value: Any) -> Any:
@@ -244,7 +245,7 @@ class Filter:
         """(field, accepted values as a list | bound | (low, high) | Near) per condition, in schema order."""
         for key, value in self._conditions.items():
             f = BY_KEY[key]
-            yield f, list(value) if f.match == "any" else value
+            yield f, list(value) if f.match == "any" and isinstance(value, tuple) else value
 
     def any_of(self) -> dict[str, list[Any]]:
         """Payload key -> accepted values, for the "any" conditions that are set."""
@@ -301,7 +302,8 @@ class Filter:
         when not set."""
         if not name.startswith("_") and name in _RANGE_ENDS:
             f, side = _RANGE_ENDS[name]
-            bound = (self._conditions.get(f.key) or (None, None))[side]
+            bounds = self._conditions.get(f.key)
+            bound = bounds[side] if isinstance(bounds, tuple) else None
             return None if bound is None else _day(bound - side * _DAY_S)
         if not name.startswith("_") and name in _PRESENCE:
             value = self._conditions.get(_PRESENCE[name].key)
@@ -312,7 +314,7 @@ class Filter:
         value = self._conditions.get(field.key)
         if field.match == "near" and isinstance(value, bool):
             return None  # has_location alone
-        return list(value) if field.match == "any" and value is not None else value
+        return list(value) if field.match == "any" and isinstance(value, tuple) else value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Filter) and self._conditions == other._conditions

@@ -26,7 +26,7 @@ from imgsearch.search.index import (
 )
 from imgsearch.search.qdrant_common import SCROLL_PAGE, grouped_updates
 from imgsearch.search.qdrant_edge_lease import EdgeLease
-from imgsearch.search.qdrant_edge_params import edge_filter
+from imgsearch.search.qdrant_edge_params import edge_filter, edge_ids
 
 
 class EdgeIndex(EdgeLease):
@@ -94,7 +94,7 @@ class EdgeIndex(EdgeLease):
         ids_ = check_ids(ids)
         if ids_:
             with self._lease(write=True) as shard:
-                shard.update(qe.UpdateOperation.delete_points(ids_))
+                shard.update(qe.UpdateOperation.delete_points(edge_ids(ids_)))
 
     def count(self) -> int:
         with self._lease() as shard:
@@ -114,7 +114,7 @@ class EdgeIndex(EdgeLease):
         return np.sort(np.asarray(out, dtype=np.int64))
 
     def _retrieve(self, shard: qe.EdgeShard, ids_: list[int], payload: bool, vector: bool) -> dict[int, Any]:
-        found = {int(r.id): r for r in shard.retrieve(ids_, with_payload=payload, with_vector=vector)}
+        found = {int(r.id): r for r in shard.retrieve(edge_ids(ids_), with_payload=payload, with_vector=vector)}
         missing = [i for i in ids_ if i not in found]
         if missing:
             raise KeyError(f"ids not in the index: {missing[:10]}")
@@ -146,4 +146,4 @@ class EdgeIndex(EdgeLease):
         with self._lease(write=True) as shard:
             self._retrieve(shard, ids_, payload=False, vector=False)  # all-or-nothing: check before writing
             for update, group_ids in groups:
-                shard.update(qe.UpdateOperation.set_payload(group_ids, update))
+                shard.update(qe.UpdateOperation.set_payload(edge_ids(group_ids), update))

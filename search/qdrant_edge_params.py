@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import qdrant_edge as qe
 
@@ -55,6 +56,11 @@ def needs_optimizer(cfg: ServerCollectionConfig) -> bool:
     return not cfg.exact or cfg.quantization != "none" or cfg.on_disk_vectors
 
 
+def edge_ids(ids: list[int]) -> list[int | UUID | str]:
+    """Point ids as the bindings take them (they accept UUIDs and strings too; ours are ints)."""
+    return list(ids)
+
+
 def edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filter | None:
     """The Filter's conditions, ANDed; `exclude`: ids to leave out (a recommend call's examples)."""
     conditions = filter_conditions(f)
@@ -62,7 +68,8 @@ def edge_filter(f: Filter | None, exclude: list[int] | None = None) -> qe.Filter
         return None
     conditions = conditions or []
     # has_location=True: not empty; False: empty (Qdrant's IsEmpty: missing, null or []).
-    must = [_edge_condition(key, how, value) for key, how, value in conditions if not (how == "present" and value)]
+    must: list[Any] = [_edge_condition(key, how, value) for key, how, value in conditions
+                       if not (how == "present" and value)]
     must_not: list[Any] = [qe.IsEmptyCondition(key) for key, how, value in conditions if how == "present" and value]
     if exclude:
         must_not.append(qe.HasIdCondition(set(exclude)))

@@ -304,7 +304,11 @@ class QdrantClientIndex:
             self.collection, limit=1, with_payload=[WRITTEN_KEY], with_vectors=False,
             order_by=models.OrderBy(key=WRITTEN_KEY, direction=models.Direction.DESC),
         )
-        return int(records[0].payload[WRITTEN_KEY]) if records else None
+        if not records:
+            return None
+        payload = records[0].payload
+        assert payload is not None  # asked for with_payload
+        return int(payload[WRITTEN_KEY])
 
     def scroll_points(
         self, written_since: int | None = None, page: int = UPLOAD_BATCH
