@@ -49,10 +49,10 @@ class _Snapshot:
         return f"ann-{self.generation:06d}-{self.applied:010d}.faiss"
 
 
-
 class FaissCommits(FaissStore):
-    """Writes to the store: every method here is called with the mutex held (and, where it writes, the store
-    lock), after catching up, except `wait_for_index` and the background build's own thread."""
+    """Writes to the store: commits, the approximate index's builds, compaction, and what a write will take on
+    disk. The public methods take the mutex (and the store lock where they write) themselves; the underscored ones
+    expect them held, after catching up, except the background build's own thread."""
 
     def _commit(self, seg: Segment) -> None:
         """Write `seg` (the next commit's records), merge the tail if it piled up, replace the manifest (the
