@@ -34,8 +34,8 @@ from imgsearch.search import faiss_ann  # noqa: E402
 from imgsearch.search.faiss_index import FaissIndex  # noqa: E402
 from imgsearch.search.index import Filter  # noqa: E402
 from imgsearch.search.payload import EARTH_RADIUS_KM, day_start  # noqa: E402
+from imgsearch.search.qdrant_config import ServerCollectionConfig  # noqa: E402
 from imgsearch.search.qdrant_edge import EdgeIndex  # noqa: E402
-from imgsearch.search.qdrant_server import ServerCollectionConfig  # noqa: E402
 
 LABELS, SUBS, LATENT = 100, 5, 128
 BATCH = 256

@@ -89,12 +89,13 @@ def refresh_through_stores(trained, X: np.ndarray, y: np.ndarray, rss: PeakRSS, 
     from imgsearch.search.edge_owner import OwnedEdgeIndex
     from imgsearch.search.factory import open_index
     from imgsearch.search.faiss_index import FaissIndex
+    from imgsearch.search.options import StoreOptions
     from imgsearch.search.stores import Stores
 
     folder = Path(tempfile.mkdtemp(prefix="bench_train_scale_", dir="/tmp"))
     info = BackboneId("synthetic", X.shape[1], "0" * 64)
     # Loaded through an owner too, so the shard's memory never lands in this process (the features are here).
-    edge = open_index("qdrant", folder, info, edge_owner="always")
+    edge = open_index("qdrant", folder, info, StoreOptions(edge_owner="always"))
     try:
         stores = Stores(qdrant=edge, faiss=FaissIndex(folder / "index" / "faiss", info))
         ids = np.arange(1, len(X) + 1)
@@ -104,7 +105,7 @@ def refresh_through_stores(trained, X: np.ndarray, y: np.ndarray, rss: PeakRSS, 
         edge.stop_owner()
         stores.close()
         # Reopened as `train` would find them: a store this large goes to an owner under `auto`.
-        edge = open_index("qdrant", folder, info, edge_owner="auto")
+        edge = open_index("qdrant", folder, info, StoreOptions(edge_owner="auto"))
         stores = Stores(qdrant=edge, faiss=FaissIndex(folder / "index" / "faiss", info))
         rss.piece()  # the bulk load is not the refresh's
         t = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from imgsearch.search.index import Hit
 
@@ -36,7 +37,7 @@ def agreement(query_proba: Mapping[str, float], payloads: Sequence[Mapping]) -> 
     return out
 
 
-def class_aware_scores(cosine: np.ndarray, agree: np.ndarray, lam: float) -> np.ndarray:
+def class_aware_scores(cosine: ArrayLike, agree: ArrayLike, lam: float) -> np.ndarray:
     return np.asarray(cosine, dtype=np.float64) + lam * np.asarray(agree, dtype=np.float64)
 
 

@@ -1,6 +1,8 @@
 """The vector-store contract: `VectorIndex` protocol, `Hit`, errors, and the input checks every backend shares.
 
-A store is bound to one `BackboneId` (its `info`); filters are `payload.Filter`, re-exported here.
+A store is bound to one `BackboneId` (its `info`); filters are `payload.Filter`, re-exported here. `VectorIndex`
+is what every backend does; `LocalFiles`, `Reloadable` and `Compactable` are what only some do, checked with
+isinstance where a caller uses them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
 
 import numpy as np
 
@@ -118,6 +120,55 @@ class VectorIndex(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None:
+        """close()."""
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store kept in a folder on this host: the FAISS mirror, Qdrant Edge (directly or through its owner process).
+    A Qdrant server's collection has none."""
+
+    @property
+    def folder(self) -> Path:
+        """The store's folder; `imgsearch doctor --repair` moves a damaged one aside."""
+        ...
+
+    def version(self) -> int:
+        """Write counter; changes whenever any process writes to the store. Cheap enough to key caches on."""
+        ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A store each process reads from its own copy in memory (the FAISS mirror): a read sees another process's
+    writes once it has caught up with them."""
+
+    def reload_if_changed(self) -> bool:
+        """Catch up with the commits other processes (or instances) made since; True if there were any."""
+        ...
+
+
+@runtime_checkable
+class Compactable(Protocol):
+    """A store that writes a segment file per commit (the FAISS mirror): what a write adds on disk, and merging
+    every segment into one once they pile up."""
+
+    def write_bytes(self, n: int) -> int:
+        """Roughly the disk space a write of n vectors needs, with the merge or index rebuild it may trigger."""
+        ...
+
+    def needs_compaction(self) -> bool:
+        """Whether enough segments piled up that `compact` should run (`imgsearch doctor --repair` does)."""
+        ...
+
+    def compact(self) -> int:
+        """Rewrite the store as one segment; returns the number of segments before."""
+        ...
+
 
 # ---- input checks shared by every backend, so they fail the same way -------------------------------
 
@@ -219,3 +270,8 @@ def check_payloads(payloads: Sequence[Mapping[str, Any]] | None, n: int) -> list
 
 def unbatch(results: list[list[Hit]], batched: bool) -> list[Hit] | list[list[Hit]]:
     return results if batched else results[0]
+
+
+def one_query(hits: list[Hit] | list[list[Hit]]) -> list[Hit]:
+    """What `search` answers for one (dim,) query, typed as such (a (m, dim) batch gets m lists)."""
+    return cast(list[Hit], hits)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgsearch.models.files import atomic_write
+from imgsearch.search.index import LocalFiles, Reloadable
 
 STATE_NAME = "mirror_sync.json"
 PAGE = 1024  # points per scroll page and per mirror write (one FAISS segment each)
@@ -123,9 +124,8 @@ class MirrorFreshness:
         if newest is not None and (state.newest is None or newest > state.newest):
             self.reason = "Qdrant holds writes newer than the FAISS mirror's last sync"
             return False
-        reload = getattr(self.mirror, "reload_if_changed", None)
-        if reload is not None:
-            reload()
+        if isinstance(self.mirror, Reloadable):
+            self.mirror.reload_if_changed()
         if self.mirror.count() != self.qdrant.count():
             self.reason = "the FAISS mirror and Qdrant hold different numbers of points"
             return False
@@ -138,6 +138,6 @@ def server_freshness(faiss: Any, qdrant: Any) -> MirrorFreshness | None:
     step, nor qdrant-client's in-memory mode) and `faiss` a mirror on disk; None otherwise."""
     from imgsearch.search.qdrant_server import QdrantClientIndex
 
-    if isinstance(qdrant, QdrantClientIndex) and not qdrant.is_local and hasattr(faiss, "folder"):
+    if isinstance(qdrant, QdrantClientIndex) and not qdrant.is_local and isinstance(faiss, LocalFiles):
         return MirrorFreshness(qdrant, faiss)
     return None

@@ -13,6 +13,7 @@ which every store filters on but whose options each front end draws.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class PayloadField:
         return self.noun[:1].upper() + self.noun[1:]
 
     @property
-    def python_type(self) -> type:
+    def python_type(self) -> builtins.type[Any]:  # `type` here is the field above
         return _PYTHON[self.type]
 
     def typed(self, value: Any) -> Any:
@@ -172,102 +173,6 @@ _RANGE_ENDS: dict[str, tuple[PayloadField, int]] = {
     enumerate(("after", "before"))}
 # Whether a geo field is set at all: Filter(has_location=True) (False: photos without a place).
 _PRESENCE: dict[str, PayloadField] = {f"has_{f.key}": f for f in CONDITION_FIELDS if f.match == "near"}
-
-
-# ---- the front ends' parameters for the "range" and "near" fields (the CLI's options, the API's query parameters)
-
-DEFAULT_RADIUS_KM = 10.0
-
-
-@dataclass(frozen=True)
-class ConditionParam:
-    """One parameter a front end offers for a "range" or "near" field: CLI `--<flag>`, API query parameter `name`.
-    kind "date": a day, YYYY-MM-DD; "point": "LAT,LON" or "LAT,LON,RADIUSkm"; "km": a radius; "bool": yes/no."""
-
-    name: str
-    flag: str
-    kind: Literal["date", "point", "km", "bool"]
-    help: str
-
-
-def _condition_params() -> tuple[ConditionParam, ...]:
-    out: list[ConditionParam] = []
-    for f in CONDITION_FIELDS:
-        if f.match == "range":
-            out += [ConditionParam(f"{f.name}_after", f"{f.flag}-after", "date",
-                                   f"Only images whose {f.noun} is on or after this day (YYYY-MM-DD)."),
-                    ConditionParam(f"{f.name}_before", f"{f.flag}-before", "date",
-                                   f"Only images whose {f.noun} is on or before this day (YYYY-MM-DD).")]
-        elif f.match == "near":
-            out += [ConditionParam(f.name, f.flag, "point",
-                                   f"Only images whose {f.noun} is near this point: LAT,LON (decimal degrees), or "
-                                   f"LAT,LON,RADIUSkm."),
-                    ConditionParam("radius_km", "radius-km", "km",
-                                   f"The radius for --{f.flag}, in km (default {DEFAULT_RADIUS_KM:g})."),
-                    ConditionParam(f"has_{f.key}", f"has-{f.key}", "bool",
-                                   f"Only images with a {f.noun} (GPS position), or only those without.")]
-    return tuple(out)
-
-
-CONDITION_PARAMS: tuple[ConditionParam, ...] = _condition_params()
-
-
-def parse_point(text: str) -> tuple[float, float, float | None]:
-    """ "38.72,-9.14" -> (38.72, -9.14, None); "38.72,-9.14,25km" (or ",25") -> (38.72, -9.14, 25.0)."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) == 3 and parts[2].lower().endswith("km"):
-        parts[2] = parts[2][:-2].strip()
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) not in (2, 3) or not all(math.isfinite(n) for n in numbers):
-        raise ValueError(f"a place is LAT,LON or LAT,LON,RADIUSkm in decimal degrees (38.72,-9.14,25km); got "
-                         f"{text!r}")
-    lat, lon = numbers[:2]
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError(f"latitude must be within [-90, 90] and longitude within [-180, 180]; got {text!r}")
-    radius = numbers[2] if len(numbers) == 3 else None
-    if radius is not None and radius <= 0:
-        raise ValueError(f"the radius must be more than 0 km; got {text!r}")
-    return lat, lon, radius
-
-
-def conditions_from_params(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Filter keywords from the CONDITION_PARAMS values a front end received (None: not given). Dates may be
-    dates, datetimes or YYYY-MM-DD text. Raises ValueError, with a message for people, on a malformed value."""
-    out: dict[str, Any] = {}
-    radius_params = [p.name for p in CONDITION_PARAMS if p.kind == "km"]
-    for p in CONDITION_PARAMS:
-        value = values.get(p.name)
-        if value is None or p.kind == "km":
-            continue
-        if p.kind == "date":
-            if isinstance(value, str):
-                try:
-                    value = date.fromisoformat(value.strip())
-                except ValueError:
-                    raise ValueError(f"{p.name} is a day, YYYY-MM-DD; got {value!r}") from None
-            out[p.name] = value.date() if isinstance(value, datetime) else value
-        elif p.kind == "point":
-            lat, lon, radius = parse_point(value)
-            given = [float(values[n]) for n in radius_params if values.get(n) is not None]
-            if radius is not None and given and given[0] != radius:
-                raise ValueError(f"two radii for {p.name}: {radius:g} km in it and {given[0]:g} km apart")
-            radius = radius if radius is not None else given[0] if given else DEFAULT_RADIUS_KM
-            if radius <= 0:
-                raise ValueError(f"the radius must be more than 0 km; got {radius:g}")
-            out[p.name] = Near(lat, lon, radius)
-        else:
-            out[p.name] = bool(value)
-    lone = [n for n in radius_params if values.get(n) is not None]
-    if lone and not any(p.kind == "point" and values.get(p.name) is not None for p in CONDITION_PARAMS):
-        raise ValueError(f"{lone[0]} needs a place to be near (near=LAT,LON)")
-    for f in CONDITION_FIELDS:
-        after, before = out.get(f"{f.name}_after"), out.get(f"{f.name}_before")
-        if f.match == "range" and after is not None and before is not None and after > before:
-            raise ValueError(f"{f.name}_after ({after}) is later than {f.name}_before ({before})")
-    return out
 
 
 def list_filter_columns(fields: tuple[PayloadField, ...] = FILTER_FIELDS) -> dict[str, str]:
@@ -340,7 +245,7 @@ class Filter:
         """(field, accepted values as a list | bound | (low, high) | Near) per condition, in schema order."""
         for key, value in self._conditions.items():
             f = BY_KEY[key]
-            yield f, list(value) if f.match == "any" else value
+            yield f, list(value) if f.match == "any" and isinstance(value, tuple) else value
 
     def any_of(self) -> dict[str, list[Any]]:
         """Payload key -> accepted values, for the "any" conditions that are set."""
@@ -397,7 +302,8 @@ class Filter:
         when not set."""
         if not name.startswith("_") and name in _RANGE_ENDS:
             f, side = _RANGE_ENDS[name]
-            bound = (self._conditions.get(f.key) or (None, None))[side]
+            bounds = self._conditions.get(f.key)
+            bound = bounds[side] if isinstance(bounds, tuple) else None
             return None if bound is None else _day(bound - side * _DAY_S)
         if not name.startswith("_") and name in _PRESENCE:
             value = self._conditions.get(_PRESENCE[name].key)
@@ -408,7 +314,7 @@ class Filter:
         value = self._conditions.get(field.key)
         if field.match == "near" and isinstance(value, bool):
             return None  # has_location alone
-        return list(value) if field.match == "any" and value is not None else value
+        return list(value) if field.match == "any" and isinstance(value, tuple) else value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Filter) and self._conditions == other._conditions

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,95 +34,13 @@ from imgsearch.search.index import (
     unbatch,
 )
 from imgsearch.search.qdrant_common import SCROLL_PAGE, filter_conditions, grouped_updates, indexed_fields
+from imgsearch.search.qdrant_config import ServerCollectionConfig
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
 UPLOAD_BATCH = 256  # keeps one server request far below Qdrant's 32 MB default body limit at dim 2048
 WRITTEN_KEY = "_imgsearch_written"  # hidden payload field: when the point was last written (see the docstring)
-QUANTIZATIONS = ("none", "int8")
-ORDERINGS = ("weak", "medium", "strong")
-
-
-@dataclass(frozen=True)
-class ServerCollectionConfig:
-    """How a Qdrant collection is laid out and how writes and searches are made (Settings.qdrant_*), for the server
-    and for the embedded Qdrant Edge shard alike (search/qdrant_edge.py reads the same fields; the cluster and
-    write-ordering fields are server-only).
-
-    None for shard_number / replication_factor / write_consistency_factor leaves the server's default. HNSW
-    defaults are Qdrant's own. `exact`: searches scan every vector (cosine scores identical to FAISS and Edge);
-    False searches the HNSW graph of segments past `indexing_threshold` KB (Qdrant full-scans smaller segments,
-    and filters matching fewer than `full_scan_threshold` KB of vectors, itself) and, with int8 quantisation,
-    re-scores `oversampling` x k candidates on the original vectors. `hnsw_ef`: the search beam (None: Qdrant's
-    default); `indexing_threshold`: None keeps Qdrant's default (10,000 KB, ~2,000 vectors at dim 1280).
-    """
-
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    on_disk_payload: bool = True
-    on_disk_vectors: bool = False
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    full_scan_threshold: int = 10_000
-    quantization: str = "none"
-    quantization_always_ram: bool = True
-    exact: bool = True
-    hnsw_ef: int | None = None
-    oversampling: float | None = 2.0
-    indexing_threshold: int | None = None
-    write_ordering: str = "strong"
-
-    def __post_init__(self) -> None:
-        if self.quantization not in QUANTIZATIONS:
-            raise ValueError(f"unknown quantization {self.quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
-        if self.write_ordering not in ORDERINGS:
-            raise ValueError(f"unknown write ordering {self.write_ordering!r}; choose from {', '.join(ORDERINGS)}")
-        if self.oversampling is not None and self.oversampling < 1.0:
-            raise ValueError(f"oversampling {self.oversampling} < 1: rescoring needs at least k candidates")
-        if self.hnsw_ef is not None and self.hnsw_ef < 1:
-            raise ValueError(f"hnsw_ef {self.hnsw_ef} must be >= 1")
-        if (self.write_consistency_factor or 1) > (self.replication_factor or 1):
-            raise ValueError(f"write_consistency_factor {self.write_consistency_factor} exceeds replication_factor "
-                             f"{self.replication_factor or 1}: no write could ever succeed")
-
-    def create_kwargs(self, dim: int) -> dict[str, Any]:
-        """The keyword arguments of `QdrantClient.create_collection` (beside the name and metadata)."""
-        from qdrant_client import models
-
-        quantization = None
-        if self.quantization == "int8":
-            quantization = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, always_ram=self.quantization_always_ram))
-        return {
-            "vectors_config": models.VectorParams(size=dim, distance=models.Distance.COSINE,
-                                                  on_disk=self.on_disk_vectors),
-            "shard_number": self.shard_number,
-            "replication_factor": self.replication_factor,
-            "write_consistency_factor": self.write_consistency_factor,
-            "on_disk_payload": self.on_disk_payload,
-            "hnsw_config": models.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct,
-                                                 full_scan_threshold=self.full_scan_threshold),
-            "quantization_config": quantization,
-            "optimizers_config": (None if self.indexing_threshold is None
-                                  else models.OptimizersConfigDiff(indexing_threshold=self.indexing_threshold)),
-        }
-
-    def search_params(self) -> models.SearchParams:
-        from qdrant_client import models
-
-        if self.exact:  # the original vectors, every one: ignore the quantised copy
-            ignore = models.QuantizationSearchParams(ignore=True) if self.quantization != "none" else None
-            return models.SearchParams(exact=True, quantization=ignore)
-        rescore = (models.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
-                   if self.quantization != "none" else None)
-        return models.SearchParams(exact=False, hnsw_ef=self.hnsw_ef, quantization=rescore)
-
-    def ordering(self) -> models.WriteOrdering:
-        from qdrant_client import models
-
-        return models.WriteOrdering(self.write_ordering)
 
 
 def now_us() -> int:
@@ -387,7 +304,11 @@ class QdrantClientIndex:
             self.collection, limit=1, with_payload=[WRITTEN_KEY], with_vectors=False,
             order_by=models.OrderBy(key=WRITTEN_KEY, direction=models.Direction.DESC),
         )
-        return int(records[0].payload[WRITTEN_KEY]) if records else None
+        if not records:
+            return None
+        payload = records[0].payload
+        assert payload is not None  # asked for with_payload
+        return int(payload[WRITTEN_KEY])
 
     def scroll_points(
         self, written_since: int | None = None, page: int = UPLOAD_BATCH

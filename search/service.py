@@ -13,7 +13,7 @@ from PIL import Image
 
 from imgsearch.search.class_aware import DEFAULT_LAMBDA, POOL, rerank
 from imgsearch.search.diversity import POOL_FACTOR, mmr
-from imgsearch.search.index import Filter, Hit, VectorIndex
+from imgsearch.search.index import Filter, Hit, Reloadable, VectorIndex, one_query
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,11 @@ class SearchService:
 
     def neighbours(self, query: np.ndarray, k: int = 10, exclude_id: int | None = None) -> SearchResponse:
         """Top-k by cosine similarity from the FAISS mirror. `exclude_id` drops the query's own entry."""
-        reload = getattr(self.faiss, "reload_if_changed", None)
-        if reload is not None:
-            reload()  # another process (ingest, worker) may have added images since
+        if isinstance(self.faiss, Reloadable):
+            self.faiss.reload_if_changed()  # another process (ingest, worker) may have added images since
         index, source = self._ranking()
         t = time.perf_counter()
-        hits = index.search(query, k + (exclude_id is not None))
+        hits = one_query(index.search(query, k + (exclude_id is not None)))
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms, source)
 
@@ -124,12 +123,11 @@ class SearchService:
         """Top-k of the POOL nearest neighbours (FAISS) re-ranked by class agreement (search/class_aware.py):
         cosine + lam * p_query(c) * p_c. `query_proba`: the classifier's class -> probability for the query.
         Scores shown stay cosine similarities."""
-        reload = getattr(self.faiss, "reload_if_changed", None)
-        if reload is not None:
-            reload()
+        if isinstance(self.faiss, Reloadable):
+            self.faiss.reload_if_changed()
         index, source = self._ranking()
         t = time.perf_counter()
-        hits = [h for h in index.search(query, max(POOL, k) + 1) if h.id != exclude_id]
+        hits = [h for h in one_query(index.search(query, max(POOL, k) + 1)) if h.id != exclude_id]
         ranked = rerank(hits, query_proba, lam, k)
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in ranked], search_ms, source)
@@ -137,7 +135,7 @@ class SearchService:
     def filtered(self, query: np.ndarray, k: int, filter: Filter, exclude_id: int | None = None) -> SearchResponse:
         """Top-k among the points whose payload meets every condition of `filter`, from Qdrant."""
         t = time.perf_counter()
-        hits = self.qdrant.search(query, k + (exclude_id is not None), None if filter.is_empty() else filter)
+        hits = one_query(self.qdrant.search(query, k + (exclude_id is not None), None if filter.is_empty() else filter))
         search_ms = (time.perf_counter() - t) * 1000
         return SearchResponse([SearchResult.from_hit(h) for h in hits if h.id != exclude_id][:k], search_ms)
 

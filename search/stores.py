@@ -14,7 +14,8 @@ import numpy as np
 from imgsearch.models.files import ensure_free_space
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import index_root, open_index
-from imgsearch.search.index import VectorIndex
+from imgsearch.search.index import Compactable, LocalFiles, VectorIndex
+from imgsearch.search.options import DEFAULTS, StoreOptions
 
 MiB = 1 << 20
 
@@ -95,15 +96,16 @@ class Stores:
         """Roughly the disk space a write of `n` vectors adds, by store folder (a Qdrant server has none)."""
         need: dict[Path, int] = {}
         for name, index in self.all:
-            folder = getattr(index, "folder", None)
-            if folder is None:
+            if not isinstance(index, LocalFiles):
                 continue
             raw = n * index.info.dim * 4
             if name == "qdrant":
-                need[Path(folder)] = QDRANT_RAW_FACTOR * raw + n * QDRANT_POINT_BYTES
-            else:  # the mirror knows: its batch's segment, plus the merge or index rebuild it may trigger
-                estimate = getattr(index, "write_bytes", None)
-                need[Path(folder)] = estimate(n) if estimate else raw + n * FAISS_POINT_BYTES
+                need[index.folder] = QDRANT_RAW_FACTOR * raw + n * QDRANT_POINT_BYTES
+            elif isinstance(index, Compactable):
+                # The mirror knows: its batch's segment, plus the merge or index rebuild it may trigger.
+                need[index.folder] = index.write_bytes(n)
+            else:
+                need[index.folder] = raw + n * FAISS_POINT_BYTES
         return need
 
     def ensure_room(self, n: int) -> None:
@@ -112,7 +114,7 @@ class Stores:
         batches, not half-way through one (or kill it with SIGBUS)."""
         by_device: dict[int, list[tuple[Path, int]]] = {}
         for folder, nbytes in self.write_bytes(n).items():
-            if folder == getattr(self.qdrant, "folder", None):
+            if isinstance(self.qdrant, LocalFiles) and folder == self.qdrant.folder:
                 nbytes += sparse_bytes(folder)
             by_device.setdefault(os.stat(folder).st_dev, []).append((folder, nbytes))
         for parts in by_device.values():
@@ -121,36 +123,22 @@ class Stores:
                               f"write {n} vectors to the vector stores")
 
 
-def open_stores(
-    data_dir: Path,
-    backbone: BackboneId,
-    qdrant_url: str | None = None,
-    api_key: str | None = None,
-    lock_timeout_s: float = 30.0,
-    role: str | None = None,
-    faiss_index: str = "auto",
-    qdrant_config=None,
-    edge_owner: str = "never",
-    edge_owner_idle_s: float = 900.0,
-    light: bool = False,
-) -> Stores:
-    """Qdrant (Edge on disk, or the server at qdrant_url) and the FAISS mirror for one backbone.
+def open_stores(data_dir: Path, backbone: BackboneId, options: StoreOptions = DEFAULTS) -> Stores:
+    """Qdrant (Edge on disk, or the server at options.qdrant_url) and the FAISS mirror for one backbone.
 
     A store that does not exist yet is created. DiskFullError first if the disk has no room for it, or for the
-    holes of the Qdrant Edge store that exists (see ensure_room_to_open). `light`, for commands that read and
-    remove: an existing store needs only LIGHT_MARGIN_BYTES, and each write through these stores checks its room.
+    holes of the Qdrant Edge store that exists (see ensure_room_to_open). `options.light`, for commands that read
+    and remove: an existing store needs only LIGHT_MARGIN_BYTES, and each write through these stores checks its
+    room.
     """
-    ensure_room_to_open(data_dir, backbone, qdrant_url, light=light)
-    qdrant = open_index("qdrant", data_dir, backbone, qdrant_url=qdrant_url, api_key=api_key,
-                        lock_timeout_s=lock_timeout_s, role=role, qdrant_config=qdrant_config,
-                        edge_owner=edge_owner, edge_owner_idle_s=edge_owner_idle_s)
+    ensure_room_to_open(data_dir, backbone, options.qdrant_url, light=options.light)
+    qdrant = open_index("qdrant", data_dir, backbone, options)
     try:
-        faiss = open_index("faiss", data_dir, backbone, lock_timeout_s=lock_timeout_s, role=role,
-                           faiss_index=faiss_index)
+        faiss = open_index("faiss", data_dir, backbone, options)
     except BaseException:
         qdrant.close()  # or the embedded store stays locked until this process ends
         raise
-    return Stores(qdrant=qdrant, faiss=faiss, light=light)
+    return Stores(qdrant=qdrant, faiss=faiss, light=options.light)
 
 
 def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | None = None,
@@ -159,12 +147,12 @@ def ensure_room_to_open(data_dir: Path, backbone: BackboneId, qdrant_url: str | 
     not exist yet and for every hole of the Qdrant Edge store (see EDGE_FRESH_BYTES), plus STORE_MARGIN_BYTES.
     With a Qdrant server and an existing mirror there is nothing to check: the mirror only reads until a write.
     `light`: existing stores need LIGHT_MARGIN_BYTES only (see that)."""
-    from imgsearch.search.faiss_index import META_NAME as FAISS_META
+    from imgsearch.search.faiss_store import META_NAME as FAISS_META
 
     root = index_root(data_dir)  # the folders below are the ones open_index uses
     need, create, edge_exists = 0, False, False
     if qdrant_url is None:
-        from imgsearch.search.qdrant_edge import META_NAME as EDGE_META
+        from imgsearch.search.qdrant_edge_files import META_NAME as EDGE_META
 
         edge = root / "qdrant_edge" / backbone.tag
         edge_exists = (edge / EDGE_META).exists()

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imgsearch.models.identity import BackboneId
-from imgsearch.search.edge_owner import Owner
-from imgsearch.search.qdrant_server import ServerCollectionConfig
+from imgsearch.search.edge_owner_process import Owner
+from imgsearch.search.qdrant_config import ServerCollectionConfig
 
 
 def owner_thread(folder: Path, info: BackboneId, idle_s: float = 600.0) -> Callable[[], None]:

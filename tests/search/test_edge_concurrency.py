@@ -128,9 +128,9 @@ def test_faiss_writers_are_serialised(tmp_path):
 def test_a_shard_slow_to_load_lingers_longer(tmp_path, monkeypatch):
     """A large shard takes seconds to load: an idle one stays open LINGER_PER_LOAD_S times its load time, not
     the fixed linger, so a burst of queries after a pause does not pay the load again."""
-    from imgsearch.search import qdrant_edge
+    from imgsearch.search import qdrant_edge_lease
 
-    monkeypatch.setattr(qdrant_edge, "LINGER_PER_LOAD_S", 20.0)
+    monkeypatch.setattr(qdrant_edge_lease, "LINGER_PER_LOAD_S", 20.0)
     load = EdgeIndex._load
 
     def slow_load(self, *args, **kwargs):

@@ -17,6 +17,7 @@ from imgsearch.search import edge_owner
 from imgsearch.search.edge_owner import OwnedEdgeIndex
 from imgsearch.search.factory import open_index
 from imgsearch.search.index import Filter, StoreMismatchError
+from imgsearch.search.options import StoreOptions
 from imgsearch.search.qdrant_edge import EdgeIndex
 from tests.helpers import wait_until
 from tests.search.edge_procs import INFO, unit_rows
@@ -127,19 +128,19 @@ def test_a_store_of_another_backbone_is_refused_before_any_owner_starts(tmp_path
 
 def test_auto_hands_a_store_to_an_owner_once_it_is_large(tmp_path, monkeypatch):
     data = tmp_path / "data"
-    small = open_index("qdrant", data, INFO, edge_owner="auto")
+    small = open_index("qdrant", data, INFO, StoreOptions(edge_owner="auto"))
     assert isinstance(small, EdgeIndex)  # a new store, and a small one: the lease model
     small.upsert(*_points(7, 20))
     small.close()
-    assert isinstance(open_index("qdrant", data, INFO, edge_owner="never"), EdgeIndex)
+    assert isinstance(open_index("qdrant", data, INFO, StoreOptions(edge_owner="never")), EdgeIndex)
     monkeypatch.setattr(edge_owner, "AUTO_MIN_BYTES", 1)
-    large = open_index("qdrant", data, INFO, edge_owner="auto")
+    large = open_index("qdrant", data, INFO, StoreOptions(edge_owner="auto"))
     try:
         assert isinstance(large, OwnedEdgeIndex) and large.count() == 20
     finally:
         large.stop_owner()
     with pytest.raises(ValueError, match="qdrant_edge_owner"):
-        open_index("qdrant", data, INFO, edge_owner="sometimes")
+        open_index("qdrant", data, INFO, StoreOptions(edge_owner="sometimes"))
 
 
 def test_a_damaged_store_is_reported_through_the_owner_as_it_would_be_directly(tmp_path, client):

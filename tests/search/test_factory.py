@@ -12,6 +12,7 @@ from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import open_index
 from imgsearch.search.faiss_index import FaissIndex
 from imgsearch.search.index import Filter, StoreMismatchError, VectorIndex
+from imgsearch.search.options import StoreOptions
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
 
@@ -48,7 +49,7 @@ def test_faiss_lives_under_index_dir_per_backbone(tmp_path):
 
 def test_qdrant_without_url_is_edge_on_disk(tmp_path):
     lite0 = BackboneId("efficientnet_lite0", 8, SHA)
-    with open_index("qdrant", tmp_path, lite0, lock_timeout_s=3, role="app") as index:
+    with open_index("qdrant", tmp_path, lite0, StoreOptions(lock_timeout_s=3, role="app")) as index:
         assert isinstance(index, EdgeIndex)
         assert index.folder == tmp_path / "index" / "qdrant_edge" / "efficientnet_lite0_01234567"
         assert index._lock.role == "app"
@@ -56,7 +57,7 @@ def test_qdrant_without_url_is_edge_on_disk(tmp_path):
 
 
 def test_qdrant_memory_url_is_the_in_memory_client(tmp_path):
-    with open_index("qdrant", tmp_path, RESNET, qdrant_url=":memory:") as index:
+    with open_index("qdrant", tmp_path, RESNET, StoreOptions(qdrant_url=":memory:")) as index:
         assert isinstance(index, QdrantClientIndex)
         assert index.collection == "images_resnet50_01234567"
         x = np.eye(8, dtype=np.float32)[:2]

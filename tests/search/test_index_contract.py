@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.edge_owner import OwnedEdgeIndex
 from imgsearch.search.faiss_index import FaissIndex
-from imgsearch.search.index import Filter, Hit, StoreMismatchError, VectorIndex
+from imgsearch.search.index import Compactable, Filter, Hit, LocalFiles, Reloadable, StoreMismatchError, VectorIndex
 from imgsearch.search.payload import CONDITION_FIELDS, FILTER_FIELDS, PayloadField, day_start, haversine_km
 from imgsearch.search.qdrant_edge import EdgeIndex
 from imgsearch.search.qdrant_server import QdrantClientIndex
@@ -202,6 +202,18 @@ def hit_ids(hits: list[Hit]) -> list[int]:
 def test_is_a_vector_index(ro_store):
     assert isinstance(ro_store, VectorIndex)
     assert ro_store.info == INFO
+
+
+# The capabilities beyond VectorIndex that each backend has (search/index.py), which callers check for.
+CAPABILITIES = {"faiss": {LocalFiles, Reloadable, Compactable}, "edge": {LocalFiles}, "edge_owner": {LocalFiles},
+                "qdrant_memory": set(), "qdrant_server": set()}
+
+
+def test_has_the_capabilities_callers_check_for(ro_store, request):
+    kind = request.node.callspec.params["ro_store"]
+    assert {p for p in (LocalFiles, Reloadable, Compactable) if isinstance(ro_store, p)} == CAPABILITIES[kind]
+    if isinstance(ro_store, LocalFiles):
+        assert ro_store.folder.is_dir() and ro_store.version() >= 1  # the fill above wrote
 
 
 def test_count_and_ids(ro_store):

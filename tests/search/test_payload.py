@@ -15,11 +15,10 @@ from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from imgsearch.models.identity import BackboneId
+from imgsearch.search.condition_params import CONDITION_PARAMS, DEFAULT_RADIUS_KM
 from imgsearch.search.payload import (
     BY_KEY,
     CONDITION_FIELDS,
-    CONDITION_PARAMS,
-    DEFAULT_RADIUS_KM,
     FIELDS,
     FILTER_FIELDS,
     Filter,
@@ -28,7 +27,8 @@ from imgsearch.search.payload import (
     haversine_km,
     payload_for,
 )
-from imgsearch.search.qdrant_edge import SCHEMA_TYPES, EdgeIndex
+from imgsearch.search.qdrant_edge import EdgeIndex
+from imgsearch.search.qdrant_edge_params import SCHEMA_TYPES
 from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, _client_schema
 from imgsearch.ui.cli import app as cli_app
 from imgsearch.ui.cli.search_commands import with_filter_options

@@ -15,8 +15,10 @@ from pydantic import ValidationError
 from imgsearch.models.identity import BackboneId
 from imgsearch.search.factory import open_index
 from imgsearch.search.index import Filter
-from imgsearch.search.qdrant_edge import SHARD_DIR, EdgeIndex
-from imgsearch.search.qdrant_server import ServerCollectionConfig
+from imgsearch.search.options import StoreOptions
+from imgsearch.search.qdrant_config import ServerCollectionConfig
+from imgsearch.search.qdrant_edge import EdgeIndex
+from imgsearch.search.qdrant_edge_files import SHARD_DIR
 from imgsearch.ui.services.settings import Settings
 
 DIM, N, K = 32, 2000, 10
@@ -164,7 +166,7 @@ def test_settings_reach_the_edge_store(tmp_path, monkeypatch):
                        "IMGSEARCH_QDRANT_QUANTIZATION_OVERSAMPLING": "3",
                        "IMGSEARCH_QDRANT_ON_DISK_VECTORS": "true"}.items():
         monkeypatch.setenv(key, value)
-    index = open_index("qdrant", tmp_path, INFO, qdrant_config=Settings().qdrant_collection)
+    index = open_index("qdrant", tmp_path, INFO, StoreOptions(qdrant_config=Settings().qdrant_collection))
     try:
         assert isinstance(index, EdgeIndex)
         assert index._params.exact is False and index._params.hnsw_ef == 80

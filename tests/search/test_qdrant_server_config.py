@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from qdrant_client import QdrantClient, models
 
 from imgsearch.models.identity import BackboneId
-from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex, ServerCollectionConfig
+from imgsearch.search.qdrant_config import ServerCollectionConfig
+from imgsearch.search.qdrant_server import WRITTEN_KEY, QdrantClientIndex
 from imgsearch.ui.services.settings import Settings
 
 INFO = BackboneId("testnet", 8, "ab" * 32)

@@ -237,9 +237,9 @@ def test_curation_fields_stay_consistent_across_ingest_train_remove_and_doctor(t
 def test_repair_compacts_a_faiss_mirror_of_many_segments(tmp_path, backbone, trained_collection, monkeypatch):
     """Training writes payloads in several commits: past COMPACT_SEGMENTS, --repair merges them into one segment
     and searches answer as before."""
-    import imgsearch.search.faiss_index as faiss_index
+    import imgsearch.search.faiss_commits as faiss_commits
 
-    monkeypatch.setattr(faiss_index, "COMPACT_SEGMENTS", 1)
+    monkeypatch.setattr(faiss_commits, "COMPACT_SEGMENTS", 1)
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         before = _searches(ctx)
         folder = ctx.stores.faiss.folder

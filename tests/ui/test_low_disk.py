@@ -64,11 +64,12 @@ def test_a_write_through_stores_opened_for_reading_checks_the_room_first(ctx, ti
     import pytest
 
     from imgsearch.models.files import DiskFullError
+    from imgsearch.search.options import StoreOptions
     from imgsearch.search.stores import open_stores
 
     ctx.stores.close()
     s = ctx.settings
-    stores = open_stores(s.data_dir, ctx.backbone.identity, light=True)
+    stores = open_stores(s.data_dir, ctx.backbone.identity, StoreOptions(light=True))
     try:
         nearly_full(monkeypatch)
         with pytest.raises(DiskFullError):

@@ -10,14 +10,8 @@ import numpy as np
 from fastapi import Query, Request
 
 from imgsearch.ingest.decode import ImageRejected
-from imgsearch.search.payload import (
-    CONDITION_PARAMS,
-    FILTER_FIELDS,
-    ConditionParam,
-    Filter,
-    PayloadField,
-    conditions_from_params,
-)
+from imgsearch.search.condition_params import CONDITION_PARAMS, ConditionParam, conditions_from_params
+from imgsearch.search.payload import FILTER_FIELDS, Filter, PayloadField
 from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults

@@ -18,8 +18,7 @@ def _server_index(ctx):
     s = ctx.settings
     if not s.qdrant_url:
         return None
-    return open_index("qdrant", s.data_dir, ctx.backbone.identity, qdrant_url=s.qdrant_url, api_key=s.qdrant_api_key,
-                      qdrant_config=s.qdrant_collection)
+    return open_index("qdrant", s.data_dir, ctx.backbone.identity, ctx.store_options())
 
 
 def backup_cmd(
@@ -68,12 +67,14 @@ def restore_cmd(
     if settings.qdrant_url:
         from imgsearch.models.identity import BackboneId
         from imgsearch.search.factory import open_index
+        from imgsearch.search.options import StoreOptions
         from imgsearch.ui.services.restore import read_verified
 
         def factory():
             identity = configured or BackboneId.from_dict(read_verified(folder)["backbone"])
-            return open_index("qdrant", settings.data_dir, identity, qdrant_url=settings.qdrant_url,
-                              api_key=settings.qdrant_api_key, qdrant_config=settings.qdrant_collection)
+            options = StoreOptions(qdrant_url=settings.qdrant_url, api_key=settings.qdrant_api_key,
+                                   qdrant_config=settings.qdrant_collection)
+            return open_index("qdrant", settings.data_dir, identity, options)
     try:
         manifest = restore(settings, folder.expanduser().resolve(), configured, force=force, qdrant_factory=factory)
     except BackupError as exc:

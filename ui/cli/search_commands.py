@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from imgsearch.search.payload import CONDITION_PARAMS, FILTER_FIELDS, Filter, conditions_from_params
+from imgsearch.search.condition_params import CONDITION_PARAMS, conditions_from_params
+from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.ui.cli.common import DataDirOpt, console, fail, load_settings, open_context, open_stores, search_query
 
 

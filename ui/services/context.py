@@ -16,6 +16,7 @@ from imgsearch.models.backbones import Backbone, BackboneUnavailable, load_backb
 from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
+from imgsearch.search.options import StoreOptions
 from imgsearch.search.stores import Stores, open_stores
 from imgsearch.ui.services import backbone_choice
 from imgsearch.ui.services.errors import QdrantUnreachableError, StoreMissingError
@@ -178,16 +179,21 @@ class Context:
     def cache(self) -> FeatureCache:
         return FeatureCache(self.settings.features_dir, self.identity)
 
+    def store_options(self) -> StoreOptions:
+        """How this process opens its vector stores, from the settings."""
+        s = self.settings
+        return StoreOptions(qdrant_url=s.qdrant_url, api_key=s.qdrant_api_key, lock_timeout_s=s.store_lock_timeout_s,
+                            role=self.role, faiss_index=s.faiss_index, qdrant_config=s.qdrant_collection,
+                            edge_owner=s.qdrant_edge_owner, edge_owner_idle_s=s.qdrant_edge_owner_idle_s,
+                            light=self.role in LIGHT_ROLES)
+
     @cached_property
     def stores(self) -> Stores:
         from imgsearch.ingest import removals
 
         s = self.settings
         check_qdrant(s.qdrant_url)
-        stores = open_stores(s.data_dir, self.identity, s.qdrant_url, s.qdrant_api_key,
-                             s.store_lock_timeout_s, role=self.role, faiss_index=s.faiss_index,
-                             qdrant_config=s.qdrant_collection, edge_owner=s.qdrant_edge_owner,
-                             edge_owner_idle_s=s.qdrant_edge_owner_idle_s, light=self.role in LIGHT_ROLES)
+        stores = open_stores(s.data_dir, self.identity, self.store_options())
         try:
             # Removals journalled since these stores last looked (by another backbone's command, or a `remove`
             # killed before its deletes) are finished before anything reads them.

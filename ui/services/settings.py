@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     @field_validator("runtime", "precision", "qdrant_quantization", "qdrant_write_ordering", "qdrant_edge_owner")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:
-        from imgsearch.search.qdrant_server import ORDERINGS, QUANTIZATIONS
+        from imgsearch.search.qdrant_config import ORDERINGS, QUANTIZATIONS
 
         choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "qdrant_quantization": QUANTIZATIONS,
                    "qdrant_write_ordering": ORDERINGS,
@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     @property
     def qdrant_collection(self):
         """The Qdrant collection's settings, server and Edge (search/qdrant_server.py)."""
-        from imgsearch.search.qdrant_server import ServerCollectionConfig
+        from imgsearch.search.qdrant_config import ServerCollectionConfig
 
         return ServerCollectionConfig(
             shard_number=self.qdrant_shard_number, replication_factor=self.qdrant_replication_factor,

@@ -18,7 +18,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from imgsearch.search.payload import CONDITION_PARAMS, DEFAULT_RADIUS_KM, FILTER_FIELDS, ConditionParam, parse_point
+from imgsearch.search.condition_params import CONDITION_PARAMS, DEFAULT_RADIUS_KM, ConditionParam, parse_point
+from imgsearch.search.payload import FILTER_FIELDS
 
 Q, K, SOURCE, PICK = "q", "k", "query_source", "query_pick"
 TEXT = "text"  # the Search page's words (search by automatic tags), `?text=` in the URL

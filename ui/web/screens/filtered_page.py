@@ -9,7 +9,8 @@ from datetime import date
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.search.payload import BY_KEY, CONDITION_PARAMS, FILTER_FIELDS, Filter, conditions_from_params
+from imgsearch.search.condition_params import CONDITION_PARAMS, conditions_from_params
+from imgsearch.search.payload import BY_KEY, FILTER_FIELDS, Filter
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
