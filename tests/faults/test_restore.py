@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from imgsearch.ui.services.settings import Settings
 from imgsearch.ui.services.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 from tests.databases import database_env, on_postgresql
+from tests.helpers.wait import wait_for_file, wait_until
 from tests.ui.api_server import ApiServer
 
 pytestmark = pytest.mark.slow  # trained collections, subprocesses and kills
@@ -90,14 +90,6 @@ def _env(data_dir: Path) -> dict[str, str]:
             **database_env(data_dir)}
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 120
-    while not path.exists():
-        assert proc.poll() is None, f"{what} ended first"
-        assert time.monotonic() < deadline, f"{what} did not get ready"
-        time.sleep(0.05)
-
-
 # ---- a live process ------------------------------------------------------------------------------------------
 
 
@@ -146,7 +138,7 @@ def test_restore_force_refuses_while_another_process_uses_the_data_dir(how, back
         args = [HOLD_LOCK, str(store), str(ready), "hold" if how == "holds a store lock" else "release"]
     proc = subprocess.Popen([sys.executable, "-c", *args], cwd=ROOT, env=_env(target))
     try:
-        _wait_for(ready, proc, "the other process")
+        wait_for_file(ready, proc, "the other process")
         before = _snapshot(target)
         code, out = _restore_force(backups["new"], target, capsys, monkeypatch, IMGSEARCH_STORE_LOCK_TIMEOUT_S="1")
         assert code == 2, out
@@ -192,10 +184,7 @@ def _kill_restore_at(at: int, bk: Path, target: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(ready), str(at), str(bk), str(target)],
                             cwd=ROOT, env=_env(target))
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists() and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: ready.exists() or proc.poll() is not None, 120, message="the restore did not get ready")
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(30) == -signal.SIGKILL

@@ -24,3 +24,13 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: floa
             name = getattr(predicate, "__name__", repr(predicate))
             raise AssertionError(f"waited {timeout:g} s for {name}" + (f": {detail}" if detail else ""))
         time.sleep(interval)
+
+
+def wait_for_file(path, proc, what: str, timeout: float = 120.0) -> None:
+    """Wait until the subprocess `proc` has made `path` (its "ready" mark); an AssertionError if it ended first."""
+
+    def made() -> bool:
+        assert proc.poll() is None, f"{what} ended (exit {proc.returncode}) before it made {path}"
+        return path.exists()
+
+    wait_until(made, timeout, message=f"{what} did not make {path}")

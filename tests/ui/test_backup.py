@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from imgsearch.ui.services.settings import Settings
 from imgsearch.ui.services.training import run_training
 from tests.conftest import TEST_BACKBONE, run_cli, write_dataset
 from tests.databases import database_env, on_postgresql
+from tests.helpers.wait import wait_for_file
 
 pytestmark = pytest.mark.slow  # one trained collection for the module (seconds)
 
@@ -106,11 +106,7 @@ def test_a_killed_backup_is_refused_on_restore(collection, tmp_path, capsys, mon
            **database_env(collection)}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            assert proc.poll() is None, "the backup ended before it was killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_file(ready, proc, "the backup")
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
     finally:
