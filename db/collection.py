@@ -6,9 +6,10 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, false, func, not_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from imgsearch.db.chunks import chunks
 from imgsearch.db.models import Image, ImageTag, Run
@@ -113,6 +114,7 @@ def cluster_summary(session: Session, algorithm: str, n_tags: int = 3) -> list[d
     sizes: Counter[int] = Counter()
     labels: dict[int, Counter[str]] = defaultdict(Counter)
     for cluster, label, count in rows:
+        assert cluster is not None  # the query's condition
         sizes[cluster] += count
         if label is not None:
             labels[cluster][label] += count
@@ -160,13 +162,14 @@ def cluster_members(
 
 
 # Orders for browse(): the newest first, or the most confident prediction first.
-BROWSE_ORDERS = {"confidence": (Image.predicted_prob.desc().nulls_last(), Image.id),
-                 "newest": (Image.created_at.desc(), Image.id.desc()),
-                 "file name": (Image.file_name, Image.id)}
+BROWSE_ORDERS: dict[str, tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...]] = {
+    "confidence": (Image.predicted_prob.desc().nulls_last(), Image.id),
+    "newest": (Image.created_at.desc(), Image.id.desc()),
+    "file name": (Image.file_name, Image.id)}
 
 
 def browse(
-    session: Session, conditions: Mapping[str, tuple[str, object]], order: str = "confidence", limit: int = 20,
+    session: Session, conditions: Mapping[str, tuple[str, Any]], order: str = "confidence", limit: int = 20,
     offset: int = 0,
 ) -> tuple[int, list[Image]]:
     """(number of matches, one page of them): indexed images meeting every condition, without a query image.
@@ -265,8 +268,8 @@ def taken_days(session: Session) -> tuple[date, date] | None:
                            .where(Image.status == "indexed", Image.taken_at.is_not(None)).group_by(offset)).all()
     if not rows:
         return None
-    first = min(_naive(low) + timedelta(minutes=m) for m, low, _ in rows)
-    last = max(_naive(high) + timedelta(minutes=m) for m, _, high in rows)
+    first = min(_naive(low) + timedelta(minutes=m) for m, low, _ in rows if low is not None)  # none is: the query
+    last = max(_naive(high) + timedelta(minutes=m) for m, _, high in rows if high is not None)
     return first.date(), last.date()
 
 
@@ -278,7 +281,7 @@ def _naive(value: datetime | str) -> datetime:
 def labelled_split(session: Session, split: str) -> list[tuple[str, str]]:
     """(content hash, label) of the labelled images a training run put in `split` ('train' or 'val')."""
     query = select(Image.content_hash, Image.label).where(Image.split == split, Image.label.is_not(None))
-    return [(h, label) for h, label in session.execute(query.order_by(Image.id))]
+    return [(h, label) for h, label in session.execute(query.order_by(Image.id)) if label is not None]  # all are
 
 
 def duplicate_groups(session: Session, limit: int = 500) -> list[tuple[int, list[Image]]]:
@@ -288,10 +291,11 @@ def duplicate_groups(session: Session, limit: int = 500) -> list[tuple[int, list
         select(Image.duplicate_group, n).where(Image.status == "indexed", Image.duplicate_group.is_not(None))
         .group_by(Image.duplicate_group).having(n > 1).order_by(n.desc(), Image.duplicate_group).limit(limit)))
     members: dict[int, list[Image]] = defaultdict(list)
-    ids = [g for g, _ in groups]
+    ids = [g for g, _ in groups if g is not None]  # all are: the query's condition
     for start in range(0, len(ids), 500):
         query = select(Image).where(Image.duplicate_group.in_(ids[start : start + 500]), Image.status == "indexed")
         for image in session.scalars(query.order_by(Image.id)):
+            assert image.duplicate_group is not None  # one of `ids`
             members[image.duplicate_group].append(image)
     return [(g, members[g]) for g in ids]
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from imgsearch.db import leases
 from imgsearch.db.chunks import chunks
 from imgsearch.db.models import JOB_KINDS, JOB_STATUSES, Batch, Image, Job, utcnow
+from imgsearch.db.session import rows_matched
 
 FINAL_JOB_STATUSES = ("done", "failed", "cancelled")
 DEFAULT_MAX_ATTEMPTS = 3  # claims of a job whose worker keeps dying before it is marked failed
@@ -82,14 +83,15 @@ def expire_leases(session: Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, no
 
 
 def _take(session: Session, job_id: int, holder: str, lease_s: float, now: datetime) -> Job | None:
-    claimed = session.execute(
+    claimed = rows_matched(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
         .values(status="running", started_at=now, worker_id=holder, lease_expires_at=leases.lease_end(lease_s, now),
                 heartbeat_at=now, attempts=Job.attempts + 1, not_before=None)
         .execution_options(synchronize_session=False)
     )
-    return session.get(Job, job_id, populate_existing=True) if claimed.rowcount == 1 else None
+    return session.get(Job, job_id, populate_existing=True) if claimed == 1 else None
 
 
 def enqueue_once(session: Session, folder: str, options: Mapping[str, Any] | None = None) -> Job | None:
@@ -172,7 +174,7 @@ def update_job_progress(
     values = {name: int(value) for name, value in given.items() if value is not None}
     if not values:
         return True
-    return session.execute(_held(job_id, worker_id).values(**values)).rowcount == 1
+    return rows_matched(session, _held(job_id, worker_id).values(**values)) == 1
 
 
 def finish_job(
@@ -185,18 +187,18 @@ def finish_job(
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "lease_expires_at": None}
     if status != "done" or error is not None:
         values["error"] = error
-    return session.execute(_held(job_id, worker_id).values(**values)).rowcount == 1
+    return rows_matched(session, _held(job_id, worker_id).values(**values)) == 1
 
 
 def cancel_job(session: Session, job_id: int) -> bool:
     """Cancel a job that no worker has claimed yet; False if it is already running or finished."""
-    result = session.execute(
+    return rows_matched(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
         .values(status="cancelled", finished_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    ) == 1
 
 
 def requeue_job(
@@ -212,7 +214,7 @@ def requeue_job(
         values |= {"not_before": leases.lease_end(delay_s, now), "deferrals": Job.deferrals + 1}
     if error is not None:
         values["error"] = error
-    return session.execute(_held(job_id, worker_id).values(**values)).rowcount == 1
+    return rows_matched(session, _held(job_id, worker_id).values(**values)) == 1
 
 
 def list_jobs(session: Session, status: str | None = None, limit: int | None = None) -> list[Job]:

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from imgsearch.db.models import Job, Run, utcnow
+from imgsearch.db.session import rows_matched
 
 DEFAULT_LEASE_S = 60.0
 
@@ -41,13 +42,13 @@ def renew_job(session: Session, job_id: int, holder: str, lease_s: float) -> boo
     """Move the lease of a running job on; False when the job is no longer this holder's (it expired and was
     put back or taken by another worker, or it was finished)."""
     now = utcnow()
-    result = session.execute(
+    return rows_matched(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.worker_id == holder, Job.status == "running")
         .values(lease_expires_at=lease_end(lease_s, now), heartbeat_at=now)
         .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    ) == 1
 
 
 def hold_run(session: Session, run_id: int, holder: str, lease_s: float) -> None:
@@ -59,13 +60,13 @@ def hold_run(session: Session, run_id: int, holder: str, lease_s: float) -> None
 
 def renew_run(session: Session, run_id: int, holder: str, lease_s: float) -> bool:
     """Move the lease of a running run on; False once it is closed (by its process, or as dead by another)."""
-    result = session.execute(
+    return rows_matched(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.worker_id == holder, Run.outcome == "running")
         .values(lease_expires_at=lease_end(lease_s))
         .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    ) == 1
 
 
 def run_closed_by(session: Session, run_id: int, holder: str) -> bool:

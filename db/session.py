@@ -11,14 +11,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, make_url, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -116,10 +116,10 @@ def opened_read_only(engine: Engine) -> str | None:
     from urllib.parse import unquote
 
     url = engine.url
-    if url.get_backend_name() != "sqlite" or url.query.get("mode") != "ro" or not (url.database or "").startswith(
-            "file:"):
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or url.query.get("mode") != "ro" or not database.startswith("file:"):
         return None
-    return unquote(url.database[len("file:"):])
+    return unquote(database[len("file:"):])
 
 
 def safe_url(url: str) -> str:
@@ -220,6 +220,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     (the app renders them later); they are snapshots, so re-query for fresh values.
     """
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def rows_matched(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE matched. Such a statement's result is a CursorResult, which has the
+    count; `Session.execute` is typed as returning a plain Result, which has not."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from imgsearch.db.chunks import chunks
 from imgsearch.db.models import TEACH_VERDICTS, Image, TeachExample, utcnow
+from imgsearch.db.session import rows_matched
 
 
 def set_verdicts(session: Session, label: str, image_ids: Iterable[int], verdict: str) -> None:
@@ -47,4 +48,4 @@ def sessions(session: Session) -> list[tuple[str, dict[str, int]]]:
 
 def clear(session: Session, label: str) -> int:
     """End the session of `label` (its rows; the labels given stay). Returns how many rows were removed."""
-    return session.execute(delete(TeachExample).where(TeachExample.label == label)).rowcount
+    return rows_matched(session, delete(TeachExample).where(TeachExample.label == label))

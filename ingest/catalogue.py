@@ -47,7 +47,7 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
             out.new_ids.append(image_id)
         else:
             out.n_known += 1
-            image = session.get(Image, image_id)
+            image = _known_row(session, image_id)
             if image.path != str(im.path):
                 if not Path(image.path).exists():
                     # The file moved: its new place becomes the primary path (shown and filtered on).
@@ -68,7 +68,8 @@ def catalogue_scan(session: Session, scan: ScanResult, run_id: int | None, backb
         known[im.content_hash] = image_id
         out.ids.append(image_id)
     for dup in scan.duplicates:
-        target = session.get(Image, known[dup.content_hash])
+        assert dup.content_hash is not None  # a duplicate records the content it shares
+        target = _known_row(session, known[dup.content_hash])
         repo.add_extra_path(session, target, str(found_path(dup.path)))
         if run_id is not None:
             repo.record_skipped(session, run_id, str(dup.path), "duplicate", dup.message)
@@ -87,6 +88,14 @@ def _release_path(session: Session, path: str, out: CatalogueResult) -> None:
     repo.delete_images(session, doomed)
     out.retired_ids += doomed
     out.changed_ids += promoted
+
+
+def _known_row(session: Session, image_id: int) -> Image:
+    """The row of an id this transaction found or added (under the catalogue's write lock)."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise RuntimeError(f"image {image_id} left the catalogue while its folder was being catalogued")
+    return image
 
 
 def _add(session: Session, im: ScannedImage, run_id: int | None, backbone: str | None) -> tuple[int, bool]:

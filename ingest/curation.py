@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,7 @@ from imgsearch.models.duplicates import (
     similar_pairs,
     uniqueness,
 )
+from imgsearch.search.index import Hit
 from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def _neighbours(stores: Stores, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.
     scores = np.full((len(xq), k), -np.inf)
     if len(xq) == 0 or stores.faiss.count() == 0:
         return ids, scores
-    hits = stores.faiss.search(xq, k)
+    hits = cast(list[list[Hit]], stores.faiss.search(xq, k))  # (m, dim) queries: one list of hits each
     for r, row in enumerate(hits):
         for c, h in enumerate(row):
             ids[r, c], scores[r, c] = h.id, h.score
@@ -103,9 +105,10 @@ def annotate_batch(
     t = time.perf_counter()
     with Session() as s:
         images = repo.images_by_ids(s, ids_a.tolist())
-    known = quality or {}
+    measured = quality or {}
     rows = [{"id": i, **dict(zip(("quality", "quality_flags"),
-                                 known[i] if i in known else file_quality(im.path, im.width, im.height), strict=True))}
+                                 measured[i] if i in measured else file_quality(im.path, im.width, im.height),
+                                 strict=True))}
             for i, im in images.items()]
     with Session.begin() as s:
         repo.update_images(s, rows)
@@ -211,8 +214,10 @@ def backfill_quality(Session: sessionmaker[Session], stores: Stores, chunk: int 
     for start in range(0, len(ids), chunk):
         with Session() as s:
             images = repo.images_by_ids(s, ids[start : start + chunk])
-        rows = [{"id": i, **dict(zip(("quality", "quality_flags"), file_quality(im.path, im.width, im.height),
-                                     strict=True))} for i, im in images.items()]
+        rows: list[dict[str, Any]] = [
+            {"id": i, **dict(zip(("quality", "quality_flags"), file_quality(im.path, im.width, im.height),
+                                 strict=True))}
+            for i, im in images.items()]
         with Session.begin() as s:
             repo.update_images(s, rows)
         stored = [r for r in rows if r["id"] in in_qdrant]

@@ -19,7 +19,7 @@ try:  # HEIC/HEIF (every iPhone's default since 2017); AVIF is Pillow's own. Reg
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - a dependency; without it HEIC files are skipped as not_image
-    pillow_heif = None
+    pass
 
 # Pillow's own bomb check warns at MAX_IMAGE_PIXELS and raises at twice that; we check the header
 # ourselves against a configurable limit, before any pixel is decoded, so its global is only a backstop.
@@ -210,7 +210,7 @@ def _raw_preview(fp: BinaryIO, fmt: str, max_pixels: int) -> tuple[Image.Image, 
         raise ImageRejected("raw_unsupported", f"a camera RAW file ({fmt}) LibRaw cannot read: {why}") from exc
     finally:
         raw.close()
-    if thumb.format == rawpy.ThumbFormat.JPEG:
+    if isinstance(thumb.data, bytes):  # ThumbFormat.JPEG: the file's bytes; a bitmap comes as an array
         img = _identify(io.BytesIO(thumb.data), max_pixels)
     else:
         img = Image.fromarray(thumb.data)
@@ -235,14 +235,20 @@ class DecodedImage:
     exif: Image.Exif  # as the file holds it (dates, camera, GPS): read once, here, for whoever needs it
 
 
-def _decode_opened(fp: BinaryIO, name: str | None, max_pixels: int, min_side: int | None) -> DecodedImage:
+def _open_any(fp: BinaryIO, name: str | None, max_pixels: int) -> tuple[Image.Image, str | None, int]:
+    """(the image, or a camera RAW file's embedded preview; the RAW format or None; LibRaw's flip code)."""
     raw = _sniff(fp, name)
-    flip = 0
-    img = None if raw else _identify(fp, max_pixels)
-    if img is not None and img.format == "TIFF" and _DNG_VERSION_TAG in getattr(img, "tag_v2", {}):
+    if not raw:
+        img = _identify(fp, max_pixels)
+        if img.format != "TIFF" or _DNG_VERSION_TAG not in getattr(img, "tag_v2", {}):
+            return img, None, 0
         raw = "DNG"
-    if raw:
-        img, flip = _raw_preview(fp, raw, max_pixels)
+    img, flip = _raw_preview(fp, raw, max_pixels)
+    return img, raw, flip
+
+
+def _decode_opened(fp: BinaryIO, name: str | None, max_pixels: int, min_side: int | None) -> DecodedImage:
+    img, raw, flip = _open_any(fp, name, max_pixels)
     width, height = img.size
     fmt = f"{raw} preview" if raw else (img.format or "unknown")
     try:
@@ -301,12 +307,8 @@ def load_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_sid
 
 
 def _header_opened(fp: BinaryIO, name: str | None, max_pixels: int) -> ImageHeader:
-    raw = _sniff(fp, name)
-    img = None if raw else _identify(fp, max_pixels)
-    if img is not None and img.format == "TIFF" and _DNG_VERSION_TAG in getattr(img, "tag_v2", {}):
-        raw = "DNG"
+    img, raw, _ = _open_any(fp, name, max_pixels)
     if raw:
-        img, _ = _raw_preview(fp, raw, max_pixels)
         return ImageHeader(format=f"{raw} preview", width=img.size[0], height=img.size[1])
     return ImageHeader(format=img.format or "unknown", width=img.size[0], height=img.size[1],
                        exif=header_exif(img), xmp=header_xmp(img))

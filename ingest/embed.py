@@ -133,7 +133,8 @@ def embed_paths(
     """
     paths = [Path(p) for p in paths]
     policy = tag_policy or TagPolicy()
-    classify = backbone.head is not None
+    # The names of the head's outputs: set exactly when the backbone has an ImageNet head; None: no tags.
+    tag_names = backbone.tag_names if backbone.head is not None else None
     dim = backbone.dim
     if not paths:
         return EmbedResult(np.zeros((0, dim), np.float32), [])
@@ -151,10 +152,10 @@ def embed_paths(
     failures: list[DecodeFailure] = []
     quality: dict[int, tuple[str, str]] = {}
     tags: dict[int, Tags] = {}
-    probs = np.zeros((len(paths), len(backbone.tag_names or ())), np.float32) if keep_probs and classify else None
+    probs = np.zeros((len(paths), len(tag_names)), np.float32) if keep_probs and tag_names is not None else None
     own_bar = bar is None
-    if own_bar:
-        bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    progress_bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) \
+        if bar is None else bar
     try:
         for positions, batch, failed, batch_quality in loader:
             quality.update(batch_quality)
@@ -162,9 +163,10 @@ def embed_paths(
                 failures.append(DecodeFailure(i, paths[i], reason, message))
                 log.warning("skipped %s: %s (%s)", paths[i], message, reason)
             if batch is not None:
-                if classify:
+                if tag_names is not None:
                     xb, pb = backbone.embed_and_classify(batch)
-                    tags.update(zip(positions, policy.select(pb, backbone.tag_names), strict=True))
+                    assert pb is not None  # a backbone with a head classifies
+                    tags.update(zip(positions, policy.select(pb, tag_names), strict=True))
                     if probs is not None:
                         probs[positions] = pb
                 else:
@@ -173,10 +175,10 @@ def embed_paths(
                 done[positions] = True
                 if on_batch is not None:
                     on_batch(positions, xb)
-            bar.update(len(positions) + len(failed))
+            progress_bar.update(len(positions) + len(failed))
     finally:
         if own_bar:
-            bar.close()
+            progress_bar.close()
     ok = np.flatnonzero(done).tolist()
     return EmbedResult(out[ok], ok, sorted(failures, key=lambda f: f.index), n_embedded=len(ok),
                        quality={i: quality[i] for i in ok if i in quality}, tags=tags,

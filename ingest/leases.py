@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import orm
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,7 +78,7 @@ def keep_job(Session: sessionmaker[Session], job_id: int, holder: str, lease_s: 
 @contextmanager
 def keep_run(Session: sessionmaker[Session], run_id: int, holder: str, lease_s: float) -> Iterator[LeaseKeeper]:
     """Renew the lease of run `run_id`, stamped by leases.hold_run when the run was started."""
-    def renew_in(s: Session) -> bool | None:
+    def renew_in(s: orm.Session) -> bool | None:  # `Session` here is the parameter, a sessionmaker
         # A run this holder has just closed is not a lost lease: the keeper can tick between the run's last
         # commit and the end of the `with` block (a training run warned "taken over" as it finished).
         return True if leases.renew_run(s, run_id, holder, lease_s) else \

@@ -80,8 +80,8 @@ def _degrees(value: Any, ref: Any, positive: str, negative: str, limit: float) -
     """GPS (degrees, minutes, seconds) and its hemisphere letter -> signed decimal degrees within `limit`."""
     if not isinstance(value, tuple | list) or len(value) != 3:
         return None
-    parts = [_number(v) for v in value]
-    if any(p is None or p < 0 for p in parts) or parts[1] >= 60 or parts[2] >= 60:
+    parts = [n for n in (_number(v) for v in value) if n is not None and n >= 0]
+    if len(parts) != 3 or parts[1] >= 60 or parts[2] >= 60:
         return None
     hemisphere = (_text(ref) or "").upper()[:1]
     if hemisphere not in (positive, negative):
@@ -118,8 +118,10 @@ def _offset_minutes(value: Any) -> int | None:
 
 
 def _wall_clock(parts: tuple[str | bytes | None, ...]) -> datetime | None:
+    """Year, month, day, hour, minute, second as _EXIF_DATE and _XMP_DATE match them; a part not given is 0."""
+    year, month, day, hour, minute, second = (int(p) if p is not None else 0 for p in parts)
     try:
-        when = datetime(*(int(p) if p is not None else 0 for p in parts))
+        when = datetime(year, month, day, hour, minute, second)
     except (ValueError, OverflowError):
         return None
     return when if when.year >= _MIN_YEAR else None

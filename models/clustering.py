@@ -98,6 +98,13 @@ def _compact(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return remap[labels], used
 
 
+def _trained(km: faiss.Kmeans) -> tuple[float, np.ndarray]:
+    """(final objective, centroids) of a trained faiss.Kmeans (both are None before its `train`)."""
+    if km.obj is None or km.centroids is None:
+        raise RuntimeError("faiss.Kmeans has no result: it was not trained")
+    return float(km.obj[-1]), km.centroids
+
+
 class KMeansClusterer(ClusterMixin, BaseEstimator):
     """k-means (FAISS Lloyd iterations) on normalised features; predict assigns new rows to the nearest centre.
 
@@ -122,25 +129,30 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
             raise ValueError(f"{self.n_clusters} clusters need at least as many rows; got {X.shape[0]}")
         if self.init not in ("k-means++", "random"):
             raise ValueError(f"init must be 'k-means++' or 'random', got {self.init!r}")
+        if self.n_init < 1:
+            raise ValueError(f"n_init must be at least 1, got {self.n_init}")
         rng = np.random.default_rng(self.random_state)
         rows = sample_rows(X.shape[0], self.max_points_per_cluster * self.n_clusters, int(rng.integers(2**31)))
         sample = np.ascontiguousarray(X[rows] if rows.size < X.shape[0] else X)
-        best = None
+        best: tuple[float, np.ndarray] | None = None  # (inertia, centroids) of the best start so far
         for seed in rng.integers(2**31 - 1, size=self.n_init).tolist():
             km = faiss.Kmeans(X.shape[1], self.n_clusters, niter=self.n_iter, seed=seed, verbose=False,
                               max_points_per_centroid=sample.shape[0], min_points_per_centroid=1)
             start = (kmeans_plusplus(sample, self.n_clusters, random_state=seed)[0]
                      if self.init == "k-means++" else None)
             km.train(sample, init_centroids=start)
-            if best is None or km.obj[-1] < best.obj[-1]:
-                best = km
+            inertia, centroids = _trained(km)
+            if best is None or inertia < best[0]:
+                best = inertia, centroids
         del sample
-        labels = _assign_l2(X, best.centroids)
+        assert best is not None  # n_init >= 1 starts ran
+        inertia, centroids = best
+        labels = _assign_l2(X, centroids)
         # A centre that ends up with no row (rare: FAISS re-seeds empty clusters while it iterates) is dropped,
         # so cluster ids stay contiguous; n_clusters in the metrics then says how many were found.
         self.labels_, used = _compact(labels, self.n_clusters)
-        self.cluster_centers_ = np.ascontiguousarray(best.centroids[used], dtype=np.float32)
-        self.inertia_ = float(best.obj[-1])  # on the sample
+        self.cluster_centers_ = np.ascontiguousarray(centroids[used], dtype=np.float32)
+        self.inertia_ = inertia  # on the sample
         self.centroids_ = cluster_centroids(X, self.labels_)
         return self
 

@@ -79,13 +79,15 @@ def neighbour_probabilities(X: np.ndarray, y: np.ndarray, classes: np.ndarray, k
 
 
 def _nearest(X: np.ndarray, k: int) -> np.ndarray:
+    index: faiss.Index
     if len(X) <= EXACT_NEIGHBOURS_UPTO:
         index = faiss.IndexFlatIP(X.shape[1])
     else:
         nlist = int(4 * np.sqrt(len(X)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(X.shape[1]), X.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(X[np.random.default_rng(0).choice(len(X), min(len(X), 64 * nlist), replace=False)])
-        index.nprobe = 16
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(X.shape[1]), X.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(X[np.random.default_rng(0).choice(len(X), min(len(X), 64 * nlist), replace=False)])
+        ivf.nprobe = 16
+        index = ivf
     index.add(X)
     return index.search(X, k)[1]
 

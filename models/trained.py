@@ -70,7 +70,8 @@ class TrainedModels:
             proba = self.models["svm"].predict_proba(X)
             best = proba.argmax(axis=1)
             classes = np.asarray(self.models["svm"].classes_)
-            labels = [(str(classes[b]), float(proba[i, b])) for i, b in enumerate(best)]
+            labels: list[tuple[str | None, float | None]] = [
+                (str(classes[b]), float(proba[i, b])) for i, b in enumerate(best)]
         else:
             labels = [(None, None)] * len(X)
         return [

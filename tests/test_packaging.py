@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -43,3 +45,26 @@ def test_the_wheel_installs_only_imgsearch(tmp_path):
         entry_points = whl.read(f"{dist_info}/entry_points.txt").decode()
     assert "\nName: imgsearch-selfhosted\n" in metadata
     assert "imgsearch = imgsearch.ui.cli:run" in entry_points
+
+
+def _typecheck_script():
+    spec = importlib.util.spec_from_file_location("typecheck", ROOT / "scripts" / "typecheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_type_check_tree_is_the_installed_package(tmp_path):
+    # mypy sees `imgsearch` through scripts/typecheck.py's symlinks: they must be exactly the sub-packages that
+    # setuptools installs and Python imports, or a package would go unchecked (or be checked under a wrong name).
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        setuptools = tomllib.load(f)["tool"]["setuptools"]
+    namespace = _typecheck_script().build_tree(ROOT, tmp_path / "tree")
+    linked = {link.name: link.resolve() for link in namespace.iterdir()}
+    assert {f"imgsearch.{name}" for name in linked} == set(setuptools["package-dir"])
+    for name, target in linked.items():
+        assert target == (ROOT / setuptools["package-dir"][f"imgsearch.{name}"]).resolve()
+        spec = importlib.util.find_spec(f"imgsearch.{name}")
+        assert [Path(p).resolve() for p in spec.submodule_search_locations] == [target]
+    for package in setuptools["packages"]:
+        assert (namespace.parent / package.replace(".", "/")).is_dir(), package

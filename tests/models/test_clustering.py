@@ -145,6 +145,9 @@ def test_kmeans_is_seeded_and_predicts_its_own_assignment():
     assert small.labels_.shape == (150,) and small.predict(X[:3]).shape == (3,)
     with pytest.raises(ValueError, match="init must be"):
         KMeansClusterer(5, init="forgy").fit(X)
+    # No start at all is refused as sklearn's KMeans refuses it (it failed on None after zero starts).
+    with pytest.raises(ValueError, match="n_init must be at least 1"):
+        KMeansClusterer(5, n_init=0).fit(X)
 
 
 def test_sampled_silhouette_is_exact_on_all_rows_and_seeded_on_a_sample():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +17,7 @@ from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings
 
 API_VERSION = "v1"
-_ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 500, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 500, 503)}
 
 
 def create_app(settings: Settings | None = None, api_key: str | None = None, *, ctx: Context | None = None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from datetime import date
-from typing import Annotated, Any
+from types import GenericAlias
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import Query, Request
@@ -17,6 +18,7 @@ from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults
 from imgsearch.ui.api.state import ApiState
 from imgsearch.ui.services import inputs
+from imgsearch.ui.services.filter_fields import condition_name
 from imgsearch.ui.services.query import check_searchable, query_vector
 
 K_DEFAULT = 10
@@ -88,45 +90,50 @@ def results(response: SearchResponse, query: str, backend: str, k: int, offset: 
 def _param_name(f: PayloadField) -> str:
     """The query parameter: the payload key for list fields (label=a&label=b), the condition name for bounds
     (min_confidence=0.8)."""
-    return f.key if f.match == "any" else f.name
+    return f.key if f.match == "any" else condition_name(f)
 
 
-def _annotation(f: PayloadField):
+# The parameters' annotations are built at run time from the schema, for FastAPI to read: values, not static
+# types (a type checker cannot follow a type held in a variable), so they are made through an untyped alias.
+_RuntimeAnnotated: Any = Annotated
+
+
+def _annotation(f: PayloadField) -> Any:
     # An integer field holds what the stores hold (int64): a value past it is a 422, not an overflow in a store.
     value_type = Int64 if f.python_type is int else f.python_type
     if f.match == "min":
         low, high = f.bounds or (None, None)
-        return Annotated[value_type | None, Query(alias=_param_name(f), ge=low, le=high,
-                                                  description=f"Only images whose {f.noun} is at least this.")]
-    return Annotated[list[value_type] | None, Query(alias=_param_name(f),
-                                                    description=f"Only this {f.noun} (repeatable).")]
+        return _RuntimeAnnotated[value_type | None, Query(
+            alias=_param_name(f), ge=low, le=high, description=f"Only images whose {f.noun} is at least this.")]
+    return _RuntimeAnnotated[GenericAlias(list, (value_type,)) | None, Query(  # list[value_type]
+        alias=_param_name(f), description=f"Only this {f.noun} (repeatable).")]
 
 
-def _condition_annotation(p: ConditionParam):
+def _condition_annotation(p: ConditionParam) -> Any:
     """The date range's and the place's parameters (taken_after=2021-05-01, near=38.72,-9.14,25km, ...)."""
     value_type = {"date": date, "point": str, "km": float, "bool": bool}[p.kind]
-    extra = {"gt": 0} if p.kind == "km" else {}
-    return Annotated[value_type | None, Query(alias=p.name, description=p.help, **extra)]
+    extra: dict[str, Any] = {"gt": 0} if p.kind == "km" else {}
+    return _RuntimeAnnotated[value_type | None, Query(alias=p.name, description=p.help, **extra)]
 
 
 def _filter_from_params(**values: Any) -> Filter:
     conditions = {}
     for f in FILTER_FIELDS:
-        value = values.get(f.name)
+        value = values.get(condition_name(f))
         if value is not None and f.parse is not None:  # as the CLI parses what a person typed
             value = [f.parse(v) for v in value] if f.match == "any" else f.parse(value)
         conditions[f.key] = value
     try:
         photo = conditions_from_params({p.name: values.get(p.name) for p in CONDITION_PARAMS})
-        return Filter(**{f.name: conditions[f.key] for f in FILTER_FIELDS}, **photo)
+        return Filter(**{condition_name(f): conditions[f.key] for f in FILTER_FIELDS}, **photo)
     except ValueError as exc:  # a malformed place, a radius without one, a range that ends before it starts
         raise ApiError(422, "invalid_request", str(exc)) from None
 
 
 # FastAPI reads a dependency's parameters from its signature: a new filterable field in the schema is a new
 # query parameter here with no edit to this file (as the CLI's options are built).
-_filter_from_params.__signature__ = inspect.Signature([
-    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_annotation(f))
+cast(Any, _filter_from_params).__signature__ = inspect.Signature([
+    inspect.Parameter(condition_name(f), inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_annotation(f))
     for f in FILTER_FIELDS
 ] + [
     inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_condition_annotation(p))

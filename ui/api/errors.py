@@ -91,7 +91,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
-        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        first: dict[str, Any] = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(p for p in first["loc"] if p not in ("query", "body", "path"))
         message = f"{where}: {first['message']}" if where else first["message"]
         return error_response(422, "invalid_request", message, details=details)

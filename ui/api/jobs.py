@@ -76,5 +76,4 @@ def cancel(state: State, job_id: Id) -> JobInfo:
         if not jobs.cancel_job(session, job_id):
             raise ApiError(409, "not_cancellable", f"Job {job_id} is {job.status}: only a queued job can be "
                                                    "cancelled.")
-    with state.Session() as session:
-        return job_info(session.get(Job, job_id))
+    return get_job(state, job_id)

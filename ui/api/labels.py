@@ -8,11 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from imgsearch.db.models import Job
 from imgsearch.models.teaching import DEFAULT_METHOD, METHODS
 from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError
-from imgsearch.ui.api.jobs import job_info
+from imgsearch.ui.api.jobs import get_job
 from imgsearch.ui.api.schemas import Id, JobInfo
 from imgsearch.ui.api.state import ApiState
 from imgsearch.ui.services import teaching
@@ -112,6 +111,4 @@ def skip(state: State, name: Name, body: Ids) -> TeachStatus:
 @router.post("/{name}/done", response_model=JobInfo, status_code=202,
              summary="Queue the training run that lets the classifiers learn the label")
 def done(state: State, name: Name) -> JobInfo:
-    job_id = teaching.finish(state.ctx, name)
-    with state.Session() as s:
-        return job_info(s.get(Job, job_id))
+    return get_job(state, teaching.finish(state.ctx, name))

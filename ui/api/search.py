@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
@@ -40,13 +41,20 @@ ClassAware = Annotated[bool, Query(description=(
 Collapse = Annotated[bool, Query(description="One result per near-duplicate group (the best ranked).")]
 
 
-def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
-                class_aware: bool = False, collapse: bool = False) -> SearchResults:
+def _query(state: ApiState, data: bytes | None, image_id: int | None) -> tuple[np.ndarray, int | None, str]:
+    """(the query vector, the catalogue id to leave out of its results, the query as the results name it) for an
+    upload (`data`) or a catalogued image."""
     if data is not None:
         xq, exclude = deps.upload_query(state, data)
-        query = "upload"
-    else:
-        xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
+        return xq, exclude, "upload"
+    if image_id is None:
+        raise ValueError("a query is an upload or an image id")
+    return deps.stored_query(state, image_id), image_id, f"image {image_id}"
+
+
+def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
+                class_aware: bool = False, collapse: bool = False) -> SearchResults:
+    xq, exclude, query = _query(state, data, image_id)
     proba = None
     trained = state.trained() if class_aware else None
     if trained is not None and trained.has_classifier:
@@ -58,11 +66,7 @@ def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: in
 
 def _filtered(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
               flt: Filter) -> SearchResults:
-    if data is not None:
-        xq, exclude = deps.upload_query(state, data)
-        query = "upload"
-    else:
-        xq, exclude, query = deps.stored_query(state, image_id), image_id, f"image {image_id}"
+    xq, exclude, query = _query(state, data, image_id)
     response = state.service().filtered(xq, offset + k, flt, exclude_id=exclude)
     return deps.results(response, query, "qdrant", k, offset, flt)
 

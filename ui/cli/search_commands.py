@@ -101,6 +101,7 @@ def search_cmd(
     if text is not None:
         with open_context("search", data_dir=data_dir) as ctx:
             return search_text(ctx, text, k, flt, collapse)
+    assert image is not None  # one of the two, and not the text
     with open_context("search", data_dir=data_dir) as ctx:  # closes the stores on every exit, fail included
         service, query = search_query(ctx, image)
         xq = query.vector
@@ -110,13 +111,12 @@ def search_cmd(
             trained = ctx.trained(lazy=True)
             svm = trained.query_classifier() if trained is not None and trained.has_classifier else None
         except ModelLoadError as exc:  # the neighbours do not need the models: say so and go on
-            trained = None
+            trained, svm = None, None
             console.print(f"[yellow]warning:[/] {exc}. The predicted labels below are the stored ones, from models "
                           "that are gone; `imgsearch doctor` checks them.", highlight=False)
-        has_classifier = trained is not None and trained.has_classifier
         filtered = flt is not None and not flt.is_empty()
         proba = None
-        if class_aware and has_classifier and not filtered:
+        if class_aware and svm is not None and not filtered:
             from imgsearch.search.class_aware import query_distribution
 
             proba = query_distribution(svm, xq)
@@ -125,7 +125,7 @@ def search_cmd(
                else "FAISS neighbours, class-aware" if proba is not None else "FAISS neighbours")
         if response.source == "qdrant":  # a Qdrant server, and this host's mirror is behind it
             how = how.replace("FAISS", "Qdrant") + " (the FAISS mirror is stale: `imgsearch mirror sync`)"
-        if has_classifier:
+        if svm is not None:
             top = top_k(svm.predict_proba(xq[None, :]), svm.classes_, k=5)[0]
             console.print("predicted class: " + ", ".join(f"{lab} {p:.2f}" for lab, p in top))
         if collapse:

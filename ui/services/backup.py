@@ -308,7 +308,7 @@ def _write_backup(settings: Settings, backbone: BackboneId, out: Path, folders: 
     if (data_dir / BACKBONE_RECORD).exists():
         shutil.copy2(data_dir / BACKBONE_RECORD, out / BACKBONE_RECORD)
     stores = count_copies(out)
-    if server_points is not None:
+    if qdrant is not None and server_points is not None:
         stores[f"{SERVER_EXPORT}/{qdrant.collection}"] = server_points
     manifest = {
         "format": FORMAT,

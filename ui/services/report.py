@@ -47,7 +47,7 @@ def runs_table(title: str, runs: list, metrics: dict[int, dict[str, float]]) -> 
     """One row per run (newest first) with its counts and headline metrics."""
     table = Table(title=title)
     for col in ("run", "kind", "started", "backbone", "outcome", "images", "skipped", "dupl.",
-                *(x.column for x in RUN_COLUMNS)):
+                *(x.column for x in RUN_COLUMNS if x.column)):  # all have one: run_columns() keeps those
         table.add_column(col, no_wrap=True)
     for r in runs:
         m = metrics.get(r.id, {})

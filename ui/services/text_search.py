@@ -87,12 +87,13 @@ def search_words(Session, faiss: VectorIndex, text: str | TextQuery, k: int = 10
     index = index if index is not None else load_tag_index(Session)
     stored = set(faiss.ids().tolist())
     payloads: dict[int, dict] = {}
-    filtered = flt is not None and not flt.is_empty()
+    active = flt if flt is not None and not flt.is_empty() else None
+    filtered = active is not None
 
     def accept(ids: list[int]) -> list[bool]:
         present = [i for i in ids if i in stored and i not in payloads]
         payloads.update(zip(present, faiss.get_payloads(present), strict=True))
-        return [i in payloads and (not filtered or flt.matches(payloads[i])) for i in ids]
+        return [i in payloads and (active is None or active.matches(payloads[i])) for i in ids]
 
     want = offset + k
     hits = index.search(query, want * 3 if collapse else want, accept)

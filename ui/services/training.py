@@ -137,8 +137,16 @@ def train(
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result)
         repo.record_metrics(s, run_id, {"time.train_s": now - t_fit, "time.total_s": now - (started or t_fit)})
-        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=len(ids))
+        repo.finish_run(s, _run(s, run_id), "ok", n_images=len(ids))
     return result, trained, ids
+
+
+def _run(s: Session, run_id: int) -> repo.Run:
+    """The row of a training run this process started or loaded the models of."""
+    run = s.get(repo.Run, run_id)
+    if run is None:
+        raise LookupError(f"training run {run_id} is not in the catalogue")
+    return run
 
 
 def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: bool = False) -> int:
@@ -151,7 +159,7 @@ def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: 
         return 0
     if not force:
         with ctx.Session() as s:
-            if repo.stale_predictions(s, s.get(repo.Run, trained.run_id)) == 0:
+            if repo.stale_predictions(s, _run(s, trained.run_id)) == 0:
                 return 0
     return refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained)
 
@@ -293,7 +301,8 @@ def run_training(
     # Tags for images ingested before tags existed (their features were cached, so ingest did not run the head).
     backfill = backfill_tags(ctx.Session, bb, ctx.stores, settings.effective_batch_size, default_workers(settings),
                              settings.max_image_pixels, progress=progress, should_stop=should_stop)
-    tag_notes = [backfill.describe()] if backfill.describe() else []
+    described = backfill.describe()
+    tag_notes = [described] if described else []
     recorded = {"k": fit.k_clusters, "seed": fit.seed, "val_fraction": fit.val_fraction}
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, recorded)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
@@ -320,7 +329,8 @@ def run_training(
     except BaseException as exc:
         with ctx.Session.begin() as s:
             run = s.get(repo.Run, run_id)
-            if run.outcome == "running":  # not if the switch was committed and the error came after it
+            # Not if the switch was committed and the error came after it.
+            if run is not None and run.outcome == "running":
                 outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 repo.finish_run(s, run, outcome, message=f"{type(exc).__name__}: {exc}")
         raise

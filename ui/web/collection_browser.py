@@ -26,7 +26,8 @@ def browse_dialog(state: resources.AppState) -> None:
     sizes = {value: n for value, _, n in groups}
     names = {value: f"{name} ({n:,} images)" for value, name, n in groups}
     # Options are the group values; the box searches their display names ("sunflower" finds 054_sunflower).
-    value = st.selectbox(by[0].upper() + by[1:], list(names), format_func=names.get, key=f"{PREFIX}_{attribute}")
+    value = st.selectbox(by[0].upper() + by[1:], list(names), format_func=names.__getitem__,
+                         key=f"{PREFIX}_{attribute}")
     pages = max(1, -(-sizes[value] // PER_PAGE))
     number = st.number_input(f"Page (of {pages:,}, {PER_PAGE} images each)", 1, pages, 1,
                              key=f"{PREFIX}_page_{attribute}_{value}")

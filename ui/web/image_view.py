@@ -55,7 +55,7 @@ def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_
         if summary := photo_info.summary(row):
             st.caption(summary)
         names = resources.cluster_names(state.key, state.version)
-        named = {a: names[a].get(c) for a, c in (("kmeans", row.kmeans_cluster),
+        named = {a: names[a][c] for a, c in (("kmeans", row.kmeans_cluster),
                                                    ("agglomerative", row.agglo_cluster)) if c in names[a]}
         details = views.image_details(row, extra, named)
         st.table({"": [k for k, _ in details], "value": [v for _, v in details]})

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -20,6 +21,7 @@ from PIL import Image
 
 from imgsearch.search.condition_params import CONDITION_PARAMS, DEFAULT_RADIUS_KM, ConditionParam, parse_point
 from imgsearch.search.payload import FILTER_FIELDS
+from imgsearch.ui.services.filter_fields import bounds
 
 Q, K, SOURCE, PICK = "q", "k", "query_source", "query_pick"
 TEXT = "text"  # the Search page's words (search by automatic tags), `?text=` in the URL
@@ -63,7 +65,7 @@ def clear_filters() -> None:
     """Every filter back to none. Set, not popped: a popped key leaves the browser's widget holding its old values,
     which come back with the next change of any filter."""
     for f in FILTER_FIELDS:
-        st.session_state[filter_key(f)] = [] if f.match == "any" else f.bounds[0]
+        st.session_state[filter_key(f)] = [] if f.match == "any" else bounds(f)[0]
     for p in CONDITION_PARAMS:
         st.session_state[param_key(p)] = param_default(p)
 
@@ -85,7 +87,7 @@ def photo_conditions() -> dict[str, object]:
     payload.conditions_from_params."""
     out: dict[str, object] = {}
     for p in CONDITION_PARAMS:
-        value = st.session_state.get(param_key(p))
+        value: Any = st.session_state.get(param_key(p))  # what the widget holds: a day, text, a number, a choice
         if p.kind == "bool":
             value = {PLACE_CHOICES[1]: True, PLACE_CHOICES[2]: False}.get(value)
         elif p.kind == "point":
@@ -187,7 +189,7 @@ def _to_url(p: ConditionParam, value: object) -> str | None:
     if p.kind == "km":
         near = st.session_state.get(param_key(_NEAR))
         return f"{value:g}" if near and isinstance(value, (int, float)) and value != DEFAULT_RADIUS_KM else None
-    return {PLACE_CHOICES[1]: "yes", PLACE_CHOICES[2]: "no"}.get(value)
+    return {PLACE_CHOICES[1]: "yes", PLACE_CHOICES[2]: "no"}.get(value) if isinstance(value, str) else None
 
 
 def write_url(with_filters: bool = False, with_text: bool = False,

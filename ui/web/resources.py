@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -48,6 +49,20 @@ class AppState:
     version: tuple
     trained: TrainedModels | None
     service: SearchService | None
+
+    @property
+    def search_service(self) -> SearchService:
+        """`service`, on a page that searches: its state is loaded with the models (load_state's default)."""
+        if self.service is None:
+            raise RuntimeError("this page's state was loaded without the models: load_state(load_models=False)")
+        return self.service
+
+    @property
+    def current_models(self) -> TrainedModels:
+        """`trained`, on a page loaded with load_state(require_trained=True), which stops without them."""
+        if self.trained is None:
+            raise RuntimeError("this page's state was loaded without require_trained=True")
+        return self.trained
 
 
 def settings_key(settings: Settings) -> str:
@@ -103,7 +118,7 @@ def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
     if run_id is None:
         return None
     trained = loaded_context(key).trained(lazy=True)  # the app never reads the forest's large file
-    if trained.has_classifier:
+    if trained is not None and trained.has_classifier:
         trained.models["svm"]  # noqa: B018 - every query uses it: read it here, under the cache's spinner
     return trained
 
@@ -239,8 +254,8 @@ def pca_points(key: str, version: tuple, n_max: int = 3000, seed: int = 0):
     ids = faiss.ids()
     if len(ids) > n_max:
         ids = np.sort(np.random.default_rng(seed).choice(ids, n_max, replace=False))
-    ids = [int(i) for i in ids]
-    return pca_frame(faiss.get_vectors(ids), faiss.get_payloads(ids), random_state=seed)
+    sample = [int(i) for i in ids]
+    return pca_frame(faiss.get_vectors(sample), faiss.get_payloads(sample), random_state=seed)
 
 
 @st.cache_data(show_spinner="Embedding the query…", max_entries=64)
@@ -317,8 +332,9 @@ BROWSE_BY = {"label": "label", "folder": "source_folder", "K-Means cluster": "km
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def browse_groups(key: str, version: tuple, attribute: str) -> list[tuple[object, str, int]]:
-    """(value, display name, images) of each group of the collection by `attribute` (counts only, no images)."""
+def browse_groups(key: str, version: tuple, attribute: str) -> list[tuple[Any, str, int]]:
+    """(value, display name, images) of each group of the collection by `attribute` (counts only, no images):
+    the value is a label or a folder (str), or a cluster (int)."""
     from imgsearch.ui.web.views import cluster_name, display_label, short_path
 
     with context(key).Session() as s:

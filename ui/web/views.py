@@ -151,7 +151,7 @@ def photo_details(row: Any) -> list[tuple[str, str]]:
     return out
 
 
-def top_classes(proba: np.ndarray, classes: Sequence[str], n: int = 5) -> pd.DataFrame:
+def top_classes(proba: np.ndarray | Sequence[float], classes: Sequence[str], n: int = 5) -> pd.DataFrame:
     """proba: (n_classes,) -> the n most probable classes, most probable first."""
     proba = np.asarray(proba, dtype=float).reshape(-1)
     order = np.argsort(-proba, kind="stable")[:n]
@@ -347,7 +347,7 @@ def palette(n: int) -> list[str]:
     return out
 
 
-def map_frame(ids: Sequence[int], pca: np.ndarray, umap: np.ndarray | None, rows: Mapping[int, Any],
+def map_frame(ids: Sequence[int] | np.ndarray, pca: np.ndarray, umap: np.ndarray | None, rows: Mapping[int, Any],
               cluster_names: Mapping[str, Mapping[int, str]] | None = None) -> pd.DataFrame:
     """One row per mapped image still in the catalogue (`rows`: id -> catalogue row), with both projections and
     the display names to colour and hover by."""

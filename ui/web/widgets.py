@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -27,6 +28,7 @@ GRID_COLUMNS = 5
 SCROLL_UP = qs.SCROLL_UP
 # A slot under a card's caption for a page's own controls (e.g. tick boxes): called with the card's item.
 CardExtra = Callable[[object], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -191,8 +193,9 @@ def _picked_row(state: AppState, parsed: tuple[str, str] | None):
 def k_slider() -> int:
     # A default only for a session without k yet: the key is kept across pages (query_state.keep), and a default
     # beside a set key makes Streamlit log a warning on every run.
-    default = {} if qs.K in st.session_state else {"value": qs.K_DEFAULT}
-    return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, key=qs.K, **default)
+    if qs.K in st.session_state:
+        return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, key=qs.K)
+    return st.sidebar.slider("Neighbours (k)", 1, qs.K_MAX, value=qs.K_DEFAULT, key=qs.K)
 
 
 def show_query(query: Query) -> None:
@@ -259,7 +262,7 @@ div[class*="{GRID_SUFFIX}"] [data-testid="stHorizontalBlock"]:has(> [data-testid
 </style>"""
 
 
-def _grid(items: Sequence, draw: Callable[[object], None], switch_to_search: bool, prefix: str) -> None:
+def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool, prefix: str) -> None:
     """Cards in rows of GRID_COLUMNS (fewer on a narrow page); then the dialog of the card whose "Open" was
     clicked, if any."""
     st.html(GRID_CSS)

@@ -23,7 +23,7 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
         st.info(f"No image has a cluster yet: run `{resources.TRAIN_HINT}`.")
         return
     with state.ctx.Session() as s:
-        metrics = repo.run_metrics(s, state.trained.run_id)
+        metrics = repo.run_metrics(s, state.current_models.run_id)
     cols = st.columns(4)
     cols[0].metric("clusters", len(rows))
     for col, name in zip(cols[1:], ("purity", "silhouette", "davies_bouldin"), strict=True):
@@ -35,12 +35,12 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     })
     by_id = frame.set_index("cluster")
 
-    def name(c) -> str:  # unlabelled clusters by their most frequent automatic tags
+    def cluster_title(c) -> str:  # unlabelled clusters by their most frequent automatic tags
         return f"{views.cluster_name(c, by_id.at[c, 'dominant_label'], by_id.at[c, 'top_tags'])} " \
                f"({by_id.at[c, 'size']:,} images)"
 
     cluster = st.selectbox("Show images of cluster", frame["cluster"].tolist(), key=f"{PREFIX}_{algorithm}_pick",
-                           format_func=name)
+                           format_func=cluster_title)
     size = int(by_id.at[cluster, "size"])
     pages = max(1, -(-size // MEMBERS_PER_PAGE))
     number = st.number_input(f"Page (of {pages:,}, {MEMBERS_PER_PAGE} images each)", 1, pages, 1,
@@ -53,8 +53,8 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     if st.toggle("Export this cluster (CSV/JSON)", key=f"{PREFIX}_{algorithm}_export_{cluster}"):
         with state.ctx.Session() as s:
             ids = [i for i, _, _ in data.cluster_members(s, algorithm, int(cluster), limit=size)]
-            rows = repo.images_by_ids(s, ids)
-            everyone = image_rows([rows[i] for i in ids if i in rows])
+            images = repo.images_by_ids(s, ids)
+            everyone = image_rows([images[i] for i in ids if i in images])
         export_widgets.download_buttons(everyone, f"{algorithm}_cluster_{cluster}", f"{PREFIX}_{algorithm}")
     first = (number - 1) * MEMBERS_PER_PAGE + 1
     st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}, most confident prediction first")
@@ -81,7 +81,7 @@ def map_section(state: resources.AppState) -> None:
     projection = left.radio("Projection", list(projections), horizontal=True, key=f"{PREFIX}_projection")
     color = right.radio("Colour by", list(views.MAP_COLOURS), horizontal=True, key=f"{PREFIX}_map_color")
     st.caption(f"{len(frame):,} of {stored.n_total:,} images (a sample drawn with seed {stored.seed}), computed "
-               f"once by training run {state.trained.run_id}. Click a point to open its image; drag to pan, "
+               f"once by training run {state.current_models.run_id}. Click a point to open its image; drag to pan, "
                "scroll to zoom.")
     fig = resources.map_figure(state.key, state.version, projections[projection], views.MAP_COLOURS[color])
     event = st.plotly_chart(fig, key=f"{PREFIX}_map", on_select="rerun", selection_mode="points",
@@ -116,7 +116,7 @@ def _clicked_id(event) -> int | None:
 def main() -> None:
     st.title("Clusters")
     state = resources.load_state(require_trained=True)
-    st.caption(f"Models of training run {state.trained.run_id} · backbone `{state.ctx.backbone.name}`")
+    st.caption(f"Models of training run {state.current_models.run_id} · backbone `{state.ctx.backbone.name}`")
     tabs = st.tabs(list(ALGORITHMS))
     for tab, algorithm in zip(tabs, ALGORITHMS.values(), strict=True):
         with tab:

@@ -3,14 +3,17 @@ image, the matching images themselves, sorted by confidence, date or name."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
+from functools import partial
+from typing import Any
 
 import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.search.condition_params import CONDITION_PARAMS, conditions_from_params
 from imgsearch.search.payload import BY_KEY, FILTER_FIELDS, Filter
+from imgsearch.ui.services.filter_fields import bounds, condition_name
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web import resources, views, widgets
 
@@ -23,19 +26,23 @@ HELP = {"source_folder": "Folders shown by their last two parts; the full path i
         "label": "Labels shown without numeric prefixes and underscores."}
 
 
-def option_formats(state: resources.AppState) -> dict:
+def option_formats(state: resources.AppState) -> dict[str, Callable[[Any], str]]:
     """How each filter's options read: display labels, clusters named by their dominant label, short folders."""
-    names = {}
+    names: dict[str, Callable[[Any], str]] = {}
     if state.trained is not None:
         for key, algorithm in (("kmeans_cluster", "kmeans"), ("agglo_cluster", "agglomerative")):
             summary = {r["cluster"]: r["dominant_label"] for r in resources.cluster_summary(
                 state.key, state.version, algorithm)}
-            names[key] = lambda c, summary=summary: views.cluster_name(c, summary.get(c))
+            names[key] = partial(_cluster_title, summary)
     return {"label": views.display_label, "predicted_label": views.display_label, "source_folder": views.short_path,
             **names}
 
 
-def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
+def _cluster_title(dominant_labels: Mapping[int, str | None], cluster: int) -> str:
+    return views.cluster_name(cluster, dominant_labels.get(cluster))
+
+
+def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, Callable[[Any], str]],
                    days: tuple[date, date] | None = None) -> Filter:
     """One widget per filterable payload field (the schema's order, lists before bounds); empty = no condition;
     then the date taken (`days`: the collection's first and last) and the place.
@@ -46,7 +53,7 @@ def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
     sb = st.sidebar
     sb.header("Filters")
     sb.button("Clear filters", key=f"{PREFIX}_clear", on_click=qs.clear_filters)
-    conditions = {}
+    conditions: dict[str, Any] = {}
     photo = None
     for f in sorted(FILTER_FIELDS, key=lambda f: f.match != "any"):
         key = qs.filter_key(f)
@@ -59,10 +66,10 @@ def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, object],
             conditions[f.key] = sb.multiselect(f.title, options, key=key, format_func=formats.get(f.key, str),
                                                help=HELP.get(f.key)) or None
         else:
-            low, high = f.bounds
+            low, high = bounds(f)
             bound = sb.slider(f.title, low, high, low, (high - low) / 20, key=key)
             conditions[f.key] = bound if bound > low else None
-    named = {BY_KEY[key].name: value for key, value in conditions.items()}
+    named = {condition_name(BY_KEY[key]): value for key, value in conditions.items()}
     return Filter(**named, **(photo if photo is not None else photo_filters(days)))
 
 
@@ -70,8 +77,10 @@ def _date_input(label: str, key: str, days: tuple[date, date]) -> None:
     value = st.session_state.get(key)
     if value is not None and not days[0] <= value <= days[1]:  # from a link: clamped to the collection's days
         st.session_state[key] = min(max(value, days[0]), days[1])
-    default = {} if key in st.session_state else {"value": None}  # empty: no bound
-    st.date_input(label, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD", **default)
+    if key in st.session_state:
+        st.date_input(label, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD")
+    else:  # empty: no bound
+        st.date_input(label, value=None, min_value=days[0], max_value=days[1], key=key, format="YYYY-MM-DD")
 
 
 def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
@@ -113,9 +122,10 @@ def photo_filters(days: tuple[date, date] | None) -> dict[str, object]:
     return {}
 
 
-def browse_conditions(flt: Filter, leave_out: str | None = None) -> dict[str, tuple[str, object]]:
+def browse_conditions(flt: Filter, leave_out: str | None = None) -> dict[str, tuple[str, Any]]:
     """The filter as catalogue conditions (attribute -> (match, value)) for db.collection.browse."""
-    return {f.source: (f.match, value) for f, value in flt.conditions() if f.key != leave_out}
+    return {f.source: (f.match, value) for f, value in flt.conditions()
+            if f.key != leave_out and f.match is not None}  # a condition's field has a match: every one
 
 
 def browse(state: resources.AppState, flt: Filter) -> None:
@@ -164,7 +174,7 @@ def main() -> None:
         browse(state, flt)
         return
     with widgets.store_errors():
-        response = state.service.filtered(query.vector, k, flt, exclude_id=query.exclude_id)
+        response = state.search_service.filtered(query.vector, k, flt, exclude_id=query.exclude_id)
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name, r.label) for r in response.results]
 
     left, right = st.columns([1, 3])

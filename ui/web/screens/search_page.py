@@ -170,7 +170,7 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
     flt = session_filter()
     try:
         with widgets.store_errors():
-            response = search_words(state.ctx.Session, state.service.faiss, text, k, flt, collapse,
+            response = search_words(state.ctx.Session, state.search_service.faiss, text, k, flt, collapse,
                                     index=resources.tag_index(state.key, state.version))
     except TextSearchError as exc:
         st.warning(exc.message)
@@ -232,14 +232,14 @@ def main() -> None:
             pos, neg, _ = recommend
             try:
                 # one more, for the query itself: the notice says the examples and the query are left out
-                found = state.service.recommend(pos, neg, (k * POOL_FACTOR if collapse or mmr_lambda else k) + 1)
+                found = state.search_service.recommend(pos, neg, (k * POOL_FACTOR if collapse or mmr_lambda else k) + 1)
             except KeyError as exc:
                 st.warning(f"A ticked image is no longer in the collection ({exc}): clear the ticks.")
                 found = SearchResponse([])
             found.results = [r for r in found.results if r.id != query.exclude_id]
-            response = state.service.diversified(found, k, Ranking(None, collapse, mmr_lambda))
+            response = state.search_service.diversified(found, k, Ranking(None, collapse, mmr_lambda))
         else:
-            response = state.service.ranked(query.vector, k, ranking, exclude_id=query.exclude_id)
+            response = state.search_service.ranked(query.vector, k, ranking, exclude_id=query.exclude_id)
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
 
     left, right = st.columns([1, 2])

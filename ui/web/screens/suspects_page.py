@@ -4,6 +4,8 @@ as the first action only when the current model and the neighbours support it, e
 
 from __future__ import annotations
 
+from typing import Literal
+
 import streamlit as st
 
 from imgsearch.db import collection as data
@@ -60,7 +62,7 @@ def review(state: resources.AppState, image) -> None:
         else:
             st.info(f"No trained classifier: run `{resources.TRAIN_HINT}`.")
     st.subheader("Nearest labelled neighbours")
-    response = state.service.neighbours(vector, 8, exclude_id=image.id)
+    response = state.search_service.neighbours(vector, 8, exclude_id=image.id)
     cols = st.columns(4)
     for j, r in enumerate(response.results):
         with cols[j % 4]:
@@ -68,6 +70,7 @@ def review(state: resources.AppState, image) -> None:
     supported, line = evidence(state, image, vector, response.results)
     st.caption(line)
     a, b, c = st.columns(3)
+    keep_type: Literal["primary", "secondary"]
     # The first action is the one the evidence supports: the suggestion only when the current model and the
     # neighbours both prefer it; otherwise keeping the label, and the suggestion is left to a review.
     if supported:

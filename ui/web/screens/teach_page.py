@@ -48,7 +48,7 @@ def pick_from_neighbours(state: resources.AppState) -> tuple[list[int], list[int
     except KeyError:
         st.warning(f"Image {int(seed)} is not in the vector index.")
         return [], []
-    results = state.service.neighbours(vector, NEIGHBOURS).results
+    results = state.search_service.neighbours(vector, NEIGHBOURS).results
     st.caption(f"The image and its {len(results) - 1} nearest neighbours: tick the examples.")
     positive, negative = [], []
     for start in range(0, len(results), 5):
