@@ -21,7 +21,9 @@ from imgsearch.db import leases
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.leases import keep_run
-from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_folder, refresh_payloads
+from imgsearch.ingest.pipeline import IngestReport, ingest_folder
+from imgsearch.ingest.predictions import refresh_payloads
+from imgsearch.ingest.recovery import close_dead_runs
 from imgsearch.ingest.tag_backfill import backfill_tags
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment
@@ -137,7 +139,7 @@ def train(
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result)
         repo.record_metrics(s, run_id, {"time.train_s": now - t_fit, "time.total_s": now - (started or t_fit)})
-        repo.finish_run(s, s.get(repo.Run, run_id), "ok", n_images=len(ids))
+        repo.finish_run(s, s.get_one(repo.Run, run_id), "ok", n_images=len(ids))
     return result, trained, ids
 
 
@@ -151,7 +153,7 @@ def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: 
         return 0
     if not force:
         with ctx.Session() as s:
-            if repo.stale_predictions(s, s.get(repo.Run, trained.run_id)) == 0:
+            if repo.stale_predictions(s, s.get_one(repo.Run, trained.run_id)) == 0:
                 return 0
     return refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained)
 
@@ -293,7 +295,7 @@ def run_training(
     # Tags for images ingested before tags existed (their features were cached, so ingest did not run the head).
     backfill = backfill_tags(ctx.Session, bb, ctx.stores, settings.effective_batch_size, default_workers(settings),
                              settings.max_image_pixels, progress=progress, should_stop=should_stop)
-    tag_notes = [backfill.describe()] if backfill.describe() else []
+    tag_notes = [note] if (note := backfill.describe()) else []
     recorded = {"k": fit.k_clusters, "seed": fit.seed, "val_fraction": fit.val_fraction}
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, recorded)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
@@ -319,7 +321,7 @@ def run_training(
                                        fit.val_fraction, fit.seed, started=t0)
     except BaseException as exc:
         with ctx.Session.begin() as s:
-            run = s.get(repo.Run, run_id)
+            run = s.get_one(repo.Run, run_id)
             if run.outcome == "running":  # not if the switch was committed and the error came after it
                 outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 repo.finish_run(s, run, outcome, message=f"{type(exc).__name__}: {exc}")
