@@ -31,6 +31,7 @@ CATALOGUE_FIELDS = ("path", "file_name", "label", "content_hash", "source_folder
 SAMPLE = 256  # points whose vectors and predictions are compared; a full comparison reads every vector twice
 PAYLOAD_SLICE = 4096  # --deep compares every payload, this many points at a time
 
+
 def check(
     Session: sessionmaker[Session],
     stores: Stores,
