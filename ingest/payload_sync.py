@@ -35,7 +35,7 @@ MAX_ROUNDS = 8
 
 def catalogue_payload(row: Any) -> dict[str, Any]:
     """The fields of a point's payload that come from its catalogue row (the predictions belong to the stores'
-    backbone: see pipeline.store_payloads)."""
+    backbone: see predictions.store_payloads)."""
     return {k: v for k, v in payload_for(row).items() if k not in PREDICTION_FIELDS}
 
 

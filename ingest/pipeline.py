@@ -7,45 +7,38 @@ Order of writes for each batch (the invariant `imgsearch doctor` checks):
 4. the journal row closed and the images marked 'indexed' in one transaction.
 A crash before 2 leaves pending images that the next run embeds (features are cached); a crash between 2 and 4
 leaves an open journal row that the next run replays once the crashed run's lease has expired (db/leases.py: on
-any host, whatever became of the process's pid or host name). Nothing is written to a vector store without a
-journal row.
+any host, whatever became of the process's pid or host name: ingest/recovery.py). Nothing is written to a vector
+store without a journal row. The payloads' predictions are ingest/predictions.py's; removals, ingest/removals.py's.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
-from imgsearch.db.models import Image, utcnow
 from imgsearch.ingest import payload_sync, removals
 from imgsearch.ingest.catalogue import catalogue_scan
-from imgsearch.ingest.curation import annotate_batch, regroup_after_removal
+from imgsearch.ingest.curation import annotate_batch
 from imgsearch.ingest.decode import DEFAULT_MAX_PIXELS
 from imgsearch.ingest.embed import embed_with_cache
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.leases import keep_run
+from imgsearch.ingest.predictions import predict, store_payloads
 from imgsearch.ingest.progress import ReportingBar
-from imgsearch.ingest.scan import found_path, scan_folder
+from imgsearch.ingest.recovery import recover
+from imgsearch.ingest.scan import scan_folder
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.duplicates import DEFAULT_THRESHOLD
-from imgsearch.models.processes import is_alive, process_marker
-from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels
-from imgsearch.search.payload import payload_for
+from imgsearch.models.processes import process_marker
+from imgsearch.models.trained import TrainedModels
 from imgsearch.search.stores import Stores
-
-log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, int]], None]
 
@@ -89,18 +82,6 @@ class IngestReport:
     timings: dict[str, float] = field(default_factory=lambda: {"scan_s": 0.0, "embed_s": 0.0, "store_s": 0.0})
 
 
-def predict(trained: TrainedModels | None, xb: np.ndarray) -> list[dict[str, Any]]:
-    """PREDICTION_FIELDS for each row of xb from `trained` (all None without models)."""
-    return trained.predict(xb) if trained is not None else [dict.fromkeys(PREDICTION_FIELDS) for _ in range(len(xb))]
-
-
-def store_payloads(images: Mapping[int, Image], ids: Sequence[int], predictions: Sequence[dict]) -> list[dict]:
-    """Payloads for `ids` in one backbone's stores: the catalogue's fields, with `predictions` made by that
-    backbone's current models (see `predict`), never copied from the catalogue row: with two backbones in one
-    data directory, the row holds whichever backbone's predictions were written last."""
-    return [{**payload_for(images[i]), **p} for i, p in zip(ids, predictions, strict=True)]
-
-
 def _write_batch(
     Session: sessionmaker[Session],
     stores: Stores,
@@ -141,83 +122,6 @@ def _write_batch(
         gone = [i for i in ids if i not in present]
     if gone:  # removed while we were writing: take the vectors back out
         stores.delete(gone)
-
-
-def sync_payloads(Session: sessionmaker[Session], stores: Stores, ids: list[int]) -> int:
-    """Rewrite the stored payloads of `ids` from their catalogue rows (after a path or label changed).
-
-    The predictions stay: they belong to the stores' backbone, not to the catalogue row (see store_payloads).
-    """
-    return payload_sync.sync(Session, stores, ids)
-
-
-def close_dead_runs(Session: sessionmaker[Session]) -> int:
-    """Mark runs whose process died (kill -9, power loss, a container gone) 'interrupted' instead of 'running'
-    forever: those whose lease expired, whatever host they ran on. Their open journal batches are then
-    replayed by `recover`. Runs from before leases (no lease recorded) are judged by their pid, on their host.
-    """
-    now = utcnow()
-    closed = 0
-    with Session.begin() as s:
-        for run in s.scalars(select(repo.Run).where(repo.Run.outcome == "running").order_by(repo.Run.id)):
-            if run.lease_expires_at is not None:
-                if not leases.expired(run.lease_expires_at, now):
-                    continue
-                message = (f"its process ({run.worker_id}) stopped renewing its lease, which expired at "
-                           f"{run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC")
-            elif not _dead_before_leases(run.params or {}):
-                continue
-            else:
-                message = "the process died before finishing this run"
-            repo.finish_run(s, run, "interrupted", message=message)
-            closed += 1
-    return closed
-
-
-def _dead_before_leases(params: Mapping[str, Any]) -> bool:
-    # Only on the host that ran it can a pid be checked; elsewhere such a run stays until `doctor` on that host.
-    if params.get("host") != socket.gethostname() or "pid" not in params:
-        return False
-    return params.get("proc") != process_marker()["proc"] and not is_alive(params)
-
-
-def recover(
-    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels | None = None
-) -> int:
-    """Replay journal rows left open by crashed runs of this backbone. Returns how many images were replayed.
-
-    Batches of runs still going (another process writing right now, its lease alive) are theirs to finish.
-    """
-    close_dead_runs(Session)
-    backbone = stores.qdrant.info.name
-    with Session() as s:
-        pending = []
-        for b in jobs.pending_batches(s):
-            run = s.get(repo.Run, b.run_id)
-            if run is not None and run.outcome != "running" and run.backbone in (None, backbone):
-                pending.append((b.id, list(b.image_ids)))
-    n = 0
-    for batch_id, ids in pending:
-        with Session() as s:
-            images = repo.images_by_ids(s, ids)
-        cache.refresh()
-        # Images deleted since (by `remove`) must not come back; those without cached features are re-embedded.
-        replay = [i for i in ids if i in images and images[i].content_hash in cache]
-        if replay:
-            xb = cache.get([images[i].content_hash for i in replay])
-            payloads = store_payloads(images, replay, predict(trained, xb))
-            stores.upsert(replay, xb, payloads)
-            payload_sync.settle(Session, stores, dict(zip(replay, payloads, strict=True)))
-        with Session.begin() as s:
-            jobs.close_batch(s, batch_id)  # marks the batch's images 'indexed' ...
-            # ... except those never indexed whose vectors could not be replayed: the next ingest of their folder
-            # embeds them. One indexed before (by another backbone) stays so: the status is shared by every
-            # backbone's stores, and those stores have it.
-            repo.set_image_status(s, [i for i in ids if i in images and i not in replay
-                                      and images[i].status == "pending"], "pending")
-        n += len(replay)
-        log.info("recovered journal batch %d: %d images replayed into the stores", batch_id, len(replay))
-    return n
 
 
 def ingest_folder(
@@ -281,7 +185,7 @@ def _ingest_run(
                            root_label=opts.root_label)
         report.timings["scan_s"] = time.perf_counter() - t
         with Session.begin() as s:
-            s.get(repo.Run, run_id).dataset_fingerprint = scan.fingerprint()
+            s.get_one(repo.Run, run_id).dataset_fingerprint = scan.fingerprint()
             cat = catalogue_scan(s, scan, run_id, backbone.name)
             statuses = {i: im.status for i, im in repo.images_by_ids(s, cat.ids).items()}
         report.n_scanned, report.n_new, report.n_known = len(scan.images), len(cat.new_ids), cat.n_known
@@ -289,7 +193,7 @@ def _ingest_run(
         report.skipped = [(str(f.path), f.reason, f.message) for f in scan.skipped + scan.duplicates]
         if cat.retired_ids:  # files edited in place: their old content's vectors go
             stores.delete(cat.retired_ids)
-        sync_payloads(Session, stores, cat.changed_ids)
+        payload_sync.sync(Session, stores, cat.changed_ids)
         # Status is kept per image, stores per backbone: an image indexed for another backbone is still to do here.
         stored = set(stores.qdrant.ids().tolist())
         todo = [
@@ -386,7 +290,7 @@ def _ingest_run(
 
 def _finish(Session: sessionmaker[Session], report: IngestReport, message: str | None = None) -> None:
     with Session.begin() as s:
-        run = s.get(repo.Run, report.run_id)
+        run = s.get_one(repo.Run, report.run_id)
         repo.finish_run(
             s,
             run,
@@ -403,67 +307,3 @@ def _finish(Session: sessionmaker[Session], report: IngestReport, message: str |
             | {"ingest.n_new": report.n_new, "ingest.n_known": report.n_known, "ingest.n_indexed": report.n_indexed},
         )
 
-
-def refresh_payloads(
-    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels, chunk: int = 1024
-) -> int:
-    """After a re-fit, rewrite every stored point's predicted class and clusters (SQLite and both stores).
-
-    Vectors come from the feature cache, or from Qdrant for images embedded elsewhere. Images removed
-    meanwhile are skipped.
-    """
-    stored = set(stores.qdrant.ids().tolist())
-    with Session() as s:
-        ids = [i for i in repo.image_ids_with_status(s, "indexed") if i in stored]
-    cache.refresh()
-    n = 0
-    for start in range(0, len(ids), chunk):
-        with Session() as s:
-            images = repo.images_by_ids(s, ids[start : start + chunk])
-        part = [i for i in ids[start : start + chunk] if i in images]
-        if not part:
-            continue
-        cached = [i for i in part if images[i].content_hash in cache]
-        rest = [i for i in part if images[i].content_hash not in cache]
-        xb = np.concatenate(
-            [
-                cache.get([images[i].content_hash for i in cached]),
-                stores.qdrant.get_vectors(rest) if rest else np.zeros((0, cache.backbone.dim), np.float32),
-            ]
-        )
-        part = cached + rest
-        updates = trained.predict(xb)
-        # Payloads first, the catalogue second: a crash in between leaves the catalogue behind, where
-        # `stale_predictions` sees it and the next `train` (or `doctor --repair`) finishes the job.
-        stores.set_payload(part, [{**u, "label": images[i].label} for i, u in zip(part, updates, strict=True)])
-        payload_sync.settle(Session, stores, {i: {"label": images[i].label} for i in part})
-        with Session.begin() as s:
-            repo.update_images(s, [{"id": i, **u} for i, u in zip(part, updates, strict=True)])
-        n += len(part)
-    return n
-
-
-def remove_paths(
-    Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path],
-    duplicate_threshold: float = DEFAULT_THRESHOLD,
-) -> dict[str, int]:
-    """Remove images by file path or folder from all three stores.
-
-    The catalogue goes first, its rows deleted and the removal journalled in one transaction; then the stores
-    delete (ingest/removals.py). A crash in between leaves vectors with no catalogue row whose removal is
-    journalled: the next command that opens the stores, or `doctor --repair`, deletes them. Content that
-    survives under another path gets that path, in SQLite and in the stored payloads. The near-duplicate groups
-    the removed images were in stay whole (ingest/curation.py, regroup_after_removal; `duplicate_threshold` for
-    a regroup).
-    """
-    # `okapi/..` means the folder above: normalised by its text, as a shell user means it.
-    wanted = [str(found_path(os.path.normpath(Path(p).expanduser().absolute()))) for p in paths]
-    with Session.begin() as s:
-        ids, promoted, detached = repo.resolve_removal(s, wanted)
-        groups = {im.duplicate_group for im in repo.images_by_ids(s, ids).values() if im.duplicate_group is not None}
-        repo.delete_images(s, ids)  # journalled with the delete: a crash after this is finished, not undone
-    removals.finish(Session, stores)
-    sync_payloads(Session, stores, promoted)
-    if groups:
-        regroup_after_removal(Session, stores, groups, duplicate_threshold)
-    return {"removed": len(ids), "paths_detached": detached}

@@ -11,10 +11,17 @@ apply the same journal.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgsearch.db import repository as repo
+from imgsearch.ingest import payload_sync
+from imgsearch.ingest.curation import regroup_after_removal
+from imgsearch.ingest.scan import found_path
+from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.search.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -40,3 +47,29 @@ def finish(Session: sessionmaker[Session], stores: Stores) -> int:
         repo.mark_removals_applied(s, store_key(stores), last)
     log.info("deleted %d removed images from the %s stores", len(ids), store_key(stores))
     return len(ids)
+
+
+def remove_paths(
+    Session: sessionmaker[Session], stores: Stores, paths: Sequence[Path],
+    duplicate_threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, int]:
+    """Remove images by file path or folder from all three stores.
+
+    The catalogue goes first, its rows deleted and the removal journalled in one transaction; then the stores
+    delete (`finish`). A crash in between leaves vectors with no catalogue row whose removal is
+    journalled: the next command that opens the stores, or `doctor --repair`, deletes them. Content that
+    survives under another path gets that path, in SQLite and in the stored payloads. The near-duplicate groups
+    the removed images were in stay whole (ingest/curation.py, regroup_after_removal; `duplicate_threshold` for
+    a regroup).
+    """
+    # `okapi/..` means the folder above: normalised by its text, as a shell user means it.
+    wanted = [str(found_path(os.path.normpath(Path(p).expanduser().absolute()))) for p in paths]
+    with Session.begin() as s:
+        ids, promoted, detached = repo.resolve_removal(s, wanted)
+        groups = {im.duplicate_group for im in repo.images_by_ids(s, ids).values() if im.duplicate_group is not None}
+        repo.delete_images(s, ids)  # journalled with the delete: a crash after this is finished, not undone
+    finish(Session, stores)
+    payload_sync.sync(Session, stores, promoted)
+    if groups:
+        regroup_after_removal(Session, stores, groups, duplicate_threshold)
+    return {"removed": len(ids), "paths_detached": detached}

@@ -8,7 +8,8 @@ from PIL import Image
 
 from imgsearch.db import repository as repo
 from imgsearch.ingest.curation import find_duplicates
-from imgsearch.ingest.pipeline import ingest_folder, remove_paths
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.removals import remove_paths
 from imgsearch.search.payload import payload_for
 from tests.helpers import write_dataset
 

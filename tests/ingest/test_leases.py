@@ -15,7 +15,8 @@ from imgsearch.db import jobs, leases
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Job, utcnow
 from imgsearch.ingest.leases import keep_job
-from imgsearch.ingest.pipeline import ingest_folder, recover
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.recovery import recover
 from imgsearch.ui.services import doctor
 
 LEASE_S = 2.0
@@ -81,7 +82,7 @@ def test_a_run_and_batch_left_on_another_host_are_recovered_once_the_lease_expir
 
 @pytest.mark.slow
 def test_an_ingest_renews_its_run_lease_so_nobody_replays_it_meanwhile(ctx, tiny_dataset, monkeypatch):
-    from imgsearch.ingest import pipeline
+    from imgsearch.ingest import pipeline, recovery
 
     seen = []
     real = pipeline.embed_with_cache
@@ -91,7 +92,7 @@ def test_an_ingest_renews_its_run_lease_so_nobody_replays_it_meanwhile(ctx, tiny
         with ctx.Session() as s:
             run = repo.list_runs(s, kind="ingest")[0]
             seen.append((run.outcome, run.lease_expires_at))
-        assert pipeline.close_dead_runs(ctx.Session) == 0  # another process looking now finds it alive
+        assert recovery.close_dead_runs(ctx.Session) == 0  # another process looking now finds it alive
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "embed_with_cache", slow_embed)

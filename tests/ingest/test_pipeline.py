@@ -10,7 +10,10 @@ import pytest
 
 from imgsearch.db import jobs
 from imgsearch.db import repository as repo
-from imgsearch.ingest.pipeline import ingest_folder, recover, refresh_payloads, remove_paths
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.predictions import refresh_payloads
+from imgsearch.ingest.recovery import recover
+from imgsearch.ingest.removals import remove_paths
 from imgsearch.ui.services import doctor
 from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings

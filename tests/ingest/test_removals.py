@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from imgsearch.db import repository as repo
-from imgsearch.ingest.pipeline import ingest_folder, remove_paths
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.removals import remove_paths
 from imgsearch.models.backbones import TinyBackbone
 from imgsearch.ui.services import doctor
 from imgsearch.ui.services.context import Context
@@ -224,7 +225,7 @@ def test_a_removal_cut_short_before_it_regrouped_is_seen_and_finished(tmp_path, 
                                                                       monkeypatch):
     """The crash-point harness's cause 3: the surviving members of a group whose representative was removed kept
     the removed id as their group, and doctor said all agree."""
-    import imgsearch.ingest.pipeline as pipeline
+    import imgsearch.ingest.removals as removals
 
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         _ingest(ctx, tiny_dataset)  # the tiny backbone: each generated class is one near-duplicate group
@@ -238,7 +239,7 @@ def test_a_removal_cut_short_before_it_regrouped_is_seen_and_finished(tmp_path, 
             raise _Killed
 
         with monkeypatch.context() as m:
-            m.setattr(pipeline, "regroup_after_removal", die)
+            m.setattr(removals, "regroup_after_removal", die)
             with pytest.raises(_Killed):
                 remove_paths(ctx.Session, ctx.stores, [rows[rep].path])
         report = _check(ctx)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imgsearch.db import repository as repo
-from imgsearch.ingest.pipeline import ingest_folder, remove_paths
+from imgsearch.ingest.pipeline import ingest_folder
+from imgsearch.ingest.removals import remove_paths
 from imgsearch.ingest.scan import scan_folder
 from tests.helpers import write_dataset
 

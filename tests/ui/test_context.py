@@ -55,13 +55,13 @@ def test_doctor_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
 
 @pytest.mark.slow
 def test_remove_failing_midway_closes_the_stores(tmp_path, monkeypatch, closes):
-    import imgsearch.ingest.pipeline as pipeline
+    import imgsearch.ingest.removals as removals
 
     def remove_then_fail(Session, stores, paths, duplicate_threshold=None):
         stores.qdrant.count()
         raise OSError("disk gone")
 
-    monkeypatch.setattr(pipeline, "remove_paths", remove_then_fail)
+    monkeypatch.setattr(removals, "remove_paths", remove_then_fail)
     result = runner.invoke(app, ["remove", str(tmp_path / "x.jpg"), "--data-dir", str(tmp_path / "data")])
     assert isinstance(result.exception, OSError)
     assert len(closes) == 1

@@ -15,7 +15,7 @@ from imgsearch.models.backbones import TinyBackbone
 from imgsearch.search.index import Filter
 from imgsearch.search.service import SearchService
 from imgsearch.ui.cli import app
-from imgsearch.ui.services import doctor
+from imgsearch.ui.services import doctor, doctor_repair
 from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings
 from imgsearch.ui.services.training import run_training
@@ -197,7 +197,7 @@ def test_curation_fields_stay_consistent_across_ingest_train_remove_and_doctor(t
     """duplicate_group, uniqueness and quality in both stores equal the catalogue after every step; doctor sees
     a payload that drifted from its row and repair puts it back; a catalogue rebuilt from payloads keeps them."""
     from imgsearch.ingest.curation import find_duplicates
-    from imgsearch.ingest.pipeline import remove_paths
+    from imgsearch.ingest.removals import remove_paths
     from tests.ingest.test_curation import assert_payloads_follow_catalogue
 
     photos = write_dataset(tmp_path / "photos", per_class=6, seed=0)
@@ -254,12 +254,12 @@ def test_repair_compacts_a_faiss_mirror_of_many_segments(tmp_path, backbone, tra
 
 def test_predictions_without_models_are_cleared_in_bounded_batches(tmp_path, backbone, trained_collection,
                                                                    monkeypatch):
-    monkeypatch.setattr(doctor, "CLEAR_BATCH", 4)
+    monkeypatch.setattr(doctor_repair, "CLEAR_BATCH", 4)
     with Context(_settings(tmp_path), _backbone=backbone) as ctx:
         sizes, set_payload = [], ctx.stores.set_payload
         monkeypatch.setattr(ctx.stores, "set_payload", lambda ids, p: (sizes.append(len(ids)), set_payload(ids, p)))
         ids = ctx.stores.qdrant.ids().tolist()
-        assert doctor._clear_predictions(ctx.stores) == len(ids) == sum(sizes)
+        assert doctor_repair._clear_predictions(ctx.stores) == len(ids) == sum(sizes)
         assert max(sizes) == 4  # never every point in one call (a million payloads at once at scale)
         for payloads in (ctx.stores.qdrant.get_payloads(ids), ctx.stores.faiss.get_payloads(ids)):
-            assert all(p.get(f) is None for p in payloads for f in doctor.PREDICTION_FIELDS)
+            assert all(p.get(f) is None for p in payloads for f in doctor_repair.PREDICTION_FIELDS)

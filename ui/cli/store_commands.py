@@ -44,7 +44,7 @@ def remove_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror."""
-    from imgsearch.ingest.pipeline import remove_paths
+    from imgsearch.ingest.removals import remove_paths
 
     with open_context("remove", data_dir=data_dir) as ctx:
         result = remove_paths(ctx.Session, open_stores(ctx), paths, ctx.settings.duplicate_threshold)

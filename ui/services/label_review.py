@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgsearch.db import repository as repo
-from imgsearch.ingest.pipeline import sync_payloads
+from imgsearch.ingest import payload_sync
 from imgsearch.models.label_issues import LabelIssues, find_label_issues
 from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.training import labelled_features
@@ -70,5 +70,5 @@ def relabel(ctx: Context, image_ids: list[int], label: str | None) -> int:
         if missing:  # nothing is changed then
             raise KeyError(f"no image with id {', '.join(map(str, missing))} in the catalogue")
         found = repo.relabel(s, image_ids, label.strip() if label else None)
-    sync_payloads(ctx.Session, ctx.stores, found)
+    payload_sync.sync(ctx.Session, ctx.stores, found)
     return len(found)

@@ -21,7 +21,9 @@ from imgsearch.db import leases
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.ingest.leases import keep_run
-from imgsearch.ingest.pipeline import IngestReport, close_dead_runs, ingest_folder, refresh_payloads
+from imgsearch.ingest.pipeline import IngestReport, ingest_folder
+from imgsearch.ingest.predictions import refresh_payloads
+from imgsearch.ingest.recovery import close_dead_runs
 from imgsearch.ingest.tag_backfill import backfill_tags
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.experiment import ExperimentResult, run_experiment

@@ -27,7 +27,8 @@ class Collection:
 
 def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
     from imgsearch.db import repository as repo
-    from imgsearch.ingest.pipeline import ingest_folder, refresh_payloads
+    from imgsearch.ingest.pipeline import ingest_folder
+    from imgsearch.ingest.predictions import refresh_payloads
     from imgsearch.ui.services import embedding_maps
     from imgsearch.ui.services.context import Context
     from imgsearch.ui.services.settings import Settings

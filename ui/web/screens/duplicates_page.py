@@ -55,7 +55,7 @@ def likeness(reference_hash: np.ndarray | None, member_hash: np.ndarray | None, 
 
 
 def remove_members(state: resources.AppState, paths: list[str], delete_files: bool) -> str:
-    from imgsearch.ingest.pipeline import remove_paths
+    from imgsearch.ingest.removals import remove_paths
 
     with widgets.store_errors():
         result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths],
