@@ -16,6 +16,7 @@ from imgsearch.ingest.recovery import recover
 from imgsearch.models.backbones import Backbone
 from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.models.trained import PREDICTION_FIELDS, TrainedModels, load_trained
+from imgsearch.search.index import Compactable
 from imgsearch.search.stores import Stores
 from imgsearch.ui.services.doctor_check import PAYLOAD_SLICE, check, mirror_behind
 from imgsearch.ui.services.doctor_damage import quarantine
@@ -100,8 +101,7 @@ def repair(
         # The mirror follows Qdrant: its vectors and payloads are copied from there.
         stores.faiss.upsert(mirror_fix, stores.qdrant.get_vectors(mirror_fix), stores.qdrant.get_payloads(mirror_fix))
         done.append(f"rebuilt {len(mirror_fix)} FAISS mirror entries from Qdrant")
-    needs_compaction = getattr(stores.faiss, "needs_compaction", None)
-    if needs_compaction is not None and needs_compaction():
+    if isinstance(stores.faiss, Compactable) and stores.faiss.needs_compaction():
         # Many small segments (or a store in the single-file format): one segment, approximate index rebuilt.
         done.append(f"compacted the FAISS mirror's {stores.faiss.compact()} segment files into one")
     if report.dangling_groups:

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.models.trained import TrainedModels
+from imgsearch.search.index import LocalFiles
 from imgsearch.search.payload import list_filter_columns
 from imgsearch.search.service import SearchService
 from imgsearch.ui.services.context import Context
@@ -135,8 +136,8 @@ def sidebar_context() -> Context | None:
 
 
 def store_version(ctx: Context, signature: tuple[int, int, int]) -> tuple:
-    faiss_version = getattr(ctx.stores.faiss, "version", None)
-    return (*signature, ctx.trained_run_id(), faiss_version() if faiss_version else None)
+    faiss = ctx.stores.faiss
+    return (*signature, ctx.trained_run_id(), faiss.version() if isinstance(faiss, LocalFiles) else None)
 
 
 def _stop_with(kind: str, message: str) -> None:
