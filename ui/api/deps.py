@@ -17,7 +17,7 @@ from imgsearch.search.service import SearchResponse
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import Int64, SearchHit, SearchResults
 from imgsearch.ui.api.state import ApiState
-from imgsearch.ui.services import inputs
+from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.filter_fields import condition_name
 from imgsearch.ui.services.query import check_searchable, query_vector
 
@@ -76,10 +76,21 @@ def stored_query(state: ApiState, image_id: int) -> np.ndarray:
                                            f"backbone {state.backbone.name} yet.") from exc
 
 
-def results(response: SearchResponse, query: str, backend: str, k: int, offset: int,
+PHOTO_FIELDS = ("taken_at", "camera", "location")  # from the catalogue (photo_info.of_images), not the payload
+
+
+def hit_fields(r: Any, photos: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A SearchHit's fields for the search result `r`: the payload's, and the photo's date, camera and place."""
+    fields = {name: getattr(r, name) for name in SearchHit.model_fields if name not in PHOTO_FIELDS}
+    return {**fields, **photos.get(r.id, {})}
+
+
+def results(state: ApiState, response: SearchResponse, query: str, backend: str, k: int, offset: int,
             flt: Filter | None = None, ranking: str = "cosine") -> SearchResults:
     page = response.results[offset : offset + k]
-    hits = [SearchHit(**{name: getattr(r, name) for name in SearchHit.model_fields}) for r in page]
+    with state.Session() as s:
+        photos = photo_info.of_images(s, [r.id for r in page])
+    hits = [SearchHit(**hit_fields(r, photos)) for r in page]
     return SearchResults(query=query, backend=backend, k=k, offset=offset, ranking=ranking,
                          filters=[] if flt is None else flt.describe(), search_ms=response.search_ms, results=hits)
 

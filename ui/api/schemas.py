@@ -43,6 +43,11 @@ class SearchHit(BaseModel):
                                      "an outlier or a rare view).")
     quality: str | None = Field(None, description="'ok', or the image-quality flags found at ingest ('dark', "
                                 "'tiny', ...).")
+    taken_at: str | None = Field(None, description="When the photo was taken, ISO 8601 on its own clock, as in "
+                                 "GET /v1/images/{id}; null when its file records no date.")
+    camera: str | None = Field(None, description="Make and model ('Apple iPhone 12'), as the camera filter takes it.")
+    location: dict[str, float] | None = Field(None, description="Where it was taken: {lat, lon} (and altitude); null "
+                                              "without a GPS position.")
 
 
 class SearchResults(BaseModel):

@@ -18,7 +18,6 @@ from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import (
     Id,
     RecommendRequest,
-    SearchHit,
     SearchResults,
     TagProbability,
     TextSearchHit,
@@ -26,6 +25,7 @@ from imgsearch.ui.api.schemas import (
 )
 from imgsearch.ui.api.security import read_upload
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.services import photo_info
 from imgsearch.ui.services.text_search import TextSearchError, parse_words, search_words
 
 router = APIRouter(tags=["search"])
@@ -61,14 +61,14 @@ def _neighbours(state: ApiState, data: bytes | None, image_id: int | None, k: in
         proba = query_distribution(trained.models["svm"], xq)
     ranking = Ranking(proba, collapse)
     response = state.service().ranked(xq, offset + k, ranking, exclude_id=exclude)
-    return deps.results(response, query, "faiss", k, offset, ranking=ranking.describe())
+    return deps.results(state, response, query, "faiss", k, offset, ranking=ranking.describe())
 
 
 def _filtered(state: ApiState, data: bytes | None, image_id: int | None, k: int, offset: int,
               flt: Filter) -> SearchResults:
     xq, exclude, query = _query(state, data, image_id)
     response = state.service().filtered(xq, offset + k, flt, exclude_id=exclude)
-    return deps.results(response, query, "qdrant", k, offset, flt)
+    return deps.results(state, response, query, "qdrant", k, offset, flt)
 
 
 @router.post("/search", response_model=SearchResults, summary="Neighbours of an uploaded image (FAISS)")
@@ -113,7 +113,7 @@ def recommend(state: State, body: RecommendRequest, flt: FilterDep, offset: Offs
                                      None if flt.is_empty() else flt)
     except KeyError as exc:  # an example id with no vector in the index
         raise not_found("indexed image", exc.args[0] if exc.args else "?") from exc
-    return deps.results(response, "recommend", "qdrant", body.k, offset, flt)
+    return deps.results(state, response, "recommend", "qdrant", body.k, offset, flt)
 
 
 Words = Annotated[str, Query(min_length=1, max_length=500, description=(
@@ -132,7 +132,9 @@ def search_text(state: State, q: Words, flt: FilterDep, k: KParam = K_DEFAULT, o
         raise ApiError(422, exc.code, exc.message, suggestions=exc.suggestions) from None
     service = deps.ready_service(state)
     response = search_words(state.Session, service.faiss, query, k, flt, collapse_duplicates, offset)
-    hits = [TextSearchHit(**{name: getattr(r, name) for name in SearchHit.model_fields},
+    with state.Session() as s:
+        photos = photo_info.of_images(s, [r.id for r in response.results])
+    hits = [TextSearchHit(**deps.hit_fields(r, photos),
                           tags=[TagProbability(tag=t, probability=p) for t, p in response.tags.get(r.id, [])])
             for r in response.results]
     return TextSearchResults(query=q, words=query.describe(), terms=query.terms, k=k, offset=offset,

@@ -3,8 +3,12 @@ app's compact line ("2024-07-14 22:30 · Apple iPhone 12 · 48.857, 2.352")."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta, timezone
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, lazyload, load_only
 
 SOURCES = {"exif": "EXIF", "file": "file time"}  # taken_at_source -> what the app calls it
 
@@ -58,3 +62,18 @@ def card_lines(row: Any) -> tuple[str, str]:
     taken = taken_text(row) if getattr(row, "taken_at_source", None) == "exif" else None
     where = " · ".join(p for p in (getattr(row, "camera", None), place_text(row)) if p)
     return taken or "", where
+
+
+def of_images(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """{id: {"taken_at", "camera", "location"}} of the catalogued images among `ids`, as the API's image JSON has
+    them (one query for a page of results)."""
+    from imgsearch.db.models import Image
+
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return {}
+    columns = (Image.id, Image.taken_at, Image.taken_at_offset, Image.camera, Image.latitude, Image.longitude,
+               Image.altitude)
+    rows = session.scalars(select(Image).options(load_only(*columns), lazyload(Image.tags))
+                           .where(Image.id.in_(wanted)))
+    return {row.id: {"taken_at": taken_iso(row), "camera": row.camera, "location": location(row)} for row in rows}

@@ -1,5 +1,5 @@
-"""An image's date taken (with its source), camera, lens and place in its JSON (GET /v1/images/{id}), on JPEGs
-with EXIF written by Pillow."""
+"""An image's date taken (with its source), camera, lens and place in its JSON (GET /v1/images/{id}) and in every
+search hit, on JPEGs with EXIF written by Pillow."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from tests.ui.api.conftest import make_app
 
 
 @pytest.fixture(scope="module")
-def infos(photo_collection, backbone) -> dict[str, dict]:
-    """file name -> its GET /v1/images/{id} JSON."""
+def api(photo_collection, backbone):
+    """(a client of the API on the photo library, file name -> id)."""
     from sqlalchemy import select
 
     from imgsearch.db.models import Image as Row
@@ -21,12 +21,19 @@ def infos(photo_collection, backbone) -> dict[str, dict]:
     with TestClient(app) as client:
         with client.app.state.api.Session() as s:
             ids = {name: i for name, i in s.execute(select(Row.file_name, Row.id))}
-        out = {}
-        for name, image_id in ids.items():
-            r = client.get(f"/v1/images/{image_id}")
-            assert r.status_code == 200, r.text
-            out[name] = r.json()
-        return out
+        yield client, ids
+
+
+@pytest.fixture(scope="module")
+def infos(api) -> dict[str, dict]:
+    """file name -> its GET /v1/images/{id} JSON."""
+    client, ids = api
+    out = {}
+    for name, image_id in ids.items():
+        r = client.get(f"/v1/images/{image_id}")
+        assert r.status_code == 200, r.text
+        out[name] = r.json()
+    return out
 
 
 def test_exif_date_camera_and_place(infos):
@@ -50,3 +57,16 @@ def test_a_picture_without_exif_is_dated_by_its_file(infos):
     scan = infos["scan.jpg"]
     assert scan["taken_at_source"] == "file" and scan["taken_at"].startswith("2010-06-01T")
     assert scan["camera"] is None and scan["lens"] is None and scan["location"] is None
+
+
+@pytest.mark.parametrize("route", ["/neighbours", "/neighbours/filtered?camera=Apple%20iPhone%2013"])
+def test_search_hits_carry_the_date_camera_and_place_of_the_image_json(api, infos, route):
+    client, ids = api
+    r = client.get(f"/v1/images/{ids['lisbon_1.jpg']}{route}{'&' if '?' in route else '?'}k=10")
+    assert r.status_code == 200, r.text
+    hits = r.json()["results"]
+    assert hits and any(h["location"] is not None for h in hits) and any(h["taken_at"] for h in hits)
+    for hit in hits:
+        info = infos[hit["file_name"]]
+        assert (hit["taken_at"], hit["camera"], hit["location"]) == (info["taken_at"], info["camera"],
+                                                                     info["location"])
