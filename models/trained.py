@@ -27,6 +27,9 @@ CLUSTERERS = ("kmeans", "agglomerative")  # always
 PREDICTION_FIELDS = ("predicted_label", "predicted_prob", "kmeans_cluster", "agglo_cluster", "model_run_id")
 
 
+PREDICTORS = ("kmeans", "agglomerative", "svm")  # what TrainedModels.predict reads: the payloads' predictions
+
+
 @dataclass
 class TrainedModels:
     """svm/random_forest classify; kmeans/agglomerative assign clusters. `run_id` is the training run."""
@@ -59,6 +62,14 @@ class TrainedModels:
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.models["svm"].classes_] if self.has_classifier else []
+
+    def read_predictors(self) -> TrainedModels:
+        """Read now the models `predict` uses (a missing or damaged file is a ModelLoadError before any work
+        starts), and no other: with LazyModels, the Random Forest, by far the largest file, is never read."""
+        for name in PREDICTORS:
+            if name in self.models:
+                self.models[name]
+        return self
 
     def predict(self, X: np.ndarray) -> list[dict[str, Any]]:
         """X: (n, d) unit rows -> one update per row: PREDICTION_FIELDS (label, probability, both clusters, run)."""

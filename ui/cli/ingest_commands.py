@@ -30,7 +30,7 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
     ctx.require_intact()
     console.print(f"ingesting {folder}")
     try:
-        report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, open_stores(ctx), ctx.trained(),
+        report = ingest_folder(folder, ctx.Session, ctx.backbone, ctx.cache, open_stores(ctx), ctx.predictors(),
                                ctx.ingest_options(labels_from_folders))
     except StoreBusyError as exc:
         fail(str(exc))

@@ -244,6 +244,12 @@ class Context:
             return None
         return load_trained(self.settings.models_dir, self.identity, run_id, lazy=lazy)
 
+    def predictors(self) -> TrainedModels | None:
+        """The current models as an ingest or a payload refresh uses them: those that predict payloads read now
+        (a bad file refuses before any work), the Random Forest never (only classification reads it)."""
+        trained = self.trained(lazy=True)
+        return None if trained is None else trained.read_predictors()
+
     def trained_run_id(self) -> int | None:
         """The training run whose models are current for this backbone (see repository.current_model_run)."""
         bb = self.identity

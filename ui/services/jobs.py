@@ -27,7 +27,7 @@ def inbox_confinement(settings: Settings, inbox: Path) -> list[Path]:
 def job_handlers(ctx: Context) -> dict[str, JobHandler]:
     def ingest(job: JobRequest, should_stop, on_progress: ProgressFn) -> JobResult:
         report = ingest_folder(
-            Path(job.folder), ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.trained(),
+            Path(job.folder), ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.predictors(),
             replace(ctx.ingest_options(job.options.get("labels_from_folders", True), job.options.get("confine_to")),
                     root_label=job.options.get("root_label")),
             progress=False, on_progress=on_progress, should_stop=should_stop,

@@ -156,7 +156,7 @@ def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: 
 
     Returns how many images were rewritten (0 when all were current already).
     """
-    trained = trained if trained is not None else ctx.trained()
+    trained = trained if trained is not None else ctx.predictors()
     if trained is None:
         return 0
     if not force:
@@ -292,7 +292,7 @@ def run_training(
     folder = training_folder(ctx, data)
     report = None
     if folder is not None:
-        report = ingest_folder(folder, ctx.Session, bb, ctx.cache, ctx.stores, ctx.trained(),
+        report = ingest_folder(folder, ctx.Session, bb, ctx.cache, ctx.stores, ctx.predictors(),
                                ctx.ingest_options(labels_from_folders=True), progress=progress,
                                on_progress=on_ingest_progress, should_stop=should_stop)
         if on_ingested is not None:
