@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from imgsearch.ui.api import classify, collection, errors, health, images, jobs, labels, search
+from imgsearch.ui.api import errors, health
 from imgsearch.ui.api.schemas import ErrorBody
 from imgsearch.ui.api.security import BodyLimitMiddleware, api_key_checker, body_limit
 from imgsearch.ui.api.state import ApiState
@@ -17,6 +18,8 @@ from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings
 
 API_VERSION = "v1"
+# The route modules behind the API key, each with a `router`: a new one is its module plus its name here.
+ROUTERS = ("search", "classify", "images", "jobs", "collection", "labels")
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 500, 503)}
 
 
@@ -55,8 +58,8 @@ def create_app(settings: Settings | None = None, api_key: str | None = None, *, 
     v1 = APIRouter(prefix=f"/{API_VERSION}", responses=_ERRORS)
     v1.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(api_key_checker(api_key))])
-    for module in (search, classify, images, jobs, collection, labels):
-        protected.include_router(module.router)
+    for name in ROUTERS:
+        protected.include_router(importlib.import_module(f"{__package__}.{name}").router)
     protected.add_api_route("/ready", health.ready, methods=["GET"], tags=["health"],
                             summary="Database and stores reachable; models and backbone",
                             response_model=health.Readiness)

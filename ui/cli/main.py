@@ -3,31 +3,21 @@ turns known failures (ui/services/errors.py, as the API maps them) into one clea
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from imgsearch.ui.cli import (
-    backup_commands,
-    curation_commands,
-    export_commands,
-    ingest_commands,
-    job_commands,
-    mirror_commands,
-    search_commands,
-    server_commands,
-    store_commands,
-    teach_commands,
-    worker_commands,
-)
 from imgsearch.ui.cli.common import console, make_app, say_interrupted
 from imgsearch.ui.services.errors import as_app_error
 
-# In the order `imgsearch --help` lists the commands.
-GROUPS = (ingest_commands, search_commands, store_commands, worker_commands, server_commands, backup_commands,
-          curation_commands, teach_commands, export_commands, job_commands, mirror_commands)
+# The command groups, modules of this package with a `register(app)`, in the order `imgsearch --help` lists them.
+# A new group is its module plus its name here.
+GROUPS = ("ingest_commands", "search_commands", "store_commands", "worker_commands", "server_commands",
+          "backup_commands", "curation_commands", "teach_commands", "export_commands", "job_commands",
+          "mirror_commands")
 
 app = make_app()
 for group in GROUPS:
-    group.register(app)
+    importlib.import_module(f"{__package__}.{group}").register(app)
 
 
 def run() -> None:
