@@ -14,6 +14,7 @@ import numpy as np
 
 from imgsearch.models.files import atomic_write, ensure_free_space
 from imgsearch.search import faiss_ann as ann_mod
+from imgsearch.search.faiss_payloads import Parsed, Picked
 from imgsearch.search.faiss_rows import SCORE_CHUNK, Rows, gather_vectors
 from imgsearch.search.faiss_segments import (
     MANIFEST_NAME,
@@ -208,9 +209,10 @@ class FaissCommits(FaissStore):
             ensure_free_space(self.folder, len(live) * (self._info.dim * 4 + 512) + (1 << 20),
                               "compact the FAISS mirror")
             dim = self._info.dim
+            # The payloads are copied as their texts, never parsed.
+            payloads = Picked([self._rows.payloads[int(i)] for i in self._rows.ids[live]])
             seg = Segment(1, max(1, self._applied), self._rows.ids[live], self._rows.seq[live],
-                          np.zeros((0, dim), np.float32), [self._rows.payloads[int(i)] for i in self._rows.ids[live]],
-                          *(np.zeros(0, np.int64),) * 4, [])
+                          np.zeros((0, dim), np.float32), payloads, *(np.zeros(0, np.int64),) * 4, Parsed([]))
             # Streamed in pieces: a compaction holds a piece of the vectors in memory, never all of them.
             pieces = (self._rows.gather(live[s:s + SCORE_CHUNK], release=True)
                       for s in range(0, len(live), SCORE_CHUNK))

@@ -76,7 +76,7 @@ class FaissIndex(FaissCommits):
                     best_s, best_r = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_r, keep, 1)
             for srow, rrow in zip(best_s, best_r, strict=True):
                 order = np.lexsort((rrow, -srow))  # by score, ties in row order
-                out.append([Hit(int(r.ids[w]), float(srow[t]), dict(r.payloads[int(r.ids[w])]))
+                out.append([Hit(int(r.ids[w]), float(srow[t]), r.payload(int(r.ids[w])))
                             for t, w in zip(order.tolist(), rrow[order].tolist(), strict=True)])
         return out
 
@@ -90,7 +90,7 @@ class FaissIndex(FaissCommits):
             rows = rows[rows >= 0]  # deleted points are dropped here
             scores = r.gather(rows) @ q
             top = np.argsort(-scores, kind="stable")[:k]
-            out.append([Hit(int(r.ids[rows[t]]), float(scores[t]), dict(r.payloads[int(r.ids[rows[t]])]))
+            out.append([Hit(int(r.ids[rows[t]]), float(scores[t]), r.payload(int(r.ids[rows[t]])))
                         for t in top.tolist()])
         return out
 
@@ -104,7 +104,7 @@ class FaissIndex(FaissCommits):
             rows: np.ndarray | None = None
             if filter is not None and not filter.is_empty():
                 live = self._rows.live_rows()
-                keep = np.fromiter((filter.matches(self._rows.payloads[int(i)]) for i in self._rows.ids[live]),
+                keep = np.fromiter((filter.matches(self._rows.payload(int(i))) for i in self._rows.ids[live]),
                                    bool, len(live))
                 rows = live[keep]
             n_candidates = len(self._rows.id_row) if rows is None else len(rows)
@@ -137,10 +137,10 @@ class FaissIndex(FaissCommits):
             scores = best_score(sims[:, : len(pos)], sims[:, len(pos):])
             keep = ~np.isin(ids, np.asarray(pos + neg, dtype=np.int64))
             if filter is not None and not filter.is_empty():
-                keep &= np.array([filter.matches(r.payloads[int(i)]) for i in ids], dtype=bool)
+                keep &= np.array([filter.matches(r.payload(int(i))) for i in ids], dtype=bool)
             candidates = np.flatnonzero(keep)
             order = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
-            return [Hit(int(ids[j]), float(scores[j]), dict(r.payloads[int(ids[j])])) for j in order]
+            return [Hit(int(ids[j]), float(scores[j]), r.payload(int(ids[j]))) for j in order]
 
     def delete(self, ids: Sequence[int]) -> None:
         ids_ = check_ids(ids)
@@ -184,7 +184,7 @@ class FaissIndex(FaissCommits):
         with self._mutex:
             self.reload_if_changed()
             self._require(ids_)
-            return [dict(self._rows.payloads[i]) for i in ids_]
+            return [self._rows.payload(i) for i in ids_]
 
     def set_payload(self, ids: Sequence[int], payload_updates: Sequence[Mapping[str, Any]]) -> None:
         ids_ = check_ids(ids, unique=True)
@@ -196,7 +196,7 @@ class FaissIndex(FaissCommits):
         with self._mutex, self._locked():
             self.reload_if_changed()
             self._require(ids_)
-            merged = [{**self._rows.payloads[i], **u} for i, u in zip(ids_, updates, strict=True)]
+            merged = [{**self._rows.payload(i), **u} for i, u in zip(ids_, updates, strict=True)]
             self._commit(Segment.single(self._next_seq(), self._info.dim, sets=(ids_, merged)))
 
     def close(self) -> None:

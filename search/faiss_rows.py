@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from imgsearch.search.faiss_payloads import PayloadColumn
 from imgsearch.search.faiss_segments import Segment
 
 SCORE_CHUNK = 65_536  # rows scored together: bounds the (queries, chunk) matrix and any gathered copy
@@ -23,7 +24,8 @@ class Rows:
     block is one segment's vectors, memory-mapped from its file, so the vectors are read from the page cache
     when used and never held in this process's memory (nor copied as the store grows). When segments are
     merged, the rows move to the merged segment's block and the blocks nobody uses any more are let go, and
-    with them the files a merge deleted. Payloads are kept in memory, by id."""
+    with them the files a merge deleted. Payloads are kept by reference to their segment's texts (parsed
+    when read: `payload`)."""
 
     def __init__(self, dim: int, capacity: int = 1024):
         self.dim = dim
@@ -35,7 +37,7 @@ class Rows:
         self.n = 0
         self.dead = 0
         self.id_row: dict[int, int] = {}
-        self.payloads: dict[int, dict[str, Any]] = {}
+        self.payloads: dict[int, tuple[PayloadColumn, int]] = {}  # id -> where its payload is (parsed when read)
         self.blocks: dict[int, np.ndarray] = {}
         self._refs: dict[int, int] = {}  # live rows per block
         self._next_block = 0
@@ -57,6 +59,11 @@ class Rows:
         self._refs[block] -= by
         if self._refs[block] <= 0:
             del self._refs[block], self.blocks[block]
+
+    def payload(self, i: int) -> dict[str, Any]:
+        """The payload of id `i`, a fresh dict; KeyError if it is not stored."""
+        column, row = self.payloads[i]
+        return column[row]
 
     def kill(self, i: int) -> None:
         row = self.id_row.pop(i, None)
@@ -95,11 +102,11 @@ class Rows:
         self.n = end
         for row, (i, j) in enumerate(zip(ids.tolist(), take.tolist(), strict=True)):
             self.id_row[i] = start + row
-            self.payloads[i] = seg.put_payloads[j]
+            self.payloads[i] = (seg.put_payloads, j)
         for j in np.flatnonzero(seg.set_seq > after).tolist():
             i = int(seg.set_ids[j])
             if i in self.payloads:  # a later delete in the same segment would have replaced the set
-                self.payloads[i] = seg.set_payloads[j]
+                self.payloads[i] = (seg.set_payloads, j)
         if self._refs[block] == 0:
             self._unref(block, 0)
         return ids, np.arange(start, end)

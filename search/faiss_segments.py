@@ -12,6 +12,9 @@ matter; segments apply in manifest order. Merging consecutive segments keeps the
 its seq), which is the same state as applying them all: a reader that has applied everything up to seq S
 only applies records with seq > S, whether they come in the segments it last saw or in a merge of them.
 A full compaction (a new `generation`) drops tombstones, so readers of an older generation load afresh.
+Payloads are kept as one JSON text each and parsed only when asked for (search/faiss_payloads.py); segments
+written before that keep all their payloads in one JSON document, read as before and rewritten by the next merge
+or compaction.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from imgsearch.models.files import atomic_write
+from imgsearch.search.faiss_payloads import Parsed, PayloadColumn, Picked, from_arrays, to_arrays
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "imgsearch-faiss-segments-1"
@@ -45,12 +49,12 @@ class Segment:
     put_ids: np.ndarray  # int64 (p,)
     put_seq: np.ndarray  # int64 (p,)
     vectors: np.ndarray  # float32 (p, dim)
-    put_payloads: list[dict[str, Any]]
+    put_payloads: PayloadColumn  # parsed when asked for (search/faiss_payloads.py)
     del_ids: np.ndarray  # int64 (q,)
     del_seq: np.ndarray
     set_ids: np.ndarray  # int64 (r,)
     set_seq: np.ndarray
-    set_payloads: list[dict[str, Any]]
+    set_payloads: PayloadColumn
 
     @property
     def name(self) -> str:
@@ -67,9 +71,9 @@ class Segment:
             return np.full(len(ids), seq, dtype=np.int64)
 
         return cls(seq, seq, np.asarray(put_ids, np.int64).reshape(-1), seqs(put_ids),
-                   np.ascontiguousarray(vectors, np.float32).reshape(-1, dim), list(put_payloads),
+                   np.ascontiguousarray(vectors, np.float32).reshape(-1, dim), Parsed(put_payloads),
                    np.asarray(deletes, np.int64).reshape(-1), seqs(deletes),
-                   np.asarray(set_ids, np.int64).reshape(-1), seqs(set_ids), list(set_payloads))
+                   np.asarray(set_ids, np.int64).reshape(-1), seqs(set_ids), Parsed(set_payloads))
 
     @property
     def n_records(self) -> int:
@@ -79,10 +83,10 @@ class Segment:
         """Write atomically (fsynced) as `folder/<name>`; returns its size in bytes. `vector_chunks`: the put
         vectors in consecutive pieces, written as they come (a compaction never holds them all at once);
         None: `self.vectors`."""
-        payloads = json.dumps({"put": self.put_payloads, "set": self.set_payloads}).encode()
+        texts, ends = to_arrays(self.put_payloads, self.set_payloads)
         arrays = {"lo": np.int64(self.lo), "hi": np.int64(self.hi), "put_ids": self.put_ids, "put_seq": self.put_seq,
                   "del_ids": self.del_ids, "del_seq": self.del_seq, "set_ids": self.set_ids, "set_seq": self.set_seq,
-                  "payloads": np.frombuffer(payloads, dtype=np.uint8)}
+                  "payload_json": texts, "payload_ends": ends}
         rows, dim = len(self.put_ids), self.vectors.shape[1]
 
         def write_to(f):
@@ -113,17 +117,24 @@ class Segment:
         try:
             with np.load(path, allow_pickle=False) as z:
                 parts = {k: z[k] for k in ("lo", "hi", "put_ids", "put_seq", "del_ids", "del_seq",
-                                           "set_ids", "set_seq", "payloads")}
+                                           "set_ids", "set_seq")}
                 parts["vectors"] = map_vectors(path) if mmap else z["vectors"]
-            payloads = json.loads(parts["payloads"].tobytes().decode())
+                n_put, n_set = len(parts["put_ids"]), len(parts["set_ids"])
+                put_payloads: PayloadColumn
+                set_payloads: PayloadColumn
+                if "payload_json" in z.files:  # one text per payload, parsed when asked for
+                    put_payloads, set_payloads = from_arrays(z["payload_json"], z["payload_ends"], n_put, n_set)
+                else:  # the format before: all of a segment's payloads in one JSON document
+                    old = json.loads(z["payloads"].tobytes().decode())
+                    put_payloads, set_payloads = Parsed(old["put"]), Parsed(old["set"])
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, EOFError, struct.error, zipfile.BadZipFile) as exc:  # truncated
             raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from exc
         seg = cls(int(parts["lo"]), int(parts["hi"]), parts["put_ids"].astype(np.int64),
                   parts["put_seq"].astype(np.int64), parts["vectors"].astype(np.float32, copy=False),
-                  payloads["put"], parts["del_ids"].astype(np.int64), parts["del_seq"].astype(np.int64),
-                  parts["set_ids"].astype(np.int64), parts["set_seq"].astype(np.int64), payloads["set"])
+                  put_payloads, parts["del_ids"].astype(np.int64), parts["del_seq"].astype(np.int64),
+                  parts["set_ids"].astype(np.int64), parts["set_seq"].astype(np.int64), set_payloads)
         if seg.vectors.ndim != 2 or seg.vectors.shape != (len(seg.put_ids), dim):
             raise ValueError(f"holds vectors of shape {seg.vectors.shape}, expected ({len(seg.put_ids)}, {dim})")
         if (len(seg.put_payloads) != len(seg.put_ids) or len(seg.set_payloads) != len(seg.set_ids)
@@ -180,19 +191,20 @@ def merge(segments: Sequence[Segment], dim: int) -> Segment:
     """One segment equivalent to applying `segments` (consecutive, in order): the last record of each id wins,
     a payload set after a put in the range folds into the put. Tombstones stay (the id may be in an earlier
     segment)."""
-    # id -> [kind, seq, payload, (segment, row) of the vector for a put]
+    # id -> [kind, seq, (column, row) of the payload, (segment, row) of the vector for a put]; payloads are
+    # carried as references and copied as texts, never parsed
     last: dict[int, list[Any]] = {}
     for s, seg in enumerate(segments):
         for i, q in zip(seg.del_ids.tolist(), seg.del_seq.tolist(), strict=True):
             last[i] = ["del", q, None, None]
         for row, (i, q) in enumerate(zip(seg.put_ids.tolist(), seg.put_seq.tolist(), strict=True)):
-            last[i] = ["put", q, seg.put_payloads[row], (s, row)]
+            last[i] = ["put", q, (seg.put_payloads, row), (s, row)]
         for row, (i, q) in enumerate(zip(seg.set_ids.tolist(), seg.set_seq.tolist(), strict=True)):
             prev = last.get(i)
             if prev is not None and prev[0] == "put":
-                last[i] = ["put", q, seg.set_payloads[row], prev[3]]  # the put's vector, the set's payload
+                last[i] = ["put", q, (seg.set_payloads, row), prev[3]]  # the put's vector, the set's payload
             else:
-                last[i] = ["set", q, seg.set_payloads[row], None]
+                last[i] = ["set", q, (seg.set_payloads, row), None]
     # Within one segment the kinds never share an id, so the loop order above cannot reorder one id's records.
     puts = [(i, r) for i, r in last.items() if r[0] == "put"]
     dels = [(i, r) for i, r in last.items() if r[0] == "del"]
@@ -206,8 +218,8 @@ def merge(segments: Sequence[Segment], dim: int) -> Segment:
     def seqs(recs):
         return np.asarray([r[1] for _, r in recs], np.int64)
 
-    return Segment(segments[0].lo, segments[-1].hi, ids(puts), seqs(puts), vectors, [r[2] for _, r in puts],
-                   ids(dels), seqs(dels), ids(sets), seqs(sets), [r[2] for _, r in sets])
+    return Segment(segments[0].lo, segments[-1].hi, ids(puts), seqs(puts), vectors, Picked([r[2] for _, r in puts]),
+                   ids(dels), seqs(dels), ids(sets), seqs(sets), Picked([r[2] for _, r in sets]))
 
 
 @dataclass

@@ -93,7 +93,7 @@ def test_merge_keeps_the_last_record_of_each_id():
     puts = {int(i): (p, int(np.argmax(m.vectors[j])), int(q))
             for j, (i, p, q) in enumerate(zip(m.put_ids, m.put_payloads, m.put_seq, strict=True))}
     assert puts == {1: ({"a": 10}, 0, 3), 2: ({"again": True}, 5, 4), 3: ({"a": 3}, 2, 1)}
-    assert m.del_ids.tolist() == [9] and m.set_ids.tolist() == [7] and m.set_payloads == [{"b": 7}]
+    assert m.del_ids.tolist() == [9] and m.set_ids.tolist() == [7] and list(m.set_payloads) == [{"b": 7}]
     assert (m.lo, m.hi) == (1, 4)
 
 
@@ -228,3 +228,49 @@ def test_memory_repack_keeps_answers(tmp_path, monkeypatch):
         assert index._rows.dead == 0 and index.count() == 3000
         hits = index.search(xb[:7], 1)
         assert [h[0].id for h in hits[::2]] == [0, 2, 4, 6]
+
+
+def test_reopening_parses_no_payload_until_one_is_read(tmp_path, monkeypatch):
+    from imgsearch.search import faiss_payloads
+
+    rng = np.random.default_rng(3)
+    with FaissIndex(tmp_path / "s", INFO) as index:
+        index.upsert(list(range(50)), unit_rows(rng, 50), [{"label": f"c{i % 5}", "n": i} for i in range(50)])
+        index.set_payload([7], [{"label": "seven"}])
+        before = state(index)
+    parsed = []
+    read = faiss_payloads.Texts.__getitem__
+    monkeypatch.setattr(faiss_payloads.Texts, "__getitem__", lambda self, row: parsed.append(row) or read(self, row))
+    with FaissIndex(tmp_path / "s", INFO) as index:
+        assert index.count() == 50 and parsed == []  # opened: ids, vectors and payload offsets, no payload parsed
+        hits = index.search(unit_rows(rng, 1)[0], 3)
+        assert len(parsed) == 3 and all(set(h.payload) == {"label", "n"} for h in hits)
+        assert state(index) == before and index.get_payloads([7]) == [{"label": "seven", "n": 7}]
+
+
+def test_a_segment_of_the_format_before_reads_and_compacts_into_the_new_one(tmp_path):
+    import zipfile
+
+    rng = np.random.default_rng(4)
+    with FaissIndex(tmp_path / "s", INFO) as index:
+        index.upsert([1, 2, 3], unit_rows(rng, 3), [{"label": "a"}, {"label": "b"}, {}])
+        index.set_payload([2], [{"quality": "ok"}])
+        before = state(index)
+    # Rewrite each segment as the format before wrote it: every payload of a segment in one JSON document.
+    for path in (tmp_path / "s").glob("seg-*.npz"):
+        seg = Segment.read(path, DIM)
+        old = {"put": list(seg.put_payloads), "set": list(seg.set_payloads)}
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files if k not in ("payload_json", "payload_ends")}
+        arrays["payloads"] = np.frombuffer(json.dumps(old).encode(), np.uint8)
+        np.savez(path.with_suffix(".tmp.npz"), **arrays)
+        path.with_suffix(".tmp.npz").replace(path)
+        assert "payloads.npy" in zipfile.ZipFile(path).namelist()
+    with FaissIndex(tmp_path / "s", INFO) as index:
+        assert state(index) == before
+        index.compact()
+        assert state(index) == before
+    (path,) = (tmp_path / "s").glob("seg-*.npz")
+    assert "payload_json.npy" in zipfile.ZipFile(path).namelist()
+    with FaissIndex(tmp_path / "s", INFO) as index:
+        assert state(index) == before
