@@ -91,16 +91,27 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def open_context(role: str, **overrides):
-    """The context of a command (closed on leaving its `with`), its backbone loaded and named on the console."""
+# Roles that learn the folder to ingest after the context opens (train's default dataset, the worker's jobs): an
+# int8 model still to be calibrated is made then, on that folder.
+CALIBRATE_LATER = frozenset({"train", "worker"})
+
+
+def open_context(role: str, calibrate_on: Path | None = None, **overrides):
+    """The context of a command (closed on leaving its `with`), its backbone loaded and named on the console.
+    `calibrate_on`: the folder an int8 model is calibrated on when the data dir has none yet."""
     from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.models.onnx_int8 import Int8NotCalibrated
     from imgsearch.ui.services.context import Context, check_qdrant
 
-    ctx = Context(load_settings(**overrides), role=role)
+    ctx = Context(load_settings(**overrides), role=role, calibrate_on=calibrate_on)
     check_qdrant(ctx.settings.qdrant_url)  # in a second, before the backbone loads
     try:
         # a search embeds one query: the torch-free query path when it can vouch for the same features
         bb = ctx.query_backbone if role == "search" else ctx.backbone
+    except Int8NotCalibrated as exc:
+        if role in CALIBRATE_LATER and calibrate_on is None:
+            return ctx  # built when the folder is known
+        fail(str(exc))
     except (BackboneUnavailable, ValueError) as exc:
         fail(str(exc))
     console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")
