@@ -68,7 +68,7 @@ class Backbone(ABC):
         for p in model.parameters():
             p.requires_grad_(False)
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocess = preprocess
         if head is not None:
             from imgsearch.models.tags import imagenet_vocabulary
@@ -112,7 +112,7 @@ class Backbone(ABC):
             x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             pooled = self._forward(x).float()
             feats = torch.nn.functional.normalize(pooled, dim=1)
-            probs = torch.softmax(self.head(pooled).float(), dim=1) if classify else None
+            probs = torch.softmax(self.head(pooled).float(), dim=1) if classify and self.head is not None else None
         return (feats.cpu().numpy().astype(np.float32, copy=False),
                 None if probs is None else probs.cpu().numpy().astype(np.float32, copy=False))
 
@@ -128,7 +128,7 @@ def resize_side(preprocess) -> int | None:
     Resize(n) scales the shorter side to n; Resize((h, w)) needs both sides at least max(h, w)."""
     steps = getattr(preprocess, "transforms", None)
     first = steps[0] if steps else None
-    if type(first).__name__ != "Resize":  # by name: decoder workers need not import torchvision for this
+    if first is None or type(first).__name__ != "Resize":  # by name: decoders need not import torchvision for this
         return None
     size = first.size
     if isinstance(size, int):

@@ -61,3 +61,16 @@ def _images(folder):
     from PIL import Image
 
     return [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.jpg"))[:6]]
+
+
+def test_the_torch_free_query_path_embeds_with_the_same_int8_file(tmp_path):
+    from imgsearch.models.onnx_int8 import light_int8_identity, open_int8_query
+    from tests.models.test_onnx_query import _Cropped, _pictures
+
+    fp32 = OnnxBackbone(_Cropped(), tmp_path / "onnx", threads=1)
+    int8 = load_int8(fp32, write_dataset(tmp_path / "photos"))
+    assert light_int8_identity(tmp_path / "onnx", fp32.identity) == int8.identity
+    query = open_int8_query(tmp_path / "onnx", fp32.identity, threads=1)
+    assert query is not None and query.identity == int8.identity and query.precision == "int8"
+    pictures = _pictures(1)
+    np.testing.assert_allclose(query.embed_images(pictures), int8.embed_images(pictures), atol=1e-5)

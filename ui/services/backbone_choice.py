@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from imgsearch.db import repository as repo
 from imgsearch.models.backbones import AUTO, REGISTRY
@@ -52,7 +53,7 @@ def record(data_dir: Path, name: str, reason: str) -> None:
                     data_dir / RECORD, exc)
 
 
-def from_catalogue(Session: sessionmaker[Session]) -> str | None:
+def from_catalogue(Session: Callable[[], Session]) -> str | None:
     """The backbone of the newest finished training run, else of the newest finished ingest run."""
     with Session() as s:
         for kind in ("train", "ingest"):
@@ -62,7 +63,7 @@ def from_catalogue(Session: sessionmaker[Session]) -> str | None:
     return None
 
 
-def chosen_name(setting: str, data_dir: Path, Session: sessionmaker[Session]) -> tuple[str | None, bool]:
+def chosen_name(setting: str, data_dir: Path, Session: Callable[[], Session]) -> tuple[str | None, bool]:
     """(the backbone to load for `setting`, whether a fresh resolution of `auto` may be recorded).
 
     The name is the setting itself unless `auto`; for `auto`, the data dir's recorded or catalogued choice

@@ -184,7 +184,8 @@ class Context:
 
                 threads = s.embed_threads or physical_cores()
                 if s.embed_precision == "int8":  # the int8 file made from this data dir's fp32 export
-                    self._query = open_int8_query(s.onnx_dir, self._light_source, threads) or False
+                    source = self._light_source
+                    self._query = (source is not None and open_int8_query(s.onnx_dir, source, threads)) or False
                 else:
                     self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
         return self._query or None

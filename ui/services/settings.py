@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "embed_precision": EMBED_PRECISIONS,
                    "qdrant_quantization": QUANTIZATIONS,
                    "qdrant_write_ordering": ORDERINGS,
-                   "qdrant_edge_owner": ("auto", "always", "never")}[info.field_name]
+                   "qdrant_edge_owner": ("auto", "always", "never")}[str(info.field_name)]
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
         return value
@@ -212,7 +212,7 @@ class Settings(BaseSettings):
             return None
         # Sent in an HTTP header, which carries printable ASCII only: any other key could never match.
         if not (key.isascii() and key.isprintable() and key.strip() == key):
-            raise ValueError(f"IMGSEARCH_{info.field_name.upper()} holds characters an HTTP header cannot carry "
+            raise ValueError(f"IMGSEARCH_{str(info.field_name).upper()} holds characters an HTTP header cannot carry "
                              "(non-ASCII, control characters or surrounding spaces), so no client could send it: "
                              "use printable ASCII, e.g. the output of `openssl rand -hex 32`")
         return key
