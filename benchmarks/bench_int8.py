@@ -8,6 +8,11 @@ Percentile calibration), then, on --eval other images of the folder (seeded pick
 at the pipeline's batch size, interleaved rounds in one process (the best round of each), and how far the int8
 features are from the fp32 ones (cosine per image: min and 1st percentile; the same top-10 neighbours among the
 eval images). Not collected by pytest. Run it alone.
+
+    python benchmarks/bench_int8.py --folder <images> --data-dir <data dir> [--eval 256]
+
+With --data-dir: no quantising here; the data dir's own fp32 export and the int8 file that
+IMGSEARCH_EMBED_PRECISION=int8 made from it (models/onnx_int8.py) are timed and compared the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from imgsearch.models.onnx_backbone import OnnxBackbone, ort_session, unit_rows 
 BATCH = 32
 
 
-def pick(folder: Path, n: int, seed: int) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+def pick(folder: Path, n: int, seed: int, leave_out: frozenset[Path] = frozenset()) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p not in leave_out)
     rng = np.random.default_rng(seed)
     return [files[i] for i in rng.choice(len(files), min(n, len(files)), replace=False)]
 
@@ -106,15 +111,32 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["MinMax", "Percentile"])
     ap.add_argument("--variants", nargs="+", default=["all"], choices=["all", "conv", "conv-ends"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", type=Path, help="time this data dir's fp32 export and its int8 file")
     args = ap.parse_args()
     print("command: python " + " ".join(sys.argv))
 
     source = load_backbone(args.backbone, allow_download=False)
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
-        onnx = OnnxBackbone(source, Path(tmp))
-        paths = pick(args.folder, args.calib + args.eval, args.seed)
-        calib, evaluation = pixels(source, paths[: args.calib]), pixels(source, paths[args.calib :])
+        onnx = OnnxBackbone(source, args.data_dir / "onnx" if args.data_dir else Path(tmp))
+        if args.data_dir:
+            from imgsearch.models.onnx_int8 import load_int8
+
+            args.calib, args.methods = 0, []
+            int8 = load_int8(onnx, None)
+            print(f"the data dir's int8 file {int8.path.name}: {int8.record['calibration']}, agreement on its "
+                  f"held-out images {int8.record['agreement']}")
+        used: frozenset[Path] = frozenset()
+        if args.data_dir:  # the images the int8 file was calibrated and checked on are left out
+            from imgsearch.models.onnx_int8 import sample_images
+
+            cal = int8.record["calibration"]
+            used = frozenset(sample_images(args.folder, cal["images"] + cal["held_out"], cal["seed"]))
+        paths = pick(args.folder, args.calib + args.eval, args.seed, used)
+        calib = pixels(source, paths[: args.calib]) if args.calib else None
+        evaluation = pixels(source, paths[args.calib :])
         sessions = {"fp32": onnx.session}
+        if args.data_dir:
+            sessions["int8 (data dir)"] = int8.session
         for method, variant in ((m, v) for m in args.methods for v in args.variants):
             out = Path(tmp) / f"int8-{method}-{variant}.onnx"
             t = time.perf_counter()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from imgsearch.db import repository as repo
 from imgsearch.models.backbones import AUTO, REGISTRY
 from imgsearch.models.files import atomic_write
+from imgsearch.models.onnx_int8 import SUFFIX as INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,14 @@ def record(data_dir: Path, name: str, reason: str) -> None:
 
 
 def from_catalogue(Session: Callable[[], Session]) -> str | None:
-    """The backbone of the newest finished training run, else of the newest finished ingest run."""
+    """The backbone of the newest finished training run, else of the newest finished ingest run (an int8 run's
+    backbone, `<name>-int8`, is the network `<name>`)."""
     with Session() as s:
         for kind in ("train", "ingest"):
             run = repo.latest_run(s, kind)
-            if run is not None and run.backbone in REGISTRY:
-                return run.backbone
+            name = None if run is None or run.backbone is None else run.backbone.removesuffix(INT8_SUFFIX)
+            if name in REGISTRY:
+                return name
     return None
 
 
