@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from imgsearch.models.backbones import BackboneUnavailable
 from imgsearch.models.files import atomic_write, file_sha256
@@ -75,21 +76,26 @@ def int8_identity(source: BackboneId, path: Path) -> BackboneId:
 
 
 def sample_images(folder: Path, n: int, seed: int = SEED) -> list[Path]:
-    """A seeded pick of `n` image files under `folder` (all of them when it has fewer)."""
-    from imgsearch.ingest.decode import IMAGE_EXTENSIONS
-
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """A seeded pick of `n` image files under `folder` (all of them when it has fewer), by the extensions Pillow
+    opens."""
+    known = Image.registered_extensions()
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in known and p.is_file())
     rng = np.random.default_rng(seed)
     return [files[i] for i in rng.permutation(len(files))[:n]]
 
 
-def _pixels(backbone: OnnxBackbone, paths: Sequence[Path]) -> np.ndarray:
-    from imgsearch.ingest.decode import load_rgb
+def _rgb(path: Path) -> Image.Image:
+    """Decoded by Pillow alone (models do not import ingest): calibration needs each activation's range, which a
+    decoder's rounding does not move, and the agreement compares int8 with fp32 on the same pixels."""
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
 
+
+def _pixels(backbone: OnnxBackbone, paths: Sequence[Path]) -> np.ndarray:
     rows = []
     for p in paths:
         try:
-            rows.append(np.asarray(backbone.preprocess(load_rgb(p, min_side=backbone.decode_side)), np.float32))
+            rows.append(np.asarray(backbone.preprocess(_rgb(p)), np.float32))
         except Exception as exc:  # an unreadable file is left out of the sample, as ingest skips it
             log.info("calibration: skipping %s (%s)", p, exc)
     if not rows:
