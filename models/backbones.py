@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -259,7 +259,8 @@ class EfficientNetLiteBackbone(Backbone):
         super().__init__(model, preprocess, device, head=model._fc)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model._avg_pooling(self.model.extract_features(x)).flatten(1)
+        net: Any = self.model  # an EfficientNet: its layers are attributes torch's Module stubs cannot name
+        return net._avg_pooling(net.extract_features(x)).flatten(1)
 
 
 class TinyBackbone(Backbone):
