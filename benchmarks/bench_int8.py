@@ -78,10 +78,10 @@ def quantise(fp32: Path, out: Path, calib: np.ndarray, method: str, variant: str
                     extra_options={"ActivationSymmetric": False})
 
 
-def rate(session, x: np.ndarray) -> float:
+def rate(session, x: np.ndarray, batch: int = BATCH) -> float:
     t = time.perf_counter()
-    for i in range(0, len(x), BATCH):
-        session.run(None, {"pixels": x[i : i + BATCH]})
+    for i in range(0, len(x), batch):
+        session.run(None, {"pixels": x[i : i + batch]})
     return len(x) / (time.perf_counter() - t)
 
 
@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["MinMax", "Percentile"])
     ap.add_argument("--variants", nargs="+", default=["all"], choices=["all", "conv", "conv-ends"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[BATCH], help="batch sizes timed (the CPU pipeline's: 4)")
     ap.add_argument("--data-dir", type=Path, help="time this data dir's fp32 export and its int8 file")
     args = ap.parse_args()
     print("command: python " + " ".join(sys.argv))
@@ -144,16 +145,21 @@ def main() -> None:
             print(f"quantised ({method}, {variant}) in {time.perf_counter() - t:.1f} s: "
                   f"{out.stat().st_size / 2**20:.1f} MiB (fp32 {onnx.path.stat().st_size / 2**20:.1f} MiB)")
             sessions[f"int8 {method} {variant}"] = ort_session(out, onnx.threads)
-        best = {name: 0.0 for name in sessions}
         timed = evaluation[:256]
+        rates = {b: {name: 0.0 for name in sessions} for b in args.batches}
         for _ in range(args.rounds):  # interleaved, so a busy moment slows every model alike
-            for name, s in sessions.items():
-                best[name] = max(best[name], rate(s, timed))
+            for b in args.batches:
+                for name, s in sessions.items():
+                    rates[b][name] = max(rates[b][name], rate(s, timed, b))
+        for b in args.batches:
+            print(f"batch {b}: " + ", ".join(f"{name} {r:.1f} img/s ({r / rates[b]['fp32']:.2f}x)"
+                                            for name, r in rates[b].items()))
+        best = rates[args.batches[-1]]
         labels = np.array([p.parent.name for p in paths[args.calib :]])
         reference = features(sessions["fp32"], evaluation)
         ref_top = top10(reference)
-        print(f"\n{len(evaluation)} eval images ({len(timed)} timed, batch {BATCH}, {onnx.threads} threads, best of "
-              f"{args.rounds} rounds); P@10 leave-one-out among the eval images, same folder = relevant")
+        print(f"\n{len(evaluation)} eval images ({len(timed)} timed, batch {args.batches[-1]}, {onnx.threads} threads, "
+              f"best of {args.rounds} rounds); P@10 leave-one-out among the eval images, same folder = relevant")
         print("| model | img/s | vs fp32 | min cosine to fp32 | 1st pct cosine | same top-10 set | P@10 |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, s in sessions.items():
