@@ -8,6 +8,11 @@ Percentile calibration), then, on --eval other images of the folder (seeded pick
 at the pipeline's batch size, interleaved rounds in one process (the best round of each), and how far the int8
 features are from the fp32 ones (cosine per image: min and 1st percentile; the same top-10 neighbours among the
 eval images). Not collected by pytest. Run it alone.
+
+    python benchmarks/bench_int8.py --folder <images> --data-dir <data dir> [--eval 256]
+
+With --data-dir: no quantising here; the data dir's own fp32 export and the int8 file that
+IMGSEARCH_EMBED_PRECISION=int8 made from it (models/onnx_int8.py) are timed and compared the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from imgsearch.models.onnx_backbone import OnnxBackbone, ort_session, unit_rows 
 BATCH = 32
 
 
-def pick(folder: Path, n: int, seed: int) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+def pick(folder: Path, n: int, seed: int, leave_out: frozenset[Path] = frozenset()) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p not in leave_out)
     rng = np.random.default_rng(seed)
     return [files[i] for i in rng.choice(len(files), min(n, len(files)), replace=False)]
 
@@ -73,10 +78,10 @@ def quantise(fp32: Path, out: Path, calib: np.ndarray, method: str, variant: str
                     extra_options={"ActivationSymmetric": False})
 
 
-def rate(session, x: np.ndarray) -> float:
+def rate(session, x: np.ndarray, batch: int = BATCH) -> float:
     t = time.perf_counter()
-    for i in range(0, len(x), BATCH):
-        session.run(None, {"pixels": x[i : i + BATCH]})
+    for i in range(0, len(x), batch):
+        session.run(None, {"pixels": x[i : i + batch]})
     return len(x) / (time.perf_counter() - t)
 
 
@@ -106,15 +111,33 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["MinMax", "Percentile"])
     ap.add_argument("--variants", nargs="+", default=["all"], choices=["all", "conv", "conv-ends"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[BATCH], help="batch sizes timed (the CPU pipeline's: 4)")
+    ap.add_argument("--data-dir", type=Path, help="time this data dir's fp32 export and its int8 file")
     args = ap.parse_args()
     print("command: python " + " ".join(sys.argv))
 
     source = load_backbone(args.backbone, allow_download=False)
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
-        onnx = OnnxBackbone(source, Path(tmp))
-        paths = pick(args.folder, args.calib + args.eval, args.seed)
-        calib, evaluation = pixels(source, paths[: args.calib]), pixels(source, paths[args.calib :])
+        onnx = OnnxBackbone(source, args.data_dir / "onnx" if args.data_dir else Path(tmp))
+        if args.data_dir:
+            from imgsearch.models.onnx_int8 import load_int8
+
+            args.calib, args.methods = 0, []
+            int8 = load_int8(onnx, None)
+            print(f"the data dir's int8 file {int8.path.name}: {int8.record['calibration']}, agreement on its "
+                  f"held-out images {int8.record['agreement']}")
+        used: frozenset[Path] = frozenset()
+        if args.data_dir:  # the images the int8 file was calibrated and checked on are left out
+            from imgsearch.models.onnx_int8 import sample_images
+
+            cal = int8.record["calibration"]
+            used = frozenset(sample_images(args.folder, cal["images"] + cal["held_out"], cal["seed"]))
+        paths = pick(args.folder, args.calib + args.eval, args.seed, used)
+        calib = pixels(source, paths[: args.calib]) if args.calib else None
+        evaluation = pixels(source, paths[args.calib :])
         sessions = {"fp32": onnx.session}
+        if args.data_dir:
+            sessions["int8 (data dir)"] = int8.session
         for method, variant in ((m, v) for m in args.methods for v in args.variants):
             out = Path(tmp) / f"int8-{method}-{variant}.onnx"
             t = time.perf_counter()
@@ -122,16 +145,21 @@ def main() -> None:
             print(f"quantised ({method}, {variant}) in {time.perf_counter() - t:.1f} s: "
                   f"{out.stat().st_size / 2**20:.1f} MiB (fp32 {onnx.path.stat().st_size / 2**20:.1f} MiB)")
             sessions[f"int8 {method} {variant}"] = ort_session(out, onnx.threads)
-        best = {name: 0.0 for name in sessions}
         timed = evaluation[:256]
+        rates = {b: {name: 0.0 for name in sessions} for b in args.batches}
         for _ in range(args.rounds):  # interleaved, so a busy moment slows every model alike
-            for name, s in sessions.items():
-                best[name] = max(best[name], rate(s, timed))
+            for b in args.batches:
+                for name, s in sessions.items():
+                    rates[b][name] = max(rates[b][name], rate(s, timed, b))
+        for b in args.batches:
+            print(f"batch {b}: " + ", ".join(f"{name} {r:.1f} img/s ({r / rates[b]['fp32']:.2f}x)"
+                                            for name, r in rates[b].items()))
+        best = rates[args.batches[-1]]
         labels = np.array([p.parent.name for p in paths[args.calib :]])
         reference = features(sessions["fp32"], evaluation)
         ref_top = top10(reference)
-        print(f"\n{len(evaluation)} eval images ({len(timed)} timed, batch {BATCH}, {onnx.threads} threads, best of "
-              f"{args.rounds} rounds); P@10 leave-one-out among the eval images, same folder = relevant")
+        print(f"\n{len(evaluation)} eval images ({len(timed)} timed, batch {args.batches[-1]}, {onnx.threads} threads, "
+              f"best of {args.rounds} rounds); P@10 leave-one-out among the eval images, same folder = relevant")
         print("| model | img/s | vs fp32 | min cosine to fp32 | 1st pct cosine | same top-10 set | P@10 |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, s in sessions.items():

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -68,7 +68,7 @@ class Backbone(ABC):
         for p in model.parameters():
             p.requires_grad_(False)
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocess = preprocess
         if head is not None:
             from imgsearch.models.tags import imagenet_vocabulary
@@ -112,7 +112,7 @@ class Backbone(ABC):
             x = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             pooled = self._forward(x).float()
             feats = torch.nn.functional.normalize(pooled, dim=1)
-            probs = torch.softmax(self.head(pooled).float(), dim=1) if classify else None
+            probs = torch.softmax(self.head(pooled).float(), dim=1) if classify and self.head is not None else None
         return (feats.cpu().numpy().astype(np.float32, copy=False),
                 None if probs is None else probs.cpu().numpy().astype(np.float32, copy=False))
 
@@ -128,7 +128,7 @@ def resize_side(preprocess) -> int | None:
     Resize(n) scales the shorter side to n; Resize((h, w)) needs both sides at least max(h, w)."""
     steps = getattr(preprocess, "transforms", None)
     first = steps[0] if steps else None
-    if type(first).__name__ != "Resize":  # by name: decoder workers need not import torchvision for this
+    if first is None or type(first).__name__ != "Resize":  # by name: decoders need not import torchvision for this
         return None
     size = first.size
     if isinstance(size, int):
@@ -259,7 +259,8 @@ class EfficientNetLiteBackbone(Backbone):
         super().__init__(model, preprocess, device, head=model._fc)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model._avg_pooling(self.model.extract_features(x)).flatten(1)
+        net: Any = self.model  # an EfficientNet: its layers are attributes torch's Module stubs cannot name
+        return net._avg_pooling(net.extract_features(x)).flatten(1)
 
 
 class TinyBackbone(Backbone):

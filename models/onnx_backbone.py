@@ -149,6 +149,8 @@ def _export(backbone: Backbone, path: Path) -> None:
                 input_names=["pixels"], output_names=output_names(backbone),
                 dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
             )
+            if program is None:  # the dynamo exporter always returns its program; None is the legacy one's
+                raise OnnxUnavailable("the exporter returned no program")
             program.save(str(out), external_data=False)
         except Exception as exc:  # the exporter raises many types (torch.export, onnxscript, onnx checker)
             raise OnnxUnavailable(f"exporting {backbone.name} to ONNX failed: {type(exc).__name__}: {exc}") from exc

@@ -39,7 +39,7 @@ class NumpyPreprocess:
     def describe(cls, preprocess) -> dict | None:
         """The record of a torchvision Compose of exactly those four steps, or None for any other pipeline."""
         steps = getattr(preprocess, "transforms", None)
-        if [type(s).__name__ for s in steps or []] != ["Resize", "CenterCrop", "ToTensor", "Normalize"]:
+        if steps is None or [type(s).__name__ for s in steps] != ["Resize", "CenterCrop", "ToTensor", "Normalize"]:
             return None
         resize, crop, _, norm = steps
         size = resize.size[0] if isinstance(resize.size, list | tuple) and len(resize.size) == 1 else resize.size
@@ -53,8 +53,9 @@ class NumpyPreprocess:
 
     @classmethod
     def from_record(cls, record: dict) -> NumpyPreprocess:
-        return cls(int(record["resize"]), str(record["interpolation"]), int(record["crop"]),
-                   tuple(float(v) for v in record["mean"]), tuple(float(v) for v in record["std"]))
+        (m0, m1, m2), (s0, s1, s2) = (float(v) for v in record["mean"]), (float(v) for v in record["std"])
+        return cls(int(record["resize"]), str(record["interpolation"]), int(record["crop"]), (m0, m1, m2),
+                   (s0, s1, s2))
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         w, h = img.size

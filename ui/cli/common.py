@@ -94,14 +94,19 @@ def fail(message: str) -> NoReturn:
 # The commands that embed images as they go: their network is built (and checked) before they start. The others
 # read stored vectors, and build it only if they come to need it (ctx.backbone is lazy).
 EMBEDDING_ROLES = ("ingest", "train", "worker")
+# Roles that learn the folder to ingest after the context opens (train's default dataset, the worker's jobs): an
+# int8 model still to be calibrated is made then, on that folder.
+CALIBRATE_LATER = frozenset({"train", "worker"})
 
 
-def open_context(role: str, **overrides):
-    """The context of a command (closed on leaving its `with`), its backbone loaded and named on the console."""
+def open_context(role: str, calibrate_on: Path | None = None, **overrides):
+    """The context of a command (closed on leaving its `with`), its backbone loaded and named on the console.
+    `calibrate_on`: the folder an int8 model is calibrated on when the data dir has none yet."""
     from imgsearch.models.backbones import BackboneUnavailable
+    from imgsearch.models.onnx_int8 import Int8NotCalibrated
     from imgsearch.ui.services.context import Context, check_qdrant
 
-    ctx = Context(load_settings(**overrides), role=role)
+    ctx = Context(load_settings(**overrides), role=role, calibrate_on=calibrate_on)
     check_qdrant(ctx.settings.qdrant_url)  # in a second, before the backbone loads
     try:
         if role in EMBEDDING_ROLES:
@@ -110,6 +115,10 @@ def open_context(role: str, **overrides):
             bb = ctx.query_backbone
         else:  # reads stored vectors: the identity names the stores without building the network
             bb = ctx.identity
+    except Int8NotCalibrated as exc:
+        if role in CALIBRATE_LATER and calibrate_on is None:
+            return ctx  # built when the folder is known
+        fail(str(exc))
     except (BackboneUnavailable, ValueError) as exc:
         fail(str(exc))
     console.print(f"backbone: [bold]{bb.name}[/] ({bb.dim}-d, weights sha256 {bb.weights_sha256[:12]})")

@@ -27,6 +27,7 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
 
     if not folder.is_dir():
         fail(f"folder not found: {folder}")
+    ctx.calibrate_on = ctx.calibrate_on or folder  # an int8 model is calibrated on the collection's first folder
     ctx.require_intact()
     console.print(f"ingesting {folder}")
     try:
@@ -74,7 +75,7 @@ def ingest_cmd(
         console.print(f"queued job {job_id} for {folder}; `imgsearch worker` will ingest it")
         return
     t = time.perf_counter()
-    with resumable(), open_context("ingest", backbone=backbone, data_dir=data_dir) as ctx:
+    with resumable(), open_context("ingest", calibrate_on=folder, backbone=backbone, data_dir=data_dir) as ctx:
         _ingest(ctx, folder, labels_from_folders)
     console.print(f"took {time.perf_counter() - t:.1f} s")
 
@@ -106,8 +107,9 @@ def train_cmd(
         console.print(f"queued training job {job_id}; `imgsearch worker` will run it")
         return
 
-    with resumable(), open_context("train", backbone=backbone, k_clusters=k, seed=seed, batch_size=batch_size,
-                                data_dir=data_dir, include_background=include_background or None) as ctx:
+    with resumable(), open_context("train", calibrate_on=data, backbone=backbone, k_clusters=k, seed=seed,
+                                batch_size=batch_size, data_dir=data_dir,
+                                include_background=include_background or None) as ctx:
         try:
             outcome = run_training(ctx, data, force=force, on_ingested=_print_ingest)
         except (IngestIncomplete, DatasetUnavailable, ValueError) as exc:  # ValueError: too few images for K

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from imgsearch.db import repository as repo
 from imgsearch.models.backbones import AUTO, REGISTRY
 from imgsearch.models.files import atomic_write
+from imgsearch.models.onnx_int8 import SUFFIX as INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +54,19 @@ def record(data_dir: Path, name: str, reason: str) -> None:
                     data_dir / RECORD, exc)
 
 
-def from_catalogue(Session: sessionmaker[Session]) -> str | None:
-    """The backbone of the newest finished training run, else of the newest finished ingest run."""
+def from_catalogue(Session: Callable[[], Session]) -> str | None:
+    """The backbone of the newest finished training run, else of the newest finished ingest run (an int8 run's
+    backbone, `<name>-int8`, is the network `<name>`)."""
     with Session() as s:
         for kind in ("train", "ingest"):
             run = repo.latest_run(s, kind)
-            if run is not None and run.backbone in REGISTRY:
-                return run.backbone
+            name = None if run is None or run.backbone is None else run.backbone.removesuffix(INT8_SUFFIX)
+            if name in REGISTRY:
+                return name
     return None
 
 
-def chosen_name(setting: str, data_dir: Path, Session: sessionmaker[Session]) -> tuple[str | None, bool]:
+def chosen_name(setting: str, data_dir: Path, Session: Callable[[], Session]) -> tuple[str | None, bool]:
     """(the backbone to load for `setting`, whether a fresh resolution of `auto` may be recorded).
 
     The name is the setting itself unless `auto`; for `auto`, the data dir's recorded or catalogued choice

@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgsearch.db import repository as repo
 from imgsearch.ingest.feature_cache import FeatureCache
 from imgsearch.models.backbones import Backbone, BackboneUnavailable, load_backbone
+from imgsearch.models.identity import BackboneId
 from imgsearch.models.onnx_backbone import with_runtime
 from imgsearch.models.precision import with_precision
 from imgsearch.models.trained import TrainedModels, load_trained
@@ -96,6 +98,9 @@ class Context:
     _backbone: Backbone | None = field(default=None, repr=False)
     _query: object = field(default=None, repr=False)  # OnnxQueryBackbone, False once it is known there is none
     _light: object = field(default=None, repr=False)  # BackboneId from the weights file, False when it cannot tell
+    _light_source: BackboneId | None = field(default=None, repr=False)  # int8: the fp32 identity it was made from
+    # The folder an int8 model is calibrated on when this data dir has none yet (ingest and train set it).
+    calibrate_on: Path | None = None
 
     def __post_init__(self) -> None:
         # A restore killed while it swapped its files in leaves a mix of old and new until it is finished.
@@ -124,13 +129,31 @@ class Context:
             network = load_backbone(name or s.backbone, resnet50_weights=s.resnet50_weights, device=s.device)
             if may_record:
                 backbone_choice.record(s.data_dir, network.name, "auto: resolved on first use of this data dir")
-            if s.precision == "fp32":
+            if s.embed_precision == "int8":
+                self._backbone = self._int8(network)
+            elif s.precision == "fp32":
                 self._backbone = with_runtime(network, s.runtime, s.onnx_dir, s.embed_threads)
             elif s.runtime == "onnx":
                 raise BackboneUnavailable(f"IMGSEARCH_PRECISION={s.precision} needs the torch runtime, not onnx")
             else:  # mixed precision is a torch feature (GPUs): `auto` means torch here
                 self._backbone = with_precision(network, s.precision)
         return self._backbone
+
+    def _int8(self, network: Backbone) -> Backbone:
+        """The int8 model of `network` (models/onnx_int8.py), quantised on `calibrate_on` when it has none yet."""
+        from imgsearch.models.onnx_backbone import OnnxBackbone, OnnxUnavailable
+        from imgsearch.models.onnx_int8 import load_int8
+
+        s = self.settings
+        if s.runtime == "torch" or s.device != "cpu" or s.precision != "fp32":
+            raise BackboneUnavailable(
+                "IMGSEARCH_EMBED_PRECISION=int8 runs on ONNX Runtime on the CPU: it needs IMGSEARCH_RUNTIME auto or "
+                "onnx, IMGSEARCH_DEVICE=cpu and IMGSEARCH_PRECISION=fp32")
+        try:
+            fp32 = OnnxBackbone(network, s.onnx_dir, s.embed_threads)
+        except OnnxUnavailable as exc:
+            raise BackboneUnavailable(f"int8 embedding needs the checked fp32 ONNX export: {exc}") from exc
+        return load_int8(fp32, self.calibrate_on)
 
     def _light_identity(self):
         """The identity the full backbone will have, from its weights file's checksum alone (no torch), or None
@@ -141,6 +164,11 @@ class Context:
             s = self.settings
             name, _ = backbone_choice.chosen_name(s.backbone, s.data_dir, lambda: self.Session())
             self._light = (light_weights_identity(name, s.resnet50_weights) if name else None) or False
+            if self._light and s.embed_precision == "int8":
+                from imgsearch.models.onnx_int8 import light_int8_identity
+
+                self._light_source = self._light  # the fp32 weights the int8 file was made from
+                self._light = light_int8_identity(s.onnx_dir, self._light) or False
         return self._light or None
 
     def _query_backbone(self):
@@ -152,10 +180,15 @@ class Context:
             if s.precision == "fp32" and s.runtime in ("auto", "onnx") and s.device == "cpu" \
                     and (identity := self._light_identity()) is not None:
                 from imgsearch.models.onnx_backbone import physical_cores
+                from imgsearch.models.onnx_int8 import open_int8_query
                 from imgsearch.models.onnx_query import OnnxQueryBackbone
 
                 threads = s.embed_threads or physical_cores()
-                self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
+                if s.embed_precision == "int8":  # the int8 file made from this data dir's fp32 export
+                    source = self._light_source
+                    self._query = (source is not None and open_int8_query(s.onnx_dir, source, threads)) or False
+                else:
+                    self._query = OnnxQueryBackbone.open(s.onnx_dir, identity, threads) or False
         return self._query or None
 
     @property

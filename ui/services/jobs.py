@@ -26,6 +26,7 @@ def inbox_confinement(settings: Settings, inbox: Path) -> list[Path]:
 
 def job_handlers(ctx: Context) -> dict[str, JobHandler]:
     def ingest(job: JobRequest, should_stop, on_progress: ProgressFn) -> JobResult:
+        ctx.calibrate_on = ctx.calibrate_on or Path(job.folder)  # int8: calibrated on the first folder
         report = ingest_folder(
             Path(job.folder), ctx.Session, ctx.backbone, ctx.cache, ctx.stores, ctx.predictors(),
             replace(ctx.ingest_options(job.options.get("labels_from_folders", True), job.options.get("confine_to")),

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from imgsearch.models.backbones import check_name
 from imgsearch.models.duplicates import DEFAULT_THRESHOLD
 from imgsearch.models.onnx_backbone import RUNTIMES
+from imgsearch.models.onnx_int8 import PRECISIONS as EMBED_PRECISIONS
 from imgsearch.models.precision import PRECISIONS
 
 
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     precision: str = Field(
         "fp32", description="Forward-pass precision on the torch runtime: fp32, or bf16/fp16 (GPUs; checked to "
         "stay within cosine 0.999 of fp32)."
+    )
+    embed_precision: str = Field(
+        "fp32", description="Numbers the CPU runtime embeds with: fp32, or int8 (the ONNX export quantised by ONNX "
+        "Runtime, calibrated on a sample of the collection's first ingested folder, refused when its features "
+        "stray from fp32's; faster on CPUs with int8 instructions). int8 is a backbone identity of its own: its "
+        "feature cache, stores and models are separate, so switching re-embeds the collection once, and switching "
+        "back finds the fp32 ones untouched. Needs the onnx runtime (auto or onnx) on the CPU."
     )
     embed_threads: int | None = Field(
         None, ge=1, description="Threads for one forward pass; default: the machine's physical cores."
@@ -156,14 +164,16 @@ class Settings(BaseSettings):
         # Any backbone's width: 1920 divides by the sub-vector counts factory strings use (the store checks its own).
         return check_setting(value, 1920)
 
-    @field_validator("runtime", "precision", "qdrant_quantization", "qdrant_write_ordering", "qdrant_edge_owner")
+    @field_validator("runtime", "precision", "embed_precision", "qdrant_quantization", "qdrant_write_ordering",
+                     "qdrant_edge_owner")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:
         from imgsearch.search.qdrant_config import ORDERINGS, QUANTIZATIONS
 
-        choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "qdrant_quantization": QUANTIZATIONS,
+        choices = {"runtime": RUNTIMES, "precision": PRECISIONS, "embed_precision": EMBED_PRECISIONS,
+                   "qdrant_quantization": QUANTIZATIONS,
                    "qdrant_write_ordering": ORDERINGS,
-                   "qdrant_edge_owner": ("auto", "always", "never")}[info.field_name]
+                   "qdrant_edge_owner": ("auto", "always", "never")}[str(info.field_name)]
         if value not in choices:
             raise ValueError(f"unknown {info.field_name} {value!r}; choose from {', '.join(choices)}")
         return value
@@ -205,7 +215,7 @@ class Settings(BaseSettings):
             return None
         # Sent in an HTTP header, which carries printable ASCII only: any other key could never match.
         if not (key.isascii() and key.isprintable() and key.strip() == key):
-            raise ValueError(f"IMGSEARCH_{info.field_name.upper()} holds characters an HTTP header cannot carry "
+            raise ValueError(f"IMGSEARCH_{str(info.field_name).upper()} holds characters an HTTP header cannot carry "
                              "(non-ASCII, control characters or surrounding spaces), so no client could send it: "
                              "use printable ASCII, e.g. the output of `openssl rand -hex 32`")
         return key

@@ -287,9 +287,10 @@ def run_training(
     the run's K, seed and validation fraction (default: the settings').
     """
     t0 = time.perf_counter()
+    folder = training_folder(ctx, data)
+    ctx.calibrate_on = ctx.calibrate_on or folder  # an int8 model is calibrated on the collection's first folder
     settings, bb = ctx.settings, ctx.backbone
     fit = params if params is not None else TrainingParams.from_settings(settings)
-    folder = training_folder(ctx, data)
     report = None
     if folder is not None:
         report = ingest_folder(folder, ctx.Session, bb, ctx.cache, ctx.stores, ctx.predictors(),
