@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MERGE_FANOUT = 8  # segments of one size tier merged together after a commit
 MAX_MERGE_RECORDS = 32_768  # no commit rewrites more (~160 MiB at 1280-d); `compact` (doctor) merges the rest
 COMPACT_SEGMENTS = 64  # `needs_compaction` above this many segments
+# The approximate index's file is rewritten (`_checkpoint_ann`) once this many vectors were added to it since it
+# was written: a process opening the store adds those again, which at 1M points was most of a reopen.
+ANN_CHECKPOINT_TAIL = 32_768
+ANN_CHECKPOINT_AT_CLOSE = 4_096  # a writer closing the store leaves at most this many to add
 
 
 @dataclass
@@ -86,8 +90,11 @@ class FaissCommits(FaissStore):
             (self.folder / name).unlink(missing_ok=True)
         if self._rows.dead > max(4096, len(self._rows.id_row) // 4):
             self._rows.repack()
+        self._wrote = True
         if ann_mod.needs_rebuild(self.index_type, len(self._rows.id_row), manifest.ann):
             self._rebuild_ann(background=self.background_rebuild)
+        elif self._ann_tail() >= max(ANN_CHECKPOINT_TAIL, len(self._rows.id_row) // 32):
+            self._checkpoint_ann()
 
     def _next_seq(self) -> int:
         return (self._manifest.last_seq if self._manifest is not None else 1) + 1
@@ -160,6 +167,48 @@ class FaissCommits(FaissStore):
         self._ann, self._ann_file = index, entry["file"] if entry else None
         self._signature = self._stat()
 
+    def _ann_tail(self) -> int:
+        """Live vectors in the approximate index that its file does not hold (added since it was written)."""
+        ann = self._manifest.ann if self._manifest is not None else None
+        if self._ann is None or ann is None or ann["file"] != self._ann_file:
+            return 0
+        n = self._rows.n
+        return int(np.count_nonzero(self._rows.alive[:n] & (self._rows.seq[:n] > int(ann["covers"]))))
+
+    def _checkpoint_ann(self) -> None:
+        """Write the approximate index as it is here (every applied commit in it) to a new file and name it in a
+        new manifest, so that opening the store no longer adds those vectors again. Call with the mutex and the
+        store lock held, after catching up. Not while a background build runs: its install replaces the file."""
+        manifest = self._manifest
+        if manifest is None or manifest.ann is None or self._ann is None or manifest.ann["file"] != self._ann_file:
+            return
+        if self._builder is not None and self._builder.is_alive():
+            return
+        name = f"ann-{manifest.generation:06d}-{self._applied:010d}.faiss"
+        if name == manifest.ann["file"]:
+            return
+        writer = faiss.PyCallbackIOWriter  # type: ignore[attr-defined]  # see _build
+        index = self._ann
+        atomic_write(self.folder / name, lambda f: faiss.write_index(index, writer(f.write)))
+        new = Manifest(manifest.version + 1, manifest.generation, manifest.segments,
+                       {**manifest.ann, "file": name, "covers": self._applied})
+        new.write(self.folder)  # the commit point; the old file goes after it
+        (self.folder / manifest.ann["file"]).unlink(missing_ok=True)
+        self._manifest, self.version_, self._ann_file = new, new.version, name
+        self._signature = self._stat()
+
+    def checkpoint_at_close(self) -> None:
+        """A writer closing the store: rewrite the approximate index's file if many vectors were added since."""
+        if not self._wrote or self._closed or self._ann_tail() < ANN_CHECKPOINT_AT_CLOSE:
+            return
+        try:
+            with self._locked():
+                self.reload_if_changed()
+                if self._ann_tail() >= ANN_CHECKPOINT_AT_CLOSE:
+                    self._checkpoint_ann()
+        except Exception as exc:  # the commits stand; the next opening adds the vectors as before
+            log.warning("could not write the FAISS mirror's approximate index in %s: %s", self.folder, exc)
+
     def _build_and_install(self, snap: _Snapshot) -> None:
         try:
             index = self._build(snap)
@@ -210,7 +259,7 @@ class FaissCommits(FaissStore):
                               "compact the FAISS mirror")
             dim = self._info.dim
             # The payloads are copied as their texts, never parsed.
-            payloads = Picked([self._rows.payloads[int(i)] for i in self._rows.ids[live]])
+            payloads = Picked([self._rows.payload_ref(int(i)) for i in self._rows.ids[live]])
             seg = Segment(1, max(1, self._applied), self._rows.ids[live], self._rows.seq[live],
                           np.zeros((0, dim), np.float32), payloads, *(np.zeros(0, np.int64),) * 4, Parsed([]))
             # Streamed in pieces: a compaction holds a piece of the vectors in memory, never all of them.

@@ -201,6 +201,7 @@ class FaissIndex(FaissCommits):
 
     def close(self) -> None:
         with self._mutex:
+            self.checkpoint_at_close()
             self._lock.close()
             self._closed = True
             self._rows = Rows(self._info.dim, capacity=0)

@@ -37,7 +37,11 @@ class Rows:
         self.n = 0
         self.dead = 0
         self.id_row: dict[int, int] = {}
-        self.payloads: dict[int, tuple[PayloadColumn, int]] = {}  # id -> where its payload is (parsed when read)
+        # Where each row's payload is: columns[pcol[row]][prow[row]] (parsed when read; arrays, so that loading a
+        # large store stores no object per point)
+        self.pcol = np.zeros(capacity, np.int32)
+        self.prow = np.zeros(capacity, np.int64)
+        self.columns: list[PayloadColumn] = []
         self.blocks: dict[int, np.ndarray] = {}
         self._refs: dict[int, int] = {}  # live rows per block
         self._next_block = 0
@@ -49,7 +53,7 @@ class Rows:
         if need <= cap:
             return
         new = max(need, int(cap * 1.5) + 1024)
-        for name in ("ids", "seq", "blk", "off", "alive"):
+        for name in ("ids", "seq", "blk", "off", "alive", "pcol", "prow"):
             old = getattr(self, name)
             arr = np.zeros(new, old.dtype)
             arr[: self.n] = old[: self.n]
@@ -62,15 +66,19 @@ class Rows:
 
     def payload(self, i: int) -> dict[str, Any]:
         """The payload of id `i`, a fresh dict; KeyError if it is not stored."""
-        column, row = self.payloads[i]
+        column, row = self.payload_ref(i)
         return column[row]
+
+    def payload_ref(self, i: int) -> tuple[PayloadColumn, int]:
+        """(column, row) of id `i`'s payload; KeyError if it is not stored."""
+        row = self.id_row[i]
+        return self.columns[int(self.pcol[row])], int(self.prow[row])
 
     def kill(self, i: int) -> None:
         row = self.id_row.pop(i, None)
         if row is not None:
             self.alive[row] = False
             self.dead += 1
-            del self.payloads[i]
             self._unref(int(self.blk[row]))
 
     def apply(self, seg: Segment, after: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +100,8 @@ class Rows:
                 self._refs[block] += 1
         take = np.flatnonzero(fresh)
         ids = seg.put_ids[take]
-        for i in ids.tolist():
+        id_list = ids.tolist()
+        for i in [i for i in id_list if i in self.id_row]:
             self.kill(i)
         start, end = self.n, self.n + len(take)
         self._grow(end)
@@ -100,13 +109,14 @@ class Rows:
         self.blk[start:end], self.off[start:end] = block, take
         self._refs[block] += len(take)
         self.n = end
-        for row, (i, j) in enumerate(zip(ids.tolist(), take.tolist(), strict=True)):
-            self.id_row[i] = start + row
-            self.payloads[i] = (seg.put_payloads, j)
+        self.id_row.update(zip(id_list, range(start, end), strict=True))
+        self.columns += [seg.put_payloads, seg.set_payloads]
+        put_col, set_col = len(self.columns) - 2, len(self.columns) - 1
+        self.pcol[start:end], self.prow[start:end] = put_col, take
         for j in np.flatnonzero(seg.set_seq > after).tolist():
-            i = int(seg.set_ids[j])
-            if i in self.payloads:  # a later delete in the same segment would have replaced the set
-                self.payloads[i] = (seg.set_payloads, j)
+            row = self.id_row.get(int(seg.set_ids[j]))
+            if row is not None:  # a later delete in the same segment would have replaced the set
+                self.pcol[row], self.prow[row] = set_col, j
         if self._refs[block] == 0:
             self._unref(block, 0)
         return ids, np.arange(start, end)
@@ -115,7 +125,7 @@ class Rows:
         """Drop the dead rows (memory only: the files and the approximate index are keyed by id)."""
         self._changes += 1
         keep = np.flatnonzero(self.alive[: self.n])
-        for name in ("ids", "seq", "blk", "off"):
+        for name in ("ids", "seq", "blk", "off", "pcol", "prow"):
             setattr(self, name, getattr(self, name)[keep].copy())
         self.alive = np.ones(len(keep), bool)
         self.n, self.dead = len(keep), 0

@@ -53,6 +53,7 @@ class FaissStore:
         self._sorted_ids: tuple[int, np.ndarray] | None = None
         self.version_ = 0
         self._closed = False
+        self._wrote = False  # this process committed a write (it may rewrite the approximate index at close)
         meta_path = self.folder / META_NAME
         if not meta_path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -274,3 +274,30 @@ def test_a_segment_of_the_format_before_reads_and_compacts_into_the_new_one(tmp_
     assert "payload_json.npy" in zipfile.ZipFile(path).namelist()
     with FaissIndex(tmp_path / "s", INFO) as index:
         assert state(index) == before
+
+
+def test_the_approximate_index_file_is_rewritten_as_vectors_pile_up_so_a_reopen_adds_few(tmp_path, monkeypatch):
+    from imgsearch.search import faiss_commits
+
+    monkeypatch.setattr(faiss_ann, "EXACT_MAX_POINTS", 1000)
+    monkeypatch.setattr(faiss_commits, "ANN_CHECKPOINT_TAIL", 250)
+    monkeypatch.setattr(faiss_commits, "ANN_CHECKPOINT_AT_CLOSE", 30)
+    rng = np.random.default_rng(8)
+    xb = clustered(rng, 2040)  # below 2,048 the index keeps its 64 lists (no rebuild)
+    writer = FaissIndex(tmp_path, INFO)
+    writer.upsert(list(range(1200)), xb[:1200])
+    assert writer.wait_for_index(60)
+    built = Manifest.read(tmp_path).ann
+    for start in range(1200, 2000, 80):  # 800 more in batches: the file is rewritten after every 250 or so
+        writer.upsert(list(range(start, start + 80)), xb[start:start + 80])
+    during = Manifest.read(tmp_path).ann
+    assert during["covers"] > built["covers"] and during["factory"] == built["factory"]
+    assert 0 < writer._ann_tail() < 250 and len(list(tmp_path.glob("ann-*"))) == 1  # the old files went
+    writer.upsert(list(range(2000, 2040)), xb[2000:2040])
+    writer.close()  # 40 + the tail since the last rewrite >= 30: written at close
+    after = Manifest.read(tmp_path).ann
+    assert after["covers"] == Manifest.read(tmp_path).last_seq
+    with FaissIndex(tmp_path, INFO) as reader:  # loads the file and has nothing to add
+        assert reader.count() == 2040 and reader._ann is not None and reader._ann_tail() == 0
+        xq = xb[2030:2040]
+        assert [hits[0].id for hits in reader.search(xq, 1)] == list(range(2030, 2040))
