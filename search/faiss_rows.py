@@ -110,12 +110,18 @@ class Rows:
         self._refs[block] += len(take)
         self.n = end
         self.id_row.update(zip(id_list, range(start, end), strict=True))
-        self.columns += [seg.put_payloads, seg.set_payloads]
-        put_col, set_col = len(self.columns) - 2, len(self.columns) - 1
-        self.pcol[start:end], self.prow[start:end] = put_col, take
+        # A column is kept only if a row uses it: a merge's records are older than `after`, and its columns
+        # (references to the merged segments' payloads) would only hold memory.
+        if len(take):
+            self.columns.append(seg.put_payloads)
+            self.pcol[start:end], self.prow[start:end] = len(self.columns) - 1, take
+        set_col = None
         for j in np.flatnonzero(seg.set_seq > after).tolist():
             row = self.id_row.get(int(seg.set_ids[j]))
             if row is not None:  # a later delete in the same segment would have replaced the set
+                if set_col is None:
+                    self.columns.append(seg.set_payloads)
+                    set_col = len(self.columns) - 1
                 self.pcol[row], self.prow[row] = set_col, j
         if self._refs[block] == 0:
             self._unref(block, 0)
