@@ -32,9 +32,12 @@ log = logging.getLogger(__name__)
 MERGE_FANOUT = 8  # segments of one size tier merged together after a commit
 MAX_MERGE_RECORDS = 32_768  # no commit rewrites more (~160 MiB at 1280-d); `compact` (doctor) merges the rest
 COMPACT_SEGMENTS = 64  # `needs_compaction` above this many segments
-# The approximate index's file is rewritten (`_checkpoint_ann`) once this many vectors were added to it since it
-# was written: a process opening the store adds those again, which at 1M points was most of a reopen.
+# The approximate index's file is rewritten (`_checkpoint_ann`) once ANN_CHECKPOINT_TAIL vectors, and 1/8 of the
+# store, were added to it since it was written: a process opening the store adds those again, which at 1M points
+# was most of a reopen. Each rewrite writes the whole index (about 1.3 KB a point), so the fraction bounds what a
+# bulk load writes in all to about 8 times the final index (docs/benchmarks.md, "Scale").
 ANN_CHECKPOINT_TAIL = 32_768
+ANN_CHECKPOINT_FRACTION = 8
 ANN_CHECKPOINT_AT_CLOSE = 4_096  # a writer closing the store leaves at most this many to add
 
 
@@ -93,7 +96,7 @@ class FaissCommits(FaissStore):
         self._wrote = True
         if ann_mod.needs_rebuild(self.index_type, len(self._rows.id_row), manifest.ann):
             self._rebuild_ann(background=self.background_rebuild)
-        elif self._ann_tail() >= max(ANN_CHECKPOINT_TAIL, len(self._rows.id_row) // 32):
+        elif self._ann_tail() >= max(ANN_CHECKPOINT_TAIL, len(self._rows.id_row) // ANN_CHECKPOINT_FRACTION):
             self._checkpoint_ann()
 
     def _next_seq(self) -> int:
