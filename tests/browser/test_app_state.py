@@ -166,16 +166,21 @@ def test_progress_moves_with_images_per_second_and_time_left(setup, page):
     page.get_by_role("button", name="Ingest", exact=True).click()
     job_id = _started_job(page)
     line = re.compile(rf"Job {job_id} · ingest of more: ([\d,]+) of ([\d,]+) images · [\d.]+ img/s · about .+ left")
-    seen = set()
+    seen: set[int] = set()
+    shown: list[str] = []  # the job's distinct lines in the sidebar, in order: what the failure message shows
 
     def moved() -> bool:
-        m = line.search(page.locator('[data-testid="stSidebar"]').inner_text())
+        text = page.locator('[data-testid="stSidebar"]').inner_text()
+        mine = next((ln for ln in text.splitlines() if ln.startswith(f"Job {job_id} ")), "(no line for the job)")
+        if not shown or shown[-1] != mine:
+            shown.append(mine)
+        m = line.search(text)
         if m:
             seen.add(int(m.group(1).replace(",", "")))
         return len(seen) >= 3
 
     # was: "Embedded 0 of 300", then done
-    wait_until(moved, 60, 0.2, lambda: f"the progress line did not move: {seen}")
+    wait_until(moved, 180, 0.2, lambda: f"the progress line did not move: {sorted(seen)}; the sidebar said: {shown}")
     assert _wait_job(setup, job_id)[0] == "done"
 
 
