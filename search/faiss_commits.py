@@ -97,7 +97,11 @@ class FaissCommits(FaissStore):
         if ann_mod.needs_rebuild(self.index_type, len(self._rows.id_row), manifest.ann):
             self._rebuild_ann(background=self.background_rebuild)
         elif self._ann_tail() >= max(ANN_CHECKPOINT_TAIL, len(self._rows.id_row) // ANN_CHECKPOINT_FRACTION):
-            self._checkpoint_ann()
+            try:
+                self._checkpoint_ann()
+            except Exception as exc:  # the commit above stands: failing here would report a written batch as lost
+                log.warning("could not rewrite the FAISS mirror's approximate index in %s: %s (the next opening "
+                            "adds the vectors since its file again)", self.folder, exc)
 
     def _next_seq(self) -> int:
         return (self._manifest.last_seq if self._manifest is not None else 1) + 1

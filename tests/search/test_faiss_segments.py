@@ -301,3 +301,30 @@ def test_the_approximate_index_file_is_rewritten_as_vectors_pile_up_so_a_reopen_
         assert reader.count() == 2040 and reader._ann is not None and reader._ann_tail() == 0
         xq = xb[2030:2040]
         assert [hits[0].id for hits in reader.search(xq, 1)] == list(range(2030, 2040))
+
+
+def test_a_failed_rewrite_of_the_approximate_index_file_does_not_fail_the_commit(tmp_path, monkeypatch):
+    # A full disk while rewriting the index file after a commit: the commit is already the store's, so the write
+    # must return normally (a caller told it failed would retry or report lost images), and a reopen has it all.
+    from imgsearch.search import faiss_commits
+
+    monkeypatch.setattr(faiss_ann, "EXACT_MAX_POINTS", 1000)
+    monkeypatch.setattr(faiss_commits, "ANN_CHECKPOINT_TAIL", 50)
+    rng = np.random.default_rng(9)
+    xb = clustered(rng, 1450)
+    writer = FaissIndex(tmp_path, INFO)
+    writer.upsert(list(range(1200)), xb[:1200])
+    assert writer.wait_for_index(60)
+    covers = Manifest.read(tmp_path).ann["covers"]
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(faiss_commits, "atomic_write", disk_full)
+    writer.upsert(list(range(1200, 1450)), xb[1200:1450])  # past the tail (1/8 of the store): the rewrite is tried, and fails
+    assert Manifest.read(tmp_path).ann["covers"] == covers  # not rewritten
+    monkeypatch.undo()
+    writer.close()
+    with FaissIndex(tmp_path, INFO) as reader:
+        assert reader.count() == 1450
+        assert [hits[0].id for hits in reader.search(xb[1440:1450], 1)] == list(range(1440, 1450))
