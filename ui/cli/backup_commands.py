@@ -18,7 +18,7 @@ def _server_index(ctx):
     s = ctx.settings
     if not s.qdrant_url:
         return None
-    return open_index("qdrant", s.data_dir, ctx.backbone.identity, ctx.store_options())
+    return open_index("qdrant", s.data_dir, ctx.identity, ctx.store_options())
 
 
 def backup_cmd(
@@ -32,7 +32,7 @@ def backup_cmd(
     with open_context("backup", data_dir=data_dir) as ctx:
         qdrant = _server_index(ctx)
         try:
-            report = backup(ctx.settings, ctx.backbone.identity, folder.expanduser().resolve(), qdrant=qdrant)
+            report = backup(ctx.settings, ctx.identity, folder.expanduser().resolve(), qdrant=qdrant)
         except BackupError as exc:
             fail(str(exc))
         finally:
