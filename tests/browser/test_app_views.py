@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser import harness
+from tests.helpers.wait import wait_until
 from tests.ui.web.conftest import Collection, build_collection
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -104,6 +105,46 @@ def test_open_shows_the_original_with_its_details(server, page):
     page.get_by_role("heading", name="Image", exact=True).wait_for()
     harness.wait_text(page, "resolution")
     assert page.locator(MAIN).get_by_text(top.file_name).count() >= 1
+
+
+def _focused_card_name(page) -> str:
+    """The file name in the caption of the card whose button has the focus."""
+    return page.evaluate("""() => {
+        const col = document.activeElement.closest('[data-testid="stColumn"]');
+        return col ? col.querySelector('[data-testid="stMarkdownContainer"]').innerText : "";
+    }""")
+
+
+def test_the_keyboard_walks_the_grid_and_the_dialog_steps_through_the_results(server, page):
+    # was: no previous/next in the dialog, and no keys at all
+    collection, app = server
+    names = _catalogue(collection)
+    first_id = min(i for i, _ in names.values())
+    page.goto(f"{app.base_url}/search?q=id:{first_id}&k=5", wait_until="domcontentloaded")
+    harness.wait_text(page, "Top 5 neighbours")
+    harness.wait_settled(page)
+    top = [c.file_name for c in wait_until(lambda: harness.result_captions(page)[:5] if len(
+        harness.result_captions(page)) >= 5 else None, 60, 0.2, "five result cards")]
+    opens = page.locator(MAIN).get_by_role("button", name="Open", exact=True)
+    opens.first.focus()
+    page.keyboard.press("ArrowRight")  # the second card
+    assert top[1] in _focused_card_name(page) and top[0] not in _focused_card_name(page)
+    page.keyboard.press("Enter")  # a focused button's own click: the second card's dialog
+    dialog = _dialog(page)
+    dialog.get_by_text(f"2 of {len(top)}", exact=False).wait_for()
+    assert dialog.get_by_text(top[1]).count() >= 1
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text(f"3 of {len(top)}", exact=False).wait_for()
+    dialog.get_by_text(top[2]).first.wait_for()
+    dialog.get_by_role("button", name="Previous").click()
+    dialog.get_by_text(f"2 of {len(top)}", exact=False).wait_for()
+    dialog.get_by_text("Actual pixels").click()  # zoom: the original pixel for pixel, in a box that scrolls
+    zoomed = dialog.locator(".imgsearch-zoom img")
+    zoomed.wait_for()
+    assert zoomed.evaluate("i => i.naturalWidth > 0 && i.getBoundingClientRect().width === i.naturalWidth")
+    page.keyboard.press("Escape")
+    page.locator(DIALOG).wait_for(state="detached")
+    assert not harness.app_errors(page)
 
 
 def test_the_picker_browses_the_collection_by_label_with_thumbnails(server, page):

@@ -321,7 +321,7 @@ def test_a_failed_rewrite_of_the_approximate_index_file_does_not_fail_the_commit
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(faiss_commits, "atomic_write", disk_full)
-    writer.upsert(list(range(1200, 1450)), xb[1200:1450])  # past the tail (1/8 of the store): the rewrite is tried, and fails
+    writer.upsert(list(range(1200, 1450)), xb[1200:1450])  # past 1/8 of the store: the rewrite fails
     assert Manifest.read(tmp_path).ann["covers"] == covers  # not rewritten
     monkeypatch.undo()
     writer.close()

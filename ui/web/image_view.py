@@ -7,7 +7,10 @@ path that came with the request, and only while it still holds the catalogued by
 
 from __future__ import annotations
 
+import base64
+import html
 import io
+from collections.abc import Sequence
 
 import streamlit as st
 from PIL import Image
@@ -15,8 +18,8 @@ from PIL import Image
 from imgsearch.db import repository as repo
 from imgsearch.ui.services import photo_info
 from imgsearch.ui.services.image_files import FileUnavailable, read_catalogued, readable_roots
+from imgsearch.ui.web import keyboard, resources, views
 from imgsearch.ui.web import query_state as qs
-from imgsearch.ui.web import resources, views
 
 MAX_SHOWN_PIXELS = 4_000_000  # larger originals are shown scaled down (the download is the original file)
 SEARCH_PAGE = "screens/search_page.py"
@@ -28,10 +31,44 @@ def open_button(image_id: int, key: str) -> bool:
                      icon=":material/open_in_full:", width="stretch")
 
 
+LIGHTBOX = "_lightbox"  # the open dialog's place: {"ids": the grid's images in order, "at": the one shown}
+
+
+def open_image(image_id: int, ids: Sequence[int] = (), switch_to_search: bool = True) -> None:
+    """The dialog of `image_id`, stepping through `ids` (the grid it was opened from, in its order) with Previous
+    and Next or the arrow keys."""
+    order = [int(i) for i in ids] if image_id in ids else [image_id]
+    st.session_state[LIGHTBOX] = {"ids": order, "at": order.index(image_id)}
+    image_dialog(image_id, switch_to_search)
+
+
 @st.dialog("Image", width="large")
 def image_dialog(image_id: int, switch_to_search: bool = True) -> None:
+    # A button in a dialog reruns the dialog alone, called with the arguments it was opened with: where it has
+    # stepped to since lives in the session.
+    nav = st.session_state.get(LIGHTBOX)
+    if not nav or image_id not in nav["ids"]:
+        nav = st.session_state[LIGHTBOX] = {"ids": [image_id], "at": 0}
+    if len(nav["ids"]) > 1:
+        _stepper(nav)
     # The catalogue is all it needs: the models and stores are not loaded for it.
-    show_image(resources.load_state(require_images=False, load_models=False), image_id, "dialog", switch_to_search)
+    show_image(resources.load_state(require_images=False, load_models=False), nav["ids"][nav["at"]], "dialog",
+               switch_to_search)
+    keyboard.install()
+
+
+def _step(by: int) -> None:
+    nav = st.session_state[LIGHTBOX]
+    nav["at"] = min(max(nav["at"] + by, 0), len(nav["ids"]) - 1)
+
+
+def _stepper(nav: dict) -> None:
+    back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
+    back.button("Previous", key=keyboard.PREV_KEY, icon=":material/chevron_left:", on_click=_step, args=(-1,),
+                disabled=nav["at"] == 0, width="stretch", help="The previous result (← key)")
+    where.caption(f"{nav['at'] + 1} of {len(nav['ids'])} · ← → step, Esc closes")
+    forward.button("Next", key=keyboard.NEXT_KEY, icon=":material/chevron_right:", on_click=_step, args=(1,),
+                   disabled=nav["at"] == len(nav["ids"]) - 1, width="stretch", help="The next result (→ key)")
 
 
 def show_image(state: resources.AppState, image_id: int, prefix: str, switch_to_search: bool = True) -> None:
@@ -86,9 +123,28 @@ def _original(row, roots) -> None:
     except (OSError, Image.DecompressionBombError) as exc:
         st.warning(f"The image file cannot be read: {row.path} ({exc})")
         return
-    if size[0] * size[1] > MAX_SHOWN_PIXELS:
+    scaled = size[0] * size[1] > MAX_SHOWN_PIXELS
+    if scaled:
         image.thumbnail((2048, 2048))
-        st.image(image.convert("RGB"), caption=f"{row.file_name}: {size[0]} × {size[1]} px, shown scaled down")
+    caption = (f"{row.file_name}: {size[0]} × {size[1]} px, shown scaled down" if scaled
+               else f"{row.file_name} · {size[0]} × {size[1]} px (original)")
+    if st.toggle("Actual pixels", key=f"zoom_{row.id}", help="Show the image pixel for pixel, in a box you scroll "
+                 "to pan (originals over 4 megapixels at 2048 px); off fits it to the dialog"):
+        _actual_pixels(image if scaled else raw, caption)
     else:
-        st.image(raw, caption=f"{row.file_name} · {size[0]} × {size[1]} px (original)")
+        st.image(image.convert("RGB") if scaled else raw, caption=caption)
     st.download_button("Download the original", raw, file_name=row.file_name, key=f"download_{row.id}")
+
+
+def _actual_pixels(image: Image.Image | bytes, caption: str) -> None:
+    """The image at one screen pixel per image pixel in a scrolling box: st.image always fits its column."""
+    if isinstance(image, bytes):
+        data, mime = image, Image.MIME.get(Image.open(io.BytesIO(image)).format or "", "image/jpeg")
+    else:
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, "JPEG", quality=90)
+        data, mime = buf.getvalue(), "image/jpeg"
+    src = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    st.html(f'<div class="imgsearch-zoom" style="overflow:auto;max-height:70vh;border:1px solid #8884">'
+            f'<img src="{src}" alt="{html.escape(caption)}" style="max-width:none;display:block"></div>')
+    st.caption(caption + " · actual pixels")

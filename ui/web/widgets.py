@@ -19,7 +19,7 @@ from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import collection_browser, image_view, resources, views
+from imgsearch.ui.web import collection_browser, image_view, keyboard, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
@@ -271,9 +271,11 @@ def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool,
             for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
                 with col:
                     draw(item)
+    keyboard.install()
     image_id = st.session_state.pop(OPEN_IMAGE, None)
     if image_id is not None:
-        image_view.image_dialog(int(image_id), switch_to_search)
+        ids = [getattr(item, "id", None) for item in items]
+        image_view.open_image(int(image_id), [int(i) for i in ids if i is not None], switch_to_search)
 
 
 def _photo_lines(items: Sequence, ids: Sequence[int] | None = None) -> Callable[[object], tuple[str, str] | None]:

@@ -97,7 +97,7 @@ def map_section(state: resources.AppState) -> None:
         widgets.image_grid(rows, f"{PREFIX}_map_pick", switch_to_search=True)
     if st.session_state.get(SELECTED) != clicked:  # a new click opens the image; a later rerun does not again
         st.session_state[SELECTED] = clicked
-        image_view.image_dialog(clicked, switch_to_search=True)
+        image_view.open_image(clicked, switch_to_search=True)
 
 
 def _clicked_id(event) -> int | None:

@@ -1,0 +1,70 @@
+"""Keyboard use of the result grids and the image dialog: arrows move between cards, Enter opens one (a focused
+button's own behaviour), arrows in the open dialog show the previous or next image, Esc closes it (Streamlit's
+dialog does that itself).
+
+Streamlit has no keyboard events, so this is one listener on the page's document, installed from a zero-height
+component (the same way the result grid scrolls the page up). It acts only where no text field has the focus, so
+typing in a search box or a filter keeps its arrows, and the page still scrolls with the arrows until a card has
+the focus (Tab reaches the cards' buttons).
+"""
+
+from __future__ import annotations
+
+from string import Template
+
+import streamlit.components.v1 as components
+
+# The element keys the listener clicks (their containers carry the class `st-key-<key>`).
+PREV_KEY = "lightbox_prev"
+NEXT_KEY = "lightbox_next"
+GRID_CLASS = "-cardgrid"  # a result grid's container key ends so (widgets.GRID_SUFFIX)
+OPEN_CLASS = "_open_"  # a card's "Open" button's key has it (widgets.card)
+
+_SCRIPT = Template("""<script>
+const doc = window.parent.document, win = window.parent;
+if (!win.__imgsearchKeyboard) {
+  win.__imgsearchKeyboard = true;
+  const typing = (t) => {
+    const tag = ((t && t.tagName) || "").toLowerCase();
+    return tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable);
+  };
+  doc.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.altKey || e.metaKey || typing(e.target)) return;
+    const dialog = doc.querySelector('[role="dialog"]');
+    if (dialog) {
+      const key = {ArrowLeft: "$prev", ArrowRight: "$next"}[e.key];
+      const button = key && dialog.querySelector(".st-key-" + key + " button");
+      if (button && !button.disabled) { e.preventDefault(); button.click(); }
+      return;
+    }
+    if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(e.key)) return;
+    // One entry a card (a card's button can come as more than one element), with the button it focuses.
+    const cards = [...new Set([...doc.querySelectorAll('[class*="$grid"] [class*="$open"] button')]
+      .map((b) => b.closest('[data-testid="stColumn"]')).filter((c) => c))];
+    const opens = cards.map((c) => c.querySelector('[class*="$open"] button'));
+    const at = cards.findIndex((c) => c && c.contains(doc.activeElement));
+    if (at < 0) return;  // no card has the focus: the arrows scroll the page as usual
+    let to = -1;
+    if (e.key === "ArrowLeft") to = at - 1;
+    else if (e.key === "ArrowRight") to = at + 1;
+    else {  // the nearest card in the row below (above)
+      const here = cards[at].getBoundingClientRect(), dir = e.key === "ArrowDown" ? 1 : -1;
+      let best = Infinity;
+      cards.forEach((c, k) => {
+        const r = c.getBoundingClientRect(), dy = (r.top - here.top) * dir;
+        const cost = dy * 1000 + Math.abs(r.left - here.left);
+        if (dy > 5 && cost < best) { best = cost; to = k; }
+      });
+    }
+    if (to < 0 || to >= opens.length) return;
+    e.preventDefault();
+    opens[to].focus();
+    opens[to].scrollIntoView({block: "nearest"});
+  });
+}
+</script>""").substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS)
+
+
+def install() -> None:
+    """Put the listener on the page (once per page load; a second call adds nothing)."""
+    components.html(_SCRIPT, height=0)
