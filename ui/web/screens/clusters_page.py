@@ -9,7 +9,7 @@ import streamlit as st
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
 from imgsearch.ui.services.export import image_rows
-from imgsearch.ui.web import export_widgets, image_view, resources, views, widgets
+from imgsearch.ui.web import bulk_actions, export_widgets, image_view, resources, views, widgets
 
 PREFIX = "clusters"
 MEMBERS_PER_PAGE = 20
@@ -56,6 +56,11 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
             images = repo.images_by_ids(s, ids)
             everyone = image_rows([images[i] for i in ids if i in images])
         export_widgets.download_buttons(everyone, f"{algorithm}_cluster_{cluster}", f"{PREFIX}_{algorithm}")
+    if st.toggle(f"Act on all {size:,} images of this cluster (label them, more like these)",
+                 key=f"{PREFIX}_{algorithm}_bulk_{cluster}"):
+        with state.ctx.Session() as s:
+            ids = [i for i, _, _ in data.cluster_members(s, algorithm, int(cluster), limit=size)]
+        bulk_actions.panel(state, ids, f"{PREFIX}_{algorithm}", f"in cluster {cluster}", export=False)
     first = (number - 1) * MEMBERS_PER_PAGE + 1
     st.caption(f"Images {first:,}–{first + len(members) - 1:,} of {size:,}, most confident prediction first")
     widgets.image_grid(members, f"{PREFIX}_{algorithm}", switch_to_search=True)
@@ -82,11 +87,21 @@ def map_section(state: resources.AppState) -> None:
     color = right.radio("Colour by", list(views.MAP_COLOURS), horizontal=True, key=f"{PREFIX}_map_color")
     st.caption(f"{len(frame):,} of {stored.n_total:,} images (a sample drawn with seed {stored.seed}), computed "
                f"once by training run {state.current_models.run_id}. Click a point to open its image; drag to pan, "
-               "scroll to zoom.")
+               "scroll to zoom; the lasso or box (top right) selects many, to label, export or search with.")
     fig = resources.map_figure(state.key, state.version, projections[projection], views.MAP_COLOURS[color])
-    event = st.plotly_chart(fig, key=f"{PREFIX}_map", on_select="rerun", selection_mode="points",
+    event = st.plotly_chart(fig, key=f"{PREFIX}_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})
-    clicked = _clicked_id(event)
+    picked = bulk_actions.map_selection(event)
+    if len(picked) > 1:  # a lasso or a box: the selection's actions, no dialog
+        st.session_state.pop(SELECTED, None)
+        with state.ctx.Session() as s:
+            rows = data.browse(s, {"id": ("any", picked[:MEMBERS_PER_PAGE])}, limit=MEMBERS_PER_PAGE)[1]
+        bulk_actions.panel(state, picked, f"{PREFIX}_map", "selected on the map")
+        if len(picked) > len(rows):
+            st.caption(f"The first {len(rows)} of them:")
+        widgets.image_grid(rows, f"{PREFIX}_map_many", switch_to_search=True)
+        return
+    clicked = picked[0] if picked else None
     if clicked is None:
         st.session_state.pop(SELECTED, None)
         return
@@ -98,19 +113,6 @@ def map_section(state: resources.AppState) -> None:
     if st.session_state.get(SELECTED) != clicked:  # a new click opens the image; a later rerun does not again
         st.session_state[SELECTED] = clicked
         image_view.open_image(clicked, switch_to_search=True)
-
-
-def _clicked_id(event) -> int | None:
-    """The image id of the clicked point of the map's first trace (the names trace has no ids)."""
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError):
-        return None
-    for p in points:
-        custom = p.get("customdata")
-        if p.get("curve_number", 0) == 0 and custom:
-            return int(custom[0])
-    return None
 
 
 def main() -> None:

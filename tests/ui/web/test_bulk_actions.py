@@ -1,0 +1,94 @@
+"""Bulk actions on many images (ui/web/bulk_actions.py): a whole cluster, or a lasso on the map, labelled with a
+confirmation of what changes and an Undo; "more like these"; the map's selection read from Plotly's event."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgsearch.ui.web import bulk_actions
+from tests.ui.web.conftest import page
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _labels(collection) -> dict[int, str | None]:
+    from sqlalchemy import select
+
+    from imgsearch.db.models import Image
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
+
+    with open_database(Settings(data_dir=collection.data_dir))() as s:
+        return {i: label for i, label in s.execute(select(Image.id, Image.label))}
+
+
+def _cluster_ids(collection, cluster: int) -> list[int]:
+    from sqlalchemy import select
+
+    from imgsearch.db.models import Image
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
+
+    with open_database(Settings(data_dir=collection.data_dir))() as s:
+        return list(s.scalars(select(Image.id).where(Image.kmeans_cluster == cluster)))
+
+
+def test_change_summary_counts_what_a_label_replaces():
+    old = {1: "airplanes", 2: "airplanes", 3: None, 4: "gadgets", 5: "Faces_easy"}
+    assert bulk_actions.change_summary(old, "gadgets") == (4, "2 from airplanes, 1 unlabelled, 1 from Faces easy")
+    assert bulk_actions.change_summary({1: "gadgets"}, "gadgets") == (0, "")
+
+
+def test_the_maps_selection_is_its_points_ids_in_order_without_the_names_trace():
+    event = {"selection": {"points": [
+        {"curve_number": 0, "customdata": [7, "a.jpg"]}, {"curve_number": 1, "customdata": [99]},
+        {"curve_number": 0, "customdata": [3, "b.jpg"]}, {"curve_number": 0, "customdata": [7, "a.jpg"]},
+        {"curve_number": 1}]}}
+    assert bulk_actions.map_selection(event) == [7, 3]
+    assert bulk_actions.map_selection({"selection": {"points": []}}) == []
+    assert bulk_actions.map_selection(None) == []
+
+
+@pytest.mark.slow
+def test_a_whole_cluster_is_labelled_after_saying_what_changes_and_undo_puts_the_old_labels_back(own_collection):
+    before = _labels(own_collection)
+    members = _cluster_ids(own_collection, 0)
+    assert members
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    at.toggle(key="clusters_kmeans_bulk_0").set_value(True).run()
+    _ok(at)
+    assert any(f"{len(members)} images in cluster 0" in m.value for m in at.markdown)
+    at.selectbox(key="clusters_kmeans_bulk_label").set_value(bulk_actions.NEW_LABEL).run()
+    at.text_input(key="clusters_kmeans_bulk_new_label").set_value("gadgets").run()
+    _ok(at)
+    summary = next(c.value for c in at.caption if c.value.startswith("Changes "))
+    assert summary.startswith(f"Changes {len(members)} of {len(members)} labels to 'gadgets'")
+    assert _labels(own_collection) == before  # nothing changes before the button
+    at.button(key="clusters_kmeans_bulk_apply").click().run()
+    _ok(at)
+    after = _labels(own_collection)
+    assert {after[i] for i in members} == {"gadgets"}
+    assert all(after[i] == before[i] for i in before if i not in members)
+    assert any(f"Labelled {len(members)} images 'gadgets'" in s.value for s in at.success)
+    at.button(key="clusters_kmeans_bulk_undo").click().run()
+    _ok(at)
+    assert _labels(own_collection) == before
+
+
+@pytest.mark.slow
+def test_more_like_these_searches_with_the_clusters_images_as_examples(app_env):
+    from imgsearch.ui.web import query_state as qs
+
+    members = _cluster_ids(app_env, 0)
+    at = page("clusters")
+    at.run()
+    at.toggle(key="clusters_kmeans_bulk_0").set_value(True).run()
+    at.button(key="clusters_kmeans_bulk_more").click().run()
+    # The page switches to the Search page, which a one-page AppTest does not have: that is the error it shows.
+    assert [e.value for e in at.exception] and all("search_page.py" in e.value for e in at.exception)
+    positives = at.session_state[qs.RECOMMEND_FROM_URL][0]
+    assert sorted(positives) == sorted(members) and at.session_state[qs.Q] == f"id:{positives[0]}"
