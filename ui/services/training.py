@@ -140,7 +140,7 @@ def train(
     stages = stages or StageReporter(plan(False, False))
     classifiers = usable_labels(y).size >= 2
     evaluation = len({v for v in y if v is not None}) >= 2  # retrieval is scored by labels
-    stages.replan(plan(False, False, True, classifiers, evaluation)[1:])
+    stages.replan(plan(ingest=False, tags=False, classifiers=classifiers, evaluation=evaluation)[1:])  # after features
     details = {"svm": f"least-squares, {n_labelled:,} labelled images", "random_forest": f"{n_labelled:,} labelled "
                "images", "kmeans": f"K={k}, {len(ids):,} images", "agglomerative": f"Ward, K={k}, {len(ids):,} images",
                "evaluation": "retrieval"}
