@@ -88,7 +88,8 @@ def _take(session: Session, job_id: int, holder: str, lease_s: float, now: datet
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
         .values(status="running", started_at=now, worker_id=holder, lease_expires_at=leases.lease_end(lease_s, now),
-                heartbeat_at=now, attempts=Job.attempts + 1, not_before=None)
+                heartbeat_at=now, attempts=Job.attempts + 1, not_before=None, stage=None, stage_index=None,
+                stage_total=None, stage_started_at=None)
         .execution_options(synchronize_session=False)
     )
     return session.get(Job, job_id, populate_existing=True) if claimed == 1 else None
@@ -174,6 +175,17 @@ def update_job_progress(
     values = {name: int(value) for name, value in given.items() if value is not None}
     if not values:
         return True
+    return rows_matched(session, _held(job_id, worker_id).values(**values)) == 1
+
+
+def update_job_stage(session: Session, job_id: int, stage: str, index: int, total: int,
+                     worker_id: str | None = None, now: datetime | None = None) -> bool:
+    """Record the stage a job has just begun: its line, its number (from 1) of `total`, and the time.
+
+    With `worker_id`: only while that worker holds the job. Returns False when nothing was written.
+    """
+    values = {"stage": stage, "stage_index": int(index), "stage_total": int(total),
+              "stage_started_at": now or utcnow()}
     return rows_matched(session, _held(job_id, worker_id).values(**values)) == 1
 
 

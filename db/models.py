@@ -315,6 +315,11 @@ class Job(Base):
     # A job put back after a transient error (store busy, database connection lost) waits until not_before.
     deferrals: Mapped[int] = mapped_column(default=0, server_default="0")
     not_before: Mapped[datetime | None]
+    # A training job's current stage (migration 0011): its line, its number of stage_total, when it began.
+    stage: Mapped[str | None] = mapped_column(Text)
+    stage_index: Mapped[int | None]
+    stage_total: Mapped[int | None]
+    stage_started_at: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, folder={self.folder!r}, status={self.status!r})"

@@ -3,7 +3,7 @@ catalogue's fields when points are written (`store_payloads`), and rewritten aft
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,12 +31,13 @@ def store_payloads(images: Mapping[int, Image], ids: Sequence[int], predictions:
 
 
 def refresh_payloads(
-    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels, chunk: int = 1024
+    Session: sessionmaker[Session], stores: Stores, cache: FeatureCache, trained: TrainedModels, chunk: int = 1024,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """After a re-fit, rewrite every stored point's predicted class and clusters (SQLite and both stores).
 
     Vectors come from the feature cache, or from Qdrant for images embedded elsewhere. Images removed
-    meanwhile are skipped.
+    meanwhile are skipped. `on_progress(done, total)`: after each chunk, images gone through of all.
     """
     stored = set(stores.qdrant.ids().tolist())
     with Session() as s:
@@ -66,5 +67,7 @@ def refresh_payloads(
         with Session.begin() as s:
             repo.update_images(s, [{"id": i, **u} for i, u in zip(part, updates, strict=True)])
         n += len(part)
+        if on_progress is not None:
+            on_progress(min(start + chunk, len(ids)), len(ids))
     return n
 

@@ -44,10 +44,11 @@ class JobRequest:
     options: dict[str, Any]
     attempts: int = 1  # claims so far, this one included
     deferrals: int = 0  # times it was put back after a transient error
+    worker_id: str | None = None  # the worker that claimed it: what a handler writes to its row is guarded by it
 
     @classmethod
     def of(cls, job) -> JobRequest:
-        return cls(job.id, job.kind, job.folder, dict(job.options or {}), job.attempts, job.deferrals)
+        return cls(job.id, job.kind, job.folder, dict(job.options or {}), job.attempts, job.deferrals, job.worker_id)
 
 
 @dataclass(frozen=True)

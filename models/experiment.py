@@ -44,6 +44,14 @@ MIN_TRAIN = 3  # the SVM's 3 calibration folds each need one image of every clas
 EVAL_SAMPLE = 10_000
 
 
+def usable_labels(y: np.ndarray) -> np.ndarray:
+    """The labels the classifiers can be fitted on (MIN_TRAIN + 1 images or more; None or "" is no label):
+    run_experiment fits them only when there are at least 2."""
+    yl = np.array([str(v) for v in np.asarray(y, dtype=object) if v is not None and v != ""], dtype=str)
+    classes, counts = np.unique(yl, return_counts=True)
+    return classes[counts >= MIN_TRAIN + 1]
+
+
 @dataclass
 class ExperimentResult:
     """Everything one experiment produced.
@@ -102,7 +110,7 @@ def run_experiment(
     step = on_step or (lambda name: None)
     # Clusters, the map and search need no label; the classifiers need two classes big enough to split.
     classes, counts = np.unique(yl, return_counts=True)
-    usable = classes[counts >= MIN_TRAIN + 1]
+    usable = usable_labels(yl)
     if usable.size >= 2:
         _fit_classifiers(res, X, y, lab, yl, val_fraction, random_state, svm_alpha, rf_trees, n_jobs,
                          svm_max_train, rf_max_train, step)

@@ -300,3 +300,23 @@ def test_worker_ids_are_unique_per_process_and_name_the_host() -> None:
     os.waitpid(pid, 0)
     child = os.read(read, 200).decode()
     assert child.startswith(f"{socket.gethostname()}:{pid}:") and child != mine
+
+
+def test_a_job_records_its_stage_while_its_worker_holds_it_and_a_new_claim_clears_it(
+        factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        job_id = jobs.enqueue_job(session, "", kind="train").id
+        jobs.claim_job(session, job_id, worker_id="w1")
+    with factory.begin() as session:
+        assert jobs.update_job_stage(session, job_id, "SVM (least-squares)", 3, 8, worker_id="w1")
+        assert not jobs.update_job_stage(session, job_id, "forest", 4, 8, worker_id="w2")  # not its job
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert (job.stage, job.stage_index, job.stage_total) == ("SVM (least-squares)", 3, 8)
+        assert job.stage_started_at is not None and job.stage_started_at.tzinfo is not None
+    with factory.begin() as session:  # stopped and claimed again: it starts over, with no stage yet
+        jobs.requeue_job(session, job_id, worker_id="w1")
+        jobs.claim_job(session, job_id, worker_id="w2")
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert (job.stage, job.stage_index, job.stage_total, job.stage_started_at) == (None, None, None, None)

@@ -172,3 +172,23 @@ def test_0010_marks_the_images_that_have_tags_as_checked(db_url: str) -> None:
     with migration_connection(engine) as connection:
         command.downgrade(alembic_config(connection), "0009")
     engine.dispose()
+
+
+def test_0011_adds_an_empty_stage_to_existing_jobs(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "0010")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO jobs (kind, folder, status, created_at, n_total, n_done, n_skipped, "
+                                "n_failed, attempts, deferrals) VALUES ('train', '', 'queued', "
+                                "'2026-01-01 00:00:00', 0, 0, 0, 0, 0, 0)"))
+    init_db(engine)
+    with session_factory(engine)() as s:
+        (job,) = jobs.list_jobs(s)
+        assert (job.kind, job.stage, job.stage_index, job.stage_total, job.stage_started_at) == (
+            "train", None, None, None, None)
+    with migration_connection(engine) as connection:
+        command.downgrade(alembic_config(connection), "0010")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT kind FROM jobs")).scalar() == "train"
+    engine.dispose()

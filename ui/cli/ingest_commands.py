@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from imgsearch.ui.cli.common import (
     open_stores,
     resumable,
 )
+
+if TYPE_CHECKING:
+    from imgsearch.ui.services.training_stages import Stage
 
 
 def _ingest(ctx, folder: Path, labels_from_folders: bool):
@@ -39,6 +42,30 @@ def _ingest(ctx, folder: Path, labels_from_folders: bool):
     if report.outcome != "ok":
         fail(f"ingest {report.outcome}; run the same command again to finish it")
     return report
+
+
+class StageLines:
+    """`imgsearch train`'s stages: a numbered line as each starts, its time when done, a tqdm bar (as ingest's)
+    in a stage with a count."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def started(self, stage: Stage) -> None:
+        console.print(stage.line, highlight=False)
+
+    def advanced(self, stage: Stage, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=stage.label, unit="img", dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def finished(self, stage: Stage, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        console.print(f"      {stage.label}: {seconds:.1f} s", highlight=False)
 
 
 def _print_ingest(report) -> None:
@@ -111,7 +138,7 @@ def train_cmd(
                                 batch_size=batch_size, data_dir=data_dir,
                                 include_background=include_background or None) as ctx:
         try:
-            outcome = run_training(ctx, data, force=force, on_ingested=_print_ingest)
+            outcome = run_training(ctx, data, force=force, on_ingested=_print_ingest, on_stage=StageLines())
         except (IngestIncomplete, DatasetUnavailable, ValueError) as exc:  # ValueError: too few images for K
             fail(str(exc))
     print_summary(console, outcome.run_id, ctx.backbone.name, outcome.metrics)

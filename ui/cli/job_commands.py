@@ -19,7 +19,7 @@ def jobs_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """List jobs, newest first: state, the worker holding it, progress, attempts and errors."""
+    """List jobs, newest first: state, the worker holding it, progress (a training job's stage), attempts and errors."""
     from imgsearch.db import jobs
     from imgsearch.db.models import JOB_STATUSES
     from imgsearch.ui.services.context import open_database
@@ -39,6 +39,7 @@ def jobs_cmd(
     table = Table("id", "kind", "folder", "state", "worker", "progress", "attempts", "error")
     for r in rows:
         progress = f"{r['done']:,}/{r['total']:,}" + (f" ({r['skipped']:,} skipped)" if r["skipped"] else "")
+        progress += f"\n{r['stage']}" if r["stage"] else ""  # a training job's stage, while it runs
         table.add_row(str(r["id"]), r["kind"], r["folder"], r["state"], r["worker"] or "", progress,
                       str(r["attempts"]), r["error"] or "")
     console.print(table)

@@ -27,12 +27,24 @@ class JobView:
     lease_expires_at: datetime | None = None
     heartbeat_at: datetime | None = None
     not_before: datetime | None = None
+    stage: str | None = None  # a training job's current stage, number stage_index of stage_total
+    stage_index: int | None = None
+    stage_total: int | None = None
+    stage_started_at: datetime | None = None
 
     @classmethod
     def of(cls, job) -> JobView:
         return cls(job.id, job.kind, job.folder or "", job.status, job.n_done, job.n_total, job.n_skipped,
                    job.started_at, job.finished_at, job.run_id, job.error, job.worker_id, job.attempts,
-                   job.lease_expires_at, job.heartbeat_at, job.not_before)
+                   job.lease_expires_at, job.heartbeat_at, job.not_before, job.stage, job.stage_index,
+                   job.stage_total, job.stage_started_at)
+
+    @property
+    def stage_line(self) -> str | None:
+        """"stage 3 of 8 · SVM (least-squares)", while a job is in a stage."""
+        if self.status != "running" or not self.stage or not self.stage_index or not self.stage_total:
+            return None
+        return f"stage {self.stage_index} of {self.stage_total} · {self.stage}"
 
     def lease_lapsed_s(self, now: datetime) -> float | None:
         """Seconds since a running job's lease expired (its worker died or hangs); None while it is held."""
@@ -81,30 +93,52 @@ def duration(seconds: float) -> str:
 
 
 def progress(job: JobView, now: datetime | None = None) -> tuple[float | None, str]:
-    """(fraction done or None, one line) for a job: counts, images/s and time left while it runs."""
+    """(fraction done or None, one line) for a job: counts, images/s and time left while it runs; a training
+    job's stage (stages done of all) and how long it has taken."""
     now = now or datetime.now(UTC)
     head = f"Job {job.id} · {job.what}"
     if job.status == "queued":
         return None, f"{head}: {job.state(now)}" + (f" ({job.error})" if job.error else "")
     if job.status == "running" and job.lease_lapsed_s(now) is not None:
         return None, f"{head}: {job.n_done:,} of {job.n_total:,} images; {job.state(now)}"
+    if job.status == "running" and job.stage_line is not None:
+        return _stage_progress(job, head, now)
     if job.status == "running":
-        if job.n_total == 0:
-            return 0.0, f"{head}: scanning the folder…" if job.kind == "ingest" else f"{head}: running"
-        frac = min(job.n_done / job.n_total, 1.0)
-        text = f"{head}: {job.n_done:,} of {job.n_total:,} images"
-        elapsed = (now - job.started_at).total_seconds() if job.started_at else 0.0
-        if job.n_done and elapsed > 0:
-            rate = job.n_done / elapsed
-            text += f" · {rate:.1f} img/s · about {duration((job.n_total - job.n_done) / rate)} left"
-        elif job.n_done < job.n_total and job.kind == "train":
-            text += " (ingesting first)"
-        return frac, text
+        return _count_progress(job, head, now)
     if job.status == "done":
         return 1.0, f"{head}: done" + (f" (run {job.run_id})" if job.run_id else "")
     if job.status == "failed":
         return None, f"{head}: failed — {job.error or 'no message'}"
     return None, f"{head}: {job.status}"
+
+
+def _count_progress(job: JobView, head: str, now: datetime) -> tuple[float, str]:
+    """An ingest (or a training job's): images done of all, the rate, the time left."""
+    if job.n_total == 0:
+        return 0.0, f"{head}: scanning the folder…" if job.kind == "ingest" else f"{head}: running"
+    frac = min(job.n_done / job.n_total, 1.0)
+    text = f"{head}: {job.n_done:,} of {job.n_total:,} images"
+    elapsed = (now - job.started_at).total_seconds() if job.started_at else 0.0
+    if job.n_done and elapsed > 0:
+        rate = job.n_done / elapsed
+        text += f" · {rate:.1f} img/s · about {duration((job.n_total - job.n_done) / rate)} left"
+    elif job.n_done < job.n_total and job.kind == "train":
+        text += " (ingesting first)"
+    return frac, text
+
+
+def _stage_progress(job: JobView, head: str, now: datetime) -> tuple[float, str]:
+    """A training job in a stage: the stages done of all, and how long the current one has taken. Its ingest
+    (the first stage of a job with a folder: training_stages.plan) also shows its image counts."""
+    index, total = job.stage_index or 1, job.stage_total or 1
+    within = 0.0
+    text = f"{head}: {job.stage_line}"
+    if index == 1 and job.folder and job.n_total:
+        within, counts = _count_progress(job, "", now)
+        text += f" ·{counts[1:]}"
+    elif job.stage_started_at is not None:
+        text += f" · {duration((now - job.stage_started_at).total_seconds())} so far"
+    return min((index - 1 + within) / total, 1.0), text
 
 
 def job_row(job: JobView, now: datetime | None = None) -> dict:
@@ -113,7 +147,7 @@ def job_row(job: JobView, now: datetime | None = None) -> dict:
     beat = job.heartbeat_at if job.status == "running" else None
     return {"id": job.id, "kind": job.kind, "folder": job.folder or "(catalogue)", "state": job.state(now),
             "worker": job.worker_id, "done": job.n_done, "total": job.n_total, "skipped": job.n_skipped,
-            "attempts": job.attempts, "run": job.run_id, "error": job.error,
+            "attempts": job.attempts, "run": job.run_id, "error": job.error, "stage": job.stage_line,
             "heartbeat_s_ago": None if beat is None else round((now - beat).total_seconds(), 1)}
 
 

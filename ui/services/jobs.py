@@ -11,6 +11,7 @@ from imgsearch.ui.services import inputs
 from imgsearch.ui.services.context import Context
 from imgsearch.ui.services.settings import Settings
 from imgsearch.ui.services.training import IngestIncomplete, run_training
+from imgsearch.ui.services.training_stages import JobStageSink
 
 
 def inbox_confinement(settings: Settings, inbox: Path) -> list[Path]:
@@ -40,7 +41,8 @@ def job_handlers(ctx: Context) -> dict[str, JobHandler]:
         try:
             outcome = run_training(ctx, Path(job.folder) if job.folder else None,
                                    force=bool(job.options.get("force", False)), progress=False,
-                                   on_ingest_progress=on_progress, should_stop=should_stop)
+                                   on_ingest_progress=on_progress, should_stop=should_stop,
+                                   on_stage=JobStageSink(ctx.Session, job.id, job.worker_id))
         except IngestIncomplete as exc:
             if exc.report.outcome != "interrupted":
                 raise

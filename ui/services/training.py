@@ -26,13 +26,14 @@ from imgsearch.ingest.predictions import refresh_payloads
 from imgsearch.ingest.recovery import close_dead_runs
 from imgsearch.ingest.tag_backfill import backfill_tags
 from imgsearch.models.backbones import Backbone
-from imgsearch.models.experiment import ExperimentResult, run_experiment
+from imgsearch.models.experiment import ExperimentResult, run_experiment, usable_labels
 from imgsearch.models.processes import process_marker
 from imgsearch.models.trained import TrainedModels, has_models, save_trained
 from imgsearch.search.index import StoreBusyError
 from imgsearch.ui.services import embedding_maps
 from imgsearch.ui.services.context import Context, default_workers
 from imgsearch.ui.services.dataset import DatasetUnavailable, find_dataset
+from imgsearch.ui.services.training_stages import StageReporter, StageSink, plan
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def train(
     val_fraction: float = 0.2,
     seed: int = 0,
     started: float | None = None,
+    stages: StageReporter | None = None,
 ) -> tuple[ExperimentResult, TrainedModels, np.ndarray]:
     """Fit and evaluate on the catalogue (clusters on every image, classifiers on the labelled ones when there are
     enough), save the models, and make them current.
@@ -125,15 +127,26 @@ def train(
     leaves the previous models current and the run 'interrupted'; nothing is half switched. Predictions
     stored per image follow afterwards (`refresh_payloads`), each naming its run, so a crash there is
     visible (`repository.stale_predictions`, `imgsearch doctor`) and finished by the next `train`.
-    `started`: time.perf_counter() when the whole run began, for its recorded total time.
+    `started`: time.perf_counter() when the whole run began, for its recorded total time. `stages`: told as each
+    fitting stage starts (the caller has started "features").
     """
     t_fit = time.perf_counter()
     ids, X, y = collection_features(Session, cache)
     if len(ids) == 0:
         raise ValueError("no images with features for this backbone: ingest a folder first (or train with "
                          "--data FOLDER)")
-    log.info("training on %d images, %d of them labelled", len(ids), sum(v is not None for v in y))
-    result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed)
+    n_labelled = sum(v is not None for v in y)
+    log.info("training on %d images, %d of them labelled", len(ids), n_labelled)
+    stages = stages or StageReporter(plan(False, False))
+    classifiers = usable_labels(y).size >= 2
+    evaluation = len({v for v in y if v is not None}) >= 2  # retrieval is scored by labels
+    stages.replan(plan(ingest=False, tags=False, classifiers=classifiers, evaluation=evaluation)[1:])  # after features
+    details = {"svm": f"least-squares, {n_labelled:,} labelled images", "random_forest": f"{n_labelled:,} labelled "
+               "images", "kmeans": f"K={k}, {len(ids):,} images", "agglomerative": f"Ward, K={k}, {len(ids):,} images",
+               "evaluation": "retrieval"}
+    result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed,
+                            on_step=stages.experiment_step(details))
+    stages.start("save", "models and results")
     trained = save_trained(models_dir, backbone.identity, run_id, result.models, rows=X)
     now = time.perf_counter()
     with Session.begin() as s:
@@ -151,10 +164,11 @@ def _run(s: Session, run_id: int) -> repo.Run:
     return run
 
 
-def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: bool = False) -> int:
+def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: bool = False,
+                     on_progress: Callable[[int, int], None] | None = None) -> int:
     """Bring every stored prediction (catalogue and payloads) to the current models, if any is behind.
 
-    Returns how many images were rewritten (0 when all were current already).
+    Returns how many images were rewritten (0 when all were current already). `on_progress(done, total)`: per chunk.
     """
     trained = trained if trained is not None else ctx.predictors()
     if trained is None:
@@ -163,7 +177,7 @@ def sync_predictions(ctx: Context, trained: TrainedModels | None = None, force: 
         with ctx.Session() as s:
             if repo.stale_predictions(s, _run(s, trained.run_id)) == 0:
                 return 0
-    return refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained)
+    return refresh_payloads(ctx.Session, ctx.stores, ctx.cache, trained, on_progress=on_progress)
 
 
 # ---- the lifecycle ----------------------------------------------------------------------------------------
@@ -279,12 +293,14 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     on_ingested: Callable[[IngestReport], None] | None = None,
     params: TrainingParams | None = None,
+    on_stage: StageSink | None = None,
 ) -> TrainingOutcome:
     """Ingest the training folder (if any), then fit and record a training run — unless nothing changed.
 
     Raises DatasetUnavailable (no folder to train on), IngestIncomplete, or ValueError (too few images or
     classes); a run that fails or is interrupted is recorded as such before the exception goes on. `params`:
-    the run's K, seed and validation fraction (default: the settings').
+    the run's K, seed and validation fraction (default: the settings'). `on_stage`: told as each stage starts
+    (training_stages.plan: ingest, tags, features, the fits, saving, the payloads' refresh, the map).
     """
     t0 = time.perf_counter()
     folder = training_folder(ctx, data)
@@ -292,7 +308,9 @@ def run_training(
     settings, bb = ctx.settings, ctx.backbone
     fit = params if params is not None else TrainingParams.from_settings(settings)
     report = None
+    stages = StageReporter(plan(folder is not None, bb.head is not None), on_stage)
     if folder is not None:
+        stages.start("ingest", folder.name)
         report = ingest_folder(folder, ctx.Session, bb, ctx.cache, ctx.stores, ctx.predictors(),
                                ctx.ingest_options(labels_from_folders=True), progress=progress,
                                on_progress=on_ingest_progress, should_stop=should_stop)
@@ -302,19 +320,26 @@ def run_training(
             raise IngestIncomplete(report)
     _refuse_during_ingest(ctx.Session)
     # Tags for images ingested before tags existed (their features were cached, so ingest did not run the head).
+    if bb.head is not None:
+        stages.start("tags", "images ingested before tags")
     backfill = backfill_tags(ctx.Session, bb, ctx.stores, settings.effective_batch_size, default_workers(settings),
                              settings.max_image_pixels, progress=progress, should_stop=should_stop)
     described = backfill.describe()
     tag_notes = [described] if described else []
     recorded = {"k": fit.k_clusters, "seed": fit.seed, "val_fraction": fit.val_fraction}
+    stages.start("features", "reading the cache, checking what changed")
     fingerprint = training_fingerprint(ctx.Session, ctx.cache, recorded)
     previous = None if force else up_to_date_run(ctx.Session, fingerprint, ctx.trained_run_id(), settings.models_dir,
                                                  bb)
     if previous is not None:
         # Same images, labels, backbone and parameters: refitting would reproduce these numbers exactly.
         # A run interrupted after its switch may have left predictions behind: they are finished here.
-        resynced = sync_predictions(ctx)
+        stages.replan(["refresh", "map"])
+        stages.start("refresh", "stored predictions, if behind")
+        resynced = sync_predictions(ctx, on_progress=stages.advance)
+        stages.start("map", _map_detail(settings))
         embedding_maps.record(ctx, previous.id, seed=fit.seed)  # a run from before maps were stored gets its map once
+        stages.finish()
         with ctx.Session() as s:
             metrics = repo.run_metrics(s, previous.id)
         notes = tag_notes + ([f"brought {resynced} stored predictions up to the current models"] if resynced else [])
@@ -328,7 +353,7 @@ def run_training(
     try:
         with keep_run(ctx.Session, run_id, leases.worker_id(), settings.lease_s):
             result, trained, _ = train(ctx.Session, run_id, bb, ctx.cache, settings.models_dir, fit.k_clusters,
-                                       fit.val_fraction, fit.seed, started=t0)
+                                       fit.val_fraction, fit.seed, started=t0, stages=stages)
     except BaseException as exc:
         with ctx.Session.begin() as s:
             run = s.get(repo.Run, run_id)
@@ -341,9 +366,16 @@ def run_training(
     current = ctx.trained_run_id()
     superseded_by = current if current is not None and current != run_id else None
     if superseded_by is None:
-        sync_predictions(ctx, trained, force=True)
+        stages.start("refresh", "predictions and clusters in the stores")
+        sync_predictions(ctx, trained, force=True, on_progress=stages.advance)
     # else: the newer run's own process writes its predictions; writing this run's over them would make them stale
+    stages.start("map", _map_detail(settings))
     embedding_maps.record(ctx, run_id, seed=fit.seed)  # the Clusters page's PCA/UMAP map, computed once per run
+    stages.finish()
     return TrainingOutcome(run_id, dict(result.metrics), reused=False, ingest=report, folder=folder,
                            total_s=time.perf_counter() - t0, fit_s=fit_s, superseded_by=superseded_by,
                            notes=tag_notes + list(result.notes))
+
+
+def _map_detail(settings) -> str:
+    return "PCA and UMAP" if settings.map_umap else "PCA"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tests.ui.web.conftest import page, wait_for_jobs
@@ -137,3 +139,15 @@ def test_the_jobs_table_shows_the_state_the_progress_bar_shows(fresh_env):
     assert [p.proto.text for p in at.get("progress")] == ["Job 1 · training: 4 of 12 images (ingesting first)"]
     queue = next(d.value for d in at.dataframe if "state" in d.value.columns)
     assert list(zip(queue["done"], queue["total"], strict=True)) == [(4, 12)]
+    # Past its ingest, a training job shows the stage it is in, and the stages done as the bar.
+    with Session.begin() as s:
+        (job,) = jobs.list_jobs(s)
+        job.stage, job.stage_index, job.stage_total = "K-Means (K=3, 12 images)", 5, 10
+        job.stage_started_at = datetime.now(UTC) - timedelta(seconds=75)
+    at.run()
+    assert not at.exception
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("Job 1 · training: stage 5 of 10 · K-Means (K=3, 12 images) · 1 min 1")
+    assert bar.proto.value == 40
+    queue = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(queue["stage"]) == ["stage 5 of 10 · K-Means (K=3, 12 images)"]
