@@ -144,6 +144,9 @@ def test_the_keyboard_walks_the_grid_and_the_dialog_steps_through_the_results(se
     assert zoomed.evaluate("i => i.naturalWidth > 0 && i.getBoundingClientRect().width === i.naturalWidth")
     page.keyboard.press("Escape")
     page.locator(DIALOG).wait_for(state="detached")
+    boxes = page.locator(f'{MAIN} [class*="st-key-page_script"]').evaluate_all(
+        "cs => cs.map(c => c.getBoundingClientRect().height)")
+    assert boxes and max(boxes) == 0, boxes  # the scripts' frames take no room on the page
     assert not harness.app_errors(page)
 
 

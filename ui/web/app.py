@@ -40,7 +40,7 @@ def main() -> None:
         # The first run imports torch and loads the backbone (seconds): say so at once, not a blank page.
         loading.info("Starting up: loading the image model and opening the stores…", icon="⏳")
     nav = st.navigation(pages())
-    from imgsearch.ui.web import jobs_panel, query_state, resources
+    from imgsearch.ui.web import jobs_panel, keyboard, query_state, resources
 
     query_state.keep()
     query_state.load_url()  # before any widget: a reload or a shared link sets the widgets' values
@@ -49,6 +49,7 @@ def main() -> None:
         if ctx is not None:
             jobs_panel.show(ctx.Session, ctx.settings.data_dir)
     loading.empty()
+    keyboard.install()  # once per run, for every page: the grids' and the image dialog's keys
     nav.run()
 
 

@@ -54,7 +54,6 @@ def image_dialog(image_id: int, switch_to_search: bool = True) -> None:
     # The catalogue is all it needs: the models and stores are not loaded for it.
     show_image(resources.load_state(require_images=False, load_models=False), nav["ids"][nav["at"]], "dialog",
                switch_to_search)
-    keyboard.install()
 
 
 def _step(by: int) -> None:

@@ -2,17 +2,17 @@
 button's own behaviour), arrows in the open dialog show the previous or next image, Esc closes it (Streamlit's
 dialog does that itself).
 
-Streamlit has no keyboard events, so this is one listener on the page's document, installed from a zero-height
-component (the same way the result grid scrolls the page up). It acts only where no text field has the focus, so
-typing in a search box or a filter keeps its arrows, and the page still scrolls with the arrows until a card has
-the focus (Tab reaches the cards' buttons).
+Streamlit has no keyboard events, so this is one listener on the page's document, installed from a frame of no
+size (ui/web/page_script.py, as the result grid scrolls the page up). It acts only where no text field has the
+focus, so typing in a search box or a filter keeps its arrows, and the page still scrolls with the arrows until a
+card has the focus (Tab reaches the cards' buttons).
 """
 
 from __future__ import annotations
 
 from string import Template
 
-import streamlit.components.v1 as components
+from imgsearch.ui.web import page_script
 
 # The element keys the listener clicks (their containers carry the class `st-key-<key>`).
 PREV_KEY = "lightbox_prev"
@@ -20,7 +20,7 @@ NEXT_KEY = "lightbox_next"
 GRID_CLASS = "-cardgrid"  # a result grid's container key ends so (widgets.GRID_SUFFIX)
 OPEN_CLASS = "_open_"  # a card's "Open" button's key has it (widgets.card)
 
-_SCRIPT = Template("""<script>
+_SCRIPT = Template("""
 const doc = window.parent.document, win = window.parent;
 if (!win.__imgsearchKeyboard) {
   win.__imgsearchKeyboard = true;
@@ -62,9 +62,10 @@ if (!win.__imgsearchKeyboard) {
     opens[to].scrollIntoView({block: "nearest"});
   });
 }
-</script>""").substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS)
+""").substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS)
 
 
 def install() -> None:
-    """Put the listener on the page (once per page load; a second call adds nothing)."""
-    components.html(_SCRIPT, height=0)
+    """Put the listener on the page; call it once per run (ui/web/app.py does). The listener is added once per
+    page load, however many runs install it."""
+    page_script.run(_SCRIPT, "keyboard")

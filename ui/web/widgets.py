@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import numpy as np
 import streamlit as st
-import streamlit.components.v1 as components
 from PIL import Image
 
 from imgsearch.db import collection as data
@@ -19,7 +18,7 @@ from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import collection_browser, image_view, keyboard, resources, views
+from imgsearch.ui.web import collection_browser, image_view, page_script, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
@@ -217,17 +216,14 @@ def scroll_to_top() -> None:
     """Scroll the app's main area to the top (Streamlit scrolls inside its own containers, not the window)."""
     nonce = st.session_state.get("_scroll_nonce", 0) + 1
     st.session_state["_scroll_nonce"] = nonce
-    components.html(
-        f"""<script>/* {nonce} */
+    page_script.run(f"""/* {nonce} */
         const doc = window.parent.document;
         for (const id of ["stMain", "stAppViewContainer", "stMainBlockContainer"]) {{
           const el = doc.querySelector(`[data-testid="${{id}}"]`);
           if (el) el.scrollTo({{top: 0}});
         }}
         window.parent.scrollTo({{top: 0}});
-        </script>""",
-        height=0,
-    )
+        """, "scroll_up")
 
 
 def card(image_id: int, path: str | None, caption_html: str, file_name: str, prefix: str, help_text: str | None,
@@ -271,7 +267,6 @@ def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool,
             for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
                 with col:
                     draw(item)
-    keyboard.install()
     image_id = st.session_state.pop(OPEN_IMAGE, None)
     if image_id is not None:
         ids = [getattr(item, "id", None) for item in items]
