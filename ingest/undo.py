@@ -102,11 +102,13 @@ class RestoreResult:
     refused: dict[int, str] = field(default_factory=dict)  # id -> why
     files_back: int = 0
     not_in_stores: list[int] = field(default_factory=list)  # restored without a vector for these stores
+    files_missing: list[str] = field(default_factory=list)  # moved files found neither moved nor back in place
 
     def lines(self) -> list[str]:
         out = [f"restored {len(self.restored)} images" + (f" ({self.files_back} files moved back)"
                                                            if self.files_back else "")]
         out += [f"not restored: image {i}: {why}" for i, why in sorted(self.refused.items())]
+        out += [f"restored without its file: {p} is no longer in the undo list's folder" for p in self.files_missing]
         if self.not_in_stores:
             out.append(f"{len(self.not_in_stores)} restored images had no saved vector for this backbone: run "
                        "`imgsearch doctor --repair` (or ingest their folder again) to put them back in search")
@@ -133,9 +135,11 @@ def restore(Session: sessionmaker[Session], stores: Stores, ids: Iterable[int],
         plans = {}
         for i in wanted:
             entry = found.get(i)
-            why = ("it is not on the undo list" if entry is None
-                   else None if entry.state == undo_list.RESTORING
-                   else undo_list.conflict(s, entry) or _file_conflict(entry.files))
+            if entry is None:
+                result.refused[i] = "it is not on the undo list"
+                continue
+            why = None if entry.state == undo_list.RESTORING else (
+                undo_list.conflict(s, entry) or _file_conflict(entry.files))
             if why is not None:
                 result.refused[i] = why
             else:
@@ -146,6 +150,8 @@ def restore(Session: sessionmaker[Session], stores: Stores, ids: Iterable[int],
                 Path(original).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(dest, original)
                 result.files_back += 1
+            elif not os.path.lexists(original):  # e.g. a data dir restored from a backup, which has no removed/
+                result.files_missing.append(original)
     with Session.begin() as s:
         for entry in undo_list.entries(s, plans).values():
             if entry.state != undo_list.RESTORING:
@@ -166,10 +172,11 @@ def finish_restores(Session: sessionmaker[Session], stores: Stores, threshold: f
         return []
     tag = stores.qdrant.info.tag
     dim = stores.qdrant.info.dim
-    usable = sorted(i for i, (store, vector, _, _) in plans.items()
-                    if store == tag and vector is not None and len(vector) == 4 * dim)
+    vectors = {i: vector for i, (store, vector, _, _) in plans.items()
+               if store == tag and vector is not None and len(vector) == 4 * dim}
+    usable = sorted(vectors)
     if usable:
-        xb = np.stack([np.frombuffer(plans[i][1], "<f4") for i in usable]).astype(np.float32)
+        xb = np.stack([np.frombuffer(vectors[i], "<f4") for i in usable]).astype(np.float32)
         quality = {i: (plans[i][3].get("quality"), plans[i][3].get("quality_flags")) for i in usable}
         annotate_batch(Session, stores, usable, xb, threshold, quality=quality)  # type: ignore[arg-type]
         with Session() as s:

@@ -57,7 +57,7 @@ def removed_cmd(
     for column in ("id", "path", "removed at (UTC)", "file moved"):
         table.add_column(column)
     for e in entries:
-        table.add_row(str(e["id"]), e["path"], e["removed_at"], "yes" if e["file_moved"] else "no")
+        table.add_row(str(e["id"]), str(e["path"]), str(e["removed_at"]), "yes" if e["file_moved"] else "no")
     console.print(table)
 
 
