@@ -178,7 +178,7 @@ def finish_restores(Session: sessionmaker[Session], stores: Stores, threshold: f
     if usable:
         xb = np.stack([np.frombuffer(vectors[i], "<f4") for i in usable]).astype(np.float32)
         quality = {i: (plans[i][3].get("quality"), plans[i][3].get("quality_flags")) for i in usable}
-        annotate_batch(Session, stores, usable, xb, threshold, quality=quality)  # type: ignore[arg-type]
+        annotate_batch(Session, stores, usable, xb, threshold, quality=quality)
         with Session() as s:
             rows = repo.images_by_ids(s, usable)
         payloads = [{**{k: v for k, v in plans[i][2].items() if k in PREDICTION_FIELDS}, **catalogue_payload(rows[i])}
