@@ -31,7 +31,11 @@ def row_of(image: Image, extra_paths: Sequence[str]) -> dict[str, Any]:
 
 def snapshot(session: Session, image: Image, extra_paths: Sequence[str], store: str | None, vector: bytes | None,
              payload: Mapping[str, Any] | None, files: Mapping[str, str] | None = None) -> None:
-    """Put `image` (about to be deleted in this transaction) on the undo list."""
+    """Put `image` (about to be deleted in this transaction) on the undo list. An image removed again before its
+    restore wrote its points (a long-running app's context) keeps the vector its entry already had."""
+    earlier = session.get(RemovedImage, image.id)
+    if vector is None and earlier is not None and earlier.vector is not None:
+        store, vector, payload = earlier.store, earlier.vector, earlier.payload
     session.merge(RemovedImage(image_id=image.id, path=image.path, row=row_of(image, extra_paths), store=store,
                                vector=vector, payload=dict(payload) if payload is not None else None,
                                files=dict(files) if files else None, state="removed"))

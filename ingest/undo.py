@@ -181,6 +181,8 @@ def finish_restores(Session: sessionmaker[Session], stores: Stores, threshold: f
         annotate_batch(Session, stores, usable, xb, threshold, quality=quality)
         with Session() as s:
             rows = repo.images_by_ids(s, usable)
+        keep = [n for n, i in enumerate(usable) if i in rows]  # one removed again meanwhile gets no point
+        usable, xb = [usable[n] for n in keep], xb[keep]
         payloads = [{**{k: v for k, v in plans[i][2].items() if k in PREDICTION_FIELDS}, **catalogue_payload(rows[i])}
                     for i in usable]
         stores.upsert(usable, xb, payloads)
