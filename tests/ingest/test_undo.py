@@ -192,3 +192,28 @@ def test_moved_files_come_back_on_restore_and_go_for_good_when_emptied(tmp_path,
         assert emptied.forgotten == 1 and emptied.files_deleted == 1
         assert not list(files_dir.rglob("*.jpg")) and not (tiny_dataset / path_b).exists()
         _consistent(ctx)
+
+
+@pytest.mark.slow
+def test_another_backbones_stores_get_a_restored_image_back_with_their_repair(tmp_path, backbone, tiny_dataset):
+    from tests.ingest.test_removals import OtherTiny
+
+    settings, other = _settings(tmp_path), OtherTiny()
+    with Context(settings, _backbone=other) as ctx:
+        _ingest(ctx, tiny_dataset)
+    with Context(settings, _backbone=backbone) as ctx:
+        _ingest(ctx, tiny_dataset)
+        apples = _apples(ctx)
+        remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "apples"])
+    with Context(settings, _backbone=other) as ctx:
+        assert not set(apples) & set(ctx.stores.qdrant.ids().tolist())  # the removal reached it
+    with Context(settings, _backbone=backbone) as ctx:
+        assert undo.restore(ctx.Session, ctx.stores, apples).restored == apples
+        _consistent(ctx)
+    with Context(settings, _backbone=other) as ctx:
+        report = doctor.check(ctx.Session, ctx.stores, ctx.trained(), cache=ctx.cache)
+        assert report.missing_in_qdrant == apples and any("--repair" in line for line in report.lines())
+        doctor.repair(ctx.Session, ctx.stores, ctx.cache, report, ctx.trained(), backbone=ctx.backbone,
+                      models_dir=ctx.settings.models_dir)
+        assert set(apples) <= set(ctx.stores.qdrant.ids().tolist()) & set(ctx.stores.faiss.ids().tolist())
+        _consistent(ctx)
