@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -177,7 +177,9 @@ def finish_restores(Session: sessionmaker[Session], stores: Stores, threshold: f
     usable = sorted(vectors)
     if usable:
         xb = np.stack([np.frombuffer(vectors[i], "<f4") for i in usable]).astype(np.float32)
-        quality = {i: (plans[i][3].get("quality"), plans[i][3].get("quality_flags")) for i in usable}
+        # The saved flags as they were (None too): the files need not be read again, nor exist.
+        quality = cast(dict[int, tuple[str, str]],
+                       {i: (plans[i][3].get("quality"), plans[i][3].get("quality_flags")) for i in usable})
         annotate_batch(Session, stores, usable, xb, threshold, quality=quality)
         with Session() as s:
             rows = repo.images_by_ids(s, usable)
