@@ -12,6 +12,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -346,6 +347,28 @@ class RemovalMark(Base):
 
     store: Mapped[str] = mapped_column(String(128), primary_key=True)  # the backbone's tag (BackboneId.tag)
     applied_seq: Mapped[int] = mapped_column(default=0)
+
+
+class RemovedImage(Base):
+    """The undo list: what restoring one removed image needs, kept from its removal until the list is emptied.
+
+    The removal itself is journalled as any other (`Removal`); this row is its snapshot: the catalogue row as JSON
+    (extra paths and tags included), the vector and payload of the backbone that was current (`store`), and where
+    its files were moved to when the user asked for them to go. `state` is "restoring" from the commit that put the
+    catalogue row back until both stores hold its point again: the next command that opens the stores finishes
+    it (ingest/undo.py)."""
+
+    __tablename__ = "removed_images"
+
+    image_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    path: Mapped[str]
+    removed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    row: Mapped[dict[str, Any]] = mapped_column(JSON)
+    store: Mapped[str | None] = mapped_column(String(128))  # the backbone tag the vector belongs to
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, little-endian
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    files: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # original path -> where it was moved
+    state: Mapped[str] = mapped_column(String(16), default="removed")
 
 
 class Batch(Base):

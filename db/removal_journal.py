@@ -63,6 +63,19 @@ def _under(column, paths: Sequence[str]):
     return or_(*conditions)
 
 
+def extra_paths_of_images_under(session: Session, paths: Sequence[str]) -> dict[int, list[str]]:
+    """The extra paths of every image whose primary path is at or under ``paths``, read before `resolve_removal`
+    drops them: an image it removes had all of them under ``paths``, and a restore puts them back."""
+    if not paths:
+        return {}
+    found: dict[int, list[str]] = {}
+    query = (select(ImagePath.image_id, ImagePath.path).join(Image, Image.id == ImagePath.image_id)
+             .where(_under(Image.path, paths)).order_by(ImagePath.id))
+    for image_id, path in session.execute(query):
+        found.setdefault(int(image_id), []).append(path)
+    return found
+
+
 def resolve_removal(session: Session, paths: Sequence[str]) -> tuple[list[int], list[int], int]:
     """Which images to delete when the files or folders at ``paths`` are removed (or replaced).
 

@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
 ]
 # URL path of each page (ui/web/app.py); Search is also the default page, served at the root.
 PAGES = {"search": "search", "filtered": "filtered", "clusters": "clusters", "metrics": "metrics", "ingest": "ingest",
-         "duplicates": "duplicates", "suspects": "suspects", "image": "image"}
+         "duplicates": "duplicates", "suspects": "suspects", "removed": "removed", "image": "image"}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 MS = 1000  # playwright timeouts are in milliseconds
 

@@ -118,7 +118,7 @@ def _main_text(page) -> str:
 
 def test_every_page_has_a_working_url(setup, page):
     for name, heading in [("search", "Search by image"), ("filtered", "Filtered search"), ("clusters", "Clusters"),
-                          ("metrics", "Metrics"), ("ingest", "Ingest a folder")]:
+                          ("metrics", "Metrics"), ("ingest", "Ingest a folder"), ("removed", "Removed")]:
         harness.open_page(page, setup.server, name, heading)
         assert page.url.rstrip("/").endswith("/" + harness.PAGES[name]), page.url
         assert page.get_by_text("Page not found").count() == 0, f"/{harness.PAGES[name]} is not found"

@@ -43,7 +43,7 @@ def test_review_a_duplicate_group_in_the_browser(browser_available, browser_page
         page.get_by_role("button", name="Remove 4 unticked image(s) from the collection…").click()
         harness.wait_text(page, "Remove 4 image(s) from the collection")
         page.get_by_role("button", name="Yes, remove 4").click()
-        harness.wait_text(page, "Removed 4 images from the collection; the files are still on disk.")
+        harness.wait_text(page, "Moved 4 images to the undo list; the files are still on disk.")
         assert not harness.app_errors(page) and not errors
     with Session() as s:
         kept = repo.images_by_ids(s, [im.id for im in members])

@@ -520,6 +520,8 @@ class Scenario:
     rerun: Callable[[Paths, Path], list[str]] | None = None  # its job is to be run again after a crash
     empty_base: bool = False  # starts from an empty data dir (restore), not from the template
     backup_out: bool = False  # writes a backup into <cell>/backup, judged by restoring it
+    # commands run on the copied template before the state "before" is read (the undo list's removals)
+    setup: Callable[[Paths, Path], list[list[str]]] | None = None
 
 
 REMOVED = ("apples/apples_005.jpg", "grass/grass_000.jpg")  # apples_005 represents its near-duplicate group
@@ -537,6 +539,12 @@ SCENARIOS = {s.name: s for s in (
     Scenario("restore", lambda p, c: ["restore", str(p.backup)], rerun=lambda p, c: ["restore", "--force",
                                                                                     str(p.backup)],
              empty_base=True),
+    # The undo list (ingest/undo.py): the removed images put back, or forgotten for good.
+    Scenario("unremove", lambda p, c: ["removed", *(a for r in REMOVED
+                                                    for a in ("--restore", str(p.ids[str(p.photos / r)])))],
+             setup=lambda p, c: [["remove", *(str(p.photos / r) for r in REMOVED)]]),
+    Scenario("empty-removed", lambda p, c: ["removed", "--empty", "--yes"],
+             setup=lambda p, c: [["remove", *(str(p.photos / r) for r in REMOVED)]]),
 )}
 
 
@@ -589,6 +597,10 @@ class Harness:
         data = cell / "data"
         if not scenario.empty_base:
             self.copy(self.paths.template, data)
+        for args in scenario.setup(self.paths, cell) if scenario.setup is not None else []:
+            reply = self.cli(args, data, cell, "setup")
+            if reply.get("code") != 0:
+                raise RuntimeError(f"setup {args} failed ({reply}): {(cell / 'setup.log').read_text()[-3000:]}")
         return data
 
     def cli(self, args: list[str], data: Path, cell: Path, log: str, **request: Any) -> dict[str, Any]:

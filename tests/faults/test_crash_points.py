@@ -37,6 +37,9 @@ POINTS: dict[str, dict[str, tuple[str, ...]]] = {
     # (and right after it: the backup is complete, the process killed before it says so)
     "restore": {"restore_catalogue": ("first",), "stage_copy": FIRST_LAST, "swap_journal": ("first",),
                 "os.rename": ("first", "middle", "last")},
+    # the undo list: restored (the catalogue's commit, then the points, near-duplicate groups regrouped) or emptied
+    "unremove": {"qdrant.upsert": FIRST_LAST, "faiss.upsert": FIRST_LAST, "commit": COMMITS},
+    "empty-removed": {"commit": COMMITS},
 }
 
 

@@ -11,9 +11,9 @@ from imgsearch.ui.services.errors import as_app_error
 
 # The command groups, modules of this package with a `register(app)`, in the order `imgsearch --help` lists them.
 # A new group is its module plus its name here.
-GROUPS = ("ingest_commands", "search_commands", "store_commands", "worker_commands", "server_commands",
-          "backup_commands", "curation_commands", "teach_commands", "export_commands", "job_commands",
-          "mirror_commands")
+GROUPS = ("ingest_commands", "search_commands", "store_commands", "removed_commands", "worker_commands",
+          "server_commands", "backup_commands", "curation_commands", "teach_commands", "export_commands",
+          "job_commands", "mirror_commands")
 
 app = make_app()
 for group in GROUPS:

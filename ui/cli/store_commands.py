@@ -43,7 +43,7 @@ def remove_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders to remove from every store.")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror."""
+    """Remove images (by file or folder) from SQLite, Qdrant and the FAISS mirror, onto the undo list."""
     from imgsearch.ingest.removals import remove_paths
 
     with open_context("remove", data_dir=data_dir) as ctx:
@@ -53,8 +53,10 @@ def remove_cmd(
         console.print(f"removed nothing: no catalogued image is at or under {shown} (paths are matched exactly, "
                       "case included)", highlight=False)
         return
-    console.print(f"removed {result['removed']} images; {result['paths_detached']} duplicate paths dropped or "
-                  "promoted (content still present elsewhere stays)")
+    console.print(f"moved {result['removed']} images to the undo list; {result['paths_detached']} duplicate paths "
+                  "dropped or promoted (content still present elsewhere stays). `imgsearch removed` lists them, "
+                  "`imgsearch removed --restore ID` puts one back, `imgsearch removed --empty` forgets them for good.",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -84,7 +84,7 @@ def check_qdrant(url: str | None, timeout_s: float = QDRANT_CONNECT_TIMEOUT_S) -
 
 # Roles (commands) that read the stores or remove from them: they open an existing store on a disk too full to
 # grow it (search/stores.py LIGHT_MARGIN_BYTES), and any write they make checks its room first.
-LIGHT_ROLES = frozenset({"search", "remove", "doctor", "export", "suspects", "duplicates", "app", "api"})
+LIGHT_ROLES = frozenset({"search", "remove", "removed", "doctor", "export", "suspects", "duplicates", "app", "api"})
 
 
 # Roles that only read the catalogue: they open it read-only where its folder cannot be written.

@@ -264,6 +264,11 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
+    def removed_dir(self) -> Path:
+        """Files a removal moved instead of deleting them, until the undo list is emptied (ingest/undo.py)."""
+        return self.data_dir / "removed"
+
+    @property
     def qdrant_collection(self):
         """The Qdrant collection's settings, server and Edge (search/qdrant_server.py)."""
         from imgsearch.search.qdrant_config import ServerCollectionConfig

@@ -27,6 +27,7 @@ def pages() -> list:
         st.Page(PAGES / "ingest_page.py", title="Ingest", icon="📥", url_path="ingest"),
         st.Page(PAGES / "duplicates_page.py", title="Duplicates", icon="👯", url_path="duplicates"),
         st.Page(PAGES / "suspects_page.py", title="Suspects", icon="🏷️", url_path="suspects"),
+        st.Page(PAGES / "removed_page.py", title="Removed", icon="🗑️", url_path="removed"),
         st.Page(PAGES / "teach_page.py", title="Teach a label", icon="🎓", url_path="teach"),
         st.Page(PAGES / "image_page.py", title="Image", icon="🖼️", url_path="image", visibility="hidden"),
     ]

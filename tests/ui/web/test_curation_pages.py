@@ -8,6 +8,7 @@ import pytest
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
+from imgsearch.db import undo_list
 from imgsearch.db.session import make_engine, session_factory
 from imgsearch.ui.services.settings import Settings
 from tests.ui.web.conftest import Collection, page
@@ -62,7 +63,7 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
     assert any("Remove 4 image(s) from the collection" in w.value for w in at.warning)
     at.button(key=f"dups_confirm_yes_{group}").click().run()
     _ok(at)
-    assert any("Removed 4 images from the collection; the files are still on disk" in s.value for s in at.success)
+    assert any("Moved 4 images to the undo list; the files are still on disk" in s.value for s in at.success)
     with Session() as s:
         left = {im.id for im in repo.images_by_ids(s, [im.id for im in members]).values()}
     assert len(left) == 2
@@ -71,6 +72,85 @@ def test_duplicates_page_removes_the_unticked_and_keeps_files(own_collection):
         assert {im.duplicate_group for im in repo.images_by_ids(s, left).values()} <= left
         assert len({im.duplicate_group for im in repo.images_by_ids(s, left).values()}) == 1
     engine.dispose()
+
+
+def _release_app_stores() -> None:
+    """The app's cached context holds the embedded store: release it before opening the stores here."""
+    import gc
+
+    import streamlit as st
+
+    st.cache_resource.clear()
+    gc.collect()
+
+
+@pytest.mark.slow
+def test_removed_images_are_listed_restored_and_found_again(own_collection):
+    """Issue 21, item 5: a removal on the Duplicates page (files moved off disk) goes to the undo list; the Removed
+    page restores it (file back, in search again) and empties the rest for good after a confirmation."""
+    import shutil
+
+    import numpy as np
+
+    from imgsearch.models.backbones import load_backbone
+    from imgsearch.search.stores import open_stores
+
+    engine, Session = _session(own_collection)
+    with Session() as s:
+        group, members = data.duplicate_groups(s)[0]
+    # The photos are shared with other tests: the two to remove (with their files) get private copies first.
+    gone = members[4:]
+    own = own_collection.root / "own-photos"
+    own.mkdir()
+    with Session.begin() as s:
+        for im in gone:
+            shutil.copy(im.path, own / im.file_name)
+            repo.update_images(s, [{"id": im.id, "path": str(own / im.file_name), "source_folder": str(own)}])
+    with Session() as s:
+        gone = list(repo.images_by_ids(s, [im.id for im in gone]).values())
+    at = page("duplicates")
+    at.run()
+    for im in gone:
+        at.checkbox(key=f"dups_keep_{group}_{im.id}").uncheck()
+    at.run()
+    at.checkbox(key=f"dups_delete_{group}").check()
+    at.button(key=f"dups_remove_{group}").click().run()
+    at.button(key=f"dups_confirm_yes_{group}").click().run()
+    _ok(at)
+    assert any("Moved 2 images to the undo list and moved 2 files off disk" in s.value for s in at.success)
+    assert not any(Path(im.path).exists() for im in gone)
+
+    at = page("removed")
+    at.run()
+    _ok(at)
+    assert at.title[0].value == "Removed"
+    assert sorted(int(o.split(":")[0]) for o in at.multiselect(key="removed_pick").options) == \
+        sorted(im.id for im in gone)
+    back = gone[0]
+    at.multiselect(key="removed_pick").select(back.id).run()
+    at.button(key="removed_restore").click().run()
+    _ok(at)
+    assert any("Restored 1 images (1 files moved back)" in s.value for s in at.success), [s.value for s in at.success]
+    assert Path(back.path).exists() and not Path(gone[1].path).exists()
+    at.button(key="removed_empty").click().run()
+    with Session() as s:  # asking is not emptying
+        assert len(undo_list.listed(s)) == 1
+    at.button(key="removed_empty_yes").click().run()
+    _ok(at)
+    assert any("Emptied 1 images from the undo list for good; 1 moved files deleted" in s.value for s in at.success)
+    with Session() as s:
+        assert undo_list.listed(s) == [] and back.id in repo.images_by_ids(s, [back.id])
+    engine.dispose()
+    at = None
+    _release_app_stores()
+    stores = open_stores(own_collection.data_dir, load_backbone(own_collection.backbone).identity)
+    try:
+        query = stores.faiss.get_vectors([back.id])[0]
+        hit = stores.faiss.search(np.asarray(query, np.float32), 1)[0]
+        assert hit.id == back.id and hit.score > 0.999  # in search again, at its old score
+        assert stores.qdrant.get_payloads([back.id])[0]["path"] == back.path
+    finally:
+        stores.close()
 
 
 @pytest.mark.slow

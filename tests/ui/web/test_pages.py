@@ -248,7 +248,7 @@ def test_app_navigation_runs_every_page(app_env):
     _ok(at)
     assert at.title[0].value == "Search by image"  # the default page
     titles = {"filtered": "Filtered search", "clusters": "Clusters", "metrics": "Metrics", "ingest": "Ingest a folder",
-              "search": "Search by image"}
+              "search": "Search by image", "removed": "Removed"}
     for name, title in titles.items():
         at.switch_page(f"screens/{name}_page.py").run()
         _ok(at)

@@ -1,6 +1,7 @@
 """Duplicates page: near-duplicate groups side by side (resolution, file size, how alike each member is to the
 largest); every member is kept until the user unticks it, and a removal asks for confirmation first (every store,
-through `remove`). Files stay on disk unless the user explicitly asks.
+through `remove`), onto the undo list (the Removed page restores). Files stay on disk unless the user explicitly
+asks, and then they are moved into the data directory until the undo list is emptied.
 
 Why keep-all by default: "near-duplicate" is a cosine threshold, and on a uniform class (airliners, say) a group
 can be ten different photos; a default that removes all but one would remove nine photos with one click."""
@@ -55,21 +56,20 @@ def likeness(reference_hash: np.ndarray | None, member_hash: np.ndarray | None, 
 
 
 def remove_members(state: resources.AppState, paths: list[str], delete_files: bool) -> str:
+    """Remove onto the undo list (the Removed page restores); with `delete_files`, the files are moved into the
+    data directory's `removed/` folder, deleted only when the list is emptied."""
     from imgsearch.ingest.removals import remove_paths
 
     with widgets.store_errors():
         result = remove_paths(state.ctx.Session, state.ctx.stores, [Path(p) for p in paths],
-                              state.settings.duplicate_threshold)
-    deleted = 0
-    if delete_files:  # only on an explicit tick, and only files the catalogue no longer knows
-        for p in paths:
-            try:
-                Path(p).unlink()
-                deleted += 1
-            except OSError as exc:
-                st.warning(f"could not delete {p}: {exc}")
-    return (f"Removed {result['removed']} images from the collection"
-            + (f" and deleted {deleted} files from disk." if delete_files else "; the files are still on disk."))
+                              state.settings.duplicate_threshold,
+                              files_dir=state.settings.removed_dir if delete_files else None)
+    if result["files_not_moved"]:
+        st.warning(f"{result['files_not_moved']} files could not be moved off disk: they are still where they were.")
+    files = (f" and moved {result['files_moved']} files off disk with them" if delete_files
+             else "; the files are still on disk")
+    return (f"Moved {result['removed']} images to the undo list{files}. The Removed page restores them until it is "
+            "emptied.")
 
 
 def group_view(state: resources.AppState, group: int, members) -> None:
@@ -98,7 +98,8 @@ def group_view(state: resources.AppState, group: int, members) -> None:
         return
     if len(doomed) == len(members):
         st.warning("No image is ticked to keep: the whole group would be removed.")
-    delete_files = st.checkbox("Also delete these files from disk (cannot be undone)", value=False,
+    delete_files = st.checkbox("Also move these files off disk (deleted for good when the undo list is emptied)",
+                               value=False,
                                key=f"{PREFIX}_delete_{group}")
     if st.session_state.get(confirm_key) != [im.id for im in doomed]:
         if st.button(f"Remove {len(doomed)} unticked image(s) from the collection…", key=f"{PREFIX}_remove_{group}"):
@@ -107,7 +108,8 @@ def group_view(state: resources.AppState, group: int, members) -> None:
         return
     names = ", ".join(im.file_name for im in doomed[:5]) + (" …" if len(doomed) > 5 else "")
     st.warning(f"Remove {len(doomed)} image(s) from the collection ({names})?"
-               + (" Their files are deleted from disk too." if delete_files else " Their files stay on disk."))
+               + (" Their files are moved off disk too." if delete_files else " Their files stay on disk.")
+               + " They go to the undo list: the Removed page restores them.")
     yes, no = st.columns(2)
     if yes.button(f"Yes, remove {len(doomed)}", key=f"{PREFIX}_confirm_yes_{group}", type="primary"):
         st.session_state.pop(confirm_key, None)
