@@ -68,7 +68,7 @@ def test_make_engine_creates_parent_folder_and_sets_pragmas(tmp_path: Path) -> N
 
 
 def test_init_db_reaches_head_and_matches_models(engine: Engine) -> None:
-    assert head_revision() == "0011"
+    assert head_revision() == "0012"
     assert schema_revision(engine) == head_revision()
     assert TABLES <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
