@@ -153,3 +153,4 @@ def test_every_class_name_on_the_search_page_is_its_display_name(raw_env):
     _ok(at)
     notice = next(i.value for i in at.info if "in the collection as" in i.value)
     assert "(label: Faces easy)" in notice and "Faces_easy" not in _visible(notice)
+

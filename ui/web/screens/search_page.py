@@ -167,13 +167,13 @@ def words_box() -> str:
     return " ".join((text or "").split())
 
 
-def words_results(state: resources.AppState, text: str, k: int, collapse: bool) -> None:
-    """The images tagged with the words, most probable first, composed with the Filtered page's filters."""
-    flt = session_filter()
+def words_results(state: resources.AppState, text: str, window: paging.Window, collapse: bool, flt: Filter) -> None:
+    """The images tagged with the words, most probable first, composed with the Filtered page's filters: the
+    window's page of them."""
     try:
         with widgets.store_errors():
-            response = search_words(state.ctx.Session, state.search_service.faiss, text, k, flt, collapse,
-                                    index=resources.tag_index(state.key, state.version))
+            response = search_words(state.ctx.Session, state.search_service.faiss, text, window.depth, flt,
+                                    collapse, index=resources.tag_index(state.key, state.version))
     except TextSearchError as exc:
         st.warning(exc.message)
         close = [(w, c) for w, words in exc.suggestions.items() for c in words[:4]]
@@ -183,6 +183,9 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
                 col.button(known, key=f"{PREFIX}_word_{unknown}_{known}", on_click=_use_word, args=(unknown, known),
                            width="stretch")
         return
+    paging.settle(window, len(response.results))
+    n_ranked = len(response.results)
+    response.results = response.results[window.start : window.depth]
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
     st.caption(f"Words: {response.describe()} · search: {response.search_ms:.1f} ms · "
                f"{state.n_indexed:,} images indexed")
@@ -192,13 +195,16 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
     else:
         st.caption("No filter: those set on the Filtered page apply here too.")
     n = len(response.results)
-    st.subheader((f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”")
+    top = f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”"
+    st.subheader((top if window.page == 1 else f"Images {window.start + 1:,}–{window.start + n:,} tagged “{text}”")
                  + " (by tag probability" + (", near-duplicates collapsed)" if collapse else ")"))
     if not response.results:
         st.info("No image is tagged with these words" + (" and matches these filters." if conditions else ".")
                 + " Tags are made at ingest, and by `imgsearch train` for images ingested before tags existed.")
         return
     st.caption(WORDS_LEGEND)
+    # how many images have the tags is not counted: "up to" the depth until the words run out
+    paging.pager(window, n_ranked, window.depth, False, PREFIX)
     widgets.result_grid(response.results, PREFIX, tags=response.tags, score="tag p", legend=WORDS_LEGEND)
     export_widgets.download_buttons(result_rows(response.results), "words_results", PREFIX)
 
@@ -228,9 +234,11 @@ def main() -> None:
         title.title("Search by words")
     class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None, words=bool(text))
     if text:
-        qs.write_url(with_filters=True, with_text=True)
+        flt = session_filter()
+        window = paging.window(k, paging.MAX_DEPTH, state.n_indexed, (text, k, collapse, str(flt.describe())))
+        qs.write_url(with_filters=True, with_text=True, page=window.page)
         st.caption("Clear the words to search by image.")
-        words_results(state, text, k, collapse)
+        words_results(state, text, window, collapse, flt)
         return
     adopt_url_examples()
     query = widgets.query_picker(state, PREFIX)
