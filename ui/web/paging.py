@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from imgsearch.ui.web import query_state as qs
+from imgsearch.ui.web import widgets
 
 # How deep a ranked search goes. Past a few hundred neighbours an image has little left in common with the
 # query: a longer list is better had by narrowing the collection (the Filtered page's filters).
@@ -78,23 +79,35 @@ def settle(w: Window, n_results: int) -> None:
         st.rerun()
 
 
-def _go(page: int) -> None:
+SCROLL_UP = "_page_scroll_up"  # set by the pager under the grid: the new page is read from its top
+
+
+def _go(page: int, from_bottom: bool) -> None:
     st.session_state[qs.PAGE] = page
+    if from_bottom:
+        st.session_state[SCROLL_UP] = True
 
 
-def pager(w: Window, n_results: int, asked: int, exact: bool, prefix: str) -> None:
+def pager(w: Window, n_results: int, asked: int, exact: bool, prefix: str, bottom: bool = False) -> None:
     """"Results 51–100 of 500 · page 2 of 10", the depth note when the limit is what ends the list, and
-    Previous / Next."""
+    Previous / Next; `bottom`: the pager under the grid (its own keys; a page it turns to is scrolled to the
+    top)."""
+    if not bottom and st.session_state.pop(SCROLL_UP, False):
+        widgets.scroll_to_top()
+    if n_results == 0:  # the page says there is nothing; "results 0–0 of 0" would only repeat it
+        return
     count, known = total(w, n_results, asked, exact)
     shown = max(0, min(n_results, w.depth) - w.start)
     last = max(1, -(-count // w.size))
     first = w.start + 1 if shown else 0
     of, pages = (f"{count:,}", f"{last:,}") if known else (f"up to {count:,}", f"at most {last:,}")
-    left, mid, right = st.columns([4, 1, 1], vertical_alignment="center")
+    # the buttons keep room for their labels on a narrow page (800 px, sidebar open)
+    left, mid, right = st.columns([2, 1, 1], vertical_alignment="center")
     left.markdown(f"Results **{first:,}–{w.start + shown:,}** of {of} · page {w.page:,} of {pages}")
-    if w.capped and count >= w.limit:
+    if w.capped and count >= w.limit and not bottom:
         left.caption(DEPTH_NOTE.format(limit=w.limit))
-    mid.button("← Previous", key=f"{prefix}_page_prev", on_click=_go, args=(w.page - 1,), disabled=w.page <= 1,
-               width="stretch")
-    right.button("Next →", key=f"{prefix}_page_next", on_click=_go, args=(w.page + 1,),
+    end = "_end" if bottom else ""
+    mid.button("← Previous", key=f"{prefix}_page_prev{end}", on_click=_go, args=(w.page - 1, bottom),
+               disabled=w.page <= 1, width="stretch")
+    right.button("Next →", key=f"{prefix}_page_next{end}", on_click=_go, args=(w.page + 1, bottom),
                  disabled=w.page >= last, width="stretch")

@@ -59,6 +59,11 @@ def test_page_two_shows_the_next_results_and_a_reload_of_its_url_shows_it_again(
     assert len(second) == 5 and not set(first) & set(second)
     assert at.query_params["page"] == "2" and "Results **6–10** of 17" in _markdown(at)
     assert "Neighbours 6–10" in "\n".join(h.value for h in at.subheader)
+    # the pager under the grid turns pages too
+    at.button(key="search_page_prev_end").click().run()
+    assert _ids(at) == first and "page" not in at.query_params
+    at.button(key="search_page_next_end").click().run()
+    assert _ids(at) == second
     # one ranking, paged: the two pages are the first ten of a ten-result search
     ten = _app(q=f"id:{image_id}", k="10")
     ten.run()

@@ -206,6 +206,7 @@ def words_results(state: resources.AppState, text: str, window: paging.Window, c
     # how many images have the tags is not counted: "up to" the depth until the words run out
     paging.pager(window, n_ranked, window.depth, False, PREFIX)
     widgets.result_grid(response.results, PREFIX, tags=response.tags, score="tag p", legend=WORDS_LEGEND)
+    paging.pager(window, n_ranked, window.depth, False, PREFIX, bottom=True)
     export_widgets.download_buttons(result_rows(response.results), "words_results", PREFIX)
 
 
@@ -307,6 +308,7 @@ def main() -> None:
     widgets.result_grid(response.results, PREFIX, extra=tick_boxes, tags=tags,
                         score="recommend score" if recommend else "similarity",
                         legend=RECOMMEND_LEGEND if recommend else views.RESULT_LEGEND)
+    paging.pager(window, n_ranked, asked, not (collapse or recommend), PREFIX, bottom=True)
     export_widgets.download_buttons(result_rows(response.results), "search_results", PREFIX)
 
 
