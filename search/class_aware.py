@@ -41,10 +41,16 @@ def class_aware_scores(cosine: ArrayLike, agree: ArrayLike, lam: float) -> np.nd
     return np.asarray(cosine, dtype=np.float64) + lam * np.asarray(agree, dtype=np.float64)
 
 
-def rerank(hits: Sequence[Hit], query_proba: Mapping[str, float], lam: float, k: int) -> list[Hit]:
-    """The k best of `hits` (cosine neighbours with payloads) by class-aware score; each keeps its cosine score."""
+def rerank(hits: Sequence[Hit], query_proba: Mapping[str, float], lam: float, k: int,
+           pool: int = POOL) -> list[tuple[Hit, float | None]]:
+    """The k best of `hits` (cosine neighbours with payloads, nearest first): the first `pool` of them by
+    class-aware score, then the rest in cosine order. Each hit keeps its cosine score and comes with its
+    class-aware score (None past the pool). Only a fixed head is re-ranked so that asking for more results never
+    reorders the first ones: pages of results stay consistent."""
     if not hits:
         return []
-    scores = class_aware_scores([h.score for h in hits], agreement(query_proba, [h.payload for h in hits]), lam)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [hits[i] for i in order]
+    head, tail = list(hits[:pool]), list(hits[pool:])
+    scores = class_aware_scores([h.score for h in head], agreement(query_proba, [h.payload for h in head]), lam)
+    order = np.argsort(-scores, kind="stable")
+    ranked: list[tuple[Hit, float | None]] = [(head[i], float(scores[i])) for i in order]
+    return (ranked + [(h, None) for h in tail])[:k]

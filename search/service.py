@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,7 @@ class SearchResult:
     duplicate_group: int | None = None
     uniqueness: float | None = None
     quality: str | None = None
+    rank_score: float | None = None  # the score that ranked it when that is not `score` (class-aware ranking)
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -122,7 +123,8 @@ class SearchService:
     ) -> SearchResponse:
         """Top-k of the POOL nearest neighbours (FAISS) re-ranked by class agreement (search/class_aware.py):
         cosine + lam * p_query(c) * p_c. `query_proba`: the classifier's class -> probability for the query.
-        Scores shown stay cosine similarities."""
+        Beyond the POOL nearest, results follow in cosine order. `score` stays the cosine similarity;
+        `rank_score` is the class-aware score that ordered the result (None past the pool)."""
         if isinstance(self.faiss, Reloadable):
             self.faiss.reload_if_changed()
         index, source = self._ranking()
@@ -130,7 +132,8 @@ class SearchService:
         hits = [h for h in one_query(index.search(query, max(POOL, k) + 1)) if h.id != exclude_id]
         ranked = rerank(hits, query_proba, lam, k)
         search_ms = (time.perf_counter() - t) * 1000
-        return SearchResponse([SearchResult.from_hit(h) for h in ranked], search_ms, source)
+        return SearchResponse([replace(SearchResult.from_hit(h), rank_score=score) for h, score in ranked],
+                              search_ms, source)
 
     def filtered(self, query: np.ndarray, k: int, filter: Filter, exclude_id: int | None = None) -> SearchResponse:
         """Top-k among the points whose payload meets every condition of `filter`, from Qdrant."""

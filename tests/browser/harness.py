@@ -35,11 +35,12 @@ PAGES = {"search": "search", "filtered": "filtered", "clusters": "clusters", "me
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 MS = 1000  # playwright timeouts are in milliseconds
 
-# `similarity **0.987** · `apples_003.jpg`  \nlabel: apples · predicted: apples (95%)` as rendered text
-# (ui/web/views.py result_caption), with a third line of automatic tags on the Search page (`tags: tabby 62% · ...`);
-# a search by words scores by `tag p`, and "more like these" by Qdrant's `recommend score`, instead of similarity.
-CAPTION_RE = re.compile(r"^(?:similarity|tag p|recommend score) (-?\d+\.\d{3}) · (.+?)\s*\nlabel: (.*?) · "
-                        r"predicted: (.*?) \((.*?)\)\s*(?:\ntags: (.*?)\s*)?$")
+# `similarity 0.987\napples_003.jpg\nlabel: apples\npredicted: apples (95%)` as rendered text (ui/web/captions.py
+# result_caption), `score 1.912 · similarity 0.729` first under class-aware ranking, with a last line of automatic
+# tags on the Search page (`tags: tabby 62% · ...`); a search by words scores by `tag p`, and "more like these" by
+# Qdrant's `recommend score`, instead of similarity.
+CAPTION_RE = re.compile(r"^(?:score (-?\d+\.\d{3}) · )?(?:similarity|tag p|recommend score) (-?\d+\.\d{3})\s*\n"
+                        r"(.+?)\s*\nlabel: (.*?)\s*\npredicted: (.*?) \((.*?)\)\s*(?:\ntags: (.*?)\s*)?$")
 PREDICTED_RE = re.compile(r"^(.+) \((\d+(?:\.\d+)?)%, SVM\)$")
 TIMES_RE = re.compile(r"Embedding: (?:(\d+(?:\.\d+)?) ms|0 ms \(stored vector\)) · (?:filtered )?search: "
                       r"(\d+(?:\.\d+)?) ms")
@@ -55,7 +56,8 @@ _CAPTIONS_JS = """() => Array.from(document.querySelectorAll(
 COUNT_RESULTS_JS = """() => Array.from(document.querySelectorAll(
         '[data-testid="stMain"] [data-testid="stMarkdownContainer"]'))
     .filter(e => !e.closest('[data-stale="true"]') && e.offsetParent !== null
-                 && /^similarity -?\\d+\\.\\d{3} · .+\\nlabel: /.test(e.innerText.trim())).length"""
+                 && /^(score -?\\d+\\.\\d{3} · )?similarity -?\\d+\\.\\d{3}\\s*\\n.+\\nlabel: /
+                    .test(e.innerText.trim())).length"""
 _IMAGES_LOADED_JS = """(atLeast) => {
     const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
         .filter(i => !i.closest('[data-stale="true"]'));
@@ -284,6 +286,7 @@ class Caption:
     label: str
     predicted: str
     tags: str | None = None  # "Irish setter 91% · ...", "–" for none; None where cards show no tags
+    rank_score: float | None = None  # the class-aware score that ranked it, where the card shows one
 
 
 def result_captions(page) -> list[Caption]:
@@ -292,7 +295,8 @@ def result_captions(page) -> list[Caption]:
     for text in page.evaluate(_MARKDOWN_JS):
         m = CAPTION_RE.match(text)
         if m:
-            out.append(Caption(float(m.group(1)), m.group(2).strip("`"), m.group(3), m.group(4), m.group(6)))
+            out.append(Caption(float(m.group(2)), m.group(3).strip("`"), m.group(4), m.group(5), m.group(7),
+                               None if m.group(1) is None else float(m.group(1))))
     return out
 
 

@@ -6,6 +6,7 @@ One server for the module, on a tiny-backbone collection whose training run stor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -207,3 +208,37 @@ def test_result_cards_stay_readable_on_a_narrow_page(server, page):
         # the whole label is shown: its text is not clipped to a letter
         box = label.bounding_box()
         assert box and box["width"] > 40 and label.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), (name, box)
+
+
+# Each card's lines that must be read whole: its scores, and the predicted class with its probability. For each,
+# whether its text overflows its box, and whether the text's right edge is past the card's.
+_WHOLE_LINES_JS = """() => Array.from(document.querySelectorAll(
+        '[data-testid="stMain"] [data-testid="stColumn"] [data-testid="stMarkdownContainer"] div'))
+    .filter(d => !d.closest('[data-stale="true"]') && /(predicted:|similarity )/.test(d.innerText)
+                 && !Array.from(d.children).some(c => /(predicted:|similarity )/.test(c.innerText)))
+    .map(d => {
+        const card = d.closest('[data-testid="stColumn"]').getBoundingClientRect();
+        const range = document.createRange();
+        range.selectNodeContents(d);
+        return {text: d.innerText, cut: d.scrollWidth > d.clientWidth + 1,
+                past: range.getBoundingClientRect().right - card.right};
+    })"""
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_cards_show_the_scores_and_the_predicted_probability_whole(server, page, width):
+    # Issue 21: "the predicted probability is cut off on every card even at 1400 px". Class-aware ranking (on by
+    # default: the collection is trained) adds the score that ranks beside the similarity.
+    collection, app = server
+    page.set_viewport_size({"width": width, "height": 900})
+    image_id = next(iter(_catalogue(collection).values()))[0]
+    page.goto(app.url("search") + f"?q=id:{image_id}", wait_until="domcontentloaded")
+    harness.wait_text(page, "Top 10 neighbours")
+    harness.wait_settled(page)
+    lines = page.evaluate(_WHOLE_LINES_JS)
+    predicted = [x for x in lines if "predicted:" in x["text"]]
+    scores = [x for x in lines if x["text"].startswith("score ")]
+    assert len(predicted) >= 10 and all(re.search(r"\(\d+%\)$", x["text"]) for x in predicted), predicted
+    bad = [x for x in lines if x["cut"] or x["past"] > 1]
+    assert not bad, (width, bad)
+    assert len(scores) >= 10, lines

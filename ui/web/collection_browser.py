@@ -7,8 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from imgsearch.db import collection as data
+from imgsearch.ui.web import captions, resources
 from imgsearch.ui.web import query_state as qs
-from imgsearch.ui.web import resources, views
 
 PREFIX = "browse"
 COLUMNS, ROWS = 4, 3
@@ -41,7 +41,7 @@ def browse_dialog(state: resources.AppState) -> None:
                     st.caption(f"(image file missing: {r.path})")
                 else:
                     st.image(thumb, width="stretch")
-                st.markdown(views.card_caption("", r.file_name, r.label, r.predicted_label, r.predicted_prob),
+                st.markdown(captions.card_caption("", r.file_name, r.label, r.predicted_label, r.predicted_prob),
                             unsafe_allow_html=True)
                 if st.button("Use as query", key=f"{PREFIX}_use_{r.id}", on_click=qs.use_as_query,
                              args=(r.id, r.file_name), width="stretch"):

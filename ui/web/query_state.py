@@ -34,6 +34,7 @@ LOADED = "_url_loaded"
 # pair read from a link until the page adopts it.
 MORE, LESS, RECOMMEND_FROM_URL = "more", "less", "_recommend_from_url"
 MAX_EXAMPLES = 50
+PAGE, MAX_PAGE = "page", 10_000  # the Search page's page of ranked results (`page=2`; 1 is left out of the URL)
 
 
 def filter_key(field) -> str:
@@ -57,7 +58,7 @@ def param_default(p: ConditionParam) -> object:
 
 
 def persistent_keys() -> list[str]:
-    return [Q, K, SOURCE, PICK, TEXT, *(filter_key(f) for f in FILTER_FIELDS),
+    return [Q, K, SOURCE, PICK, TEXT, PAGE, *(filter_key(f) for f in FILTER_FIELDS),
             *(param_key(p) for p in CONDITION_PARAMS)]
 
 
@@ -140,6 +141,9 @@ def load_url(sources: tuple[str, str] = SOURCES) -> None:
     text = " ".join(params.get(TEXT, "").split())[:TEXT_MAX]
     if text:
         st.session_state[TEXT] = text
+    page = params.get(PAGE, "")
+    if page.isdigit() and 1 <= int(page) <= MAX_PAGE:
+        st.session_state[PAGE] = int(page)
     k = params.get("k", "")
     if k.isdigit() and 1 <= int(k) <= K_MAX:
         st.session_state[K] = int(k)
@@ -193,11 +197,13 @@ def _to_url(p: ConditionParam, value: object) -> str | None:
 
 
 def write_url(with_filters: bool = False, with_text: bool = False,
-              recommend: tuple[list[int], list[int]] | None = None) -> None:
+              recommend: tuple[list[int], list[int]] | None = None, page: int = 1) -> None:
     """Mirror q, k (and on the Filtered page its filters; on the Search page its words, and the filters they are
-    searched with; or the examples of its "more like / less like" search) into the URL; unchanged values are not
-    re-sent."""
+    searched with; or the examples of its "more like / less like" search, and the page of results past the first)
+    into the URL; unchanged values are not re-sent."""
     want: dict[str, str | list[str]] = {}
+    if page > 1:
+        want[PAGE] = str(page)
     if recommend is not None:
         for key, ids in zip((MORE, LESS), recommend, strict=True):
             if ids:

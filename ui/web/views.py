@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -14,7 +13,6 @@ import plotly.graph_objects as go
 
 from imgsearch.models import metric_registry as registry
 from imgsearch.search.index import Filter
-from imgsearch.search.service import SearchResult
 from imgsearch.ui.services import photo_info
 
 # Charts across training runs, from the metric registry: title ("Davies–Bouldin (lower is better)") -> metric names.
@@ -59,46 +57,6 @@ def short_path(path: str, parts: int = 2) -> str:
 
 RESULT_LEGEND = ("similarity: cosine similarity of the image features to the query (1 = the same image, "
                  "higher = more alike). predicted: the classifier's (SVM) class, with its probability.")
-
-
-def _label_html(label: str | None) -> str:
-    """A display label with the raw one (the folder name) as its tooltip."""
-    if label is None:
-        return "–"
-    return f'<span title="raw label: {html.escape(label)}">{html.escape(display_label(label))}</span>'
-
-
-# One line each, cut with an ellipsis: every card of a grid row has the same height.
-_LINE = '<div style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis"{title}>{text}</div>'
-
-
-def card_caption(first: str, file_name: str, label: str | None, predicted: str | None, prob: float | None,
-                 photo: Sequence[str] | None = None, tags: str | None = None) -> str:
-    """HTML under a thumbnail: `first` (e.g. the similarity) and the file name on one line, true and predicted
-    label (probability) on the next; the full file name and the raw labels are tooltips. `photo`: more lines,
-    when and with what and where it was taken (ui/services/photo_info.card_lines); an empty one is kept, so the
-    cards of a grid where some photos have them stay the same height. With `tags` (views.tags_text), a last line
-    of automatic tags, all of them in its tooltip."""
-    head = f"{first} · " if first else ""
-    name = html.escape(file_name)
-    whole = html.escape(f"label: {display_label(label)} · predicted: {display_label(predicted)} ({fmt_prob(prob)})")
-    out = (_LINE.format(title=f' title="{name}"', text=f'{head}<code style="white-space:nowrap">{name}</code>')
-           + _LINE.format(title=f' title="{whole}"', text=f"label: {_label_html(label)} · predicted: "
-                                                          f"{_label_html(predicted)} ({fmt_prob(prob)})")
-           + "".join(_LINE.format(title=f' title="{html.escape(line)}"' if line else "",
-                                  text=html.escape(line) if line else "&nbsp;") for line in photo or ()))
-    if tags is not None:
-        shown = html.escape(tags) if tags else "–"
-        out += _LINE.format(title=f' title="automatic tags: {shown}"', text=f"tags: {shown}")
-    return out
-
-
-def result_caption(r: SearchResult, photo: Sequence[str] | None = None, tags: Sequence[Any] | None = None,
-                   score: str = "similarity") -> str:
-    """A search result's caption: its score (`score` names it), file name, true and predicted label
-    (probability); `photo` as in card_caption; with `tags`, its top automatic tags on a last line."""
-    return card_caption(f"{score} <b>{r.score:.3f}</b>", r.file_name, r.label, r.predicted_label,
-                        r.predicted_prob, photo, None if tags is None else tags_text(tags))
 
 
 def image_details(row: Any, extra_paths: Sequence[str] = (), cluster_names: Mapping[str, str] | None = None

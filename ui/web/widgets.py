@@ -18,7 +18,7 @@ from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import collection_browser, image_view, page_script, resources, views
+from imgsearch.ui.web import captions, collection_browser, image_view, page_script, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
@@ -291,7 +291,7 @@ def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra |
     photo was taken, and with `tags` (image id -> its automatic tags) a line of tags; "Search with this" makes one
     the next query."""
     photo = _photo_lines(results, [r.id for r in results])
-    _grid(results, lambda r: card(r.id, r.path, views.result_caption(
+    _grid(results, lambda r: card(r.id, r.path, captions.result_caption(
         r, photo(r), None if tags is None else tags.get(r.id, []), score), r.file_name, prefix, legend, extra, r),
         switch_to_search, prefix)
 
@@ -300,6 +300,6 @@ def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, swit
     """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as cards, with "Search
     with this"; for browsing, where there is no query to score against."""
     photo = _photo_lines(rows)
-    _grid(rows, lambda r: card(r.id, r.path, views.card_caption("", r.file_name, r.label, r.predicted_label,
+    _grid(rows, lambda r: card(r.id, r.path, captions.card_caption("", r.file_name, r.label, r.predicted_label,
                                                                 r.predicted_prob, photo(r)),
                                r.file_name, prefix, None, extra, r), switch_to_search, prefix)

@@ -25,7 +25,8 @@ class Collection:
                 "IMGSEARCH_NUM_WORKERS": "0", "IMGSEARCH_DATASET_DIR": str(self.photos)}
 
 
-def build_collection(root: Path, backbone, train_models: bool = True) -> Collection:
+def build_collection(root: Path, backbone, train_models: bool = True, classes=None) -> Collection:
+    """`classes`: folder name -> (colour, stripes) of tests.helpers.write_dataset (its three by default)."""
     from imgsearch.db import repository as repo
     from imgsearch.ingest.pipeline import ingest_folder
     from imgsearch.ingest.predictions import refresh_payloads
@@ -34,7 +35,7 @@ def build_collection(root: Path, backbone, train_models: bool = True) -> Collect
     from imgsearch.ui.services.settings import Settings
     from imgsearch.ui.services.training import train
 
-    photos = write_dataset(root / "photos", per_class=6, seed=0)
+    photos = write_dataset(root / "photos", per_class=6, seed=0, **({"classes": classes} if classes else {}))
     settings = Settings(data_dir=root / "data", backbone=backbone.name, num_workers=0, dataset_dir=photos)
     ctx = Context(settings, _backbone=backbone)
     try:

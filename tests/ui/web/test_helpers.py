@@ -12,7 +12,7 @@ from PIL import Image
 from imgsearch.ingest.decode import ImageRejected
 from imgsearch.search.index import Filter
 from imgsearch.ui.services import inputs
-from imgsearch.ui.web import views
+from imgsearch.ui.web import captions, views
 
 
 def test_handle_upload_decodes_in_memory_and_names_the_problem():
@@ -137,15 +137,19 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells_first():
     assert np.isclose(z[1, 1], np.log10(0.9)) and np.isclose(z[2, 1], np.log10(0.75))  # row shares, log scale
 
 
-def test_card_caption_keeps_one_line_each_and_the_raw_label_as_tooltip():
+def test_card_caption_shows_scores_and_prediction_whole_and_the_raw_label_as_tooltip():
     r = SimpleNamespace(score=0.9871, file_name="image_<1>.jpg", label="054_sunflower", predicted_label="012_rose",
                         predicted_prob=0.8)
-    html = views.result_caption(r)
+    html = captions.result_caption(r)
     assert "similarity <b>0.987</b>" in html and ">image_&lt;1&gt;.jpg</code>" in html  # escaped
     assert '<span title="raw label: 054_sunflower">sunflower</span>' in html
-    assert '<span title="raw label: 012_rose">rose</span> (80%)' in html
-    assert html.count("text-overflow:ellipsis") == 2  # two clamped lines: every card has the same height
-    assert "label: – · predicted: – (–)" in views.card_caption("", "a.jpg", None, None, None)
+    assert '<span title="raw label: 012_rose">rose</span> <span style="white-space:nowrap">(80%)</span>' in html
+    assert html.count("text-overflow:ellipsis") == 2  # file name and label: one line each, cut
+    # the score and the prediction wrap rather than being cut; the prediction keeps two lines, so cards line up
+    assert html.count("white-space:normal") == 2 and "min-height:2lh" in html
+    assert "predicted: – <span" in captions.card_caption("", "a.jpg", None, None, None)
+    ranked = captions.result_caption(SimpleNamespace(**vars(r), rank_score=1.5432))
+    assert "score <b>1.543</b> · similarity <b>0.987</b>" in ranked  # the score that ranked it first, both labelled
 
 
 def test_image_details_name_every_field():

@@ -119,3 +119,20 @@ def test_tags_on_image_search_cards_and_in_the_dialog(tagged_env):
     assert any(tag in tags for tag in ("Irish setter", "green lizard", "indigo bunting")) and "%" in tags
     assert views.cluster_name(4, None, ["tabby", "tiger cat"]) == "4 · tagged tabby, tiger cat"
     assert views.cluster_name(4, None) == "4 · unlabelled"
+
+
+@pytest.mark.slow
+def test_words_results_are_paged_too(tagged_env):
+    # 6 images are tagged "dogs" (the tiny backbone's apples): 4 a page, then the other 2
+    at = _app()
+    at.query_params["text"], at.query_params["k"] = "dogs", "4"
+    at.run()
+    _ok(at)
+    first = [r[0] for r in at.session_state["search_results"]]
+    assert len(first) == 4 and "Results **1–4** of up to" in "\n".join(m.value for m in at.markdown)
+    at.button(key="search_page_next").click().run()
+    _ok(at)
+    second = [r[0] for r in at.session_state["search_results"]]
+    assert len(second) == 2 and not set(first) & set(second) and at.query_params["page"] == "2"
+    assert "Results **5–6** of 6" in "\n".join(m.value for m in at.markdown)
+    assert at.button(key="search_page_next").disabled

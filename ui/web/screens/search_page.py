@@ -8,13 +8,14 @@ from __future__ import annotations
 import streamlit as st
 
 from imgsearch.db import collection as data
-from imgsearch.search.class_aware import query_distribution
+from imgsearch.search.class_aware import DEFAULT_LAMBDA, query_distribution
+from imgsearch.search.class_aware import POOL as CLASS_AWARE_POOL
 from imgsearch.search.diversity import DEFAULT_MMR_LAMBDA, POOL_FACTOR
 from imgsearch.search.payload import FILTER_FIELDS, Filter
 from imgsearch.search.service import Ranking, SearchResponse
 from imgsearch.ui.services.export import result_rows
 from imgsearch.ui.services.text_search import TextSearchError, search_words
-from imgsearch.ui.web import export_widgets, resources, views, widgets
+from imgsearch.ui.web import export_widgets, paging, resources, views, widgets
 from imgsearch.ui.web import query_state as qs
 
 PREFIX = "search"
@@ -24,7 +25,7 @@ POSITIVE, NEGATIVE, RECOMMEND = f"{PREFIX}_positive", f"{PREFIX}_negative", f"{P
 # Measured (README, "Class-aware ranking"): Caltech-101, validation images querying the training images.
 CLASS_AWARE_HELP = ("Re-rank the 100 nearest neighbours by how likely they share the query's class (the SVM's "
                     "calibrated probabilities): P@10 0.8605 → 0.9531 on Caltech-101, validation images querying "
-                    "the training images. Scores shown stay cosine similarities.")
+                    "the training images. Cards show the score that ranks them beside the cosine similarity.")
 
 
 NO_CLASSIFIER = ("No classifier: the collection has too few labels for one (it needs at least 2 labels with 4 or "
@@ -45,7 +46,8 @@ def prediction(state: resources.AppState, proba: dict[str, float] | None) -> Non
         else:
             st.info(f"No trained classifier yet: run `{resources.TRAIN_HINT}` to see predictions.")
         return
-    top = views.top_classes(list(proba.values()), list(proba), n=5)
+    # Display names, as every other class name on the page ("Faces easy", not "Faces_easy").
+    top = views.top_classes(list(proba.values()), [views.display_label(c) for c in proba], n=5)
     st.markdown(f"**{top.label.iloc[0]}** ({top.probability.iloc[0]:.1%}, SVM)",
                 help="The SVM's most probable class for the query, and its probability.")
     st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False})
@@ -165,13 +167,13 @@ def words_box() -> str:
     return " ".join((text or "").split())
 
 
-def words_results(state: resources.AppState, text: str, k: int, collapse: bool) -> None:
-    """The images tagged with the words, most probable first, composed with the Filtered page's filters."""
-    flt = session_filter()
+def words_results(state: resources.AppState, text: str, window: paging.Window, collapse: bool, flt: Filter) -> None:
+    """The images tagged with the words, most probable first, composed with the Filtered page's filters: the
+    window's page of them."""
     try:
         with widgets.store_errors():
-            response = search_words(state.ctx.Session, state.search_service.faiss, text, k, flt, collapse,
-                                    index=resources.tag_index(state.key, state.version))
+            response = search_words(state.ctx.Session, state.search_service.faiss, text, window.depth, flt,
+                                    collapse, index=resources.tag_index(state.key, state.version))
     except TextSearchError as exc:
         st.warning(exc.message)
         close = [(w, c) for w, words in exc.suggestions.items() for c in words[:4]]
@@ -181,6 +183,9 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
                 col.button(known, key=f"{PREFIX}_word_{unknown}_{known}", on_click=_use_word, args=(unknown, known),
                            width="stretch")
         return
+    paging.settle(window, len(response.results))
+    n_ranked = len(response.results)
+    response.results = response.results[window.start : window.depth]
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
     st.caption(f"Words: {response.describe()} · search: {response.search_ms:.1f} ms · "
                f"{state.n_indexed:,} images indexed")
@@ -190,15 +195,33 @@ def words_results(state: resources.AppState, text: str, k: int, collapse: bool) 
     else:
         st.caption("No filter: those set on the Filtered page apply here too.")
     n = len(response.results)
-    st.subheader((f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”")
+    top = f"Top {n} images tagged “{text}”" if n != 1 else f"The one image tagged “{text}”"
+    st.subheader((top if window.page == 1 else f"Images {window.start + 1:,}–{window.start + n:,} tagged “{text}”")
                  + " (by tag probability" + (", near-duplicates collapsed)" if collapse else ")"))
     if not response.results:
         st.info("No image is tagged with these words" + (" and matches these filters." if conditions else ".")
                 + " Tags are made at ingest, and by `imgsearch train` for images ingested before tags existed.")
         return
     st.caption(WORDS_LEGEND)
+    # how many images have the tags is not counted: "up to" the depth until the words run out
+    paging.pager(window, n_ranked, window.depth, False, PREFIX)
     widgets.result_grid(response.results, PREFIX, tags=response.tags, score="tag p", legend=WORDS_LEGEND)
+    paging.pager(window, n_ranked, window.depth, False, PREFIX, bottom=True)
     export_widgets.download_buttons(result_rows(response.results), "words_results", PREFIX)
+
+
+def order_line(ranking: Ranking) -> str:
+    """One line saying what orders the neighbours, in the terms the cards show."""
+    if ranking.mmr_lambda is not None:
+        line = (f"each next result is the best trade of similarity to the query (weight {ranking.mmr_lambda:g}) "
+                "against similarity to the results above it, so the scores shown do not fall steadily")
+    elif ranking.query_proba is not None:
+        line = (f"score = similarity + {DEFAULT_LAMBDA:g} × the chance that the image and the query share a class "
+                f"(the classifier's), highest first, over the {CLASS_AWARE_POOL} nearest; past them, by "
+                "similarity. Cards show both")
+    else:
+        line = "similarity to the query, highest first"
+    return line + ("; one image per near-duplicate group." if ranking.collapse else ".")
 
 
 def main() -> None:
@@ -212,9 +235,11 @@ def main() -> None:
         title.title("Search by words")
     class_aware, collapse, mmr_lambda = ranking_options(state.trained is not None, words=bool(text))
     if text:
-        qs.write_url(with_filters=True, with_text=True)
+        flt = session_filter()
+        window = paging.window(k, paging.MAX_DEPTH, state.n_indexed, (text, k, collapse, str(flt.describe())))
+        qs.write_url(with_filters=True, with_text=True, page=window.page)
         st.caption("Clear the words to search by image.")
-        words_results(state, text, k, collapse)
+        words_results(state, text, window, collapse, flt)
         return
     adopt_url_examples()
     query = widgets.query_picker(state, PREFIX)
@@ -222,9 +247,16 @@ def main() -> None:
     if recommend and recommend[2] != st.session_state.get(qs.Q):
         st.session_state.pop(RECOMMEND)
         recommend = None
-    qs.write_url(recommend=recommend[:2] if recommend else None)  # a reload or a shared link keeps the view
     if query is None:
+        qs.write_url(recommend=recommend[:2] if recommend else None)
         return
+    # MMR picks each result against those above it: from one fixed pool, or the pages would disagree.
+    window = paging.window(k, paging.MMR_DEPTH if mmr_lambda is not None else paging.MAX_DEPTH,
+                           state.n_indexed - (query.exclude_id is not None),
+                           (st.session_state.get(qs.Q), k, class_aware, collapse, mmr_lambda, str(recommend)))
+    # a reload or a shared link keeps the view, its page included
+    qs.write_url(recommend=recommend[:2] if recommend else None, page=window.page)
+    asked = window.limit if mmr_lambda is not None else window.depth
     proba = query_proba(state, query)
     ranking = Ranking(proba if class_aware else None, collapse, mmr_lambda)
     with widgets.store_errors():
@@ -232,14 +264,18 @@ def main() -> None:
             pos, neg, _ = recommend
             try:
                 # one more, for the query itself: the notice says the examples and the query are left out
-                found = state.search_service.recommend(pos, neg, (k * POOL_FACTOR if collapse or mmr_lambda else k) + 1)
+                found = state.search_service.recommend(
+                    pos, neg, (asked * POOL_FACTOR if collapse or mmr_lambda else asked) + 1)
             except KeyError as exc:
                 st.warning(f"A ticked image is no longer in the collection ({exc}): clear the ticks.")
                 found = SearchResponse([])
             found.results = [r for r in found.results if r.id != query.exclude_id]
-            response = state.search_service.diversified(found, k, Ranking(None, collapse, mmr_lambda))
+            response = state.search_service.diversified(found, asked, Ranking(None, collapse, mmr_lambda))
         else:
-            response = state.search_service.ranked(query.vector, k, ranking, exclude_id=query.exclude_id)
+            response = state.search_service.ranked(query.vector, asked, ranking, exclude_id=query.exclude_id)
+    paging.settle(window, len(response.results))
+    n_ranked = len(response.results)
+    response.results = response.results[window.start : window.depth]
     st.session_state[f"{PREFIX}_results"] = [(r.id, r.score, r.file_name) for r in response.results]
 
     left, right = st.columns([1, 2])
@@ -258,8 +294,12 @@ def main() -> None:
         st.button("Back to the query's neighbours", key=f"{PREFIX}_recommend_back",
                   on_click=lambda: st.session_state.pop(RECOMMEND, None))
     else:
-        st.subheader((f"Top {n} neighbours" if n != 1 else "The nearest neighbour") + f" ({ranking.describe()})")
+        first = window.start + 1
+        st.subheader(((f"Top {n} neighbours" if n != 1 else "The nearest neighbour") if window.page == 1
+                     else f"Neighbours {first:,}–{window.start + n:,}") + f" ({ranking.describe()})")
+        st.markdown(f"**Order:** {order_line(ranking)}")
         st.caption(views.RESULT_LEGEND)
+    paging.pager(window, n_ranked, asked, not (collapse or recommend), PREFIX)
     tick_bar()
     if not response.results:
         st.info("No neighbours found.")
@@ -268,6 +308,7 @@ def main() -> None:
     widgets.result_grid(response.results, PREFIX, extra=tick_boxes, tags=tags,
                         score="recommend score" if recommend else "similarity",
                         legend=RECOMMEND_LEGEND if recommend else views.RESULT_LEGEND)
+    paging.pager(window, n_ranked, asked, not (collapse or recommend), PREFIX, bottom=True)
     export_widgets.download_buttons(result_rows(response.results), "search_results", PREFIX)
 
 
