@@ -1,5 +1,5 @@
 """Actions on many images at once (a lasso or box on the feature map, or a whole cluster): label them, search
-with them as examples ("more like these"), export them.
+with them as examples ("more like these"), remove them (onto the undo list, after a confirmation), export them.
 
 A bulk label replaces labels, so it says first how many labels it changes and from what, asks for a
 confirmation, and keeps the old labels for an Undo until the next bulk label on the page.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import streamlit as st
 
@@ -27,6 +28,8 @@ def panel(state: resources.AppState, ids: Sequence[int], prefix: str, what: str,
     """The actions for `ids` (catalogue ids, in the order shown), under a line saying `what` they are; `export`:
     offer their CSV/JSON (not where the page has its own)."""
     ids = list(dict.fromkeys(int(i) for i in ids))
+    if removed := st.session_state.pop(f"{prefix}_bulk_removed", None):
+        st.success(removed)
     st.markdown(f"**{len(ids):,} images {what}**")
     _undo_bar(state, prefix)
     label_col, more_col = st.columns([3, 2])
@@ -40,6 +43,7 @@ def panel(state: resources.AppState, ids: Sequence[int], prefix: str, what: str,
                        + (f" (the first {n}: a search takes at most {qs.MAX_EXAMPLES})" if n < len(ids) else ""))
         if st.session_state.pop(f"{prefix}_bulk_go", False):
             st.switch_page(SEARCH_PAGE)
+    _remove(state, ids, prefix)
     if export and st.toggle("Export them (CSV/JSON)", key=f"{prefix}_bulk_export"):
         with state.ctx.Session() as s:
             images = repo.images_by_ids(s, ids)
@@ -121,4 +125,34 @@ def _undo_bar(state: resources.AppState, prefix: str) -> None:
             for group, was in groups:
                 relabel(state.ctx, group, was)
         st.session_state[UNDO].pop(prefix, None)
+        st.rerun()
+
+
+def _remove(state: resources.AppState, ids: list[int], prefix: str) -> None:
+    """Remove them onto the undo list (the Removed page restores them), after a confirmation; files stay."""
+    confirm = f"{prefix}_bulk_remove_confirm"
+    if st.session_state.get(confirm) != ids:
+        if st.button(f"Remove {len(ids):,} images from the collection…", key=f"{prefix}_bulk_remove",
+                     icon=":material/delete:", help="To the undo list: the Removed page restores them until it is "
+                     "emptied. Their files stay on disk."):
+            st.session_state[confirm] = ids
+            st.rerun()
+        return
+    st.warning(f"Remove {len(ids):,} images from the collection? They go to the undo list (the Removed page "
+               "restores them); their files stay on disk.")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, remove {len(ids):,}", key=f"{prefix}_bulk_remove_yes", type="primary"):
+        from imgsearch.ingest.removals import remove_paths
+
+        st.session_state.pop(confirm, None)
+        with state.ctx.Session() as s:
+            paths = [Path(im.path) for im in repo.images_by_ids(s, ids).values()]
+        with widgets.store_errors():
+            result = remove_paths(state.ctx.Session, state.ctx.stores, paths, state.settings.duplicate_threshold)
+        st.session_state.setdefault(UNDO, {}).pop(prefix, None)  # the labels' undo no longer applies to them
+        st.session_state[f"{prefix}_bulk_removed"] = (
+            f"Moved {result['removed']:,} images to the undo list; the Removed page restores them.")
+        st.rerun()
+    if no.button("Cancel", key=f"{prefix}_bulk_remove_no"):
+        st.session_state.pop(confirm, None)
         st.rerun()

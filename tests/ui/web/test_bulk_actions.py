@@ -92,3 +92,27 @@ def test_more_like_these_searches_with_the_clusters_images_as_examples(app_env):
     assert [e.value for e in at.exception] and all("search_page.py" in e.value for e in at.exception)
     positives = at.session_state[qs.RECOMMEND_FROM_URL][0]
     assert sorted(positives) == sorted(members) and at.session_state[qs.Q] == f"id:{positives[0]}"
+
+
+@pytest.mark.slow
+def test_removing_a_selection_asks_first_and_puts_them_on_the_undo_list(own_collection):
+    from imgsearch.db import undo_list
+    from imgsearch.ui.services.context import open_database
+    from imgsearch.ui.services.settings import Settings
+
+    before = _labels(own_collection)
+    members = _cluster_ids(own_collection, 0)
+    at = page("clusters")
+    at.run()
+    at.toggle(key="clusters_kmeans_bulk_0").set_value(True).run()
+    at.button(key="clusters_kmeans_bulk_remove").click().run()
+    _ok(at)
+    assert _labels(own_collection) == before  # asked, not done
+    assert any(f"Remove {len(members)} images from the collection?" in w.value for w in at.warning)
+    at.button(key="clusters_kmeans_bulk_remove_yes").click().run()
+    _ok(at)
+    after = _labels(own_collection)
+    assert set(after) == set(before) - set(members)
+    with open_database(Settings(data_dir=own_collection.data_dir))() as s:
+        listed = {entry.image_id for entry in undo_list.listed(s)}
+    assert listed == set(members)
