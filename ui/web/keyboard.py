@@ -1,6 +1,6 @@
 """Keyboard use of the result grids and the image dialog: arrows move between cards, Enter opens one (a focused
 button's own behaviour), arrows in the open dialog show the previous or next image, Esc closes it (Streamlit's
-dialog does that itself).
+dialog does that itself); and Shift-click ticks a range of a compact grid's boxes.
 
 Streamlit has no keyboard events, so this is one listener on the page's document, installed from a frame of no
 size (ui/web/page_script.py, as the result grid scrolls the page up). It acts only where no text field has the
@@ -18,6 +18,7 @@ from imgsearch.ui.web import page_script
 PREV_KEY = "lightbox_prev"
 NEXT_KEY = "lightbox_next"
 GRID_CLASS = "-cardgrid"  # a result grid's container key ends so (widgets.GRID_SUFFIX)
+COMPACT_CLASS = "-compactgrid"  # a compact grid's (compact_grid.SUFFIX)
 OPEN_CLASS = "_open_"  # a card's "Open" button's key has it (widgets.card)
 
 _SCRIPT = Template("""
@@ -39,7 +40,8 @@ if (!win.__imgsearchKeyboard) {
     }
     if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(e.key)) return;
     // One entry a card (a card's button can come as more than one element), with the button it focuses.
-    const cards = [...new Set([...doc.querySelectorAll('[class*="$grid"] [class*="$open"] button')]
+    const cards = [...new Set([...doc.querySelectorAll(
+        '[class*="$grid"] [class*="$open"] button, [class*="$compact"] [class*="$open"] button')]
       .map((b) => b.closest('[data-testid="stColumn"]')).filter((c) => c))];
     const opens = cards.map((c) => c.querySelector('[class*="$open"] button'));
     const at = cards.findIndex((c) => c && c.contains(doc.activeElement));
@@ -61,8 +63,27 @@ if (!win.__imgsearchKeyboard) {
     opens[to].focus();
     opens[to].scrollIntoView({block: "nearest"});
   });
+  // Shift-click on a compact grid's tick box ticks (or unticks) every box from the last one clicked to it.
+  let last = null;
+  doc.addEventListener("click", (e) => {
+    const box = e.target.closest && e.target.closest('[class*="$compact"] [data-testid="stCheckbox"]');
+    if (!box) return;
+    const boxes = [...doc.querySelectorAll('[class*="$compact"] [data-testid="stCheckbox"]')];
+    const here = boxes.indexOf(box), from = last === null ? -1 : boxes.indexOf(last);
+    last = box;
+    if (!e.shiftKey || from < 0 || from === here) return;
+    setTimeout(() => {  // after this click has ticked its own box
+      const want = box.querySelector("input").checked;
+      const [lo, hi] = from < here ? [from, here] : [here, from];
+      for (let k = lo; k <= hi; k++) {
+        const input = boxes[k].querySelector("input");
+        if (input && input.checked !== want) input.click();
+      }
+    }, 0);
+  });
 }
-""").substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS)
+""").substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS,
+                                         compact=COMPACT_CLASS)
 
 
 def install() -> None:

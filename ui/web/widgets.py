@@ -18,7 +18,7 @@ from imgsearch.search.index import StoreBusyError
 from imgsearch.search.service import SearchResult
 from imgsearch.ui.services import inputs, photo_info
 from imgsearch.ui.services.thumbnails import THUMB_SIZE
-from imgsearch.ui.web import captions, collection_browser, image_view, page_script, resources, views
+from imgsearch.ui.web import captions, collection_browser, compact_grid, image_view, page_script, resources, views
 from imgsearch.ui.web import query_state as qs
 from imgsearch.ui.web.resources import AppState
 
@@ -258,15 +258,26 @@ div[class*="{GRID_SUFFIX}"] [data-testid="stHorizontalBlock"]:has(> [data-testid
 </style>"""
 
 
-def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool, prefix: str) -> None:
-    """Cards in rows of GRID_COLUMNS (fewer on a narrow page); then the dialog of the card whose "Open" was
-    clicked, if any."""
-    st.html(GRID_CSS)
-    with st.container(key=f"{prefix}{GRID_SUFFIX}"):
-        for start in range(0, len(items), GRID_COLUMNS):
-            for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
-                with col:
-                    draw(item)
+def _open(image_id: int) -> None:
+    st.session_state[OPEN_IMAGE] = image_id
+
+
+def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool, prefix: str,
+          compact: bool = False) -> None:
+    """Cards in rows of GRID_COLUMNS (fewer on a narrow page), or the compact grid (`compact`: its default here,
+    a toggle above the grid changes it); then the dialog of the card whose "Open" was clicked, if any."""
+    if items and st.toggle("Compact grid", value=compact, key=f"{prefix}_compact",
+                           help="Thumbnails only, many to a screen, with tick boxes to act on several at once; "
+                                "details on hover and in Open"):
+        compact_grid.show(items, prefix, lambda path: show_thumbnail(path, boxed=True),
+                          lambda i: f"{prefix}_open_{i}", _open)
+    else:
+        st.html(GRID_CSS)
+        with st.container(key=f"{prefix}{GRID_SUFFIX}"):
+            for start in range(0, len(items), GRID_COLUMNS):
+                for col, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS], strict=False):
+                    with col:
+                        draw(item)
     image_id = st.session_state.pop(OPEN_IMAGE, None)
     if image_id is not None:
         ids = [getattr(item, "id", None) for item in items]
@@ -298,8 +309,9 @@ def result_grid(results: Sequence[SearchResult], prefix: str, extra: CardExtra |
 
 def image_grid(rows: Sequence, prefix: str, extra: CardExtra | None = None, switch_to_search: bool = False) -> None:
     """Catalogue rows (id, path, file_name, label, predicted_label, predicted_prob) as cards, with "Search
-    with this"; for browsing, where there is no query to score against."""
+    with this"; for browsing, where there is no query to score against: the compact grid by default."""
     photo = _photo_lines(rows)
     _grid(rows, lambda r: card(r.id, r.path, captions.card_caption("", r.file_name, r.label, r.predicted_label,
                                                                 r.predicted_prob, photo(r)),
-                               r.file_name, prefix, None, extra, r), switch_to_search, prefix)
+                               r.file_name, prefix, None, extra, r), switch_to_search, prefix,
+          compact=extra is None)

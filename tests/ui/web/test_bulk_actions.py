@@ -116,3 +116,29 @@ def test_removing_a_selection_asks_first_and_puts_them_on_the_undo_list(own_coll
     with open_database(Settings(data_dir=own_collection.data_dir))() as s:
         listed = {entry.image_id for entry in undo_list.listed(s)}
     assert listed == set(members)
+
+
+@pytest.mark.slow
+def test_browsing_is_a_compact_grid_whose_ticked_images_get_the_bulk_actions(app_env):
+    members = _cluster_ids(app_env, 0)
+    at = page("clusters")
+    at.run()
+    _ok(at)
+    assert at.toggle(key="clusters_kmeans_compact").value  # compact by default when browsing
+    shown = [int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.key.startswith("clusters_kmeans_sel_")]
+    assert sorted(shown) == sorted(members)[:len(shown)] or set(shown) <= set(members)
+    assert not any("selected" in m.value and "images" in m.value for m in at.markdown)
+    for i in shown[:2]:
+        at.checkbox(key=f"clusters_kmeans_sel_{i}").check()
+    at.run()
+    _ok(at)
+    assert any(m.value == "**2 images selected**" for m in at.markdown)
+    at.button(key="clusters_kmeans_sel_all").click().run()
+    assert any(m.value == f"**{len(shown)} images selected**" for m in at.markdown)
+    at.button(key="clusters_kmeans_sel_none").click().run()
+    _ok(at)
+    assert not any(m.value.endswith("images selected**") for m in at.markdown)
+    at.toggle(key="clusters_kmeans_compact").set_value(False).run()  # the detailed cards, as before
+    _ok(at)
+    assert not [c for c in at.checkbox if c.key.startswith("clusters_kmeans_sel_")]
+    assert at.button(key=f"clusters_kmeans_use_{shown[0]}")
