@@ -22,9 +22,10 @@ def match_by_centroids(old: np.ndarray, new: np.ndarray) -> list[tuple[int, int]
     """(old row, new row) pairs of unit centroids (k_old, d) and (k_new, d) that are the same cluster.
 
     The Hungarian assignment maximises the summed cosine; a pair is kept only when its two centroids are each
-    other's nearest. No fixed cosine threshold would do: the backbones' features are non-negative, so every
-    centroid is within a cosine of 0.5-0.9 of every other, and what separates "the same cluster, moved" from "a
-    neighbour" is only which one is nearest. A cluster that split keeps its id on the half nearest to it, the
+    other's nearest. No fixed cosine threshold would do: the backbones' pooled features are non-negative (after
+    a ReLU), so all centroids lie in one orthant, far from orthogonal, and how near a cluster's two centroids
+    are depends on how tight the cluster is; what separates "the same cluster, moved" from "a neighbour" is
+    which one is nearest. A cluster that split keeps its id on the half nearest to it, the
     other half gets a fresh one; of clusters that merged, the nearest one's id survives and the others retire.
     """
     if len(old) == 0 or len(new) == 0:
