@@ -99,10 +99,11 @@ def tags_by_image(session: Session, ids: Sequence[int]) -> dict[int, list[tuple[
     return dict(out)
 
 
-def cluster_summary(session: Session, algorithm: str, n_tags: int = 3) -> list[dict]:
+def cluster_summary(session: Session, algorithm: str, n_tags: int = 3, n_labels: int = 3) -> list[dict]:
     """One row per cluster: size, labelled count, dominant label and purity (dominant / labelled), by cluster;
-    `top_tags`: its `n_tags` most frequent automatic tags (by how many members have each), which name a cluster
-    without labels (`cluster_title`)."""
+    `top_labels`: its `n_labels` most common labels with their member counts (most first, ties by name) and
+    `n_labels` how many distinct labels it has; `top_tags`: its `n_tags` most frequent automatic tags (by how many
+    members have each). Together they name it (`ui.services.cluster_names.cluster_title`)."""
     column = CLUSTER_COLUMNS[algorithm]
     # Counted by the database, one row per (cluster, label): the collection's size never comes into Python.
     n = func.count(Image.id)
@@ -122,9 +123,11 @@ def cluster_summary(session: Session, algorithm: str, n_tags: int = 3) -> list[d
     for cluster in sorted(sizes):
         counts = labels[cluster]
         labelled = sum(counts.values())
-        dominant, top = counts.most_common(1)[0] if counts else (None, 0)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        dominant, top = ranked[0] if ranked else (None, 0)
         out.append({"cluster": cluster, "size": sizes[cluster], "labelled": labelled, "dominant_label": dominant,
-                    "purity": top / labelled if labelled else None, "top_tags": tags.get(cluster, [])})
+                    "purity": top / labelled if labelled else None, "top_labels": ranked[:n_labels],
+                    "n_labels": len(ranked), "top_tags": tags.get(cluster, [])})
     return out
 
 
@@ -139,14 +142,6 @@ def _top_tags(session: Session, column, n_tags: int) -> dict[int, list[str]]:
     for cluster, tag, count in rows:
         counts[cluster].append((-count, tag))
     return {cluster: [tag for _, tag in sorted(c)[:n_tags]] for cluster, c in counts.items()}
-
-
-def cluster_title(row: Mapping) -> str | None:
-    """What to call a `cluster_summary` row: its dominant label, else its most frequent tags ("tabby, tiger cat,
-    Egyptian cat"), else None (the caller numbers it)."""
-    if row.get("dominant_label") is not None:
-        return row["dominant_label"]
-    return ", ".join(row.get("top_tags") or []) or None
 
 
 def cluster_members(

@@ -147,6 +147,14 @@ def catalogued_images(session: Session) -> list[tuple[int, str, str | None]]:
     return [(image_id, content_hash, label) for image_id, content_hash, label in session.execute(query)]
 
 
+def clusters_from_run(session: Session, run_id: int) -> list[tuple[int, int | None, int | None]]:
+    """``(id, kmeans_cluster, agglo_cluster)`` of every image whose stored prediction training run `run_id`'s
+    models made, by id: that run's clusters, which the next run's keep their ids after (models/cluster_ids.py)."""
+    query = (select(Image.id, Image.kmeans_cluster, Image.agglo_cluster)
+             .where(Image.model_run_id == run_id).order_by(Image.id))
+    return [(image_id, kmeans, agglo) for image_id, kmeans, agglo in session.execute(query)]
+
+
 def labelled_images(session: Session) -> list[tuple[int, str, str]]:
     """``(id, content_hash, label)`` of every labelled image, by id."""
     query = select(Image.id, Image.content_hash, Image.label).where(Image.label.is_not(None)).order_by(Image.id)

@@ -14,6 +14,7 @@ from imgsearch.db.images import (
     add_extra_path,
     add_image,
     catalogued_images,
+    clusters_from_run,
     count_images,
     curation_state,
     dangling_duplicate_groups,
@@ -63,8 +64,9 @@ from imgsearch.db.runs import (
 )
 
 __all__ = [
-    "RUN_COUNTS", "Run", "add_extra_path", "add_image", "catalogued_images", "count_images", "current_model_run",
-    "curation_state", "dangling_duplicate_groups", "delete_images", "duplicate_members", "finish_run", "ids_by_hash",
+    "RUN_COUNTS", "Run", "add_extra_path", "add_image", "catalogued_images", "clusters_from_run", "count_images",
+    "current_model_run", "curation_state", "dangling_duplicate_groups", "delete_images", "duplicate_members",
+    "finish_run", "ids_by_hash",
     "image_by_hash", "image_by_path", "image_ids_with_status", "images_by_ids", "indexed_with", "ingest_folders",
     "labelled_images", "latest_run", "list_runs", "mark_removals_applied", "mark_tags_checked", "outstanding_removals",
     "record_artifact", "record_class_metrics", "record_metrics", "record_skipped", "relabel", "removed_ids",

@@ -160,7 +160,7 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
         centers = getattr(self, "cluster_centers_", None)
         if centers is None:  # a model saved before k-means moved to FAISS holds a fitted sklearn KMeans
             centers = self.kmeans_.cluster_centers_
-        return _assign_l2(_as_features(X), centers)
+        return _carried(self, _assign_l2(_as_features(X), centers))
 
 
 def weighted_ward(centers: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
@@ -275,7 +275,14 @@ class AgglomerativeClusterer(ClusterMixin, BaseEstimator):
         return weighted_ward(means, sizes, self.n_clusters)[micro]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return assign_nearest(X, self.centroids_)
+        return _carried(self, assign_nearest(X, self.centroids_))
+
+
+def _carried(model: Any, rows: np.ndarray) -> np.ndarray:
+    """Centre rows -> cluster ids: `cluster_ids_[row]` once a retrain matched them to the previous run's
+    (models/cluster_ids.py), else the row itself (a first run, or a model saved before ids were carried)."""
+    ids = getattr(model, "cluster_ids_", None)
+    return rows if ids is None else np.asarray(ids)[rows]
 
 
 def purity(y: np.ndarray, cluster_labels: np.ndarray) -> float:

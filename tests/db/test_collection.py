@@ -6,6 +6,7 @@ from imgsearch.db import collection
 from imgsearch.db import repository as repo
 from imgsearch.db.models import Image
 from imgsearch.search.payload import FILTER_FIELDS, PayloadField, list_filter_columns
+from imgsearch.ui.services.cluster_names import cluster_title
 
 
 def _catalogue(session) -> None:
@@ -104,7 +105,8 @@ def test_cluster_summary_is_counted_by_the_database(session):
         (2, 1, "cat", 1.0)
     # one grouped query for the sizes and labels, one for the most frequent tags
     assert len(fetched) == 2 and all("GROUP BY" in f.upper() for f in fetched)
-    assert first["top_tags"] == [] and collection.cluster_title(first) == "dog"
+    assert first["top_tags"] == [] and (first["top_labels"], first["n_labels"]) == ([("dog", 41)], 1)
+    assert (result[1]["top_labels"], result[1]["n_labels"]) == ([("cat", 1)], 1)  # and one unlabelled member
 
 
 def test_a_cluster_without_labels_is_named_by_its_most_frequent_tags(session):
@@ -115,7 +117,7 @@ def test_a_cluster_without_labels_is_named_by_its_most_frequent_tags(session):
     session.commit()
     rows = {r["cluster"]: r for r in collection.cluster_summary(session, "kmeans", n_tags=2)}
     assert rows[2]["top_tags"] == ["tabby", "Persian cat"]  # on 2 images, then 1 (ties by name)
-    assert collection.cluster_title(rows[2]) == "tabby, Persian cat" and collection.cluster_title(rows[0]) == "umbrella"
+    assert cluster_title(rows[2]) == "tagged tabby, Persian cat" and cluster_title(rows[0]) == "tagged umbrella"
     assert collection.distinct_tags(session) == ["Persian cat", "tabby", "tiger cat", "umbrella"]  # 4 is pending
     total, rows = collection.browse(session, {"tags": ("any", ["tiger cat", "umbrella"])})
     assert total == 2 and {r.id for r in rows} == {1, 2}

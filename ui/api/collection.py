@@ -14,6 +14,7 @@ from imgsearch.ui.api.deps import get_state
 from imgsearch.ui.api.errors import ApiError, not_found
 from imgsearch.ui.api.schemas import ClusterRow, Id, LabelCount, RunInfo, Stats
 from imgsearch.ui.api.state import ApiState
+from imgsearch.ui.services.cluster_names import cluster_title
 
 router = APIRouter(tags=["collection"])
 State = Annotated[ApiState, Depends(get_state)]
@@ -49,7 +50,7 @@ def get_run(state: State, run_id: Id) -> RunInfo:
 def stats(state: State) -> Stats:
     with state.Session() as s:
         labels = [LabelCount(label=label, count=n) for label, n in data.label_counts(s)]
-        clusters = {name: [ClusterRow(**row) for row in data.cluster_summary(s, name)]
+        clusters = {name: [ClusterRow(**row, title=cluster_title(row)) for row in data.cluster_summary(s, name)]
                     for name in data.CLUSTER_COLUMNS}
         return Stats(indexed=data.indexed_count(s), catalogued=repo.count_images(s), labels=labels,
                      clusters=clusters, filter_choices=data.filter_choices(s, list_filter_columns()))

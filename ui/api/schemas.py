@@ -188,7 +188,10 @@ class ClusterRow(BaseModel):
     size: int
     labelled: int
     dominant_label: str | None
-    purity: float | None
+    purity: float | None = Field(description="The dominant label's share of the labelled members.")
+    top_labels: list[tuple[str, int]] = Field(description="The most common labels and their member counts.")
+    title: str | None = Field(description='"Leopards 94%" (a label over half the members), "mixed: gramophone '
+                              '14%, metronome 11%, …", "tagged tabby, tiger cat" (no labels), or null.')
 
 
 class LabelCount(BaseModel):

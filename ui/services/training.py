@@ -33,6 +33,8 @@ from imgsearch.search.index import StoreBusyError
 from imgsearch.ui.services import embedding_maps
 from imgsearch.ui.services.context import Context, default_workers
 from imgsearch.ui.services.dataset import DatasetUnavailable, find_dataset
+from imgsearch.ui.services.stable_clusters import ARTIFACT as CLUSTER_IDS
+from imgsearch.ui.services.stable_clusters import carry_cluster_ids
 from imgsearch.ui.services.training_stages import StageReporter, StageSink, plan
 
 log = logging.getLogger(__name__)
@@ -146,11 +148,16 @@ def train(
                "evaluation": "retrieval"}
     result = run_experiment(X, y, k=k, val_fraction=val_fraction, random_state=seed,
                             on_step=stages.experiment_step(details))
+    # Before the models are saved: what they predict, and so what the catalogue and payloads hold, are these ids.
+    carried = carry_cluster_ids(Session, backbone.identity, ids, X, result.models)
+    result.cluster_assignments.update({name: result.models[name].labels_ for name in carried})
+    log.info("cluster ids kept from the current models: %s", carried)
     stages.start("save", "models and results")
     trained = save_trained(models_dir, backbone.identity, run_id, result.models, rows=X)
     now = time.perf_counter()
     with Session.begin() as s:
         record_experiment(s, run_id, ids, result)
+        repo.record_artifact(s, run_id, CLUSTER_IDS, carried)
         repo.record_metrics(s, run_id, {"time.train_s": now - t_fit, "time.total_s": now - (started or t_fit)})
         repo.finish_run(s, _run(s, run_id), "ok", n_images=len(ids))
     return result, trained, ids

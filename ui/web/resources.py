@@ -344,12 +344,11 @@ def browse_groups(key: str, version: tuple, attribute: str) -> list[tuple[Any, s
         if attribute == "source_folder":
             return [(v, short_path(v), n) for v, n in data.folder_counts(s)]
         algorithm = {"kmeans_cluster": "kmeans", "agglo_cluster": "agglomerative"}[attribute]
-        return [(r["cluster"], cluster_name(r["cluster"], r["dominant_label"], r.get("top_tags", ())), r["size"])
-                for r in data.cluster_summary(s, algorithm)]
+        return [(r["cluster"], cluster_name(r), r["size"]) for r in data.cluster_summary(s, algorithm)]
 
 
 def cluster_names(key: str, version: tuple) -> dict[str, dict[int, str]]:
-    """"kmeans" / "agglomerative" -> cluster -> its name ("7 · mostly Leopards")."""
+    """"kmeans" / "agglomerative" -> cluster -> its name ("7 · Leopards 94%")."""
     return {algorithm: {v: name for v, name, _ in browse_groups(key, version, attribute)}
             for algorithm, attribute in (("kmeans", "kmeans_cluster"), ("agglomerative", "agglo_cluster"))}
 

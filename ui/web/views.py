@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from imgsearch.models import metric_registry as registry
 from imgsearch.search.index import Filter
 from imgsearch.ui.services import photo_info
+from imgsearch.ui.services.cluster_names import cluster_title
 
 # Charts across training runs, from the metric registry: title ("Davies–Bouldin (lower is better)") -> metric names.
 HISTORY_CHARTS = {title: [m.name for m in metrics] for title, metrics in registry.charts().items()}
@@ -34,12 +35,10 @@ def display_label(label: str | None) -> str:
     return shown or label
 
 
-def cluster_name(cluster: int, dominant: str | None, tags: Sequence[str] = ()) -> str:
-    """"7 · mostly Leopards": a cluster by its number and its most common label; without labels, by its most
-    frequent automatic tags ("7 · tagged tabby, tiger cat"); "7 · unlabelled" when it has neither."""
-    if dominant:
-        return f"{cluster} · mostly {display_label(dominant)}"
-    return f"{cluster} · tagged {', '.join(list(tags)[:3])}" if len(tags) else f"{cluster} · unlabelled"
+def cluster_name(row: Mapping) -> str:
+    """A `db.collection.cluster_summary` row as people read it: "7 · Leopards 94%", "7 · mixed: gramophone 14%,
+    metronome 11%, …", "7 · tagged tabby, tiger cat" (cluster_names.cluster_title), else "7 · unlabelled"."""
+    return f"{row['cluster']} · {cluster_title(row, display_label) or 'unlabelled'}"
 
 
 def tags_text(tags: Sequence[Any], n: int = 3) -> str:

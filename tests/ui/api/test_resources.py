@@ -151,6 +151,8 @@ def test_stats(client):
         rows = stats["clusters"][name]
         assert sum(r["size"] for r in rows) == 18 and len(rows) == 3
         assert all(r["purity"] == 1.0 for r in rows)  # the tiny backbone separates the three classes
+        assert sorted(r["title"] for r in rows) == ["apples 100%", "grass 100%", "sky 100%"]
+        assert all(r["top_labels"] == [[r["dominant_label"], 6]] for r in rows)
     assert stats["filter_choices"]["label"] == ["apples", "grass", "sky"]
 
 

@@ -159,11 +159,11 @@ def test_image_details_name_every_field():
                           predicted_label="01_cat", predicted_prob=0.91, size_bytes=2048, width=640, height=480,
                           kmeans_cluster=3, agglo_cluster=None, duplicate_group=5,
                           created_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
-    details = dict(views.image_details(row, ["/p/copy/a.jpg"], {"kmeans": "3 · mostly cat"}))
+    details = dict(views.image_details(row, ["/p/copy/a.jpg"], {"kmeans": "3 · cat 94%"}))
     assert details["path"] == "/p/cats/a.jpg" and details["folder"] == "/p/cats"
     assert details["label"] == "cat (raw: 01_cat)" and details["predicted"] == "cat (91%, SVM)"
     assert details["size"] == "2.0 KiB" and details["resolution"] == "640 × 480 px"
-    assert details["K-Means cluster"] == "3 · mostly cat" and details["agglomerative cluster"] == "–"
+    assert details["K-Means cluster"] == "3 · cat 94%" and details["agglomerative cluster"] == "–"
     assert details["duplicate group"] == "group 5" and details["ingested"] == "2026-01-02 03:04 UTC"
     assert details["also found at"] == "/p/copy/a.jpg"
 
@@ -172,9 +172,9 @@ def test_map_frame_and_figure_colour_without_recomputing():
     rows = {i: SimpleNamespace(file_name=f"{i}.jpg", label=f"0{i % 2}_x{i % 2}", predicted_label=None,
                                kmeans_cluster=i % 3, agglo_cluster=None) for i in range(1, 7)}
     pca = np.arange(14, dtype=float).reshape(7, 2)
-    frame = views.map_frame([1, 2, 3, 4, 5, 6, 99], pca, pca * 2, rows, {"kmeans": {0: "0 · mostly x0"}})
+    frame = views.map_frame([1, 2, 3, 4, 5, 6, 99], pca, pca * 2, rows, {"kmeans": {0: "0 · x0 100%"}})
     assert list(frame["id"]) == [1, 2, 3, 4, 5, 6]  # 99 left the catalogue since the map was made
-    assert set(frame["kmeans_cluster"]) == {"0 · mostly x0", "1", "2"} and set(frame["agglo_cluster"]) == {"(none)"}
+    assert set(frame["kmeans_cluster"]) == {"0 · x0 100%", "1", "2"} and set(frame["agglo_cluster"]) == {"(none)"}
     assert frame.loc[0, "umap_x"] == 0.0 and frame.loc[1, "umap_y"] == 6.0
     fig = views.map_figure(frame, "umap", "kmeans_cluster")
     points, names = fig.data

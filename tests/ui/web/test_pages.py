@@ -160,12 +160,13 @@ def test_filter_widgets_come_from_the_payload_schema(app_env):
     for f in FILTER_FIELDS:
         if f.match == "any":
             widget = at.multiselect(key=f"filtered_{f.name}")
-            # Options read as display names ("3 · mostly sky" for a cluster), in the catalogue's order.
+            # Options read as display names ("3 · sky 100%" for a cluster), in the catalogue's order.
             raw = choices[f.key]
             if f.key.endswith("label"):
                 assert widget.options == [views.display_label(v) for v in raw], f.key
             elif f.key.endswith("cluster"):
                 assert [o.split(" · ")[0] for o in widget.options] == [str(v) for v in raw], f.key
+                assert all(o.split(" · ")[1].endswith(" 100%") for o in widget.options), widget.options
             elif f.key == "source_folder":
                 assert widget.options == [views.short_path(v) for v in raw], f.key
             else:
@@ -196,6 +197,7 @@ def test_clusters_page(app_env):
     assert len(tables) == 2  # K-Means and agglomerative summaries
     summary = tables[0].value
     assert list(summary["cluster"]) == [0, 1, 2] and summary["size"].sum() == 18
+    assert sorted(summary["name"]) == ["apples 100%", "grass 100%", "sky 100%"]
     assert len(at.get("plotly_chart")) == 1  # the feature map, stored with the training run
     # The test collections draw their maps with PCA only (tests/conftest.py: UMAP compiles for seconds).
     assert at.radio(key="clusters_projection").options == ["PCA"]
@@ -435,6 +437,8 @@ def test_cluster_members_are_paged_and_named(app_env):
     at.run()
     _ok(at)
     box = at.selectbox(key="clusters_kmeans_pick")
-    assert box.options and all(" · mostly " in o and "(6 images)" in o for o in box.options), box.options
+    # each of the three clusters is one label's six images: named by it and its share
+    assert sorted(o.split(" · ")[1] for o in box.options) == \
+        ["apples 100% (6 images)", "grass 100% (6 images)", "sky 100% (6 images)"], box.options
     assert any(c.value.startswith("Images 1–") for c in at.caption)
     assert views.short_path("/a/b/c/d") == "…/c/d" and views.short_path("/a/b") == "/a/b"

@@ -117,9 +117,8 @@ def test_tags_on_image_search_cards_and_in_the_dialog(tagged_env):
     row = next(d for d in details if "tags" in list(d[""]))
     tags = row["value"][list(row[""]).index("tags")]
     assert any(tag in tags for tag in ("Irish setter", "green lizard", "indigo bunting")) and "%" in tags
-    assert views.cluster_name(4, None, ["tabby", "tiger cat"]) == "4 · tagged tabby, tiger cat"
-    assert views.cluster_name(4, None) == "4 · unlabelled"
-
+    assert views.cluster_name({"cluster": 4, "top_tags": ["tabby", "tiger cat"]}) == "4 · tagged tabby, tiger cat"
+    assert views.cluster_name({"cluster": 4}) == "4 · unlabelled"
 
 @pytest.mark.slow
 def test_words_results_are_paged_too(tagged_env):

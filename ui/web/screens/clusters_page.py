@@ -8,6 +8,7 @@ import streamlit as st
 
 from imgsearch.db import collection as data
 from imgsearch.db import repository as repo
+from imgsearch.ui.services.cluster_names import cluster_title
 from imgsearch.ui.services.export import image_rows
 from imgsearch.ui.web import bulk_actions, export_widgets, image_view, resources, views, widgets
 
@@ -29,19 +30,20 @@ def cluster_section(state: resources.AppState, algorithm: str) -> None:
     for col, name in zip(cols[1:], ("purity", "silhouette", "davies_bouldin"), strict=True):
         value = metrics.get(f"{algorithm}.{name}")
         col.metric(name.replace("_", "–").title(), "–" if value is None else f"{value:.3f}")
-    frame = pd.DataFrame(rows)
+    # The name says the labels' shares; the (label, count) pairs behind it are not a table column.
+    frame = pd.DataFrame(rows).drop(columns=["top_labels", "n_labels"])
+    frame.insert(1, "name", [cluster_title(r, views.display_label) or "unlabelled" for r in rows])
     st.dataframe(frame, hide_index=True, column_config={
         "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0, format="percent"),
     })
-    by_id = frame.set_index("cluster")
+    summary = {r["cluster"]: r for r in rows}
 
-    def cluster_title(c) -> str:  # unlabelled clusters by their most frequent automatic tags
-        return f"{views.cluster_name(c, by_id.at[c, 'dominant_label'], by_id.at[c, 'top_tags'])} " \
-               f"({by_id.at[c, 'size']:,} images)"
+    def option_name(c) -> str:
+        return f"{views.cluster_name(summary[c])} ({summary[c]['size']:,} images)"
 
     cluster = st.selectbox("Show images of cluster", frame["cluster"].tolist(), key=f"{PREFIX}_{algorithm}_pick",
-                           format_func=cluster_title)
-    size = int(by_id.at[cluster, "size"])
+                           format_func=option_name)
+    size = int(summary[cluster]["size"])
     pages = max(1, -(-size // MEMBERS_PER_PAGE))
     number = st.number_input(f"Page (of {pages:,}, {MEMBERS_PER_PAGE} images each)", 1, pages, 1,
                              key=f"{PREFIX}_{algorithm}_page_{cluster}")

@@ -27,19 +27,18 @@ HELP = {"source_folder": "Folders shown by their last two parts; the full path i
 
 
 def option_formats(state: resources.AppState) -> dict[str, Callable[[Any], str]]:
-    """How each filter's options read: display labels, clusters named by their dominant label, short folders."""
+    """How each filter's options read: display labels, clusters named by their labels' shares, short folders."""
     names: dict[str, Callable[[Any], str]] = {}
     if state.trained is not None:
         for key, algorithm in (("kmeans_cluster", "kmeans"), ("agglo_cluster", "agglomerative")):
-            summary = {r["cluster"]: r["dominant_label"] for r in resources.cluster_summary(
-                state.key, state.version, algorithm)}
+            summary = {r["cluster"]: r for r in resources.cluster_summary(state.key, state.version, algorithm)}
             names[key] = partial(_cluster_title, summary)
     return {"label": views.display_label, "predicted_label": views.display_label, "source_folder": views.short_path,
             **names}
 
 
-def _cluster_title(dominant_labels: Mapping[int, str | None], cluster: int) -> str:
-    return views.cluster_name(cluster, dominant_labels.get(cluster))
+def _cluster_title(summary: Mapping[int, Mapping], cluster: int) -> str:
+    return views.cluster_name(summary.get(cluster, {"cluster": cluster}))
 
 
 def sidebar_filter(choices: Mapping[str, list], formats: Mapping[str, Callable[[Any], str]],
