@@ -421,6 +421,9 @@ def test_filtered_page_browses_by_filters_alone(app_env):
     at.multiselect(key="filtered_labels").set_value(["sky"]).run()
     _ok(at)
     assert any("6 images match" in h.value for h in at.subheader)
+    assert at.toggle(key="filtered_compact").value  # browsing: the compact grid, 6 tick boxes
+    assert len([c for c in at.checkbox if c.key.startswith("filtered_sel_")]) == 6
+    at.toggle(key="filtered_compact").set_value(False).run()  # the detailed cards
     shown = [m.value for m in at.markdown if "<code" in m.value]
     assert len(shown) == 6 and all('label: <span title="raw label: sky">sky</span>' in m for m in shown)
     at.multiselect(key="filtered_predicted_labels").set_value(["apples"]).run()

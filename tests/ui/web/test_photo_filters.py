@@ -25,9 +25,13 @@ def _cards(at) -> list[str]:
 
 
 def _names(at) -> set[str]:
+    """The file names the page shows: on detailed cards' captions, or in the compact grid's tick boxes' details
+    (browsing without a query is the compact grid by default)."""
     import re
 
-    return {re.search(r"<code[^>]*>([^<]+)</code>", m).group(1) for m in _cards(at)}
+    detailed = {re.search(r"<code[^>]*>([^<]+)</code>", m).group(1) for m in _cards(at)}
+    compact = {re.match(r"\*\*(.+?)\*\*", c.help).group(1) for c in at.checkbox if "_sel_" in c.key}
+    return detailed | compact
 
 
 @pytest.mark.slow
@@ -50,7 +54,8 @@ def test_date_range_and_camera_filter_the_photos(photo_env):
     assert _names(at) == {"lisbon_1.jpg", "lisbon_2.jpg"}
     shown = "\n".join(m.value for m in at.markdown)
     assert "date taken from 2024-01-01 to 2024-07-11" in shown and "camera is one of: Apple iPhone 13" in shown
-    # The cards say when, with what and where.
+    # The detailed cards say when, with what and where.
+    at.toggle(key="filtered_compact").set_value(False).run()
     lisbon = next(c for c in _cards(at) if "lisbon_1.jpg" in c)
     assert "2024-07-10 10:00" in lisbon and "Apple iPhone 13" in lisbon and "38.722, -9.139" in lisbon
 
@@ -69,6 +74,7 @@ def test_place_filters(photo_env):
     at.selectbox(key="filtered_has_location").set_value("no place").run()
     _ok(at)
     assert _names(at) == {"nikon.jpg", "scan.jpg"}
+    at.toggle(key="filtered_compact").set_value(False).run()
     scan, nikon = (next(c for c in _cards(at) if name in c) for name in ("scan.jpg", "nikon.jpg"))
     assert ">2024-01-01 00:00</div>" in nikon and ">NIKON D750</div>" in nikon
     # A file's time is not on the card, but its lines are kept: the cards of a row stay the same height.
