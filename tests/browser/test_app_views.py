@@ -242,3 +242,24 @@ def test_cards_show_the_scores_and_the_predicted_probability_whole(server, page,
     bad = [x for x in lines if x["cut"] or x["past"] > 1]
     assert not bad, (width, bad)
     assert len(scores) >= 10, lines
+
+
+def test_browsing_is_a_compact_grid_where_shift_click_selects_a_range(server, page):
+    # was: 5 detailed cards a row (about 10 to a screen), and no way to select more than one image
+    collection, app = server
+    page.set_viewport_size({"width": 1400, "height": 900})
+    harness.open_page(page, app, "filtered", "Filtered search")
+    harness.wait_settled(page)
+    boxes = page.locator('[class*="-compactgrid"] [data-testid="stCheckbox"]')
+    wait_until(lambda: boxes.count() >= 16, 60, 0.2, "the compact grid's tick boxes")
+    tops = boxes.evaluate_all("bs => bs.map(b => Math.round(b.getBoundingClientRect().top))")
+    assert tops.count(tops[0]) == 8, tops  # 8 to a row at 1400 px
+    boxes.nth(0).locator("label").click()
+    harness.wait_text(page, "1 image selected")
+    harness.wait_settled(page)
+    boxes.nth(4).locator("label").click(modifiers=["Shift"])  # ticks 2nd to 5th as well
+    harness.wait_text(page, "5 images selected", timeout=30)
+    harness.wait_settled(page)
+    ticked = boxes.evaluate_all("bs => bs.map(b => b.querySelector('input').checked)")
+    assert ticked[:5] == [True] * 5 and not any(ticked[5:]), ticked
+    assert not harness.app_errors(page)

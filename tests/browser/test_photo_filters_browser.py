@@ -51,6 +51,11 @@ def test_date_range_link_and_camera_pick_show_the_matching_photos(photo_server, 
     assert not errors, errors
     assert "camera=Apple+iPhone+13" in page.url or "camera=Apple%20iPhone%2013" in page.url, page.url
     assert "taken-after=2024-01-01" in page.url and "taken-before=2024-07-12" in page.url
+    # Browsing shows the compact grid: two tick boxes; the detailed cards say when, with what and where.
+    assert page.locator('[class*="-compactgrid"] [data-testid="stCheckbox"]').count() == 2
+    page.locator('[data-testid="stMain"]').get_by_text("Compact grid", exact=True).click()
+    harness.wait_settled(page)
+    harness.wait_images_loaded(page, at_least=2)
     cards = page.evaluate(CARD_JS)
     assert len(cards) == 2, cards
     lines = sorted(tuple(c.splitlines()[-2:]) for c in cards)  # when; with what and where

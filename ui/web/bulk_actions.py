@@ -30,7 +30,7 @@ def panel(state: resources.AppState, ids: Sequence[int], prefix: str, what: str,
     ids = list(dict.fromkeys(int(i) for i in ids))
     if removed := st.session_state.pop(f"{prefix}_bulk_removed", None):
         st.success(removed)
-    st.markdown(f"**{len(ids):,} images {what}**")
+    st.markdown(f"**{len(ids):,} image{'' if len(ids) == 1 else 's'} {what}**")
     _undo_bar(state, prefix)
     label_col, more_col = st.columns([3, 2])
     with label_col:

@@ -63,14 +63,16 @@ if (!win.__imgsearchKeyboard) {
     opens[to].focus();
     opens[to].scrollIntoView({block: "nearest"});
   });
-  // Shift-click on a compact grid's tick box ticks (or unticks) every box from the last one clicked to it.
+  // Shift-click on a compact grid's tick box ticks (or unticks) every box from the last one clicked to it. The
+  // last one is kept by its key: the rerun a tick starts may draw the grid's boxes anew.
+  const keyOf = (box) => [...(box.closest('[class*="st-key-"]') || box).classList].find((c) => c.startsWith("st-key-"));
   let last = null;
   doc.addEventListener("click", (e) => {
     const box = e.target.closest && e.target.closest('[class*="$compact"] [data-testid="stCheckbox"]');
     if (!box) return;
     const boxes = [...doc.querySelectorAll('[class*="$compact"] [data-testid="stCheckbox"]')];
-    const here = boxes.indexOf(box), from = last === null ? -1 : boxes.indexOf(last);
-    last = box;
+    const here = boxes.indexOf(box), from = last === null ? -1 : boxes.findIndex((b) => keyOf(b) === last);
+    last = keyOf(box);
     if (!e.shiftKey || from < 0 || from === here) return;
     setTimeout(() => {  // after this click has ticked its own box
       const want = box.querySelector("input").checked;
@@ -80,7 +82,7 @@ if (!win.__imgsearchKeyboard) {
         if (input && input.checked !== want) input.click();
       }
     }, 0);
-  });
+  }, true);  // capturing: the tick box's own handlers stop the click from bubbling up to the document
 }
 """).substitute(prev=PREV_KEY, next=NEXT_KEY, grid=GRID_CLASS, open=OPEN_CLASS,
                                          compact=COMPACT_CLASS)

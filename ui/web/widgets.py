@@ -266,7 +266,9 @@ def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool,
           compact: bool = False) -> None:
     """Cards in rows of GRID_COLUMNS (fewer on a narrow page), or the compact grid (`compact`: its default here,
     a toggle above the grid changes it); then the dialog of the card whose "Open" was clicked, if any."""
-    if items and st.toggle("Compact grid", value=compact, key=f"{prefix}_compact",
+    # Its own key for results and for browsing: a page that browses, then searches, keeps each one's choice.
+    style_key = f"{prefix}_compact" if compact else f"{prefix}_results_compact"
+    if items and st.toggle("Compact grid", value=compact, key=style_key,
                            help="Thumbnails only, many to a screen, with tick boxes to act on several at once; "
                                 "details on hover and in Open"):
         compact_grid.show(items, prefix, lambda path: show_thumbnail(path, boxed=True),
