@@ -17,7 +17,7 @@ Warm-up rounds (not counted) come first. Each timing ends at the first moment it
 every animation frame), not after a quiet period.
 
     python benchmarks/bench_app_latency.py --data-dir data --queries 30 [--images DIR] [--warmup 2]
-        [--cold-starts 5] [--switches 10] [--filters 10] [--recolours 10]
+        [--cold-starts 5] [--switches 10] [--filters 10] [--recolours 10] [--k 60]
 """
 
 from __future__ import annotations
@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filters", type=int, default=10, help="measured label picks (each followed by a clear)")
     ap.add_argument("--recolours", type=int, default=10, help="measured map recolours")
     ap.add_argument("--label", action="append", help="labels to filter by (default: drawn from the collection)")
+    ap.add_argument("--k", type=int, help="results a page on Search (the k= of its URL; default: the app's)")
     args = ap.parse_args(argv)
 
     data_dir = harness.benchmark_setup(args.data_dir)
@@ -275,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         try:
             harness.open_page(page, server, "search", "Search by image", args.timeout)
+            if args.k:  # the sidebar's k, as a link sets it
+                page.goto(f"{server.url('search')}?k={args.k}", wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Search by image", exact=True).first.wait_for()
+                harness.wait_settled(page, args.timeout)
         except Exception:
             print(f"the Search page did not load; server log:\n{server.log_tail()}")
             raise
