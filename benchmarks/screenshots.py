@@ -1,10 +1,13 @@
 """Screenshots of every app page, taken in a real headless Chromium against an existing data dir.
 
-Starts `imgsearch app` on a free 127.0.0.1 port, then, each saved as <out>/<name>.png, 1400 px wide:
+Starts `imgsearch app` on a free 127.0.0.1 port, then, each saved as <out>/<name>.png, 1400 px wide (another
+--width: <out>/<name>_<width>.png):
   search       Search with an uploaded query image (whole page)
   words_search Search by words (--words, default "dog": a link with ?text=), result cards with their tags
   picker       the query picker's collection browser (a dialog: browse by label, thumbnails)
   image        a result's "Open": the original image with its details (a dialog)
+  lightbox     the same dialog stepped to the second result with the → key ("2 of k")
+  compact      Filtered search by the label alone: the compact grid, three images ticked, their bulk actions
   filtered     Filtered search: a label filter and the same upload
   clusters     Clusters, the first K-Means cluster at page 2 of its members
   map          the UMAP feature map with a clicked point (its image opened, then the dialog closed)
@@ -104,6 +107,33 @@ def shoot_filtered(page, server, query: Path, label: str | None, timeout: float)
     harness.upload(page, query)
     page.get_by_text(re.compile(r"^(Top \d+ matches$|No indexed image matches)")).first.wait_for(timeout=timeout * MS)
     _finish(page, timeout)
+
+
+def shoot_compact(page, server, label: str | None, timeout: float) -> None:
+    """Filtered search by a label alone (no query): the compact grid, three images ticked, the bulk actions."""
+    harness.open_page(page, server, "filtered", "Filtered search", timeout)
+    harness.clear_upload(page, timeout)
+    if label:
+        harness.choose_in_multiselect(page, "Label", _display(label), timeout)
+    boxes = page.locator('[class*="-compactgrid"] [data-testid="stCheckbox"]')
+    boxes.nth(2).wait_for(timeout=timeout * MS)
+    boxes.nth(0).locator("label").click()
+    harness.wait_settled(page, timeout)
+    boxes.nth(2).locator("label").click(modifiers=["Shift"])  # a range: the first three
+    harness.wait_text(page, "3 images selected", timeout)
+    _finish(page, timeout)
+
+
+def shoot_lightbox(page, server, query: Path, timeout: float) -> Path | None:
+    """A result opened, then stepped once with the arrow key: the dialog shows the second result, "2 of k"."""
+    shoot_search(page, server, query, timeout)
+    page.locator(MAIN).get_by_role("button", name="Open", exact=True).first.click()
+    dialog = page.locator(DIALOG).first
+    dialog.get_by_text(re.compile(r"^1 of \d+")).wait_for(timeout=timeout * MS)
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text(re.compile(r"^2 of \d+")).wait_for(timeout=timeout * MS)
+    _finish(page, timeout)
+    return VIEWPORT
 
 
 def _display(label: str) -> str:
@@ -262,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         "words_search": lambda p, s: shoot_words(p, s, args.words, args.timeout),
         "picker": lambda p, s: shoot_picker(p, s, label, args.timeout),
         "image": lambda p, s: shoot_image(p, s, query, args.timeout),
+        "lightbox": lambda p, s: shoot_lightbox(p, s, query, args.timeout),
+        "compact": lambda p, s: shoot_compact(p, s, label, args.timeout),
         "filtered": lambda p, s: shoot_filtered(p, s, query, label, args.timeout),
         "clusters": lambda p, s: shoot_clusters(p, s, args.timeout),
         "map": lambda p, s: shoot_map(p, s, args.timeout),
@@ -280,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app on {server.base_url} (server log {log})")
         for name in [p.strip() for p in args.pages.split(",") if p.strip()]:
             t = time.perf_counter()
-            path = args.out / f"{name}.png"
+            path = args.out / (f"{name}.png" if args.width == 1400 else f"{name}_{args.width}.png")
             shot = None
             try:
                 shot = shots[name](page, server)
