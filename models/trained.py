@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class TrainedModels:
     backbone: BackboneId
     models: Mapping[str, Any]  # a dict, or LazyModels (each read on first use)
     folder: Path
+    _classifier: Any = field(default=None, repr=False, compare=False)  # query_classifier's numpy head, once read
 
     @property
     def has_classifier(self) -> bool:
@@ -51,11 +52,14 @@ class TrainedModels:
         if not self.has_classifier:
             raise KeyError("svm")
         loaded = self.models.loaded() if isinstance(self.models, LazyModels) else list(self.models)
+        if "svm" not in loaded and self._classifier is not None:
+            return self._classifier
         if "svm" not in loaded:
             path = self.folder / "svm.skops"
             meta = read_metadata(path)
             head = SvmHead.load(self.folder / HEAD_FILE, meta.model_sha256, meta.backbone)
             if head is not None and path.is_file():
+                self._classifier = head  # the app asks on every query: the files are read once
                 return head
         return self.models["svm"]
 

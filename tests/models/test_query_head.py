@@ -75,3 +75,21 @@ def test_what_a_cold_search_imports_leaves_torch_and_scikit_learn_out():
             "print(sorted(m for m in ('torch', 'torchvision', 'sklearn', 'skops') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_head_is_read_once_for_the_many_queries_of_a_running_app(tmp_path, monkeypatch):
+    from imgsearch.models import trained as trained_mod
+
+    X, y = sphere_blobs(seed=3, k=3, per=20, d=16, sigma=0.3)
+    svm = fit_classifier(make_svm(n_components=32), X, y)
+    save_trained(tmp_path, IDENTITY, 1, {"svm": svm, "random_forest": svm, "kmeans": svm, "agglomerative": svm},
+                 rows=X)
+    trained = load_trained(tmp_path, IDENTITY, 1, lazy=True)
+    clf = trained.query_classifier()
+
+    def no_more_reads(*_args, **_kwargs):
+        raise AssertionError("the model files were read again")
+
+    monkeypatch.setattr(trained_mod, "read_metadata", no_more_reads)
+    monkeypatch.setattr(trained_mod.SvmHead, "load", no_more_reads)
+    assert trained.query_classifier() is clf and isinstance(clf, SvmHead)

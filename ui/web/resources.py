@@ -90,9 +90,11 @@ def context(key: str) -> Context:
 
 @st.cache_resource(show_spinner="Loading the backbone and opening the stores…")
 def loaded_context(key: str) -> Context:
-    """The same Context with the backbone loaded and the stores open."""
+    """The same Context with what embeds a query loaded and the stores open. A page embeds one upload at a time:
+    the torch-free ONNX path does, when this data dir has a checked export (Context.query_backbone), which starts
+    in a fraction of the full backbone's time (torch's import). An ingest or training job builds the full one."""
     ctx = context(key)
-    ctx.backbone  # noqa: B018 - load once, under the cache's lock, not in two sessions at once
+    ctx.query_backbone  # noqa: B018 - load once, under the cache's lock, not in two sessions at once
     ctx.stores  # noqa: B018
     return ctx
 
@@ -120,7 +122,7 @@ def trained_models(key: str, run_id: int | None) -> TrainedModels | None:
         return None
     trained = loaded_context(key).trained(lazy=True)  # the app never reads the forest's large file
     if trained is not None and trained.has_classifier:
-        trained.models["svm"]  # noqa: B018 - every query uses it: read it here, under the cache's spinner
+        trained.query_classifier()  # every query uses it: read it here, under the cache's spinner
     return trained
 
 
@@ -175,7 +177,7 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
         _stop_with("error", f"Cannot load the backbone or open the vector stores: {exc}")
     if require_images and ctx.stores.faiss.count() == 0:
         _stop_with("info", f"The catalogue has images, but none were indexed with the backbone "
-                           f"`{ctx.backbone.name}`. Run `{INGEST_HINT}` with this backbone.")
+                           f"`{ctx.identity.name}`. Run `{INGEST_HINT}` with this backbone.")
     try:
         trained = trained_models(key, version[3])
     except Exception as exc:
@@ -183,9 +185,9 @@ def load_state(require_images: bool = True, require_trained: bool = False, load_
         st.warning(f"The trained models cannot be loaded ({exc}); run `{TRAIN_HINT}` again.")
         trained = None
     if require_trained and trained is None:
-        _stop_with("info", f"No trained models for the backbone `{ctx.backbone.name}` yet. Run `{TRAIN_HINT}` "
+        _stop_with("info", f"No trained models for the backbone `{ctx.identity.name}` yet. Run `{TRAIN_HINT}` "
                            "to fit the classifiers and clusterings.")
-    service = SearchService(ctx.backbone, ctx.stores.faiss, ctx.stores.qdrant)
+    service = SearchService(ctx.query_backbone, ctx.stores.faiss, ctx.stores.qdrant)
     return AppState(settings, key, ctx, n_indexed, version, trained, service)
 
 
@@ -263,7 +265,7 @@ def pca_points(key: str, version: tuple, n_max: int = 3000, seed: int = 0):
 def embed_query(key: str, digest: str, _image: Image.Image) -> tuple[np.ndarray, float]:
     """(vector (d,), embed ms) of an uploaded image, cached by the upload's content hash."""
     t = time.perf_counter()
-    xq = loaded_context(key).backbone.embed_images([_image])[0]
+    xq = loaded_context(key).query_backbone.embed_images([_image])[0]
     return xq, (time.perf_counter() - t) * 1000
 
 

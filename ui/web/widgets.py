@@ -81,7 +81,7 @@ def _hold_upload(state: AppState, raw: bytes) -> tuple[str, qs.HeldUpload]:
     held = store.get(digest)
     if held is None:
         image = inputs.handle_upload(raw, state.settings.max_image_pixels,
-                                     decode_side(resources.loaded_context(state.key).backbone))
+                                     decode_side(resources.loaded_context(state.key).query_backbone))
         xq, embed_ms = resources.embed_query(state.key, digest, image)
         thumb = image.copy()
         thumb.thumbnail(THUMB_SIZE)

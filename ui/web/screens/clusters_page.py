@@ -120,7 +120,7 @@ def map_section(state: resources.AppState) -> None:
 def main() -> None:
     st.title("Clusters")
     state = resources.load_state(require_trained=True)
-    st.caption(f"Models of training run {state.current_models.run_id} · backbone `{state.ctx.backbone.name}`")
+    st.caption(f"Models of training run {state.current_models.run_id} · backbone `{state.ctx.identity.name}`")
     tabs = st.tabs(list(ALGORITHMS))
     for tab, algorithm in zip(tabs, ALGORITHMS.values(), strict=True):
         with tab:

@@ -35,7 +35,7 @@ NO_CLASSIFIER = ("No classifier: the collection has too few labels for one (it n
 def query_proba(state: resources.AppState, query: widgets.Query) -> dict[str, float] | None:
     if state.trained is None or not state.trained.has_classifier:
         return None
-    return query_distribution(state.trained.models["svm"], query.vector)
+    return query_distribution(state.trained.query_classifier(), query.vector)
 
 
 def prediction(state: resources.AppState, proba: dict[str, float] | None) -> None:

@@ -33,7 +33,7 @@ def evidence(state: resources.AppState, image, vector, neighbours) -> tuple[bool
     n_given, n_suggested = votes.count(image.label), votes.count(image.suggested_label)
     p = {}
     if state.trained is not None and state.trained.has_classifier:
-        svm = state.trained.models["svm"]
+        svm = state.trained.query_classifier()
         proba = dict(zip([str(c) for c in svm.classes_], svm.predict_proba(vector[None, :])[0], strict=True))
         p = {name: float(proba.get(name, 0.0)) for name in (image.label, image.suggested_label)}
     model_agrees = bool(p) and p[image.suggested_label] > p[image.label] and p[image.suggested_label] >= 0.5
@@ -55,7 +55,7 @@ def review(state: resources.AppState, image) -> None:
                     f"p(label) {image.label_score:.3f}")
     with right:
         if state.trained is not None and state.trained.has_classifier:
-            svm = state.trained.models["svm"]
+            svm = state.trained.query_classifier()
             top = views.top_classes(svm.predict_proba(vector[None, :])[0], [str(c) for c in svm.classes_], n=5)
             st.markdown("**Classifier's top 5** (current models)")
             st.plotly_chart(views.probability_figure(top), config={"displayModeBar": False}, key=f"{PREFIX}_top5")
