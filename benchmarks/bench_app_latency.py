@@ -17,7 +17,7 @@ Warm-up rounds (not counted) come first. Each timing ends at the first moment it
 every animation frame), not after a quiet period.
 
     python benchmarks/bench_app_latency.py --data-dir data --queries 30 [--images DIR] [--warmup 2]
-        [--cold-starts 5] [--switches 10] [--filters 10] [--recolours 10] [--k 60]
+        [--cold-starts 5] [--switches 10] [--filters 10] [--recolours 10] [--k 60] [--compact]
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ from tests.browser import harness  # noqa: E402
 MS = 1000
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 # The whole grid: the "Top N neighbours" heading is fresh, N fresh captions, every image decoded, script idle.
+# Results on screen: detailed cards' captions, or the compact grid's tick boxes (--compact).
+COUNT_JS = """() => (CAPTIONS)() + Array.from(document.querySelectorAll(
+    '[class*="-compactgrid"] [data-testid="stCheckbox"]'))
+    .filter(e => !e.closest('[data-stale="true"]') && e.offsetParent !== null).length""".replace(
+    "CAPTIONS", harness.COUNT_RESULTS_JS)
 GRID_DONE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
@@ -53,8 +58,8 @@ GRID_DONE_JS = """() => {
   const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'))
     .filter(i => !i.closest('[data-stale="true"]'));
   return (COUNT)() >= parseInt(head.match(/\\d+/)[0]) && imgs.every(i => i.complete && i.naturalWidth > 0);
-}""".replace("COUNT", harness.COUNT_RESULTS_JS)
-FIRST_RESULT_JS = f"() => ({harness.COUNT_RESULTS_JS})() >= 1"
+}""".replace("COUNT", COUNT_JS)
+FIRST_RESULT_JS = f"() => ({COUNT_JS})() >= 1"
 # The page is done: the script idle, nothing stale, every image decoded, and `heading` (a regex) shown.
 PAGE_DONE_JS = """([heading, text]) => {
   const app = document.querySelector('[data-testid="stApp"]');
@@ -126,7 +131,7 @@ def one_query(page, path: Path, timeout: float) -> dict:
         raise RuntimeError(f"{path}: the app shows errors: {errors}")
     embed_ms, search_ms = harness.app_timings(page)
     return {"set_ms": (t_set - t0) * MS, "first_ms": (t_first - t_set) * MS, "grid_ms": (t_grid - t_set) * MS,
-            "app_embed_ms": embed_ms, "app_search_ms": search_ms, "n": len(harness.result_captions(page))}
+            "app_embed_ms": embed_ms, "app_search_ms": search_ms, "n": page.evaluate(COUNT_JS)}
 
 
 def _until(page, action, js: str, arg=None, timeout: float = 180.0) -> float:
@@ -235,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recolours", type=int, default=10, help="measured map recolours")
     ap.add_argument("--label", action="append", help="labels to filter by (default: drawn from the collection)")
     ap.add_argument("--k", type=int, help="results a page on Search (the k= of its URL; default: the app's)")
+    ap.add_argument("--compact", action="store_true", help="Search's results in the compact grid (its toggle on)")
     args = ap.parse_args(argv)
 
     data_dir = harness.benchmark_setup(args.data_dir)
-    paths = query_images(data_dir, args.images.expanduser().resolve() if args.images else None,
-                         args.warmup + args.queries, args.seed)
+    images = args.images.expanduser().resolve() if args.images else None
+    paths = query_images(data_dir, images, args.warmup + args.queries, args.seed)
+    # The query that turns the compact grid on (--compact), not one of the measured ones.
+    extra = next((p for p in query_images(data_dir, images, len(paths) + 1, args.seed + 1) if p not in paths),
+                 paths[0])
 
     from importlib.metadata import version
 
@@ -279,6 +288,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.k:  # the sidebar's k, as a link sets it
                 page.goto(f"{server.url('search')}?k={args.k}", wait_until="domcontentloaded")
                 page.get_by_role("heading", name="Search by image", exact=True).first.wait_for()
+                harness.wait_settled(page, args.timeout)
+            if args.compact:  # the toggle shows once there are results: one query first, not counted
+                harness.upload(page, extra)
+                toggle = page.locator('[data-testid="stMain"]').get_by_text("Compact grid", exact=True)
+                toggle.wait_for(timeout=args.timeout * MS)
+                toggle.click()
+                page.locator('[class*="-compactgrid"]').first.wait_for(timeout=args.timeout * MS)
                 harness.wait_settled(page, args.timeout)
         except Exception:
             print(f"the Search page did not load; server log:\n{server.log_tail()}")

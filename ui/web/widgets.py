@@ -267,8 +267,11 @@ def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool,
     """Cards in rows of GRID_COLUMNS (fewer on a narrow page), or the compact grid (`compact`: its default here,
     a toggle above the grid changes it); then the dialog of the card whose "Open" was clicked, if any."""
     # Its own key for results and for browsing: a page that browses, then searches, keeps each one's choice.
-    style_key = f"{prefix}_compact" if compact else f"{prefix}_results_compact"
-    if items and st.toggle("Compact grid", value=compact, key=style_key,
+    style_key = f"{prefix}{qs.GRID_STYLE_SUFFIX}" if compact else f"{prefix}_results{qs.GRID_STYLE_SUFFIX}"
+    # A default only until the user's choice is in the session (qs.keep re-asserts it on every run, and a default
+    # beside a set key makes Streamlit warn).
+    default = {} if style_key in st.session_state else {"value": compact}
+    if items and st.toggle("Compact grid", key=style_key, **default,
                            help="Thumbnails only, many to a screen, with tick boxes to act on several at once; "
                                 "details on hover and in Open"):
         compact_grid.show(items, prefix, lambda path: show_thumbnail(path, boxed=True),
