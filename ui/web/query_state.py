@@ -99,14 +99,9 @@ def photo_conditions() -> dict[str, object]:
     return out
 
 
-GRID_STYLE_SUFFIX = "_compact"  # a grid's "Compact grid" toggle (widgets._grid): kept while no grid is drawn
-
-
 def keep() -> None:
-    """Re-assert the persistent keys, so a page (or a run) that does not draw their widgets does not drop them:
-    the query and filters, and each grid's compact / detailed choice."""
-    styles = [k for k in st.session_state if isinstance(k, str) and k.endswith(GRID_STYLE_SUFFIX)]
-    for key in [*persistent_keys(), *styles]:
+    """Re-assert the persistent keys, so a page that does not draw their widgets does not drop them."""
+    for key in persistent_keys():
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

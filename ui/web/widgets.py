@@ -258,6 +258,10 @@ div[class*="{GRID_SUFFIX}"] [data-testid="stHorizontalBlock"]:has(> [data-testid
 </style>"""
 
 
+def _remember(key: str, chosen: str) -> None:
+    st.session_state[chosen] = st.session_state[key]
+
+
 def _open(image_id: int) -> None:
     st.session_state[OPEN_IMAGE] = image_id
 
@@ -267,11 +271,12 @@ def _grid(items: Sequence[T], draw: Callable[[T], None], switch_to_search: bool,
     """Cards in rows of GRID_COLUMNS (fewer on a narrow page), or the compact grid (`compact`: its default here,
     a toggle above the grid changes it); then the dialog of the card whose "Open" was clicked, if any."""
     # Its own key for results and for browsing: a page that browses, then searches, keeps each one's choice.
-    style_key = f"{prefix}{qs.GRID_STYLE_SUFFIX}" if compact else f"{prefix}_results{qs.GRID_STYLE_SUFFIX}"
-    # A default only until the user's choice is in the session (qs.keep re-asserts it on every run, and a default
-    # beside a set key makes Streamlit warn).
-    default = {} if style_key in st.session_state else {"value": compact}
-    if items and st.toggle("Compact grid", key=style_key, **default,
+    style_key = f"{prefix}_compact" if compact else f"{prefix}_results_compact"
+    # Streamlit forgets a widget's state after a run that does not draw it (no results, a cleared query): the
+    # user's choice is kept under a key of its own, and is the toggle's default when it is drawn again.
+    chosen = f"_{style_key}_choice"
+    default = {} if style_key in st.session_state else {"value": st.session_state.get(chosen, compact)}
+    if items and st.toggle("Compact grid", key=style_key, **default, on_change=_remember, args=(style_key, chosen),
                            help="Thumbnails only, many to a screen, with tick boxes to act on several at once; "
                                 "details on hover and in Open"):
         compact_grid.show(items, prefix, lambda path: show_thumbnail(path, boxed=True),

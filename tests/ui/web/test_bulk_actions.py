@@ -142,3 +142,18 @@ def test_browsing_is_a_compact_grid_whose_ticked_images_get_the_bulk_actions(app
     _ok(at)
     assert not [c for c in at.checkbox if c.key.startswith("clusters_kmeans_sel_")]
     assert at.button(key=f"clusters_kmeans_use_{shown[0]}")
+
+
+@pytest.mark.slow
+def test_the_grid_choice_survives_a_run_without_a_grid(app_env):
+    # was: a run that drew no grid (nothing matched) dropped the toggle's state, and the next grid was compact again
+    at = page("filtered")
+    at.run()
+    at.toggle(key="filtered_compact").set_value(False).run()
+    at.multiselect(key="filtered_labels").set_value(["sky"]).run()
+    at.multiselect(key="filtered_predicted_labels").set_value(["apples"]).run()  # nothing matches: no grid
+    _ok(at)
+    assert not [t for t in at.toggle if t.key == "filtered_compact"]
+    at.multiselect(key="filtered_predicted_labels").set_value([]).run()
+    _ok(at)
+    assert at.toggle(key="filtered_compact").value is False
