@@ -1,6 +1,8 @@
 # Two commands for a new machine: `make run` (the whole job on embedded defaults) and `make test`.
 # `make test` runs the whole suite twice: on the SQLite catalogue, then on PostgreSQL (a throw-away cluster the
-# tests start themselves; skipped with the reason when PostgreSQL is not installed, an error in CI).
+# tests start themselves; skipped with the reason when PostgreSQL is not installed, an error in CI). The second
+# pass skips, with their reason, the tests that never reach the catalogue and the browser tests of how pages
+# render (tests/conftest.py).
 # `make test-fast` is the inner loop while developing: lint and type check (mypy, scripts/typecheck.py), then every
 # test not marked slow, browser or dataset (SQLite only). Both run the tests on one pytest-xdist worker per core
 # (PYTEST_WORKERS=0: all in one process); a module's tests stay on one worker (--dist loadfile), so a module-scoped

@@ -121,17 +121,24 @@ def pytest_report_header(config):
 # catalogue: on PostgreSQL they would repeat the SQLite pass byte for byte, and the second pass is kept for what can
 # differ (it keeps `make test` well inside CI's 30 minutes).
 CATALOGUE_FREE = ("tests/models/", "tests/search/")
+# Browser tests of how pages render run once (the SQLite pass): the pages read the catalogue through the same
+# code on both databases, which the AppTests and the API tests run on PostgreSQL. The browser tests of jobs,
+# reloads and session state, where the database's concurrency shows, run on both.
+BROWSER_ON_BOTH = ("tests/browser/test_app_state.py",)
 
 
 def pytest_collection_modifyitems(config, items):
     if databases.backend() != "sqlite":
         skip = pytest.mark.skip(reason="about the SQLite file itself (marked sqlite_only)")
         same = pytest.mark.skip(reason="models/ and search/ never reach the catalogue: run in the SQLite pass")
+        rendering = pytest.mark.skip(reason="how a page renders: run in the SQLite pass (BROWSER_ON_BOTH runs here)")
         for item in items:
             if item.get_closest_marker("sqlite_only"):
                 item.add_marker(skip)
             elif item.nodeid.startswith(CATALOGUE_FREE):
                 item.add_marker(same)
+            elif item.nodeid.startswith("tests/browser/") and not item.nodeid.startswith(BROWSER_ON_BOTH):
+                item.add_marker(rendering)
     # Loading and running the real network takes seconds: a test asking for it must say so, or `make test-fast`
     # quietly stops being fast.
     unmarked = [item.nodeid for item in items if "lite0" in item.fixturenames and not item.get_closest_marker("slow")]

@@ -7,6 +7,7 @@ One server for the module, on a tiny-backbone collection (these tests are about 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,12 +169,19 @@ def test_progress_moves_with_images_per_second_and_time_left(setup, page):
     line = re.compile(rf"Job {job_id} · ingest of more: ([\d,]+) of ([\d,]+) images · [\d.]+ img/s · about .+ left")
     seen: set[int] = set()
     shown: list[str] = []  # the job's distinct lines in the sidebar, in order: what the failure message shows
+    last_change = [time.monotonic()]
 
     def moved() -> bool:
+        # The app's job thread embeds in the server's process: on a loaded machine the sidebar's own refresh can
+        # starve for the whole job (CI saw "scanning", then "done"). A reload draws the sidebar from the queue.
+        if time.monotonic() - last_change[0] > 4:
+            page.reload(wait_until="domcontentloaded")
+            last_change[0] = time.monotonic()
         text = page.locator('[data-testid="stSidebar"]').inner_text()
         mine = next((ln for ln in text.splitlines() if ln.startswith(f"Job {job_id} ")), "(no line for the job)")
         if not shown or shown[-1] != mine:
             shown.append(mine)
+            last_change[0] = time.monotonic()
         m = line.search(text)
         if m:
             seen.add(int(m.group(1).replace(",", "")))
@@ -252,15 +260,18 @@ def test_query_and_k_survive_page_switches_and_reloads(setup, page):
 def test_search_with_this_brings_the_new_query_into_view(setup, page):
     from imgsearch.db import collection as data
 
-    with _db(setup)() as s:
-        image_id, _ = data.collection_files(s)[0]
     # An ingest an earlier test started may still be adding images: the ranking among this collection's many ties
     # (the tiny backbone puts a class's images at cosine ~1) would then change between two runs of the page.
     _wait_no_jobs(setup)
-    page.goto(f"{setup.server.base_url}/search?q=id:{image_id}&k=20", wait_until="domcontentloaded")
-    harness.wait_text(page, "Top 20 neighbours")
+    with _db(setup)() as s:
+        files = data.collection_files(s)
+    image_id, _ = files[0]
+    # Enough results to scroll: 20, or all the others when the tests that ingest more have not run yet (any order)
+    k = min(20, len(files) - 1)
+    page.goto(f"{setup.server.base_url}/search?q=id:{image_id}&k={k}", wait_until="domcontentloaded")
+    harness.wait_text(page, f"Top {k} neighbours")
     harness.wait_settled(page)
-    harness.wait_images_loaded(page, at_least=21)  # the query and its 20 neighbours
+    harness.wait_images_loaded(page, at_least=k + 1)  # the query and its k neighbours
     last = harness.result_captions(page)[-1]
     button = page.get_by_role("button", name="Search with this").last
     button.scroll_into_view_if_needed()

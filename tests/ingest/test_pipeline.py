@@ -174,7 +174,7 @@ def _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path):
 def test_removing_one_path_of_duplicated_content_keeps_the_image(ctx, tiny_dataset, tmp_path):
     other = _ingest_with_a_copy_elsewhere(ctx, tiny_dataset, tmp_path)
     result = remove_paths(ctx.Session, ctx.stores, [tiny_dataset / "sky" / "sky_000.jpg"])
-    assert result == {"removed": 0, "paths_detached": 1}
+    assert result == {"removed": 0, "paths_detached": 1, "files_moved": 0, "files_not_moved": 0}
     with ctx.Session() as s:
         assert repo.image_by_path(s, str((other / "copy.jpg").resolve())) is not None
     assert ctx.stores.qdrant.count() == 18
