@@ -63,6 +63,7 @@ def _images(folder):
     return [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.jpg"))[:6]]
 
 
+@pytest.mark.slow  # more than half a second alone
 def test_the_torch_free_query_path_embeds_with_the_same_int8_file(tmp_path):
     from imgsearch.models.onnx_int8 import light_int8_identity, open_int8_query
     from tests.models.test_onnx_query import _Cropped, _pictures

@@ -16,6 +16,7 @@ def _identity_and_count(data_dir, **settings):
         return ctx.identity, ctx.stores.qdrant.count(), ctx.stores.faiss.count()
 
 
+@pytest.mark.slow  # more than half a second alone
 def test_int8_has_its_own_stores_finds_a_stored_image_and_fp32_stays_untouched(tmp_path, capsys, monkeypatch):
     photos, data_dir = write_dataset(tmp_path / "photos"), tmp_path / "data"
     code, out = run_cli(["ingest", str(photos)], data_dir, capsys, monkeypatch)
@@ -51,6 +52,7 @@ def _stored_similarity(data_dir, image) -> float:
     return float(stored @ query)
 
 
+@pytest.mark.slow  # more than half a second alone
 def test_int8_search_before_any_int8_ingest_says_what_to_do(tmp_path, capsys, monkeypatch):
     photos, data_dir = write_dataset(tmp_path / "photos"), tmp_path / "data"
     code, out = run_cli(["search", str(next(photos.rglob("*.jpg")))], data_dir, capsys, monkeypatch, **INT8)

@@ -90,6 +90,7 @@ def test_an_empty_folder_says_it_found_no_images(fresh_env):
     assert not any("Every file was usable" in c.value for c in at.caption)
 
 
+@pytest.mark.slow  # more than half a second alone
 def test_queued_ingest_keeps_the_app_roots_for_the_worker(fresh_env):
     from imgsearch.db import jobs
     from imgsearch.ui.services.context import open_database
