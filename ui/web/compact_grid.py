@@ -71,7 +71,7 @@ def show(items: Sequence[Any], prefix: str, thumbnail: Callable[[str | None], No
     ids = [int(item.id) for item in items]
     picked = selected(prefix, ids)
     left, mid, right = st.columns([3, 1, 1], vertical_alignment="center")
-    left.caption(f"{len(picked)} of {len(ids)} selected · Shift-click ticks a range · hover a box's ⓘ for details"
+    left.caption(f"{len(picked)} of {len(ids)} selected · Shift-click ticks a range · hover a box's ? for details"
                  if picked else "Tick images to act on several at once (Shift-click ticks a range).")
     mid.button("Select all on this page", key=f"{prefix}_sel_all", on_click=_set_all, args=(prefix, ids, True),
                width="stretch", disabled=len(picked) == len(ids))
