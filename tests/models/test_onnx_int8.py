@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,8 +14,21 @@ from imgsearch.models.onnx_int8 import Int8Refused, Int8Unavailable, int8_file, 
 from tests.helpers import write_dataset
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The fp32 export, made once for the module (the export and its check against torch take seconds)."""
+    from imgsearch.models.backbones import load_backbone
+    from tests.helpers.stores import TEST_BACKBONE
+
+    folder = tmp_path_factory.mktemp("onnx")
+    OnnxBackbone(load_backbone(TEST_BACKBONE), folder)
+    return folder
+
+
 @pytest.fixture
-def fp32(backbone, tmp_path):
+def fp32(backbone, exported, tmp_path):
+    """A copy of the export with its check record, so each test quantises beside its own file."""
+    shutil.copytree(exported, tmp_path / "onnx")
     return OnnxBackbone(backbone, tmp_path / "onnx")
 
 
