@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -127,6 +128,38 @@ def rss_gib(field: str = "VmHWM") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+class PeakMemory:
+    """Samples /proc/self/status every 0.2 s for the peaks VmHWM does not split: anonymous memory (RssAnon, what
+    the process needs) and mapped file pages (RssFile: the memory-mapped vectors and shard files, page cache the
+    kernel can take back under pressure)."""
+
+    def __init__(self) -> None:
+        self.peak = {"RssAnon": 0.0, "RssFile": 0.0}
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            for field in self.peak:
+                self.peak[field] = max(self.peak[field], rss_gib(field))
+            time.sleep(0.2)
+
+
+PEAK: PeakMemory | None = None  # started by main()
+
+
+def cgroup_limit_gib() -> float | None:
+    """The memory limit of this process's cgroup (v1 or v2), if one is set."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        ctrl, path = line.split(":")[1], line.split(":")[2]
+        for f in ([Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.limit_in_bytes"] if ctrl == "memory"
+                  else [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.max"] if ctrl == "" else []):
+            if f.is_file() and f.read_text().strip() not in ("max", ""):
+                v = int(f.read_text())
+                if v < 2**62:
+                    return v / 2**30
+    return None
 
 
 def recall(found: list, truth: list[np.ndarray]) -> float:
@@ -412,7 +445,9 @@ def report(r: dict) -> None:
           f"{eo['next_s'] * 1e3:.1f} ms, peak RSS {eo['peak_rss_gib']:.2f} GiB); FAISS segments {r['segments']}"
           + (f"; compact + index build {r['compact_build_s']:.1f} s" if "compact_build_s" in r else ""))
     print(f"disk: FAISS {r['disk_mib']['faiss']:.0f} MiB, Edge {r['disk_mib']['edge']:.0f} MiB; "
-          f"peak RSS of this process (both stores open) so far {r['peak_rss_gib']:.2f} GiB", flush=True)
+          f"peak RSS of this process (both stores open) so far {r['peak_rss_gib']:.2f} GiB (peak anonymous "
+          f"{PEAK.peak['RssAnon'] if PEAK else float('nan'):.2f} GiB, peak mapped file pages "
+          f"{PEAK.peak['RssFile'] if PEAK else float('nan'):.2f} GiB)", flush=True)
 
 
 def main() -> None:
@@ -427,6 +462,11 @@ def main() -> None:
     ap.add_argument("--edge-modes", nargs="+", choices=list(EDGE_MODES), default=None,
                     help="measure these Qdrant Edge search modes instead of the store comparison")
     args = ap.parse_args()
+    global PEAK
+    PEAK = PeakMemory()
+    limit = cgroup_limit_gib()
+    if limit is not None:
+        print(f"memory limit of this cgroup: {limit:.2f} GiB")
     root = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
     print(f"dim {args.dim}, {args.queries} queries, auto exact threshold {faiss_ann.EXACT_MAX_POINTS:,}, "
           f"{os.cpu_count()} cores")

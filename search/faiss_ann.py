@@ -96,6 +96,9 @@ def candidates(index: Any, xq: np.ndarray, k: int) -> np.ndarray:
     ivf = _ivf(index)
     if ivf is not None:
         ivf.nprobe = min(ivf.nlist, max(MIN_NPROBE, int(ivf.nlist * NPROBE_FRACTION)))
+        # FAISS spreads a batch's queries over the cores, so a single query (the app's, the CLI's) ran on one:
+        # with fewer queries than threads, the lists a query visits are split over them instead (mode 1).
+        ivf.parallel_mode = 1 if len(xq) < faiss.omp_get_max_threads() else 0
     hnsw = _hnsw(index)
     c = max(RERANK * k, RERANK_MIN)
     if hnsw is not None:
