@@ -29,14 +29,15 @@ run: install
 	$(BIN)/imgsearch app
 
 # Both passes always run (a failure on SQLite still shows the PostgreSQL results); the target fails if either did.
+# Each lists its 30 slowest tests, so a CI log shows where the suite's time goes.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/typecheck.py
 	@status=0; \
 	echo "== test suite on SQLite =="; \
-	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q $(XDIST) || status=1; \
+	IMGSEARCH_TEST_DATABASE=sqlite $(BIN)/pytest -q $(XDIST) --durations=30 || status=1; \
 	echo "== test suite on PostgreSQL =="; \
-	IMGSEARCH_TEST_DATABASE=postgresql $(BIN)/pytest -q $(XDIST) || status=1; \
+	IMGSEARCH_TEST_DATABASE=postgresql $(BIN)/pytest -q $(XDIST) --durations=30 || status=1; \
 	exit $$status
 
 test-fast: install

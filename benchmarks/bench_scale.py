@@ -136,14 +136,40 @@ class PeakMemory:
     kernel can take back under pressure)."""
 
     def __init__(self) -> None:
-        self.peak = {"RssAnon": 0.0, "RssFile": 0.0}
+        self.peak = {"RssAnon": 0.0, "RssFile": 0.0, "VmRSS": 0.0}
+        self.when = {field: "" for field in self.peak}  # the phase each peak was reached in
+        self.phase = "start"
+        self.at_peak: dict[str, float] = {}  # resident GiB by mapped folder when VmRSS last rose past its peak
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         while True:
             for field in self.peak:
-                self.peak[field] = max(self.peak[field], rss_gib(field))
+                now = rss_gib(field)
+                if now > self.peak[field]:
+                    if field == "VmRSS" and now > self.peak[field] + 0.25:
+                        self.at_peak = resident_by_folder()
+                    self.peak[field], self.when[field] = now, self.phase
             time.sleep(0.2)
+
+
+def resident_by_folder() -> dict[str, float]:
+    """GiB resident now, by what is mapped: the store folders' files (by the folder above each file), or anonymous."""
+    out: dict[str, float] = {}
+    name = "anonymous"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            name = str(Path(path).parent.name) if path.startswith("/") else (path or "anonymous")
+        elif head and head[0] == "Rss:":
+            out[name] = out.get(name, 0.0) + int(head[1]) / 2**20
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])[:6]}
+
+
+def phase(name: str) -> None:
+    if PEAK is not None:
+        PEAK.phase = name
 
 
 PEAK: PeakMemory | None = None  # started by main()
@@ -276,6 +302,7 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
 
     faiss_store = FaissIndex(folder / "faiss", info)
     edge = EdgeIndex(folder / "edge", info)
+    phase("bulk load")
     t_faiss = t_edge = 0.0
     chunk = 8192
     for start in range(0, n, chunk):
@@ -292,6 +319,7 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     res["load_s"] = {"faiss": t_faiss, "edge": t_edge, "faiss_index_wait": time.perf_counter() - t}
     res["rss_after_load_gib"] = rss_gib("VmRSS")
     # Appends: 256-vector batches, as an ingest writes them (every 8th also merges the segment tail).
+    phase("appends")
     app_f, app_e = [], []
     for b in range(appends):
         ids, x, p = batch(n + b * BATCH, BATCH)
@@ -305,12 +333,14 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     faiss_store.wait_for_index()
 
     # Unfiltered top-10 through the FAISS mirror, as configured (auto), against exact search.
+    phase("FAISS queries")
     faiss_store.search(xq[0], K)  # warm
     ts, found = timed_queries(faiss_store, xq, None)
     res["faiss_auto"] = {"index": (faiss_store._manifest.ann or {}).get("factory", "exact"),
                          "p50_p95_ms": pct(ts), "recall": recall(found, truth.top("all"))}
 
     # Filtered top-10 through Qdrant Edge: a label (1%), a label + min confidence, and the photo filters.
+    phase("filtered queries")
     for name, (flt, _) in FILTERS.items():
         edge.search(xq[0], K, flt)
         ts, found = timed_queries(edge, xq, flt)
@@ -323,8 +353,10 @@ def run_size(n: int, dim: int, n_queries: int, root: Path, gen: Generator, appen
     # Reopen cost: a new process's first query (FAISS: read the segments' ids and payloads, map the vectors,
     # load the index; Edge: load the shard), each in a fresh process, with that process's peak RSS.
     res["segments"] = len(faiss_store._manifest.segments)
+    phase("closing the stores")
     faiss_store.close()
     edge.close()
+    phase("reopens")
     res["reopen"] = {kind: reopen_in_new_process(kind, folder / kind, dim, xq[:2]) for kind in ("faiss", "edge")}
     res["disk_mib"] = {"faiss": allocated(folder / "faiss") / 2**20, "edge": allocated(folder / "edge") / 2**20}
 
@@ -447,7 +479,9 @@ def report(r: dict) -> None:
     print(f"disk: FAISS {r['disk_mib']['faiss']:.0f} MiB, Edge {r['disk_mib']['edge']:.0f} MiB; "
           f"peak RSS of this process (both stores open) so far {r['peak_rss_gib']:.2f} GiB (peak anonymous "
           f"{PEAK.peak['RssAnon'] if PEAK else float('nan'):.2f} GiB, peak mapped file pages "
-          f"{PEAK.peak['RssFile'] if PEAK else float('nan'):.2f} GiB)", flush=True)
+          f"{PEAK.peak['RssFile'] if PEAK else float('nan'):.2f} GiB)"
+          + ("; peaks reached in: " + ", ".join(f"{k} {v}" for k, v in PEAK.when.items())
+             + f"; resident by mapping near the peak: {PEAK.at_peak}" if PEAK else ""), flush=True)
 
 
 def main() -> None:
