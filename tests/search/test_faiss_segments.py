@@ -4,6 +4,7 @@ stores of the single-file format open and migrate, and the approximate index re-
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -328,3 +329,31 @@ def test_a_failed_rewrite_of_the_approximate_index_file_does_not_fail_the_commit
     with FaissIndex(tmp_path, INFO) as reader:
         assert reader.count() == 1450
         assert [hits[0].id for hits in reader.search(xb[1440:1450], 1)] == list(range(1440, 1450))
+
+
+def _mapped_kib(folder) -> int:
+    """KiB of this process's resident memory mapped from files in `folder` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps").read().splitlines():  # noqa: SIM115 - read at once
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            inside = len(head) > 5 and head[5].startswith(str(folder))
+        elif inside and head and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_approximate_search_lets_go_of_the_vector_pages_it_re_ranked(tmp_path, monkeypatch):
+    # Each query re-ranks 100 candidates read through the memory map; the page cache holds file data in large
+    # folios, so without letting go a few hundred queries kept most of a 1M store mapped (README "Scale").
+    monkeypatch.setattr(faiss_ann, "EXACT_MAX_POINTS", 1000)
+    rng = np.random.default_rng(7)
+    xb = clustered(rng, 3000, dim=256)
+    info = BackboneId("testnet", 256, "ab" * 32)
+    with FaissIndex(tmp_path, info) as store:
+        store.upsert(list(range(3000)), xb, [{"n": i} for i in range(3000)])
+        assert store.wait_for_index(60) and store._ann is not None
+        found = store.search(clustered(rng, 40, dim=256), 10)
+        assert all(len(hits) == 10 for hits in found)
+        assert _mapped_kib(tmp_path) == 0
