@@ -67,7 +67,8 @@ def app_cmd(
     if data_dir is not None:
         env["IMGSEARCH_DATA_DIR"] = str(data_dir.expanduser().resolve())
     script = Path(__file__).resolve().parents[1] / "web" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+    # Streamlit's own command line, run by a launcher that starts the app's imports beside the server.
+    cmd = [sys.executable, "-m", "imgsearch.ui.web.launch", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            *SERVER_FLAGS]
     # exec, not a child process: a SIGTERM (docker stop, a test harness) must reach the server itself.

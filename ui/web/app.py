@@ -41,6 +41,9 @@ def main() -> None:
         # The first run imports torch and loads the backbone (seconds): say so at once, not a blank page.
         loading.info("Starting up: loading the image model and opening the stores…", icon="⏳")
     nav = st.navigation(pages())
+    from imgsearch.ui.web import warm_imports
+
+    warm_imports.join()  # `imgsearch app` started these imports beside the server: wait, never import twice
     from imgsearch.ui.web import jobs_panel, keyboard, query_state, resources
 
     query_state.keep()
