@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,20 @@ MODULES = (
 _thread: threading.Thread | None = None
 
 
-def _run() -> None:
+def _wait_for_server(address: str, port: int, limit_s: float = 10.0) -> None:
+    """Until the server listens (or limit_s): importing meanwhile slowed the server's own start (one GIL)."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((address, port), timeout=0.05):
+                return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _run(address: str | None, port: int | None) -> None:
+    if address is not None and port is not None:
+        _wait_for_server(address, port)
     for name in MODULES:
         try:
             importlib.import_module(name)
@@ -40,10 +55,11 @@ def _run() -> None:
             log.debug("warm import of %s failed", name, exc_info=True)
 
 
-def start() -> None:
+def start(address: str | None = None, port: int | None = None) -> None:
+    """Import MODULES in a thread; given the server's address and port, once it listens there."""
     global _thread
     if _thread is None:
-        _thread = threading.Thread(target=_run, name="imgsearch-warm-imports", daemon=True)
+        _thread = threading.Thread(target=_run, args=(address, port), name="imgsearch-warm-imports", daemon=True)
         _thread.start()
 
 
