@@ -88,9 +88,7 @@ class FaissIndex(FaissCommits):
             cand = np.unique(found[found >= 0])  # a replaced point may be in the index twice
             rows = np.fromiter((r.id_row.get(i, -1) for i in cand.tolist()), np.int64, len(cand))
             rows = rows[rows >= 0]  # deleted points are dropped here
-            # release: the page cache holds file data in large folios (this kernel maps up to ~1 MB a row read),
-            # so re-ranking left most of the store mapped into the process after a few hundred queries.
-            scores = r.gather(rows, release=True) @ q
+            scores = r.gather(rows, release=True) @ q  # release: see gather_vectors
             top = np.argsort(-scores, kind="stable")[:k]
             out.append([Hit(int(r.ids[rows[t]]), float(scores[t]), r.payload(int(r.ids[rows[t]])))
                         for t in top.tolist()])

@@ -176,9 +176,12 @@ class Rows:
 
 def gather_vectors(blocks: Mapping[int, np.ndarray], blk: np.ndarray, off: np.ndarray, dim: int,
             release: bool = False) -> np.ndarray:
-    """The vectors at (blk[j], off[j]), copied, in that order. `release`: a pass over the whole store (an
-    index build, a compaction) then drops the pages it read from this process's resident set; they stay in
-    the page cache, but are no longer counted as this process's memory."""
+    """The vectors at (blk[j], off[j]), copied, in that order. `release`: then drop the blocks' pages from this
+    process's resident set; they stay in the page cache (a later read is a minor fault), but no longer count as
+    this process's memory. For every read the process need not keep mapped: an index build, a compaction, the
+    vectors a commit adds to the approximate index, a query's re-ranking. The page cache holds file data in
+    large folios, and a fault maps a whole one (about 1 MB a vector read on Linux 6.18), so even sparse reads
+    left most of a store mapped (docs/benchmarks.md, "Search p95 and peak memory at 1M")."""
     out = np.empty((len(blk), dim), np.float32)
     for block in np.unique(blk).tolist():
         dest = np.flatnonzero(blk == block)

@@ -178,9 +178,7 @@ class FaissStore:
         self._applied = max(self._applied, seg.hi)
 
     def _add_to_ann(self, index: Any, rows: np.ndarray) -> None:
-        # Bounded copies of the vectors; their pages are then let go (release), or a bulk load in commits of any
-        # size would leave the whole store's vectors mapped into this process (4.5 GiB at 1M x 1280).
-        for start in range(0, len(rows), SCORE_CHUNK):
+        for start in range(0, len(rows), SCORE_CHUNK):  # bounded copies; release: see gather_vectors
             part = rows[start:start + SCORE_CHUNK]
             ann_mod.add(index, self._rows.gather(part, release=True), self._rows.ids[part])
 
