@@ -346,7 +346,7 @@ def _mapped_kib(folder) -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
 def test_approximate_search_lets_go_of_the_vector_pages_it_re_ranked(tmp_path, monkeypatch):
     # Each query re-ranks 100 candidates read through the memory map; the page cache holds file data in large
-    # folios, so without letting go a few hundred queries kept most of a 1M store mapped (README "Scale").
+    # folios, so without letting go a few hundred queries kept most of a 1M store mapped (docs/benchmarks.md).
     monkeypatch.setattr(faiss_ann, "EXACT_MAX_POINTS", 1000)
     rng = np.random.default_rng(7)
     xb = clustered(rng, 3000, dim=256)
